@@ -1,0 +1,45 @@
+//! # salesforce-jwt
+//!
+//! Salesforce OAuth 2.0 JWT bearer authentication and exactly-once collection of Event
+//! Monitoring logs (`EventLogFile`), for services that feed a SIEM.
+//!
+//! From the six fields a Salesforce administrator hands over (JWT audience URL, client key,
+//! username, client ID, instance URL, token URL) the crate builds and signs assertions,
+//! exchanges them for access tokens, caches and refreshes them (one request however many tasks
+//! ask at once), and makes authorized requests that survive expired sessions.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), salesforce_jwt::Error> {
+//! use salesforce_jwt::{JwtBearerClient, JwtBearerConfig};
+//!
+//! // SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH, SF_USERNAME, SF_CLIENT_ID, SF_INSTANCE_URL, SF_TOKEN_URL
+//! let config = JwtBearerConfig::from_env()?;
+//! let client = JwtBearerClient::new(config)?;
+//! let token = client.access_token().await?;
+//! println!("authenticated to org {}", token.org_id().unwrap_or("?"));
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(clippy::await_holding_lock)]
+
+pub mod assertion;
+mod client;
+pub mod clock;
+mod config;
+mod error;
+pub mod key;
+mod retry;
+mod token;
+mod token_cache;
+
+pub use client::{InstanceRequest, JwtBearerClient, JwtBearerClientBuilder};
+pub use config::{
+    DEFAULT_API_VERSION, ENV_VARS, JwtBearerConfig, JwtBearerConfigBuilder, RetryPolicy,
+};
+pub use error::{
+    ApiError, ApiUsage, ConfigError, ConfigProblem, Error, KeyError, OAuthError, OAuthErrorKind,
+};
+pub use key::SigningKey;
+pub use token::AccessToken;
