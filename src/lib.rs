@@ -29,8 +29,11 @@ mod client;
 pub mod clock;
 mod config;
 mod error;
+pub mod event_log;
 pub mod key;
+mod query;
 mod retry;
+pub mod soql;
 mod token;
 mod token_cache;
 
@@ -42,4 +45,5 @@ pub use error::{
     ApiError, ApiUsage, ConfigError, ConfigProblem, Error, KeyError, OAuthError, OAuthErrorKind,
 };
 pub use key::SigningKey;
+pub use query::QueryOptions;
 pub use token::AccessToken;
