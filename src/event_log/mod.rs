@@ -1,12 +1,20 @@
 //! Event Monitoring: the EventLogFile model, typed queries, streaming downloads and
 //! exactly-once collection.
 
+mod checkpoint;
+mod collector;
 mod download;
 mod model;
 mod query;
 mod record;
+mod sink;
 
 pub use download::{FileRecords, LogFileBody, LogRecords};
 pub use model::{EventLogFile, EventType, Interval, sf_datetime};
 pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
 pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
+pub use checkpoint::{
+    Checkpoint, CheckpointStore, CompletedFile, FileCheckpointStore, MemoryCheckpointStore,
+};
+pub use collector::{Collector, CollectorOptions, PassSummary, Progress};
+pub use sink::{NdjsonFileSink, NdjsonRow, NdjsonSink, RecordSink};

@@ -319,7 +319,11 @@ pub struct LogFileDecoder {
     out_len: usize,
     ends_len: usize,
     record_line: u64,
+    started: bool,
+    head: Vec<u8>,
 }
+
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 impl fmt::Debug for LogFileDecoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -352,6 +356,8 @@ impl LogFileDecoder {
             out_len: 0,
             ends_len: 0,
             record_line: 1,
+            started: false,
+            head: Vec::new(),
         }
     }
 
@@ -371,6 +377,25 @@ impl LogFileDecoder {
 
     /// Decodes `chunk`, appending every row it completes to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<LogRecord>) -> Result<(), Error> {
+        if self.started {
+            return self.decode(chunk, out);
+        }
+        // csv-core strips a UTF-8 BOM only when all three bytes come in its first input; a
+        // network read can split them, so the first bytes are held back until that is decided.
+        self.head.extend_from_slice(chunk);
+        if self.head.len() < UTF8_BOM.len() {
+            return Ok(());
+        }
+        self.start(out)
+    }
+
+    fn start(&mut self, out: &mut Vec<LogRecord>) -> Result<(), Error> {
+        self.started = true;
+        let head = std::mem::take(&mut self.head);
+        self.decode(head.strip_prefix(UTF8_BOM).unwrap_or(&head), out)
+    }
+
+    fn decode(&mut self, chunk: &[u8], out: &mut Vec<LogRecord>) -> Result<(), Error> {
         let mut input = chunk;
         loop {
             let (result, nin, nout, nend) = self.reader.read_record(
@@ -378,6 +403,7 @@ impl LogFileDecoder {
                 &mut self.fields[self.out_len..],
                 &mut self.ends[self.ends_len..],
             );
+            let last_consumed = input[..nin].last().copied();
             input = &input[nin..];
             self.out_len += nout;
             self.ends_len += nend;
@@ -392,7 +418,12 @@ impl LogFileDecoder {
                     self.ends.resize(len * 2, 0);
                 }
                 ReadRecordResult::Record => {
-                    self.complete_record(out)?;
+                    let line = self.record_line;
+                    // csv-core's line() has counted every `\n` consumed, those inside quoted
+                    // fields included. A row ending in `\r` (CRLF) leaves its `\n` unread, so
+                    // the next row starts one line further than line() says.
+                    self.record_line = self.reader.line() + u64::from(last_consumed == Some(b'\r'));
+                    self.complete_record(line, out)?;
                     // An empty chunk is the end of input: csv-core reports the last record
                     // then; asking again would report End.
                     if chunk.is_empty() {
@@ -404,10 +435,12 @@ impl LogFileDecoder {
         }
     }
 
-    /// Ends the input: decodes a last row that had no line end, and fails if the file had no
-    /// header.
+    /// Ends the input: decodes a last row that had no line end.
     pub fn finish(&mut self, out: &mut Vec<LogRecord>) -> Result<(), Error> {
-        self.feed(&[], out)?;
+        if !self.started {
+            self.start(out)?;
+        }
+        self.decode(&[], out)?;
         if self.out_len > 0 || self.ends_len > 0 {
             return Err(self.error(self.record_line, "the file ends inside a row"));
         }
@@ -422,10 +455,7 @@ impl LogFileDecoder {
         }
     }
 
-    fn complete_record(&mut self, out: &mut Vec<LogRecord>) -> Result<(), Error> {
-        let line = self.record_line;
-        // csv-core counts the line ends it consumed, including those inside quoted fields.
-        self.record_line = self.reader.line() + 1;
+    fn complete_record(&mut self, line: u64, out: &mut Vec<LogRecord>) -> Result<(), Error> {
         let nfields = self.ends_len;
         let len = self.out_len;
         self.out_len = 0;
@@ -439,8 +469,7 @@ impl LogFileDecoder {
                 for &end in ends {
                     let raw = std::str::from_utf8(&bytes[start..end])
                         .map_err(|_| self.error(line, "the header row is not UTF-8"))?;
-                    // A BOM split from the rest of the first chunk reaches us inside the name.
-                    let name = raw.trim_start_matches('\u{feff}').trim();
+                    let name = raw.trim();
                     names.push(Box::from(name));
                     start = end;
                 }

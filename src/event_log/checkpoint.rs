@@ -1,0 +1,197 @@
+//! Where a [`Collector`](crate::event_log::Collector) remembers how far it got.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::event_log::query::Cursor;
+
+/// The format version written by this crate; a checkpoint of another version is refused rather
+/// than misread.
+const CHECKPOINT_VERSION: u32 = 1;
+
+/// A collector's durable state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The format version.
+    pub version: u32,
+    /// The earliest `LogDate` collected, fixed by the first run (`now - since`), so every pass
+    /// looks at the same range of days.
+    #[serde(with = "time::serde::rfc3339")]
+    pub log_date_floor: OffsetDateTime,
+    /// The newest completed file in `(CreatedDate, Id)` order.
+    pub cursor: Option<Cursor>,
+    /// Files completed within the lookback window before the cursor, by Id, with their
+    /// `CreatedDate`: a re-query of the window skips them.
+    pub completed: BTreeMap<String, CompletedFile>,
+    /// How far the output was durably written when the last file was confirmed (for example a
+    /// file length). A restart truncates anything the output holds past it.
+    pub sink_position: Option<u64>,
+    /// Files delivered since the checkpoint was created.
+    pub files_delivered: u64,
+    /// Rows delivered since the checkpoint was created.
+    pub rows_delivered: u64,
+}
+
+/// A completed file in [`Checkpoint::completed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompletedFile {
+    /// Its `CreatedDate`, to know when it leaves the lookback window.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_date: OffsetDateTime,
+    /// Its row count.
+    pub rows: u64,
+}
+
+impl Checkpoint {
+    /// A fresh checkpoint collecting files from `log_date_floor` on.
+    pub fn new(log_date_floor: OffsetDateTime) -> Checkpoint {
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            log_date_floor,
+            cursor: None,
+            completed: BTreeMap::new(),
+            sink_position: None,
+            files_delivered: 0,
+            rows_delivered: 0,
+        }
+    }
+}
+
+/// Keeps a [`Checkpoint`] durable. Implement it to keep checkpoints where the service keeps its
+/// state (a database row, a key-value store).
+///
+/// `save` must be atomic: after a crash, `load` returns either the previous checkpoint or the
+/// new one, never a mix.
+pub trait CheckpointStore: Send {
+    /// The saved checkpoint, `None` when there is none yet. A checkpoint that exists but cannot
+    /// be read is an error, never `None`: starting over would deliver everything again.
+    fn load(&self) -> Result<Option<Checkpoint>, Error>;
+    /// Replaces the saved checkpoint.
+    fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error>;
+}
+
+/// A checkpoint in a JSON file, replaced atomically: written to a temporary file beside it,
+/// fsynced, renamed over it, and the directory fsynced.
+#[derive(Debug, Clone)]
+pub struct FileCheckpointStore {
+    path: PathBuf,
+}
+
+impl FileCheckpointStore {
+    /// A store at `path` (created on the first save).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileCheckpointStore { path: path.into() }
+    }
+
+    /// The checkpoint's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Checkpoint {
+            path: self.path.clone(),
+            message,
+        }
+    }
+}
+
+impl CheckpointStore for FileCheckpointStore {
+    fn load(&self) -> Result<Option<Checkpoint>, Error> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.error(format!("cannot be read ({e}); check its permissions"))),
+        };
+        let checkpoint: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
+            self.error(format!(
+                "is corrupted ({e}). It was not written by this collector or was damaged; \
+                 restore it from a backup, or delete it to start over from --since (rows \
+                 already delivered would be delivered again)"
+            ))
+        })?;
+        if checkpoint.version != CHECKPOINT_VERSION {
+            return Err(self.error(format!(
+                "has format version {}, this collector reads version {CHECKPOINT_VERSION}",
+                checkpoint.version
+            )));
+        }
+        Ok(Some(checkpoint))
+    }
+
+    fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        let json = serde_json::to_vec_pretty(checkpoint)
+            .map_err(|e| self.error(format!("cannot be encoded ({e})")))?;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".tmp");
+        let tmp = dir.join(tmp_name);
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(&json)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            // The rename is durable only once the directory entry is.
+            if let Ok(d) = fs::File::open(&dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        };
+        write().map_err(|e| self.error(format!("cannot be written ({e})")))
+    }
+}
+
+/// A checkpoint kept in memory (tests, or a service that persists it itself through
+/// [`MemoryCheckpointStore::get`]). Clones share the checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryCheckpointStore {
+    saved: Arc<Mutex<Option<Checkpoint>>>,
+}
+
+impl MemoryCheckpointStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The last saved checkpoint.
+    pub fn get(&self) -> Option<Checkpoint> {
+        self.saved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl CheckpointStore for MemoryCheckpointStore {
+    fn load(&self) -> Result<Option<Checkpoint>, Error> {
+        Ok(self.get())
+    }
+
+    fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        *self.saved.lock().unwrap_or_else(PoisonError::into_inner) = Some(checkpoint.clone());
+        Ok(())
+    }
+}
+
+impl<T: CheckpointStore + ?Sized> CheckpointStore for Box<T> {
+    fn load(&self) -> Result<Option<Checkpoint>, Error> {
+        (**self).load()
+    }
+
+    fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        (**self).save(checkpoint)
+    }
+}
