@@ -21,8 +21,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     match check().await {
@@ -45,9 +44,18 @@ async fn check() -> Result<(), Error> {
     let token = client.access_token().await?;
     println!("authentication  ok");
     println!("  instance URL  {}", token.instance_url());
-    println!("  org ID        {}", token.org_id().unwrap_or("(not returned)"));
-    println!("  user ID       {}", token.user_id().unwrap_or("(not returned)"));
-    println!("  scope         {}", token.scope().unwrap_or("(not returned)"));
+    println!(
+        "  org ID        {}",
+        token.org_id().unwrap_or("(not returned)")
+    );
+    println!(
+        "  user ID       {}",
+        token.user_id().unwrap_or("(not returned)")
+    );
+    println!(
+        "  scope         {}",
+        token.scope().unwrap_or("(not returned)")
+    );
     println!("  API version   {}", client.config().api_version());
     let configured = client.config().instance_url();
     if token.instance_url().origin() != configured.origin() {
@@ -63,7 +71,10 @@ async fn check() -> Result<(), Error> {
         .await?;
     println!("EventLogFile    readable ({files} files visible)");
     if let Some(usage) = client.last_api_usage() {
-        println!("API usage       {}/{} requests in the last 24 h", usage.used, usage.limit);
+        println!(
+            "API usage       {}/{} requests in the last 24 h",
+            usage.used, usage.limit
+        );
     }
     Ok(())
 }

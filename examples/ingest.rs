@@ -53,8 +53,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let options = match parse_args(std::env::args().skip(1)) {
@@ -88,7 +87,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         match arg.as_str() {
             "--out" => o.out = Some(value("--out")?.into()),
             "--state" => o.state = Some(value("--state")?.into()),
-            "--event-type" => o.event_types.push(EventType::from(value("--event-type")?.as_str())),
+            "--event-type" => o
+                .event_types
+                .push(EventType::from(value("--event-type")?.as_str())),
             "--interval" => {
                 o.interval = match value("--interval")?.to_ascii_lowercase().as_str() {
                     "daily" => IntervalFilter::Daily,
@@ -125,7 +126,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
 /// `90m`, `36h`, `7d`, `2w` (or plain seconds).
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let n: u64 = number
         .parse()
         .map_err(|_| format!("--since {text:?}: write it like 36h or 7d"))?;
@@ -135,7 +139,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
-        _ => return Err(format!("--since {text:?}: the unit must be s, m, h, d or w")),
+        _ => {
+            return Err(format!(
+                "--since {text:?}: the unit must be s, m, h, d or w"
+            ));
+        }
     };
     Ok(Duration::from_secs(n * secs))
 }
@@ -178,7 +186,9 @@ async fn run(options: Options) -> Result<(), Error> {
         Some(path) => Box::new(FileCheckpointStore::new(path)),
         None => {
             if configured {
-                eprintln!("ingest: no --state or --out file: the checkpoint is kept in memory, so the next run starts again from --since");
+                eprintln!(
+                    "ingest: no --state or --out file: the checkpoint is kept in memory, so the next run starts again from --since"
+                );
             }
             Box::new(MemoryCheckpointStore::new())
         }
@@ -222,7 +232,10 @@ async fn passes<S: CheckpointStore, K: RecordSink>(
     loop {
         let mut last_draw = Instant::now() - Duration::from_secs(1);
         let mut progress = |p: &Progress| {
-            if terminal && (last_draw.elapsed() >= Duration::from_millis(200) || p.files_done == p.files_total) {
+            if terminal
+                && (last_draw.elapsed() >= Duration::from_millis(200)
+                    || p.files_done == p.files_total)
+            {
                 last_draw = Instant::now();
                 eprint!(
                     "\r\x1b[Kfiles {}/{}  rows {}  {:.1} MB/s",
@@ -266,8 +279,16 @@ fn report(summary: &PassSummary, total_rows: u64) {
         mb,
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },
-        if secs > 0.0 { summary.rows as f64 / secs } else { 0.0 },
-        if summary.stopped { ", stopped early" } else { "" },
+        if secs > 0.0 {
+            summary.rows as f64 / secs
+        } else {
+            0.0
+        },
+        if summary.stopped {
+            ", stopped early"
+        } else {
+            ""
+        },
         total_rows
     );
 }

@@ -86,7 +86,12 @@ impl JwtBearerClient {
                 }
                 state.page += 1;
                 let page: QueryPage<T> = fetch_page(&state.client, &request).await?;
-                tracing::debug!(page = state.page, records = page.records.len(), total = page.total_size, "query page");
+                tracing::debug!(
+                    page = state.page,
+                    records = page.records.len(),
+                    total = page.total_size,
+                    "query page"
+                );
                 state.buffered = page.records.into();
                 if !page.done {
                     let Some(next) = page.next_records_url else {
@@ -124,7 +129,6 @@ async fn fetch_page<T: DeserializeOwned>(
         .bytes()
         .await
         .map_err(|e| Error::transport("reading a query page", e))?;
-    serde_json::from_slice(&body).map_err(|e| {
-        Error::UnexpectedResponse(format!("a query page could not be read: {e}"))
-    })
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::UnexpectedResponse(format!("a query page could not be read: {e}")))
 }

@@ -6,7 +6,8 @@ use salesforce_jwt::Error;
 use salesforce_jwt::event_log::{FieldType, FieldValue, LogFileDecoder, LogRecord};
 use time::macros::datetime;
 
-const NAMES: &str = "EVENT_TYPE,TIMESTAMP,RUN_TIME,IS_API,TIMESTAMP_DERIVED,USER_ID,CLIENT_IP,QUERY";
+const NAMES: &str =
+    "EVENT_TYPE,TIMESTAMP,RUN_TIME,IS_API,TIMESTAMP_DERIVED,USER_ID,CLIENT_IP,QUERY";
 const TYPES: &str = "String,String,Number,Boolean,DateTime,Id,IP,EscapedString";
 
 /// Every Salesforce quirk in one file: BOM, CRLF, quoted commas, embedded newlines, doubled
@@ -55,7 +56,10 @@ fn every_edge_case_survives() {
         rows[0].value("CLIENT_IP"),
         Some(FieldValue::Ip("10.0.0.1".parse().unwrap()))
     );
-    assert_eq!(rows[0].value("USER_ID"), Some(FieldValue::Id("005000000000001AAA")));
+    assert_eq!(
+        rows[0].value("USER_ID"),
+        Some(FieldValue::Id("005000000000001AAA"))
+    );
     // TIMESTAMP is declared String, so it stays text.
     assert_eq!(
         rows[0].value("TIMESTAMP"),
@@ -149,7 +153,10 @@ fn rows_deserialize_into_a_users_struct_by_header_name() {
     }
     let err = rows[0].deserialize::<Wrong>().unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("0AT000000000001AAA") && text.contains("line 2"), "{text}");
+    assert!(
+        text.contains("0AT000000000001AAA") && text.contains("line 2"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -159,7 +166,10 @@ fn a_row_with_the_wrong_field_count_names_file_and_line() {
         Err(Error::Csv { id, line, message }) => {
             assert_eq!(id, "0AT000000000001AAA");
             assert_eq!(line, 3);
-            assert!(message.contains("1 fields but the header has 2"), "{message}");
+            assert!(
+                message.contains("1 fields but the header has 2"),
+                "{message}"
+            );
         }
         other => panic!("expected a CSV error, got {other:?}"),
     }

@@ -110,7 +110,9 @@ fn event_log_file_query_renders_every_filter() {
          ORDER BY CreatedDate, Id LIMIT 10"
     );
     assert_eq!(
-        EventLogFileQuery::new().interval(IntervalFilter::Hourly).to_count_soql(),
+        EventLogFileQuery::new()
+            .interval(IntervalFilter::Hourly)
+            .to_count_soql(),
         "SELECT COUNT() FROM EventLogFile WHERE Interval = 'Hourly'"
     );
     assert_eq!(

@@ -110,7 +110,9 @@ impl CheckpointStore for FileCheckpointStore {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.error(format!("cannot be read ({e}); check its permissions"))),
+            Err(e) => {
+                return Err(self.error(format!("cannot be read ({e}); check its permissions")));
+            }
         };
         let checkpoint: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
             self.error(format!(

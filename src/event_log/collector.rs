@@ -314,7 +314,7 @@ async fn deliver<K: RecordSink>(
         sink.write_row(file, &row).await.map_err(|e| (e, count))?;
         count += 1;
         report.rows += 1;
-        if count % 4096 == 0 {
+        if count.is_multiple_of(4096) {
             report.elapsed = started.elapsed();
             progress(report);
         }

@@ -9,12 +9,12 @@ mod query;
 mod record;
 mod sink;
 
-pub use download::{FileRecords, LogFileBody, LogRecords};
-pub use model::{EventLogFile, EventType, Interval, sf_datetime};
-pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
-pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
 pub use checkpoint::{
     Checkpoint, CheckpointStore, CompletedFile, FileCheckpointStore, MemoryCheckpointStore,
 };
 pub use collector::{Collector, CollectorOptions, PassSummary, Progress};
+pub use download::{FileRecords, LogFileBody, LogRecords};
+pub use model::{EventLogFile, EventType, Interval, sf_datetime};
+pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
+pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
 pub use sink::{NdjsonFileSink, NdjsonRow, NdjsonSink, RecordSink};

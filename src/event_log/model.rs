@@ -165,7 +165,8 @@ impl Serialize for Interval {
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(s.parse().unwrap_or_else(|never: std::convert::Infallible| match never {}))
+        Ok(s.parse()
+            .unwrap_or_else(|never: std::convert::Infallible| match never {}))
     }
 }
 
@@ -258,7 +259,8 @@ impl fmt::Display for EventType {
 
 impl From<&str> for EventType {
     fn from(s: &str) -> Self {
-        s.parse().unwrap_or_else(|never: std::convert::Infallible| match never {})
+        s.parse()
+            .unwrap_or_else(|never: std::convert::Infallible| match never {})
     }
 }
 
@@ -301,7 +303,10 @@ mod tests {
     #[test]
     fn event_type_is_open() {
         assert_eq!(EventType::from("URI"), EventType::Uri);
-        assert_eq!(EventType::from("NewIn2027"), EventType::Other("NewIn2027".into()));
+        assert_eq!(
+            EventType::from("NewIn2027"),
+            EventType::Other("NewIn2027".into())
+        );
         assert_eq!(EventType::Other("X".into()).as_str(), "X");
         for t in EventType::KNOWN {
             assert_eq!(&EventType::from(t.as_str()), t);

@@ -71,7 +71,12 @@ impl Schema {
     fn new(file_id: &str, names: Vec<Box<str>>, declared: &HashMap<String, FieldType>) -> Schema {
         let types = names
             .iter()
-            .map(|n| declared.get(n.as_ref()).copied().unwrap_or(FieldType::String))
+            .map(|n| {
+                declared
+                    .get(n.as_ref())
+                    .copied()
+                    .unwrap_or(FieldType::String)
+            })
             .collect();
         let index = names
             .iter()
@@ -249,14 +254,10 @@ impl LogRecord {
 
     /// Every non-empty field: (name, typed value), in file order.
     pub fn values(&self) -> impl Iterator<Item = (&str, FieldValue<'_>)> {
-        self.schema
-            .names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| {
-                let raw = self.field(i);
-                (!raw.is_empty()).then(|| (n.as_ref(), typed(raw, self.schema.types[i])))
-            })
+        self.schema.names.iter().enumerate().filter_map(|(i, n)| {
+            let raw = self.field(i);
+            (!raw.is_empty()).then(|| (n.as_ref(), typed(raw, self.schema.types[i])))
+        })
     }
 
     /// Deserializes the row into `T` by header name. Numbers and booleans are parsed from the
@@ -628,7 +629,10 @@ impl<'de> de::Deserializer<'de> for FieldDeserializer<'de> {
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match parse_bool(self.raw) {
             Some(v) => visitor.visit_bool(v),
-            None => Err(de::Error::custom(format!("{:?} is not a boolean", self.raw))),
+            None => Err(de::Error::custom(format!(
+                "{:?} is not a boolean",
+                self.raw
+            ))),
         }
     }
 

@@ -20,7 +20,8 @@ use crate::event_log::record::LogRecord;
 /// is delivered again from its first row.
 pub trait RecordSink: Send {
     /// A file starts.
-    fn begin_file(&mut self, file: &EventLogFile) -> impl Future<Output = Result<(), Error>> + Send;
+    fn begin_file(&mut self, file: &EventLogFile)
+    -> impl Future<Output = Result<(), Error>> + Send;
 
     /// One row of the current file.
     fn write_row(
