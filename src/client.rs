@@ -195,7 +195,11 @@ impl JwtBearerClient {
 
     /// The API usage from the most recent `Sforce-Limit-Info` header.
     pub fn last_api_usage(&self) -> Option<ApiUsage> {
-        *self.inner.usage.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .inner
+            .usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Resolves a path (or a URL) on the instance. Anything that is not on the instance's
@@ -241,15 +245,14 @@ impl JwtBearerClient {
         let mut reauthenticated = false;
         loop {
             let token = self.access_token().await?;
-            let mut authorization = HeaderValue::try_from(format!(
-                "Bearer {}",
-                token.expose_secret()
-            ))
-            .map_err(|_| {
-                Error::UnexpectedResponse(
-                    "the access token holds characters that cannot go in a header".into(),
-                )
-            })?;
+            let mut authorization =
+                HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(
+                    |_| {
+                        Error::UnexpectedResponse(
+                            "the access token holds characters that cannot go in a header".into(),
+                        )
+                    },
+                )?;
             authorization.set_sensitive(true);
             let mut builder = self
                 .inner
@@ -287,7 +290,11 @@ impl JwtBearerClient {
             .and_then(|v| v.to_str().ok())
             .and_then(ApiUsage::parse)
         {
-            *self.inner.usage.lock().unwrap_or_else(PoisonError::into_inner) = Some(usage);
+            *self
+                .inner
+                .usage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(usage);
         }
     }
 
@@ -458,7 +465,10 @@ pub(crate) fn parse_api_error_body(body: &[u8]) -> (Option<String>, String) {
     let text = String::from_utf8_lossy(body);
     let mut excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if excerpt.len() > 200 {
-        let cut = (0..=200).rev().find(|&i| excerpt.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=200)
+            .rev()
+            .find(|&i| excerpt.is_char_boundary(i))
+            .unwrap_or(0);
         excerpt.truncate(cut);
         excerpt.push('…');
     }

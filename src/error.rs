@@ -481,7 +481,11 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: Salesforce answered HTTP {}", self.context, self.status)?;
+        write!(
+            f,
+            "{}: Salesforce answered HTTP {}",
+            self.context, self.status
+        )?;
         if let Some(code) = &self.error_code {
             write!(f, " {code}")?;
         }
