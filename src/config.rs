@@ -152,11 +152,14 @@ impl JwtBearerConfig {
                 b.key = Some(KeySource::Pem(pem));
             }
             (None, None) => b.names.key = "SF_CLIENT_KEY_PATH (or SF_CLIENT_KEY_PEM)",
-            (Some(_), Some(_)) => b.extra_problems.push(ConfigProblem {
-                field: "SF_CLIENT_KEY_PATH".into(),
-                problem: "both SF_CLIENT_KEY_PATH and SF_CLIENT_KEY_PEM are set; set only one"
-                    .into(),
-            }),
+            (Some(_), Some(_)) => {
+                b.key = Some(KeySource::Conflicting);
+                b.extra_problems.push(ConfigProblem {
+                    field: "SF_CLIENT_KEY_PATH".into(),
+                    problem: "both SF_CLIENT_KEY_PATH and SF_CLIENT_KEY_PEM are set; set only one"
+                        .into(),
+                });
+            }
         }
         b.build()
     }
@@ -251,6 +254,9 @@ enum KeySource {
     Path(PathBuf),
     Pem(String),
     Parsed(SigningKey),
+    /// Two sources were given (`from_lookup`); that problem is already recorded, and the key
+    /// must not also be reported as missing.
+    Conflicting,
 }
 
 /// Builds a [`JwtBearerConfig`]; see [`JwtBearerConfig::builder`].
@@ -550,6 +556,7 @@ impl JwtBearerConfigBuilder {
             Some(KeySource::Pem(pem)) => {
                 key_or_problem(SigningKey::from_pem(pem), n.key, &mut problem)
             }
+            Some(KeySource::Conflicting) => None,
             None => {
                 problem(n.key, "is required: the RSA private key whose certificate was uploaded to the External Client App".into());
                 None
