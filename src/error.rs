@@ -127,6 +127,13 @@ impl Error {
         }
     }
 
+    /// Whether the crate itself may repeat the operation after a short backoff. A login rate
+    /// limit is retryable for the caller's schedule, but repeating the token request within the
+    /// call (seconds apart) would only spend more of the hourly login allowance.
+    pub(crate) fn retry_in_call(&self) -> bool {
+        self.is_retryable() && !matches!(self, Error::OAuth(_))
+    }
+
     /// How long the server asked us to wait (`Retry-After`), if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
