@@ -139,13 +139,13 @@ impl Default for Expected {
 #[derive(Clone)]
 pub struct TokenEndpoint {
     state: Arc<EndpointState>,
+    delay: Option<Duration>,
 }
 
 struct EndpointState {
     clock: ManualClock,
     expected: Expected,
     instance_url: String,
-    delay: Option<Duration>,
     issued: AtomicUsize,
     assertions: Mutex<Vec<String>>,
     rejections: Mutex<Vec<String>>,
@@ -154,34 +154,34 @@ struct EndpointState {
 impl TokenEndpoint {
     /// Answers with `instance_url` in its success responses.
     pub fn new(clock: &ManualClock, instance_url: impl Into<String>) -> Self {
-        Self::build(clock, instance_url.into(), Expected::default(), None)
+        Self::with_expected(clock, instance_url, Expected::default())
     }
 
-    /// Like [`new`](Self::new), each answer delayed by `delay` (to make callers overlap).
-    pub fn delayed(clock: &ManualClock, instance_url: impl Into<String>, delay: Duration) -> Self {
-        Self::build(clock, instance_url.into(), Expected::default(), Some(delay))
-    }
-
-    pub fn with_expected(clock: &ManualClock, instance_url: &str, expected: Expected) -> Self {
-        Self::build(clock, instance_url.into(), expected, None)
-    }
-
-    fn build(
+    /// Accepts assertions with other claims than the defaults.
+    pub fn with_expected(
         clock: &ManualClock,
-        instance_url: String,
+        instance_url: impl Into<String>,
         expected: Expected,
-        delay: Option<Duration>,
     ) -> Self {
         TokenEndpoint {
             state: Arc::new(EndpointState {
                 clock: clock.clone(),
                 expected,
-                instance_url,
-                delay,
+                instance_url: instance_url.into(),
                 issued: AtomicUsize::new(0),
                 assertions: Mutex::new(Vec::new()),
                 rejections: Mutex::new(Vec::new()),
             }),
+            delay: None,
+        }
+    }
+
+    /// The same endpoint (same counters), each answer delayed by `delay` so that callers
+    /// really overlap with the request in flight.
+    pub fn delayed_by(&self, delay: Duration) -> Self {
+        TokenEndpoint {
+            state: Arc::clone(&self.state),
+            delay: Some(delay),
         }
     }
 
@@ -337,7 +337,7 @@ impl Respond for TokenEndpoint {
                 }))
             }
         };
-        match self.state.delay {
+        match self.delay {
             Some(delay) => response.set_delay(delay),
             None => response,
         }
