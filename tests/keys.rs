@@ -297,3 +297,29 @@ fn origin_names_where_the_key_came_from() {
     let error = file_error("test_rsa_cert.pem");
     assert!(error.to_string().contains("test_rsa_cert.pem"), "{error}");
 }
+
+#[test]
+fn a_damaged_begin_line_is_named_without_echoing_the_body() {
+    let pem = fixture("test_rsa_pkcs1.pem");
+    for damaged in [
+        pem.replacen("KEY-----", "KEY----", 1),
+        pem.replacen(
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "-----BEGIN RSA PRIVATE KEY",
+            1,
+        ),
+        pem.replacen("KEY-----", "KEY----", 1).replace('\n', ""),
+    ] {
+        let error = key_error(&damaged);
+        match &error {
+            KeyError::Malformed { reason, .. } => {
+                assert!(
+                    reason.contains("BEGIN ...-----` line is damaged"),
+                    "{reason}"
+                );
+                assert!(!reason.contains("MIIE"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
