@@ -60,7 +60,7 @@ async fn the_token_request_carries_a_valid_rs256_assertion() {
     assert_eq!(form[0], ("grant_type".to_string(), GRANT_TYPE.to_string()));
     assert_eq!(form[1].0, "assertion");
     let jwt = &form[1].1;
-    assert_eq!(endpoint.assertions(), [jwt.clone()]);
+    assert_eq!(endpoint.assertions(), std::slice::from_ref(jwt));
 
     let header = jsonwebtoken::decode_header(jwt).unwrap();
     assert_eq!(header.alg, Algorithm::RS256);
