@@ -195,7 +195,11 @@ impl JwtBearerClient {
 
     /// The API usage from the most recent `Sforce-Limit-Info` header.
     pub fn last_api_usage(&self) -> Option<ApiUsage> {
-        *self.inner.usage.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .inner
+            .usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Resolves a path (or a URL) on the instance. Anything that is not on the instance's
@@ -241,15 +245,14 @@ impl JwtBearerClient {
         let mut reauthenticated = false;
         loop {
             let token = self.access_token().await?;
-            let mut authorization = HeaderValue::try_from(format!(
-                "Bearer {}",
-                token.expose_secret()
-            ))
-            .map_err(|_| {
-                Error::UnexpectedResponse(
-                    "the access token holds characters that cannot go in a header".into(),
-                )
-            })?;
+            let mut authorization =
+                HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(
+                    |_| {
+                        Error::UnexpectedResponse(
+                            "the access token holds characters that cannot go in a header".into(),
+                        )
+                    },
+                )?;
             authorization.set_sensitive(true);
             let mut builder = self
                 .inner
@@ -287,7 +290,11 @@ impl JwtBearerClient {
             .and_then(|v| v.to_str().ok())
             .and_then(ApiUsage::parse)
         {
-            *self.inner.usage.lock().unwrap_or_else(PoisonError::into_inner) = Some(usage);
+            *self
+                .inner
+                .usage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(usage);
         }
     }
 
@@ -394,15 +401,13 @@ impl Inner {
             .and_then(|v| parse_retry_after(v, self.clock.now()));
         let body = read_limited(response).await;
         let transient = matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504);
-        if !transient {
-            if let Ok(oauth) = serde_json::from_slice::<OAuthErrorBody>(&body) {
-                return Err(OAuthError::new(
-                    status.as_u16(),
-                    oauth.error,
-                    oauth.error_description.unwrap_or_default(),
-                )
-                .into());
-            }
+        if !transient && let Ok(oauth) = serde_json::from_slice::<OAuthErrorBody>(&body) {
+            return Err(OAuthError::new(
+                status.as_u16(),
+                oauth.error,
+                oauth.error_description.unwrap_or_default(),
+            )
+            .into());
         }
         let (error_code, message) = parse_api_error_body(&body);
         Err(Error::Api(ApiError {
@@ -445,20 +450,23 @@ async fn read_limited(mut response: Response) -> Vec<u8> {
 /// Salesforce REST errors are `[{"message": ..., "errorCode": ...}]`; edge proxies answer 5xx with
 /// HTML, so anything else is kept as a short, single-line excerpt.
 pub(crate) fn parse_api_error_body(body: &[u8]) -> (Option<String>, String) {
-    if let Ok(errors) = serde_json::from_slice::<Vec<RestErrorBody>>(body) {
-        if let Some(first) = errors.into_iter().next() {
-            return (first.error_code, first.message.unwrap_or_default());
-        }
+    if let Ok(errors) = serde_json::from_slice::<Vec<RestErrorBody>>(body)
+        && let Some(first) = errors.into_iter().next()
+    {
+        return (first.error_code, first.message.unwrap_or_default());
     }
-    if let Ok(one) = serde_json::from_slice::<RestErrorBody>(body) {
-        if one.error_code.is_some() || one.message.is_some() {
-            return (one.error_code, one.message.unwrap_or_default());
-        }
+    if let Ok(one) = serde_json::from_slice::<RestErrorBody>(body)
+        && (one.error_code.is_some() || one.message.is_some())
+    {
+        return (one.error_code, one.message.unwrap_or_default());
     }
     let text = String::from_utf8_lossy(body);
     let mut excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if excerpt.len() > 200 {
-        let cut = (0..=200).rev().find(|&i| excerpt.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=200)
+            .rev()
+            .find(|&i| excerpt.is_char_boundary(i))
+            .unwrap_or(0);
         excerpt.truncate(cut);
         excerpt.push('…');
     }

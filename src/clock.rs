@@ -81,7 +81,10 @@ impl ManualClock {
 
     /// Sets the time.
     pub fn set(&self, now: OffsetDateTime) {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).now = now;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .now = now;
     }
 
     /// Every duration passed to [`Clock::sleep`] so far, in order.
@@ -104,7 +107,10 @@ impl fmt::Debug for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).now
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .now
     }
 
     fn sleep(&self, duration: Duration) -> Sleep {

@@ -136,9 +136,7 @@ impl JwtBearerConfig {
 
     /// Like [`from_env`](Self::from_env), reading variables through `lookup` (for tests, or a
     /// secret store with the same names).
-    pub fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<JwtBearerConfig, Error> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<JwtBearerConfig, Error> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut b = JwtBearerConfig::builder().field_names(FieldNames::ENV);
         b.audience = get("SF_AUDIENCE_URL");
@@ -154,11 +152,14 @@ impl JwtBearerConfig {
                 b.key = Some(KeySource::Pem(pem));
             }
             (None, None) => b.names.key = "SF_CLIENT_KEY_PATH (or SF_CLIENT_KEY_PEM)",
-            (Some(_), Some(_)) => b.extra_problems.push(ConfigProblem {
-                field: "SF_CLIENT_KEY_PATH".into(),
-                problem: "both SF_CLIENT_KEY_PATH and SF_CLIENT_KEY_PEM are set; set only one"
-                    .into(),
-            }),
+            (Some(_), Some(_)) => {
+                b.key = Some(KeySource::Conflicting);
+                b.extra_problems.push(ConfigProblem {
+                    field: "SF_CLIENT_KEY_PATH".into(),
+                    problem: "both SF_CLIENT_KEY_PATH and SF_CLIENT_KEY_PEM are set; set only one"
+                        .into(),
+                });
+            }
         }
         b.build()
     }
@@ -253,6 +254,9 @@ enum KeySource {
     Path(PathBuf),
     Pem(String),
     Parsed(SigningKey),
+    /// Two sources were given (`from_lookup`); that problem is already recorded, and the key
+    /// must not also be reported as missing.
+    Conflicting,
 }
 
 /// Builds a [`JwtBearerConfig`]; see [`JwtBearerConfig::builder`].
@@ -441,11 +445,19 @@ impl JwtBearerConfigBuilder {
             Some(a) if !a.is_empty() => match Url::parse(a) {
                 Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(a.to_string()),
                 Ok(_) => {
-                    problem(n.audience, format!("{a:?} must be an https URL, like https://login.salesforce.com"));
+                    problem(
+                        n.audience,
+                        format!("{a:?} must be an https URL, like https://login.salesforce.com"),
+                    );
                     None
                 }
                 Err(e) => {
-                    problem(n.audience, format!("{a:?} is not a URL ({e}); use https://login.salesforce.com, https://test.salesforce.com or a site URL"));
+                    problem(
+                        n.audience,
+                        format!(
+                            "{a:?} is not a URL ({e}); use https://login.salesforce.com, https://test.salesforce.com or a site URL"
+                        ),
+                    );
                     None
                 }
             },
@@ -456,11 +468,17 @@ impl JwtBearerConfigBuilder {
         };
         let username = non_empty(&self.username);
         if username.is_none() {
-            problem(n.username, "is required: the username of the pre-authorized integration user".into());
+            problem(
+                n.username,
+                "is required: the username of the pre-authorized integration user".into(),
+            );
         }
         let client_id = non_empty(&self.client_id);
         if client_id.is_none() {
-            problem(n.client_id, "is required: the consumer key of the External Client App".into());
+            problem(
+                n.client_id,
+                "is required: the consumer key of the External Client App".into(),
+            );
         }
         let instance_url = match self.instance_url.as_deref().map(str::trim) {
             Some(raw) if !raw.is_empty() => match parse_instance_url(raw) {
@@ -471,7 +489,11 @@ impl JwtBearerConfigBuilder {
                 }
             },
             _ => {
-                problem(n.instance_url, "is required: the org's My Domain URL, like https://acme.my.salesforce.com".into());
+                problem(
+                    n.instance_url,
+                    "is required: the org's My Domain URL, like https://acme.my.salesforce.com"
+                        .into(),
+                );
                 None
             }
         };
@@ -495,8 +517,7 @@ impl JwtBearerConfigBuilder {
                 None
             }
         };
-        if self.assertion_lifetime.is_zero() || self.assertion_lifetime > MAX_ASSERTION_LIFETIME
-        {
+        if self.assertion_lifetime.is_zero() || self.assertion_lifetime > MAX_ASSERTION_LIFETIME {
             problem(
                 "assertion_lifetime",
                 format!(
@@ -506,10 +527,20 @@ impl JwtBearerConfigBuilder {
             );
         }
         if self.session_lifetime < Duration::from_secs(60) {
-            problem("session_lifetime", "must be at least 1 minute (Salesforce's shortest session timeout is 15 minutes)".into());
+            problem(
+                "session_lifetime",
+                "must be at least 1 minute (Salesforce's shortest session timeout is 15 minutes)"
+                    .into(),
+            );
         }
         if self.refresh_margin >= self.session_lifetime {
-            problem("refresh_margin", format!("{:?} must be shorter than the session lifetime {:?}", self.refresh_margin, self.session_lifetime));
+            problem(
+                "refresh_margin",
+                format!(
+                    "{:?} must be shorter than the session lifetime {:?}",
+                    self.refresh_margin, self.session_lifetime
+                ),
+            );
         }
         if self.http_timeout.is_zero() {
             problem("http_timeout", "must be more than zero".into());
@@ -519,33 +550,50 @@ impl JwtBearerConfigBuilder {
         }
         let key = match self.key {
             Some(KeySource::Parsed(k)) => Some(k),
-            Some(KeySource::Path(p)) => key_or_problem(SigningKey::from_pem_file(&p), n.key, &mut problem),
-            Some(KeySource::Pem(pem)) => key_or_problem(SigningKey::from_pem(pem), n.key, &mut problem),
+            Some(KeySource::Path(p)) => {
+                key_or_problem(SigningKey::from_pem_file(&p), n.key, &mut problem)
+            }
+            Some(KeySource::Pem(pem)) => {
+                key_or_problem(SigningKey::from_pem(pem), n.key, &mut problem)
+            }
+            Some(KeySource::Conflicting) => None,
             None => {
                 problem(n.key, "is required: the RSA private key whose certificate was uploaded to the External Client App".into());
                 None
             }
         };
         problems.extend(self.extra_problems);
-        match (audience, key, username, client_id, instance_url, token_url, api_version) {
-            (Some(audience), Some(key), Some(username), Some(client_id), Some(instance_url), Some(token_url), Some(api_version))
-                if problems.is_empty() =>
-            {
-                Ok(JwtBearerConfig {
-                    audience,
-                    key,
-                    username,
-                    client_id,
-                    instance_url,
-                    token_url,
-                    api_version,
-                    assertion_lifetime: self.assertion_lifetime,
-                    session_lifetime: self.session_lifetime,
-                    refresh_margin: self.refresh_margin,
-                    http_timeout: self.http_timeout,
-                    retry: self.retry,
-                })
-            }
+        match (
+            audience,
+            key,
+            username,
+            client_id,
+            instance_url,
+            token_url,
+            api_version,
+        ) {
+            (
+                Some(audience),
+                Some(key),
+                Some(username),
+                Some(client_id),
+                Some(instance_url),
+                Some(token_url),
+                Some(api_version),
+            ) if problems.is_empty() => Ok(JwtBearerConfig {
+                audience,
+                key,
+                username,
+                client_id,
+                instance_url,
+                token_url,
+                api_version,
+                assertion_lifetime: self.assertion_lifetime,
+                session_lifetime: self.session_lifetime,
+                refresh_margin: self.refresh_margin,
+                http_timeout: self.http_timeout,
+                retry: self.retry,
+            }),
             _ => Err(ConfigError { problems }.into()),
         }
     }

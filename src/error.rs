@@ -127,6 +127,13 @@ impl Error {
         }
     }
 
+    /// Whether the crate itself may repeat the operation after a short backoff. A login rate
+    /// limit is retryable for the caller's schedule, but repeating the token request within the
+    /// call (seconds apart) would only spend more of the hourly login allowance.
+    pub(crate) fn retry_in_call(&self) -> bool {
+        self.is_retryable() && !matches!(self, Error::OAuth(_))
+    }
+
     /// How long the server asked us to wait (`Retry-After`), if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -142,6 +149,8 @@ impl Error {
         }
     }
 
+    // For the local I/O paths (checkpoint, output) that are not written yet.
+    #[allow(dead_code)]
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
@@ -481,7 +490,11 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: Salesforce answered HTTP {}", self.context, self.status)?;
+        write!(
+            f,
+            "{}: Salesforce answered HTTP {}",
+            self.context, self.status
+        )?;
         if let Some(code) = &self.error_code {
             write!(f, " {code}")?;
         }

@@ -96,6 +96,12 @@ impl SigningKey {
             .iter()
             .find(|b| b.label.contains("PRIVATE KEY"))
             .unwrap_or(&blocks[0]);
+        if !plausible_label(&block.label) {
+            return Err(malformed(
+                "its `-----BEGIN ...-----` line is damaged: the label must be followed by five \
+                 dashes, like `-----BEGIN PRIVATE KEY-----`",
+            ));
+        }
         match block.label.as_str() {
             "RSA PRIVATE KEY" if block.encrypted_header => Err(KeyError::Encrypted {
                 origin: origin_owned(),
@@ -164,6 +170,16 @@ fn check_pkcs8_algorithm(der: &[u8], origin: &str) -> Result<(), KeyError> {
     } else {
         Err(not_rsa(origin, "a key of another algorithm"))
     }
+}
+
+/// RFC 7468 labels are short runs of capitals, digits, spaces and hyphens. Anything else means
+/// the BEGIN line lost some of its dashes and the label search ran on into the key material,
+/// which must never be echoed in an error message.
+fn plausible_label(label: &str) -> bool {
+    label.len() <= 40
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'-')
 }
 
 struct PemBlock {

@@ -26,7 +26,7 @@ where
             Ok(value) => return Ok(value),
             Err(e) => e,
         };
-        if !error.is_retryable() || n >= policy.max_attempts {
+        if !error.retry_in_call() || n >= policy.max_attempts {
             return Err(error);
         }
         let elapsed = Duration::try_from(clock.now() - started).unwrap_or_default();

@@ -191,7 +191,10 @@ mod tests {
             ids_from_identity_url("https://login.salesforce.com/id/00DXX0000001/005XX0000002"),
             Some(("00DXX0000001".into(), "005XX0000002".into()))
         );
-        assert_eq!(ids_from_identity_url("https://login.salesforce.com/x/1/2"), None);
+        assert_eq!(
+            ids_from_identity_url("https://login.salesforce.com/x/1/2"),
+            None
+        );
         assert_eq!(ids_from_identity_url("not a url"), None);
     }
 }

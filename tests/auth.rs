@@ -1,0 +1,1004 @@
+//! The JWT bearer flow against a wiremock Salesforce: assertions, token metadata, OAuth errors,
+//! retries, the token cache (refresh ahead, single flight, invalidate) and `send()`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{
+    AUDIENCE, CLIENT_ID, Expected, GRANT_TYPE, ORG_ID, TOKEN_PATH, TokenEndpoint, USER_ID,
+    USERNAME, access_token_for, client, config, config_builder, fixture_path, manual_clock,
+    oauth_error, requests_to, rest_error, server_with_token_endpoint, start_time, verify_signature,
+};
+use jsonwebtoken::Algorithm;
+use salesforce_jwt::clock::Clock;
+use salesforce_jwt::{
+    AccessToken, ApiUsage, Error, InstanceRequest, JwtBearerClient, OAuthError, OAuthErrorKind,
+};
+use serde_json::Value;
+use tokio::sync::Barrier;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const LIMITS: &str = "/services/data/v64.0/limits";
+
+fn oauth(error: Error) -> OAuthError {
+    match error {
+        Error::OAuth(e) => e,
+        other => panic!("expected an OAuth error, got {other:?}"),
+    }
+}
+
+// ---- the token request ----
+
+#[tokio::test]
+async fn the_token_request_carries_a_valid_rs256_assertion() {
+    let clock = manual_clock();
+    let (server, endpoint) = server_with_token_endpoint(&clock).await;
+    let client = client(config(&server.uri()), &clock);
+
+    let token = client.access_token().await.unwrap();
+    assert_eq!(token.expose_secret(), access_token_for(1));
+    assert_eq!(endpoint.rejections(), Vec::<String>::new());
+
+    // Look at the request ourselves too, independently of the endpoint's checks.
+    let requests = requests_to(&server, TOKEN_PATH).await;
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.method.as_str(), "POST");
+    assert_eq!(
+        request.headers.get("content-type").unwrap(),
+        "application/x-www-form-urlencoded"
+    );
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect();
+    assert_eq!(form.len(), 2, "{form:?}");
+    assert_eq!(form[0], ("grant_type".to_string(), GRANT_TYPE.to_string()));
+    assert_eq!(form[1].0, "assertion");
+    let jwt = &form[1].1;
+    assert_eq!(endpoint.assertions(), std::slice::from_ref(jwt));
+
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    assert_eq!(header.alg, Algorithm::RS256);
+    let (alg, claims) = verify_signature(jwt).unwrap();
+    assert_eq!(alg, Algorithm::RS256);
+    let Value::Object(claims) = claims else {
+        panic!("claims are not an object")
+    };
+    let names: BTreeSet<&str> = claims.keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(["aud", "exp", "iss", "sub"]));
+    assert_eq!(claims["iss"], CLIENT_ID);
+    assert_eq!(claims["sub"], USERNAME);
+    assert_eq!(claims["aud"], AUDIENCE);
+    // Whole seconds, numeric, exactly the configured lifetime ahead.
+    assert!(claims["exp"].is_i64(), "{:?}", claims["exp"]);
+    assert_eq!(claims["exp"], start_time().unix_timestamp() + 180);
+}
+
+#[tokio::test]
+async fn a_shorter_assertion_lifetime_is_used_for_exp() {
+    let clock = manual_clock();
+    let (server, endpoint) = server_with_token_endpoint(&clock).await;
+    let config = config_builder(&server.uri())
+        .assertion_lifetime(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    client(config, &clock).access_token().await.unwrap();
+    let (_, claims) = verify_signature(&endpoint.assertions()[0]).unwrap();
+    assert_eq!(claims["exp"], start_time().unix_timestamp() + 60);
+}
+
+#[tokio::test]
+async fn token_metadata_comes_from_the_response() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    let client = client(config(&server.uri()), &clock);
+
+    let token = client.access_token().await.unwrap();
+    assert_eq!(token.instance_url().as_str(), format!("{}/", server.uri()));
+    assert_eq!(token.org_id(), Some(ORG_ID));
+    assert_eq!(token.user_id(), Some(USER_ID));
+    assert_eq!(
+        token.identity_url(),
+        Some(format!("https://login.salesforce.com/id/{ORG_ID}/{USER_ID}").as_str())
+    );
+    assert_eq!(token.scope(), Some("api"));
+    assert_eq!(token.token_type(), "Bearer");
+    assert_eq!(
+        token.issued_at(),
+        Some(time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap())
+    );
+    assert_eq!(token.obtained_at(), start_time());
+    assert_eq!(
+        token.expires_at(),
+        start_time() + Duration::from_secs(2 * 3600)
+    );
+    assert_eq!(
+        token.refresh_at(),
+        start_time() + Duration::from_secs(2 * 3600 - 300)
+    );
+}
+
+#[tokio::test]
+async fn the_mock_endpoint_refuses_what_salesforce_would() {
+    // Each misconfiguration makes the verifying endpoint answer like Salesforce, which shows
+    // both that the endpoint really checks and how each mistake surfaces.
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let cases = [
+        (
+            config_builder(&server.uri()).client_key_path(fixture_path("other_rsa_pkcs1.pem")),
+            OAuthErrorKind::InvalidAssertion,
+        ),
+        (
+            config_builder(&server.uri()).audience_url("https://acme.my.salesforce.com"),
+            OAuthErrorKind::InvalidAudience,
+        ),
+        (
+            config_builder(&server.uri()).username("someone@example.com"),
+            OAuthErrorKind::UserNotApproved,
+        ),
+        (
+            config_builder(&server.uri()).client_id("3MVG9WrongKey"),
+            OAuthErrorKind::InvalidClientId,
+        ),
+    ];
+    for (builder, kind) in cases {
+        let endpoint = TokenEndpoint::new(&clock, server.uri());
+        endpoint.mock().expect(1).mount(&server).await;
+        let client = client(builder.build().unwrap(), &clock);
+        let error = oauth(client.access_token().await.unwrap_err());
+        assert_eq!(error.kind, kind, "{error}");
+        assert_eq!(endpoint.rejections().len(), 1);
+        assert_eq!(endpoint.issued(), 0);
+        server.verify().await;
+        server.reset().await;
+    }
+
+    // This machine's clock is 10 minutes behind Salesforce's.
+    let salesforce_clock = manual_clock();
+    salesforce_clock.advance(Duration::from_secs(600));
+    let endpoint = TokenEndpoint::new(&salesforce_clock, server.uri());
+    endpoint.mock().expect(1).mount(&server).await;
+    let client = client(config(&server.uri()), &clock);
+    let error = oauth(client.access_token().await.unwrap_err());
+    assert_eq!(error.kind, OAuthErrorKind::ExpiredAssertion, "{error}");
+    assert!(error.to_string().contains("clock"), "{error}");
+
+    // An endpoint that expects other claims accepts them.
+    let endpoint = TokenEndpoint::with_expected(
+        &clock,
+        server.uri(),
+        Expected {
+            audience: "https://test.salesforce.com".into(),
+            ..Expected::default()
+        },
+    );
+    server.reset().await;
+    endpoint.mount(&server).await;
+    let config = config_builder(&server.uri())
+        .audience_url("https://test.salesforce.com")
+        .build()
+        .unwrap();
+    common::client(config, &clock).access_token().await.unwrap();
+}
+
+// ---- OAuth errors ----
+
+#[tokio::test]
+async fn each_oauth_error_maps_to_its_kind_and_hint_and_is_not_retried() {
+    let clock = manual_clock();
+    let cases = [
+        (
+            "invalid_grant",
+            "user hasn't approved this consumer",
+            OAuthErrorKind::UserNotApproved,
+            "pre-authorized",
+        ),
+        (
+            "invalid_grant",
+            "invalid assertion",
+            OAuthErrorKind::InvalidAssertion,
+            "certificate uploaded",
+        ),
+        (
+            "invalid_grant",
+            "audience is invalid",
+            OAuthErrorKind::InvalidAudience,
+            "https://test.salesforce.com",
+        ),
+        (
+            "invalid_grant",
+            "Audience validation failed",
+            OAuthErrorKind::InvalidAudience,
+            "SF_AUDIENCE_URL",
+        ),
+        (
+            "invalid_grant",
+            "expired authorization code",
+            OAuthErrorKind::ExpiredAssertion,
+            "NTP",
+        ),
+        (
+            "invalid_client_id",
+            "client identifier invalid",
+            OAuthErrorKind::InvalidClientId,
+            "10 minutes",
+        ),
+        (
+            "invalid_app_access",
+            "user is not admin approved to access this app",
+            OAuthErrorKind::AppAccessDenied,
+            "permission set",
+        ),
+        (
+            "inactive_user",
+            "inactive user",
+            OAuthErrorKind::InactiveUser,
+            "reactivate",
+        ),
+        (
+            "inactive_org",
+            "inactive organization",
+            OAuthErrorKind::InactiveOrg,
+            "inactive, locked or expired",
+        ),
+        (
+            "unsupported_grant_type",
+            "grant type not supported",
+            OAuthErrorKind::UnsupportedGrantType,
+            "proxy",
+        ),
+    ];
+    for (code, description, kind, hint) in cases {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(oauth_error(400, code, description))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = client(config(&server.uri()), &clock);
+        let error = client.access_token().await.unwrap_err();
+        assert!(!error.is_retryable(), "{code}");
+        let text = error.to_string();
+        let error = oauth(error);
+        assert_eq!(error.kind, kind, "{code} / {description}");
+        assert_eq!(error.status, 400);
+        assert_eq!(error.code, code);
+        assert_eq!(error.description, description);
+        assert!(text.contains(code), "{text}");
+        assert!(text.contains(description), "{text}");
+        assert!(text.contains(hint), "{code}: {text}");
+        assert!(text.contains(error.hint()), "{text}");
+        server.verify().await;
+        assert_eq!(clock.slept(), Vec::<Duration>::new(), "{code}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_oauth_code_keeps_the_raw_code_and_description() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(oauth_error(
+            400,
+            "brand_new_error",
+            "something Salesforce added last release",
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    let error = oauth(client.access_token().await.unwrap_err());
+    assert_eq!(error.kind, OAuthErrorKind::Other);
+    assert_eq!(error.code, "brand_new_error");
+    assert_eq!(error.description, "something Salesforce added last release");
+    let text = error.to_string();
+    assert!(text.contains("brand_new_error"), "{text}");
+    assert!(
+        text.contains("something Salesforce added last release"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_login_rate_limit_is_reported_without_burning_more_logins() {
+    // Retrying a login rate limit within the call only spends more of the hourly login quota.
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(oauth_error(400, "rate_limit_exceeded", "too many logins"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    let error = client.access_token().await.unwrap_err();
+    assert!(error.is_retryable(), "the caller may try later: {error}");
+    assert_eq!(oauth(error).kind, OAuthErrorKind::RateLimited);
+    assert_eq!(requests_to(&server, TOKEN_PATH).await.len(), 1);
+    assert_eq!(clock.slept(), Vec::<Duration>::new());
+}
+
+// ---- retries and redirects ----
+
+#[tokio::test]
+async fn a_503_html_page_is_retried_after_retry_after() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("Retry-After", "7")
+                .set_body_raw(
+                    "<html><body><h1>503 Service Unavailable</h1></body></html>",
+                    "text/html",
+                ),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    endpoint.mock().expect(1).mount(&server).await;
+    let client = client(config(&server.uri()), &clock);
+
+    let token = client.access_token().await.unwrap();
+    assert_eq!(token.expose_secret(), access_token_for(1));
+    assert_eq!(clock.slept(), [Duration::from_secs(7)]);
+    // The retry signed a fresh assertion at the later time, which the endpoint accepted.
+    assert_eq!(endpoint.rejections(), Vec::<String>::new());
+    assert_eq!(token.obtained_at(), start_time() + Duration::from_secs(7));
+    let (_, claims) = verify_signature(&endpoint.assertions()[0]).unwrap();
+    assert_eq!(claims["exp"], start_time().unix_timestamp() + 7 + 180);
+}
+
+#[tokio::test]
+async fn persistent_5xx_gives_up_with_the_status_and_an_excerpt() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(
+            ResponseTemplate::new(502)
+                .set_body_raw("<html>\n<b>Bad   Gateway</b>\n</html>", "text/html"),
+        )
+        .expect(3)
+        .mount(&server)
+        .await;
+    let config = config_builder(&server.uri())
+        .retry_policy(salesforce_jwt::RetryPolicy {
+            max_attempts: 3,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let client = client(config, &clock);
+    let error = client.access_token().await.unwrap_err();
+    assert!(error.is_retryable());
+    match &error {
+        Error::Api(api) => {
+            assert_eq!(api.status, 502);
+            assert_eq!(api.error_code, None);
+            assert_eq!(api.message, "<html> <b>Bad Gateway</b> </html>");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Two backoffs, each within the jittered bounds of 500 ms doubling.
+    let slept = clock.slept();
+    assert_eq!(slept.len(), 2, "{slept:?}");
+    assert!(slept[0] >= Duration::from_millis(250) && slept[0] <= Duration::from_millis(500));
+    assert!(slept[1] >= Duration::from_millis(500) && slept[1] <= Duration::from_millis(1000));
+}
+
+#[tokio::test]
+async fn a_redirect_from_the_token_url_is_an_error_and_not_followed() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let elsewhere = format!("{}/elsewhere/token", server.uri());
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", elsewhere.as_str()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let decoy = TokenEndpoint::new(&clock, server.uri());
+    Mock::given(method("POST"))
+        .and(path("/elsewhere/token"))
+        .respond_with(decoy.clone())
+        .expect(0)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+
+    let error = client.access_token().await.unwrap_err();
+    assert!(matches!(error, Error::UnexpectedResponse(_)), "{error:?}");
+    assert!(!error.is_retryable());
+    let text = error.to_string();
+    assert!(text.contains("redirects (HTTP 302)"), "{text}");
+    assert!(text.contains(&elsewhere), "{text}");
+    assert_eq!(decoy.assertions().len(), 0);
+    assert_eq!(requests_to(&server, "/elsewhere/token").await.len(), 0);
+}
+
+#[tokio::test]
+async fn an_http_instance_url_in_the_token_response_is_refused() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    TokenEndpoint::new(&clock, "http://acme.my.salesforce.com")
+        .mock()
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    let error = client.access_token().await.unwrap_err();
+    assert!(matches!(error, Error::UnexpectedResponse(_)), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains("http://acme.my.salesforce.com"), "{text}");
+    assert!(text.contains("plain http"), "{text}");
+    assert!(client.cached_token().is_none());
+
+    // https on that host is fine.
+    server.reset().await;
+    TokenEndpoint::new(&clock, "https://acme.my.salesforce.com")
+        .mount(&server)
+        .await;
+    let token = client.access_token().await.unwrap();
+    assert_eq!(
+        token.instance_url().as_str(),
+        "https://acme.my.salesforce.com/"
+    );
+}
+
+// ---- the cache ----
+
+#[tokio::test]
+async fn a_cached_token_is_returned_without_a_request() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    endpoint.mock().expect(1).mount(&server).await;
+    let client = client(config(&server.uri()), &clock);
+
+    let first = client.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let second = client.access_token().await.unwrap();
+    assert!(second.same_as(&first));
+    // A clone shares the cache.
+    let third = client.clone().access_token().await.unwrap();
+    assert!(third.same_as(&first));
+    assert!(client.cached_token().unwrap().same_as(&first));
+    assert_eq!(endpoint.issued(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_replaced_before_it_is_returned() {
+    let clock = manual_clock();
+    let (server, endpoint) = server_with_token_endpoint(&clock).await;
+    let client = client(config(&server.uri()), &clock);
+
+    let old = client.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(2 * 3600));
+    let new = client.access_token().await.unwrap();
+    assert!(!new.same_as(&old));
+    assert_eq!(new.expose_secret(), access_token_for(2));
+    assert_eq!(new.obtained_at(), clock.now());
+    assert_eq!(endpoint.issued(), 2);
+    assert_eq!(endpoint.rejections(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_refresh_at_the_old_token_is_served_while_one_refresh_runs() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    // The first token comes at once; the refresh takes a second, so it is surely in flight
+    // while the callers below ask.
+    endpoint
+        .mock()
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    endpoint
+        .delayed_by(Duration::from_secs(1))
+        .mock()
+        .mount(&server)
+        .await;
+    // A 60 s margin keeps the refresh's assertion (signed at refresh_at, valid 180 s) valid
+    // when the clock then moves past expires_at.
+    let config = config_builder(&server.uri())
+        .session_lifetime(Duration::from_secs(900))
+        .refresh_margin(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let client = client(config, &clock);
+
+    let old = client.access_token().await.unwrap();
+    assert_eq!(old.refresh_at(), start_time() + Duration::from_secs(840));
+    clock.set(old.refresh_at() + Duration::from_secs(1));
+    for _ in 0..20 {
+        let token = client.access_token().await.unwrap();
+        assert!(
+            token.same_as(&old),
+            "the old token is served during the refresh"
+        );
+    }
+
+    clock.set(old.expires_at() + Duration::from_secs(1));
+    let new = client.access_token().await.unwrap();
+    assert!(!new.same_as(&old));
+    assert_eq!(new.expose_secret(), access_token_for(2));
+    assert!(client.access_token().await.unwrap().same_as(&new));
+    assert_eq!(
+        endpoint.issued(),
+        2,
+        "one background refresh, not one per caller"
+    );
+    assert_eq!(requests_to(&server, TOKEN_PATH).await.len(), 2);
+    assert_eq!(endpoint.rejections(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_failed_background_refresh_keeps_the_valid_token() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    endpoint
+        .mock()
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(oauth_error(400, "invalid_grant", "invalid assertion"))
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+
+    let old = client.access_token().await.unwrap();
+    clock.set(old.refresh_at() + Duration::from_secs(1));
+    assert!(client.access_token().await.unwrap().same_as(&old));
+    // Until it expires, the token keeps being served whatever the refresh did.
+    clock.set(old.expires_at() - Duration::from_secs(1));
+    assert!(client.access_token().await.unwrap().same_as(&old));
+    // Once expired, the error reaches the caller.
+    clock.set(old.expires_at() + Duration::from_secs(1));
+    let error = client.access_token().await.unwrap_err();
+    assert_eq!(oauth(error).kind, OAuthErrorKind::InvalidAssertion);
+}
+
+/// Starts `n` tasks that all ask for a token at the same moment.
+async fn concurrent_callers(client: &JwtBearerClient, n: usize) -> Vec<Result<AccessToken, Error>> {
+    let barrier = Arc::new(Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let client = client.clone();
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                client.access_token().await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_callers_on_a_cold_cache_cause_one_token_request() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    endpoint
+        .delayed_by(Duration::from_millis(500))
+        .mock()
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+
+    let results = concurrent_callers(&client, 1000).await;
+    let tokens: Vec<AccessToken> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(tokens.len(), 1000);
+    assert!(tokens.iter().all(|t| t.same_as(&tokens[0])));
+    assert_eq!(tokens[0].expose_secret(), access_token_for(1));
+    assert_eq!(endpoint.issued(), 1);
+    assert_eq!(requests_to(&server, TOKEN_PATH).await.len(), 1);
+    server.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_callers_share_the_one_failure() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(
+            oauth_error(400, "invalid_grant", "user hasn't approved this consumer")
+                .set_delay(Duration::from_millis(500)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+
+    let results = concurrent_callers(&client, 1000).await;
+    assert_eq!(results.len(), 1000);
+    for result in results {
+        let error = oauth(result.unwrap_err());
+        assert_eq!(error.kind, OAuthErrorKind::UserNotApproved);
+    }
+    assert_eq!(requests_to(&server, TOKEN_PATH).await.len(), 1);
+    server.verify().await;
+
+    // The failure is not cached: the next caller asks again.
+    server.reset().await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    endpoint.mock().expect(1).mount(&server).await;
+    let token = client.access_token().await.unwrap();
+    assert_eq!(token.expose_secret(), access_token_for(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_arriving_during_a_request_after_expiry_share_it() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    endpoint
+        .delayed_by(Duration::from_millis(300))
+        .mock()
+        .expect(2)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    let old = client.access_token().await.unwrap();
+    clock.set(old.expires_at());
+    let results = concurrent_callers(&client, 200).await;
+    let tokens: Vec<AccessToken> = results.into_iter().map(Result::unwrap).collect();
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.same_as(&tokens[0]) && !t.same_as(&old))
+    );
+    assert_eq!(endpoint.issued(), 2);
+}
+
+#[tokio::test]
+async fn invalidating_an_old_token_keeps_the_newer_one() {
+    let clock = manual_clock();
+    let (server, endpoint) = server_with_token_endpoint(&clock).await;
+    let client = client(config(&server.uri()), &clock);
+
+    let old = client.access_token().await.unwrap();
+    assert!(client.invalidate(&old));
+    assert!(client.cached_token().is_none());
+    assert!(!client.invalidate(&old), "already gone");
+
+    let new = client.access_token().await.unwrap();
+    assert!(!new.same_as(&old));
+    // A task that still holds the old token reports it failed: the newer one stays.
+    assert!(!client.invalidate(&old));
+    assert!(client.cached_token().unwrap().same_as(&new));
+    assert!(client.access_token().await.unwrap().same_as(&new));
+    assert_eq!(endpoint.issued(), 2);
+}
+
+// ---- send() ----
+
+fn ok_json() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(serde_json::json!({"DailyApiRequests": {}}))
+}
+
+fn session_expired() -> ResponseTemplate {
+    rest_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+}
+
+#[tokio::test]
+async fn the_bearer_token_reaches_the_instance() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .and(header(
+            "Authorization",
+            format!("Bearer {}", access_token_for(1)).as_str(),
+        ))
+        .respond_with(ok_json())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+
+    let response = client
+        .send(&InstanceRequest::get(LIMITS).query("q", "a b"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let requests = requests_to(&server, LIMITS).await;
+    assert_eq!(requests.len(), 1);
+    let authorization: Vec<_> = requests[0]
+        .headers
+        .get_all("authorization")
+        .iter()
+        .collect();
+    assert_eq!(
+        authorization,
+        [format!("Bearer {}", access_token_for(1)).as_str()]
+    );
+    assert_eq!(requests[0].url.query(), Some("q=a+b"));
+}
+
+#[tokio::test]
+async fn a_401_re_authenticates_once_and_retries_with_the_new_token() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    endpoint.mock().expect(2).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .and(header(
+            "Authorization",
+            format!("Bearer {}", access_token_for(1)).as_str(),
+        ))
+        .respond_with(session_expired())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .and(header(
+            "Authorization",
+            format!("Bearer {}", access_token_for(2)).as_str(),
+        ))
+        .respond_with(ok_json())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+
+    let first = client.access_token().await.unwrap();
+    let response = client.send(&InstanceRequest::get(LIMITS)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(endpoint.issued(), 2);
+    assert_eq!(requests_to(&server, TOKEN_PATH).await.len(), 2);
+    assert_eq!(requests_to(&server, LIMITS).await.len(), 2);
+    let cached = client.cached_token().unwrap();
+    assert!(!cached.same_as(&first));
+    assert_eq!(cached.expose_secret(), access_token_for(2));
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_second_401_is_an_invalid_session_error_without_a_third_try() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    endpoint.mock().expect(2).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(session_expired())
+        .expect(2)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+
+    let error = client
+        .send(&InstanceRequest::get(LIMITS).context("reading limits"))
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable());
+    let text = error.to_string();
+    match error {
+        Error::Api(api) => {
+            assert_eq!(api.status, 401);
+            assert_eq!(api.error_code.as_deref(), Some("INVALID_SESSION_ID"));
+            assert_eq!(api.message, "Session expired or invalid");
+            assert_eq!(api.context, "reading limits");
+            assert!(api.hint().is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        text.starts_with("reading limits: Salesforce answered HTTP 401 INVALID_SESSION_ID"),
+        "{text}"
+    );
+    assert_eq!(endpoint.issued(), 2);
+    assert_eq!(requests_to(&server, LIMITS).await.len(), 2);
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn request_limit_exceeded_is_its_own_error_with_the_usage() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(
+            rest_error(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+            )
+            .insert_header("Sforce-Limit-Info", "api-usage=18/5000"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    match error {
+        Error::RequestLimitExceeded { message, usage } => {
+            assert_eq!(message, "TotalRequests Limit exceeded.");
+            assert_eq!(
+                usage,
+                Some(ApiUsage {
+                    used: 18,
+                    limit: 5000
+                })
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(text.contains("usage 18/5000"), "{text}");
+    assert!(text.contains("rolling 24-hour"), "{text}");
+    assert_eq!(
+        client.last_api_usage(),
+        Some(ApiUsage {
+            used: 18,
+            limit: 5000
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_api_usage_is_read_from_a_successful_response() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(ok_json().insert_header(
+            "Sforce-Limit-Info",
+            "api-usage=42/15000; per-app-api-usage=7/1000(appName=collector)",
+        ))
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    assert_eq!(client.last_api_usage(), None);
+    client.send(&InstanceRequest::get(LIMITS)).await.unwrap();
+    assert_eq!(
+        client.last_api_usage(),
+        Some(ApiUsage {
+            used: 42,
+            limit: 15000
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_api_503_is_retried_after_retry_after() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("Retry-After", "3")
+                .set_body_raw("<html>maintenance</html>", "text/html"),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(ok_json())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    let response = client.send(&InstanceRequest::get(LIMITS)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(clock.slept(), [Duration::from_secs(3)]);
+    // The token survived the retry: one token request.
+    assert_eq!(requests_to(&server, TOKEN_PATH).await.len(), 1);
+}
+
+#[tokio::test]
+async fn other_api_errors_keep_status_code_and_message() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    Mock::given(method("GET"))
+        .and(path("/services/data/v64.0/query"))
+        .respond_with(rest_error(
+            400,
+            "INVALID_TYPE",
+            "sObject type 'EventLogFile' is not supported.",
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    let error = client
+        .send(
+            &InstanceRequest::get("/services/data/v64.0/query")
+                .query("q", "SELECT Id FROM EventLogFile"),
+        )
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable());
+    let text = error.to_string();
+    assert!(text.contains("View Event Log Files"), "{text}");
+    match error {
+        Error::Api(api) => {
+            assert_eq!(api.status, 400);
+            assert_eq!(api.error_code.as_deref(), Some("INVALID_TYPE"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn urls_off_the_instance_are_refused_before_anything_is_sent() {
+    let clock = manual_clock();
+    let (server, endpoint) = server_with_token_endpoint(&clock).await;
+    let client = client(config(&server.uri()), &clock);
+    let other_port = if server.address().port() == 1 { 2 } else { 1 };
+    for target in [
+        "https://evil.example/x".to_string(),
+        "//evil.example/x".to_string(),
+        "https://evil.example/services/data/v64.0/query".to_string(),
+        format!("http://127.0.0.1:{other_port}/services/data"),
+        format!("https://{}/services/data", server.address()),
+    ] {
+        match client.instance_url_for(&target) {
+            Err(Error::ForeignUrl { url, instance }) => {
+                assert_eq!(instance, format!("{}/", server.uri()), "{target}");
+                assert!(!url.starts_with(&server.uri()), "{url}");
+            }
+            other => panic!("{target}: {other:?}"),
+        }
+        let error = client
+            .send(&InstanceRequest::get(target.as_str()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::ForeignUrl { .. }),
+            "{target}: {error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("refused to send the access token"),
+            "{error}"
+        );
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+    assert_eq!(endpoint.issued(), 0);
+
+    // Paths and URLs on the instance are fine.
+    assert_eq!(
+        client.instance_url_for(LIMITS).unwrap().as_str(),
+        format!("{}{LIMITS}", server.uri())
+    );
+    let full = format!("{}{LIMITS}", server.uri());
+    assert_eq!(client.instance_url_for(&full).unwrap().as_str(), full);
+}

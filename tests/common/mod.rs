@@ -1,0 +1,377 @@
+//! Shared helpers for the integration tests (and the token bench): fixtures, a config pointed at
+//! a wiremock server, and a token endpoint that checks assertions the way Salesforce does.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use salesforce_jwt::clock::{Clock, ManualClock};
+use salesforce_jwt::{JwtBearerClient, JwtBearerConfig, JwtBearerConfigBuilder};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const AUDIENCE: &str = "https://login.salesforce.com";
+pub const USERNAME: &str = "integration@example.com";
+pub const CLIENT_ID: &str = "3MVG9TestConsumerKey.fixture";
+pub const ORG_ID: &str = "00DXX0000000001AAA";
+pub const USER_ID: &str = "005XX0000000001AAA";
+pub const TOKEN_PATH: &str = "/services/oauth2/token";
+pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const ISSUED_AT_MS: &str = "1700000000000";
+/// Salesforce's "within 3 minutes".
+pub const MAX_EXP_AHEAD_SECS: i64 = 180;
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+}
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(fixture_path(name)).expect("fixture readable")
+}
+
+/// The base64 lines of every private-key fixture: none of them may ever show up in a message.
+pub fn private_pem_body_lines() -> Vec<String> {
+    [
+        "test_rsa_pkcs1.pem",
+        "test_rsa_pkcs8.pem",
+        "test_rsa_encrypted_pkcs8.pem",
+        "test_rsa_encrypted_pkcs1.pem",
+        "other_rsa_pkcs1.pem",
+        "test_ec.pem",
+        "test_ed25519_pkcs8.pem",
+    ]
+    .iter()
+    .flat_map(|name| {
+        fixture(name)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("-----") && !l.contains(':'))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    })
+    .collect()
+}
+
+/// Where every test clock starts.
+pub fn start_time() -> OffsetDateTime {
+    datetime!(2025-06-01 12:00 UTC)
+}
+
+pub fn manual_clock() -> ManualClock {
+    ManualClock::new(start_time())
+}
+
+/// A builder with all six fields set, token and instance URLs on `server_uri` (loopback http).
+pub fn config_builder(server_uri: &str) -> JwtBearerConfigBuilder {
+    JwtBearerConfig::builder()
+        .audience_url(AUDIENCE)
+        .client_key_path(fixture_path("test_rsa_pkcs8.pem"))
+        .username(USERNAME)
+        .client_id(CLIENT_ID)
+        .instance_url(server_uri)
+        .token_url(server_uri)
+}
+
+pub fn config(server_uri: &str) -> JwtBearerConfig {
+    config_builder(server_uri)
+        .build()
+        .expect("valid test config")
+}
+
+pub fn client(config: JwtBearerConfig, clock: &ManualClock) -> JwtBearerClient {
+    JwtBearerClient::builder(config)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .expect("client builds")
+}
+
+/// The access token the `n`th (1-based) successful token response carries.
+pub fn access_token_for(n: usize) -> String {
+    format!("{ORG_ID}!AR.fixture-access-token-{n:04}")
+}
+
+/// Verifies an RS256 JWT against `test_rsa_public.pem` and returns its header alg and claims.
+/// Time-based checks are left to the caller: tests run on a `ManualClock`.
+pub fn verify_signature(jwt: &str) -> Result<(Algorithm, Value), String> {
+    let header = jsonwebtoken::decode_header(jwt).map_err(|e| format!("bad header: {e}"))?;
+    let key = DecodingKey::from_rsa_pem(fixture("test_rsa_public.pem").as_bytes())
+        .expect("public key fixture");
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .map_err(|e| format!("signature check failed: {e}"))?;
+    Ok((header.alg, data.claims))
+}
+
+/// The claims Salesforce would accept.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub client_id: String,
+    pub username: String,
+    pub audience: String,
+}
+
+impl Default for Expected {
+    fn default() -> Self {
+        Expected {
+            client_id: CLIENT_ID.into(),
+            username: USERNAME.into(),
+            audience: AUDIENCE.into(),
+        }
+    }
+}
+
+/// A Salesforce token endpoint double: verifies the form, the RS256 signature and every claim
+/// against the test's `ManualClock`, answers a Salesforce-shaped success with a new token each
+/// time, or Salesforce's error JSON.
+#[derive(Clone)]
+pub struct TokenEndpoint {
+    state: Arc<EndpointState>,
+    delay: Option<Duration>,
+}
+
+struct EndpointState {
+    clock: ManualClock,
+    expected: Expected,
+    instance_url: String,
+    issued: AtomicUsize,
+    assertions: Mutex<Vec<String>>,
+    rejections: Mutex<Vec<String>>,
+}
+
+impl TokenEndpoint {
+    /// Answers with `instance_url` in its success responses.
+    pub fn new(clock: &ManualClock, instance_url: impl Into<String>) -> Self {
+        Self::with_expected(clock, instance_url, Expected::default())
+    }
+
+    /// Accepts assertions with other claims than the defaults.
+    pub fn with_expected(
+        clock: &ManualClock,
+        instance_url: impl Into<String>,
+        expected: Expected,
+    ) -> Self {
+        TokenEndpoint {
+            state: Arc::new(EndpointState {
+                clock: clock.clone(),
+                expected,
+                instance_url: instance_url.into(),
+                issued: AtomicUsize::new(0),
+                assertions: Mutex::new(Vec::new()),
+                rejections: Mutex::new(Vec::new()),
+            }),
+            delay: None,
+        }
+    }
+
+    /// The same endpoint (same counters), each answer delayed by `delay` so that callers
+    /// really overlap with the request in flight.
+    pub fn delayed_by(&self, delay: Duration) -> Self {
+        TokenEndpoint {
+            state: Arc::clone(&self.state),
+            delay: Some(delay),
+        }
+    }
+
+    /// A mock for `POST /services/oauth2/token` answered by this endpoint.
+    pub fn mock(&self) -> Mock {
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(self.clone())
+    }
+
+    /// Mounts [`mock`](Self::mock) on `server`.
+    pub async fn mount(&self, server: &MockServer) {
+        self.mock().mount(server).await;
+    }
+
+    /// Tokens issued so far.
+    pub fn issued(&self) -> usize {
+        self.state.issued.load(Ordering::SeqCst)
+    }
+
+    /// Every assertion received, valid or not.
+    pub fn assertions(&self) -> Vec<String> {
+        self.state.assertions.lock().unwrap().clone()
+    }
+
+    /// Why requests were refused, in order.
+    pub fn rejections(&self) -> Vec<String> {
+        self.state.rejections.lock().unwrap().clone()
+    }
+
+    fn check(&self, request: &Request) -> Result<(), Rejection> {
+        let content_type = request
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if content_type != "application/x-www-form-urlencoded" {
+            return Err(Rejection::new(
+                "invalid_request",
+                "unsupported content type",
+                format!("Content-Type was {content_type:?}"),
+            ));
+        }
+        let fields: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
+            .into_owned()
+            .collect();
+        let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        if names != ["grant_type", "assertion"] {
+            return Err(Rejection::new(
+                "invalid_request",
+                "invalid request parameters",
+                format!("form fields were {names:?}"),
+            ));
+        }
+        if fields[0].1 != GRANT_TYPE {
+            return Err(Rejection::new(
+                "unsupported_grant_type",
+                "grant type not supported",
+                format!("grant_type was {:?}", fields[0].1),
+            ));
+        }
+        let assertion = &fields[1].1;
+        self.state
+            .assertions
+            .lock()
+            .unwrap()
+            .push(assertion.clone());
+        let invalid = |why: String| Rejection::new("invalid_grant", "invalid assertion", why);
+        let (alg, claims) = verify_signature(assertion).map_err(invalid)?;
+        if alg != Algorithm::RS256 {
+            return Err(invalid(format!("alg was {alg:?}")));
+        }
+        let expected = &self.state.expected;
+        let claim = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or("");
+        if claim("iss") != expected.client_id {
+            return Err(Rejection::new(
+                "invalid_client_id",
+                "client identifier invalid",
+                format!("iss was {:?}", claims.get("iss")),
+            ));
+        }
+        if claim("sub") != expected.username {
+            return Err(Rejection::new(
+                "invalid_grant",
+                "user hasn't approved this consumer",
+                format!("sub was {:?}", claims.get("sub")),
+            ));
+        }
+        if claim("aud") != expected.audience {
+            return Err(Rejection::new(
+                "invalid_grant",
+                "audience is invalid",
+                format!("aud was {:?}", claims.get("aud")),
+            ));
+        }
+        // Numeric, whole seconds: a string or a float is refused.
+        let exp = match claims.get("exp") {
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.as_i64().unwrap(),
+            other => return Err(invalid(format!("exp was {other:?}"))),
+        };
+        let now = self.state.clock.now().unix_timestamp();
+        if exp <= now {
+            return Err(Rejection::new(
+                "invalid_grant",
+                "expired authorization code",
+                format!("exp {exp} is not after now {now}"),
+            ));
+        }
+        if exp > now + MAX_EXP_AHEAD_SECS {
+            return Err(invalid(format!(
+                "exp {exp} is more than {MAX_EXP_AHEAD_SECS} s after now {now}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+struct Rejection {
+    error: &'static str,
+    description: &'static str,
+    why: String,
+}
+
+impl Rejection {
+    fn new(error: &'static str, description: &'static str, why: String) -> Self {
+        Rejection {
+            error,
+            description,
+            why,
+        }
+    }
+}
+
+impl Respond for TokenEndpoint {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let response = match self.check(request) {
+            Ok(()) => {
+                let n = self.state.issued.fetch_add(1, Ordering::SeqCst) + 1;
+                ResponseTemplate::new(200).set_body_json(json!({
+                    "access_token": access_token_for(n),
+                    "scope": "api",
+                    "instance_url": self.state.instance_url,
+                    "id": format!("https://login.salesforce.com/id/{ORG_ID}/{USER_ID}"),
+                    "token_type": "Bearer",
+                    "issued_at": ISSUED_AT_MS,
+                }))
+            }
+            Err(rejection) => {
+                self.state.rejections.lock().unwrap().push(rejection.why);
+                ResponseTemplate::new(400).set_body_json(json!({
+                    "error": rejection.error,
+                    "error_description": rejection.description,
+                }))
+            }
+        };
+        match self.delay {
+            Some(delay) => response.set_delay(delay),
+            None => response,
+        }
+    }
+}
+
+/// A wiremock server with a [`TokenEndpoint`] mounted, answering with the server's own URI as
+/// `instance_url`.
+pub async fn server_with_token_endpoint(clock: &ManualClock) -> (MockServer, TokenEndpoint) {
+    let server = MockServer::start().await;
+    let endpoint = TokenEndpoint::new(clock, server.uri());
+    endpoint.mount(&server).await;
+    (server, endpoint)
+}
+
+/// Requests the server received on `request_path`.
+pub async fn requests_to(server: &MockServer, request_path: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .expect("request recording is on")
+        .into_iter()
+        .filter(|r| r.url.path() == request_path)
+        .collect()
+}
+
+/// A Salesforce OAuth error response.
+pub fn oauth_error(status: u16, error: &str, description: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_json(json!({ "error": error, "error_description": description }))
+}
+
+/// A Salesforce REST error response: `[{"message": ..., "errorCode": ...}]`.
+pub fn rest_error(status: u16, error_code: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_json(json!([{ "message": message, "errorCode": error_code }]))
+}
