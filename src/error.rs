@@ -149,8 +149,6 @@ impl Error {
         }
     }
 
-    // For the local I/O paths (checkpoint, output) that are not written yet.
-    #[allow(dead_code)]
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

@@ -1,0 +1,578 @@
+//! A Salesforce org double on [wiremock]: JWT-bearer token endpoint, REST query API and
+//! EventLogFile downloads, with Salesforce's wire shapes, errors and quirks.
+//!
+//! [`MockOrg`] verifies real RS256 signatures against a public key, checks the claims against its
+//! own [`Clock`], expires and revokes sessions, evaluates the SOQL a collector sends (filters,
+//! `ORDER BY`, `LIMIT`, `COUNT()`), paginates with `nextRecordsUrl`, gzips downloads when asked,
+//! and injects [`Fault`]s on demand. It is independent of the rest of this crate on purpose: it is
+//! a second reading of Salesforce's behaviour, so it catches mismatches instead of sharing them.
+//!
+//! ```
+//! use salesforce_jwt::mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
+//!
+//! # async fn demo() {
+//! let org = MockOrg::start().await;
+//! let ids = org.add_demo_data(time::OffsetDateTime::now_utc());
+//! assert!(!ids.is_empty());
+//! // Configure a client with org.token_url(), org.instance_url(), org.client_id(),
+//! // org.username(), org.audience() and the private key DEMO_PRIVATE_KEY_PEM.
+//! # let _ = (DEMO_PRIVATE_KEY_PEM, org.token_url());
+//! # }
+//! ```
+//!
+//! Endpoints served:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /services/oauth2/token` | access token, or 400 `{"error","error_description"}` |
+//! | `GET /services/data/` | the API versions (no session needed) |
+//! | `GET /services/data/vNN.N/query?q=` | the first page of a query |
+//! | `GET /services/data/vNN.N/query/{locator}` | the following pages |
+//! | `GET /services/data/vNN.N/sobjects/EventLogFile/{Id}` | one record, all fields |
+//! | `GET /services/data/vNN.N/sobjects/EventLogFile/{Id}/LogFile` | the CSV body |
+//! | `GET /id/{orgId}/{userId}` | the identity of the integration user |
+//!
+//! Anything else answers 404 with a Salesforce-style JSON error array.
+
+mod generate;
+mod responder;
+mod soql;
+mod state;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use jsonwebtoken::DecodingKey;
+use time::{OffsetDateTime, UtcOffset};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer};
+
+pub use generate::{
+    CsvRowGenerator, DEFAULT_FILE_API_VERSION, EDGE_CASE_CYCLE, GeneratedCsv, Interval,
+    MockLogFile, generate_log_csv,
+};
+
+use crate::clock::{Clock, SystemClock};
+use state::{FileMeta, Settings, Shared};
+
+/// Private half of the built-in demo key pair (PKCS#8 PEM), matching [`DEMO_PUBLIC_KEY_PEM`].
+///
+/// For demos and tests only: it is published with this crate, so anyone can sign with it. Never
+/// register its certificate with a real org.
+pub const DEMO_PRIVATE_KEY_PEM: &str = include_str!("demo_private_key.pem");
+
+/// Public half of the built-in demo key pair: what a [`MockOrg`] verifies assertions with unless
+/// [`MockOrgBuilder::public_key_pem`] says otherwise.
+///
+/// For demos and tests only; never register it with a real org.
+pub const DEMO_PUBLIC_KEY_PEM: &str = include_str!("demo_public_key.pem");
+
+/// The default consumer key (`iss`) the org expects.
+pub const DEFAULT_CLIENT_ID: &str = "3MVG9MOCKCLIENTID";
+/// The default integration username (`sub`) the org expects.
+pub const DEFAULT_USERNAME: &str = "integration@example.com";
+/// The default audience (`aud`) the org expects.
+pub const DEFAULT_AUDIENCE: &str = "https://login.salesforce.com";
+
+/// A Salesforce org double listening on a loopback port.
+///
+/// Dropping it stops the server. All methods take `&self`; share it behind an `Arc` if several
+/// tasks need it.
+pub struct MockOrg {
+    server: MockServer,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for MockOrg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockOrg")
+            .field("uri", &self.shared.base_uri)
+            .field("files", &self.shared.with(|s| s.files.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures and starts a [`MockOrg`].
+#[derive(Clone)]
+pub struct MockOrgBuilder {
+    key: DecodingKey,
+    key_is_demo: bool,
+    client_id: String,
+    username: String,
+    audience: String,
+    clock: Arc<dyn Clock>,
+    token_lifetime: Duration,
+    token_max_uses: Option<u32>,
+    page_size: usize,
+    event_log_access: bool,
+    api_enabled: bool,
+}
+
+impl fmt::Debug for MockOrgBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockOrgBuilder")
+            .field("key_is_demo", &self.key_is_demo)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("audience", &self.audience)
+            .field("clock", &self.clock)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("token_max_uses", &self.token_max_uses)
+            .field("page_size", &self.page_size)
+            .field("event_log_access", &self.event_log_access)
+            .field("api_enabled", &self.api_enabled)
+            .finish()
+    }
+}
+
+/// The PEM given to [`MockOrgBuilder::public_key_pem`] holds no RSA public key or certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidPublicKey {
+    reason: String,
+}
+
+impl fmt::Display for InvalidPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "not an RSA public key or certificate PEM: {}",
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for InvalidPublicKey {}
+
+impl Default for MockOrgBuilder {
+    fn default() -> Self {
+        // The embedded demo key is a valid PEM; a failure here would be a build defect, and the
+        // org then rejects every assertion as Salesforce does with a mismatched certificate.
+        let key = DecodingKey::from_rsa_pem(DEMO_PUBLIC_KEY_PEM.as_bytes())
+            .unwrap_or_else(|_| DecodingKey::from_rsa_raw_components(&[0], &[0]));
+        Self {
+            key,
+            key_is_demo: true,
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            username: DEFAULT_USERNAME.to_owned(),
+            audience: DEFAULT_AUDIENCE.to_owned(),
+            clock: Arc::new(SystemClock),
+            token_lifetime: Duration::from_secs(2 * 3600),
+            token_max_uses: None,
+            page_size: 2000,
+            event_log_access: true,
+            api_enabled: true,
+        }
+    }
+}
+
+impl MockOrgBuilder {
+    /// The key assertions must be signed with: an RSA public key (`BEGIN PUBLIC KEY` or
+    /// `BEGIN RSA PUBLIC KEY`) or the X.509 certificate an admin would upload to the app.
+    /// Defaults to [`DEMO_PUBLIC_KEY_PEM`].
+    pub fn public_key_pem(mut self, pem: impl AsRef<[u8]>) -> Result<Self, InvalidPublicKey> {
+        let pem = pem.as_ref();
+        let text = String::from_utf8_lossy(pem);
+        // jsonwebtoken also reads private keys here; refusing them catches a swapped argument.
+        if !(text.contains("PUBLIC KEY-----") || text.contains("BEGIN CERTIFICATE-----")) {
+            return Err(InvalidPublicKey {
+                reason: "expected a PUBLIC KEY or CERTIFICATE block".to_owned(),
+            });
+        }
+        self.key = DecodingKey::from_rsa_pem(pem).map_err(|e| InvalidPublicKey {
+            reason: e.to_string(),
+        })?;
+        self.key_is_demo = false;
+        Ok(self)
+    }
+
+    /// The consumer key of the app; assertions need it as `iss`. Default `3MVG9MOCKCLIENTID`.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
+
+    /// The pre-authorized integration user; assertions need it as `sub`.
+    /// Default `integration@example.com`.
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = username.into();
+        self
+    }
+
+    /// The audience assertions need as `aud`. Default `https://login.salesforce.com`.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = audience.into();
+        self
+    }
+
+    /// The clock that judges `exp`, session lifetime and cursor expiry. Default [`SystemClock`];
+    /// give a [`ManualClock`](crate::clock::ManualClock) to move time in tests without sleeping.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How long an access token stays valid, measured with the clock (the org's session timeout).
+    /// Default 2 hours, Salesforce's default.
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
+    /// After this many API requests a token answers 401 as if expired. Default `None`: no limit.
+    pub fn token_max_uses(mut self, max_uses: Option<u32>) -> Self {
+        self.token_max_uses = max_uses;
+        self
+    }
+
+    /// Records per query page. Default 2000, Salesforce's maximum. A request's
+    /// `Sforce-Query-Options: batchSize=N` picks a size in 200..=2000, never above this one.
+    /// Values below 1 count as 1.
+    pub fn page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size.max(1);
+        self
+    }
+
+    /// Whether the integration user may see EventLogFile (the View Event Log Files permission
+    /// and an Event Monitoring licence). When `false`, queries on it answer 400 `INVALID_TYPE`,
+    /// the way Salesforce reports the missing permission. Default `true`.
+    pub fn event_log_access(mut self, allowed: bool) -> Self {
+        self.event_log_access = allowed;
+        self
+    }
+
+    /// Whether the user has API Enabled. When `false`, the token is still issued (Salesforce
+    /// checks at the first API call) but every `/services/data` request with it answers 403
+    /// `API_DISABLED_FOR_ORG`. Default `true`.
+    pub fn api_enabled(mut self, enabled: bool) -> Self {
+        self.api_enabled = enabled;
+        self
+    }
+
+    /// Starts the server on a free loopback port.
+    pub async fn start(self) -> MockOrg {
+        // Request recording is off: the org keeps its own counters, and a long demo run must not
+        // accumulate every request in memory.
+        let server = MockServer::builder()
+            .disable_request_recording()
+            .start()
+            .await;
+        let settings = Settings {
+            client_id: self.client_id,
+            username: self.username,
+            audience: self.audience,
+            token_lifetime: self.token_lifetime,
+            token_max_uses: self.token_max_uses,
+            page_size: self.page_size,
+            event_log_access: self.event_log_access,
+            api_enabled: self.api_enabled,
+        };
+        let shared = Arc::new(Shared::new(settings, self.clock, self.key, server.uri()));
+        Mock::given(any())
+            .respond_with(responder::OrgResponder::new(Arc::clone(&shared)))
+            .named("salesforce org")
+            .mount(&server)
+            .await;
+        tracing::debug!(uri = %server.uri(), "mock Salesforce org started");
+        MockOrg { server, shared }
+    }
+}
+
+/// Metadata of a file held by the org, as [`MockOrg::files`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockLogFileInfo {
+    /// The 18-character `Id` (prefix `0AT`).
+    pub id: String,
+    /// `EventType`.
+    pub event_type: String,
+    /// `Interval`.
+    pub interval: Interval,
+    /// `LogDate`, in UTC, whole seconds.
+    pub log_date: OffsetDateTime,
+    /// `CreatedDate`, in UTC, whole seconds.
+    pub created_date: OffsetDateTime,
+    /// `Sequence`.
+    pub sequence: i32,
+    /// Data rows in the CSV (header excluded).
+    pub row_count: usize,
+    /// `LogFileLength`: the uncompressed CSV size in bytes.
+    pub length: u64,
+}
+
+/// A failure to inject; each fires once, on the first request it applies to.
+///
+/// Queued faults are considered in injection order: a request takes the first queued fault that
+/// applies to it, so faults for the same target fire in the order they were injected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// 503 with an HTML body, as an edge proxy sends it, and `Retry-After` if given.
+    ServiceUnavailable {
+        /// Which requests it applies to.
+        target: FaultTarget,
+        /// Seconds for the `Retry-After` header.
+        retry_after_secs: Option<u64>,
+    },
+    /// 429 with an HTML body and `Retry-After` if given.
+    TooManyRequests {
+        /// Which requests it applies to.
+        target: FaultTarget,
+        /// Seconds for the `Retry-After` header.
+        retry_after_secs: Option<u64>,
+    },
+    /// 403 `REQUEST_LIMIT_EXCEEDED` ("TotalRequests Limit exceeded."), the org's rolling 24-hour
+    /// API allowance, with `Sforce-Limit-Info` showing it used up.
+    RequestLimitExceeded {
+        /// Which requests it applies to.
+        target: FaultTarget,
+    },
+    /// The next download that would succeed serves only the first half of the CSV (gzipped if
+    /// asked), while `LogFileLength` keeps the full size: a connection cut short.
+    TruncatedBody,
+    /// At the next request that needs a session, every issued token is revoked first, so that
+    /// request answers 401 `INVALID_SESSION_ID` (an admin revoking sessions, or the per-user token
+    /// limit pushing ours out).
+    RevokeSessions,
+}
+
+/// Which requests a status [`Fault`] applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FaultTarget {
+    /// `POST /services/oauth2/token`.
+    Token,
+    /// Query requests: first pages and `nextRecordsUrl` pages.
+    Query,
+    /// `LogFile` downloads.
+    Download,
+    /// Any request.
+    Any,
+}
+
+/// Requests the org has received, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Received {
+    /// Token requests, whatever their outcome.
+    pub token_requests: u64,
+    /// Token requests that got a token.
+    pub token_successes: u64,
+    /// Query requests for a first page (`/query?q=`), whatever their outcome.
+    pub queries: u64,
+    /// Requests for a following page (`/query/{locator}`), whatever their outcome.
+    pub query_more: u64,
+    /// `LogFile` download requests, whatever their outcome.
+    pub downloads: u64,
+    /// 401 `INVALID_SESSION_ID` answers sent.
+    pub unauthorized: u64,
+    /// Injected faults that have fired.
+    pub faults_fired: u64,
+}
+
+impl MockOrg {
+    /// A builder with the defaults: demo key pair, client id `3MVG9MOCKCLIENTID`, username
+    /// `integration@example.com`, audience `https://login.salesforce.com`, system clock, 2-hour
+    /// sessions, 2000-record pages, EventLogFile and API access granted.
+    pub fn builder() -> MockOrgBuilder {
+        MockOrgBuilder::default()
+    }
+
+    /// Starts an org with the builder defaults.
+    pub async fn start() -> MockOrg {
+        Self::builder().start().await
+    }
+
+    /// The server's base URI, `http://127.0.0.1:PORT`: both the instance URL and the token host.
+    pub fn uri(&self) -> String {
+        self.shared.base_uri.clone()
+    }
+
+    /// The instance URL (the same as [`uri`](Self::uri)), as the token response reports it.
+    pub fn instance_url(&self) -> String {
+        self.uri()
+    }
+
+    /// `{uri}/services/oauth2/token`.
+    pub fn token_url(&self) -> String {
+        format!("{}/services/oauth2/token", self.shared.base_uri)
+    }
+
+    /// The audience (`aud`) assertions must carry.
+    pub fn audience(&self) -> &str {
+        &self.shared.settings.audience
+    }
+
+    /// The consumer key (`iss`) assertions must carry.
+    pub fn client_id(&self) -> &str {
+        &self.shared.settings.client_id
+    }
+
+    /// The username (`sub`) assertions must carry.
+    pub fn username(&self) -> &str {
+        &self.shared.settings.username
+    }
+
+    /// The underlying wiremock server, to mount extra mocks: give them a priority below 5 (the
+    /// default, which the org's catch-all uses) to take precedence.
+    pub fn server(&self) -> &MockServer {
+        &self.server
+    }
+
+    /// Adds a file and returns its 18-character Id (`0AT...`). Ids come from a counter, so they
+    /// sort in the order files were added. `LogDate` and `CreatedDate` are stored in UTC and cut
+    /// to whole seconds, as Salesforce stores them (its JSON always shows `.000`).
+    pub fn add_file(&self, file: MockLogFile) -> String {
+        let row_count = file.row_count();
+        let meta = FileMeta {
+            id: String::new(),
+            event_type: file.event_type,
+            interval: file.interval,
+            log_date: whole_seconds_utc(file.log_date),
+            created_date: whole_seconds_utc(file.created_date),
+            sequence: file.sequence,
+            length: file.csv.len() as u64,
+            row_count,
+            field_names: file.field_names,
+            field_types: file.field_types,
+            api_version: file.api_version,
+        };
+        self.shared.with(|s| s.insert_file(meta, file.csv))
+    }
+
+    /// Removes a file (as retention does after 30 days). Returns whether it existed.
+    pub fn remove_file(&self, id: &str) -> bool {
+        self.shared.with(|s| s.files.remove(id).is_some())
+    }
+
+    /// Adds a realistic set of files relative to `now` and returns their Ids, in insertion order.
+    ///
+    /// - Daily files of Login, Logout, API, URI, ApexExecution and Report for the days three and
+    ///   two days before `now`'s day, each created early the following morning.
+    /// - Hourly files (Sequence 1) of Login, API and URI for the six hours from 9 to 4 hours
+    ///   before `now`, each created 3 h 17 min after its hour: files of one hour share a
+    ///   `CreatedDate`, so only the `Id` orders them.
+    /// - One late hourly file: Login for the oldest of those hours, Sequence 2, created 30 minutes
+    ///   before `now`'s hour began.
+    ///
+    /// Every file is created before `now`. About 340 rows in all; the same `now` gives the same
+    /// files.
+    pub fn add_demo_data(&self, now: OffsetDateTime) -> Vec<String> {
+        const DAILY: &[(&str, usize)] = &[
+            ("Login", 24),
+            ("Logout", 12),
+            ("API", 30),
+            ("URI", 30),
+            ("ApexExecution", 16),
+            ("Report", 10),
+        ];
+        const HOURLY: &[&str] = &["Login", "API", "URI"];
+        let now = now.to_offset(UtcOffset::UTC);
+        let today = now.replace_time(time::Time::MIDNIGHT);
+        let this_hour =
+            now.replace_time(time::Time::MIDNIGHT) + time::Duration::hours(i64::from(now.hour()));
+        let mut ids = Vec::new();
+        for days_back in [3i64, 2] {
+            let log_date = today - time::Duration::days(days_back);
+            for (i, (event_type, rows)) in DAILY.iter().enumerate() {
+                let created = log_date
+                    + time::Duration::days(1)
+                    + time::Duration::hours(2)
+                    + time::Duration::minutes(7 * i as i64);
+                let seed = demo_seed(log_date, i);
+                ids.push(self.add_file(MockLogFile::generated(
+                    event_type,
+                    Interval::Daily,
+                    log_date,
+                    0,
+                    created,
+                    *rows,
+                    seed,
+                )));
+            }
+        }
+        for hours_back in (4i64..=9).rev() {
+            let log_date = this_hour - time::Duration::hours(hours_back);
+            let created = log_date + time::Duration::minutes(3 * 60 + 17);
+            for (i, event_type) in HOURLY.iter().enumerate() {
+                ids.push(self.add_file(MockLogFile::generated(
+                    event_type,
+                    Interval::Hourly,
+                    log_date,
+                    1,
+                    created,
+                    5,
+                    demo_seed(log_date, i),
+                )));
+            }
+        }
+        let late_hour = this_hour - time::Duration::hours(9);
+        ids.push(self.add_file(MockLogFile::generated(
+            "Login",
+            Interval::Hourly,
+            late_hour,
+            2,
+            this_hour - time::Duration::minutes(30),
+            3,
+            demo_seed(late_hour, 99),
+        )));
+        ids
+    }
+
+    /// Every file the org holds, in Id order.
+    pub fn files(&self) -> Vec<MockLogFileInfo> {
+        self.shared.with(|s| {
+            s.files
+                .values()
+                .map(|f| {
+                    let m = &f.meta;
+                    MockLogFileInfo {
+                        id: m.id.clone(),
+                        event_type: m.event_type.clone(),
+                        interval: m.interval,
+                        log_date: m.log_date,
+                        created_date: m.created_date,
+                        sequence: m.sequence,
+                        row_count: m.row_count,
+                        length: m.length,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// The CSV body of a file, as a download serves it uncompressed.
+    pub fn csv_of(&self, id: &str) -> Option<Bytes> {
+        self.shared.with(|s| s.file(id).map(|f| f.csv.clone()))
+    }
+
+    /// Queues a fault; see [`Fault`] for when each kind fires.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.with(|s| s.faults.push_back(fault));
+    }
+
+    /// Faults injected but not fired yet.
+    pub fn pending_faults(&self) -> usize {
+        self.shared.with(|s| s.faults.len())
+    }
+
+    /// Revokes every token issued so far: their next API request answers 401
+    /// `INVALID_SESSION_ID`. Tokens issued afterwards work.
+    pub fn revoke_all_tokens(&self) {
+        self.shared.with(|s| s.revoke_all_tokens());
+    }
+
+    /// Counts of the requests received so far.
+    pub fn received(&self) -> Received {
+        self.shared.with(|s| s.received)
+    }
+}
+
+fn whole_seconds_utc(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(UtcOffset::UTC);
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+fn demo_seed(log_date: OffsetDateTime, index: usize) -> u64 {
+    (log_date.unix_timestamp() as u64).wrapping_mul(31) ^ (index as u64)
+}

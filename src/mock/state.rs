@@ -1,0 +1,273 @@
+//! The org's mutable state: files, issued tokens, open query cursors, queued faults, counters.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use jsonwebtoken::DecodingKey;
+use time::OffsetDateTime;
+
+use super::generate::{Interval, with_checksum};
+use super::soql::Field;
+use super::{Fault, Received};
+use crate::clock::Clock;
+
+/// The org's 15-character Id; the access token starts with it, as Salesforce's do.
+pub(crate) const ORG_ID_15: &str = "00D000000000001";
+/// The integration user's 15-character Id.
+pub(crate) const USER_ID_15: &str = "005000000000001";
+/// The daily API request allowance reported in `Sforce-Limit-Info`.
+pub(crate) const API_DAILY_LIMIT: u64 = 15_000;
+/// Salesforce drops a query cursor after 15 minutes without use.
+const CURSOR_IDLE: Duration = Duration::from_secs(15 * 60);
+/// Open cursors kept at most; the oldest goes first (Salesforce caps open cursors per user too).
+const MAX_CURSORS: usize = 64;
+
+/// A file's metadata: everything a query can return.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FileMeta {
+    pub(crate) id: String,
+    pub(crate) event_type: String,
+    pub(crate) interval: Interval,
+    pub(crate) log_date: OffsetDateTime,
+    pub(crate) created_date: OffsetDateTime,
+    pub(crate) sequence: i32,
+    pub(crate) length: u64,
+    pub(crate) row_count: usize,
+    pub(crate) field_names: String,
+    pub(crate) field_types: String,
+    pub(crate) api_version: f64,
+}
+
+pub(crate) struct StoredFile {
+    pub(crate) meta: Arc<FileMeta>,
+    pub(crate) csv: Bytes,
+}
+
+struct TokenRecord {
+    issued_at: OffsetDateTime,
+    uses: u32,
+}
+
+/// The result set of a query, kept for `nextRecordsUrl` requests: a snapshot, so files added
+/// meanwhile do not shift the pages.
+pub(crate) struct Cursor {
+    pub(crate) fields: Arc<[Field]>,
+    pub(crate) rows: Arc<[Arc<FileMeta>]>,
+    pub(crate) page_size: usize,
+    last_used: OffsetDateTime,
+}
+
+/// Settings fixed when the org starts.
+pub(crate) struct Settings {
+    pub(crate) client_id: String,
+    pub(crate) username: String,
+    pub(crate) audience: String,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) token_max_uses: Option<u32>,
+    pub(crate) page_size: usize,
+    pub(crate) event_log_access: bool,
+    pub(crate) api_enabled: bool,
+}
+
+/// What the responder and the [`MockOrg`](super::MockOrg) handle share.
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) key: DecodingKey,
+    pub(crate) base_uri: String,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        key: DecodingKey,
+        base_uri: String,
+    ) -> Self {
+        Self {
+            settings,
+            clock,
+            key,
+            base_uri,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Runs `f` under the state lock. Callers never `.await` inside: the lock is synchronous.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut state)
+    }
+}
+
+pub(crate) struct State {
+    pub(crate) files: BTreeMap<String, StoredFile>,
+    next_file: u64,
+    tokens: HashMap<String, TokenRecord>,
+    pub(crate) faults: VecDeque<Fault>,
+    cursors: HashMap<u64, Cursor>,
+    next_cursor: u64,
+    pub(crate) api_usage: u64,
+    pub(crate) received: Received,
+    pub(crate) rng: fastrand::Rng,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            files: BTreeMap::new(),
+            next_file: 1,
+            tokens: HashMap::new(),
+            faults: VecDeque::new(),
+            cursors: HashMap::new(),
+            next_cursor: 1,
+            api_usage: 0,
+            received: Received::default(),
+            rng: fastrand::Rng::new(),
+        }
+    }
+}
+
+impl State {
+    /// Stores a file under the next counter-based Id (`0AT` + 12 digits + checksum), so Ids sort in
+    /// insertion order.
+    pub(crate) fn insert_file(&mut self, mut meta: FileMeta, csv: Bytes) -> String {
+        let id = with_checksum(&format!("0AT{:012}", self.next_file));
+        self.next_file += 1;
+        meta.id.clone_from(&id);
+        self.files.insert(
+            id.clone(),
+            StoredFile {
+                meta: Arc::new(meta),
+                csv,
+            },
+        );
+        id
+    }
+
+    /// The file with this Id; a 15-character Id matches its 18-character form, as in Salesforce.
+    pub(crate) fn file(&self, id: &str) -> Option<&StoredFile> {
+        if id.len() == 15 {
+            return self
+                .files
+                .range(id.to_owned()..)
+                .next()
+                .filter(|(key, _)| key.starts_with(id))
+                .map(|(_, file)| file);
+        }
+        self.files.get(id)
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<Arc<FileMeta>> {
+        self.files.values().map(|f| Arc::clone(&f.meta)).collect()
+    }
+
+    /// Issues a new access token at `now`, dropping tokens that have expired anyway.
+    pub(crate) fn issue_token(&mut self, now: OffsetDateTime, lifetime: Duration) -> String {
+        self.tokens
+            .retain(|_, record| now < record.issued_at + lifetime);
+        let mut token = format!("{ORG_ID_15}!AR");
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._";
+        for _ in 0..96 {
+            token.push(char::from(ALPHABET[self.rng.usize(0..ALPHABET.len())]));
+        }
+        self.tokens.insert(
+            token.clone(),
+            TokenRecord {
+                issued_at: now,
+                uses: 0,
+            },
+        );
+        token
+    }
+
+    /// Counts one use of `token` if it is live, returning whether it was.
+    pub(crate) fn use_token(
+        &mut self,
+        token: &str,
+        now: OffsetDateTime,
+        settings: &Settings,
+    ) -> bool {
+        let Some(record) = self.tokens.get_mut(token) else {
+            return false;
+        };
+        if now >= record.issued_at + settings.token_lifetime {
+            return false;
+        }
+        if settings
+            .token_max_uses
+            .is_some_and(|max| record.uses >= max)
+        {
+            return false;
+        }
+        record.uses += 1;
+        true
+    }
+
+    /// Whether `token` is live, without counting a use.
+    pub(crate) fn token_is_live(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+        settings: &Settings,
+    ) -> bool {
+        self.tokens.get(token).is_some_and(|record| {
+            now < record.issued_at + settings.token_lifetime
+                && settings.token_max_uses.is_none_or(|max| record.uses < max)
+        })
+    }
+
+    pub(crate) fn revoke_all_tokens(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// Opens a cursor over `rows` and returns its number.
+    pub(crate) fn open_cursor(
+        &mut self,
+        fields: Arc<[Field]>,
+        rows: Arc<[Arc<FileMeta>]>,
+        page_size: usize,
+        now: OffsetDateTime,
+    ) -> u64 {
+        self.cursors
+            .retain(|_, cursor| now < cursor.last_used + CURSOR_IDLE);
+        while self.cursors.len() >= MAX_CURSORS {
+            let oldest = self
+                .cursors
+                .iter()
+                .min_by_key(|(n, cursor)| (cursor.last_used, **n))
+                .map(|(n, _)| *n);
+            match oldest {
+                Some(n) => self.cursors.remove(&n),
+                None => break,
+            };
+        }
+        let n = self.next_cursor;
+        self.next_cursor += 1;
+        self.cursors.insert(
+            n,
+            Cursor {
+                fields,
+                rows,
+                page_size,
+                last_used: now,
+            },
+        );
+        n
+    }
+
+    /// The cursor numbered `n`, if it exists and has not idled out; touching it keeps it alive.
+    pub(crate) fn cursor(&mut self, n: u64, now: OffsetDateTime) -> Option<&Cursor> {
+        let idle = now >= self.cursors.get(&n)?.last_used + CURSOR_IDLE;
+        if idle {
+            self.cursors.remove(&n);
+            return None;
+        }
+        let cursor = self.cursors.get_mut(&n)?;
+        cursor.last_used = now;
+        Some(cursor)
+    }
+}

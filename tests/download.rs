@@ -1,0 +1,299 @@
+//! Streaming log file downloads: identity and gzip bodies, chunk boundaries, truncation, a
+//! connection that breaks mid-body, and concurrent downloads.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use salesforce_jwt::event_log::{EventLogFile, EventType, LogRecord};
+use salesforce_jwt::{Error, JwtBearerClient};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use wiremock::matchers::{header_regex, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const CSV: &str = "\"EVENT_TYPE\",\"TIMESTAMP\",\"RUN_TIME\",\"URI\",\"USER_NAME\"\n\
+\"URI\",\"20240311150000.123\",\"42\",\"/home/home.jsp, /apex/x\",\"zoë@example.com\"\n\
+\"URI\",\"20240311150001.000\",\"7\",\"/lightning/r/Account/001/view\",\"\"\"quoted\"\"\"\n\
+\"URI\",\"20240311150002.000\",\"\",\"multi\nline\",\"東京\"\n";
+
+fn file(id: &str, length: u64) -> EventLogFile {
+    serde_json::from_value(serde_json::json!({
+        "Id": id, "EventType": "URI", "LogDate": "2024-03-11T00:00:00.000+0000",
+        "CreatedDate": "2024-03-12T03:00:00.000+0000", "Interval": "Daily", "Sequence": 0,
+        "LogFileLength": length as f64,
+        "LogFile": format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
+        "LogFileFieldNames": "EVENT_TYPE,TIMESTAMP,RUN_TIME,URI,USER_NAME",
+        "LogFileFieldTypes": "String,String,Number,String,String"
+    }))
+    .unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn check_rows(rows: &[LogRecord]) {
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].get("URI"), Some("/home/home.jsp, /apex/x"));
+    assert_eq!(rows[0].get("USER_NAME"), Some("zoë@example.com"));
+    assert_eq!(rows[1].get("USER_NAME"), Some("\"quoted\""));
+    assert_eq!(rows[2].get("URI"), Some("multi\nline"));
+    assert_eq!(rows[2].get("RUN_TIME"), None);
+}
+
+async fn wiremock_client(server: &MockServer) -> (JwtBearerClient, common::TokenEndpoint) {
+    let clock = common::manual_clock();
+    let tokens = common::TokenEndpoint::new(&clock, server.uri());
+    tokens.mount(server).await;
+    (
+        common::client(common::config(&server.uri()), &clock),
+        tokens,
+    )
+}
+
+#[tokio::test]
+async fn identity_body_streams_into_rows() {
+    let server = MockServer::start().await;
+    let (client, _tokens) = wiremock_client(&server).await;
+    let f = file("0AT000000000001AAA", CSV.len() as u64);
+    Mock::given(method("GET"))
+        .and(path(f.log_file.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(CSV.as_bytes()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let rows: Vec<LogRecord> = client
+        .log_records(&f)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    check_rows(&rows);
+}
+
+#[tokio::test]
+async fn gzip_is_requested_and_decoded() {
+    let server = MockServer::start().await;
+    let (client, _tokens) = wiremock_client(&server).await;
+    let f = file("0AT000000000002AAA", CSV.len() as u64);
+    Mock::given(method("GET"))
+        .and(path(f.log_file.as_str()))
+        .and(header_regex("accept-encoding", "gzip"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Content-Encoding", "gzip")
+                .set_body_bytes(gzip(CSV.as_bytes())),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let rows: Vec<LogRecord> = client
+        .log_records(&f)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    check_rows(&rows);
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_log_file_length_is_a_retryable_error() {
+    let server = MockServer::start().await;
+    let (client, _tokens) = wiremock_client(&server).await;
+    let f = file("0AT000000000003AAA", CSV.len() as u64 + 100);
+    Mock::given(method("GET"))
+        .and(path(f.log_file.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(CSV.as_bytes()))
+        .mount(&server)
+        .await;
+    let results: Vec<Result<LogRecord, Error>> =
+        client.log_records(&f).await.unwrap().collect().await;
+    let last = results.last().unwrap();
+    match last {
+        Err(
+            e @ Error::TruncatedLogFile {
+                id,
+                received,
+                expected,
+            },
+        ) => {
+            assert_eq!(id, "0AT000000000003AAA");
+            assert_eq!(*received, CSV.len() as u64);
+            assert_eq!(*expected, CSV.len() as u64 + 100);
+            assert!(e.is_retryable());
+        }
+        other => panic!("expected TruncatedLogFile, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_empty_file_has_no_rows_and_no_error() {
+    let server = MockServer::start().await;
+    let (client, _tokens) = wiremock_client(&server).await;
+    let f = file("0AT000000000004AAA", 0);
+    Mock::given(method("GET"))
+        .and(path(f.log_file.as_str()))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let rows: Vec<LogRecord> = client
+        .log_records(&f)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(rows.is_empty());
+}
+
+#[tokio::test]
+async fn a_log_file_path_off_the_instance_is_refused() {
+    let server = MockServer::start().await;
+    let (client, tokens) = wiremock_client(&server).await;
+    let mut f = file("0AT000000000005AAA", 10);
+    f.log_file = "https://evil.example/steal".into();
+    let err = client.log_records(&f).await.unwrap_err();
+    assert!(matches!(err, Error::ForeignUrl { .. }), "{err:?}");
+    assert_eq!(tokens.issued(), 0, "not even a token was fetched for it");
+}
+
+/// A one-shot HTTP/1.1 server that writes `head` and then `body` in pieces of `piece` bytes,
+/// flushing each, and closes the connection after `send` bytes of the body.
+async fn raw_server(head: String, body: Vec<u8>, piece: usize, send: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            request.extend_from_slice(&buffer[..n]);
+        }
+        socket.write_all(head.as_bytes()).await.unwrap();
+        for chunk in body[..send].chunks(piece) {
+            if socket.write_all(chunk).await.is_err() {
+                return;
+            }
+            socket.flush().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let _ = socket.shutdown().await;
+    });
+    format!("http://{address}")
+}
+
+async fn client_for_instance(instance: &str) -> (JwtBearerClient, MockServer) {
+    let token_server = MockServer::start().await;
+    let clock = common::manual_clock();
+    common::TokenEndpoint::new(&clock, instance.to_string())
+        .mount(&token_server)
+        .await;
+    let config = common::config_builder(&token_server.uri())
+        .instance_url(instance)
+        .build()
+        .unwrap();
+    (common::client(config, &clock), token_server)
+}
+
+#[tokio::test]
+async fn a_gzip_stream_split_across_many_chunks_decodes() {
+    let compressed = gzip(CSV.as_bytes());
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        compressed.len()
+    );
+    let len = compressed.len();
+    let instance = raw_server(head, compressed, 3, len).await;
+    let (client, _token_server) = client_for_instance(&instance).await;
+    let f = file("0AT000000000006AAA", CSV.len() as u64);
+    let rows: Vec<LogRecord> = client
+        .log_records(&f)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    check_rows(&rows);
+}
+
+#[tokio::test]
+async fn a_connection_that_breaks_mid_body_is_a_retryable_error() {
+    let body = CSV.as_bytes().to_vec();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let instance = raw_server(head, body, 16, CSV.len() / 2).await;
+    let (client, _token_server) = client_for_instance(&instance).await;
+    let f = file("0AT000000000007AAA", CSV.len() as u64);
+    let results: Vec<Result<LogRecord, Error>> =
+        client.log_records(&f).await.unwrap().collect().await;
+    let last = results.last().expect("at least the error");
+    match last {
+        Err(e @ Error::Transport { .. }) => assert!(e.is_retryable(), "{e}"),
+        other => panic!("expected a transport error, got {other:?}"),
+    }
+    assert!(results.iter().filter(|r| r.is_err()).count() == 1);
+}
+
+#[tokio::test]
+async fn concurrent_downloads_keep_file_and_row_order() {
+    let server = MockServer::start().await;
+    let (client, _tokens) = wiremock_client(&server).await;
+    let served = Arc::new(AtomicUsize::new(0));
+    let mut files = Vec::new();
+    for i in 0..6u32 {
+        let id = format!("0AT00000000000{i}BBB");
+        let csv = format!(
+            "\"EVENT_TYPE\",\"N\"\n{}",
+            (0..50)
+                .map(|n| format!("\"URI\",\"{i}-{n}\"\n"))
+                .collect::<String>()
+        );
+        let f = file(&id, csv.len() as u64);
+        // Later files answer sooner, so order can only come from the stream, not the server.
+        Mock::given(method("GET"))
+            .and(path(f.log_file.as_str()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_bytes(csv.into_bytes())
+                    .set_delay(std::time::Duration::from_millis(60 - 10 * u64::from(i))),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        files.push(f);
+        served.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut stream = Box::pin(client.download_concurrently(files.clone(), 3));
+    let mut seen = Vec::new();
+    while let Some(file_rows) = stream.next().await {
+        let id = file_rows.file.id.clone();
+        let rows: Vec<LogRecord> = file_rows.try_collect().await.unwrap();
+        let values: Vec<String> = rows
+            .iter()
+            .map(|r| r.get("N").unwrap().to_string())
+            .collect();
+        let i = files.iter().position(|f| f.id == id).unwrap();
+        assert_eq!(
+            values,
+            (0..50).map(|n| format!("{i}-{n}")).collect::<Vec<_>>()
+        );
+        seen.push(id);
+    }
+    assert_eq!(seen, files.iter().map(|f| f.id.clone()).collect::<Vec<_>>());
+    assert_eq!(files[0].event_type, EventType::Uri);
+}
