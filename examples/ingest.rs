@@ -159,9 +159,9 @@ async fn run(options: Options) -> Result<(), Error> {
         let files = org.add_demo_data(time::OffsetDateTime::now_utc());
         eprintln!(
             "ingest: no SF_* variables are set, so this run uses an embedded mock Salesforce org \
-             with {} demo log files. Set {} to collect from a real org.",
-            files.len(),
-            "SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH, SF_USERNAME, SF_CLIENT_ID, SF_INSTANCE_URL and SF_TOKEN_URL"
+             with {} demo log files. Set SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH, SF_USERNAME, \
+             SF_CLIENT_ID, SF_INSTANCE_URL and SF_TOKEN_URL to collect from a real org.",
+            files.len()
         );
         let config = JwtBearerConfig::builder()
             .audience_url(org.audience())
