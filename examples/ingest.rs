@@ -14,7 +14,7 @@
 //! | `--state FILE` | checkpoint (default `FILE.checkpoint.json` beside `--out`, else in memory) |
 //! | `--event-type T` | only this type (repeatable), e.g. `Login` |
 //! | `--interval daily\|hourly\|all` | which files (default all) |
-//! | `--since DURATION` | how far back a first run starts: `36h`, `7d` (default `1d`) |
+//! | `--since DURATION` | how far back a first run starts: `36h`, `7d` (default `1d`; `7d` against the demo org) |
 //! | `--concurrency N` | files downloaded at once (default 4) |
 //! | `--follow SECONDS` | keep polling every SECONDS; without it, one pass |
 //!
@@ -43,7 +43,7 @@ struct Options {
     state: Option<PathBuf>,
     event_types: Vec<EventType>,
     interval: IntervalFilter,
-    since: Duration,
+    since: Option<Duration>,
     concurrency: usize,
     follow: Option<Duration>,
 }
@@ -78,7 +78,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         state: None,
         event_types: Vec::new(),
         interval: IntervalFilter::All,
-        since: Duration::from_secs(24 * 3600),
+        since: None,
         concurrency: 4,
         follow: None,
     };
@@ -98,7 +98,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                     other => return Err(format!("--interval {other:?}: use daily, hourly or all")),
                 }
             }
-            "--since" => o.since = parse_duration(&value("--since")?)?,
+            "--since" => o.since = Some(parse_duration(&value("--since")?)?),
             "--concurrency" => {
                 let v = value("--concurrency")?;
                 o.concurrency = v
@@ -152,6 +152,8 @@ async fn run(options: Options) -> Result<(), Error> {
     // Kept alive for the whole run: dropping it stops the mock server.
     let mut _mock = None;
     let configured = ENV_VARS.iter().any(|v| std::env::var_os(v).is_some());
+    // The demo org holds about three days of files; a real first run starts one day back.
+    let default_since = Duration::from_secs(if configured { 1 } else { 7 } * 24 * 3600);
     let config = if configured {
         JwtBearerConfig::from_env()?
     } else {
@@ -159,7 +161,7 @@ async fn run(options: Options) -> Result<(), Error> {
         let files = org.add_demo_data(time::OffsetDateTime::now_utc());
         eprintln!(
             "ingest: no SF_* variables are set, so this run uses an embedded mock Salesforce org \
-             with {} demo log files. Set SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH, SF_USERNAME, \
+             with {} demo log files (and --since defaults to 7d). Set SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH, SF_USERNAME, \
              SF_CLIENT_ID, SF_INSTANCE_URL and SF_TOKEN_URL to collect from a real org.",
             files.len()
         );
@@ -197,7 +199,7 @@ async fn run(options: Options) -> Result<(), Error> {
         .event_types(options.event_types.iter().cloned())
         .interval(options.interval);
     let collector_options = CollectorOptions {
-        since: options.since,
+        since: options.since.unwrap_or(default_since),
         concurrency: options.concurrency,
         ..CollectorOptions::default()
     };

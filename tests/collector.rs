@@ -1,0 +1,620 @@
+//! Exactly-once collection against the mock org: full runs, late files, faults, crashes and
+//! corrupted checkpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use salesforce_jwt::clock::ManualClock;
+use salesforce_jwt::event_log::{
+    CheckpointStore, Collector, CollectorOptions, EventLogFile, EventLogFileQuery,
+    FileCheckpointStore, LogRecord, MemoryCheckpointStore, NdjsonFileSink, Progress, RecordSink,
+};
+use salesforce_jwt::mock::{
+    DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, Interval, MockLogFile, MockOrg,
+};
+use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+fn now() -> OffsetDateTime {
+    datetime!(2025-06-10 12:00 UTC)
+}
+
+struct Org {
+    mock: MockOrg,
+    clock: ManualClock,
+    client: JwtBearerClient,
+}
+
+async fn org() -> Org {
+    let clock = ManualClock::new(now());
+    let mock = MockOrg::builder()
+        .clock(Arc::new(clock.clone()))
+        .page_size(3)
+        .start()
+        .await;
+    let config = JwtBearerConfig::builder()
+        .audience_url(mock.audience())
+        .client_key_pem(DEMO_PRIVATE_KEY_PEM)
+        .username(mock.username())
+        .client_id(mock.client_id())
+        .instance_url(mock.instance_url())
+        .token_url(mock.token_url())
+        .retry_policy(RetryPolicy {
+            max_attempts: 4,
+            ..RetryPolicy::default()
+        })
+        .build()
+        .unwrap();
+    let client = JwtBearerClient::builder(config)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    Org {
+        mock,
+        clock,
+        client,
+    }
+}
+
+/// A spread of files: daily and hourly, several types, sequences, and two files sharing a
+/// CreatedDate (the tie the cursor's Id breaks).
+fn add_files(mock: &MockOrg) -> Vec<String> {
+    let day = datetime!(2025-06-09 00:00 UTC);
+    let mut ids = Vec::new();
+    for (i, t) in ["Login", "Logout", "API", "URI", "ApexExecution", "Report"]
+        .iter()
+        .enumerate()
+    {
+        ids.push(mock.add_file(MockLogFile::generated(
+            t,
+            Interval::Daily,
+            day,
+            0,
+            day + time::Duration::hours(26),
+            5 + i,
+            i as u64,
+        )));
+    }
+    for h in 0..4i64 {
+        let hour = datetime!(2025-06-10 02:00 UTC) + time::Duration::hours(h);
+        for (j, t) in ["Login", "API"].iter().enumerate() {
+            ids.push(mock.add_file(MockLogFile::generated(
+                t,
+                Interval::Hourly,
+                hour,
+                1,
+                hour + time::Duration::hours(4),
+                9,
+                100 + (h as u64) * 10 + j as u64,
+            )));
+        }
+    }
+    ids
+}
+
+fn options() -> CollectorOptions {
+    CollectorOptions {
+        since: Duration::from_secs(3 * 24 * 3600),
+        concurrency: 3,
+        ..CollectorOptions::default()
+    }
+}
+
+/// A sink that keeps delivered rows in memory with commit and rollback.
+#[derive(Default)]
+struct Recorder {
+    committed: Vec<(String, String)>,
+    pending: Vec<(String, String)>,
+    commits: Vec<String>,
+    rollbacks: usize,
+}
+
+impl RecordSink for Recorder {
+    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+        assert!(
+            self.pending.is_empty(),
+            "a file began before the last one ended"
+        );
+        Ok(())
+    }
+    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+        self.pending
+            .push((file.id.clone(), serde_json::to_string(row).unwrap()));
+        Ok(())
+    }
+    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
+        self.committed.append(&mut self.pending);
+        self.commits.push(file.id.clone());
+        Ok(None)
+    }
+    async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+        self.pending.clear();
+        self.rollbacks += 1;
+        Ok(())
+    }
+}
+
+/// What a complete, exactly-once delivery of `ids` must look like: every file's rows, each
+/// exactly once.
+fn assert_exactly_once(mock: &MockOrg, ids: &[String], delivered: &[(String, String)]) {
+    let mut per_file: BTreeMap<&str, usize> = BTreeMap::new();
+    for (id, _) in delivered {
+        *per_file.entry(id.as_str()).or_default() += 1;
+    }
+    let expected: BTreeMap<&str, usize> = mock
+        .files()
+        .iter()
+        .filter(|f| ids.contains(&f.id))
+        .map(|f| {
+            (
+                ids.iter().find(|i| **i == f.id).unwrap().as_str(),
+                f.row_count,
+            )
+        })
+        .collect();
+    assert_eq!(per_file, expected);
+    let unique: HashSet<&(String, String)> = delivered.iter().collect();
+    assert_eq!(unique.len(), delivered.len(), "a row was delivered twice");
+}
+
+async fn pass<S: CheckpointStore, K: RecordSink>(
+    collector: &mut Collector<S>,
+    sink: &mut K,
+) -> Result<salesforce_jwt::event_log::PassSummary, Error> {
+    collector
+        .run_pass(sink, &mut |_: &Progress| {}, &AtomicBool::new(false))
+        .await
+}
+
+#[tokio::test]
+async fn a_full_run_delivers_every_row_once_and_a_second_run_nothing() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let store = MemoryCheckpointStore::new();
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        store.clone(),
+        options(),
+    )
+    .unwrap();
+    let mut sink = Recorder::default();
+    let summary = pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(summary.files, ids.len());
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    // In (CreatedDate, Id) order.
+    let mut files = org.mock.files();
+    files.sort_by(|a, b| (a.created_date, &a.id).cmp(&(b.created_date, &b.id)));
+    assert_eq!(
+        sink.commits,
+        files.iter().map(|f| f.id.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(store.get().unwrap().rows_delivered, summary.rows);
+
+    let before = org.mock.received().downloads;
+    let again = pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!((again.files, again.rows), (0, 0));
+    assert_eq!(
+        org.mock.received().downloads,
+        before,
+        "nothing downloaded again"
+    );
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+}
+
+#[tokio::test]
+async fn files_added_later_and_late_hourly_files_are_delivered_once() {
+    let org = org().await;
+    let mut ids = add_files(&org.mock);
+    let store = MemoryCheckpointStore::new();
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        store.clone(),
+        options(),
+    )
+    .unwrap();
+    let mut sink = Recorder::default();
+    pass(&mut collector, &mut sink).await.unwrap();
+    let cursor = store.get().unwrap().cursor.unwrap();
+
+    // A newer file, and a late hourly file whose CreatedDate is *older* than the newest file
+    // already collected (it became visible after the first pass): same LogDate, Sequence 2.
+    org.clock.advance(Duration::from_secs(3600));
+    ids.push(org.mock.add_file(MockLogFile::generated(
+        "URI",
+        Interval::Hourly,
+        datetime!(2025-06-10 06:00 UTC),
+        1,
+        datetime!(2025-06-10 11:30 UTC),
+        7,
+        999,
+    )));
+    let late_created = cursor.created_date - time::Duration::hours(2);
+    ids.push(org.mock.add_file(MockLogFile::generated(
+        "Login",
+        Interval::Hourly,
+        datetime!(2025-06-10 02:00 UTC),
+        2,
+        late_created,
+        4,
+        998,
+    )));
+    let summary = pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(summary.files, 2);
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    let third = pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(third.files, 0);
+    // The cursor never moves backwards for the late file.
+    assert!(store.get().unwrap().cursor.unwrap().created_date >= cursor.created_date);
+}
+
+async fn run_with_fault(fault: Fault) -> (Org, Recorder, Vec<String>) {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    org.mock.inject(fault);
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        MemoryCheckpointStore::new(),
+        options(),
+    )
+    .unwrap();
+    let mut sink = Recorder::default();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(org.mock.pending_faults(), 0, "the fault fired");
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    (org, sink, ids)
+}
+
+#[tokio::test]
+async fn service_unavailable_on_each_kind_of_request_is_survived() {
+    for target in [
+        FaultTarget::Token,
+        FaultTarget::Query,
+        FaultTarget::Download,
+    ] {
+        let (org, _, _) = run_with_fault(Fault::ServiceUnavailable {
+            target,
+            retry_after_secs: Some(5),
+        })
+        .await;
+        assert!(
+            org.clock.slept().contains(&Duration::from_secs(5)),
+            "{target:?}: Retry-After honoured"
+        );
+    }
+}
+
+#[tokio::test]
+async fn too_many_requests_is_survived() {
+    run_with_fault(Fault::TooManyRequests {
+        target: FaultTarget::Any,
+        retry_after_secs: None,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn revoked_sessions_are_survived_with_one_reauthentication() {
+    let (org, _, _) = run_with_fault(Fault::RevokeSessions).await;
+    assert_eq!(org.mock.received().token_successes, 2);
+    assert_eq!(org.mock.received().unauthorized, 1);
+}
+
+#[tokio::test]
+async fn a_truncated_body_is_rolled_back_and_the_file_downloaded_again() {
+    let (org, sink, ids) = run_with_fault(Fault::TruncatedBody).await;
+    assert_eq!(sink.rollbacks, 1);
+    assert_eq!(org.mock.received().downloads, ids.len() as u64 + 1);
+}
+
+#[tokio::test]
+async fn an_expired_session_mid_run_is_renewed() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        MemoryCheckpointStore::new(),
+        options(),
+    )
+    .unwrap();
+    let mut sink = Recorder::default();
+    let clock = org.clock.clone();
+    let mut progress = |p: &Progress| {
+        // Past the assumed 2 h session after the first file: the client must renew.
+        if p.files_done == 1 {
+            clock.advance(Duration::from_secs(3 * 3600));
+        }
+    };
+    collector
+        .run_pass(&mut sink, &mut progress, &AtomicBool::new(false))
+        .await
+        .unwrap();
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    assert!(org.mock.received().token_successes >= 2);
+}
+
+#[tokio::test]
+async fn the_request_limit_stops_the_pass_and_a_later_pass_completes_exactly_once() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    org.mock.inject(Fault::RequestLimitExceeded {
+        target: FaultTarget::Download,
+    });
+    let store = MemoryCheckpointStore::new();
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        store.clone(),
+        options(),
+    )
+    .unwrap();
+    let mut sink = Recorder::default();
+    let err = pass(&mut collector, &mut sink).await.unwrap_err();
+    assert!(matches!(err, Error::RequestLimitExceeded { .. }), "{err:?}");
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+}
+
+#[tokio::test]
+async fn stop_ends_the_pass_after_the_current_file_with_a_consistent_checkpoint() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let store = MemoryCheckpointStore::new();
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        store.clone(),
+        options(),
+    )
+    .unwrap();
+    let mut sink = Recorder::default();
+    let stop = AtomicBool::new(false);
+    let mut progress = |p: &Progress| {
+        if p.files_done == 2 {
+            stop.store(true, Ordering::SeqCst);
+        }
+    };
+    let summary = collector
+        .run_pass(&mut sink, &mut progress, &stop)
+        .await
+        .unwrap();
+    assert!(summary.stopped);
+    assert_eq!(summary.files, 2);
+    assert_eq!(store.get().unwrap().files_delivered, 2);
+    let rest = pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(rest.files, ids.len() - 2);
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+}
+
+fn output_lines(path: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).expect("every line is whole JSON");
+            (
+                v["EventLogFileId"].as_str().unwrap().to_string(),
+                line.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The crash: a file's rows are half written (and reach the disk, as buffered writes do when a
+/// process dies), nothing is confirmed, everything is dropped. The restart must discard the half
+/// file and deliver everything exactly once.
+#[tokio::test]
+async fn a_run_killed_mid_file_resumes_with_every_row_exactly_once() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let state = dir.path().join("events.checkpoint.json");
+
+    // First run: two files delivered and confirmed.
+    {
+        let store = FileCheckpointStore::new(&state);
+        let mut collector = Collector::new(
+            org.client.clone(),
+            EventLogFileQuery::new(),
+            store,
+            options(),
+        )
+        .unwrap();
+        let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
+        let stop = AtomicBool::new(false);
+        let mut progress = |p: &Progress| {
+            if p.files_done == 2 {
+                stop.store(true, Ordering::SeqCst);
+            }
+        };
+        collector
+            .run_pass(&mut sink, &mut progress, &stop)
+            .await
+            .unwrap();
+    }
+    // Second run, killed: the third file half written, never confirmed.
+    {
+        let store = FileCheckpointStore::new(&state);
+        let collector = Collector::new(
+            org.client.clone(),
+            EventLogFileQuery::new(),
+            store,
+            options(),
+        )
+        .unwrap();
+        let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
+        let file = collector.pending_files().await.unwrap().remove(0);
+        let rows: Vec<LogRecord> = org
+            .client
+            .log_records(&file)
+            .await
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        for row in &rows[..rows.len() / 2] {
+            sink.write_row(&file, row).await.unwrap();
+        }
+        // A sink can even have committed its bytes when the kill comes before the checkpoint.
+        sink.commit_file(&file).await.unwrap();
+        sink.write_row(&file, &rows[rows.len() / 2]).await.unwrap();
+        drop(sink);
+        drop(collector);
+    }
+    let torn = output_lines(&out).len();
+    // Third run: resume.
+    {
+        let store = FileCheckpointStore::new(&state);
+        let mut collector = Collector::new(
+            org.client.clone(),
+            EventLogFileQuery::new(),
+            store,
+            options(),
+        )
+        .unwrap();
+        let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
+        assert!(
+            output_lines(&out).len() < torn,
+            "the unconfirmed rows were cut off"
+        );
+        pass(&mut collector, &mut sink).await.unwrap();
+    }
+    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+}
+
+#[tokio::test]
+async fn a_failure_mid_file_rolls_the_output_file_back() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    org.mock.inject(Fault::TruncatedBody);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let store = FileCheckpointStore::new(dir.path().join("state.json"));
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        store,
+        options(),
+    )
+    .unwrap();
+    let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+    assert_eq!(
+        collector.checkpoint().sink_position,
+        Some(std::fs::metadata(&out).unwrap().len())
+    );
+}
+
+#[tokio::test]
+async fn a_corrupted_checkpoint_is_refused_with_a_clear_error() {
+    let org = org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    for garbage in ["{\"version\": 1, \"cursor\": ", "not json at all", ""] {
+        std::fs::write(&state, garbage).unwrap();
+        let err = Collector::new(
+            org.client.clone(),
+            EventLogFileQuery::new(),
+            FileCheckpointStore::new(&state),
+            options(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
+        assert!(
+            text.contains("corrupted") && text.contains("state.json"),
+            "{text}"
+        );
+    }
+    // Another format version is refused too, not misread.
+    let mut checkpoint = salesforce_jwt::event_log::Checkpoint::new(now());
+    checkpoint.version = 99;
+    std::fs::write(&state, serde_json::to_vec(&checkpoint).unwrap()).unwrap();
+    let err = FileCheckpointStore::new(&state).load().unwrap_err();
+    assert!(err.to_string().contains("version 99"), "{err}");
+}
+
+#[tokio::test]
+async fn checkpoints_are_replaced_atomically_and_round_trip() {
+    let org = org().await;
+    add_files(&org.mock);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        FileCheckpointStore::new(&state),
+        options(),
+    )
+    .unwrap();
+    pass(&mut collector, &mut Recorder::default())
+        .await
+        .unwrap();
+    let saved = FileCheckpointStore::new(&state).load().unwrap().unwrap();
+    assert_eq!(&saved, collector.checkpoint());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from("state.json")],
+        "no temp file left"
+    );
+}
+
+#[tokio::test]
+async fn an_output_shorter_than_the_checkpoint_says_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    std::fs::write(&out, b"{}\n").unwrap();
+    let err = NdjsonFileSink::open(&out, Some(1000)).unwrap_err();
+    assert!(err.to_string().contains("truncated or replaced"), "{err}");
+}
+
+#[tokio::test]
+async fn completed_files_leave_the_checkpoint_once_outside_the_lookback() {
+    let org = org().await;
+    add_files(&org.mock);
+    let store = MemoryCheckpointStore::new();
+    let short = CollectorOptions {
+        lookback: Duration::from_secs(3600),
+        ..options()
+    };
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        store.clone(),
+        short,
+    )
+    .unwrap();
+    pass(&mut collector, &mut Recorder::default())
+        .await
+        .unwrap();
+    let checkpoint = store.get().unwrap();
+    let horizon = checkpoint.cursor.as_ref().unwrap().created_date - time::Duration::hours(1);
+    assert!(!checkpoint.completed.is_empty());
+    assert!(
+        checkpoint
+            .completed
+            .values()
+            .all(|f| f.created_date >= horizon)
+    );
+    assert!(checkpoint.files_delivered as usize > checkpoint.completed.len());
+    // The pass query starts at the window.
+    assert!(collector.pass_query().to_soql().contains(&format!(
+        "CreatedDate >= {}",
+        salesforce_jwt::soql::datetime(horizon)
+    )));
+}
