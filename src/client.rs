@@ -372,6 +372,15 @@ impl Inner {
                 ))
             })?;
             let obtained = self.clock.now();
+            let token_instance = Url::parse(parsed.instance_url()).ok();
+            if let Some(named) = token_instance
+                && named.origin() != config.instance_url.origin()
+            {
+                // Requests keep going to the configured instance: it is the origin the token
+                // is allowed to reach. A mismatch usually means SF_INSTANCE_URL names another
+                // host of the org (a Lightning or sandbox URL), which then fails on first use.
+                tracing::warn!(configured = %config.instance_url, token_response = %named, "the token response names another instance URL than the configured one");
+            }
             let expires = obtained + config.session_lifetime;
             return AccessToken::from_response(
                 parsed,

@@ -78,7 +78,8 @@ impl SigningKey {
                 origin: origin_owned(),
             });
         }
-        if bytes.first() == Some(&0x30) {
+        // DER starts with a SEQUENCE tag (0x30, also the digit '0') and holds bytes no text has.
+        if bytes.first() == Some(&0x30) && bytes.iter().any(|b| !b.is_ascii()) {
             return Err(malformed(
                 "it looks like binary DER; convert it with `openssl pkey -inform DER -in key.der \
                  -out key.pem`",

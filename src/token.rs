@@ -46,6 +46,12 @@ pub(crate) struct TokenResponse {
     issued_at: Option<String>,
 }
 
+impl TokenResponse {
+    pub(crate) fn instance_url(&self) -> &str {
+        &self.instance_url
+    }
+}
+
 impl AccessToken {
     /// Builds a token from a token response. `refresh_at` and `expires_at` come from the assumed
     /// session lifetime, since Salesforce's JWT flow returns no `expires_in`.

@@ -1,0 +1,229 @@
+//! The example programs, run as a user runs them: `ingest` in demo mode (no configuration), and
+//! `check_setup` and `list_event_logs` against a mock org configured through `SF_*` variables.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use salesforce_jwt::mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
+
+/// `cargo test` builds the examples next to the test binaries: target/<profile>/examples.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} was not built; `cargo test` builds examples (run it without target filters)",
+        path.display()
+    );
+    path
+}
+
+fn demo_command() -> Command {
+    demo_command_for("ingest")
+}
+
+/// The example `name` with every `SF_*` variable of this process removed.
+fn demo_command_for(name: &str) -> Command {
+    let mut command = Command::new(example(name));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SF_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+#[test]
+fn demo_mode_prints_rows_to_stdout() {
+    let output = demo_command().output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("embedded mock Salesforce org"), "{stderr}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON"))
+        .collect();
+    assert!(rows.len() > 50, "only {} rows", rows.len());
+    for row in &rows {
+        for key in [
+            "EventLogFileId",
+            "EventType",
+            "LogDate",
+            "Interval",
+            "Sequence",
+            "EVENT_TYPE",
+        ] {
+            assert!(row.get(key).is_some(), "{key} missing in {row}");
+        }
+    }
+    let types: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["EventType"].as_str().unwrap())
+        .collect();
+    for t in ["Login", "Logout", "API", "URI", "ApexExecution", "Report"] {
+        assert!(types.contains(t), "no {t} rows: {types:?}");
+    }
+}
+
+#[test]
+fn demo_mode_with_an_output_file_is_exactly_once_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let run = || {
+        let output = demo_command()
+            .arg("--out")
+            .arg(&out)
+            .arg("--event-type")
+            .arg("Login")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::read_to_string(&out).unwrap()
+    };
+    let first = run();
+    assert!(first.lines().count() > 0);
+    assert!(
+        first.lines().all(|l| l.contains("\"EventType\":\"Login\"")),
+        "only Login rows"
+    );
+    assert!(dir.path().join("events.ndjson.checkpoint.json").exists());
+    let second = run();
+    assert_eq!(first, second, "the second run delivered nothing new");
+}
+
+#[test]
+fn bad_arguments_exit_with_usage() {
+    let output = demo_command()
+        .arg("--interval")
+        .arg("weekly")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--interval") && stderr.contains("usage:"),
+        "{stderr}"
+    );
+}
+
+/// The six variables pointing at `org`, as an administrator would hand them over.
+fn sf_env(org: &MockOrg, username: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SF_AUDIENCE_URL", org.audience().to_string()),
+        ("SF_CLIENT_KEY_PEM", DEMO_PRIVATE_KEY_PEM.to_string()),
+        ("SF_USERNAME", username.to_string()),
+        ("SF_CLIENT_ID", org.client_id().to_string()),
+        ("SF_INSTANCE_URL", org.instance_url()),
+        ("SF_TOKEN_URL", org.token_url()),
+    ]
+}
+
+async fn run_against(
+    org: &MockOrg,
+    name: &str,
+    username: &str,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    let mut command = tokio::process::Command::from(demo_command_for(name));
+    command.envs(sf_env(org, username)).args(args);
+    let output = command.output().await.unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_setup_reports_a_working_setup_without_the_token() {
+    let org = MockOrg::start().await;
+    org.add_demo_data(time::OffsetDateTime::now_utc());
+    let (code, stdout, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("authentication  ok"), "{stdout}");
+    assert!(stdout.contains("org ID        00D"), "{stdout}");
+    assert!(stdout.contains("user ID       005"), "{stdout}");
+    assert!(stdout.contains("API version   64.0"), "{stdout}");
+    assert!(
+        stdout.contains("EventLogFile    readable (31 files visible)"),
+        "{stdout}"
+    );
+    // Mock tokens look like Salesforce's, `00D...!AR...`.
+    assert!(
+        !stdout.contains("!AR") && !stderr.contains("!AR"),
+        "the token leaked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_setup_names_the_missing_permission() {
+    let org = MockOrg::builder().event_log_access(false).start().await;
+    let (code, stdout, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;
+    assert_ne!(code, Some(0));
+    assert!(stdout.contains("authentication  ok"), "{stdout}");
+    assert!(stderr.contains("View Event Log Files"), "{stderr}");
+
+    let org = MockOrg::builder().api_enabled(false).start().await;
+    let (code, _, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("API Enabled"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_setup_explains_an_unapproved_user() {
+    let org = MockOrg::start().await;
+    let (code, stdout, stderr) =
+        run_against(&org, "check_setup", "someone.else@example.com", &[]).await;
+    assert_ne!(code, Some(0));
+    assert!(!stdout.contains("authentication  ok"));
+    assert!(stderr.contains("pre-authorized"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_setup_reports_every_missing_variable_at_once() {
+    let output = tokio::process::Command::from(demo_command_for("check_setup"))
+        .env("SF_USERNAME", "integration@example.com")
+        .output()
+        .await
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for name in [
+        "SF_AUDIENCE_URL",
+        "SF_CLIENT_KEY_PATH",
+        "SF_CLIENT_ID",
+        "SF_INSTANCE_URL",
+        "SF_TOKEN_URL",
+    ] {
+        assert!(stderr.contains(name), "{name} not named: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_event_logs_prints_one_line_per_file() {
+    let org = MockOrg::start().await;
+    let ids = org.add_demo_data(time::OffsetDateTime::now_utc());
+    let (code, stdout, stderr) =
+        run_against(&org, "list_event_logs", org.username(), &["--days", "7"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(lines.len(), ids.len(), "{stdout}");
+    for id in &ids {
+        assert!(stdout.contains(id.as_str()), "{id} not listed");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("Hourly")) && lines.iter().any(|l| l.contains("Daily"))
+    );
+    let (code, _, stderr) =
+        run_against(&org, "list_event_logs", org.username(), &["--days", "x"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+}
