@@ -441,75 +441,41 @@ impl JwtBearerConfigBuilder {
             })
         };
 
-        let audience = match self.audience.as_deref().map(str::trim) {
-            Some(a) if !a.is_empty() => match Url::parse(a) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(a.to_string()),
-                Ok(_) => {
-                    problem(
-                        n.audience,
-                        format!("{a:?} must be an https URL, like https://login.salesforce.com"),
-                    );
-                    None
-                }
-                Err(e) => {
-                    problem(
-                        n.audience,
-                        format!(
-                            "{a:?} is not a URL ({e}); use https://login.salesforce.com, https://test.salesforce.com or a site URL"
-                        ),
-                    );
-                    None
-                }
-            },
-            _ => {
-                problem(n.audience, "is required: https://login.salesforce.com for production, https://test.salesforce.com for sandboxes".into());
-                None
-            }
-        };
-        let username = non_empty(&self.username);
-        if username.is_none() {
-            problem(
-                n.username,
-                "is required: the username of the pre-authorized integration user".into(),
-            );
-        }
-        let client_id = non_empty(&self.client_id);
-        if client_id.is_none() {
-            problem(
-                n.client_id,
-                "is required: the consumer key of the External Client App".into(),
-            );
-        }
-        let instance_url = match self.instance_url.as_deref().map(str::trim) {
-            Some(raw) if !raw.is_empty() => match parse_instance_url(raw) {
-                Ok(u) => Some(u),
-                Err(e) => {
-                    problem(n.instance_url, e);
-                    None
-                }
-            },
-            _ => {
-                problem(
-                    n.instance_url,
-                    "is required: the org's My Domain URL, like https://acme.my.salesforce.com"
-                        .into(),
-                );
-                None
-            }
-        };
-        let token_url = match self.token_url.as_deref().map(str::trim) {
-            Some(raw) if !raw.is_empty() => match parse_token_url(raw) {
-                Ok(u) => Some(u),
-                Err(e) => {
-                    problem(n.token_url, e);
-                    None
-                }
-            },
-            _ => {
-                problem(n.token_url, "is required: https://login.salesforce.com/services/oauth2/token, or the My Domain or sandbox host".into());
-                None
-            }
-        };
+        let audience = required(
+            self.audience.as_deref(),
+            n.audience,
+            "https://login.salesforce.com for production, https://test.salesforce.com for sandboxes",
+            parse_audience,
+            &mut problem,
+        );
+        let username = required(
+            self.username.as_deref(),
+            n.username,
+            "the username of the pre-authorized integration user",
+            |v| Ok(v.to_string()),
+            &mut problem,
+        );
+        let client_id = required(
+            self.client_id.as_deref(),
+            n.client_id,
+            "the consumer key of the External Client App",
+            |v| Ok(v.to_string()),
+            &mut problem,
+        );
+        let instance_url = required(
+            self.instance_url.as_deref(),
+            n.instance_url,
+            "the org's My Domain URL, like https://acme.my.salesforce.com",
+            parse_instance_url,
+            &mut problem,
+        );
+        let token_url = required(
+            self.token_url.as_deref(),
+            n.token_url,
+            "https://login.salesforce.com/services/oauth2/token, or the My Domain or sandbox host",
+            parse_token_url,
+            &mut problem,
+        );
         let api_version = match parse_api_version(self.api_version.as_deref()) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -599,12 +565,33 @@ impl JwtBearerConfigBuilder {
     }
 }
 
-fn non_empty(value: &Option<String>) -> Option<String> {
-    value
-        .as_deref()
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
+/// A required field: blank or missing is reported as such, anything else as `parse` judges it.
+fn required<T>(
+    value: Option<&str>,
+    field: &str,
+    what: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<T> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => {
+            problem(field, format!("is required: {what}"));
+            None
+        }
+        Some(raw) => parse(raw).map_err(|e| problem(field, e)).ok(),
+    }
+}
+
+fn parse_audience(raw: &str) -> Result<String, String> {
+    match Url::parse(raw) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(raw.to_string()),
+        Ok(_) => Err(format!(
+            "{raw:?} must be an https URL, like https://login.salesforce.com"
+        )),
+        Err(e) => Err(format!(
+            "{raw:?} is not a URL ({e}); use https://login.salesforce.com, https://test.salesforce.com or a site URL"
+        )),
+    }
 }
 
 fn key_or_problem(

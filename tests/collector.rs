@@ -61,6 +61,19 @@ async fn org() -> Org {
     }
 }
 
+impl Org {
+    /// A collector over every event type with the tests' options.
+    fn collector<S: CheckpointStore>(&self, store: S) -> Collector<S> {
+        Collector::new(
+            self.client.clone(),
+            EventLogFileQuery::new(),
+            store,
+            options(),
+        )
+        .unwrap()
+    }
+}
+
 /// A spread of files: daily and hourly, several types, sequences, and two files sharing a
 /// CreatedDate (the tie the cursor's Id breaks).
 fn add_files(mock: &MockOrg) -> Vec<String> {
@@ -176,13 +189,7 @@ async fn a_full_run_delivers_every_row_once_and_a_second_run_nothing() {
     let org = org().await;
     let ids = add_files(&org.mock);
     let store = MemoryCheckpointStore::new();
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        store.clone(),
-        options(),
-    )
-    .unwrap();
+    let mut collector = org.collector(store.clone());
     let mut sink = Recorder::default();
     let summary = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(summary.files, ids.len());
@@ -212,13 +219,7 @@ async fn files_added_later_and_late_hourly_files_are_delivered_once() {
     let org = org().await;
     let mut ids = add_files(&org.mock);
     let store = MemoryCheckpointStore::new();
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        store.clone(),
-        options(),
-    )
-    .unwrap();
+    let mut collector = org.collector(store.clone());
     let mut sink = Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
     let cursor = store.get().unwrap().cursor.unwrap();
@@ -258,13 +259,7 @@ async fn run_with_fault(fault: Fault) -> (Org, Recorder, Vec<String>) {
     let org = org().await;
     let ids = add_files(&org.mock);
     org.mock.inject(fault);
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        MemoryCheckpointStore::new(),
-        options(),
-    )
-    .unwrap();
+    let mut collector = org.collector(MemoryCheckpointStore::new());
     let mut sink = Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(org.mock.pending_faults(), 0, "the fault fired");
@@ -318,13 +313,7 @@ async fn a_truncated_body_is_rolled_back_and_the_file_downloaded_again() {
 async fn an_expired_session_mid_run_is_renewed() {
     let org = org().await;
     let ids = add_files(&org.mock);
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        MemoryCheckpointStore::new(),
-        options(),
-    )
-    .unwrap();
+    let mut collector = org.collector(MemoryCheckpointStore::new());
     let mut sink = Recorder::default();
     let clock = org.clock.clone();
     let mut progress = |p: &Progress| {
@@ -349,13 +338,7 @@ async fn the_request_limit_stops_the_pass_and_a_later_pass_completes_exactly_onc
         target: FaultTarget::Download,
     });
     let store = MemoryCheckpointStore::new();
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        store.clone(),
-        options(),
-    )
-    .unwrap();
+    let mut collector = org.collector(store.clone());
     let mut sink = Recorder::default();
     let err = pass(&mut collector, &mut sink).await.unwrap_err();
     assert!(matches!(err, Error::RequestLimitExceeded { .. }), "{err:?}");
@@ -368,13 +351,7 @@ async fn stop_ends_the_pass_after_the_current_file_with_a_consistent_checkpoint(
     let org = org().await;
     let ids = add_files(&org.mock);
     let store = MemoryCheckpointStore::new();
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        store.clone(),
-        options(),
-    )
-    .unwrap();
+    let mut collector = org.collector(store.clone());
     let mut sink = Recorder::default();
     let stop = AtomicBool::new(false);
     let mut progress = |p: &Progress| {
@@ -423,13 +400,7 @@ async fn a_run_killed_mid_file_resumes_with_every_row_exactly_once() {
     // First run: two files delivered and confirmed.
     {
         let store = FileCheckpointStore::new(&state);
-        let mut collector = Collector::new(
-            org.client.clone(),
-            EventLogFileQuery::new(),
-            store,
-            options(),
-        )
-        .unwrap();
+        let mut collector = org.collector(store);
         let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
         let stop = AtomicBool::new(false);
         let mut progress = |p: &Progress| {
@@ -445,13 +416,7 @@ async fn a_run_killed_mid_file_resumes_with_every_row_exactly_once() {
     // Second run, killed: the third file half written, never confirmed.
     {
         let store = FileCheckpointStore::new(&state);
-        let collector = Collector::new(
-            org.client.clone(),
-            EventLogFileQuery::new(),
-            store,
-            options(),
-        )
-        .unwrap();
+        let collector = org.collector(store);
         let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
         let file = collector.pending_files().await.unwrap().remove(0);
         let rows: Vec<LogRecord> = org
@@ -475,13 +440,7 @@ async fn a_run_killed_mid_file_resumes_with_every_row_exactly_once() {
     // Third run: resume.
     {
         let store = FileCheckpointStore::new(&state);
-        let mut collector = Collector::new(
-            org.client.clone(),
-            EventLogFileQuery::new(),
-            store,
-            options(),
-        )
-        .unwrap();
+        let mut collector = org.collector(store);
         let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
         assert!(
             output_lines(&out).len() < torn,
@@ -500,13 +459,7 @@ async fn a_failure_mid_file_rolls_the_output_file_back() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.ndjson");
     let store = FileCheckpointStore::new(dir.path().join("state.json"));
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        store,
-        options(),
-    )
-    .unwrap();
+    let mut collector = org.collector(store);
     let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
     pass(&mut collector, &mut sink).await.unwrap();
     assert_exactly_once(&org.mock, &ids, &output_lines(&out));
@@ -551,13 +504,7 @@ async fn checkpoints_are_replaced_atomically_and_round_trip() {
     add_files(&org.mock);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        FileCheckpointStore::new(&state),
-        options(),
-    )
-    .unwrap();
+    let mut collector = org.collector(FileCheckpointStore::new(&state));
     pass(&mut collector, &mut Recorder::default())
         .await
         .unwrap();

@@ -77,14 +77,21 @@ impl Serialize for NdjsonRow<'_> {
 pub struct NdjsonSink<W: Write + Send> {
     out: W,
     line: Vec<u8>,
+    /// What `out` is, for error messages.
+    name: String,
 }
 
 impl<W: Write + Send> NdjsonSink<W> {
     /// A sink writing to `out`.
     pub fn new(out: W) -> Self {
+        Self::named(out, "the NDJSON output".to_string())
+    }
+
+    fn named(out: W, name: String) -> Self {
         NdjsonSink {
             out,
             line: Vec::with_capacity(1024),
+            name,
         }
     }
 
@@ -114,13 +121,13 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
         encode_row(&mut self.line, file, row)?;
         self.out
             .write_all(&self.line)
-            .map_err(|e| Error::io("writing NDJSON output", e))
+            .map_err(|e| Error::io(format!("writing {}", self.name), e))
     }
 
     async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
         self.out
             .flush()
-            .map_err(|e| Error::io("flushing NDJSON output", e))?;
+            .map_err(|e| Error::io(format!("flushing {}", self.name), e))?;
         Ok(None)
     }
 
@@ -138,9 +145,8 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 #[derive(Debug)]
 pub struct NdjsonFileSink {
     path: PathBuf,
-    out: BufWriter<File>,
+    ndjson: NdjsonSink<BufWriter<File>>,
     committed: u64,
-    line: Vec<u8>,
 }
 
 impl NdjsonFileSink {
@@ -181,11 +187,11 @@ impl NdjsonFileSink {
         if len > committed {
             tracing::info!(path = %path.display(), discarded = len - committed, "discarding rows of an unconfirmed file from an earlier run");
         }
+        let name = path.display().to_string();
         let mut sink = NdjsonFileSink {
             path,
-            out: BufWriter::with_capacity(256 * 1024, file),
+            ndjson: NdjsonSink::named(BufWriter::with_capacity(256 * 1024, file), name),
             committed,
-            line: Vec::with_capacity(1024),
         };
         sink.cut_back()?;
         Ok(sink)
@@ -201,10 +207,11 @@ impl NdjsonFileSink {
         let path = self.path.display().to_string();
         // Discard buffered bytes by flushing them first: BufWriter cannot drop its buffer, and
         // the truncation below removes them from the file anyway.
-        self.out
+        self.ndjson
+            .out
             .flush()
             .map_err(|e| Error::io(format!("flushing {path}"), e))?;
-        let file = self.out.get_mut();
+        let file = self.ndjson.out.get_mut();
         file.set_len(committed)
             .map_err(|e| Error::io(format!("truncating {path}"), e))?;
         file.seek(SeekFrom::Start(committed))
@@ -221,18 +228,13 @@ impl RecordSink for NdjsonFileSink {
     }
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
-        encode_row(&mut self.line, file, row)?;
-        self.out
-            .write_all(&self.line)
-            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))
+        self.ndjson.write_row(file, row).await
     }
 
-    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
+    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
+        self.ndjson.commit_file(file).await?;
         let path = self.path.display().to_string();
-        self.out
-            .flush()
-            .map_err(|e| Error::io(format!("flushing {path}"), e))?;
-        let file = self.out.get_mut();
+        let file = self.ndjson.out.get_mut();
         file.sync_data()
             .map_err(|e| Error::io(format!("syncing {path}"), e))?;
         self.committed = file
