@@ -20,6 +20,8 @@ use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig};
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Escape codes only where a person reads them, not in captured logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )

@@ -52,6 +52,8 @@ struct Options {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Escape codes only where a person reads them, not in captured logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
@@ -247,6 +249,14 @@ async fn passes<S: CheckpointStore, K: RecordSink>(
                     p.megabytes_per_second()
                 );
                 let _ = std::io::stderr().flush();
+            } else if !terminal {
+                tracing::debug!(
+                    files_done = p.files_done,
+                    files_total = p.files_total,
+                    rows = p.rows,
+                    mid_file = p.current.is_some(),
+                    "progress"
+                );
             }
         };
         let summary = collector.run_pass(sink, &mut progress, stop).await?;

@@ -46,7 +46,7 @@ impl Default for CollectorOptions {
     }
 }
 
-/// Progress of a pass, reported after every file and every few thousand rows.
+/// Progress of a pass, reported after every file and every 1024 rows within a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
     /// Files completed in this pass.
@@ -219,6 +219,7 @@ impl<S: CheckpointStore> Collector<S> {
         next.rows_delivered += rows;
         self.store.save(&next)?;
         self.checkpoint = next;
+        tracing::debug!(id = %file.id, event_type = %file.event_type, rows, "EventLogFile delivered");
         Ok(())
     }
 
@@ -296,6 +297,10 @@ impl<S: CheckpointStore> Collector<S> {
     }
 }
 
+/// Rows between progress reports inside a file: often enough for a live display, rare enough to
+/// cost nothing next to the rows themselves.
+const PROGRESS_EVERY_ROWS: u64 = 1024;
+
 type RowStream = Pin<Box<dyn Stream<Item = Result<LogRecord, Error>> + Send>>;
 
 /// Streams a file's rows into the sink; on failure returns the error and how many rows it had
@@ -314,7 +319,7 @@ async fn deliver<K: RecordSink>(
         sink.write_row(file, &row).await.map_err(|e| (e, count))?;
         count += 1;
         report.rows += 1;
-        if count.is_multiple_of(4096) {
+        if count.is_multiple_of(PROGRESS_EVERY_ROWS) {
             report.elapsed = started.elapsed();
             progress(report);
         }
