@@ -565,3 +565,132 @@ async fn completed_files_leave_the_checkpoint_once_outside_the_lookback() {
         salesforce_jwt::soql::datetime(horizon)
     )));
 }
+
+#[tokio::test]
+async fn a_first_run_takes_whole_days_so_yesterdays_daily_file_is_not_lost() {
+    let org = org().await;
+    // now() is 12:00; a one-day `since` must still take the daily file of the day before,
+    // whose LogDate is midnight, 36 hours ago.
+    let day_before = datetime!(2025-06-09 00:00 UTC);
+    let id = org.mock.add_file(MockLogFile::generated(
+        "Login",
+        Interval::Daily,
+        day_before,
+        0,
+        day_before + time::Duration::hours(27),
+        3,
+        1,
+    ));
+    let store = MemoryCheckpointStore::new();
+    let one_day = CollectorOptions {
+        since: Duration::from_secs(24 * 3600),
+        ..options()
+    };
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        store.clone(),
+        one_day,
+    )
+    .unwrap();
+    // The fresh checkpoint is saved before anything is delivered.
+    assert_eq!(store.get().unwrap().log_date_floor, day_before);
+    let mut sink = Recorder::default();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(sink.commits, vec![id]);
+}
+
+#[tokio::test]
+async fn growing_the_lookback_between_runs_delivers_nothing_twice() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let store = MemoryCheckpointStore::new();
+    let short = CollectorOptions {
+        lookback: Duration::from_secs(1800),
+        ..options()
+    };
+    let mut sink = Recorder::default();
+    let mut first = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        store.clone(),
+        short,
+    )
+    .unwrap();
+    pass(&mut first, &mut sink).await.unwrap();
+    // Pruned down to the short window...
+    assert!(store.get().unwrap().completed.len() < ids.len());
+    // ...and a restart with a three-day lookback must not see the pruned files as new.
+    let mut second = org.collector(store.clone());
+    let again = pass(&mut second, &mut sink).await.unwrap();
+    assert_eq!(again.files, 0);
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+}
+
+/// A sink that dies in the middle of a file the way a killed process does: no rollback, no
+/// cleanup beyond what dropping does (the buffered rows still reach the file, torn).
+struct DiesMidFile {
+    inner: NdjsonFileSink,
+    rows_left: usize,
+}
+
+impl RecordSink for DiesMidFile {
+    async fn begin_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+        self.inner.begin_file(file).await
+    }
+    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+        if self.rows_left == 0 {
+            panic!("killed");
+        }
+        self.rows_left -= 1;
+        self.inner.write_row(file, row).await
+    }
+    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
+        self.inner.commit_file(file).await
+    }
+    fn committed_position(&self) -> Option<u64> {
+        self.inner.committed_position()
+    }
+    async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+        self.inner.rollback_file(file).await
+    }
+}
+
+#[tokio::test]
+async fn a_kill_in_the_very_first_file_of_a_first_run_resumes_exactly_once() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let state = dir.path().join("state.json");
+    // An output that already holds someone's earlier lines: they must survive untouched.
+    std::fs::write(&out, "{\"EventLogFileId\":\"earlier\"}\n").unwrap();
+
+    let client = org.client.clone();
+    let (out2, state2) = (out.clone(), state.clone());
+    let killed = tokio::spawn(async move {
+        let mut collector = Collector::new(
+            client,
+            EventLogFileQuery::new(),
+            FileCheckpointStore::new(&state2),
+            options(),
+        )
+        .unwrap();
+        let inner = NdjsonFileSink::open(&out2, collector.checkpoint().sink_position).unwrap();
+        let mut sink = DiesMidFile {
+            inner,
+            rows_left: 3,
+        };
+        let _ = pass(&mut collector, &mut sink).await;
+    })
+    .await;
+    assert!(killed.unwrap_err().is_panic());
+    assert!(output_lines(&out).len() > 1, "torn rows reached the file");
+
+    let mut collector = org.collector(FileCheckpointStore::new(&state));
+    let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
+    pass(&mut collector, &mut sink).await.unwrap();
+    let mut lines = output_lines(&out);
+    assert_eq!(lines.remove(0).0, "earlier");
+    assert_exactly_once(&org.mock, &ids, &lines);
+}

@@ -268,8 +268,9 @@ async fn ingest_killed_with_sigkill_and_restarted_writes_every_row_exactly_once(
         command.spawn().unwrap()
     };
     let mut kills = 0;
-    // Mid-file events number 2, 3 and 3 of 16 files: every kill lands well before the end.
-    for kill_after in [2, 3, 3] {
+    // Mid-file events 1 (the first file of the first run, before any file was confirmed), 3
+    // and 3 of 16 files: every kill lands well before the end.
+    for kill_after in [1, 3, 3] {
         let mut child = ingest();
         let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
         let mut delivered = 0;

@@ -31,6 +31,10 @@ pub struct Checkpoint {
     /// Files completed within the lookback window before the cursor, by Id, with their
     /// `CreatedDate`: a re-query of the window skips them.
     pub completed: BTreeMap<String, CompletedFile>,
+    /// The earliest `CreatedDate` the completed set still covers. Passes never query below it,
+    /// so files pruned from the set cannot come back, even if the lookback grows between runs.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub window_start: Option<OffsetDateTime>,
     /// How far the output was durably written when the last file was confirmed (for example a
     /// file length). A restart truncates anything the output holds past it.
     pub sink_position: Option<u64>,
@@ -59,6 +63,7 @@ impl Checkpoint {
             log_date_floor,
             cursor: None,
             completed: BTreeMap::new(),
+            window_start: None,
             sink_position: None,
             files_delivered: 0,
             rows_delivered: 0,

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
+use time::OffsetDateTime;
 
 use crate::client::JwtBearerClient;
 use crate::error::Error;
@@ -129,7 +130,7 @@ impl<S: CheckpointStore> Collector<S> {
     pub fn new(
         client: JwtBearerClient,
         template: EventLogFileQuery,
-        store: S,
+        mut store: S,
         options: CollectorOptions,
     ) -> Result<Self, Error> {
         if options.concurrency == 0 || options.max_file_attempts == 0 {
@@ -139,7 +140,16 @@ impl<S: CheckpointStore> Collector<S> {
         }
         let checkpoint = match store.load()? {
             Some(c) => c,
-            None => Checkpoint::new(client.clock().now() - options.since),
+            None => {
+                // Whole UTC days: a first run at 14:23 with `since` 1d must still take
+                // yesterday's daily file, whose LogDate is midnight.
+                let start = earlier(client.clock().now(), options.since, "since")?;
+                let fresh = Checkpoint::new(start.replace_time(time::Time::MIDNIGHT));
+                // Saved before anything is delivered, so that a crash in the first file
+                // restarts over the same window.
+                store.save(&fresh)?;
+                fresh
+            }
         };
         let template = EventLogFileQuery::new()
             .event_types(template.selected_event_types().iter().cloned())
@@ -165,8 +175,22 @@ impl<S: CheckpointStore> Collector<S> {
             .clone()
             .log_date_from(self.checkpoint.log_date_floor);
         match &self.checkpoint.cursor {
-            Some(cursor) => query.created_date_from(cursor.created_date - self.options.lookback),
+            Some(cursor) => query.created_date_from(self.window_start(cursor)),
             None => query,
+        }
+    }
+
+    /// Where the lookback window before `cursor` starts: whole seconds (what a SOQL literal
+    /// can say, so the query and the pruning of the completed set agree exactly), and never
+    /// below the window the completed set covers.
+    fn window_start(&self, cursor: &Cursor) -> OffsetDateTime {
+        let back = earlier(cursor.created_date, self.options.lookback, "lookback")
+            .unwrap_or(self.checkpoint.log_date_floor)
+            .replace_nanosecond(0)
+            .unwrap_or(cursor.created_date);
+        match self.checkpoint.window_start {
+            Some(start) if start > back => start,
+            _ => back,
         }
     }
 
@@ -209,8 +233,9 @@ impl<S: CheckpointStore> Collector<S> {
         }
         if let Some(cursor) = &next.cursor {
             // Files created before the window can no longer be returned by a pass query.
-            let horizon = cursor.created_date - self.options.lookback;
-            next.completed.retain(|_, f| f.created_date >= horizon);
+            let start = self.window_start(cursor);
+            next.completed.retain(|_, f| f.created_date >= start);
+            next.window_start = Some(start);
         }
         if sink_position.is_some() {
             next.sink_position = sink_position;
@@ -235,6 +260,16 @@ impl<S: CheckpointStore> Collector<S> {
         stop: &AtomicBool,
     ) -> Result<PassSummary, Error> {
         let started = Instant::now();
+        if self.checkpoint.sink_position.is_none()
+            && let Some(position) = sink.committed_position()
+        {
+            // The sink's starting point, recorded before its first row: without it a crash in
+            // the first file would leave a torn file that the restart could not cut back.
+            let mut next = self.checkpoint.clone();
+            next.sink_position = Some(position);
+            self.store.save(&next)?;
+            self.checkpoint = next;
+        }
         let files = self.pending_files().await?;
         let mut report = Progress {
             files_done: 0,
@@ -300,6 +335,14 @@ impl<S: CheckpointStore> Collector<S> {
 /// Rows between progress reports inside a file: often enough for a live display, rare enough to
 /// cost nothing next to the rows themselves.
 const PROGRESS_EVERY_ROWS: u64 = 1024;
+
+/// `t - d`, or an error naming the option when the result is out of range.
+fn earlier(t: OffsetDateTime, d: Duration, option: &str) -> Result<OffsetDateTime, Error> {
+    time::Duration::try_from(d)
+        .ok()
+        .and_then(|d| t.to_offset(time::UtcOffset::UTC).checked_sub(d))
+        .ok_or_else(|| Error::InvalidArgument(format!("{option} {d:?} reaches before year -9999")))
+}
 
 type RowStream = Pin<Box<dyn Stream<Item = Result<LogRecord, Error>> + Send>>;
 

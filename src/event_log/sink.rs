@@ -38,6 +38,13 @@ pub trait RecordSink: Send {
         file: &EventLogFile,
     ) -> impl Future<Output = Result<Option<u64>, Error>> + Send;
 
+    /// Where everything committed so far ends (what `commit_file` last reported, or where the
+    /// sink started). The collector records it before the first row of a run, so that a crash
+    /// in the very first file can be cut back too. `None` when the sink has no such notion.
+    fn committed_position(&self) -> Option<u64> {
+        None
+    }
+
     /// Discards what was written since the last commit.
     fn rollback_file(
         &mut self,
@@ -241,6 +248,10 @@ impl RecordSink for NdjsonFileSink {
             .stream_position()
             .map_err(|e| Error::io(format!("reading the position in {path}"), e))?;
         Ok(Some(self.committed))
+    }
+
+    fn committed_position(&self) -> Option<u64> {
+        Some(self.committed)
     }
 
     async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
