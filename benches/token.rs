@@ -163,10 +163,6 @@ fn cold_cache(c: &mut Criterion) {
     let config = config(&server.uri());
     // One HTTP client for all iterations, as a service would have; each iteration gets a new
     // JwtBearerClient and so a cold cache.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     let mut iterations = 0usize;
     let mut requests = 0usize;
 
@@ -179,10 +175,7 @@ fn cold_cache(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let client = JwtBearerClient::builder(config.clone())
-                    .http_client(http.clone())
-                    .build()
-                    .unwrap();
+                let client = JwtBearerClient::builder(config.clone()).build().unwrap();
                 let before = endpoint.requests.load(Ordering::SeqCst);
                 let start = Instant::now();
                 rt.block_on(async {

@@ -71,5 +71,5 @@ pub fn sign(claims: &Claims, key: &SigningKey) -> Result<Assertion, Error> {
     let header = Header::new(Algorithm::RS256);
     jsonwebtoken::encode(&header, claims, key.encoding_key())
         .map(Assertion)
-        .map_err(|e| Error::UnexpectedResponse(format!("signing the assertion failed: {e}")))
+        .map_err(|e| Error::Internal(format!("signing the assertion failed: {e}")))
 }

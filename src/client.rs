@@ -13,7 +13,7 @@ use crate::assertion::{self, Claims};
 use crate::clock::{Clock, SystemClock};
 use crate::config::JwtBearerConfig;
 use crate::error::{ApiError, ApiUsage, Error, OAuthError};
-use crate::retry::{parse_retry_after, with_retries};
+use crate::retry::{Failure, parse_retry_after, with_retries};
 use crate::token::{AccessToken, TokenResponse};
 use crate::token_cache::{Lookup, TokenCache};
 
@@ -64,7 +64,7 @@ impl fmt::Debug for JwtBearerClient {
 /// Builds a [`JwtBearerClient`] with a custom HTTP client or clock.
 pub struct JwtBearerClientBuilder {
     config: JwtBearerConfig,
-    http: Option<reqwest::Client>,
+    http: Option<reqwest::ClientBuilder>,
     clock: Arc<dyn Clock>,
 }
 
@@ -78,11 +78,13 @@ impl fmt::Debug for JwtBearerClientBuilder {
 }
 
 impl JwtBearerClientBuilder {
-    /// Uses `http` for every request (proxies, custom TLS roots). Build it with
-    /// `redirect(reqwest::redirect::Policy::none())`: the token request must not follow
-    /// redirects, and a redirect is reported as an error naming the right URL.
-    pub fn http_client(mut self, http: reqwest::Client) -> Self {
-        self.http = Some(http);
+    /// Builds the HTTP client from `builder` (proxies, custom TLS roots, a user agent). The
+    /// crate then sets what its guarantees rest on, overriding the builder: no redirects (the
+    /// assertion must never be re-posted elsewhere), and the configured connect and read
+    /// timeouts. A ready-made `reqwest::Client` is not accepted because its redirect policy
+    /// cannot be checked.
+    pub fn http_client_builder(mut self, builder: reqwest::ClientBuilder) -> Self {
+        self.http = Some(builder);
         self
     }
 
@@ -95,10 +97,16 @@ impl JwtBearerClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> Result<JwtBearerClient, Error> {
-        let http = match self.http {
-            Some(http) => http,
-            None => default_http_client(&self.config)?,
-        };
+        let builder = self.http.unwrap_or_else(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("salesforce-jwt/", env!("CARGO_PKG_VERSION")))
+        });
+        let http = builder
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.config.http_timeout)
+            .read_timeout(self.config.http_timeout)
+            .build()
+            .map_err(|e| Error::transport("building the HTTP client", e))?;
         Ok(JwtBearerClient {
             inner: Arc::new(Inner {
                 config: self.config,
@@ -109,16 +117,6 @@ impl JwtBearerClientBuilder {
             }),
         })
     }
-}
-
-fn default_http_client(config: &JwtBearerConfig) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(config.http_timeout)
-        .read_timeout(config.http_timeout)
-        .user_agent(concat!("salesforce-jwt/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::transport("building the HTTP client", e))
 }
 
 impl JwtBearerClient {
@@ -157,7 +155,9 @@ impl JwtBearerClient {
             let weak: Weak<Inner> = Arc::downgrade(&self.inner);
             async move {
                 let Some(inner) = weak.upgrade() else {
-                    return Err(Error::UnexpectedResponse("the client was dropped".into()));
+                    return Err(Error::Internal(
+                        "the client was dropped during a token request".into(),
+                    ));
                 };
                 let result = inner.fetch_token().await;
                 inner.cache.finish(generation, &result, inner.clock.now());
@@ -168,16 +168,18 @@ impl JwtBearerClient {
         match lookup {
             Lookup::Ready(token) => Ok(token),
             Lookup::ReadyRefreshing(token, refresh) => {
-                // Outside a tokio runtime nothing drives it now; the stored refresh is then
-                // awaited by the first caller that finds the token expired.
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    handle.spawn(async move {
-                        let _ = refresh.await;
-                    });
-                }
+                spawn_driver(refresh);
                 Ok(token)
             }
-            Lookup::Wait(refresh) => refresh.await,
+            Lookup::Wait(refresh, started) => {
+                if started {
+                    // Driven by its own task, the request completes even if every caller
+                    // waiting for it is cancelled; otherwise it would stall mid-flight and be
+                    // resumed later with an assertion that may have expired.
+                    spawn_driver(refresh.clone());
+                }
+                refresh.await
+            }
         }
     }
 
@@ -207,7 +209,7 @@ impl JwtBearerClient {
     pub fn instance_url_for(&self, target: &str) -> Result<Url, Error> {
         let base = &self.inner.config.instance_url;
         let url = base.join(target).map_err(|e| {
-            Error::UnexpectedResponse(format!("{target:?} is not a path on the instance ({e})"))
+            Error::InvalidArgument(format!("{target:?} is not a path on the instance ({e})"))
         })?;
         if url.origin() != base.origin() {
             return Err(Error::ForeignUrl {
@@ -241,10 +243,10 @@ impl JwtBearerClient {
         &self,
         url: &Url,
         request: &InstanceRequest,
-    ) -> Result<Response, Error> {
+    ) -> Result<Response, Failure> {
         let mut reauthenticated = false;
         loop {
-            let token = self.access_token().await?;
+            let token = self.access_token().await.map_err(Failure::Final)?;
             let mut authorization =
                 HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(
                     |_| {
@@ -280,7 +282,10 @@ impl JwtBearerClient {
                 reauthenticated = true;
                 continue;
             }
-            return Err(self.error_from_response(response, &request.context).await);
+            return Err(self
+                .error_from_response(response, &request.context)
+                .await
+                .into());
         }
     }
 
@@ -329,7 +334,7 @@ impl Inner {
             self.clock.as_ref(),
             self.config.retry,
             "token request",
-            |_| self.fetch_token_once(),
+            |_| async { self.fetch_token_once().await.map_err(Failure::from) },
         )
         .await
     }
@@ -426,6 +431,16 @@ impl Inner {
             context: format!("requesting a token from {}", config.token_url),
             retry_after,
         }))
+    }
+}
+
+/// Drives a refresh on its own task. Outside a tokio runtime nothing can; the refresh stored in
+/// the cache is then driven by whoever awaits it.
+fn spawn_driver(refresh: crate::token_cache::Refresh) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move {
+            let _ = refresh.await;
+        });
     }
 }
 

@@ -108,6 +108,10 @@ pub enum Error {
     /// A value given to the crate is invalid (a SOQL option, a query parameter).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Something failed inside this process, not at Salesforce (a signing failure, a client
+    /// dropped mid-request).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -290,6 +294,8 @@ pub enum OAuthErrorKind {
     InvalidAudience,
     /// `invalid_grant` / "expired authorization code": `exp` was already past.
     ExpiredAssertion,
+    /// `invalid_grant` / "authentication failure": Salesforce refused the login itself.
+    AuthenticationFailure,
     /// `invalid_client_id` / "client identifier invalid".
     InvalidClientId,
     /// `invalid_app_access` / "user is not admin approved to access this app".
@@ -332,6 +338,9 @@ impl OAuthError {
             "invalid_grant" if d.contains("audience") => OAuthErrorKind::InvalidAudience,
             "invalid_grant" if d.contains("expired") => OAuthErrorKind::ExpiredAssertion,
             "invalid_grant" if d.contains("assertion") => OAuthErrorKind::InvalidAssertion,
+            "invalid_grant" if d.contains("authentication failure") => {
+                OAuthErrorKind::AuthenticationFailure
+            }
             "invalid_client_id" | "invalid_client" if d.contains("client identifier") => {
                 OAuthErrorKind::InvalidClientId
             }
@@ -375,6 +384,12 @@ impl OAuthError {
             OAuthErrorKind::ExpiredAssertion => {
                 "The assertion's `exp` was already past when Salesforce received it: this \
                  machine's clock is probably wrong. Synchronise it (NTP) and retry"
+            }
+            OAuthErrorKind::AuthenticationFailure => {
+                "Salesforce refused the integration user's login itself: check the Login IP \
+                 Ranges of its profile (this machine's address must be inside them, or the \
+                 app's IP Relaxation must allow it), that the user is not locked or frozen, and \
+                 that SF_USERNAME names it exactly; Setup > Login History shows the reason"
             }
             OAuthErrorKind::InvalidClientId => {
                 "The client ID (SF_CLIENT_ID) is not the consumer key of an app in the org the \

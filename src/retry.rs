@@ -7,8 +7,23 @@ use crate::clock::Clock;
 use crate::config::RetryPolicy;
 use crate::error::Error;
 
-/// Runs `attempt` until it succeeds, fails with a non-retryable error, or the policy's attempts
-/// or time run out; the last error is returned.
+/// How an attempt failed.
+pub(crate) enum Failure {
+    /// Retry if the error allows it.
+    Attempt(Error),
+    /// Do not retry here: the error comes from a step that already ran its own retries (a token
+    /// request inside an API request), and retrying around it would multiply the attempts.
+    Final(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Attempt(error)
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails with an error that is final or not retryable, or the
+/// policy's attempts or time run out; the last error is returned.
 pub(crate) async fn with_retries<T, F, Fut>(
     clock: &dyn Clock,
     policy: RetryPolicy,
@@ -17,14 +32,15 @@ pub(crate) async fn with_retries<T, F, Fut>(
 ) -> Result<T, Error>
 where
     F: FnMut(u32) -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
+    Fut: Future<Output = Result<T, Failure>>,
 {
     let started = clock.now();
     let mut n = 1;
     loop {
         let error = match attempt(n).await {
             Ok(value) => return Ok(value),
-            Err(e) => e,
+            Err(Failure::Final(e)) => return Err(e),
+            Err(Failure::Attempt(e)) => e,
         };
         if !error.retry_in_call() || n >= policy.max_attempts {
             return Err(error);

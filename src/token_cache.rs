@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use crate::error::Error;
 use crate::token::AccessToken;
 
-type Refresh = Shared<BoxFuture<'static, Result<AccessToken, Error>>>;
+pub(crate) type Refresh = Shared<BoxFuture<'static, Result<AccessToken, Error>>>;
 
 /// After a failed background refresh, callers keep the still-valid token and no new refresh
 /// starts for this long, so a failing token endpoint is not hammered by every request.
@@ -44,8 +44,8 @@ pub(crate) enum Lookup {
     Ready(AccessToken),
     /// Use this token, and drive this refresh in the background.
     ReadyRefreshing(AccessToken, Refresh),
-    /// Wait for this refresh.
-    Wait(Refresh),
+    /// Wait for this refresh; `true` when this lookup started it.
+    Wait(Refresh, bool),
 }
 
 impl TokenCache {
@@ -75,8 +75,8 @@ impl TokenCache {
             }
         }
         match &state.refresh {
-            Some(refresh) => Lookup::Wait(refresh.clone()),
-            None => Lookup::Wait(Self::start(&mut state, start)),
+            Some(refresh) => Lookup::Wait(refresh.clone(), false),
+            None => Lookup::Wait(Self::start(&mut state, start), true),
         }
     }
 

@@ -230,6 +230,12 @@ async fn each_oauth_error_maps_to_its_kind_and_hint_and_is_not_retried() {
             "10 minutes",
         ),
         (
+            "invalid_grant",
+            "authentication failure",
+            OAuthErrorKind::AuthenticationFailure,
+            "Login IP Ranges",
+        ),
+        (
             "invalid_app_access",
             "user is not admin approved to access this app",
             OAuthErrorKind::AppAccessDenied,
@@ -1001,4 +1007,52 @@ async fn urls_off_the_instance_are_refused_before_anything_is_sent() {
     );
     let full = format!("{}{LIMITS}", server.uri());
     assert_eq!(client.instance_url_for(&full).unwrap().as_str(), full);
+}
+
+#[tokio::test]
+async fn a_token_endpoint_outage_costs_one_set_of_retries_not_one_per_api_retry() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(common::TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(503).set_body_string("<html>down</html>"))
+        // The default policy's five attempts, once: the API request around the token
+        // request must not retry it again.
+        .expect(5)
+        .mount(&server)
+        .await;
+    let client = client(common::config(&server.uri()), &clock);
+    let err = client
+        .send(&salesforce_jwt::InstanceRequest::get(
+            "/services/data/v64.0/limits",
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+}
+
+#[tokio::test]
+async fn a_users_client_builder_cannot_make_the_token_request_follow_a_redirect() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(common::TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(307).insert_header("Location", "/elsewhere"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/elsewhere"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let following = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(10));
+    let client = salesforce_jwt::JwtBearerClient::builder(common::config(&server.uri()))
+        .http_client_builder(following)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let err = client.access_token().await.unwrap_err();
+    assert!(err.to_string().contains("redirects"), "{err}");
 }
