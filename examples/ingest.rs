@@ -17,8 +17,10 @@
 //! | `--since DURATION` | how far back a first run starts: `36h`, `7d` (default `1d`; `7d` against the demo org) |
 //! | `--concurrency N` | files downloaded at once (default 4) |
 //! | `--follow SECONDS` | keep polling every SECONDS; without it, one pass |
+//! | `--skip-bad-files` | record a file that cannot be collected (malformed, truncated for good, gone) in the checkpoint and go on, instead of stopping |
 //!
-//! Ctrl-C stops after the current file with the checkpoint consistent.
+//! Ctrl-C stops after the current file with the checkpoint consistent (exit code 130); a second
+//! Ctrl-C exits at once, which is safe too: the next run cuts the output back.
 
 use std::io::{BufWriter, IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -36,7 +38,8 @@ use salesforce_jwt::mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
 use salesforce_jwt::{ENV_VARS, Error, JwtBearerClient, JwtBearerConfig};
 
 const USAGE: &str = "usage: ingest [--out FILE] [--state FILE] [--event-type T]... \
-[--interval daily|hourly|all] [--since DURATION] [--concurrency N] [--follow SECONDS]";
+[--interval daily|hourly|all] [--since DURATION] [--concurrency N] [--follow SECONDS] \
+[--skip-bad-files]";
 
 struct Options {
     out: Option<PathBuf>,
@@ -46,6 +49,7 @@ struct Options {
     since: Option<Duration>,
     concurrency: usize,
     follow: Option<Duration>,
+    skip_bad_files: bool,
 }
 
 #[tokio::main]
@@ -66,7 +70,9 @@ async fn main() -> ExitCode {
         }
     };
     match run(options).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Ended::Done) => ExitCode::SUCCESS,
+        // The shell's convention for "ended by SIGINT", so scripts can tell.
+        Ok(Ended::Stopped) => ExitCode::from(130),
         Err(e) => {
             eprintln!("ingest: {e}");
             ExitCode::FAILURE
@@ -83,6 +89,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         since: None,
         concurrency: 4,
         follow: None,
+        skip_bad_files: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -118,6 +125,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                     .ok_or(format!("--follow {v:?}: a number of seconds"))?;
                 o.follow = Some(Duration::from_secs(secs));
             }
+            "--skip-bad-files" => o.skip_bad_files = true,
             "-h" | "--help" => return Err("help".into()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -147,10 +155,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs(n * secs))
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or(format!("--since {text:?} is too long"))
 }
 
-async fn run(options: Options) -> Result<(), Error> {
+async fn run(options: Options) -> Result<Ended, Error> {
     // Kept alive for the whole run: dropping it stops the mock server.
     let mut _mock = None;
     let configured = ENV_VARS.iter().any(|v| std::env::var_os(v).is_some());
@@ -203,6 +213,7 @@ async fn run(options: Options) -> Result<(), Error> {
     let collector_options = CollectorOptions {
         since: options.since.unwrap_or(default_since),
         concurrency: options.concurrency,
+        skip_failed_files: options.skip_bad_files,
         ..CollectorOptions::default()
     };
     let mut collector = Collector::new(client, query, store, collector_options)?;
@@ -210,8 +221,14 @@ async fn run(options: Options) -> Result<(), Error> {
     let on_signal = Arc::clone(&stop);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ningest: interrupted; stopping after the current file");
+            eprintln!(
+                "\ningest: interrupted; stopping after the current file (Ctrl-C again to quit now)"
+            );
             on_signal.store(true, Ordering::SeqCst);
+        }
+        // Quitting mid-file is safe: the next run cuts the output back to the checkpoint.
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
         }
     });
     match &options.out {
@@ -231,7 +248,7 @@ async fn passes<S: CheckpointStore, K: RecordSink>(
     sink: &mut K,
     options: &Options,
     stop: &AtomicBool,
-) -> Result<(), Error> {
+) -> Result<Ended, Error> {
     let terminal = std::io::stderr().is_terminal();
     loop {
         let mut last_draw = Instant::now() - Duration::from_secs(1);
@@ -259,29 +276,53 @@ async fn passes<S: CheckpointStore, K: RecordSink>(
                 );
             }
         };
-        let summary = collector.run_pass(sink, &mut progress, stop).await?;
-        if terminal {
-            eprintln!();
-        }
-        report(&summary, collector.checkpoint().rows_delivered);
-        let Some(every) = options.follow else {
-            return Ok(());
+        let summary = match collector.run_pass(sink, &mut progress, stop).await {
+            Ok(summary) => Some(summary),
+            // An outage must not end a long-running collector: the checkpoint is consistent
+            // and the next pass resumes where this one stopped.
+            Err(e) if options.follow.is_some() && e.is_retryable() => {
+                eprintln!("\ningest: pass failed, trying again at the next poll: {e}");
+                None
+            }
+            Err(e) => return Err(e),
         };
-        if summary.stopped || stop.load(Ordering::SeqCst) {
-            return Ok(());
+        if let Some(summary) = &summary {
+            if terminal {
+                eprintln!();
+            }
+            report(summary, collector.checkpoint().rows_delivered);
         }
+        if stop.load(Ordering::SeqCst) {
+            return Ok(Ended::Stopped);
+        }
+        let Some(every) = options.follow else {
+            return Ok(Ended::Done);
+        };
         // Sleep in short steps so Ctrl-C during the wait ends the program promptly.
         let until = Instant::now() + every;
         while Instant::now() < until {
             if stop.load(Ordering::SeqCst) {
-                return Ok(());
+                return Ok(Ended::Stopped);
             }
             tokio::time::sleep(Duration::from_millis(200).min(until - Instant::now())).await;
         }
     }
 }
 
+/// How a run ended without an error.
+enum Ended {
+    Done,
+    /// Ctrl-C: stopped after a complete file.
+    Stopped,
+}
+
 fn report(summary: &PassSummary, total_rows: u64) {
+    for (file, error) in &summary.skipped {
+        eprintln!(
+            "ingest: SKIPPED EventLogFile {} ({}, LogDate {}): {error}",
+            file.id, file.event_type, file.log_date
+        );
+    }
     let mb = summary.bytes as f64 / 1e6;
     let secs = summary.elapsed.as_secs_f64();
     eprintln!(

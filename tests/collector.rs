@@ -694,3 +694,106 @@ async fn a_kill_in_the_very_first_file_of_a_first_run_resumes_exactly_once() {
     assert_eq!(lines.remove(0).0, "earlier");
     assert_exactly_once(&org.mock, &ids, &lines);
 }
+
+fn add_malformed_file(mock: &MockOrg) -> String {
+    let hour = datetime!(2025-06-10 03:00 UTC);
+    // Row 3 has one field too few: no retry can fix it.
+    mock.add_file(MockLogFile::from_csv(
+        "Login",
+        Interval::Hourly,
+        hour,
+        1,
+        hour + time::Duration::minutes(4 * 60 + 30),
+        "\"EVENT_TYPE\",\"USER_ID\"\n\"Login\",\"005A\"\n\"Login\"\n",
+    ))
+}
+
+#[tokio::test]
+async fn a_malformed_file_stops_the_pass_by_default_naming_file_and_line() {
+    let org = org().await;
+    add_files(&org.mock);
+    let bad = add_malformed_file(&org.mock);
+    let mut collector = org.collector(MemoryCheckpointStore::new());
+    let mut sink = Recorder::default();
+    let err = pass(&mut collector, &mut sink).await.unwrap_err();
+    match &err {
+        Error::Csv { id, line, .. } => assert_eq!((id.as_str(), *line), (bad.as_str(), 3)),
+        other => panic!("expected a CSV error, got {other:?}"),
+    }
+    // Nothing of the bad file was delivered; the files before it were.
+    assert!(sink.committed.iter().all(|(id, _)| *id != bad));
+    assert!(!sink.commits.is_empty());
+}
+
+#[tokio::test]
+async fn with_skipping_a_malformed_file_is_recorded_and_the_rest_is_delivered_once() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let bad = add_malformed_file(&org.mock);
+    let store = MemoryCheckpointStore::new();
+    let skipping = CollectorOptions {
+        skip_failed_files: true,
+        ..options()
+    };
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        store.clone(),
+        skipping,
+    )
+    .unwrap();
+    let mut sink = Recorder::default();
+    let summary = pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(summary.files, ids.len());
+    assert_eq!(summary.skipped.len(), 1);
+    assert_eq!(summary.skipped[0].0.id, bad);
+    let checkpoint = store.get().unwrap();
+    assert!(checkpoint.skipped[&bad].error.contains("line 3"));
+    assert_eq!(checkpoint.files_delivered as usize, ids.len());
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    let again = pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(
+        (again.files, again.skipped.len()),
+        (0, 0),
+        "not retried forever"
+    );
+}
+
+#[tokio::test]
+async fn skipping_never_applies_to_failures_of_the_org_or_the_network() {
+    let org = org().await;
+    add_files(&org.mock);
+    org.mock.inject(Fault::RequestLimitExceeded {
+        target: FaultTarget::Download,
+    });
+    let skipping = CollectorOptions {
+        skip_failed_files: true,
+        ..options()
+    };
+    let mut collector = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        MemoryCheckpointStore::new(),
+        skipping,
+    )
+    .unwrap();
+    let err = pass(&mut collector, &mut Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RequestLimitExceeded { .. }), "{err:?}");
+    assert!(collector.checkpoint().skipped.is_empty());
+}
+
+#[tokio::test]
+async fn two_collectors_cannot_write_one_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let first = NdjsonFileSink::open(&out, None).unwrap();
+    let err = NdjsonFileSink::open(&out, None).unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another collector"),
+        "{err}"
+    );
+    drop(first);
+    NdjsonFileSink::open(&out, None).expect("free again once the first sink is gone");
+}

@@ -228,14 +228,10 @@ async fn list_event_logs_prints_one_line_per_file() {
     assert_eq!(code, Some(2), "{stderr}");
 }
 
-/// SIGKILL in the middle of a file, three times, then a run to the end: the output holds every
-/// row exactly once. The kills are driven by the child's own progress log (reported every 1024
-/// rows, so the torn file has already spilled out of the 256 KiB write buffer), not by timing.
-#[tokio::test(flavor = "multi_thread")]
-async fn ingest_killed_with_sigkill_and_restarted_writes_every_row_exactly_once() {
+/// A mock org with 16 hourly files of 1500 rows: big enough that a run reports progress in the
+/// middle of files. Returns the org and each file's row count.
+async fn big_org() -> (MockOrg, std::collections::BTreeMap<String, usize>) {
     use salesforce_jwt::mock::{Interval, MockLogFile};
-    use tokio::io::AsyncBufReadExt as _;
-
     let org = MockOrg::start().await;
     let now = time::OffsetDateTime::now_utc();
     let mut expected = std::collections::BTreeMap::new();
@@ -253,48 +249,44 @@ async fn ingest_killed_with_sigkill_and_restarted_writes_every_row_exactly_once(
         ));
         expected.insert(id, 1500usize);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("events.ndjson");
-    let ingest = || {
-        let mut command = tokio::process::Command::from(demo_command_for("ingest"));
-        command
-            .envs(sf_env(&org, org.username()))
-            .env("RUST_LOG", "ingest=debug")
-            .args(["--since", "3d", "--concurrency", "2", "--out"])
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        command.spawn().unwrap()
-    };
-    let mut kills = 0;
-    // Mid-file events 1 (the first file of the first run, before any file was confirmed), 3
-    // and 3 of 16 files: every kill lands well before the end.
-    for kill_after in [1, 3, 3] {
-        let mut child = ingest();
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut delivered = 0;
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("progress") && line.contains("mid_file=true") {
-                delivered += 1;
-                if delivered == kill_after {
-                    child.start_kill().unwrap();
-                    kills += 1;
-                    break;
-                }
+    (org, expected)
+}
+
+/// `ingest --out out` against `org`, logging its progress to a piped stderr.
+fn spawn_ingest(org: &MockOrg, out: &std::path::Path) -> tokio::process::Child {
+    let mut command = tokio::process::Command::from(demo_command_for("ingest"));
+    command
+        .envs(sf_env(org, org.username()))
+        .env("RUST_LOG", "ingest=debug")
+        .args(["--since", "3d", "--concurrency", "2", "--out"])
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command.spawn().unwrap()
+}
+
+/// Reads the child's stderr until its `nth` progress report from the middle of a file.
+async fn wait_for_mid_file_progress(child: &mut tokio::process::Child, nth: usize) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = 0;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.contains("progress") && line.contains("mid_file=true") {
+            seen += 1;
+            if seen == nth {
+                // Keep draining so the child never blocks on a full pipe.
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                return;
             }
         }
-        let status = child.wait().await.unwrap();
-        assert!(
-            !status.success(),
-            "the run ended before the kill: {status:?}"
-        );
     }
-    assert_eq!(kills, 3, "every run was killed mid-way");
-    let status = ingest().wait().await.unwrap();
-    assert!(status.success());
+    panic!("the run ended before {nth} mid-file progress reports");
+}
 
-    let text = std::fs::read_to_string(&out).unwrap();
+/// Every line whole JSON, no line twice; rows counted per EventLogFileId.
+fn rows_per_file(out: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(out).unwrap();
     let mut per_file = std::collections::BTreeMap::new();
     let mut unique = std::collections::HashSet::new();
     for line in text.lines() {
@@ -307,5 +299,68 @@ async fn ingest_killed_with_sigkill_and_restarted_writes_every_row_exactly_once(
             "a row was written twice: {line}"
         );
     }
-    assert_eq!(per_file, expected);
+    per_file
+}
+
+/// SIGKILL in the middle of a file, three times, then a run to the end: the output holds every
+/// row exactly once. The kills are driven by the child's own progress log (reported every 1024
+/// rows, so the torn file has already spilled out of the 256 KiB write buffer), not by timing.
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_killed_with_sigkill_and_restarted_writes_every_row_exactly_once() {
+    let (org, expected) = big_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    // Mid-file reports 1 (the first file of the first run, before any file was confirmed), 3
+    // and 3 of 16 files: every kill lands well before the end.
+    for kill_after in [1, 3, 3] {
+        let mut child = spawn_ingest(&org, &out);
+        wait_for_mid_file_progress(&mut child, kill_after).await;
+        child.start_kill().unwrap();
+        let status = child.wait().await.unwrap();
+        assert!(
+            !status.success(),
+            "the run ended before the kill: {status:?}"
+        );
+    }
+    let status = spawn_ingest(&org, &out).wait().await.unwrap();
+    assert!(status.success());
+    assert_eq!(rows_per_file(&out), expected);
+}
+
+/// Ctrl-C (SIGINT) in the middle of a file: the file is finished, the run exits with 130, and
+/// the output ends exactly where the checkpoint says.
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_interrupted_with_sigint_stops_after_the_file_with_exit_code_130() {
+    let (org, expected) = big_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let mut child = spawn_ingest(&org, &out);
+    wait_for_mid_file_progress(&mut child, 2).await;
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130));
+
+    let partial = rows_per_file(&out);
+    assert!(partial.len() < expected.len(), "stopped early");
+    assert!(
+        partial.values().all(|&rows| rows == 1500),
+        "only whole files: {partial:?}"
+    );
+    let checkpoint: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("events.ndjson.checkpoint.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        checkpoint["sink_position"].as_u64(),
+        Some(std::fs::metadata(&out).unwrap().len())
+    );
+
+    let status = spawn_ingest(&org, &out).wait().await.unwrap();
+    assert!(status.success());
+    assert_eq!(rows_per_file(&out), expected);
 }

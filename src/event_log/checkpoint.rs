@@ -35,6 +35,10 @@ pub struct Checkpoint {
     /// so files pruned from the set cannot come back, even if the lookback grows between runs.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub window_start: Option<OffsetDateTime>,
+    /// Files given up on with [`skip_failed_files`](crate::event_log::CollectorOptions::skip_failed_files),
+    /// by Id. Kept (never pruned) until a person removes them, so none is lost silently.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, SkippedFile>,
     /// How far the output was durably written when the last file was confirmed (for example a
     /// file length). A restart truncates anything the output holds past it.
     pub sink_position: Option<u64>,
@@ -64,11 +68,25 @@ impl Checkpoint {
             cursor: None,
             completed: BTreeMap::new(),
             window_start: None,
+            skipped: BTreeMap::new(),
             sink_position: None,
             files_delivered: 0,
             rows_delivered: 0,
         }
     }
+}
+
+/// A file in [`Checkpoint::skipped`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkippedFile {
+    /// Its `EventType`.
+    pub event_type: String,
+    /// Its `CreatedDate`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_date: OffsetDateTime,
+    /// Why it was skipped.
+    pub error: String,
 }
 
 /// Keeps a [`Checkpoint`] durable. Implement it to keep checkpoints where the service keeps its

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::client::JwtBearerClient;
 use crate::error::Error;
-use crate::event_log::checkpoint::{Checkpoint, CheckpointStore, CompletedFile};
+use crate::event_log::checkpoint::{Checkpoint, CheckpointStore, CompletedFile, SkippedFile};
 use crate::event_log::model::EventLogFile;
 use crate::event_log::query::{Cursor, EventLogFileQuery};
 use crate::event_log::record::LogRecord;
@@ -34,6 +34,14 @@ pub struct CollectorOptions {
     pub concurrency: usize,
     /// Attempts per file when its download fails in a retryable way (default 3).
     pub max_file_attempts: u32,
+    /// What to do with a file that cannot be collected for reasons of its own (a malformed
+    /// row, a body that stays shorter than `LogFileLength`, a file that is gone): `false` (the
+    /// default) stops the pass with the error, so nothing is lost without a person deciding;
+    /// `true` records it in [`Checkpoint::skipped`](crate::event_log::Checkpoint::skipped),
+    /// logs an error, and goes on, so one bad file does not block every later one. Failures
+    /// that are not about one file (the network, the API limit, authentication) always stop
+    /// the pass.
+    pub skip_failed_files: bool,
 }
 
 impl Default for CollectorOptions {
@@ -43,6 +51,7 @@ impl Default for CollectorOptions {
             since: Duration::from_secs(24 * 3600),
             concurrency: 4,
             max_file_attempts: 3,
+            skip_failed_files: false,
         }
     }
 }
@@ -78,10 +87,12 @@ impl Progress {
 }
 
 /// What a pass did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct PassSummary {
     /// Files delivered.
     pub files: usize,
+    /// Files given up on (only with [`CollectorOptions::skip_failed_files`]), with why.
+    pub skipped: Vec<(EventLogFile, Error)>,
     /// Rows delivered.
     pub rows: u64,
     /// CSV bytes delivered.
@@ -219,6 +230,18 @@ impl<S: CheckpointStore> Collector<S> {
         rows: u64,
         sink_position: Option<u64>,
     ) -> Result<(), Error> {
+        self.record(file, rows, sink_position, None)
+    }
+
+    /// Records `file` as done (delivered, or given up on with `skipped`) and saves the
+    /// checkpoint; the in-memory checkpoint changes only once the save succeeded.
+    fn record(
+        &mut self,
+        file: &EventLogFile,
+        rows: u64,
+        sink_position: Option<u64>,
+        skipped: Option<SkippedFile>,
+    ) -> Result<(), Error> {
         let mut next = self.checkpoint.clone();
         next.completed.insert(
             file.id.clone(),
@@ -240,12 +263,41 @@ impl<S: CheckpointStore> Collector<S> {
         if sink_position.is_some() {
             next.sink_position = sink_position;
         }
-        next.files_delivered += 1;
-        next.rows_delivered += rows;
+        match skipped {
+            Some(skipped) => {
+                next.skipped.insert(file.id.clone(), skipped);
+            }
+            None => {
+                next.files_delivered += 1;
+                next.rows_delivered += rows;
+            }
+        }
         self.store.save(&next)?;
         self.checkpoint = next;
-        tracing::debug!(id = %file.id, event_type = %file.event_type, rows, "EventLogFile delivered");
+        tracing::debug!(id = %file.id, event_type = %file.event_type, rows, "EventLogFile done");
         Ok(())
+    }
+
+    /// Records `file` as given up on: it leaves the pending set like a completed file, and
+    /// stays listed in the checkpoint's `skipped` with the error.
+    fn skip(&mut self, file: &EventLogFile, error: &Error) -> Result<(), Error> {
+        let skipped = SkippedFile {
+            event_type: file.event_type.to_string(),
+            created_date: file.created_date,
+            error: error.to_string(),
+        };
+        self.record(file, 0, None, Some(skipped))
+    }
+
+    /// Whether `file` gets another attempt after `error`; if so, waits the backoff first.
+    async fn pause_before_retry(&self, file: &EventLogFile, error: &Error, attempt: u32) -> bool {
+        if !error.is_retryable() || attempt >= self.options.max_file_attempts {
+            return false;
+        }
+        let delay = backoff(self.client.config().retry_policy(), attempt);
+        tracing::warn!(id = %file.id, attempt, error = %error, "log file failed; downloading it again");
+        self.client.clock().sleep(delay).await;
+        true
     }
 
     /// Runs one pass: queries the pending files, streams each one's rows into `sink` in order,
@@ -284,6 +336,7 @@ impl<S: CheckpointStore> Collector<S> {
             .client
             .download_concurrently(files, self.options.concurrency);
         let mut stopped = false;
+        let mut skipped = Vec::new();
         while let Some(prefetched) = downloads.next().await {
             if stop.load(Ordering::SeqCst) {
                 stopped = true;
@@ -291,39 +344,57 @@ impl<S: CheckpointStore> Collector<S> {
             }
             let file = prefetched.file.clone();
             report.current = Some(file.id.clone());
-            let mut rows: RowStream = Box::pin(prefetched);
             let mut attempt = 1;
-            loop {
+            let mut next: Option<RowStream> = Some(Box::pin(prefetched));
+            let outcome = loop {
+                let rows = match next.take() {
+                    Some(rows) => rows,
+                    None => match self.client.log_records(&file).await {
+                        Ok(rows) => Box::pin(rows),
+                        Err(error) => {
+                            if self.pause_before_retry(&file, &error, attempt).await {
+                                attempt += 1;
+                                continue;
+                            }
+                            break Err(error);
+                        }
+                    },
+                };
                 sink.begin_file(&file).await?;
                 match deliver(sink, &file, rows, &mut report, started, progress).await {
-                    Ok(count) => {
-                        let position = sink.commit_file(&file).await?;
-                        self.complete(&file, count, position)?;
-                        report.files_done += 1;
-                        report.bytes += file.log_file_length;
-                        break;
-                    }
+                    Ok(count) => break Ok((count, sink.commit_file(&file).await?)),
                     Err((error, delivered)) => {
                         sink.rollback_file(&file).await?;
                         report.rows -= delivered;
-                        if !error.is_retryable() || attempt >= self.options.max_file_attempts {
-                            return Err(error);
+                        if self.pause_before_retry(&file, &error, attempt).await {
+                            attempt += 1;
+                            continue;
                         }
-                        let delay = backoff(self.client.config().retry_policy(), attempt);
-                        tracing::warn!(id = %file.id, attempt, error = %error, "log file failed; downloading it again");
-                        self.client.clock().sleep(delay).await;
-                        attempt += 1;
-                        rows = Box::pin(self.client.log_records(&file).await?);
+                        break Err(error);
                     }
                 }
+            };
+            match outcome {
+                Ok((count, position)) => {
+                    self.complete(&file, count, position)?;
+                    report.bytes += file.log_file_length;
+                }
+                Err(error) if self.options.skip_failed_files && concerns_only_this_file(&error) => {
+                    tracing::error!(id = %file.id, event_type = %file.event_type, error = %error, "skipping a log file that cannot be collected; it is listed in the checkpoint");
+                    self.skip(&file, &error)?;
+                    skipped.push((file.clone(), error));
+                }
+                Err(error) => return Err(error),
             }
+            report.files_done += 1;
             report.elapsed = started.elapsed();
             report.current = None;
             progress(&report);
         }
         report.elapsed = started.elapsed();
         Ok(PassSummary {
-            files: report.files_done,
+            files: report.files_done - skipped.len(),
+            skipped,
             rows: report.rows,
             bytes: report.bytes,
             stopped,
@@ -335,6 +406,15 @@ impl<S: CheckpointStore> Collector<S> {
 /// Rows between progress reports inside a file: often enough for a live display, rare enough to
 /// cost nothing next to the rows themselves.
 const PROGRESS_EVERY_ROWS: u64 = 1024;
+
+/// Whether `error` is about one file rather than the org, the network or the credentials.
+fn concerns_only_this_file(error: &Error) -> bool {
+    match error {
+        Error::Csv { .. } | Error::TruncatedLogFile { .. } => true,
+        Error::Api(api) => api.status == 404,
+        _ => false,
+    }
+}
 
 /// `t - d`, or an error naming the option when the result is out of range.
 fn earlier(t: OffsetDateTime, d: Duration, option: &str) -> Result<OffsetDateTime, Error> {

@@ -11,6 +11,7 @@ mod sink;
 
 pub use checkpoint::{
     Checkpoint, CheckpointStore, CompletedFile, FileCheckpointStore, MemoryCheckpointStore,
+    SkippedFile,
 };
 pub use collector::{Collector, CollectorOptions, PassSummary, Progress};
 pub use download::{FileRecords, LogFileBody, LogRecords};
