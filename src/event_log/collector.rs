@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 use crate::client::JwtBearerClient;
 use crate::error::Error;
+use crate::event_log::blocking_io;
 use crate::event_log::checkpoint::{Checkpoint, CheckpointStore, CompletedFile, SkippedFile};
 use crate::event_log::model::EventLogFile;
 use crate::event_log::query::{Cursor, EventLogFileQuery};
@@ -272,7 +273,7 @@ impl<S: CheckpointStore> Collector<S> {
                 next.rows_delivered += rows;
             }
         }
-        self.store.save(&next)?;
+        blocking_io(|| self.store.save(&next))?;
         self.checkpoint = next;
         tracing::debug!(id = %file.id, event_type = %file.event_type, rows, "EventLogFile done");
         Ok(())

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use crate::error::Error;
+use crate::event_log::blocking_io;
 use crate::event_log::model::{EventLogFile, sf_datetime};
 use crate::event_log::record::LogRecord;
 
@@ -260,8 +261,7 @@ impl RecordSink for NdjsonFileSink {
         self.ndjson.commit_file(file).await?;
         let path = self.path.display().to_string();
         let file = self.ndjson.out.get_mut();
-        file.sync_data()
-            .map_err(|e| Error::io(format!("syncing {path}"), e))?;
+        blocking_io(|| file.sync_data()).map_err(|e| Error::io(format!("syncing {path}"), e))?;
         self.committed = file
             .stream_position()
             .map_err(|e| Error::io(format!("reading the position in {path}"), e))?;
@@ -273,6 +273,6 @@ impl RecordSink for NdjsonFileSink {
     }
 
     async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
-        self.cut_back()
+        blocking_io(|| self.cut_back())
     }
 }
