@@ -1,1 +1,218 @@
-fn main() {}
+//! CSV -> typed records throughput, against plain `csv::ByteRecord` reading of the same bytes.
+//!
+//! Inputs are generated once (`CsvRowGenerator`, at least 100 MB per event type, with the
+//! generator's quoting, `""` escapes, multi-line fields and non-ASCII text) and held in memory,
+//! so every variant measures parsing, not I/O. Variants, all over the same bytes:
+//!
+//! - `csv::ByteRecord (baseline)`: `csv::Reader::read_byte_record` into one reused record;
+//! - `LogFileDecoder, typed values`: our decoder fed 64 KiB chunks, as a network delivers them,
+//!   and every typed value of every row touched (`LogRecord::values`): what a sink does;
+//! - `LogFileDecoder, decode only`: the same without typed access, for context.
+//!
+//! After criterion's groups the bench times a few more passes of the baseline and the typed
+//! variant itself and prints their throughput ratio: the design goal is at least 0.5.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode, Throughput};
+use salesforce_jwt::event_log::{LogFileDecoder, LogRecord};
+use salesforce_jwt::mock::CsvRowGenerator;
+use time::macros::datetime;
+
+/// Each input is at least this large.
+const TARGET_BYTES: usize = 100 * 1024 * 1024;
+/// The chunk size a network read typically hands over.
+const CHUNK: usize = 64 * 1024;
+/// Passes per variant for the printed ratio (the median is used).
+const RATIO_PASSES: usize = 5;
+
+struct Input {
+    event_type: &'static str,
+    body: Vec<u8>,
+    field_names: String,
+    field_types: String,
+    rows: usize,
+}
+
+/// Generates rows of `event_type` until the body reaches `TARGET_BYTES`.
+fn generate(event_type: &'static str) -> Input {
+    let started = Instant::now();
+    // More rows than will be taken: the loop stops at the size target. The period (one day)
+    // only spreads the timestamps.
+    let mut generator = CsvRowGenerator::new(
+        event_type,
+        datetime!(2025-06-01 00:00 UTC),
+        24,
+        usize::MAX / 2,
+        42,
+    );
+    let field_names = generator.field_names();
+    let field_types = generator.field_types();
+    let mut body = Vec::with_capacity(TARGET_BYTES + 64 * 1024);
+    let mut rows = 0usize;
+    // Header first, then rows until the target; bounded by the target size.
+    body.extend_from_slice(&generator.next().unwrap());
+    while body.len() < TARGET_BYTES {
+        body.extend_from_slice(&generator.next().unwrap());
+        rows += 1;
+    }
+    eprintln!(
+        "records bench input {event_type}: {:.1} MB ({:.1} MiB), {rows} rows, {} columns, \
+         generated in {:.1} s",
+        body.len() as f64 / 1e6,
+        body.len() as f64 / (1024.0 * 1024.0),
+        field_names.split(',').count(),
+        started.elapsed().as_secs_f64()
+    );
+    Input {
+        event_type,
+        body,
+        field_names,
+        field_types,
+        rows,
+    }
+}
+
+/// Baseline: the `csv` crate's fastest owned-buffer API. Returns the number of data rows.
+fn baseline(input: &Input) -> usize {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(input.body.as_slice());
+    let mut record = csv::ByteRecord::new();
+    let mut rows = 0;
+    while reader.read_byte_record(&mut record).unwrap() {
+        black_box(&record);
+        rows += 1;
+    }
+    rows
+}
+
+fn decoder(input: &Input) -> LogFileDecoder {
+    LogFileDecoder::new(
+        "0AT000000000001AAA",
+        Some(&input.field_names),
+        Some(&input.field_types),
+    )
+}
+
+/// Ours: 64 KiB chunks in, rows out, every typed value touched. Returns the number of rows.
+fn typed_records(input: &Input) -> usize {
+    let mut decoder = decoder(input);
+    let mut out: Vec<LogRecord> = Vec::with_capacity(1024);
+    let mut rows = 0;
+    let mut consume = |out: &mut Vec<LogRecord>| {
+        for record in out.drain(..) {
+            for (name, value) in record.values() {
+                black_box((name, value));
+            }
+            rows += 1;
+        }
+    };
+    for chunk in input.body.chunks(CHUNK) {
+        decoder.feed(chunk, &mut out).unwrap();
+        consume(&mut out);
+    }
+    decoder.finish(&mut out).unwrap();
+    consume(&mut out);
+    rows
+}
+
+/// Ours without typed access: splitting into `LogRecord`s only.
+fn decode_only(input: &Input) -> usize {
+    let mut decoder = decoder(input);
+    let mut out: Vec<LogRecord> = Vec::with_capacity(1024);
+    let mut rows = 0;
+    for chunk in input.body.chunks(CHUNK) {
+        decoder.feed(chunk, &mut out).unwrap();
+        rows += out.len();
+        for record in out.drain(..) {
+            black_box(record);
+        }
+    }
+    decoder.finish(&mut out).unwrap();
+    rows + out.len()
+}
+
+fn bench_input(c: &mut Criterion, input: &Input) {
+    // Every variant must see every row, or the comparison means nothing.
+    assert_eq!(baseline(input), input.rows);
+    assert_eq!(typed_records(input), input.rows);
+    assert_eq!(decode_only(input), input.rows);
+
+    let mut group = c.benchmark_group(format!("records {}", input.event_type));
+    // A pass takes 0.1-0.4 s: flat sampling (the same iteration count per sample) keeps 10
+    // samples within the measurement time, where linear sampling would need 55 passes.
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(2));
+    group.measurement_time(Duration::from_secs(12));
+    group.throughput(Throughput::Bytes(input.body.len() as u64));
+    group.bench_function("csv::ByteRecord (baseline)", |b| {
+        b.iter(|| black_box(baseline(input)))
+    });
+    group.bench_function("LogFileDecoder, typed values", |b| {
+        b.iter(|| black_box(typed_records(input)))
+    });
+    group.bench_function("LogFileDecoder, decode only", |b| {
+        b.iter(|| black_box(decode_only(input)))
+    });
+    group.finish();
+}
+
+fn median_secs(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// Times `RATIO_PASSES` passes of the baseline and of the typed variant, alternating so that
+/// drift (frequency, a neighbour's load) hits both alike, and prints the throughput ratio.
+fn print_ratio(input: &Input) {
+    let mut base = Vec::with_capacity(RATIO_PASSES);
+    let mut ours = Vec::with_capacity(RATIO_PASSES);
+    let mut decode = Vec::with_capacity(RATIO_PASSES);
+    for _ in 0..RATIO_PASSES {
+        let start = Instant::now();
+        black_box(baseline(input));
+        base.push(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        black_box(typed_records(input));
+        ours.push(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        black_box(decode_only(input));
+        decode.push(start.elapsed().as_secs_f64());
+    }
+    let mb = input.body.len() as f64 / 1e6;
+    let base_mbs = mb / median_secs(base);
+    let ours_mbs = mb / median_secs(ours);
+    let decode_mbs = mb / median_secs(decode);
+    println!(
+        "{}: csv::ByteRecord {base_mbs:.0} MB/s, typed records {ours_mbs:.0} MB/s, decode only \
+         {decode_mbs:.0} MB/s (median of {RATIO_PASSES} passes over {mb:.1} MB)",
+        input.event_type
+    );
+    println!(
+        "{}: typed records / csv::ByteRecord throughput ratio: {:.2} (goal >= 0.50); decode \
+         only / csv::ByteRecord: {:.2}",
+        input.event_type,
+        ours_mbs / base_mbs,
+        decode_mbs / base_mbs
+    );
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    let inputs = [generate("API"), generate("URI")];
+    for input in &inputs {
+        bench_input(&mut criterion, input);
+    }
+    criterion.final_summary();
+    // `cargo bench` passes --bench; `cargo test --benches` runs each benchmark once and
+    // should not spend time on the extra passes.
+    if std::env::args().any(|a| a == "--bench") {
+        for input in &inputs {
+            print_ratio(input);
+        }
+    }
+}
