@@ -238,3 +238,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_empty_chunk_is_not_the_end_of_the_file() {
+    let csv = b"\"A\",\"B\"\n\"one\",\"two\"\n";
+    let mut decoder = LogFileDecoder::new("0AT000000000001AAA", None, None);
+    let mut out = Vec::new();
+    decoder.feed(&csv[..12], &mut out).unwrap();
+    decoder.feed(b"", &mut out).unwrap();
+    decoder.feed(&csv[12..], &mut out).unwrap();
+    decoder.finish(&mut out).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].get("A"), Some("one"));
+    assert_eq!(out[0].get("B"), Some("two"));
+}
+
+#[test]
+fn an_unbalanced_quote_cannot_make_a_row_grow_without_bound() {
+    let mut decoder = LogFileDecoder::new("0AT000000000001AAA", None, None);
+    let mut out = Vec::new();
+    decoder
+        .feed(b"\"A\",\"B\"\n\"1\",\"2\"\n\"unclosed,", &mut out)
+        .unwrap();
+    let filler = vec![b'x'; 1 << 20];
+    let mut result = Ok(());
+    for _ in 0..40 {
+        result = decoder.feed(&filler, &mut out);
+        if result.is_err() {
+            break;
+        }
+    }
+    match result {
+        Err(Error::Csv { line, message, .. }) => {
+            assert_eq!(line, 3);
+            assert!(message.contains("unbalanced quote"), "{message}");
+        }
+        other => panic!("expected a CSV error within 40 MiB, got {other:?}"),
+    }
+    assert_eq!(out.len(), 1, "the good row before it was kept");
+}

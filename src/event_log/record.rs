@@ -477,6 +477,11 @@ pub struct LogFileDecoder {
 
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
+/// The longest row accepted. Real rows stay far below (a long SOQL query or Apex stack trace is
+/// kilobytes); without a bound, an unbalanced quote would make the rest of a file of hundreds
+/// of MB one row held in memory.
+const MAX_ROW_BYTES: usize = 16 << 20;
+
 impl fmt::Debug for LogFileDecoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogFileDecoder")
@@ -529,6 +534,10 @@ impl LogFileDecoder {
 
     /// Decodes `chunk`, appending every row it completes to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<LogRecord>) -> Result<(), Error> {
+        // csv-core reads empty input as the end of the file; only `finish` may say that.
+        if chunk.is_empty() {
+            return Ok(());
+        }
         if self.started {
             return self.decode(chunk, out);
         }
@@ -563,7 +572,17 @@ impl LogFileDecoder {
                 ReadRecordResult::InputEmpty => return Ok(()),
                 ReadRecordResult::OutputFull => {
                     let len = self.fields.len();
-                    self.fields.resize(len * 2, 0);
+                    if len >= MAX_ROW_BYTES {
+                        return Err(self.error(
+                            self.record_line,
+                            format!(
+                                "a row is longer than {} MiB; an unbalanced quote probably runs \
+                                 it into the rest of the file",
+                                MAX_ROW_BYTES >> 20
+                            ),
+                        ));
+                    }
+                    self.fields.resize((len * 2).min(MAX_ROW_BYTES), 0);
                 }
                 ReadRecordResult::OutputEndsFull => {
                     let len = self.ends.len();
