@@ -221,13 +221,8 @@ async fn main() {
         JwtBearerClient::new(config).unwrap()
     } else {
         // Without gzip support reqwest sends no Accept-Encoding, and the mock sends CSV as is.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_gzip()
-            .build()
-            .unwrap();
         JwtBearerClient::builder(config)
-            .http_client(http)
+            .http_client_builder(reqwest::Client::builder().no_gzip())
             .build()
             .unwrap()
     };
