@@ -320,7 +320,7 @@ impl<S: CheckpointStore> Collector<S> {
             // the first file would leave a torn file that the restart could not cut back.
             let mut next = self.checkpoint.clone();
             next.sink_position = Some(position);
-            self.store.save(&next)?;
+            blocking_io(|| self.store.save(&next))?;
             self.checkpoint = next;
         }
         let files = self.pending_files().await?;
