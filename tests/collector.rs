@@ -64,11 +64,20 @@ async fn org() -> Org {
 impl Org {
     /// A collector over every event type with the tests' options.
     fn collector<S: CheckpointStore>(&self, store: S) -> Collector<S> {
+        self.collector_with(store, options())
+    }
+
+    /// A collector over every event type with `options`.
+    fn collector_with<S: CheckpointStore>(
+        &self,
+        store: S,
+        options: CollectorOptions,
+    ) -> Collector<S> {
         Collector::new(
             self.client.clone(),
             EventLogFileQuery::new(),
             store,
-            options(),
+            options,
         )
         .unwrap()
     }
@@ -539,13 +548,7 @@ async fn completed_files_leave_the_checkpoint_once_outside_the_lookback() {
         lookback: Duration::from_secs(3600),
         ..options()
     };
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        store.clone(),
-        short,
-    )
-    .unwrap();
+    let mut collector = org.collector_with(store.clone(), short);
     pass(&mut collector, &mut Recorder::default())
         .await
         .unwrap();
@@ -586,13 +589,7 @@ async fn a_first_run_takes_whole_days_so_yesterdays_daily_file_is_not_lost() {
         since: Duration::from_secs(24 * 3600),
         ..options()
     };
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        store.clone(),
-        one_day,
-    )
-    .unwrap();
+    let mut collector = org.collector_with(store.clone(), one_day);
     // The fresh checkpoint is saved before anything is delivered.
     assert_eq!(store.get().unwrap().log_date_floor, day_before);
     let mut sink = Recorder::default();
@@ -610,13 +607,7 @@ async fn growing_the_lookback_between_runs_delivers_nothing_twice() {
         ..options()
     };
     let mut sink = Recorder::default();
-    let mut first = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        store.clone(),
-        short,
-    )
-    .unwrap();
+    let mut first = org.collector_with(store.clone(), short);
     pass(&mut first, &mut sink).await.unwrap();
     // Pruned down to the short window...
     assert!(store.get().unwrap().completed.len() < ids.len());
@@ -735,13 +726,7 @@ async fn with_skipping_a_malformed_file_is_recorded_and_the_rest_is_delivered_on
         skip_failed_files: true,
         ..options()
     };
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        store.clone(),
-        skipping,
-    )
-    .unwrap();
+    let mut collector = org.collector_with(store.clone(), skipping);
     let mut sink = Recorder::default();
     let summary = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(summary.files, ids.len());
@@ -770,13 +755,7 @@ async fn skipping_never_applies_to_failures_of_the_org_or_the_network() {
         skip_failed_files: true,
         ..options()
     };
-    let mut collector = Collector::new(
-        org.client.clone(),
-        EventLogFileQuery::new(),
-        MemoryCheckpointStore::new(),
-        skipping,
-    )
-    .unwrap();
+    let mut collector = org.collector_with(MemoryCheckpointStore::new(), skipping);
     let err = pass(&mut collector, &mut Recorder::default())
         .await
         .unwrap_err();

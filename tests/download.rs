@@ -48,6 +48,17 @@ fn check_rows(rows: &[LogRecord]) {
     assert_eq!(rows[2].get("RUN_TIME"), None);
 }
 
+/// Downloads `f` and collects its rows, failing the test on any error.
+async fn all_rows(client: &JwtBearerClient, f: &EventLogFile) -> Vec<LogRecord> {
+    client
+        .log_records(f)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 async fn wiremock_client(server: &MockServer) -> (JwtBearerClient, common::TokenEndpoint) {
     let clock = common::manual_clock();
     let tokens = common::TokenEndpoint::new(&clock, server.uri());
@@ -69,13 +80,7 @@ async fn identity_body_streams_into_rows() {
         .expect(1)
         .mount(&server)
         .await;
-    let rows: Vec<LogRecord> = client
-        .log_records(&f)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let rows = all_rows(&client, &f).await;
     check_rows(&rows);
 }
 
@@ -95,13 +100,7 @@ async fn gzip_is_requested_and_decoded() {
         .expect(1)
         .mount(&server)
         .await;
-    let rows: Vec<LogRecord> = client
-        .log_records(&f)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let rows = all_rows(&client, &f).await;
     check_rows(&rows);
 }
 
@@ -145,13 +144,7 @@ async fn an_empty_file_has_no_rows_and_no_error() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let rows: Vec<LogRecord> = client
-        .log_records(&f)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let rows = all_rows(&client, &f).await;
     assert!(rows.is_empty());
 }
 
@@ -219,13 +212,7 @@ async fn a_gzip_stream_split_across_many_chunks_decodes() {
     let instance = raw_server(head, compressed, 3, len).await;
     let (client, _token_server) = client_for_instance(&instance).await;
     let f = file("0AT000000000006AAA", CSV.len() as u64);
-    let rows: Vec<LogRecord> = client
-        .log_records(&f)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let rows = all_rows(&client, &f).await;
     check_rows(&rows);
 }
 

@@ -296,6 +296,36 @@ fn config_and_key_errors_hold_no_key_material() {
     secrets.check_error("from_lookup", &error);
 }
 
+/// `/401`, `/403` (`REQUEST_LIMIT_EXCEEDED`) and `/500` (an HTML page), as Salesforce answers them.
+async fn mount_api_errors(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/401"))
+        .respond_with(rest_error(
+            401,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        ))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/403"))
+        .respond_with(
+            rest_error(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+            )
+            .insert_header("Sforce-Limit-Info", "api-usage=18/5000"),
+        )
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/500"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("<html>oops</html>"))
+        .mount(server)
+        .await;
+}
+
 #[tokio::test]
 async fn errors_from_the_wire_hold_no_token_or_assertion() {
     let clock = manual_clock();
@@ -312,32 +342,7 @@ async fn errors_from_the_wire_hold_no_token_or_assertion() {
         .respond_with(oauth_error(400, "invalid_grant", "invalid assertion"))
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/401"))
-        .respond_with(rest_error(
-            401,
-            "INVALID_SESSION_ID",
-            "Session expired or invalid",
-        ))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/403"))
-        .respond_with(
-            rest_error(
-                403,
-                "REQUEST_LIMIT_EXCEEDED",
-                "TotalRequests Limit exceeded.",
-            )
-            .insert_header("Sforce-Limit-Info", "api-usage=18/5000"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/500"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("<html>oops</html>"))
-        .mount(&server)
-        .await;
+    mount_api_errors(&server).await;
     let client = client(
         config_builder(&server.uri())
             .retry_policy(salesforce_jwt::RetryPolicy::none())
@@ -367,32 +372,7 @@ async fn errors_from_the_wire_hold_no_token_or_assertion() {
     server.reset().await;
     let endpoint2 = common::TokenEndpoint::new(&clock, server.uri());
     endpoint2.mount(&server).await;
-    Mock::given(method("GET"))
-        .and(path("/401"))
-        .respond_with(rest_error(
-            401,
-            "INVALID_SESSION_ID",
-            "Session expired or invalid",
-        ))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/403"))
-        .respond_with(
-            rest_error(
-                403,
-                "REQUEST_LIMIT_EXCEEDED",
-                "TotalRequests Limit exceeded.",
-            )
-            .insert_header("Sforce-Limit-Info", "api-usage=18/5000"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/500"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("<html>oops</html>"))
-        .mount(&server)
-        .await;
+    mount_api_errors(&server).await;
     for target in ["/401", "/403", "/500"] {
         errors.push(
             client
