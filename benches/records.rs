@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use salesforce_jwt::event_log::{FieldValue, LogFileDecoder, LogRecord};
-use salesforce_jwt::mock::CsvRowGenerator;
+use salesforce_jwt_mock::CsvRowGenerator;
 use time::macros::datetime;
 
 /// Each input is at least this large.

@@ -1,8 +1,8 @@
 //! Streaming-download benchmark: throughput and peak memory of `log_records` on a huge file.
 //!
 //! ```sh
-//! cargo run --release --example download_bench --features mock -- --size-mib 1024
-//! cargo run --release --example download_bench --features mock -- --size-mib 1024 --identity
+//! cargo run --release --example download_bench -- --size-mib 1024
+//! cargo run --release --example download_bench -- --size-mib 1024 --identity
 //! ```
 //!
 //! A tiny HTTP/1.1 server on 127.0.0.1 serves one generated EventLogFile of about `--size-mib`
@@ -29,8 +29,8 @@ use std::time::Instant;
 
 use futures_util::StreamExt as _;
 use salesforce_jwt::event_log::{EventLogFile, NdjsonSink, RecordSink as _};
-use salesforce_jwt::mock::{CsvRowGenerator, DEMO_PRIVATE_KEY_PEM};
 use salesforce_jwt::{JwtBearerClient, JwtBearerConfig};
+use salesforce_jwt_mock::{CsvRowGenerator, DEMO_PRIVATE_KEY_PEM};
 use serde_json::json;
 use time::macros::datetime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -34,8 +34,8 @@ use salesforce_jwt::event_log::{
     FileCheckpointStore, IntervalFilter, MemoryCheckpointStore, NdjsonFileSink, NdjsonSink,
     PassSummary, Progress, RecordSink,
 };
-use salesforce_jwt::mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
 use salesforce_jwt::{ENV_VARS, Error, JwtBearerClient, JwtBearerConfig};
+use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
 
 const USAGE: &str = "usage: ingest [--out FILE] [--state FILE] [--event-type T]... \
 [--interval daily|hourly|all] [--since DURATION] [--concurrency N] [--follow SECONDS] \

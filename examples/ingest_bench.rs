@@ -2,8 +2,8 @@
 //! file, with throughput and peak memory.
 //!
 //! ```sh
-//! cargo run --release --example ingest_bench --features mock
-//! cargo run --release --example ingest_bench --features mock -- --no-gzip
+//! cargo run --release --example ingest_bench
+//! cargo run --release --example ingest_bench -- --no-gzip
 //! ```
 //!
 //! The program starts a copy of itself that holds a `MockOrg` with `--files` daily files
@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use salesforce_jwt::event_log::{
     Collector, CollectorOptions, EventLogFileQuery, FileCheckpointStore, NdjsonFileSink,
 };
-use salesforce_jwt::mock::{DEMO_PRIVATE_KEY_PEM, Interval, MockLogFile, MockOrg};
 use salesforce_jwt::{JwtBearerClient, JwtBearerConfig};
+use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Interval, MockLogFile, MockOrg};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 

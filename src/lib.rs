@@ -34,9 +34,6 @@ mod config;
 mod error;
 pub mod event_log;
 pub mod key;
-#[cfg(feature = "mock")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
-pub mod mock;
 mod query;
 mod retry;
 pub mod soql;

@@ -13,10 +13,10 @@ use salesforce_jwt::event_log::{
     CheckpointStore, Collector, CollectorOptions, EventLogFile, EventLogFileQuery,
     FileCheckpointStore, LogRecord, MemoryCheckpointStore, NdjsonFileSink, Progress, RecordSink,
 };
-use salesforce_jwt::mock::{
+use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
+use salesforce_jwt_mock::{
     DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, Interval, MockLogFile, MockOrg,
 };
-use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
 use time::OffsetDateTime;
 use time::macros::datetime;
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use salesforce_jwt::mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
+use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
 
 /// `cargo test` builds the examples next to the test binaries: target/<profile>/examples.
 fn example(name: &str) -> PathBuf {
@@ -231,7 +231,7 @@ async fn list_event_logs_prints_one_line_per_file() {
 /// A mock org with 16 hourly files of 1500 rows: big enough that a run reports progress in the
 /// middle of files. Returns the org and each file's row count.
 async fn big_org() -> (MockOrg, std::collections::BTreeMap<String, usize>) {
-    use salesforce_jwt::mock::{Interval, MockLogFile};
+    use salesforce_jwt_mock::{Interval, MockLogFile};
     let org = MockOrg::start().await;
     let now = time::OffsetDateTime::now_utc();
     let mut expected = std::collections::BTreeMap::new();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use salesforce_jwt::clock::{Clock, ManualClock};
-use salesforce_jwt::mock::{
+use salesforce_jwt_mock::{
     CsvRowGenerator, DEMO_PRIVATE_KEY_PEM, EDGE_CASE_CYCLE, Fault, FaultTarget, Interval,
     MockLogFile, MockOrg, MockOrgBuilder, generate_log_csv,
 };

@@ -20,12 +20,9 @@ pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter
 pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
 pub use sink::{NdjsonFileSink, NdjsonRow, NdjsonSink, RecordSink};
 
-/// Runs blocking file work (fsync, a checkpoint write) from async code. On a multi-thread
-/// runtime the worker hands its other tasks (prefetching downloads, the HTTP/2 connection) to
-/// other threads first; elsewhere, where that is impossible, the work runs inline.
+/// Runs blocking file work (fsync, a checkpoint write) from async code. It runs inline: the
+/// library must work on any runtime flavour, and `block_in_place` exists only on the
+/// multi-thread one (and only when the application enables it).
 pub(crate) fn blocking_io<R>(work: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
+    work()
 }

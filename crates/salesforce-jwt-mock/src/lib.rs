@@ -4,11 +4,11 @@
 //! [`MockOrg`] verifies real RS256 signatures against a public key, checks the claims against its
 //! own [`Clock`], expires and revokes sessions, evaluates the SOQL a collector sends (filters,
 //! `ORDER BY`, `LIMIT`, `COUNT()`), paginates with `nextRecordsUrl`, gzips downloads when asked,
-//! and injects [`Fault`]s on demand. It is independent of the rest of this crate on purpose: it is
+//! and injects [`Fault`]s on demand. It is independent of the `salesforce-jwt` library on purpose (it shares only its [`Clock`]): it is
 //! a second reading of Salesforce's behaviour, so it catches mismatches instead of sharing them.
 //!
 //! ```
-//! use salesforce_jwt::mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
+//! use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
 //!
 //! # async fn demo() {
 //! let org = MockOrg::start().await;
@@ -33,6 +33,12 @@
 //! | `GET /id/{orgId}/{userId}` | the identity of the integration user |
 //!
 //! Anything else answers 404 with a Salesforce-style JSON error array.
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![deny(clippy::await_holding_lock)]
 
 mod generate;
 mod responder;
@@ -54,7 +60,7 @@ pub use generate::{
     MockLogFile, generate_log_csv,
 };
 
-use crate::clock::{Clock, SystemClock};
+use salesforce_jwt::clock::{Clock, SystemClock};
 use state::{FileMeta, Settings, Shared};
 
 /// Private half of the built-in demo key pair (PKCS#8 PEM), matching [`DEMO_PUBLIC_KEY_PEM`].

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::generate::{Interval, with_checksum};
 use super::soql::Field;
 use super::{Fault, Received};
-use crate::clock::Clock;
+use salesforce_jwt::clock::Clock;
 
 /// The org's 15-character Id; the access token starts with it, as Salesforce's do.
 pub(crate) const ORG_ID_15: &str = "00D000000000001";
