@@ -1,0 +1,35 @@
+//! # salesforce-jwt-postgres
+//!
+//! PostgreSQL state for many `salesforce-jwt` collectors sharing many orgs:
+//!
+//! - [`PgStore::migrate`] creates the schema (versioned, idempotent, safe to run from several
+//!   processes at once);
+//! - [`Lease`]s with fencing: one holder per `(org, source)` at a time, renewed while it works,
+//!   taken over by any other process once it expires; every checkpoint write carries the lease's
+//!   fencing token and is refused when a newer holder exists, so a paused or partitioned process
+//!   can never move a cursor back or write behind the new holder;
+//! - fenced checkpoints ([`PgStore::load_checkpoint`], [`PgStore::save_checkpoint`]) and the
+//!   `salesforce_events` table, written in the same transaction as the checkpoint
+//!   ([`PgStore::commit`]), which makes collection exactly-once end to end.
+//!
+//! Lease expiry is judged by the collectors' [`Clock`](salesforce_jwt::clock::Clock), so that
+//! tests move time instead of waiting; hosts should keep their clocks in sync (NTP). Skew can only
+//! make a lease change hands early, never let two holders write: the fencing token decides.
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![deny(clippy::await_holding_lock)]
+
+mod connect;
+mod error;
+mod lease;
+mod schema;
+mod store;
+
+pub use connect::PgTarget;
+pub use error::PgError;
+pub use lease::{DEFAULT_LEASE_TTL, Lease};
+pub use schema::SCHEMA_VERSION;
+pub use store::{EventRow, PgStore};
