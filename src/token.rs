@@ -86,7 +86,10 @@ impl AccessToken {
             .issued_at
             .as_deref()
             .and_then(|ms| ms.parse::<i128>().ok())
-            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok());
+            // Milliseconds from the server: a value past `time`'s range (or whose nanoseconds
+            // overflow) is dropped as unknown rather than trusted.
+            .and_then(|ms| ms.checked_mul(1_000_000))
+            .and_then(|ns| OffsetDateTime::from_unix_timestamp_nanos(ns).ok());
         Ok(AccessToken(Arc::new(TokenInner {
             secret: response.access_token,
             instance_url,

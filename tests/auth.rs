@@ -1056,3 +1056,68 @@ async fn a_users_client_builder_cannot_make_the_token_request_follow_a_redirect(
     let err = client.access_token().await.unwrap_err();
     assert!(err.to_string().contains("redirects"), "{err}");
 }
+
+// ---- hostile numbers in the token response ----
+
+#[tokio::test]
+async fn an_absurd_issued_at_is_dropped_not_a_panic() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let answers = [
+        // Parses as i128 but overflows when turned into nanoseconds.
+        "170141183460469231731687303715884105727",
+        "99999999999999999999999999",
+        "-99999999999999999999999999",
+        "1e300",
+        "",
+    ];
+    let client = client(config(&server.uri()), &clock);
+    for issued_at in answers {
+        server.reset().await;
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "access_token": "00Dx!AR.token",
+                "instance_url": server.uri(),
+                "id": format!("https://login.salesforce.com/id/{ORG_ID}/{USER_ID}"),
+                "issued_at": issued_at,
+            })))
+            .mount(&server)
+            .await;
+        // Each answer is a fresh token request: forget the previous one.
+        if let Some(old) = client.cached_token() {
+            client.invalidate(&old);
+        }
+        let token = client.access_token().await.unwrap();
+        assert_eq!(token.issued_at(), None, "{issued_at:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_real_token_response_without_token_type_and_a_zero_issued_at_is_read() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let path_ = format!(
+        "{}/../shared/realdata/sfdcelf_auth_success_response.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut body: Value = serde_json::from_slice(&std::fs::read(path_).unwrap()).unwrap();
+    // The instance must be the configured one (the mock server).
+    body["instance_url"] = Value::String(server.uri());
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let token = client(config(&server.uri()), &clock)
+        .access_token()
+        .await
+        .unwrap();
+    assert_eq!(token.token_type(), "Bearer");
+    assert_eq!(token.org_id(), Some("00Dx0000000BV7z"));
+    assert_eq!(
+        token.issued_at(),
+        Some(time::OffsetDateTime::UNIX_EPOCH),
+        "issued_at \"0000000000000\" is the epoch, not an error"
+    );
+}
