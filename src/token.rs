@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -29,6 +30,9 @@ struct TokenInner {
     obtained_at: OffsetDateTime,
     refresh_at: OffsetDateTime,
     expires_at: OffsetDateTime,
+    /// Whether the instance has answered a request with this token other than 401: a 401
+    /// before that is a setup problem, not an expired session.
+    accepted: AtomicBool,
 }
 
 /// The token endpoint's success body. No Debug: it holds the token.
@@ -102,7 +106,18 @@ impl AccessToken {
             obtained_at,
             refresh_at,
             expires_at,
+            accepted: AtomicBool::new(false),
         })))
+    }
+
+    /// Records that the instance accepted this token.
+    pub(crate) fn mark_accepted(&self) {
+        self.0.accepted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the instance ever accepted this token.
+    pub(crate) fn was_accepted(&self) -> bool {
+        self.0.accepted.load(Ordering::Relaxed)
     }
 
     /// The token itself, for an `Authorization: Bearer` header. Keep it out of logs.
