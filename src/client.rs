@@ -11,8 +11,8 @@ use url::Url;
 
 use crate::assertion::{self, Claims};
 use crate::clock::{Clock, SystemClock};
-use crate::config::JwtBearerConfig;
-use crate::error::{ApiError, ApiUsage, Error, OAuthError};
+use crate::config::{JwtBearerConfig, redact_userinfo};
+use crate::error::{ApiError, ApiUsage, ConfigError, ConfigProblem, Error, OAuthError};
 use crate::retry::{Failure, backoff, parse_retry_after, with_retries};
 use crate::token::{AccessToken, TokenResponse};
 use crate::token_cache::{Lookup, TokenCache};
@@ -210,15 +210,88 @@ impl JwtBearerClient {
     pub fn instance_url_for(&self, target: &str) -> Result<Url, Error> {
         let base = &self.inner.config.instance_url;
         let url = base.join(target).map_err(|e| {
-            Error::InvalidArgument(format!("{target:?} is not a path on the instance ({e})"))
+            Error::InvalidArgument(format!(
+                "{:?} is not a path on the instance ({e})",
+                redact_userinfo(target)
+            ))
         })?;
-        if url.origin() != base.origin() {
+        if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
             return Err(Error::ForeignUrl {
-                url: url.to_string(),
+                url: redact_userinfo(url.as_str()),
                 instance: base.to_string(),
             });
         }
         Ok(url)
+    }
+
+    /// Checks that the instance serves the configured API version, by asking it which it serves
+    /// (`GET /services/data/`, which needs no session). Call it at startup, next to the first
+    /// [`access_token`](Self::access_token): a version the org does not serve otherwise shows up
+    /// as a 404 on the first query.
+    ///
+    /// Returns the served versions, oldest first. A version not among them is an
+    /// [`Error::Config`] naming `api_version` and the newest version the org serves.
+    pub async fn check_api_version(&self) -> Result<Vec<String>, Error> {
+        const CONTEXT: &str = "listing the API versions the instance serves";
+        let url = self.instance_url_for("/services/data/")?;
+        let inner = &self.inner;
+        let response = with_retries(inner.clock.as_ref(), inner.config.retry, CONTEXT, |_| {
+            let url = url.clone();
+            async move {
+                let response = inner
+                    .http
+                    .get(url)
+                    .header(header::ACCEPT, "application/json")
+                    .send()
+                    .await
+                    .map_err(|e| Error::transport(CONTEXT, e))?;
+                if !response.status().is_success() {
+                    return Err(self.error_from_response(response, CONTEXT).await.into());
+                }
+                Ok(response)
+            }
+        })
+        .await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Error::transport(CONTEXT, e))?;
+        #[derive(Deserialize)]
+        struct Served {
+            version: String,
+        }
+        let served: Vec<Served> = serde_json::from_slice(&body).map_err(|e| {
+            Error::UnexpectedResponse(format!(
+                "{CONTEXT}: the answer is not Salesforce's version list ({e}); check that \
+                 SF_INSTANCE_URL is the org's My Domain URL"
+            ))
+        })?;
+        let mut versions: Vec<(f64, String)> = served
+            .into_iter()
+            .filter_map(|s| Some((s.version.parse::<f64>().ok()?, s.version)))
+            .collect();
+        versions.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let versions: Vec<String> = versions.into_iter().map(|(_, v)| v).collect();
+        let wanted = &inner.config.api_version;
+        if versions.contains(wanted) {
+            return Ok(versions);
+        }
+        let (Some(oldest), Some(newest)) = (versions.first(), versions.last()) else {
+            return Err(Error::UnexpectedResponse(format!(
+                "{CONTEXT}: the instance {} lists no API version",
+                inner.config.instance_url
+            )));
+        };
+        Err(Error::Config(ConfigError {
+            problems: vec![ConfigProblem {
+                field: "api_version (SF_API_VERSION)".into(),
+                problem: format!(
+                    "{wanted} is not served by {}: it serves {oldest} to {newest}; the newest \
+                     is {newest}, set the API version to it (or any version in that range)",
+                    inner.config.instance_url
+                ),
+            }],
+        }))
     }
 
     /// Sends `request` to the instance with the bearer token and returns the successful

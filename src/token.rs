@@ -8,7 +8,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::config::check_transport;
+use crate::config::{check_transport, redact_userinfo};
 use crate::error::Error;
 
 /// An access token with what Salesforce said about it.
@@ -73,12 +73,13 @@ impl AccessToken {
         let instance_url = Url::parse(&response.instance_url).map_err(|e| {
             Error::UnexpectedResponse(format!(
                 "the token response's instance_url {:?} is not a URL: {e}",
-                response.instance_url
+                redact_userinfo(&response.instance_url)
             ))
         })?;
         check_transport(&instance_url).map_err(|problem| {
             Error::UnexpectedResponse(format!(
-                "the token response's instance_url {instance_url} is refused: {problem}"
+                "the token response's instance_url {} is refused: {problem}",
+                redact_userinfo(instance_url.as_str())
             ))
         })?;
         let (org_id, user_id) = response

@@ -1397,3 +1397,21 @@ async fn a_refused_connection_is_retried_and_shows_its_cause() {
     let text = error.to_string();
     assert!(text.contains("Connection refused"), "{text}");
 }
+
+#[tokio::test]
+async fn a_url_with_credentials_is_refused_without_echoing_them() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    let client = client(config(&server.uri()), &clock);
+    let address = server.address();
+    for target in [
+        format!("http://intruder:s3cret-pa55@{address}/services/data"),
+        "https://intruder:s3cret-pa55@evil.example/x".to_string(),
+    ] {
+        let error = client.instance_url_for(&target).unwrap_err();
+        assert!(matches!(error, Error::ForeignUrl { .. }), "{error:?}");
+        let text = format!("{error} {error:?}");
+        assert!(!text.contains("s3cret-pa55"), "{text}");
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
