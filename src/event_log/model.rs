@@ -120,7 +120,7 @@ impl TryFrom<RawEventLogFile> for EventLogFile {
         let log_file = raw.log_file.ok_or_else(|| missing("LogFile"))?;
         let log_file_length = match raw.log_file_length {
             None => 0,
-            Some(v) if v.is_finite() && v >= 0.0 && v <= MAX_LOG_FILE_LENGTH => v as u64,
+            Some(v) if (0.0..=MAX_LOG_FILE_LENGTH).contains(&v) => v as u64,
             Some(v) => {
                 return Err(format!(
                     "{named}: LogFileLength {v} is not a size (0 to 1 TiB)"
