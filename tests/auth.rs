@@ -1415,3 +1415,28 @@ async fn a_url_with_credentials_is_refused_without_echoing_them() {
     }
     assert_eq!(server.received_requests().await.unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn a_refused_token_for_another_instance_names_that_instance() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    // The token is for another host of the org (or another org): SF_INSTANCE_URL is wrong.
+    let endpoint = TokenEndpoint::new(&clock, "https://other.my.salesforce.com");
+    endpoint.mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(session_expired())
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("the token response named https://other.my.salesforce.com/"),
+        "{text}"
+    );
+    assert!(!text.contains(&access_token_for(1)), "{text}");
+}

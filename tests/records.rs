@@ -399,3 +399,36 @@ fn escaped_urls_in_a_real_apex_callout_file() {
         "https://test.local.test"
     );
 }
+
+proptest! {
+    /// Any bytes, cut anywhere, typed any way: rows or a CSV error, never a panic, and never a
+    /// row with more fields than the cap.
+    #[test]
+    fn hostile_bytes_never_panic(
+        body in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b','), Just(b'\n'), Just(b'\r'), any::<u8>()],
+            0..400,
+        ),
+        cuts in proptest::collection::vec(1usize..50, 0..10),
+        escaped in any::<bool>(),
+    ) {
+        let types = if escaped { "EscapedString,EscapedString" } else { "Number,DateTime" };
+        let mut decoder = LogFileDecoder::new("0AT000000000001AAA", Some("A,B"), Some(types));
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        let mut result = Ok(());
+        for n in cuts {
+            let n = n.min(rest.len());
+            result = result.and_then(|()| decoder.feed(&rest[..n], &mut out));
+            rest = &rest[n..];
+        }
+        let _ = result
+            .and_then(|()| decoder.feed(rest, &mut out))
+            .and_then(|()| decoder.finish(&mut out));
+        for row in &out {
+            prop_assert!(row.schema().len() <= 4096);
+            let _ = serde_json::to_string(row).unwrap();
+            let _ = row.values().count();
+        }
+    }
+}
