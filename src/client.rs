@@ -300,9 +300,13 @@ impl JwtBearerClient {
     /// On 401 the failed token is invalidated, a new one is fetched and the request is sent once
     /// more. If the instance refuses that fresh token as well, the error is
     /// [`Error::SessionRefused`] (a setup problem) and no new token is requested for a backoff
-    /// period (the [`RetryPolicy`](crate::RetryPolicy)'s, growing with each refusal in a row). Transient failures (connect errors, timeouts, 429, 500/502/503/504) are retried
-    /// within the configured [`RetryPolicy`](crate::RetryPolicy), honouring `Retry-After`.
-    /// Other statuses become [`Error::Api`] (or [`Error::RequestLimitExceeded`]).
+    /// period (the [`RetryPolicy`](crate::RetryPolicy)'s, growing with each refusal in a row).
+    ///
+    /// Transient failures (connect errors, timeouts, 429, 500/502/503/504, too many concurrent
+    /// long requests) are retried within the configured [`RetryPolicy`](crate::RetryPolicy),
+    /// honouring `Retry-After`; TLS and DNS failures are not. Other statuses become
+    /// [`Error::Api`] (or [`Error::RequestLimitExceeded`] when the daily API allocation is
+    /// spent).
     pub async fn send(&self, request: &InstanceRequest) -> Result<Response, Error> {
         let url = self.instance_url_for(&request.target)?;
         let inner = &self.inner;

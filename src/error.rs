@@ -56,9 +56,11 @@ pub enum Error {
         /// The usage reported in `Sforce-Limit-Info`, when the response carried one.
         usage: Option<ApiUsage>,
     },
-    /// The instance refused an access token on its first use (HTTP 401): the token was issued
-    /// for another org or instance, or the session was revoked at once. Fetching new tokens
-    /// would only be refused the same way, so none is fetched for a backoff period.
+    /// The instance refused a freshly issued access token on its first use (HTTP 401 to the
+    /// token fetched after a first 401): the tokens are issued for another org or instance, or
+    /// their sessions are revoked at once. Fetching new tokens would only be refused the same
+    /// way, so none is fetched for a backoff period, during which this error is returned at
+    /// once. Not retryable: the setup has to change.
     #[error(
         "{context}: the instance {instance} refused a freshly issued access token (HTTP 401{}). \
          Check that the instance URL (SF_INSTANCE_URL) is the My Domain URL of the org the \
@@ -151,8 +153,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying the same operation again later may succeed: connection errors, timeouts,
-    /// HTTP 429 and 500/502/503/504, and truncated downloads. Configuration, key, OAuth grant and
+    /// Whether trying the same operation again later may succeed: connection errors (a host that
+    /// does not resolve included, not TLS failures), timeouts, HTTP 429 and 500/502/503/504, too
+    /// many concurrent long requests, and truncated downloads. Configuration, key, OAuth grant and
     /// permission errors are not retryable: an administrator has to change something first.
     pub fn is_retryable(&self) -> bool {
         match self {

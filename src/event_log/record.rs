@@ -85,7 +85,15 @@ impl Schema {
             // Types without names follow the header's order; if the counts differ they
             // describe another layout, and guessing would mistype columns.
             Declared::ByPosition(types) if types.len() == names.len() => types.clone(),
-            Declared::ByPosition(_) => vec![FieldType::String; names.len()],
+            Declared::ByPosition(types) => {
+                tracing::warn!(
+                    id = file_id,
+                    types = types.len(),
+                    columns = names.len(),
+                    "LogFileFieldTypes does not match the header; every column is read as text"
+                );
+                vec![FieldType::String; names.len()]
+            }
         };
         let index = names
             .iter()
