@@ -1362,6 +1362,60 @@ async fn a_tls_failure_is_not_retried_and_shows_its_cause() {
     assert!(text.contains("TLS handshake failed"), "{text}");
 }
 
+/// A TLS server on loopback whose certificate (the self-signed fixture) no system trusts.
+/// Returns its address and the number of connections it accepted.
+fn untrusted_tls_server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Read as _;
+
+    let cert = CertificateDer::from_pem_file(fixture_path("test_rsa_cert.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture_path("test_rsa_pkcs8.pem")).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let connection = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            let mut stream = rustls::StreamOwned::new(connection, tcp);
+            // Drives the handshake until the client gives up on the certificate.
+            let _ = stream.read(&mut [0u8; 64]);
+        }
+    });
+    (address, accepted)
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_not_retried_and_says_so() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    let (address, accepted) = untrusted_tls_server();
+    let client = client_to_instance(&server, &format!("https://{address}"), &clock);
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+    assert!(!error.is_retryable());
+    assert!(clock.slept().is_empty(), "retried: {:?}", clock.slept());
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let text = error.to_string();
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("TLS handshake failed"), "{text}");
+}
+
 #[tokio::test]
 async fn a_host_that_does_not_resolve_is_not_retried_within_the_call() {
     let clock = manual_clock();
