@@ -346,7 +346,8 @@ impl JwtBearerConfigBuilder {
 
     /// The JWT audience URL (`aud`): `https://login.salesforce.com` (production),
     /// `https://test.salesforce.com` (sandbox) or an Experience Cloud site URL. Used exactly as
-    /// given, never derived from the other URLs.
+    /// given, never derived from the other URLs. Must be `https` (plain `http` only for loopback
+    /// hosts) and carry no credentials.
     pub fn audience_url(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
         self
@@ -397,8 +398,9 @@ impl JwtBearerConfigBuilder {
         self
     }
 
-    /// The REST API version, `64.0` (a leading `v` is accepted). At least 37.0, where
-    /// `EventLogFile.Interval` appeared.
+    /// The REST API version, `64.0` or `64` (a leading `v` is accepted), from 37.0 (where
+    /// `EventLogFile.Interval` appeared) to 99.0. Whether the org serves it is checked by
+    /// [`JwtBearerClient::check_api_version`](crate::JwtBearerClient::check_api_version).
     pub fn api_version(mut self, version: impl Into<String>) -> Self {
         self.api_version = Some(version.into());
         self
