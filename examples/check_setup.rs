@@ -58,7 +58,13 @@ async fn check() -> Result<(), Error> {
         "  scope         {}",
         token.scope().unwrap_or("(not returned)")
     );
-    println!("  API version   {}", client.config().api_version());
+    let served = client.check_api_version().await?;
+    println!(
+        "  API version   {} (the org serves {} to {})",
+        client.config().api_version(),
+        served.first().map_or("?", String::as_str),
+        served.last().map_or("?", String::as_str)
+    );
     let configured = client.config().instance_url();
     if token.instance_url().origin() != configured.origin() {
         println!(

@@ -11,9 +11,9 @@ use url::Url;
 
 use crate::assertion::{self, Claims};
 use crate::clock::{Clock, SystemClock};
-use crate::config::JwtBearerConfig;
-use crate::error::{ApiError, ApiUsage, Error, OAuthError};
-use crate::retry::{Failure, parse_retry_after, with_retries};
+use crate::config::{JwtBearerConfig, redact_userinfo};
+use crate::error::{ApiError, ApiUsage, ConfigError, ConfigProblem, Error, OAuthError};
+use crate::retry::{Failure, backoff, parse_retry_after, with_retries};
 use crate::token::{AccessToken, TokenResponse};
 use crate::token_cache::{Lookup, TokenCache};
 
@@ -171,6 +171,7 @@ impl JwtBearerClient {
                 spawn_driver(refresh);
                 Ok(token)
             }
+            Lookup::Refused(error) => Err(error),
             Lookup::Wait(refresh, started) => {
                 if started {
                     // Driven by its own task, the request completes even if every caller
@@ -209,24 +210,103 @@ impl JwtBearerClient {
     pub fn instance_url_for(&self, target: &str) -> Result<Url, Error> {
         let base = &self.inner.config.instance_url;
         let url = base.join(target).map_err(|e| {
-            Error::InvalidArgument(format!("{target:?} is not a path on the instance ({e})"))
+            Error::InvalidArgument(format!(
+                "{:?} is not a path on the instance ({e})",
+                redact_userinfo(target)
+            ))
         })?;
-        if url.origin() != base.origin() {
+        if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
             return Err(Error::ForeignUrl {
-                url: url.to_string(),
+                url: redact_userinfo(url.as_str()),
                 instance: base.to_string(),
             });
         }
         Ok(url)
     }
 
+    /// Checks that the instance serves the configured API version, by asking it which it serves
+    /// (`GET /services/data/`, which needs no session). Call it at startup, next to the first
+    /// [`access_token`](Self::access_token): a version the org does not serve otherwise shows up
+    /// as a 404 on the first query.
+    ///
+    /// Returns the served versions, oldest first. A version not among them is an
+    /// [`Error::Config`] naming `api_version` and the newest version the org serves.
+    pub async fn check_api_version(&self) -> Result<Vec<String>, Error> {
+        const CONTEXT: &str = "listing the API versions the instance serves";
+        let url = self.instance_url_for("/services/data/")?;
+        let inner = &self.inner;
+        let response = with_retries(inner.clock.as_ref(), inner.config.retry, CONTEXT, |_| {
+            let url = url.clone();
+            async move {
+                let response = inner
+                    .http
+                    .get(url)
+                    .header(header::ACCEPT, "application/json")
+                    .send()
+                    .await
+                    .map_err(|e| Error::transport(CONTEXT, e))?;
+                if !response.status().is_success() {
+                    return Err(self.error_from_response(response, CONTEXT).await.into());
+                }
+                Ok(response)
+            }
+        })
+        .await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Error::transport(CONTEXT, e))?;
+        #[derive(Deserialize)]
+        struct Served {
+            version: String,
+        }
+        let served: Vec<Served> = serde_json::from_slice(&body).map_err(|e| {
+            Error::UnexpectedResponse(format!(
+                "{CONTEXT}: the answer is not Salesforce's version list ({e}); check that \
+                 SF_INSTANCE_URL is the org's My Domain URL"
+            ))
+        })?;
+        let mut versions: Vec<(f64, String)> = served
+            .into_iter()
+            .filter_map(|s| Some((s.version.parse::<f64>().ok()?, s.version)))
+            .collect();
+        versions.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let versions: Vec<String> = versions.into_iter().map(|(_, v)| v).collect();
+        let wanted = &inner.config.api_version;
+        if versions.contains(wanted) {
+            return Ok(versions);
+        }
+        let (Some(oldest), Some(newest)) = (versions.first(), versions.last()) else {
+            return Err(Error::UnexpectedResponse(format!(
+                "{CONTEXT}: the instance {} lists no API version",
+                inner.config.instance_url
+            )));
+        };
+        Err(Error::Config(ConfigError {
+            problems: vec![ConfigProblem {
+                field: "api_version (SF_API_VERSION)".into(),
+                problem: format!(
+                    "{wanted} is not served by {}: it serves {oldest} to {newest}; the newest \
+                     is {newest}, set the API version to it (or any version in that range)",
+                    inner.config.instance_url
+                ),
+            }],
+        }))
+    }
+
     /// Sends `request` to the instance with the bearer token and returns the successful
     /// response, its body unread.
     ///
     /// On 401 the failed token is invalidated, a new one is fetched and the request is sent once
-    /// more. Transient failures (connect errors, timeouts, 429, 500/502/503/504) are retried
-    /// within the configured [`RetryPolicy`](crate::RetryPolicy), honouring `Retry-After`.
-    /// Other statuses become [`Error::Api`] (or [`Error::RequestLimitExceeded`]).
+    /// more. If the instance refuses that fresh token as well, the error is
+    /// [`Error::SessionRefused`] (a setup problem) and no new token is requested for a backoff
+    /// period (the [`RetryPolicy`](crate::RetryPolicy)'s, growing with each refusal in a row).
+    ///
+    /// Transient failures (connect errors, timeouts, 429, 500/502/503/504, too many concurrent
+    /// long requests) are retried within the configured [`RetryPolicy`](crate::RetryPolicy),
+    /// honouring `Retry-After`; TLS and DNS failures are not. Other statuses become
+    /// [`Error::Api`] (or [`Error::RequestLimitExceeded`] when the daily API allocation is
+    /// spent).
     pub async fn send(&self, request: &InstanceRequest) -> Result<Response, Error> {
         let url = self.instance_url_for(&request.target)?;
         let inner = &self.inner;
@@ -271,22 +351,60 @@ impl JwtBearerClient {
                 .map_err(|e| Error::transport(request.context.clone(), e))?;
             self.record_usage(response.headers());
             let status = response.status();
+            if status == StatusCode::UNAUTHORIZED {
+                if !reauthenticated {
+                    // Salesforce says INVALID_SESSION_ID: the session expired early (a shorter
+                    // timeout than assumed) or was revoked. One fresh token, one more try.
+                    tracing::info!(context = %request.context, "session expired or invalid; re-authenticating once");
+                    self.invalidate(&token);
+                    reauthenticated = true;
+                    continue;
+                }
+                if !token.was_accepted() {
+                    // The fresh token was refused too: a setup problem, not an expiry.
+                    return Err(Failure::Final(self.refuse(&token, response, request).await));
+                }
+            } else if !token.was_accepted() {
+                token.mark_accepted();
+                self.inner.cache.accepted();
+            }
             if status.is_success() {
                 return Ok(response);
-            }
-            if status == StatusCode::UNAUTHORIZED && !reauthenticated {
-                // Salesforce says INVALID_SESSION_ID: the session expired early (a shorter
-                // timeout than assumed) or was revoked. One fresh token, one more try.
-                tracing::info!(context = %request.context, "session expired or invalid; re-authenticating once");
-                self.invalidate(&token);
-                reauthenticated = true;
-                continue;
             }
             return Err(self
                 .error_from_response(response, &request.context)
                 .await
                 .into());
         }
+    }
+
+    /// A 401 to a token never accepted before, right after a 401 to the previous one: the
+    /// tokens are not made for this instance, or their sessions are revoked at once. Fetching another at once would fail the same way, so
+    /// the token is dropped and new ones wait for a backoff.
+    async fn refuse(
+        &self,
+        token: &AccessToken,
+        response: Response,
+        request: &InstanceRequest,
+    ) -> Error {
+        let (_, message) = parse_api_error_body(&read_limited(response).await);
+        let instance = &self.inner.config.instance_url;
+        let token_instance = (token.instance_url().origin() != instance.origin())
+            .then(|| token.instance_url().to_string());
+        let error = Error::SessionRefused {
+            context: request.context.clone(),
+            instance: instance.to_string(),
+            token_instance,
+            message,
+        };
+        let policy = self.inner.config.retry;
+        tracing::warn!(context = %request.context, error = %error, "the instance refused a fresh access token");
+        self.inner
+            .cache
+            .refuse(token, error.clone(), self.inner.clock.now(), |n| {
+                backoff(policy, n)
+            });
+        error
     }
 
     fn record_usage(&self, headers: &HeaderMap) {
@@ -310,12 +428,19 @@ impl JwtBearerClient {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, self.inner.clock.now()));
+        let usage = response
+            .headers()
+            .get("sforce-limit-info")
+            .and_then(|v| v.to_str().ok())
+            .and_then(ApiUsage::parse);
         let body = read_limited(response).await;
         let (error_code, message) = parse_api_error_body(&body);
         if error_code.as_deref() == Some("REQUEST_LIMIT_EXCEEDED") {
-            return Error::RequestLimitExceeded {
-                message,
-                usage: self.last_api_usage(),
+            let usage = usage.or_else(|| self.last_api_usage());
+            return if is_daily_limit(&message, usage) {
+                Error::RequestLimitExceeded { message, usage }
+            } else {
+                Error::ConcurrentRequestLimit { message, usage }
             };
         }
         Error::Api(ApiError {
@@ -432,6 +557,21 @@ impl Inner {
             retry_after,
         }))
     }
+}
+
+/// `REQUEST_LIMIT_EXCEEDED` means either the rolling 24-hour allocation is spent
+/// ("TotalRequests Limit exceeded.") or too many long-running requests run at once
+/// ("ConcurrentPerOrgLongTxn Limit exceeded."). Usage at or over the limit settles it; then the
+/// message; usage below the limit means the concurrent one. With neither, the daily limit is
+/// assumed: stopping is the safe reading.
+fn is_daily_limit(message: &str, usage: Option<ApiUsage>) -> bool {
+    if usage.is_some_and(|u| u.used >= u.limit) || message.contains("TotalRequests") {
+        return true;
+    }
+    if message.contains("Concurrent") {
+        return false;
+    }
+    usage.is_none()
 }
 
 /// Drives a refresh on its own task. Outside a tokio runtime nothing can; the refresh stored in

@@ -21,7 +21,12 @@ use crate::key::SigningKey;
 pub const DEFAULT_API_VERSION: &str = "64.0";
 
 /// `EventLogFile.Interval` (and so hourly files) exists from this version on.
-const MIN_API_VERSION: f64 = 37.0;
+const MIN_API_VERSION: u32 = 37;
+
+/// The highest version accepted when building. Salesforce adds three a year (66.0 is Spring
+/// '26), so 99.0 is a decade away; anything above is a typo. What an org really serves is
+/// checked by [`JwtBearerClient::check_api_version`](crate::JwtBearerClient::check_api_version).
+const MAX_API_VERSION: u32 = 99;
 
 /// The path Salesforce serves the OAuth token endpoint on.
 const TOKEN_PATH: &str = "/services/oauth2/token";
@@ -320,11 +325,14 @@ impl Default for JwtBearerConfigBuilder {
 impl fmt::Debug for JwtBearerConfigBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtBearerConfigBuilder")
-            .field("audience", &self.audience)
+            .field("audience", &self.audience.as_deref().map(redact_userinfo))
             .field("username", &self.username)
             .field("client_id", &self.client_id)
-            .field("instance_url", &self.instance_url)
-            .field("token_url", &self.token_url)
+            .field(
+                "instance_url",
+                &self.instance_url.as_deref().map(redact_userinfo),
+            )
+            .field("token_url", &self.token_url.as_deref().map(redact_userinfo))
             .field("key", &"** redacted **")
             .finish_non_exhaustive()
     }
@@ -338,7 +346,8 @@ impl JwtBearerConfigBuilder {
 
     /// The JWT audience URL (`aud`): `https://login.salesforce.com` (production),
     /// `https://test.salesforce.com` (sandbox) or an Experience Cloud site URL. Used exactly as
-    /// given, never derived from the other URLs.
+    /// given, never derived from the other URLs. Must be `https` (plain `http` only for loopback
+    /// hosts) and carry no credentials.
     pub fn audience_url(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
         self
@@ -389,8 +398,9 @@ impl JwtBearerConfigBuilder {
         self
     }
 
-    /// The REST API version, `64.0` (a leading `v` is accepted). At least 37.0, where
-    /// `EventLogFile.Interval` appeared.
+    /// The REST API version, `64.0` or `64` (a leading `v` is accepted), from 37.0 (where
+    /// `EventLogFile.Interval` appeared) to 99.0. Whether the org serves it is checked by
+    /// [`JwtBearerClient::check_api_version`](crate::JwtBearerClient::check_api_version).
     pub fn api_version(mut self, version: impl Into<String>) -> Self {
         self.api_version = Some(version.into());
         self
@@ -583,15 +593,11 @@ fn required<T>(
 }
 
 fn parse_audience(raw: &str) -> Result<String, String> {
-    match Url::parse(raw) {
-        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(raw.to_string()),
-        Ok(_) => Err(format!(
-            "{raw:?} must be an https URL, like https://login.salesforce.com"
-        )),
-        Err(e) => Err(format!(
-            "{raw:?} is not a URL ({e}); use https://login.salesforce.com, https://test.salesforce.com or a site URL"
-        )),
-    }
+    // The audience is compared as a string by Salesforce, so it is kept exactly as given; it
+    // must still be an https URL (loopback excepted, for tests), without credentials.
+    parse_http_url(raw).map(|_| raw.to_string()).map_err(|e| {
+        format!("{e}; use https://login.salesforce.com, https://test.salesforce.com or a site URL")
+    })
 }
 
 fn key_or_problem(
@@ -631,17 +637,37 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// `raw` with any `user:password@` replaced by `***@`, for messages: a URL given with
+/// credentials must not carry them into logs. Works on text that does not parse as a URL too.
+pub(crate) fn redact_userinfo(raw: &str) -> String {
+    let authority_start = raw.find("://").map_or(0, |i| i + 3);
+    let rest = &raw[authority_start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}***{}",
+            &raw[..authority_start],
+            &raw[authority_start + at..]
+        ),
+        None => raw.to_string(),
+    }
+}
+
 fn parse_http_url(raw: &str) -> Result<Url, String> {
-    let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
-    if url.host().is_none() {
-        return Err(format!("{raw:?} has no host"));
-    }
-    check_transport(&url).map_err(|e| format!("{raw:?}: {e}"))?;
+    let shown = redact_userinfo(raw);
+    let url = Url::parse(raw).map_err(|e| format!("{shown:?} is not a URL ({e})"))?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{raw:?} must not carry credentials"));
+        return Err(format!(
+            "{shown:?} must not carry credentials (the `user:password@` part): the JWT bearer \
+             flow needs none, remove them"
+        ));
     }
+    if url.host().is_none() {
+        return Err(format!("{shown:?} has no host"));
+    }
+    check_transport(&url).map_err(|e| format!("{shown:?}: {e}"))?;
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{raw:?} must not have a query or fragment"));
+        return Err(format!("{shown:?} must not have a query or fragment"));
     }
     Ok(url)
 }
@@ -650,7 +676,8 @@ fn parse_instance_url(raw: &str) -> Result<Url, String> {
     let mut url = parse_http_url(raw)?;
     if url.path() != "/" {
         return Err(format!(
-            "{raw:?} has a path; give only the origin, like https://acme.my.salesforce.com"
+            "{:?} has a path; give only the origin, like https://acme.my.salesforce.com",
+            redact_userinfo(raw)
         ));
     }
     url.set_path("");
@@ -670,13 +697,24 @@ fn parse_api_version(raw: Option<&str>) -> Result<String, String> {
         return Ok(DEFAULT_API_VERSION.to_string());
     };
     let digits = raw.strip_prefix(['v', 'V']).unwrap_or(raw);
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| format!("{raw:?} is not an API version like {DEFAULT_API_VERSION}"))?;
-    if !(MIN_API_VERSION..1000.0).contains(&value) || value.fract() != 0.0 {
-        return Err(format!(
-            "{raw:?} is not usable: a whole version from {MIN_API_VERSION:.1} on (where EventLogFile.Interval appeared), like {DEFAULT_API_VERSION}"
-        ));
+    // `NN` or `NN.0`: Salesforce's versions are whole numbers written with one decimal.
+    let (major, minor) = digits.split_once('.').unwrap_or((digits, "0"));
+    let well_formed = !major.is_empty()
+        && major.len() <= 3
+        && major.bytes().all(|b| b.is_ascii_digit())
+        && minor == "0";
+    let not_a_version = || {
+        format!(
+            "{raw:?} is not usable: a whole version from {MIN_API_VERSION}.0 (where \
+             EventLogFile.Interval appeared) to {MAX_API_VERSION}.0, like {DEFAULT_API_VERSION}"
+        )
+    };
+    if !well_formed {
+        return Err(not_a_version());
     }
-    Ok(format!("{value:.1}"))
+    let value: u32 = major.parse().map_err(|_| not_a_version())?;
+    if !(MIN_API_VERSION..=MAX_API_VERSION).contains(&value) {
+        return Err(not_a_version());
+    }
+    Ok(format!("{value}.0"))
 }

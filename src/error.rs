@@ -41,9 +41,47 @@ pub enum Error {
         /// The last usage reported in `Sforce-Limit-Info`, when the response carried one.
         usage: Option<ApiUsage>,
     },
+    /// The org has too many long-running requests in flight (403 `REQUEST_LIMIT_EXCEEDED` with
+    /// a `ConcurrentPerOrgLongTxn` message, or with API usage below the daily limit). Transient:
+    /// retried with backoff within the call, and retryable by the caller.
+    #[error(
+        "Salesforce refused the request: too many concurrent long-running requests in the org \
+         ({message}){}. This clears as those requests finish: it is retried with backoff; if it \
+         persists, look for other integrations running long requests (over 20 s) in the org",
+        usage.map(|u| format!("; daily API usage {}/{}", u.used, u.limit)).unwrap_or_default()
+    )]
+    ConcurrentRequestLimit {
+        /// Salesforce's message.
+        message: String,
+        /// The usage reported in `Sforce-Limit-Info`, when the response carried one.
+        usage: Option<ApiUsage>,
+    },
+    /// The instance refused a freshly issued access token on its first use (HTTP 401 to the
+    /// token fetched after a first 401): the tokens are issued for another org or instance, or
+    /// their sessions are revoked at once. Fetching new tokens would only be refused the same
+    /// way, so none is fetched for a backoff period, during which this error is returned at
+    /// once. Not retryable: the setup has to change.
+    #[error(
+        "{context}: the instance {instance} refused a freshly issued access token (HTTP 401{}). \
+         Check that the instance URL (SF_INSTANCE_URL) is the My Domain URL of the org the \
+         token URL (SF_TOKEN_URL) and username log in to{}, and that no session policy (IP \
+         restrictions, high-assurance sessions) or administrator revokes the app's sessions",
+        if message.is_empty() { String::new() } else { format!(": {message}") },
+        token_instance.as_ref().map(|t| format!(" (the token response named {t})")).unwrap_or_default()
+    )]
+    SessionRefused {
+        /// What was being done.
+        context: String,
+        /// The configured instance URL.
+        instance: String,
+        /// The `instance_url` the token response named, when it differs from `instance`.
+        token_instance: Option<String>,
+        /// Salesforce's message.
+        message: String,
+    },
     /// The request could not be sent or its response could not be read (connect error, timeout,
-    /// connection reset mid-body).
-    #[error("{context}: {source}")]
+    /// connection reset mid-body, a TLS or DNS failure). The Display shows the whole cause chain.
+    #[error("{context}: {}", transport_text(source))]
     Transport {
         /// What was being done.
         context: String,
@@ -115,15 +153,19 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying the same operation again later may succeed: connection errors, timeouts,
-    /// HTTP 429 and 500/502/503/504, and truncated downloads. Configuration, key, OAuth grant and
+    /// Whether trying the same operation again later may succeed: connection errors (a host that
+    /// does not resolve included, not TLS failures), timeouts, HTTP 429 and 500/502/503/504, too
+    /// many concurrent long requests, and truncated downloads. Configuration, key, OAuth grant and
     /// permission errors are not retryable: an administrator has to change something first.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Transport { source, .. } => {
-                // A builder or URL error is a bug in the request, not a network condition.
-                !source.is_builder()
+                // A builder or URL error is a bug in the request, not a network condition; a
+                // TLS failure (a certificate, a server that does not speak TLS) needs a setup
+                // change.
+                !source.is_builder() && transport_failure(source) != TransportFailure::Tls
             }
+            Error::ConcurrentRequestLimit { .. } => true,
             Error::Api(e) => e.is_retryable(),
             Error::OAuth(e) => e.is_retryable(),
             Error::TruncatedLogFile { .. } => true,
@@ -135,7 +177,16 @@ impl Error {
     /// limit is retryable for the caller's schedule, but repeating the token request within the
     /// call (seconds apart) would only spend more of the hourly login allowance.
     pub(crate) fn retry_in_call(&self) -> bool {
-        self.is_retryable() && !matches!(self, Error::OAuth(_))
+        // Nor does a name that does not resolve come back within seconds: that is a wrong host
+        // or a resolver outage, for the caller's schedule.
+        self.is_retryable()
+            && match self {
+                Error::OAuth(_) => false,
+                Error::Transport { source, .. } => {
+                    transport_failure(source) == TransportFailure::Other
+                }
+                _ => true,
+            }
     }
 
     /// How long the server asked us to wait (`Retry-After`), if it did.
@@ -159,6 +210,83 @@ impl Error {
             source: Arc::new(source),
         }
     }
+}
+
+/// What kind of transport failure a `reqwest::Error` is, from its cause chain (reqwest does not
+/// classify TLS or DNS failures itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TransportFailure {
+    /// The handshake failed: a certificate refused, a server that does not speak TLS.
+    Tls,
+    /// The host name did not resolve.
+    Dns,
+    /// Anything else (refused or reset connections, timeouts).
+    Other,
+}
+
+fn causes(error: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    let first: &(dyn std::error::Error + 'static) = error;
+    std::iter::successors(Some(first), |e| e.source())
+}
+
+pub(crate) fn transport_failure(error: &reqwest::Error) -> TransportFailure {
+    if !error.is_connect() {
+        return TransportFailure::Other;
+    }
+    for cause in causes(error) {
+        let text = cause.to_string().to_ascii_lowercase();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return TransportFailure::Dns;
+        }
+        // rustls reports handshake failures as `InvalidData` I/O errors ("invalid peer
+        // certificate: UnknownIssuer", "received corrupt message", "received fatal alert").
+        let invalid_data = cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
+        if invalid_data
+            || [
+                "certificate",
+                "tls",
+                "handshake",
+                "corrupt message",
+                "fatal alert",
+            ]
+            .iter()
+            .any(|word| text.contains(word))
+        {
+            return TransportFailure::Tls;
+        }
+    }
+    TransportFailure::Other
+}
+
+/// The error and every cause, `a: b: c` (reqwest's own Display stops at "error sending request"),
+/// with a hint for TLS and DNS failures.
+fn transport_text(error: &reqwest::Error) -> String {
+    let mut text = String::new();
+    for cause in causes(error) {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    match transport_failure(error) {
+        TransportFailure::Tls => text.push_str(
+            ". The TLS handshake failed: check that the URL's host and port serve https with a \
+             certificate the system trusts (a proxy that intercepts TLS needs its root added to \
+             the HTTP client); retrying will not help",
+        ),
+        TransportFailure::Dns => text.push_str(
+            ". The host name does not resolve: check the URL (SF_INSTANCE_URL, SF_TOKEN_URL) and \
+             this machine's DNS",
+        ),
+        TransportFailure::Other => {}
+    }
+    text
 }
 
 /// One or more configuration problems, each naming its field.

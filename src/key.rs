@@ -130,9 +130,7 @@ impl SigningKey {
                 let der = base64::engine::general_purpose::STANDARD
                     .decode(&block.body)
                     .map_err(|_| malformed("its base64 body is damaged"))?;
-                if block.label == "PRIVATE KEY" {
-                    check_pkcs8_algorithm(&der, origin)?;
-                }
+                check_structure(&block.label, &der, origin)?;
                 let canonical = to_pem(&block.label, &block.body);
                 let encoding = EncodingKey::from_rsa_pem(canonical.as_bytes())
                     .map_err(|e| malformed(&format!("it is not a valid RSA key ({e})")))?;
@@ -157,19 +155,78 @@ fn not_rsa(origin: &str, kind: &str) -> KeyError {
     }
 }
 
-fn check_pkcs8_algorithm(der: &[u8], origin: &str) -> Result<(), KeyError> {
-    // The AlgorithmIdentifier sits in the first few dozen bytes of a PrivateKeyInfo; looking for
-    // the OID there avoids a full ASN.1 parser and cannot match inside the key material.
-    let head = &der[..der.len().min(48)];
-    let has = |oid: &[u8]| head.windows(oid.len()).any(|w| w == oid);
-    if has(RSA_ENCRYPTION_OID) {
-        Ok(())
-    } else if has(EC_PUBLIC_KEY_OID) {
-        Err(not_rsa(origin, "an EC key"))
-    } else if has(ED25519_OID) {
-        Err(not_rsa(origin, "an Ed25519 key"))
+/// One DER element: (tag, content, what follows).
+fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
     } else {
-        Err(not_rsa(origin, "a key of another algorithm"))
+        // Long form: the low bits say how many length bytes follow; keys need at most 2.
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 2 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// Checks the key's outline before the RSA parser sees it, so that a damaged body, a PKCS#1 key
+/// under a PKCS#8 label (or the reverse) and a key of another algorithm each get their own
+/// message. PKCS#1 is `SEQUENCE { INTEGER version, INTEGER n, ... }`; PKCS#8 is
+/// `SEQUENCE { INTEGER version, SEQUENCE { OID algorithm, ... }, OCTET STRING key }`.
+fn check_structure(label: &str, der: &[u8], origin: &str) -> Result<(), KeyError> {
+    let malformed = |reason: String| KeyError::Malformed {
+        origin: origin.to_string(),
+        reason,
+    };
+    let damaged = || {
+        malformed(
+            "its body is damaged (truncated, or bytes changed in copying): the base64 decodes, \
+             but not to a key; copy the whole file again"
+                .to_string(),
+        )
+    };
+    let (tag, content, trailing) = der_element(der).ok_or_else(damaged)?;
+    if tag != 0x30 || !trailing.is_empty() {
+        return Err(damaged());
+    }
+    let (version_tag, _, rest) = der_element(content).ok_or_else(damaged)?;
+    if version_tag != 0x02 {
+        return Err(damaged());
+    }
+    let (second_tag, algorithm, _) = der_element(rest).ok_or_else(damaged)?;
+    let relabel = |holds: &str, other: &str| {
+        malformed(format!(
+            "it is labelled `{label}` but holds a {holds} key: change its BEGIN and END lines \
+             to `-----BEGIN {other}-----` and `-----END {other}-----`"
+        ))
+    };
+    match (label, second_tag) {
+        ("PRIVATE KEY", 0x02) => Err(relabel("PKCS#1 (RSA PRIVATE KEY)", "RSA PRIVATE KEY")),
+        ("RSA PRIVATE KEY", 0x30) => Err(relabel("PKCS#8 (PRIVATE KEY)", "PRIVATE KEY")),
+        ("RSA PRIVATE KEY", 0x02) => Ok(()),
+        ("PRIVATE KEY", 0x30) => {
+            let (oid_tag, oid, _) = der_element(algorithm).ok_or_else(damaged)?;
+            if oid_tag != 0x06 || oid.is_empty() {
+                return Err(damaged());
+            }
+            let is = |known: &[u8]| known.get(2..) == Some(oid);
+            if is(RSA_ENCRYPTION_OID) {
+                Ok(())
+            } else if is(EC_PUBLIC_KEY_OID) {
+                Err(not_rsa(origin, "an EC key"))
+            } else if is(ED25519_OID) {
+                Err(not_rsa(origin, "an Ed25519 key"))
+            } else {
+                Err(not_rsa(origin, "a key of another algorithm"))
+            }
+        }
+        _ => Err(damaged()),
     }
 }
 

@@ -50,3 +50,17 @@ pub use error::{
 pub use key::SigningKey;
 pub use query::QueryOptions;
 pub use token::AccessToken;
+
+// The types of other crates that this crate's API makes users name, so that they need not add
+// (and keep in step) those crates themselves. The crates too, for everything else in them.
+pub use bytes::{self, Bytes};
+pub use futures_util::{Stream, StreamExt, TryStreamExt};
+pub use reqwest::header::{HeaderName, HeaderValue};
+pub use reqwest::{self, ClientBuilder, Method, Response, StatusCode};
+pub use time::{self, OffsetDateTime};
+pub use url::{self, Url};
+
+/// The README's Rust examples, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

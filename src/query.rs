@@ -52,7 +52,7 @@ impl JwtBearerClient {
         &self,
         soql: &str,
         options: QueryOptions,
-    ) -> impl Stream<Item = Result<T, Error>> + Send + 'static + use<T>
+    ) -> impl Stream<Item = Result<T, Error>> + Send + Unpin + 'static + use<T>
     where
         T: DeserializeOwned + Send + 'static,
     {
@@ -70,7 +70,9 @@ impl JwtBearerClient {
             batch_header,
             page: 0,
         };
-        stream::try_unfold(state, |mut state| async move {
+        // Boxed so that the stream is `Unpin`: `while let Some(x) = s.next().await` works
+        // without pinning it first.
+        Box::pin(stream::try_unfold(state, |mut state| async move {
             loop {
                 if let Some(record) = state.buffered.pop_front() {
                     return Ok(Some((record, state)));
@@ -107,7 +109,7 @@ impl JwtBearerClient {
                     );
                 }
             }
-        })
+        }))
     }
 
     /// Runs `SELECT COUNT() ...` and returns `totalSize`.

@@ -121,4 +121,28 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
     }
+
+    proptest::proptest! {
+        /// Whatever a server puts in `Retry-After`, parsing neither panics nor overflows.
+        #[test]
+        fn any_retry_after_parses_without_panicking(value in "\\PC{0,40}", secs: u64) {
+            let now = datetime!(2015-10-21 07:27:00 UTC);
+            let _ = parse_retry_after(&value, now);
+            proptest::prop_assert_eq!(
+                parse_retry_after(&secs.to_string(), now),
+                Some(Duration::from_secs(secs))
+            );
+            let _ = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now);
+            let _ = parse_retry_after("Mon, 01 Jan -9999 00:00:00 GMT", now);
+        }
+
+        /// `Sforce-Limit-Info` with any numbers: parsed when they fit, `None` otherwise.
+        #[test]
+        fn any_limit_info_parses_without_panicking(value in "\\PC{0,60}", used: u128, limit: u128) {
+            let _ = crate::error::ApiUsage::parse(&value);
+            let parsed = crate::error::ApiUsage::parse(&format!("api-usage={used}/{limit}"));
+            let fits = u64::try_from(used).is_ok() && u64::try_from(limit).is_ok();
+            proptest::prop_assert_eq!(parsed.is_some(), fits);
+        }
+    }
 }

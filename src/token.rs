@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::config::check_transport;
+use crate::config::{check_transport, redact_userinfo};
 use crate::error::Error;
 
 /// An access token with what Salesforce said about it.
@@ -29,6 +30,9 @@ struct TokenInner {
     obtained_at: OffsetDateTime,
     refresh_at: OffsetDateTime,
     expires_at: OffsetDateTime,
+    /// Whether the instance has answered a request with this token other than 401: a 401
+    /// before that is a setup problem, not an expired session.
+    accepted: AtomicBool,
 }
 
 /// The token endpoint's success body. No Debug: it holds the token.
@@ -69,12 +73,13 @@ impl AccessToken {
         let instance_url = Url::parse(&response.instance_url).map_err(|e| {
             Error::UnexpectedResponse(format!(
                 "the token response's instance_url {:?} is not a URL: {e}",
-                response.instance_url
+                redact_userinfo(&response.instance_url)
             ))
         })?;
         check_transport(&instance_url).map_err(|problem| {
             Error::UnexpectedResponse(format!(
-                "the token response's instance_url {instance_url} is refused: {problem}"
+                "the token response's instance_url {} is refused: {problem}",
+                redact_userinfo(instance_url.as_str())
             ))
         })?;
         let (org_id, user_id) = response
@@ -86,7 +91,10 @@ impl AccessToken {
             .issued_at
             .as_deref()
             .and_then(|ms| ms.parse::<i128>().ok())
-            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok());
+            // Milliseconds from the server: a value past `time`'s range (or whose nanoseconds
+            // overflow) is dropped as unknown rather than trusted.
+            .and_then(|ms| ms.checked_mul(1_000_000))
+            .and_then(|ns| OffsetDateTime::from_unix_timestamp_nanos(ns).ok());
         Ok(AccessToken(Arc::new(TokenInner {
             secret: response.access_token,
             instance_url,
@@ -99,7 +107,18 @@ impl AccessToken {
             obtained_at,
             refresh_at,
             expires_at,
+            accepted: AtomicBool::new(false),
         })))
+    }
+
+    /// Records that the instance accepted this token.
+    pub(crate) fn mark_accepted(&self) {
+        self.0.accepted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the instance ever accepted this token.
+    pub(crate) fn was_accepted(&self) -> bool {
+        self.0.accepted.load(Ordering::Relaxed)
     }
 
     /// The token itself, for an `Authorization: Bearer` header. Keep it out of logs.

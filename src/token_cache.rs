@@ -36,6 +36,10 @@ struct State {
     /// Bumped by every started refresh, so a finishing refresh only clears its own slot.
     generation: u64,
     paused_until: Option<OffsetDateTime>,
+    /// After the instance refused a fresh token: no new token until then, this error instead.
+    refused: Option<(OffsetDateTime, Error)>,
+    /// Refusals in a row, for the backoff.
+    refusals: u32,
 }
 
 /// What a caller must do after looking at the cache.
@@ -46,6 +50,9 @@ pub(crate) enum Lookup {
     ReadyRefreshing(AccessToken, Refresh),
     /// Wait for this refresh; `true` when this lookup started it.
     Wait(Refresh, bool),
+    /// The instance refused the last fresh token and the backoff has not passed: fail with
+    /// this error without a token request.
+    Refused(Error),
 }
 
 impl TokenCache {
@@ -73,6 +80,11 @@ impl TokenCache {
                 let refresh = Self::start(&mut state, start);
                 return Lookup::ReadyRefreshing(token, refresh);
             }
+        }
+        if let Some((until, error)) = &state.refused
+            && now < *until
+        {
+            return Lookup::Refused(error.clone());
         }
         match &state.refresh {
             Some(refresh) => Lookup::Wait(refresh.clone(), false),
@@ -121,6 +133,36 @@ impl TokenCache {
         } else {
             false
         }
+    }
+
+    /// The instance refused `token` on its first use: forget it, and send no token request for
+    /// `backoff(n)` (n = refusals in a row), failing with `error` meanwhile. A token request per
+    /// call would be refused the same way and spend the user's login allowance.
+    pub(crate) fn refuse(
+        &self,
+        token: &AccessToken,
+        error: Error,
+        now: OffsetDateTime,
+        backoff: impl FnOnce(u32) -> Duration,
+    ) {
+        let mut state = self.lock();
+        // Tasks that shared the refused token all report it; only the first one counts.
+        if state.current.as_ref().is_some_and(|c| c.same_as(token)) {
+            state.current = None;
+            state.paused_until = None;
+            state.refusals = state.refusals.saturating_add(1);
+            state.refused = Some((now + backoff(state.refusals), error));
+        } else if state.refused.is_none() && state.current.is_none() {
+            state.refusals = state.refusals.saturating_add(1);
+            state.refused = Some((now + backoff(state.refusals), error));
+        }
+    }
+
+    /// The instance accepted a token: the refusal backoff starts over.
+    pub(crate) fn accepted(&self) {
+        let mut state = self.lock();
+        state.refusals = 0;
+        state.refused = None;
     }
 
     /// The cached token, fresh or not.

@@ -16,7 +16,8 @@ use common::{
 use jsonwebtoken::Algorithm;
 use salesforce_jwt::clock::Clock;
 use salesforce_jwt::{
-    AccessToken, ApiUsage, Error, InstanceRequest, JwtBearerClient, OAuthError, OAuthErrorKind,
+    AccessToken, ApiUsage, Error, InstanceRequest, JwtBearerClient, JwtBearerConfig, OAuthError,
+    OAuthErrorKind,
 };
 use serde_json::Value;
 use tokio::sync::Barrier;
@@ -788,15 +789,15 @@ async fn a_401_re_authenticates_once_and_retries_with_the_new_token() {
 }
 
 #[tokio::test]
-async fn a_second_401_is_an_invalid_session_error_without_a_third_try() {
+async fn a_refused_fresh_token_is_a_setup_problem_and_new_tokens_back_off() {
     let clock = manual_clock();
     let server = MockServer::start().await;
     let endpoint = TokenEndpoint::new(&clock, server.uri());
-    endpoint.mock().expect(2).mount(&server).await;
+    endpoint.mount(&server).await;
+    // The instance refuses every token: a wrong instance URL, or sessions revoked at once.
     Mock::given(method("GET"))
         .and(path(LIMITS))
         .respond_with(session_expired())
-        .expect(2)
         .mount(&server)
         .await;
     let client = client(config(&server.uri()), &clock);
@@ -806,24 +807,113 @@ async fn a_second_401_is_an_invalid_session_error_without_a_third_try() {
         .await
         .unwrap_err();
     assert!(!error.is_retryable());
-    let text = error.to_string();
-    match error {
-        Error::Api(api) => {
-            assert_eq!(api.status, 401);
-            assert_eq!(api.error_code.as_deref(), Some("INVALID_SESSION_ID"));
-            assert_eq!(api.message, "Session expired or invalid");
-            assert_eq!(api.context, "reading limits");
-            assert!(api.hint().is_some());
-        }
-        other => panic!("{other:?}"),
-    }
     assert!(
-        text.starts_with("reading limits: Salesforce answered HTTP 401 INVALID_SESSION_ID"),
+        matches!(&error, Error::SessionRefused { message, .. } if message == "Session expired or invalid"),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.starts_with("reading limits: the instance ") && text.contains("SF_INSTANCE_URL"),
         "{text}"
     );
+    // One re-authentication, then no third try; the refused token is not kept.
     assert_eq!(endpoint.issued(), 2);
     assert_eq!(requests_to(&server, LIMITS).await.len(), 2);
-    server.verify().await;
+    assert!(client.cached_token().is_none());
+    assert!(clock.slept().is_empty(), "not retried within the call");
+
+    // Calls during the backoff fail the same way without asking for a token.
+    for _ in 0..3 {
+        let again = client
+            .send(&InstanceRequest::get(LIMITS))
+            .await
+            .unwrap_err();
+        assert!(matches!(again, Error::SessionRefused { .. }), "{again:?}");
+        assert!(matches!(
+            client.access_token().await,
+            Err(Error::SessionRefused { .. })
+        ));
+    }
+    assert_eq!(endpoint.issued(), 2);
+    assert_eq!(requests_to(&server, LIMITS).await.len(), 2);
+
+    // After the backoff (at most the policy's max_backoff), one more round is tried.
+    clock.advance(salesforce_jwt::RetryPolicy::default().max_backoff);
+    let later = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    assert!(matches!(later, Error::SessionRefused { .. }), "{later:?}");
+    assert_eq!(endpoint.issued(), 4);
+}
+
+#[tokio::test]
+async fn a_refused_token_is_forgotten_once_the_setup_is_fixed() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    endpoint.mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(session_expired())
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(ok_json())
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::SessionRefused { .. }), "{error:?}");
+    clock.advance(salesforce_jwt::RetryPolicy::default().max_backoff);
+    client.send(&InstanceRequest::get(LIMITS)).await.unwrap();
+    assert_eq!(endpoint.issued(), 3);
+    // Accepted: later 401s are expiries again, re-authenticated at once.
+    assert!(client.cached_token().is_some());
+}
+
+#[tokio::test]
+async fn a_token_that_worked_and_then_gets_401_is_renewed_not_refused() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let endpoint = TokenEndpoint::new(&clock, server.uri());
+    endpoint.mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(ok_json())
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .and(header(
+            "Authorization",
+            format!("Bearer {}", access_token_for(1)).as_str(),
+        ))
+        .respond_with(session_expired())
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(ok_json())
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    client.send(&InstanceRequest::get(LIMITS)).await.unwrap();
+    // Token 1 worked once; its 401 now means an expired session: one renewal.
+    client.send(&InstanceRequest::get(LIMITS)).await.unwrap();
+    assert_eq!(endpoint.issued(), 2);
+    client.send(&InstanceRequest::get(LIMITS)).await.unwrap();
+    assert_eq!(endpoint.issued(), 2);
 }
 
 #[tokio::test]
@@ -1055,4 +1145,352 @@ async fn a_users_client_builder_cannot_make_the_token_request_follow_a_redirect(
         .unwrap();
     let err = client.access_token().await.unwrap_err();
     assert!(err.to_string().contains("redirects"), "{err}");
+}
+
+// ---- hostile numbers in the token response ----
+
+#[tokio::test]
+async fn an_absurd_issued_at_is_dropped_not_a_panic() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let answers = [
+        // Parses as i128 but overflows when turned into nanoseconds.
+        "170141183460469231731687303715884105727",
+        "99999999999999999999999999",
+        "-99999999999999999999999999",
+        "1e300",
+        "",
+    ];
+    let client = client(config(&server.uri()), &clock);
+    for issued_at in answers {
+        server.reset().await;
+        Mock::given(method("POST"))
+            .and(path(TOKEN_PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "access_token": "00Dx!AR.token",
+                "instance_url": server.uri(),
+                "id": format!("https://login.salesforce.com/id/{ORG_ID}/{USER_ID}"),
+                "issued_at": issued_at,
+            })))
+            .mount(&server)
+            .await;
+        // Each answer is a fresh token request: forget the previous one.
+        if let Some(old) = client.cached_token() {
+            client.invalidate(&old);
+        }
+        let token = client.access_token().await.unwrap();
+        assert_eq!(token.issued_at(), None, "{issued_at:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_real_token_response_without_token_type_and_a_zero_issued_at_is_read() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    let path_ = format!(
+        "{}/../shared/realdata/sfdcelf_auth_success_response.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut body: Value = serde_json::from_slice(&std::fs::read(path_).unwrap()).unwrap();
+    // The instance must be the configured one (the mock server).
+    body["instance_url"] = Value::String(server.uri());
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let token = client(config(&server.uri()), &clock)
+        .access_token()
+        .await
+        .unwrap();
+    assert_eq!(token.token_type(), "Bearer");
+    assert_eq!(token.org_id(), Some("00Dx0000000BV7z"));
+    assert_eq!(
+        token.issued_at(),
+        Some(time::OffsetDateTime::UNIX_EPOCH),
+        "issued_at \"0000000000000\" is the epoch, not an error"
+    );
+}
+
+// ---- REQUEST_LIMIT_EXCEEDED: the daily allocation or too many long requests at once ----
+
+fn limit_exceeded(message: &str, usage: &str) -> ResponseTemplate {
+    rest_error(403, "REQUEST_LIMIT_EXCEEDED", message).insert_header("Sforce-Limit-Info", usage)
+}
+
+#[tokio::test]
+async fn too_many_concurrent_long_requests_is_retried_with_backoff() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(limit_exceeded(
+            "ConcurrentPerOrgLongTxn Limit exceeded.",
+            "api-usage=18/5000",
+        ))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(ok_json())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    client.send(&InstanceRequest::get(LIMITS)).await.unwrap();
+    assert_eq!(clock.slept().len(), 2, "two backoffs before the third try");
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_persistent_concurrency_limit_is_a_retryable_error_with_the_usage() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    // Salesforce's message may not say which limit: usage below the daily limit tells.
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(limit_exceeded("Limit exceeded.", "api-usage=4200/5000"))
+        .mount(&server)
+        .await;
+    let client = client(
+        config_builder(&server.uri())
+            .retry_policy(salesforce_jwt::RetryPolicy {
+                max_attempts: 3,
+                ..Default::default()
+            })
+            .build()
+            .unwrap(),
+        &clock,
+    );
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable());
+    match &error {
+        Error::ConcurrentRequestLimit { message, usage } => {
+            assert_eq!(message, "Limit exceeded.");
+            assert_eq!(
+                *usage,
+                Some(ApiUsage {
+                    used: 4200,
+                    limit: 5000
+                })
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = error.to_string();
+    assert!(text.contains("concurrent long-running requests"), "{text}");
+    assert!(text.contains("4200/5000"), "{text}");
+    assert_eq!(requests_to(&server, LIMITS).await.len(), 3);
+}
+
+#[tokio::test]
+async fn the_daily_limit_stops_at_once_whatever_the_message_says() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(limit_exceeded("Limit exceeded.", "api-usage=5003/5000"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable());
+    assert!(
+        matches!(
+            error,
+            Error::RequestLimitExceeded {
+                usage: Some(ApiUsage {
+                    used: 5003,
+                    limit: 5000
+                }),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("rolling 24-hour"), "{error}");
+    assert!(clock.slept().is_empty());
+    server.verify().await;
+}
+
+// ---- transport failures that retrying does not heal ----
+
+fn client_to_instance(
+    server: &MockServer,
+    instance: &str,
+    clock: &salesforce_jwt::clock::ManualClock,
+) -> JwtBearerClient {
+    let config = JwtBearerConfig::builder()
+        .audience_url(AUDIENCE)
+        .client_key_path(fixture_path("test_rsa_pkcs8.pem"))
+        .username(USERNAME)
+        .client_id(CLIENT_ID)
+        .instance_url(instance)
+        .token_url(server.uri())
+        .build()
+        .unwrap();
+    client(config, clock)
+}
+
+#[tokio::test]
+async fn a_tls_failure_is_not_retried_and_shows_its_cause() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    // https to a server that speaks plain http: the handshake fails.
+    let instance = format!("https://{}", server.address());
+    let client = client_to_instance(&server, &instance, &clock);
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+    assert!(!error.is_retryable());
+    assert!(clock.slept().is_empty(), "retried: {:?}", clock.slept());
+    let text = error.to_string();
+    // reqwest's own Display stops at "error sending request"; the cause is what helps.
+    assert!(text.contains("received corrupt message"), "{text}");
+    assert!(text.contains("TLS handshake failed"), "{text}");
+}
+
+/// A TLS server on loopback whose certificate (the self-signed fixture) no system trusts.
+/// Returns its address and the number of connections it accepted.
+fn untrusted_tls_server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Read as _;
+
+    let cert = CertificateDer::from_pem_file(fixture_path("test_rsa_cert.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture_path("test_rsa_pkcs8.pem")).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let connection = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            let mut stream = rustls::StreamOwned::new(connection, tcp);
+            // Drives the handshake until the client gives up on the certificate.
+            let _ = stream.read(&mut [0u8; 64]);
+        }
+    });
+    (address, accepted)
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_not_retried_and_says_so() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    let (address, accepted) = untrusted_tls_server();
+    let client = client_to_instance(&server, &format!("https://{address}"), &clock);
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+    assert!(!error.is_retryable());
+    assert!(clock.slept().is_empty(), "retried: {:?}", clock.slept());
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let text = error.to_string();
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("TLS handshake failed"), "{text}");
+}
+
+#[tokio::test]
+async fn a_host_that_does_not_resolve_is_not_retried_within_the_call() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    // `.invalid` never resolves (RFC 2606).
+    let client = client_to_instance(&server, "https://salesforce-jwt-test.invalid", &clock);
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+    assert!(clock.slept().is_empty(), "retried: {:?}", clock.slept());
+    let text = error.to_string();
+    assert!(text.contains("dns error"), "{text}");
+    assert!(text.contains("does not resolve"), "{text}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_and_shows_its_cause() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let client = client_to_instance(&server, &format!("http://127.0.0.1:{port}"), &clock);
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable());
+    assert_eq!(clock.slept().len(), 4, "the default policy's five attempts");
+    let text = error.to_string();
+    assert!(text.contains("Connection refused"), "{text}");
+}
+
+#[tokio::test]
+async fn a_url_with_credentials_is_refused_without_echoing_them() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    let client = client(config(&server.uri()), &clock);
+    let address = server.address();
+    for target in [
+        format!("http://intruder:s3cret-pa55@{address}/services/data"),
+        "https://intruder:s3cret-pa55@evil.example/x".to_string(),
+    ] {
+        let error = client.instance_url_for(&target).unwrap_err();
+        assert!(matches!(error, Error::ForeignUrl { .. }), "{error:?}");
+        let text = format!("{error} {error:?}");
+        assert!(!text.contains("s3cret-pa55"), "{text}");
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_token_for_another_instance_names_that_instance() {
+    let clock = manual_clock();
+    let server = MockServer::start().await;
+    // The token is for another host of the org (or another org): SF_INSTANCE_URL is wrong.
+    let endpoint = TokenEndpoint::new(&clock, "https://other.my.salesforce.com");
+    endpoint.mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(session_expired())
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("the token response named https://other.my.salesforce.com/"),
+        "{text}"
+    );
+    assert!(!text.contains(&access_token_for(1)), "{text}");
 }

@@ -269,7 +269,9 @@ fn api_version_default_and_accepted_forms() {
 
 #[test]
 fn api_version_too_old_or_not_a_version_is_refused() {
-    for given in ["36.0", "abc", "v", "62.5", "-64", "1e3"] {
+    for given in [
+        "36.0", "abc", "v", "62.5", "-64", "1e3", "999.0", "100", "6.4e1", "+64", "64.", "64 .0",
+    ] {
         let error = config_error(complete().api_version(given).build());
         let text = only_problem(&error, "api_version");
         assert!(text.contains(given), "{given}: {text}");
@@ -471,4 +473,110 @@ fn from_lookup_refuses_both_key_variables() {
     let text = only_problem(&error, "SF_CLIENT_KEY_PATH");
     assert!(text.contains("SF_CLIENT_KEY_PEM"), "{text}");
     assert!(text.contains("only one"), "{text}");
+}
+
+#[test]
+fn credentials_in_a_url_are_never_echoed() {
+    for url in [
+        "https://integration:s3cret-pa55@acme.my.salesforce.com",
+        "http://integration:s3cret-pa55@acme.my.salesforce.com/x?y",
+        "https://integration:s3cret-pa55@acme.my.salesforce.com/services/oauth2/token",
+        "integration:s3cret-pa55@acme.my.salesforce.com",
+        "https://integration:s3cret-pa55@",
+        "ftp://integration:s3cret-pa55@acme.my.salesforce.com",
+    ] {
+        let builder = complete()
+            .audience_url(url)
+            .instance_url(url)
+            .token_url(url);
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains("s3cret-pa55"), "{debug}");
+        let error = config_error(builder.build());
+        assert_eq!(
+            fields(&error),
+            ["audience_url", "instance_url", "token_url"],
+            "{error}"
+        );
+        let text = error.to_string();
+        assert!(!text.contains("s3cret-pa55"), "{url}: {text}");
+        assert!(!text.contains("integration:"), "{url}: {text}");
+        assert!(!format!("{error:?}").contains("s3cret-pa55"), "{url}");
+    }
+    let error = config_error(
+        complete()
+            .instance_url("https://integration:s3cret-pa55@acme.my.salesforce.com")
+            .build(),
+    );
+    let text = only_problem(&error, "instance_url");
+    assert!(text.contains("must not carry credentials"), "{text}");
+    assert!(
+        text.contains("https://***@acme.my.salesforce.com"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_audience_must_be_https_except_on_loopback() {
+    for audience in ["http://login.salesforce.com", "http://test.salesforce.com"] {
+        let error = config_error(complete().audience_url(audience).build());
+        let text = only_problem(&error, "audience_url");
+        assert!(text.contains("plain http"), "{audience}: {text}");
+    }
+    for audience in [
+        "http://127.0.0.1:8080",
+        "http://localhost",
+        "https://login.salesforce.com",
+    ] {
+        let config = complete().audience_url(audience).build().unwrap();
+        assert_eq!(config.audience(), audience, "kept exactly as given");
+    }
+    let error = config_error(
+        complete()
+            .audience_url("http://login.salesforce.com")
+            .api_version("999.0")
+            .build(),
+    );
+    assert_eq!(fields(&error), ["audience_url", "api_version"], "{error}");
+}
+
+async fn mock_org_client(
+    api_version: &str,
+) -> (
+    salesforce_jwt_mock::MockOrg,
+    salesforce_jwt::JwtBearerClient,
+) {
+    let org = salesforce_jwt_mock::MockOrg::start().await;
+    let config = JwtBearerConfig::builder()
+        .audience_url(org.audience())
+        .client_key_pem(salesforce_jwt_mock::DEMO_PRIVATE_KEY_PEM)
+        .username(org.username())
+        .client_id(org.client_id())
+        .instance_url(org.instance_url())
+        .token_url(org.token_url())
+        .api_version(api_version)
+        .build()
+        .unwrap();
+    let client = salesforce_jwt::JwtBearerClient::new(config).unwrap();
+    (org, client)
+}
+
+#[tokio::test]
+async fn an_api_version_the_org_does_not_serve_names_the_newest_it_does() {
+    let (_org, client) = mock_org_client("67.0").await;
+    let error = match client.check_api_version().await {
+        Err(Error::Config(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    let text = only_problem(&error, "api_version (SF_API_VERSION)");
+    assert!(text.contains("67.0 is not served"), "{text}");
+    assert!(text.contains("the newest is 66.0"), "{text}");
+    assert!(text.contains("62.0 to 66.0"), "{text}");
+}
+
+#[tokio::test]
+async fn a_served_api_version_passes_the_check_without_a_session() {
+    let (org, client) = mock_org_client("64.0").await;
+    let served = client.check_api_version().await.unwrap();
+    assert_eq!(served, ["62.0", "63.0", "64.0", "65.0", "66.0"]);
+    assert_eq!(org.received().token_successes, 0, "no token was needed");
 }

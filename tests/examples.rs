@@ -152,7 +152,10 @@ async fn check_setup_reports_a_working_setup_without_the_token() {
     assert!(stdout.contains("authentication  ok"), "{stdout}");
     assert!(stdout.contains("org ID        00D"), "{stdout}");
     assert!(stdout.contains("user ID       005"), "{stdout}");
-    assert!(stdout.contains("API version   64.0"), "{stdout}");
+    assert!(
+        stdout.contains("API version   64.0 (the org serves 62.0 to 66.0)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("EventLogFile    readable (31 files visible)"),
         "{stdout}"
@@ -176,6 +179,20 @@ async fn check_setup_names_the_missing_permission() {
     let (code, _, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;
     assert_ne!(code, Some(0));
     assert!(stderr.contains("API Enabled"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_setup_names_the_newest_api_version_when_the_org_lacks_the_configured_one() {
+    let org = MockOrg::start().await;
+    let mut command = tokio::process::Command::from(demo_command_for("check_setup"));
+    command
+        .envs(sf_env(&org, org.username()))
+        .env("SF_API_VERSION", "70.0");
+    let output = command.output().await.unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("70.0 is not served"), "{stderr}");
+    assert!(stderr.contains("the newest is 66.0"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -281,10 +281,72 @@ fn damaged_base64_is_malformed() {
         let error = key_error(cut.join("\n"));
         match &error {
             KeyError::Malformed { reason, .. } => {
-                assert!(reason.contains("not a valid RSA key"), "{name}: {reason}")
+                assert!(reason.contains("its body is damaged"), "{name}: {reason}")
             }
             other => panic!("{name}: {other:?}"),
         }
+    }
+}
+
+fn relabel(pem: &str, from: &str, to: &str) -> String {
+    pem.replace(&format!("BEGIN {from}"), &format!("BEGIN {to}"))
+        .replace(&format!("END {from}"), &format!("END {to}"))
+}
+
+fn body_lines() -> Vec<String> {
+    common::private_pem_body_lines()
+}
+
+#[test]
+fn a_mislabelled_pem_says_so_rather_than_naming_another_algorithm() {
+    let cases = [
+        (
+            relabel(
+                &fixture("test_rsa_pkcs1.pem"),
+                "RSA PRIVATE KEY",
+                "PRIVATE KEY",
+            ),
+            "labelled `PRIVATE KEY` but holds a PKCS#1",
+            "-----BEGIN RSA PRIVATE KEY-----",
+        ),
+        (
+            relabel(
+                &fixture("test_rsa_pkcs8.pem"),
+                "PRIVATE KEY",
+                "RSA PRIVATE KEY",
+            ),
+            "labelled `RSA PRIVATE KEY` but holds a PKCS#8",
+            "-----BEGIN PRIVATE KEY-----",
+        ),
+    ];
+    for (pem, says, fix) in cases {
+        let error = key_error(&pem);
+        let text = error.to_string();
+        assert!(matches!(error, KeyError::Malformed { .. }), "{error:?}");
+        assert!(text.contains(says) && text.contains(fix), "{text}");
+        assert!(!text.contains("another algorithm"), "{text}");
+        for line in body_lines() {
+            assert!(!text.contains(&line), "key material in {text}");
+        }
+    }
+}
+
+#[test]
+fn a_damaged_body_says_so_rather_than_naming_another_algorithm() {
+    let pem = fixture("test_rsa_pkcs8.pem");
+    let lines: Vec<&str> = pem.lines().collect();
+    // The first body line changed (a copy that mangled the start): still valid base64.
+    let altered = format!("AAAA{}", &lines[1][4..]);
+    let mut bad = lines.clone();
+    bad[1] = &altered;
+    // Only the first lines survived a copy.
+    let mut cut = lines[..3].to_vec();
+    cut.push(lines[lines.len() - 1]);
+    for damaged in [bad.join("\n"), cut.join("\n")] {
+        let error = key_error(&damaged);
+        let text = error.to_string();
+        assert!(text.contains("its body is damaged"), "{text}");
+        assert!(!text.contains("another algorithm"), "{text}");
     }
 }
 

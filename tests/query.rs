@@ -338,3 +338,108 @@ async fn event_log_files_are_typed() {
     assert_eq!(files[1].interval, Some(Interval::Hourly));
     assert_eq!(files[1].sequence, 2);
 }
+
+fn realdata(name: &str) -> serde_json::Value {
+    let path = format!("{}/../shared/realdata/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+async fn files_from_page(body: serde_json::Value) -> Result<Vec<EventLogFile>, Error> {
+    let clock = common::manual_clock();
+    let (server, _tokens) = common::server_with_token_endpoint(&clock).await;
+    Mock::given(method("GET"))
+        .and(path(QUERY_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let client = common::client(common::config(&server.uri()), &clock);
+    client
+        .event_log_files(&EventLogFileQuery::new())
+        .try_collect()
+        .await
+}
+
+#[tokio::test]
+async fn a_record_without_created_date_is_an_error_naming_the_field() {
+    // A real response from a query that did not select CreatedDate.
+    let err = files_from_page(realdata("sfdcelf_eventlogfile_list.json"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("EventLogFile some_id has no CreatedDate")
+            && text.contains("the query must select it"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn missing_required_fields_are_named_one_by_one() {
+    let full = json!({"Id": "0AT000000000001AAA", "EventType": "Login",
+        "LogDate": "2024-03-11T00:00:00.000+0000", "CreatedDate": "2024-03-12T03:14:15.000+0000",
+        "LogFileLength": 10.0, "LogFile": "/services/data/v64.0/sobjects/EventLogFile/0AT000000000001AAA/LogFile"});
+    for field in ["EventType", "LogDate", "CreatedDate", "LogFile"] {
+        let mut record = full.clone();
+        record.as_object_mut().unwrap().remove(field);
+        let page = json!({"totalSize": 1, "done": true, "records": [record]});
+        let text = files_from_page(page).await.unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("EventLogFile 0AT000000000001AAA has no {field}")),
+            "{field}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_record_without_log_file_length_reads_as_unknown_length() {
+    // A real response (newrelic-salesforce-exporter) whose query left LogFileLength out.
+    let records = realdata("nr_sample_log_records.json");
+    let page = json!({"totalSize": 2, "done": true, "records": records});
+    let files = files_from_page(page).await.unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0].log_file_length, 0);
+    assert_eq!(files[0].id, "00001111AAAABBBB");
+    assert_eq!(files[1].sequence, 2);
+    assert_eq!(files[1].event_type, EventType::ApexCallout);
+}
+
+#[tokio::test]
+async fn hostile_numbers_in_a_record_are_errors_not_panics() {
+    for (field, value, expected) in [
+        ("LogFileLength", json!(1e300), "LogFileLength"),
+        ("LogFileLength", json!(-1.0), "LogFileLength"),
+        ("Sequence", json!(1e300), "Sequence"),
+        ("Sequence", json!(1.5), "Sequence"),
+    ] {
+        let mut record = json!({"Id": "0AT000000000001AAA", "EventType": "Login",
+            "LogDate": "2024-03-11T00:00:00.000+0000", "CreatedDate": "2024-03-12T03:14:15.000+0000",
+            "LogFileLength": 10.0, "LogFile": "/x"});
+        record[field] = value;
+        let page = json!({"totalSize": 1, "done": true, "records": [record]});
+        let text = files_from_page(page).await.unwrap_err().to_string();
+        assert!(text.contains(expected), "{field}: {text}");
+    }
+    // totalSize beyond u64 is a clear error too.
+    let page = json!({"totalSize": -5, "done": true, "records": []});
+    let text = files_from_page(page).await.unwrap_err().to_string();
+    assert!(text.contains("query page"), "{text}");
+}
+
+#[test]
+fn datetimes_with_one_to_nine_fraction_digits_parse() {
+    use salesforce_jwt::event_log::{parse_log_datetime, sf_datetime};
+    use time::macros::datetime;
+    for digits in 1..=9 {
+        let fraction = "123456789"[..digits].to_string();
+        let nanos: u32 = format!("{fraction:0<9}").parse().unwrap();
+        let expected = datetime!(2024-03-11 15:00:00 UTC)
+            .replace_nanosecond(nanos)
+            .unwrap();
+        let rest = format!("2024-03-11T15:00:00.{fraction}+0000");
+        assert_eq!(sf_datetime::parse(&rest).unwrap(), expected, "{rest}");
+        let iso = format!("2024-03-11T15:00:00.{fraction}Z");
+        assert_eq!(parse_log_datetime(&iso), Some(expected), "{iso}");
+        let compact = format!("20240311150000.{fraction}");
+        assert_eq!(parse_log_datetime(&compact), Some(expected), "{compact}");
+    }
+}

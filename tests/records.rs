@@ -277,3 +277,158 @@ fn an_unbalanced_quote_cannot_make_a_row_grow_without_bound() {
     }
     assert_eq!(out.len(), 1, "the good row before it was kept");
 }
+
+#[test]
+fn a_row_cannot_have_unbounded_fields() {
+    // One-byte fields keep the row far below the 16 MiB bound, so only a cap on the field count
+    // stops the field index from growing with the row.
+    let mut decoder = LogFileDecoder::new("0AT000000000001AAA", None, None);
+    let mut out = Vec::new();
+    decoder.feed(b"\"A\",\"B\"\n", &mut out).unwrap();
+    let many_fields = b",".repeat(64 * 1024);
+    match decoder.feed(&many_fields, &mut out) {
+        Err(Error::Csv { line, message, .. }) => {
+            assert_eq!(line, 2);
+            assert!(message.contains("more than 4096 fields"), "{message}");
+        }
+        other => panic!("expected a CSV error before the row ends, got {other:?}"),
+    }
+}
+
+/// Salesforce's real files (verbatim copies from public projects, see ../shared/realdata/README.md).
+fn realdata(name: &str) -> Vec<u8> {
+    let path = format!("{}/../shared/realdata/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn decode_file(
+    csv: &[u8],
+    names: Option<&str>,
+    types: Option<&str>,
+) -> Result<Vec<LogRecord>, Error> {
+    let mut decoder = LogFileDecoder::new("0AT000000000001AAA", names, types);
+    let mut out = Vec::new();
+    decoder.feed(csv, &mut out)?;
+    decoder.finish(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn escaped_strings_lose_salesforces_extra_quotes_in_a_real_bulk_api_file() {
+    // The BulkApi columns and their LogFileFieldTypes as Salesforce's EventLogFile reference
+    // lists them (the sample file came without its query record).
+    let names = "EVENT_TYPE,TIMESTAMP,REQUEST_ID,ORGANIZATION_ID,USER_ID,RUN_TIME,CPU_TIME,CLIENT_IP,URI,JOB_ID,BATCH_ID,ROWS_PROCESSED,NUMBER_FAILURES,SUCCESS,MESSAGE,ENTITY_TYPE,OPERATION_TYPE";
+    let types = "String,String,String,Id,Id,Number,Number,IP,String,Id,Id,Number,Number,Boolean,EscapedString,String,String";
+    let rows = decode_file(
+        &realdata("sfdcelf_BulkApi_sample_data2.csv"),
+        Some(names),
+        Some(types),
+    )
+    .unwrap();
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert_eq!(row.get("MESSAGE"), Some("success"), "line {}", row.line());
+        assert_eq!(row.value("MESSAGE"), Some(FieldValue::String("success")));
+        assert_eq!(serde_json::to_value(row).unwrap()["MESSAGE"], "success");
+    }
+    // Columns that are not EscapedString keep their quotes (here: none to keep, values intact).
+    assert_eq!(rows[0].get("ENTITY_TYPE"), Some("Account"));
+}
+
+#[test]
+fn escaped_strings_in_a_real_ui_tracking_file_typed_by_its_query_record() {
+    let page: serde_json::Value =
+        serde_json::from_slice(&realdata("sfdcelf_create_event_ELF_list1.json")).unwrap();
+    let types = page["records"][0]["LogFileFieldTypes"].as_str().unwrap();
+    // The record carries LogFileFieldTypes without LogFileFieldNames: the types follow the
+    // header's order.
+    let rows = decode_file(
+        &realdata("sfdcelf_UITracking_create_event_sampledata1.csv"),
+        None,
+        Some(types),
+    )
+    .unwrap();
+    assert!(!rows.is_empty());
+    let schema = rows[0].schema();
+    assert_eq!(
+        schema.field_type("LOCATION"),
+        Some(FieldType::EscapedString)
+    );
+    assert_eq!(schema.field_type("NUMBER1"), Some(FieldType::Number));
+    assert_eq!(rows[0].get("LOCATION"), Some("home"));
+    assert_eq!(rows[0].get("APP_NAME"), Some("native:bridge"));
+    assert!(
+        rows[0]
+            .get("USER_AGENT")
+            .unwrap()
+            .starts_with("SalesforceMobileSDK/"),
+        "{:?}",
+        rows[0].get("USER_AGENT")
+    );
+    // `""""""` is an empty value: absent, like any other empty field.
+    assert_eq!(rows[0].get("REFERRER"), None);
+    let json = serde_json::to_value(&rows[0]).unwrap();
+    assert_eq!(json["LOCATION"], "home");
+    assert!(json.get("REFERRER").is_none(), "{json}");
+    // A String column (not EscapedString) is left as the CSV says.
+    assert_eq!(rows[0].get("OS_NAME"), Some("iOS"));
+    #[derive(serde::Deserialize)]
+    struct Ui {
+        #[serde(rename = "LOCATION")]
+        location: String,
+        #[serde(rename = "TARGET")]
+        target: Option<String>,
+    }
+    let ui: Ui = rows[0].deserialize().unwrap();
+    assert_eq!((ui.location.as_str(), ui.target), ("home", None));
+}
+
+#[test]
+fn escaped_urls_in_a_real_apex_callout_file() {
+    let csv = realdata("nr_ApexCallout_sample_log_lines.csv");
+    // ApexCallout's LogFileFieldTypes per Salesforce's reference: URL is an EscapedString.
+    let names = "EVENT_TYPE,TIMESTAMP,REQUEST_ID,ORGANIZATION_ID,USER_ID,RUN_TIME,CPU_TIME,URI,SESSION_KEY,LOGIN_KEY,TYPE,METHOD,SUCCESS,STATUS_CODE,TIME,REQUEST_SIZE,RESPONSE_SIZE,URL,TIMESTAMP_DERIVED,USER_ID_DERIVED,CLIENT_IP,URI_ID_DERIVED";
+    let types = "String,String,String,Id,Id,Number,Number,String,String,String,String,String,Boolean,Number,Number,Number,Number,EscapedString,DateTime,Id,IP,Id";
+    let rows = decode_file(&csv, Some(names), Some(types)).unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert_eq!(row.get("URL"), Some("https://test.local.test"));
+    }
+    assert_eq!(
+        serde_json::to_value(&rows[1]).unwrap()["URL"],
+        "https://test.local.test"
+    );
+}
+
+proptest! {
+    /// Any bytes, cut anywhere, typed any way: rows or a CSV error, never a panic, and never a
+    /// row with more fields than the cap.
+    #[test]
+    fn hostile_bytes_never_panic(
+        body in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b','), Just(b'\n'), Just(b'\r'), any::<u8>()],
+            0..400,
+        ),
+        cuts in proptest::collection::vec(1usize..50, 0..10),
+        escaped in any::<bool>(),
+    ) {
+        let types = if escaped { "EscapedString,EscapedString" } else { "Number,DateTime" };
+        let mut decoder = LogFileDecoder::new("0AT000000000001AAA", Some("A,B"), Some(types));
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        let mut result = Ok(());
+        for n in cuts {
+            let n = n.min(rest.len());
+            result = result.and_then(|()| decoder.feed(&rest[..n], &mut out));
+            rest = &rest[n..];
+        }
+        let _ = result
+            .and_then(|()| decoder.feed(rest, &mut out))
+            .and_then(|()| decoder.finish(&mut out));
+        for row in &out {
+            prop_assert!(row.schema().len() <= 4096);
+            let _ = serde_json::to_string(row).unwrap();
+            let _ = row.values().count();
+        }
+    }
+}

@@ -71,7 +71,7 @@ impl JwtBearerClient {
         &self,
         files: Vec<EventLogFile>,
         concurrency: usize,
-    ) -> impl Stream<Item = FileRecords> + Send + 'static + use<> {
+    ) -> impl Stream<Item = FileRecords> + Send + Unpin + 'static + use<> {
         let concurrency = concurrency.max(1);
         let permits = Arc::new(Semaphore::new(concurrency));
         let client = self.clone();

@@ -8,8 +8,13 @@ use time::OffsetDateTime;
 
 /// One Event Monitoring log file: the metadata of a CSV of events of one type, for one day
 /// (`Daily`) or one hour (`Hourly`).
+///
+/// Reading a record checks it: a missing `Id`, `EventType`, `LogDate`, `CreatedDate` or
+/// `LogFile` (a query that did not select it) is an error naming the field; a missing
+/// `LogFileLength` is 0 (unknown: the download is then not checked for truncation), a missing
+/// `Sequence` 0 and a missing `Interval` `None`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", try_from = "RawEventLogFile")]
 pub struct EventLogFile {
     /// The record Id (18 characters, prefix `0AT`).
     pub id: String,
@@ -22,29 +27,24 @@ pub struct EventLogFile {
     #[serde(with = "sf_datetime")]
     pub created_date: OffsetDateTime,
     /// `Daily` or `Hourly`; absent before API 37.0.
-    #[serde(default)]
     pub interval: Option<Interval>,
     /// 0 for daily files; 1, 2, ... for hourly files, a higher one for late events of an hour
     /// already published.
-    #[serde(default, deserialize_with = "sequence")]
     pub sequence: i64,
-    /// The CSV's size in bytes (Salesforce sends it as a float, `2692.0`).
-    #[serde(deserialize_with = "length", serialize_with = "length_out")]
+    /// The CSV's size in bytes (Salesforce sends it as a float, `2692.0`); 0 when the record
+    /// did not carry it.
+    #[serde(serialize_with = "length_out")]
     pub log_file_length: u64,
     /// The download path, `/services/data/vNN.N/sobjects/EventLogFile/{Id}/LogFile`.
     pub log_file: String,
     /// The schema version of the file.
-    #[serde(default)]
     pub api_version: Option<f64>,
     /// `CSV`.
-    #[serde(default)]
     pub log_file_content_type: Option<String>,
     /// The CSV's column names, comma-separated.
-    #[serde(default)]
     pub log_file_field_names: Option<String>,
     /// The columns' types (`String`, `Id`, `Number`, `Boolean`, `DateTime`, `IP`...), in the
     /// order of [`log_file_field_names`](Self::log_file_field_names).
-    #[serde(default)]
     pub log_file_field_types: Option<String>,
 }
 
@@ -55,18 +55,100 @@ impl EventLogFile {
     }
 }
 
-fn sequence<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.map_or(0, |v| v as i64))
+/// The largest `LogFileLength` accepted: 1 TiB. Real files are at most a few GB; the bound keeps
+/// sums of sizes (bytes per pass) far from overflowing, whatever a server sends.
+const MAX_LOG_FILE_LENGTH: f64 = (1u64 << 40) as f64;
+
+/// A record as the JSON has it, every field optional, so that a missing one is reported by
+/// name rather than as serde's "missing field" somewhere in a page.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawEventLogFile {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    event_type: Option<EventType>,
+    #[serde(default)]
+    log_date: Option<String>,
+    #[serde(default)]
+    created_date: Option<String>,
+    #[serde(default)]
+    interval: Option<Interval>,
+    #[serde(default)]
+    sequence: Option<f64>,
+    #[serde(default)]
+    log_file_length: Option<f64>,
+    #[serde(default)]
+    log_file: Option<String>,
+    #[serde(default)]
+    api_version: Option<f64>,
+    #[serde(default)]
+    log_file_content_type: Option<String>,
+    #[serde(default)]
+    log_file_field_names: Option<String>,
+    #[serde(default)]
+    log_file_field_types: Option<String>,
 }
 
-fn length<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let v = Option::<f64>::deserialize(d)?.unwrap_or(0.0);
-    if v.is_finite() && v >= 0.0 {
-        Ok(v as u64)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "LogFileLength {v} is not a size"
-        )))
+impl TryFrom<RawEventLogFile> for EventLogFile {
+    type Error = String;
+
+    fn try_from(raw: RawEventLogFile) -> Result<Self, String> {
+        let id = raw.id.unwrap_or_default();
+        let named = if id.is_empty() {
+            "an EventLogFile record".to_string()
+        } else {
+            format!("EventLogFile {id}")
+        };
+        let missing = |field: &str| {
+            format!(
+                "{named} has no {field}: the query must select it (EVENT_LOG_FILE_FIELDS lists \
+                 every field this crate needs)"
+            )
+        };
+        if id.is_empty() {
+            return Err(missing("Id"));
+        }
+        let event_type = raw.event_type.ok_or_else(|| missing("EventType"))?;
+        let datetime = |field: &str, value: Option<String>| {
+            let value = value.ok_or_else(|| missing(field))?;
+            sf_datetime::parse(&value)
+                .map_err(|e| format!("{named}: {field} {value:?} is not a datetime ({e})"))
+        };
+        let log_date = datetime("LogDate", raw.log_date)?;
+        let created_date = datetime("CreatedDate", raw.created_date)?;
+        let log_file = raw.log_file.ok_or_else(|| missing("LogFile"))?;
+        let log_file_length = match raw.log_file_length {
+            None => 0,
+            Some(v) if (0.0..=MAX_LOG_FILE_LENGTH).contains(&v) => v as u64,
+            Some(v) => {
+                return Err(format!(
+                    "{named}: LogFileLength {v} is not a size (0 to 1 TiB)"
+                ));
+            }
+        };
+        let sequence = match raw.sequence {
+            None => 0,
+            // Exactly representable whole numbers only: a bigger one is not a sequence number.
+            Some(v) if v.is_finite() && v.fract() == 0.0 && v.abs() <= 9_007_199_254_740_992.0 => {
+                v as i64
+            }
+            Some(v) => return Err(format!("{named}: Sequence {v} is not a whole number")),
+        };
+        Ok(EventLogFile {
+            id,
+            event_type,
+            log_date,
+            created_date,
+            interval: raw.interval,
+            sequence,
+            log_file_length,
+            log_file,
+            api_version: raw.api_version,
+            log_file_content_type: raw.log_file_content_type,
+            log_file_field_names: raw.log_file_field_names,
+            log_file_field_types: raw.log_file_field_types,
+        })
     }
 }
 
@@ -86,6 +168,10 @@ pub mod sf_datetime {
     const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory][offset_minute]"
     );
+    /// Salesforce writes milliseconds, but other tools (and some proxies) write 1 to 9 digits.
+    const ANY_FRACTION: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:1+][offset_hour sign:mandatory][offset_minute]"
+    );
     const NO_FRACTION: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory][offset_minute]"
     );
@@ -93,6 +179,7 @@ pub mod sf_datetime {
     /// Parses `2024-03-11T15:00:00.000+0000` (or RFC 3339) into UTC.
     pub fn parse(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
         OffsetDateTime::parse(s, FORMAT)
+            .or_else(|_| OffsetDateTime::parse(s, ANY_FRACTION))
             .or_else(|_| OffsetDateTime::parse(s, NO_FRACTION))
             .or_else(|_| OffsetDateTime::parse(s, &Rfc3339))
             .map(|t| t.to_offset(UtcOffset::UTC))

@@ -208,7 +208,7 @@ impl JwtBearerClient {
     pub fn event_log_files(
         &self,
         query: &EventLogFileQuery,
-    ) -> impl Stream<Item = Result<EventLogFile, Error>> + Send + 'static + use<> {
+    ) -> impl Stream<Item = Result<EventLogFile, Error>> + Send + Unpin + 'static + use<> {
         self.query(&query.to_soql(), QueryOptions::default())
     }
 }

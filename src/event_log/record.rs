@@ -26,7 +26,8 @@ use crate::event_log::model::EventLogFile;
 pub enum FieldType {
     /// `String`.
     String,
-    /// `EscapedString`: text Salesforce escaped; kept as is.
+    /// `EscapedString`: text Salesforce may wrap in an extra pair of quotes (`"""home"""` in
+    /// the CSV); the decoder removes that pair, so the value is `home`.
     EscapedString,
     /// `Id`: a Salesforce record Id.
     Id,
@@ -65,29 +66,52 @@ pub struct Schema {
     names: Vec<Box<str>>,
     types: Vec<FieldType>,
     index: HashMap<Box<str>, usize>,
+    /// The `EscapedString` columns, whose extra pair of quotes the decoder removes.
+    escaped: Vec<usize>,
 }
 
 impl Schema {
-    fn new(file_id: &str, names: Vec<Box<str>>, declared: &HashMap<String, FieldType>) -> Schema {
-        let types = names
-            .iter()
-            .map(|n| {
-                declared
-                    .get(n.as_ref())
-                    .copied()
-                    .unwrap_or(FieldType::String)
-            })
-            .collect();
+    fn new(file_id: &str, names: Vec<Box<str>>, declared: &Declared) -> Schema {
+        let types: Vec<FieldType> = match declared {
+            Declared::ByName(by_name) => names
+                .iter()
+                .map(|n| {
+                    by_name
+                        .get(n.as_ref())
+                        .copied()
+                        .unwrap_or(FieldType::String)
+                })
+                .collect(),
+            // Types without names follow the header's order; if the counts differ they
+            // describe another layout, and guessing would mistype columns.
+            Declared::ByPosition(types) if types.len() == names.len() => types.clone(),
+            Declared::ByPosition(types) => {
+                tracing::warn!(
+                    id = file_id,
+                    types = types.len(),
+                    columns = names.len(),
+                    "LogFileFieldTypes does not match the header; every column is read as text"
+                );
+                vec![FieldType::String; names.len()]
+            }
+        };
         let index = names
             .iter()
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
+            .collect();
+        let escaped = types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t == FieldType::EscapedString)
+            .map(|(i, _)| i)
             .collect();
         Schema {
             file_id: Box::from(file_id),
             names,
             types,
             index,
+            escaped,
         }
     }
 
@@ -464,7 +488,7 @@ impl Serialize for LogRecord {
 pub struct LogFileDecoder {
     id: String,
     reader: csv_core::Reader,
-    declared: HashMap<String, FieldType>,
+    declared: Declared,
     schema: Option<Arc<Schema>>,
     fields: Vec<u8>,
     ends: Vec<usize>,
@@ -476,6 +500,19 @@ pub struct LogFileDecoder {
 }
 
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Column types as `LogFileFieldNames`/`LogFileFieldTypes` declare them.
+enum Declared {
+    /// Names and types: matched to the header by name.
+    ByName(HashMap<String, FieldType>),
+    /// Types only (some query responses leave out `LogFileFieldNames`): in header order.
+    ByPosition(Vec<FieldType>),
+}
+
+/// The most fields a row may have. Salesforce's widest event types have about 130 columns; the
+/// bound keeps a hostile or broken file (a row of millions of empty fields, each one byte) from
+/// making the field index grow to many times the row's size.
+const MAX_FIELDS: usize = 4096;
 
 /// The longest row accepted. Real rows stay far below (a long SOQL query or Apex stack trace is
 /// kilobytes); without a bound, an unbalanced quote would make the rest of a file of hundreds
@@ -493,15 +530,21 @@ impl fmt::Debug for LogFileDecoder {
 
 impl LogFileDecoder {
     /// A decoder for the file `id`, typing columns by `LogFileFieldNames` / `LogFileFieldTypes`
-    /// when given (columns they do not list are strings).
+    /// when given (columns they do not list are strings). Types given without names apply to the
+    /// header's columns in order, when their counts agree.
     pub fn new(id: &str, field_names: Option<&str>, field_types: Option<&str>) -> Self {
         let declared = match (field_names, field_types) {
-            (Some(names), Some(types)) => names
-                .split(',')
-                .zip(types.split(','))
-                .map(|(n, t)| (n.trim().to_string(), FieldType::from_salesforce(t)))
-                .collect(),
-            _ => HashMap::new(),
+            (Some(names), Some(types)) => Declared::ByName(
+                names
+                    .split(',')
+                    .zip(types.split(','))
+                    .map(|(n, t)| (n.trim().to_string(), FieldType::from_salesforce(t)))
+                    .collect(),
+            ),
+            (None, Some(types)) => {
+                Declared::ByPosition(types.split(',').map(FieldType::from_salesforce).collect())
+            }
+            _ => Declared::ByName(HashMap::new()),
         };
         LogFileDecoder {
             id: id.to_string(),
@@ -586,7 +629,16 @@ impl LogFileDecoder {
                 }
                 ReadRecordResult::OutputEndsFull => {
                     let len = self.ends.len();
-                    self.ends.resize(len * 2, 0);
+                    if len >= MAX_FIELDS {
+                        return Err(self.error(
+                            self.record_line,
+                            format!(
+                                "a row has more than {MAX_FIELDS} fields; no event type has \
+                                 that many columns, so the file is damaged"
+                            ),
+                        ));
+                    }
+                    self.ends.resize((len * 2).min(MAX_FIELDS), 0);
                 }
                 ReadRecordResult::Record => {
                     let line = self.record_line;
@@ -678,6 +730,7 @@ impl LogFileDecoder {
                 } else {
                     lossy_keeping_ends(bytes, ends).1
                 };
+                let (text, ends) = unwrap_escaped(text, ends, &schema.escaped);
                 out.push(LogRecord {
                     schema: Arc::clone(schema),
                     text,
@@ -688,6 +741,40 @@ impl LogFileDecoder {
             }
         }
     }
+}
+
+/// Whether an `EscapedString` value carries Salesforce's extra pair of quotes: the CSV field
+/// `"""home"""` decodes to `"home"`, and `""""""` (an empty value) to `""`. Salesforce documents
+/// the third quotation mark as an aid for parsers, not as part of the data.
+fn has_escaping_artifact(value: &str) -> bool {
+    value.len() >= 2 && value.starts_with('"') && value.ends_with('"')
+}
+
+/// Removes the extra pair of quotes from the `escaped` columns; rows without any keep their
+/// text untouched (no copy).
+fn unwrap_escaped(text: String, ends: Vec<usize>, escaped: &[usize]) -> (String, Vec<usize>) {
+    let field = |i: usize| {
+        let start = if i == 0 { 0 } else { ends[i - 1] };
+        text.get(start..ends[i]).unwrap_or("")
+    };
+    if !escaped
+        .iter()
+        .any(|&i| i < ends.len() && has_escaping_artifact(field(i)))
+    {
+        return (text, ends);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut new_ends = Vec::with_capacity(ends.len());
+    let mut next_escaped = escaped.iter().peekable();
+    for i in 0..ends.len() {
+        let mut value = field(i);
+        if next_escaped.next_if_eq(&&i).is_some() && has_escaping_artifact(value) {
+            value = &value[1..value.len() - 1];
+        }
+        out.push_str(value);
+        new_ends.push(out.len());
+    }
+    (out, new_ends)
 }
 
 /// Lossy UTF-8 conversion field by field, recomputing the field ends.
