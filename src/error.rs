@@ -78,6 +78,16 @@ pub enum Error {
         /// `LogFileLength`.
         expected: u64,
     },
+    /// A log file's download ended abnormally inside this process (its task panicked or was
+    /// aborted) before the body was complete. The rows received are not a whole file.
+    #[error(
+        "the download of EventLogFile {id} ended abnormally before the whole file arrived \
+         (retryable: download the file again)"
+    )]
+    DownloadAborted {
+        /// The EventLogFile Id.
+        id: String,
+    },
     /// A log file's CSV could not be parsed.
     #[error("EventLogFile {id}, line {line}: {message}")]
     Csv {
@@ -126,7 +136,7 @@ impl Error {
             }
             Error::Api(e) => e.is_retryable(),
             Error::OAuth(e) => e.is_retryable(),
-            Error::TruncatedLogFile { .. } => true,
+            Error::TruncatedLogFile { .. } | Error::DownloadAborted { .. } => true,
             _ => false,
         }
     }

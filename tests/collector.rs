@@ -776,3 +776,60 @@ async fn two_collectors_cannot_write_one_output() {
     drop(first);
     NdjsonFileSink::open(&out, None).expect("free again once the first sink is gone");
 }
+
+/// A clock that panics at its next reading once armed (once): a download task that reads it
+/// dies the way a task with a bug in it would.
+#[derive(Debug, Clone)]
+struct PanicsWhenArmed {
+    inner: ManualClock,
+    armed: Arc<AtomicBool>,
+}
+
+impl salesforce_jwt::clock::Clock for PanicsWhenArmed {
+    fn now(&self) -> OffsetDateTime {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            panic!("a download task dies");
+        }
+        self.inner.now()
+    }
+    fn sleep(&self, duration: Duration) -> salesforce_jwt::clock::Sleep {
+        self.inner.sleep(duration)
+    }
+}
+
+#[tokio::test]
+async fn a_download_task_that_panics_is_retried_never_committed_as_a_short_file() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let armed = Arc::new(AtomicBool::new(false));
+    let clock = PanicsWhenArmed {
+        inner: org.clock.clone(),
+        armed: Arc::clone(&armed),
+    };
+    let client = JwtBearerClient::builder(org.client.config().clone())
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let mut collector = Collector::new(
+        client,
+        EventLogFileQuery::new(),
+        MemoryCheckpointStore::new(),
+        options(),
+    )
+    .unwrap();
+    let mut sink = Recorder::default();
+    let mut progress = |p: &Progress| {
+        // Right after the listing, before any download task runs: the first one to read the
+        // clock panics.
+        if p.files_done == 0 && p.current.is_none() {
+            armed.store(true, Ordering::SeqCst);
+        }
+    };
+    collector
+        .run_pass(&mut sink, &mut progress, &AtomicBool::new(false))
+        .await
+        .unwrap();
+    assert!(!armed.load(Ordering::SeqCst), "a download task panicked");
+    assert_eq!(sink.rollbacks, 1, "the dead download was rolled back");
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+}
