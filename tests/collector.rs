@@ -833,3 +833,19 @@ async fn a_download_task_that_panics_is_retried_never_committed_as_a_short_file(
     assert_eq!(sink.rollbacks, 1, "the dead download was rolled back");
     assert_exactly_once(&org.mock, &ids, &sink.committed);
 }
+
+/// The library needs no multi-thread runtime: a whole pass, with a file rolled back and every
+/// fsync of the output and the checkpoint, runs on a current-thread runtime.
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_pass_with_a_rollback_runs_on_a_current_thread_runtime() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    org.mock.inject(Fault::TruncatedBody);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let mut collector = org.collector(FileCheckpointStore::new(dir.path().join("state.json")));
+    let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(org.mock.pending_faults(), 0);
+    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+}

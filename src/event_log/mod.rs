@@ -19,13 +19,3 @@ pub use model::{EventLogFile, EventType, Interval, sf_datetime};
 pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
 pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
 pub use sink::{NdjsonFileSink, NdjsonRow, NdjsonSink, RecordSink};
-
-/// Runs blocking file work (fsync, a checkpoint write) from async code. On a multi-thread
-/// runtime the worker hands its other tasks (prefetching downloads, the HTTP/2 connection) to
-/// other threads first; elsewhere, where that is impossible, the work runs inline.
-pub(crate) fn blocking_io<R>(work: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}

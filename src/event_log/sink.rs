@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use crate::error::Error;
-use crate::event_log::blocking_io;
 use crate::event_log::model::{EventLogFile, sf_datetime};
 use crate::event_log::record::LogRecord;
 
@@ -228,15 +227,19 @@ impl NdjsonFileSink {
         &self.path
     }
 
-    fn cut_back(&mut self) -> Result<(), Error> {
-        let committed = self.committed;
-        let path = self.path.display().to_string();
-        // Discard buffered bytes by flushing them first: BufWriter cannot drop its buffer, and
-        // the truncation below removes them from the file anyway.
+    /// Empties the write buffer into the file, where a truncation can remove its bytes:
+    /// BufWriter cannot drop its buffer.
+    fn discard_buffer(&mut self) -> Result<(), Error> {
         self.ndjson
             .out
             .flush()
-            .map_err(|e| Error::io(format!("flushing {path}"), e))?;
+            .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))
+    }
+
+    fn cut_back(&mut self) -> Result<(), Error> {
+        let committed = self.committed;
+        let path = self.path.display().to_string();
+        self.discard_buffer()?;
         let file = self.ndjson.out.get_mut();
         file.set_len(committed)
             .map_err(|e| Error::io(format!("truncating {path}"), e))?;
@@ -261,7 +264,7 @@ impl RecordSink for NdjsonFileSink {
         self.ndjson.commit_file(file).await?;
         let path = self.path.display().to_string();
         let file = self.ndjson.out.get_mut();
-        blocking_io(|| file.sync_data()).map_err(|e| Error::io(format!("syncing {path}"), e))?;
+        on_blocking_thread(file, &path, |f| f.sync_data()).await?;
         self.committed = file
             .stream_position()
             .map_err(|e| Error::io(format!("reading the position in {path}"), e))?;
@@ -273,6 +276,33 @@ impl RecordSink for NdjsonFileSink {
     }
 
     async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
-        blocking_io(|| self.cut_back())
+        self.discard_buffer()?;
+        let committed = self.committed;
+        let path = self.path.display().to_string();
+        let file = self.ndjson.out.get_mut();
+        on_blocking_thread(file, &path, move |f| {
+            f.set_len(committed)?;
+            f.sync_all()
+        })
+        .await?;
+        file.seek(SeekFrom::Start(committed))
+            .map_err(|e| Error::io(format!("seeking in {path}"), e))?;
+        Ok(())
     }
+}
+
+/// Runs `work` (an fsync, a truncation) on a duplicate handle of `file` on tokio's blocking
+/// threads, so that a slow disk does not stall the runtime thread, whatever its flavour.
+async fn on_blocking_thread(
+    file: &File,
+    path: &str,
+    work: impl FnOnce(&File) -> std::io::Result<()> + Send + 'static,
+) -> Result<(), Error> {
+    let handle = file
+        .try_clone()
+        .map_err(|e| Error::io(format!("duplicating the handle of {path}"), e))?;
+    tokio::task::spawn_blocking(move || work(&handle))
+        .await
+        .map_err(|e| Error::Internal(format!("syncing {path}: the blocking task failed: {e}")))?
+        .map_err(|e| Error::io(format!("syncing {path}"), e))
 }
