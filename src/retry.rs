@@ -77,6 +77,16 @@ pub(crate) fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
+/// Full-jitter backoff: uniform in [0, d] with d = initial * 2^(n-1), capped. For retries that
+/// may run many times in a row (a log file's downloads), where spreading them out matters more
+/// than a guaranteed minimum wait.
+pub(crate) fn full_jitter_backoff(policy: RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    exp.min(policy.max_backoff).mul_f64(fastrand::f64())
+}
+
 /// Parses `Retry-After`: delta-seconds, or an HTTP date.
 pub(crate) fn parse_retry_after(value: &str, now: time::OffsetDateTime) -> Option<Duration> {
     let value = value.trim();

@@ -31,6 +31,15 @@ struct Org {
 }
 
 async fn org() -> Org {
+    org_with(RetryPolicy {
+        max_attempts: 4,
+        ..RetryPolicy::default()
+    })
+    .await
+}
+
+/// An org whose client retries requests with `retry_policy`.
+async fn org_with(retry_policy: RetryPolicy) -> Org {
     let clock = ManualClock::new(now());
     let mock = MockOrg::builder()
         .clock(Arc::new(clock.clone()))
@@ -44,10 +53,7 @@ async fn org() -> Org {
         .client_id(mock.client_id())
         .instance_url(mock.instance_url())
         .token_url(mock.token_url())
-        .retry_policy(RetryPolicy {
-            max_attempts: 4,
-            ..RetryPolicy::default()
-        })
+        .retry_policy(retry_policy)
         .build()
         .unwrap();
     let client = JwtBearerClient::builder(config)
@@ -848,4 +854,90 @@ async fn a_full_pass_with_a_rollback_runs_on_a_current_thread_runtime() {
     pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(org.mock.pending_faults(), 0);
     assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+}
+
+/// The file of `ids` downloaded first in a pass (the oldest).
+fn first_file(org: &Org) -> String {
+    let mut files = org.mock.files();
+    files.sort_by(|a, b| (a.created_date, &a.id).cmp(&(b.created_date, &b.id)));
+    files[0].id.clone()
+}
+
+fn on_file(id: &str, fault: Fault) -> Fault {
+    Fault::OnFile {
+        id: id.to_string(),
+        fault: Box::new(fault),
+    }
+}
+
+#[tokio::test]
+async fn one_file_failing_six_times_in_a_row_is_ridden_out_with_capped_full_jitter() {
+    // No retries inside a request: every cut-off body and every 503 costs the file an attempt.
+    let policy = RetryPolicy {
+        max_attempts: 1,
+        initial_backoff: Duration::from_millis(400),
+        max_backoff: Duration::from_secs(2),
+        ..RetryPolicy::default()
+    };
+    let org = org_with(policy).await;
+    let ids = add_files(&org.mock);
+    let victim = first_file(&org);
+    for _ in 0..4 {
+        org.mock.inject(on_file(&victim, Fault::TruncatedBody));
+    }
+    for _ in 0..2 {
+        org.mock.inject(on_file(
+            &victim,
+            Fault::ServiceUnavailable {
+                target: FaultTarget::Download,
+                retry_after_secs: None,
+            },
+        ));
+    }
+    let mut collector = org.collector(MemoryCheckpointStore::new());
+    let mut sink = Recorder::default();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(org.mock.pending_faults(), 0, "all six failures fired");
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    assert_eq!(org.mock.received().downloads, ids.len() as u64 + 6);
+    let slept = org.clock.slept();
+    assert_eq!(slept.len(), 6, "{slept:?}");
+    for (n, delay) in slept.iter().enumerate() {
+        let ceiling = (policy.initial_backoff * (1 << n)).min(policy.max_backoff);
+        assert!(*delay <= ceiling, "backoff {n}: {delay:?} > {ceiling:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_file_retry_waits_the_retry_after_the_server_asked_for() {
+    let org = org_with(RetryPolicy::none()).await;
+    let ids = add_files(&org.mock);
+    let victim = first_file(&org);
+    org.mock.inject(on_file(
+        &victim,
+        Fault::ServiceUnavailable {
+            target: FaultTarget::Download,
+            retry_after_secs: Some(7),
+        },
+    ));
+    let mut collector = org.collector(MemoryCheckpointStore::new());
+    let mut sink = Recorder::default();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    assert_eq!(org.clock.slept(), vec![Duration::from_secs(7)]);
+}
+
+#[tokio::test]
+async fn an_error_no_retry_can_fix_ends_the_file_attempts_at_once() {
+    let org = org().await;
+    add_files(&org.mock);
+    let bad = add_malformed_file(&org.mock);
+    let mut collector = org.collector(MemoryCheckpointStore::new());
+    let before = org.mock.received().downloads;
+    let err = pass(&mut collector, &mut Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Csv { ref id, .. } if *id == bad), "{err:?}");
+    assert!(org.clock.slept().is_empty(), "no backoff for a malformed file");
+    assert!(org.mock.received().downloads - before <= org.mock.files().len() as u64);
 }

@@ -20,7 +20,7 @@ use crate::event_log::model::EventLogFile;
 use crate::event_log::query::{Cursor, EventLogFileQuery};
 use crate::event_log::record::LogRecord;
 use crate::event_log::sink::RecordSink;
-use crate::retry::backoff;
+use crate::retry::full_jitter_backoff;
 
 /// Tuning for a [`Collector`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,12 @@ pub struct CollectorOptions {
     pub since: Duration,
     /// Files downloaded at once (default 4).
     pub concurrency: usize,
-    /// Attempts per file when its download fails in a retryable way (default 3).
+    /// Attempts per file when its download fails in a retryable way (default 8, so a burst of
+    /// seven failures of one file in a row, each cut off or refused with 503, is ridden out).
+    /// Between attempts the collector waits the `Retry-After` the error carried, else a
+    /// full-jitter exponential backoff from the client's
+    /// [`RetryPolicy`](crate::RetryPolicy) (`initial_backoff` doubling up to `max_backoff`). An
+    /// error no retry can fix ends the attempts at once.
     pub max_file_attempts: u32,
     /// What to do with a file that cannot be collected for reasons of its own (a malformed
     /// row, a body that stays shorter than `LogFileLength`, a file that is gone): `false` (the
@@ -50,7 +55,7 @@ impl Default for CollectorOptions {
             lookback: Duration::from_secs(3 * 24 * 3600),
             since: Duration::from_secs(24 * 3600),
             concurrency: 4,
-            max_file_attempts: 3,
+            max_file_attempts: 8,
             skip_failed_files: false,
         }
     }
@@ -297,8 +302,15 @@ impl<S: CheckpointStore> Collector<S> {
         if !error.is_retryable() || attempt >= self.options.max_file_attempts {
             return false;
         }
-        let delay = backoff(self.client.config().retry_policy(), attempt);
-        tracing::warn!(id = %file.id, attempt, error = %error, "log file failed; downloading it again");
+        let policy = self.client.config().retry_policy();
+        let delay = match error.retry_after() {
+            // The server said when; a Retry-After beyond the policy's whole time budget means
+            // the outage outlasts this pass, and the caller's schedule decides.
+            Some(asked) if asked > policy.max_elapsed => return false,
+            Some(asked) => asked,
+            None => full_jitter_backoff(policy, attempt),
+        };
+        tracing::warn!(id = %file.id, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), error = %error, "log file failed; downloading it again");
         self.client.clock().sleep(delay).await;
         true
     }
