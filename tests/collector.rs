@@ -529,10 +529,15 @@ async fn checkpoints_are_replaced_atomically_and_round_trip() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
+    let mut leftovers: Vec<_> = leftovers.into_iter().collect();
+    leftovers.sort();
     assert_eq!(
         leftovers,
-        vec![std::ffi::OsString::from("state.json")],
-        "no temp file left"
+        vec![
+            std::ffi::OsString::from("state.json"),
+            std::ffi::OsString::from("state.json.lock")
+        ],
+        "no temp file left, only the checkpoint and its lock"
     );
 }
 
@@ -940,4 +945,41 @@ async fn an_error_no_retry_can_fix_ends_the_file_attempts_at_once() {
     assert!(matches!(err, Error::Csv { ref id, .. } if *id == bad), "{err:?}");
     assert!(org.clock.slept().is_empty(), "no backoff for a malformed file");
     assert!(org.mock.received().downloads - before <= org.mock.files().len() as u64);
+}
+
+#[tokio::test]
+async fn two_collectors_cannot_share_one_checkpoint() {
+    let org = org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let first = org.collector(FileCheckpointStore::new(&state));
+    let err = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        FileCheckpointStore::new(&state),
+        options(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("in use by another collector") && text.contains("state.json.lock"),
+        "{text}"
+    );
+    // Reading it is fine while it is in use.
+    assert!(FileCheckpointStore::new(&state).load().unwrap().is_some());
+    drop(first);
+    org.collector(FileCheckpointStore::new(&state));
+}
+
+#[tokio::test]
+async fn whatever_sits_at_the_old_fixed_temp_name_never_blocks_a_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    // A crashed save's leftover that cannot even be replaced.
+    std::fs::create_dir(dir.path().join("state.json.tmp")).unwrap();
+    let mut store = FileCheckpointStore::new(&state);
+    let checkpoint = salesforce_jwt::event_log::Checkpoint::new(now());
+    store.save(&checkpoint).unwrap();
+    assert_eq!(store.load().unwrap(), Some(checkpoint));
 }

@@ -95,6 +95,14 @@ pub struct SkippedFile {
 /// `save` must be atomic: after a crash, `load` returns either the previous checkpoint or the
 /// new one, never a mix.
 pub trait CheckpointStore: Send {
+    /// Takes exclusive use of the checkpoint for as long as this store lives, or fails at once
+    /// if another collector has it: two collectors moving one checkpoint would each deliver
+    /// what the other already did. [`Collector::new`](crate::event_log::Collector::new) calls
+    /// it before `load`. The default does nothing (a store that cannot be shared, or is
+    /// guarded elsewhere).
+    fn acquire(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
     /// The saved checkpoint, `None` when there is none yet. A checkpoint that exists but cannot
     /// be read is an error, never `None`: starting over would deliver everything again.
     fn load(&self) -> Result<Option<Checkpoint>, Error>;
@@ -102,17 +110,27 @@ pub trait CheckpointStore: Send {
     fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error>;
 }
 
-/// A checkpoint in a JSON file, replaced atomically: written to a temporary file beside it,
-/// fsynced, renamed over it, and the directory fsynced.
+/// A checkpoint in a JSON file, replaced atomically: written to a uniquely named temporary file
+/// beside it, fsynced, renamed over it, and the directory fsynced.
+///
+/// While a collector uses it, the store holds an exclusive lock on `PATH.lock` (a file beside
+/// the checkpoint, left in place: removing it would let two processes lock different files of
+/// the same name), so a second collector on the same checkpoint fails at once. Reading with
+/// [`load`](CheckpointStore::load) needs no lock.
 #[derive(Debug, Clone)]
 pub struct FileCheckpointStore {
     path: PathBuf,
+    /// The locked `PATH.lock`, once acquired; clones share it.
+    lock: Option<Arc<fs::File>>,
 }
 
 impl FileCheckpointStore {
     /// A store at `path` (created on the first save).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileCheckpointStore { path: path.into() }
+        FileCheckpointStore {
+            path: path.into(),
+            lock: None,
+        }
     }
 
     /// The checkpoint's path.
@@ -126,9 +144,58 @@ impl FileCheckpointStore {
             message,
         }
     }
+
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// `PATH.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_os_string();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
 }
 
 impl CheckpointStore for FileCheckpointStore {
+    fn acquire(&mut self) -> Result<(), Error> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let lock_path = self.lock_path();
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                self.error(format!(
+                    "cannot open its lock file {} ({e}); check that its directory exists and \
+                     is writable",
+                    lock_path.display()
+                ))
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(self.error(format!(
+                    "is in use by another collector (it holds {}). Run one collector per \
+                     checkpoint, or give this one its own --state",
+                    lock_path.display()
+                )));
+            }
+            // Some network filesystems have no locks; collecting matters more than the guard.
+            Err(fs::TryLockError::Error(e)) => {
+                tracing::warn!(path = %lock_path.display(), error = %e, "cannot lock the checkpoint; make sure only one collector uses it");
+            }
+        }
+        self.lock = Some(Arc::new(file));
+        Ok(())
+    }
+
     fn load(&self) -> Result<Option<Checkpoint>, Error> {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
@@ -154,27 +221,58 @@ impl CheckpointStore for FileCheckpointStore {
     }
 
     fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        self.acquire()?;
         let json = serde_json::to_vec_pretty(checkpoint)
             .map_err(|e| self.error(format!("cannot be encoded ({e})")))?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
+        let dir = self.dir();
+        // A unique name: a leftover of a crashed save, or anything else that happens to sit at
+        // a fixed name, can never block or corrupt this one.
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(self.path.file_name().unwrap_or_default());
+        tmp_name.push(format!(
+            ".{}.{:016x}.tmp",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
         let tmp = dir.join(tmp_name);
         let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&tmp)?;
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             file.write_all(&json)?;
             file.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            // The rename is durable only once the directory entry is.
-            if let Ok(d) = fs::File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
+            fs::rename(&tmp, &self.path)
         };
-        write().map_err(|e| self.error(format!("cannot be written ({e})")))
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.error(format!(
+                "cannot be written ({e}); check the space and permissions of {}",
+                dir.display()
+            )));
+        }
+        // The rename is durable only once the directory entry is.
+        sync_dir(&dir).map_err(|e| {
+            self.error(format!(
+                "was written but its directory {} cannot be synced ({e}); the new checkpoint \
+                 may not survive a power loss",
+                dir.display()
+            ))
+        })
+    }
+}
+
+/// Makes a directory's entries (a rename, a new file) durable. Only Unix can open a directory
+/// for that; elsewhere the filesystem keeps entries durable itself (NTFS journals them).
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
     }
 }
 
@@ -212,6 +310,10 @@ impl CheckpointStore for MemoryCheckpointStore {
 }
 
 impl<T: CheckpointStore + ?Sized> CheckpointStore for Box<T> {
+    fn acquire(&mut self) -> Result<(), Error> {
+        (**self).acquire()
+    }
+
     fn load(&self) -> Result<Option<Checkpoint>, Error> {
         (**self).load()
     }

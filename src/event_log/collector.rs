@@ -154,6 +154,7 @@ impl<S: CheckpointStore> Collector<S> {
                 "collector concurrency and max_file_attempts must be at least 1".into(),
             ));
         }
+        store.acquire()?;
         let checkpoint = match store.load()? {
             Some(c) => c,
             None => {

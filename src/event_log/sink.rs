@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use crate::error::Error;
+use crate::event_log::checkpoint::sync_dir;
 use crate::event_log::model::{EventLogFile, sf_datetime};
 use crate::event_log::record::LogRecord;
 
@@ -166,13 +167,37 @@ impl NdjsonFileSink {
     pub fn open(path: impl AsRef<Path>, committed: Option<u64>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let context = |what: &str| format!("{what} the output file {}", path.display());
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
+        let (file, created) = match OpenOptions::new()
+            .create_new(true)
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|e| Error::io(context("opening"), e))?;
+        {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(context("opening"), e))?;
+                (file, false)
+            }
+            Err(e) => return Err(Error::io(context("creating"), e)),
+        };
+        if created {
+            // A new file's rows are durable only once its directory entry is: without this a
+            // power loss could take the whole file after its rows were confirmed.
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            sync_dir(&dir).map_err(|e| {
+                Error::io(
+                    format!("syncing the directory {} of the new output file", dir.display()),
+                    e,
+                )
+            })?;
+        }
         match file.try_lock() {
             Ok(()) => {}
             // Two collectors appending to one output would interleave and cut back each
