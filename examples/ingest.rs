@@ -249,7 +249,7 @@ async fn run(options: Options) -> Result<Ended, Error> {
     });
     match &options.out {
         Some(path) => {
-            let mut sink = NdjsonFileSink::open(path, collector.checkpoint().sink_position)?;
+            let mut sink = NdjsonFileSink::resume(path, collector.checkpoint())?;
             passes(&mut collector, &mut sink, &options, &stop).await
         }
         None => {

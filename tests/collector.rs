@@ -10,8 +10,9 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use salesforce_jwt::clock::ManualClock;
 use salesforce_jwt::event_log::{
-    CheckpointStore, Collector, CollectorOptions, EventLogFile, EventLogFileQuery,
-    FileCheckpointStore, LogRecord, MemoryCheckpointStore, NdjsonFileSink, Progress, RecordSink,
+    Checkpoint, CheckpointStore, Collector, CollectorOptions, EventLogFile, EventLogFileQuery,
+    EventLogFileState, EventType, FileCheckpointStore, IntervalFilter, LogRecord,
+    MemoryCheckpointStore, NdjsonFileSink, Progress, RecordSink,
 };
 use salesforce_jwt::mock::{
     DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, Interval, MockLogFile, MockOrg,
@@ -190,6 +191,13 @@ fn assert_exactly_once(mock: &MockOrg, ids: &[String], delivered: &[(String, Str
     assert_eq!(unique.len(), delivered.len(), "a row was delivered twice");
 }
 
+/// The EventLogFile position for all event types (what the tests' collectors select).
+fn all_types(checkpoint: &Checkpoint) -> &EventLogFileState {
+    checkpoint
+        .event_log_file(None)
+        .expect("an all-types EventLogFile source")
+}
+
 async fn pass<S: CheckpointStore, K: RecordSink>(
     collector: &mut Collector<S>,
     sink: &mut K,
@@ -237,7 +245,7 @@ async fn files_added_later_and_late_hourly_files_are_delivered_once() {
     let mut collector = org.collector(store.clone());
     let mut sink = Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
-    let cursor = store.get().unwrap().cursor.unwrap();
+    let cursor = all_types(&store.get().unwrap()).cursor.clone().unwrap();
 
     // A newer file, and a late hourly file whose CreatedDate is *older* than the newest file
     // already collected (it became visible after the first pass): same LogDate, Sequence 2.
@@ -267,7 +275,14 @@ async fn files_added_later_and_late_hourly_files_are_delivered_once() {
     let third = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(third.files, 0);
     // The cursor never moves backwards for the late file.
-    assert!(store.get().unwrap().cursor.unwrap().created_date >= cursor.created_date);
+    assert!(
+        all_types(&store.get().unwrap())
+            .cursor
+            .clone()
+            .unwrap()
+            .created_date
+            >= cursor.created_date
+    );
 }
 
 async fn run_with_fault(fault: Fault) -> (Org, Recorder, Vec<String>) {
@@ -506,7 +521,7 @@ async fn a_corrupted_checkpoint_is_refused_with_a_clear_error() {
         );
     }
     // Another format version is refused too, not misread.
-    let mut checkpoint = salesforce_jwt::event_log::Checkpoint::new(now());
+    let mut checkpoint = salesforce_jwt::event_log::Checkpoint::new();
     checkpoint.version = 99;
     std::fs::write(&state, serde_json::to_vec(&checkpoint).unwrap()).unwrap();
     let err = FileCheckpointStore::new(&state).load().unwrap_err();
@@ -563,7 +578,8 @@ async fn completed_files_leave_the_checkpoint_once_outside_the_lookback() {
     pass(&mut collector, &mut Recorder::default())
         .await
         .unwrap();
-    let checkpoint = store.get().unwrap();
+    let whole = store.get().unwrap();
+    let checkpoint = all_types(&whole);
     let horizon = checkpoint.cursor.as_ref().unwrap().created_date - time::Duration::hours(1);
     assert!(!checkpoint.completed.is_empty());
     assert!(
@@ -572,7 +588,7 @@ async fn completed_files_leave_the_checkpoint_once_outside_the_lookback() {
             .values()
             .all(|f| f.created_date >= horizon)
     );
-    assert!(checkpoint.files_delivered as usize > checkpoint.completed.len());
+    assert!(whole.files_delivered as usize > checkpoint.completed.len());
     // The pass query starts at the window.
     assert!(collector.pass_query().to_soql().contains(&format!(
         "CreatedDate >= {}",
@@ -602,7 +618,7 @@ async fn a_first_run_takes_whole_days_so_yesterdays_daily_file_is_not_lost() {
     };
     let mut collector = org.collector_with(store.clone(), one_day);
     // The fresh checkpoint is saved before anything is delivered.
-    assert_eq!(store.get().unwrap().log_date_floor, day_before);
+    assert_eq!(all_types(&store.get().unwrap()).log_date_floor, day_before);
     let mut sink = Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(sink.commits, vec![id]);
@@ -621,7 +637,7 @@ async fn growing_the_lookback_between_runs_delivers_nothing_twice() {
     let mut first = org.collector_with(store.clone(), short);
     pass(&mut first, &mut sink).await.unwrap();
     // Pruned down to the short window...
-    assert!(store.get().unwrap().completed.len() < ids.len());
+    assert!(all_types(&store.get().unwrap()).completed.len() < ids.len());
     // ...and a restart with a three-day lookback must not see the pruned files as new.
     let mut second = org.collector(store.clone());
     let again = pass(&mut second, &mut sink).await.unwrap();
@@ -942,8 +958,14 @@ async fn an_error_no_retry_can_fix_ends_the_file_attempts_at_once() {
     let err = pass(&mut collector, &mut Recorder::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Csv { ref id, .. } if *id == bad), "{err:?}");
-    assert!(org.clock.slept().is_empty(), "no backoff for a malformed file");
+    assert!(
+        matches!(err, Error::Csv { ref id, .. } if *id == bad),
+        "{err:?}"
+    );
+    assert!(
+        org.clock.slept().is_empty(),
+        "no backoff for a malformed file"
+    );
     assert!(org.mock.received().downloads - before <= org.mock.files().len() as u64);
 }
 
@@ -979,7 +1001,189 @@ async fn whatever_sits_at_the_old_fixed_temp_name_never_blocks_a_save() {
     // A crashed save's leftover that cannot even be replaced.
     std::fs::create_dir(dir.path().join("state.json.tmp")).unwrap();
     let mut store = FileCheckpointStore::new(&state);
-    let checkpoint = salesforce_jwt::event_log::Checkpoint::new(now());
+    let checkpoint = salesforce_jwt::event_log::Checkpoint::new();
     store.save(&checkpoint).unwrap();
     assert_eq!(store.load().unwrap(), Some(checkpoint));
+}
+
+fn collector_for<S: CheckpointStore>(
+    org: &Org,
+    store: S,
+    types: &[&str],
+    options: CollectorOptions,
+) -> Result<Collector<S>, Error> {
+    Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new().event_types(types.iter().map(|t| EventType::from(*t))),
+        store,
+        options,
+    )
+}
+
+fn ids_of_type(org: &Org, event_type: &str) -> Vec<String> {
+    org.mock
+        .files()
+        .into_iter()
+        .filter(|f| f.event_type == event_type)
+        .map(|f| f.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn adding_an_event_type_starts_it_from_since_and_removing_one_keeps_its_position() {
+    let org = org().await;
+    add_files(&org.mock);
+    let store = MemoryCheckpointStore::new();
+    // A short lookback: the API files are older than Login's window, so one cursor for the
+    // selection would skip them.
+    let short = CollectorOptions {
+        lookback: Duration::from_secs(3600),
+        ..options()
+    };
+    let mut sink = Recorder::default();
+    let mut login = collector_for(&org, store.clone(), &["Login"], short).unwrap();
+    pass(&mut login, &mut sink).await.unwrap();
+    drop(login);
+    let logins = ids_of_type(&org, "Login");
+    assert_eq!(sink.commits, logins);
+
+    let mut both = collector_for(&org, store.clone(), &["Login", "API"], short).unwrap();
+    let summary = pass(&mut both, &mut sink).await.unwrap();
+    let apis = ids_of_type(&org, "API");
+    assert_eq!(
+        summary.files,
+        apis.len(),
+        "every API file, no Login file again"
+    );
+    assert_eq!(sink.commits[logins.len()..], apis[..]);
+    drop(both);
+
+    // API removed, then a new API file, then API back: nothing lost, nothing twice.
+    let mut login = collector_for(&org, store.clone(), &["Login"], short).unwrap();
+    assert_eq!(pass(&mut login, &mut sink).await.unwrap().files, 0);
+    drop(login);
+    org.clock.advance(Duration::from_secs(3600));
+    let late_api = org.mock.add_file(MockLogFile::generated(
+        "API",
+        Interval::Hourly,
+        datetime!(2025-06-10 07:00 UTC),
+        1,
+        datetime!(2025-06-10 12:30 UTC),
+        3,
+        4242,
+    ));
+    let mut both = collector_for(&org, store.clone(), &["API", "Login"], short).unwrap();
+    pass(&mut both, &mut sink).await.unwrap();
+    assert_eq!(sink.commits.last(), Some(&late_api));
+    let mut all: Vec<String> = logins.iter().chain(&apis).cloned().collect();
+    all.push(late_api);
+    assert_exactly_once(&org.mock, &all, &sink.committed);
+    let checkpoint = store.get().unwrap();
+    assert!(checkpoint.event_log_file(Some("Login")).is_some());
+    assert!(checkpoint.event_log_file(Some("API")).is_some());
+}
+
+#[tokio::test]
+async fn a_selection_that_would_skip_or_repeat_files_is_refused_with_what_to_do() {
+    let org = org().await;
+    add_files(&org.mock);
+    let store = MemoryCheckpointStore::new();
+    let mut login = collector_for(&org, store.clone(), &["Login"], options()).unwrap();
+    pass(&mut login, &mut Recorder::default()).await.unwrap();
+    drop(login);
+    // Another interval: the hourly files it adds lie before the position.
+    let err = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new()
+            .event_types([EventType::Login])
+            .interval(IntervalFilter::Daily),
+        store.clone(),
+        options(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("interval"), "{err}");
+    // All types after collecting them one by one: Login would come again.
+    let err = collector_for(&org, store.clone(), &[], options()).unwrap_err();
+    assert!(
+        err.to_string().contains("--event-type") && err.to_string().contains("Login"),
+        "{err}"
+    );
+}
+
+/// The version-1 format, as the previous release wrote it.
+fn as_version_1(checkpoint: &Checkpoint) -> serde_json::Value {
+    let state = all_types(checkpoint);
+    serde_json::json!({
+        "version": 1,
+        "log_date_floor": state.log_date_floor.format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "cursor": state.cursor,
+        "completed": state.completed,
+        "window_start": state.window_start.map(|t| t.format(&time::format_description::well_known::Rfc3339).unwrap()),
+        "skipped": checkpoint.skipped,
+        "sink_position": checkpoint.sink_position,
+        "files_delivered": checkpoint.files_delivered,
+        "rows_delivered": checkpoint.rows_delivered,
+    })
+}
+
+#[tokio::test]
+async fn a_version_1_checkpoint_is_migrated_and_goes_on_where_it_was() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut sink = Recorder::default();
+    {
+        let mut collector = org.collector(MemoryCheckpointStore::new());
+        pass(&mut collector, &mut sink).await.unwrap();
+        std::fs::write(
+            &state,
+            serde_json::to_vec(&as_version_1(collector.checkpoint())).unwrap(),
+        )
+        .unwrap();
+    }
+    let loaded = FileCheckpointStore::new(&state).load().unwrap().unwrap();
+    assert_eq!(
+        loaded.version,
+        salesforce_jwt::event_log::CHECKPOINT_VERSION
+    );
+    assert!(
+        loaded
+            .sources
+            .contains_key(salesforce_jwt::event_log::MIGRATED_V1_SOURCE)
+    );
+    let mut collector = org.collector(FileCheckpointStore::new(&state));
+    assert_eq!(pass(&mut collector, &mut sink).await.unwrap().files, 0);
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    let saved = FileCheckpointStore::new(&state).load().unwrap().unwrap();
+    assert_eq!(saved.sources.len(), 1, "{:?}", saved.sources.keys());
+    assert_eq!(saved.files_delivered as usize, ids.len());
+}
+
+#[tokio::test]
+async fn a_checkpoint_of_another_output_never_touches_it() {
+    let org = org().await;
+    add_files(&org.mock);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut collector = org.collector(FileCheckpointStore::new(&state));
+    let mut sink =
+        NdjsonFileSink::resume(dir.path().join("a.ndjson"), collector.checkpoint()).unwrap();
+    pass(&mut collector, &mut sink).await.unwrap();
+    drop(sink);
+    // Someone else's file, longer than the checkpoint's position.
+    let other = dir.path().join("b.ndjson");
+    let precious = "{\"keep\":true}\n".repeat(100_000);
+    std::fs::write(&other, &precious).unwrap();
+    let err = NdjsonFileSink::resume(&other, collector.checkpoint()).unwrap_err();
+    assert!(
+        err.to_string().contains("belongs to another output")
+            && err.to_string().contains("a.ndjson"),
+        "{err}"
+    );
+    // A sink opened without the check is refused by the pass, before any write.
+    let mut unchecked = NdjsonFileSink::open(&other, None).unwrap();
+    let err = pass(&mut collector, &mut unchecked).await.unwrap_err();
+    assert!(err.to_string().contains("belongs to the output"), "{err}");
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), precious);
 }

@@ -126,7 +126,11 @@ fn demo_mode_rides_out_a_burst_of_faults_on_one_file_with_every_row_once() {
             "each cut-off body cost the file one attempt: {stderr}"
         );
         let unique: std::collections::HashSet<&str> = faulted.lines().collect();
-        assert_eq!(unique.len(), faulted.lines().count(), "a row was delivered twice");
+        assert_eq!(
+            unique.len(),
+            faulted.lines().count(),
+            "a row was delivered twice"
+        );
         if faulted == clean {
             return;
         }
@@ -136,6 +140,39 @@ fn demo_mode_rides_out_a_burst_of_faults_on_one_file_with_every_row_once() {
         std::fs::remove_file(dir.path().join("clean.ndjson.checkpoint.json")).unwrap();
     }
     panic!("the faulted run's rows differ from a clean run's");
+}
+
+#[test]
+fn a_state_reused_with_another_output_is_refused_and_that_file_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("shared.checkpoint.json");
+    let run = |out: &std::path::Path| {
+        demo_command()
+            .arg("--out")
+            .arg(out)
+            .arg("--state")
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+    let first = run(&dir.path().join("a.ndjson"));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // Another file, longer than the checkpoint's position: cutting it back would destroy it.
+    let other = dir.path().join("b.ndjson");
+    let precious = "{\"keep\":true}\n".repeat(100_000);
+    std::fs::write(&other, &precious).unwrap();
+    let second = run(&other);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        stderr.contains("belongs to another output") && stderr.contains("a.ndjson"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), precious);
 }
 
 #[test]

@@ -15,9 +15,12 @@ use time::OffsetDateTime;
 
 use crate::client::JwtBearerClient;
 use crate::error::Error;
-use crate::event_log::checkpoint::{Checkpoint, CheckpointStore, CompletedFile, SkippedFile};
+use crate::event_log::checkpoint::{
+    Checkpoint, CheckpointStore, CompletedFile, EventLogFileState, MIGRATED_V1_SOURCE, SkippedFile,
+    SourceState,
+};
 use crate::event_log::model::EventLogFile;
-use crate::event_log::query::{Cursor, EventLogFileQuery};
+use crate::event_log::query::{Cursor, EventLogFileQuery, IntervalFilter};
 use crate::event_log::record::LogRecord;
 use crate::event_log::sink::RecordSink;
 use crate::retry::full_jitter_backoff;
@@ -123,7 +126,7 @@ pub struct PassSummary {
 /// let query = EventLogFileQuery::new().event_types([EventType::Login, EventType::Logout]);
 /// let store = FileCheckpointStore::new("collector.checkpoint.json");
 /// let mut collector = Collector::new(client, query, store, CollectorOptions::default())?;
-/// let mut sink = NdjsonFileSink::open("events.ndjson", collector.checkpoint().sink_position)?;
+/// let mut sink = NdjsonFileSink::resume("events.ndjson", collector.checkpoint())?;
 /// let summary = collector
 ///     .run_pass(&mut sink, &mut |_progress| {}, &AtomicBool::new(false))
 ///     .await?;
@@ -137,12 +140,19 @@ pub struct Collector<S: CheckpointStore> {
     store: S,
     checkpoint: Checkpoint,
     options: CollectorOptions,
+    /// The selected event types, as given (empty: all types, one source).
+    event_types: Vec<String>,
 }
 
 impl<S: CheckpointStore> Collector<S> {
-    /// Loads the checkpoint from `store` (a new one starts `options.since` ago). `template`
-    /// chooses event types and interval; its date filters and cursor are replaced by the
-    /// collector's own.
+    /// Loads the checkpoint from `store` (a new one is created). `template` chooses event types
+    /// and interval; its date filters and cursor are replaced by the collector's own.
+    ///
+    /// Each selected event type keeps its own position in the checkpoint (see
+    /// [`Checkpoint`]): a type the checkpoint does not know yet starts `options.since` ago,
+    /// the others go on where they were, and types no longer selected keep their positions.
+    /// Refused, with what to do: another interval than the checkpoint's, and all event types
+    /// with a checkpoint that collected them one by one (their rows would be delivered again).
     pub fn new(
         client: JwtBearerClient,
         template: EventLogFileQuery,
@@ -155,19 +165,32 @@ impl<S: CheckpointStore> Collector<S> {
             ));
         }
         store.acquire()?;
-        let checkpoint = match store.load()? {
-            Some(c) => c,
-            None => {
-                // Whole UTC days: a first run at 14:23 with `since` 1d must still take
-                // yesterday's daily file, whose LogDate is midnight.
-                let start = earlier(client.clock().now(), options.since, "since")?;
-                let fresh = Checkpoint::new(start.replace_time(time::Time::MIDNIGHT));
-                // Saved before anything is delivered, so that a crash in the first file
-                // restarts over the same window.
-                store.save(&fresh)?;
-                fresh
+        let loaded = store.load()?;
+        let mut checkpoint = loaded.clone().unwrap_or_default();
+        let mut event_types: Vec<String> = Vec::new();
+        for t in template.selected_event_types() {
+            if !event_types
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(t.as_str()))
+            {
+                event_types.push(t.as_str().to_string());
             }
-        };
+        }
+        // Whole UTC days: a first run at 14:23 with `since` 1d must still take yesterday's
+        // daily file, whose LogDate is midnight.
+        let floor = earlier(client.clock().now(), options.since, "since")?
+            .replace_time(time::Time::MIDNIGHT);
+        adopt_sources(
+            &mut checkpoint,
+            &event_types,
+            template.selected_interval(),
+            floor,
+        )?;
+        if loaded.as_ref() != Some(&checkpoint) {
+            // Saved before anything is delivered, so that a crash in the first file restarts
+            // over the same window.
+            store.save(&checkpoint)?;
+        }
         let template = EventLogFileQuery::new()
             .event_types(template.selected_event_types().iter().cloned())
             .interval(template.selected_interval());
@@ -177,6 +200,7 @@ impl<S: CheckpointStore> Collector<S> {
             store,
             checkpoint,
             options,
+            event_types,
         })
     }
 
@@ -185,30 +209,73 @@ impl<S: CheckpointStore> Collector<S> {
         &self.checkpoint
     }
 
-    /// The query the next pass sends.
+    /// The keys of the selected sources.
+    fn selected_keys(&self) -> Vec<String> {
+        if self.event_types.is_empty() {
+            vec![Checkpoint::event_log_file_key(None)]
+        } else {
+            self.event_types
+                .iter()
+                .map(|t| Checkpoint::event_log_file_key(Some(t)))
+                .collect()
+        }
+    }
+
+    /// The key of the source `file` belongs to, if it is selected.
+    fn key_of(&self, file: &EventLogFile) -> Option<String> {
+        if self.event_types.is_empty() {
+            return Some(Checkpoint::event_log_file_key(None));
+        }
+        let found = self
+            .event_types
+            .iter()
+            .find(|t| t.eq_ignore_ascii_case(file.event_type.as_str()))?;
+        Some(Checkpoint::event_log_file_key(Some(found)))
+    }
+
+    fn state(&self, key: &str) -> Option<&EventLogFileState> {
+        match self.checkpoint.sources.get(key)? {
+            SourceState::EventLogFile(state) => Some(state),
+        }
+    }
+
+    /// The query the next pass sends: one for the whole selection, from the lowest position
+    /// among the selected event types (each file is then checked against its own type's).
     pub fn pass_query(&self) -> EventLogFileQuery {
-        let query = self
-            .template
-            .clone()
-            .log_date_from(self.checkpoint.log_date_floor);
-        match &self.checkpoint.cursor {
-            Some(cursor) => query.created_date_from(self.window_start(cursor)),
+        let states: Vec<&EventLogFileState> = self
+            .selected_keys()
+            .iter()
+            .filter_map(|k| self.state(k))
+            .collect();
+        let mut query = self.template.clone();
+        if let Some(floor) = states.iter().map(|s| s.log_date_floor).min() {
+            query = query.log_date_from(floor);
+        }
+        let starts: Option<Vec<OffsetDateTime>> = states
+            .iter()
+            .map(|s| {
+                s.cursor
+                    .as_ref()
+                    .map(|c| window_start(s, c, self.options.lookback))
+            })
+            .collect();
+        match starts.and_then(|s| s.into_iter().min()) {
+            Some(start) => query.created_date_from(start),
             None => query,
         }
     }
 
-    /// Where the lookback window before `cursor` starts: whole seconds (what a SOQL literal
-    /// can say, so the query and the pruning of the completed set agree exactly), and never
-    /// below the window the completed set covers.
-    fn window_start(&self, cursor: &Cursor) -> OffsetDateTime {
-        let back = earlier(cursor.created_date, self.options.lookback, "lookback")
-            .unwrap_or(self.checkpoint.log_date_floor)
-            .replace_nanosecond(0)
-            .unwrap_or(cursor.created_date);
-        match self.checkpoint.window_start {
-            Some(start) if start > back => start,
-            _ => back,
-        }
+    /// Whether `file` is still to be collected by its type's position.
+    fn is_pending(&self, file: &EventLogFile) -> bool {
+        let Some(state) = self.key_of(file).and_then(|k| self.state(&k)) else {
+            return false;
+        };
+        !state.completed.contains_key(&file.id)
+            && file.log_date >= state.log_date_floor
+            && state
+                .cursor
+                .as_ref()
+                .is_none_or(|c| file.created_date >= window_start(state, c, self.options.lookback))
     }
 
     /// The files the next pass will collect, in `(CreatedDate, Id)` order, completed ones left
@@ -217,7 +284,7 @@ impl<S: CheckpointStore> Collector<S> {
         let mut files: Vec<EventLogFile> = self
             .client
             .event_log_files(&self.pass_query())
-            .try_filter(|f| std::future::ready(!self.checkpoint.completed.contains_key(&f.id)))
+            .try_filter(|f| std::future::ready(self.is_pending(f)))
             .try_collect()
             .await?;
         // Salesforce already orders them; sorting again costs nothing and makes the order a
@@ -249,7 +316,16 @@ impl<S: CheckpointStore> Collector<S> {
         skipped: Option<SkippedFile>,
     ) -> Result<(), Error> {
         let mut next = self.checkpoint.clone();
-        next.completed.insert(
+        let key = self.key_of(file);
+        let Some(SourceState::EventLogFile(state)) =
+            key.as_ref().and_then(|k| next.sources.get_mut(k))
+        else {
+            return Err(Error::InvalidArgument(format!(
+                "EventLogFile {} has EventType {}, which this collector does not select",
+                file.id, file.event_type
+            )));
+        };
+        state.completed.insert(
             file.id.clone(),
             CompletedFile {
                 created_date: file.created_date,
@@ -257,14 +333,14 @@ impl<S: CheckpointStore> Collector<S> {
             },
         );
         let cursor = Cursor::of(file);
-        if next.cursor.as_ref().is_none_or(|c| *c < cursor) {
-            next.cursor = Some(cursor);
+        if state.cursor.as_ref().is_none_or(|c| *c < cursor) {
+            state.cursor = Some(cursor);
         }
-        if let Some(cursor) = &next.cursor {
-            // Files created before the window can no longer be returned by a pass query.
-            let start = self.window_start(cursor);
-            next.completed.retain(|_, f| f.created_date >= start);
-            next.window_start = Some(start);
+        if let Some(cursor) = state.cursor.clone() {
+            // Files created before the window can no longer be collected.
+            let start = window_start(state, &cursor, self.options.lookback);
+            state.completed.retain(|_, f| f.created_date >= start);
+            state.window_start = Some(start);
         }
         if sink_position.is_some() {
             next.sink_position = sink_position;
@@ -328,13 +404,26 @@ impl<S: CheckpointStore> Collector<S> {
         stop: &AtomicBool,
     ) -> Result<PassSummary, Error> {
         let started = Instant::now();
-        if self.checkpoint.sink_position.is_none()
-            && let Some(position) = sink.committed_position()
+        let output = sink.output();
+        if let (Some(recorded), Some(current)) = (&self.checkpoint.output, &output)
+            && recorded != current
         {
+            return Err(Error::InvalidArgument(format!(
+                "the checkpoint belongs to the output {recorded}, not {current}: its position \
+                 means nothing there. Use the checkpoint (--state) that belongs to {current}, \
+                 or a new one (which starts from --since)"
+            )));
+        }
+        let mut next = self.checkpoint.clone();
+        if next.output.is_none() {
+            next.output = output;
+        }
+        if next.sink_position.is_none() {
             // The sink's starting point, recorded before its first row: without it a crash in
             // the first file would leave a torn file that the restart could not cut back.
-            let mut next = self.checkpoint.clone();
-            next.sink_position = Some(position);
+            next.sink_position = sink.committed_position();
+        }
+        if next != self.checkpoint {
             // Inline, like every checkpoint save (see `record`).
             self.store.save(&next)?;
             self.checkpoint = next;
@@ -431,6 +520,89 @@ fn concerns_only_this_file(error: &Error) -> bool {
         Error::Api(api) => api.status == 404,
         _ => false,
     }
+}
+
+/// Where the lookback window before `cursor` starts: whole seconds (what a SOQL literal can
+/// say, so the query and the pruning of the completed set agree exactly), and never below the
+/// window the completed set covers.
+fn window_start(state: &EventLogFileState, cursor: &Cursor, lookback: Duration) -> OffsetDateTime {
+    let back = earlier(cursor.created_date, lookback, "lookback")
+        .unwrap_or(state.log_date_floor)
+        .replace_nanosecond(0)
+        .unwrap_or(cursor.created_date);
+    match state.window_start {
+        Some(start) if start > back => start,
+        _ => back,
+    }
+}
+
+/// Gives every selected event type (`event_types`, empty for all types) a position in
+/// `checkpoint`: the one it has, the one migrated from version 1, the all-types one when the
+/// selection narrows, or a fresh one from `floor`.
+fn adopt_sources(
+    checkpoint: &mut Checkpoint,
+    event_types: &[String],
+    interval: IntervalFilter,
+    floor: OffsetDateTime,
+) -> Result<(), Error> {
+    let migrated = match checkpoint.sources.remove(MIGRATED_V1_SOURCE) {
+        Some(SourceState::EventLogFile(mut state)) => {
+            state.interval = interval;
+            Some(state)
+        }
+        None => None,
+    };
+    let all_key = Checkpoint::event_log_file_key(None);
+    let all_types = checkpoint.event_log_file(None).cloned();
+    let keys: Vec<String> = if event_types.is_empty() {
+        let one_by_one: Vec<&str> = checkpoint
+            .sources
+            .keys()
+            .filter_map(|k| k.strip_prefix(&format!("{all_key}/")))
+            .collect();
+        // Even with an all-types position: the types collected one by one may have gone past
+        // it, and it would deliver their files again.
+        if migrated.is_none() && !one_by_one.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "this checkpoint collects EventLogFile by event type ({}); collecting all types \
+                 with it would deliver those rows again. Select the event types you want \
+                 explicitly (--event-type), or start a new checkpoint",
+                one_by_one.join(", ")
+            )));
+        }
+        vec![all_key.clone()]
+    } else {
+        event_types
+            .iter()
+            .map(|t| Checkpoint::event_log_file_key(Some(t)))
+            .collect()
+    };
+    for key in keys {
+        match checkpoint.sources.get(&key) {
+            Some(SourceState::EventLogFile(state)) if state.interval != interval => {
+                return Err(Error::InvalidArgument(format!(
+                    "the checkpoint collected {key} files with interval {:?}, this collector \
+                     asks for {interval:?}: the files that adds lie before its position and \
+                     would be skipped. Keep the interval, or start a new checkpoint for it",
+                    state.interval
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let state = match (&migrated, &all_types) {
+                    (Some(m), _) => m.clone(),
+                    // Everything before the all-types position was delivered, this type's
+                    // files included.
+                    (None, Some(all)) if all.interval == interval => all.clone(),
+                    _ => EventLogFileState::new(interval, floor),
+                };
+                checkpoint
+                    .sources
+                    .insert(key, SourceState::EventLogFile(state));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `t - d`, or an error naming the option when the result is out of range.

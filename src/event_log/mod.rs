@@ -10,8 +10,9 @@ mod record;
 mod sink;
 
 pub use checkpoint::{
-    Checkpoint, CheckpointStore, CompletedFile, FileCheckpointStore, MemoryCheckpointStore,
-    SkippedFile,
+    CHECKPOINT_VERSION, Checkpoint, CheckpointStore, CompletedFile, EVENT_LOG_FILE_ALL_TYPES,
+    EventLogFileState, FileCheckpointStore, MIGRATED_V1_SOURCE, MemoryCheckpointStore, SkippedFile,
+    SourceState,
 };
 pub use collector::{Collector, CollectorOptions, PassSummary, Progress};
 pub use download::{FileRecords, LogFileBody, LogRecords};

@@ -46,6 +46,14 @@ pub trait RecordSink: Send {
         None
     }
 
+    /// Which output the positions refer to (for a file, its absolute path), recorded in
+    /// [`Checkpoint::output`](crate::event_log::Checkpoint::output) by the first pass; a later
+    /// pass with a sink naming another output is refused. `None` (the default) when positions
+    /// mean nothing or the sink cannot tell.
+    fn output(&self) -> Option<String> {
+        None
+    }
+
     /// Discards what was written since the last commit.
     fn rollback_file(
         &mut self,
@@ -153,11 +161,42 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 #[derive(Debug)]
 pub struct NdjsonFileSink {
     path: PathBuf,
+    /// The absolute path, for [`RecordSink::output`].
+    output: String,
     ndjson: NdjsonSink<BufWriter<File>>,
     committed: u64,
 }
 
 impl NdjsonFileSink {
+    /// Opens (or creates) `path` to go on from `checkpoint`: the file is cut back to the
+    /// checkpoint's [`sink_position`](crate::event_log::Checkpoint::sink_position), as with
+    /// [`open`](Self::open), but only after checking that the checkpoint belongs to this file
+    /// ([`Checkpoint::output`](crate::event_log::Checkpoint::output)). A checkpoint of another
+    /// output is refused before the file is touched, so reusing a checkpoint with the wrong
+    /// output never cuts back an unrelated file. (A checkpoint migrated from version 1 names
+    /// no output and cannot be checked; the first pass records this one.)
+    pub fn resume(
+        path: impl AsRef<Path>,
+        checkpoint: &crate::event_log::Checkpoint,
+    ) -> Result<Self, Error> {
+        let path = path.as_ref();
+        if let Some(recorded) = &checkpoint.output {
+            let current = output_name(path)?;
+            if *recorded != current {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "the checkpoint given for this output belongs to another output, \
+                         {recorded}; its position means nothing here, so this file was left \
+                         untouched. Use the checkpoint (--state) that belongs to {current}, or \
+                         a new one (which starts from --since)"
+                    ),
+                });
+            }
+        }
+        Self::open(path, checkpoint.sink_position)
+    }
+
     /// Opens (or creates) `path`. `committed` is the checkpoint's
     /// [`sink_position`](crate::event_log::Checkpoint::sink_position): the file is cut back to
     /// it. With `None` (no checkpoint yet) new rows are appended after what the file holds.
@@ -193,7 +232,10 @@ impl NdjsonFileSink {
             };
             sync_dir(&dir).map_err(|e| {
                 Error::io(
-                    format!("syncing the directory {} of the new output file", dir.display()),
+                    format!(
+                        "syncing the directory {} of the new output file",
+                        dir.display()
+                    ),
                     e,
                 )
             })?;
@@ -238,8 +280,10 @@ impl NdjsonFileSink {
             tracing::info!(path = %path.display(), discarded = len - committed, "discarding rows of an unconfirmed file from an earlier run");
         }
         let name = path.display().to_string();
+        let output = output_name(&path)?;
         let mut sink = NdjsonFileSink {
             path,
+            output,
             ndjson: NdjsonSink::named(BufWriter::with_capacity(256 * 1024, file), name),
             committed,
         };
@@ -300,6 +344,10 @@ impl RecordSink for NdjsonFileSink {
         Some(self.committed)
     }
 
+    fn output(&self) -> Option<String> {
+        Some(self.output.clone())
+    }
+
     async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
         self.discard_buffer()?;
         let committed = self.committed;
@@ -314,6 +362,27 @@ impl RecordSink for NdjsonFileSink {
             .map_err(|e| Error::io(format!("seeking in {path}"), e))?;
         Ok(())
     }
+}
+
+/// The absolute path that names the output file `path` in a checkpoint: symbolic links and
+/// `..` resolved, so that two spellings of one file agree; for a file not created yet, its
+/// resolved directory and its name.
+fn output_name(path: &Path) -> Result<String, Error> {
+    let resolved = match std::fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let dir = std::fs::canonicalize(dir).map_err(|e| {
+                Error::io(format!("resolving the directory of {}", path.display()), e)
+            })?;
+            dir.join(path.file_name().unwrap_or_default())
+        }
+        Err(e) => return Err(Error::io(format!("resolving {}", path.display()), e)),
+    };
+    Ok(resolved.to_string_lossy().into_owned())
 }
 
 /// Runs `work` (an fsync, a truncation) on a duplicate handle of `file` on tokio's blocking
