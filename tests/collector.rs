@@ -1187,3 +1187,113 @@ async fn a_checkpoint_of_another_output_never_touches_it() {
     assert!(err.to_string().contains("belongs to the output"), "{err}");
     assert_eq!(std::fs::read_to_string(&other).unwrap(), precious);
 }
+
+/// A checkpoint store whose saves fail while `failing` is set, as a database that went away
+/// would.
+#[derive(Clone, Default)]
+struct FlakyStore {
+    inner: MemoryCheckpointStore,
+    failing: Arc<AtomicBool>,
+}
+
+impl CheckpointStore for FlakyStore {
+    fn load(&self) -> Result<Option<Checkpoint>, Error> {
+        self.inner.load()
+    }
+    fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(Error::checkpoint_store(
+                "saving the checkpoint to the test database",
+                "connection reset",
+                true,
+            ));
+        }
+        self.inner.save(checkpoint)
+    }
+}
+
+#[tokio::test]
+async fn after_a_failed_checkpoint_save_the_next_pass_refuses_an_unproven_output() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let store = FlakyStore::default();
+    let mut collector = org.collector(store.clone());
+    let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
+    let failing = Arc::clone(&store.failing);
+    let mut progress = |p: &Progress| {
+        // The third file's rows are committed to the output, then its checkpoint save fails.
+        if p.files_done == 2 {
+            failing.store(true, Ordering::SeqCst);
+        }
+    };
+    let err = collector
+        .run_pass(&mut sink, &mut progress, &AtomicBool::new(false))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::CheckpointStore { .. }), "{err:?}");
+    assert!(err.is_retryable(), "the store said a retry may help");
+    store.failing.store(false, Ordering::SeqCst);
+
+    // The same sink, past the checkpoint: going on would deliver the third file twice.
+    let err = pass(&mut collector, &mut sink).await.unwrap_err();
+    assert!(matches!(err, Error::Sink { .. }), "{err:?}");
+    assert!(err.to_string().contains("resume"), "{err}");
+    drop(sink);
+
+    let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+}
+
+/// A writer whose next write fails once.
+struct FailsOnce {
+    fail: bool,
+    written: Vec<u8>,
+}
+
+impl std::io::Write for FailsOnce {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::mem::take(&mut self.fail) {
+            return Err(std::io::Error::other("device gone"));
+        }
+        self.written.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sink_that_hit_a_write_error_refuses_everything_until_reopened() {
+    let org = org().await;
+    add_files(&org.mock);
+    let collector = org.collector(MemoryCheckpointStore::new());
+    let file = collector.pending_files().await.unwrap().remove(0);
+    let rows: Vec<LogRecord> = org
+        .client
+        .log_records(&file)
+        .await
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    let mut sink = salesforce_jwt::event_log::NdjsonSink::new(FailsOnce {
+        fail: true,
+        written: Vec::new(),
+    });
+    sink.begin_file(&file).await.unwrap();
+    let first = sink.write_row(&file, &rows[0]).await.unwrap_err();
+    assert!(matches!(first, Error::Io { .. }), "{first:?}");
+    // The writer works again, but the sink cannot know what the output holds now.
+    let again = sink.write_row(&file, &rows[1]).await.unwrap_err();
+    assert!(
+        matches!(again, Error::Sink { .. }) && again.to_string().contains("reopened"),
+        "{again}"
+    );
+    assert!(sink.commit_file(&file).await.is_err());
+    assert!(sink.rollback_file(&file).await.is_err());
+    assert!(sink.into_inner().written.is_empty());
+}

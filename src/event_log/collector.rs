@@ -414,6 +414,26 @@ impl<S: CheckpointStore> Collector<S> {
                  or a new one (which starts from --since)"
             )));
         }
+        if let (Some(checkpoint), Some(sink)) =
+            (self.checkpoint.sink_position, sink.committed_position())
+            && checkpoint != sink
+        {
+            // A commit, checkpoint save or rollback failed earlier (or the sink was opened at
+            // another position): going on would deliver from a position nobody can prove.
+            return Err(Error::sink(
+                format!(
+                    "resuming the output{}",
+                    output.as_ref().map(|o| format!(" {o}")).unwrap_or_default()
+                ),
+                format!(
+                    "its committed position is {sink} but the checkpoint's is {checkpoint}, so \
+                     an earlier commit, checkpoint save or rollback failed. Reopen the output \
+                     from the checkpoint (NdjsonFileSink::resume cuts it back to {checkpoint}) \
+                     and run the pass again"
+                ),
+                false,
+            ));
+        }
         let mut next = self.checkpoint.clone();
         if next.output.is_none() {
             next.output = output;

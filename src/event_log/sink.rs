@@ -95,6 +95,9 @@ pub struct NdjsonSink<W: Write + Send> {
     line: Vec<u8>,
     /// What `out` is, for error messages.
     name: String,
+    /// The first I/O error, after which the sink refuses everything: what the output holds
+    /// past its last commit is unknown, so only reopening (and cutting back) is safe.
+    poisoned: Option<Error>,
 }
 
 impl<W: Write + Send> NdjsonSink<W> {
@@ -108,7 +111,35 @@ impl<W: Write + Send> NdjsonSink<W> {
             out,
             line: Vec::with_capacity(1024),
             name,
+            poisoned: None,
         }
+    }
+
+    /// Fails when an earlier I/O error poisoned the sink.
+    fn guard(&self) -> Result<(), Error> {
+        match &self.poisoned {
+            None => Ok(()),
+            Some(first) => Err(Error::sink(
+                format!(
+                    "{} failed earlier, so what it holds past its last commit is unknown; it \
+                     takes nothing more until reopened (NdjsonFileSink::resume cuts the file \
+                     back to the checkpoint)",
+                    self.name
+                ),
+                first.clone(),
+                false,
+            )),
+        }
+    }
+
+    /// Passes `result` on, poisoning the sink if it is an error.
+    fn poison_on_error<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &result
+            && self.poisoned.is_none()
+        {
+            self.poisoned = Some(e.clone());
+        }
+        result
     }
 
     /// The writer back.
@@ -134,20 +165,27 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
     }
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+        self.guard()?;
         encode_row(&mut self.line, file, row)?;
-        self.out
+        let written = self
+            .out
             .write_all(&self.line)
-            .map_err(|e| Error::io(format!("writing {}", self.name), e))
+            .map_err(|e| Error::io(format!("writing {}", self.name), e));
+        self.poison_on_error(written)
     }
 
     async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
-        self.out
+        self.guard()?;
+        let flushed = self
+            .out
             .flush()
-            .map_err(|e| Error::io(format!("flushing {}", self.name), e))?;
+            .map_err(|e| Error::io(format!("flushing {}", self.name), e));
+        self.poison_on_error(flushed)?;
         Ok(None)
     }
 
     async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+        self.guard()?;
         tracing::warn!(id = %file.id, "file failed mid-way; rows already written to the stream cannot be taken back and will be written again");
         Ok(())
     }
@@ -322,7 +360,7 @@ impl NdjsonFileSink {
 
 impl RecordSink for NdjsonFileSink {
     async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
-        Ok(())
+        self.ndjson.guard()
     }
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
@@ -331,12 +369,8 @@ impl RecordSink for NdjsonFileSink {
 
     async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
         self.ndjson.commit_file(file).await?;
-        let path = self.path.display().to_string();
-        let file = self.ndjson.out.get_mut();
-        on_blocking_thread(file, &path, |f| f.sync_data()).await?;
-        self.committed = file
-            .stream_position()
-            .map_err(|e| Error::io(format!("reading the position in {path}"), e))?;
+        let synced = self.sync_and_locate().await;
+        self.committed = self.ndjson.poison_on_error(synced)?;
         Ok(Some(self.committed))
     }
 
@@ -349,6 +383,24 @@ impl RecordSink for NdjsonFileSink {
     }
 
     async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+        self.ndjson.guard()?;
+        let rolled_back = self.cut_back_in_background().await;
+        self.ndjson.poison_on_error(rolled_back)
+    }
+}
+
+impl NdjsonFileSink {
+    /// Makes what was written durable and returns where it ends.
+    async fn sync_and_locate(&mut self) -> Result<u64, Error> {
+        let path = self.path.display().to_string();
+        let file = self.ndjson.out.get_mut();
+        on_blocking_thread(file, &path, |f| f.sync_data()).await?;
+        file.stream_position()
+            .map_err(|e| Error::io(format!("reading the position in {path}"), e))
+    }
+
+    /// [`cut_back`](Self::cut_back) with the truncation and fsync on a blocking thread.
+    async fn cut_back_in_background(&mut self) -> Result<(), Error> {
         self.discard_buffer()?;
         let committed = self.committed;
         let path = self.path.display().to_string();
