@@ -1196,6 +1196,12 @@ struct FlakyStore {
     failing: Arc<AtomicBool>,
 }
 
+impl FlakyStore {
+    fn get_checkpoint(&self) -> Checkpoint {
+        self.inner.get().unwrap()
+    }
+}
+
 impl CheckpointStore for FlakyStore {
     fn load(&self) -> Result<Option<Checkpoint>, Error> {
         self.inner.load()
@@ -1296,4 +1302,124 @@ async fn a_sink_that_hit_a_write_error_refuses_everything_until_reopened() {
     assert!(sink.commit_file(&file).await.is_err());
     assert!(sink.rollback_file(&file).await.is_err());
     assert!(sink.into_inner().written.is_empty());
+}
+
+/// An in-memory "database" with transactions, standing for a SIEM's store: rows become
+/// visible only when a transaction commits, and every commit is numbered.
+#[derive(Clone, Default)]
+struct Database {
+    rows: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Database {
+    fn rows(&self) -> Vec<(String, String)> {
+        self.rows.lock().unwrap().clone()
+    }
+}
+
+/// The example implementation of the restart protocol documented on [`RecordSink`]: a sink
+/// over a transactional store whose position is its committed row count.
+struct TransactionalSink {
+    db: Database,
+    transaction: Vec<(String, String)>,
+    /// Fails `write_row` once when this many rows have been written in all (a lost
+    /// connection mid-file).
+    fail_at_row: Option<usize>,
+    written: usize,
+}
+
+impl TransactionalSink {
+    /// Opens the sink at the checkpoint's position: committed rows past it belong to a file
+    /// the checkpoint never recorded, and are deleted (it is delivered again).
+    fn resume(db: Database, checkpoint: &Checkpoint) -> Self {
+        if let Some(position) = checkpoint.sink_position {
+            db.rows.lock().unwrap().truncate(position as usize);
+        }
+        TransactionalSink {
+            db,
+            transaction: Vec::new(),
+            fail_at_row: None,
+            written: 0,
+        }
+    }
+}
+
+impl RecordSink for TransactionalSink {
+    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+        self.transaction.clear();
+        Ok(())
+    }
+    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+        self.written += 1;
+        if self.fail_at_row == Some(self.written) {
+            self.fail_at_row = None;
+            return Err(Error::sink(
+                "writing to the test database",
+                "connection reset by peer",
+                true,
+            ));
+        }
+        self.transaction
+            .push((file.id.clone(), serde_json::to_string(row).unwrap()));
+        Ok(())
+    }
+    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
+        let mut rows = self.db.rows.lock().unwrap();
+        rows.append(&mut self.transaction);
+        Ok(Some(rows.len() as u64))
+    }
+    fn committed_position(&self) -> Option<u64> {
+        Some(self.db.rows.lock().unwrap().len() as u64)
+    }
+    fn output(&self) -> Option<String> {
+        Some("test-database/events".to_string())
+    }
+    async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+        self.transaction.clear();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_transactional_custom_sink_is_exactly_once_across_a_failure_mid_file_and_a_restart() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let db = Database::default();
+    let store = FlakyStore::default();
+
+    // First run: a connection lost mid-file (retried), then the process "dies" between a
+    // commit and its checkpoint save.
+    {
+        let mut collector = org.collector(store.clone());
+        let mut sink = TransactionalSink::resume(db.clone(), collector.checkpoint());
+        sink.fail_at_row = Some(7);
+        let failing = Arc::clone(&store.failing);
+        let mut progress = |p: &Progress| {
+            if p.files_done == 4 {
+                failing.store(true, Ordering::SeqCst);
+            }
+        };
+        let err = collector
+            .run_pass(&mut sink, &mut progress, &AtomicBool::new(false))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CheckpointStore { .. }), "{err:?}");
+        assert_eq!(sink.fail_at_row, None, "the mid-file failure happened");
+    }
+    store.failing.store(false, Ordering::SeqCst);
+    let committed = store.get_checkpoint().sink_position.unwrap() as usize;
+    assert!(
+        db.rows().len() > committed,
+        "a commit the checkpoint never saw"
+    );
+
+    // Restart: the uncounted file is cut back and delivered again, once.
+    let mut collector = org.collector(store.clone());
+    let mut sink = TransactionalSink::resume(db.clone(), collector.checkpoint());
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_exactly_once(&org.mock, &ids, &db.rows());
+    assert_eq!(
+        store.get_checkpoint().output.as_deref(),
+        Some("test-database/events")
+    );
 }

@@ -250,8 +250,21 @@ pub struct SkippedFile {
 /// Keeps a [`Checkpoint`] durable. Implement it to keep checkpoints where the service keeps its
 /// state (a database row, a key-value store).
 ///
-/// `save` must be atomic: after a crash, `load` returns either the previous checkpoint or the
-/// new one, never a mix.
+/// # Contract
+///
+/// - `save` must be atomic: after a crash, `load` returns either the previous checkpoint or the
+///   new one, never a mix. Persist it whole (`serde_json::to_vec`) and read it back with
+///   [`Checkpoint::from_json`], which migrates older format versions.
+/// - `load` returns `None` only when no checkpoint was ever saved; one that cannot be read is
+///   an error, since starting over would deliver everything again.
+/// - `acquire` keeps a second collector off the same checkpoint, where the store can (a row
+///   lock, a lease).
+/// - A failed `save` leaves the collector at its previous checkpoint. The store may still have
+///   persisted the new one (the write arrived, its acknowledgement did not): that is safe,
+///   because a restart compares the sink's position with whatever `load` returns and cuts the
+///   output back to it (see [`RecordSink`](crate::event_log::RecordSink)'s restart protocol).
+/// - Return the store's own failures with [`Error::checkpoint_store`], saying whether a retry
+///   may help.
 pub trait CheckpointStore: Send {
     /// Takes exclusive use of the checkpoint for as long as this store lives, or fails at once
     /// if another collector has it: two collectors moving one checkpoint would each deliver

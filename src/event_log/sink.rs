@@ -19,6 +19,41 @@ use crate::event_log::record::LogRecord;
 /// row, then `commit_file`; only after `commit_file` returns does the checkpoint record the
 /// file as delivered. If the file fails mid-way it calls `rollback_file` instead, and the file
 /// is delivered again from its first row.
+///
+/// # The restart protocol
+///
+/// A process can die between `commit_file` and the checkpoint save that follows it, so the
+/// output can hold a file the checkpoint does not count. Exactly-once delivery needs the sink
+/// to take part through *positions*, numbers that say how far the committed output reaches (a
+/// file length, a row count, a transaction sequence):
+///
+/// - `commit_file` makes the file's rows durable and returns the position where the committed
+///   output now ends; the collector stores it as
+///   [`Checkpoint::sink_position`](crate::event_log::Checkpoint::sink_position) in the same
+///   save that records the file.
+/// - `committed_position` returns where the committed output ends now: the last commit's
+///   position, or, before any, where the sink started. The collector records it before the
+///   first row of a new checkpoint, and at the start of every pass compares it with the
+///   checkpoint's: a difference means a commit, checkpoint save or rollback failed earlier,
+///   and the pass is refused with an [`Error::Sink`] rather than going on from a position
+///   nobody can prove.
+/// - On restart, open the sink at the checkpoint's `sink_position` and **cut back** everything
+///   past it before taking rows: that is the file whose commit the checkpoint never recorded,
+///   and it is delivered again. [`NdjsonFileSink::resume`] does this.
+/// - `output` names the output, so a checkpoint is never applied to another one.
+///
+/// A sink without positions (`None` everywhere, like [`NdjsonSink`]) is at-least-once: after a
+/// crash, the file being delivered may appear twice.
+///
+/// # Errors
+///
+/// Return the sink's own failures with [`Error::sink`], saying whether a retry may help: a
+/// retryable error from `write_row` makes the collector roll the file back and download it
+/// again, any other ends the pass. After an error whose effect on the output is unknown, refuse
+/// every later call until the sink is reopened (the provided sinks do).
+///
+/// tests/collector.rs holds a complete example over an in-memory transactional store
+/// (`TransactionalSink`), tested for exactly-once across a failure mid-file and a restart.
 pub trait RecordSink: Send {
     /// A file starts.
     fn begin_file(&mut self, file: &EventLogFile)
