@@ -122,6 +122,20 @@ mod tests {
     }
 
     #[test]
+    fn full_jitter_spreads_from_zero_to_the_capped_exponential() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            max_elapsed: Duration::from_secs(60),
+        };
+        let third: Vec<Duration> = (0..200).map(|_| full_jitter_backoff(p, 3)).collect();
+        assert!(third.iter().all(|d| *d <= Duration::from_millis(400)));
+        assert!(third.iter().any(|d| *d < Duration::from_millis(200)), "not [d/2, d]");
+        assert!((0..200).all(|_| full_jitter_backoff(p, 12) <= Duration::from_millis(1000)));
+    }
+
+    #[test]
     fn retry_after_seconds_and_dates() {
         let now = datetime!(2015-10-21 07:27:00 UTC);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
