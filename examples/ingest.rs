@@ -11,8 +11,8 @@
 //! | option | meaning |
 //! |---|---|
 //! | `--out FILE` | NDJSON output (default stdout); with a file, rows are exactly-once across kills |
-//! | `--state FILE` | checkpoint (default `FILE.checkpoint.json` beside `--out`, else in memory) |
-//! | `--event-type T` | only this type (repeatable), e.g. `Login` |
+//! | `--state FILE` | checkpoint (default `FILE.checkpoint.json` beside `--out`, else in memory); refused with another `--out` than its own |
+//! | `--event-type T` | only this type (repeatable), e.g. `Login`; a type added later starts from `--since` |
 //! | `--interval daily\|hourly\|all` | which files (default all) |
 //! | `--since DURATION` | how far back a first run starts: `36h`, `7d` (default `1d`; `7d` against the demo org) |
 //! | `--concurrency N` | files downloaded at once (default 4) |

@@ -270,7 +270,8 @@ impl NdjsonFileSink {
         Self::open(path, checkpoint.sink_position)
     }
 
-    /// Opens (or creates) `path`. `committed` is the checkpoint's
+    /// Opens (or creates) `path` at a position, without checking which output the checkpoint
+    /// belongs to: prefer [`resume`](Self::resume). `committed` is the checkpoint's
     /// [`sink_position`](crate::event_log::Checkpoint::sink_position): the file is cut back to
     /// it. With `None` (no checkpoint yet) new rows are appended after what the file holds.
     ///
