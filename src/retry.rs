@@ -131,7 +131,10 @@ mod tests {
         };
         let third: Vec<Duration> = (0..200).map(|_| full_jitter_backoff(p, 3)).collect();
         assert!(third.iter().all(|d| *d <= Duration::from_millis(400)));
-        assert!(third.iter().any(|d| *d < Duration::from_millis(200)), "not [d/2, d]");
+        assert!(
+            third.iter().any(|d| *d < Duration::from_millis(200)),
+            "not [d/2, d]"
+        );
         assert!((0..200).all(|_| full_jitter_backoff(p, 12) <= Duration::from_millis(1000)));
     }
 

@@ -16,8 +16,8 @@ use time::OffsetDateTime;
 use crate::client::JwtBearerClient;
 use crate::error::Error;
 use crate::event_log::checkpoint::{
-    Checkpoint, CheckpointStore, CompletedFile, EventLogFileState, MIGRATED_V1_SOURCE, SkippedFile,
-    SourceState,
+    Checkpoint, CheckpointStore, CompletedFile, EVENT_LOG_FILE_ALL_TYPES, EventLogFileState,
+    MIGRATED_V1_SOURCE, SkippedFile, SourceState,
 };
 use crate::event_log::model::EventLogFile;
 use crate::event_log::query::{Cursor, EventLogFileQuery, IntervalFilter};
@@ -169,11 +169,16 @@ impl<S: CheckpointStore> Collector<S> {
         let mut checkpoint = loaded.clone().unwrap_or_default();
         let mut event_types: Vec<String> = Vec::new();
         for t in template.selected_event_types() {
-            if !event_types
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(t.as_str()))
-            {
-                event_types.push(t.as_str().to_string());
+            // SOQL matches EventType without regard to case, so `login` selects Login's
+            // files: it must find Login's position too, not start a second one.
+            let known = checkpoint.sources.keys().find_map(|k| {
+                k.strip_prefix(EVENT_LOG_FILE_ALL_TYPES)?
+                    .strip_prefix('/')
+                    .filter(|known| known.eq_ignore_ascii_case(t.as_str()))
+            });
+            let name = known.unwrap_or(t.as_str()).to_string();
+            if !event_types.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
+                event_types.push(name);
             }
         }
         // Whole UTC days: a first run at 14:23 with `since` 1d must still take yesterday's
