@@ -430,7 +430,7 @@ impl NdjsonFileSink {
     async fn sync_and_locate(&mut self) -> Result<u64, Error> {
         let path = self.path.display().to_string();
         let file = self.ndjson.out.get_mut();
-        on_blocking_thread(file, &path, |f| f.sync_data()).await?;
+        on_blocking_thread(file, format!("syncing {path}"), |f| f.sync_data()).await?;
         file.stream_position()
             .map_err(|e| Error::io(format!("reading the position in {path}"), e))
     }
@@ -441,10 +441,14 @@ impl NdjsonFileSink {
         let committed = self.committed;
         let path = self.path.display().to_string();
         let file = self.ndjson.out.get_mut();
-        on_blocking_thread(file, &path, move |f| {
-            f.set_len(committed)?;
-            f.sync_all()
-        })
+        on_blocking_thread(
+            file,
+            format!("cutting {path} back to {committed} bytes"),
+            move |f| {
+                f.set_len(committed)?;
+                f.sync_all()
+            },
+        )
         .await?;
         file.seek(SeekFrom::Start(committed))
             .map_err(|e| Error::io(format!("seeking in {path}"), e))?;
@@ -477,14 +481,16 @@ fn output_name(path: &Path) -> Result<String, Error> {
 /// threads, so that a slow disk does not stall the runtime thread, whatever its flavour.
 async fn on_blocking_thread(
     file: &File,
-    path: &str,
+    what: String,
     work: impl FnOnce(&File) -> std::io::Result<()> + Send + 'static,
 ) -> Result<(), Error> {
     let handle = file
         .try_clone()
-        .map_err(|e| Error::io(format!("duplicating the handle of {path}"), e))?;
-    tokio::task::spawn_blocking(move || work(&handle))
-        .await
-        .map_err(|e| Error::Internal(format!("syncing {path}: the blocking task failed: {e}")))?
-        .map_err(|e| Error::io(format!("syncing {path}"), e))
+        .map_err(|e| Error::io(format!("{what}: duplicating the file handle"), e))?;
+    match tokio::task::spawn_blocking(move || work(&handle)).await {
+        Ok(done) => done.map_err(|e| Error::io(what, e)),
+        Err(e) => Err(Error::Internal(format!(
+            "{what}: the blocking task failed: {e}"
+        ))),
+    }
 }
