@@ -991,6 +991,21 @@ async fn two_collectors_cannot_share_one_checkpoint() {
     // Reading it is fine while it is in use.
     assert!(FileCheckpointStore::new(&state).load().unwrap().is_some());
     drop(first);
+    // A clone of a store that holds the lock does not share it.
+    let mut held = FileCheckpointStore::new(&state);
+    held.acquire().unwrap();
+    let err = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        held.clone(),
+        options(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another collector"),
+        "{err}"
+    );
+    drop(held);
     org.collector(FileCheckpointStore::new(&state));
 }
 

@@ -287,12 +287,19 @@ pub trait CheckpointStore: Send {
 /// While a collector uses it, the store holds an exclusive lock on `PATH.lock` (a file beside
 /// the checkpoint, left in place: removing it would let two processes lock different files of
 /// the same name), so a second collector on the same checkpoint fails at once. Reading with
-/// [`load`](CheckpointStore::load) needs no lock.
-#[derive(Debug, Clone)]
+/// [`load`](CheckpointStore::load) needs no lock. A clone starts without the lock, so it cannot
+/// serve a second collector either.
+#[derive(Debug)]
 pub struct FileCheckpointStore {
     path: PathBuf,
-    /// The locked `PATH.lock`, once acquired; clones share it.
-    lock: Option<Arc<fs::File>>,
+    /// The locked `PATH.lock`, once acquired.
+    lock: Option<fs::File>,
+}
+
+impl Clone for FileCheckpointStore {
+    fn clone(&self) -> Self {
+        FileCheckpointStore::new(self.path.clone())
+    }
 }
 
 impl FileCheckpointStore {
@@ -363,7 +370,7 @@ impl CheckpointStore for FileCheckpointStore {
                 tracing::warn!(path = %lock_path.display(), error = %e, "cannot lock the checkpoint; make sure only one collector uses it");
             }
         }
-        self.lock = Some(Arc::new(file));
+        self.lock = Some(file);
         Ok(())
     }
 
