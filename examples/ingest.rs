@@ -11,13 +11,17 @@
 //! | option | meaning |
 //! |---|---|
 //! | `--out FILE` | NDJSON output (default stdout); with a file, rows are exactly-once across kills |
-//! | `--state FILE` | checkpoint (default `FILE.checkpoint.json` beside `--out`, else in memory) |
-//! | `--event-type T` | only this type (repeatable), e.g. `Login` |
+//! | `--state FILE` | checkpoint (default `FILE.checkpoint.json` beside `--out`, else in memory); refused with another `--out` than its own |
+//! | `--event-type T` | only this type (repeatable), e.g. `Login`; a type added later starts from `--since` |
 //! | `--interval daily\|hourly\|all` | which files (default all) |
 //! | `--since DURATION` | how far back a first run starts: `36h`, `7d` (default `1d`; `7d` against the demo org) |
 //! | `--concurrency N` | files downloaded at once (default 4) |
 //! | `--follow SECONDS` | keep polling every SECONDS; without it, one pass |
 //! | `--skip-bad-files` | record a file that cannot be collected (malformed, truncated for good, gone) in the checkpoint and go on, instead of stopping |
+//!
+//! Test-only: in demo mode, `INGEST_DEMO_FAULTS=cut=4,503=2` makes the first demo file's
+//! downloads fail first (four cut-off bodies, two 503s) with short backoffs, to show the run
+//! still delivers every row once (tests/examples.rs). It has no effect against a real org.
 //!
 //! Ctrl-C stops after the current file with the checkpoint consistent (exit code 130); a second
 //! Ctrl-C exits at once, which is safe too: the next run cuts the output back.
@@ -34,8 +38,8 @@ use salesforce_jwt::event_log::{
     FileCheckpointStore, IntervalFilter, MemoryCheckpointStore, NdjsonFileSink, NdjsonSink,
     PassSummary, Progress, RecordSink,
 };
-use salesforce_jwt::{ENV_VARS, Error, JwtBearerClient, JwtBearerConfig};
-use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
+use salesforce_jwt::{ENV_VARS, Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
+use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, MockOrg};
 
 const USAGE: &str = "usage: ingest [--out FILE] [--state FILE] [--event-type T]... \
 [--interval daily|hourly|all] [--since DURATION] [--concurrency N] [--follow SECONDS] \
@@ -171,20 +175,32 @@ async fn run(options: Options) -> Result<Ended, Error> {
     } else {
         let org = MockOrg::start().await;
         let files = org.add_demo_data(time::OffsetDateTime::now_utc());
+        let faults = demo_faults(files.first())?;
         eprintln!(
             "ingest: no SF_* variables are set, so this run uses an embedded mock Salesforce org \
              with {} demo log files (and --since defaults to 7d). Set SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH, SF_USERNAME, \
              SF_CLIENT_ID, SF_INSTANCE_URL and SF_TOKEN_URL to collect from a real org.",
             files.len()
         );
-        let config = JwtBearerConfig::builder()
+        let mut builder = JwtBearerConfig::builder()
             .audience_url(org.audience())
             .client_key_pem(DEMO_PRIVATE_KEY_PEM)
             .username(org.username())
             .client_id(org.client_id())
             .instance_url(org.instance_url())
-            .token_url(org.token_url())
-            .build()?;
+            .token_url(org.token_url());
+        if !faults.is_empty() {
+            // Short waits so the test stays fast; the attempts are the same as in production.
+            builder = builder.retry_policy(RetryPolicy {
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(100),
+                ..RetryPolicy::default()
+            });
+        }
+        let config = builder.build()?;
+        for fault in faults {
+            org.inject(fault);
+        }
         _mock = Some(org);
         config
     };
@@ -233,7 +249,7 @@ async fn run(options: Options) -> Result<Ended, Error> {
     });
     match &options.out {
         Some(path) => {
-            let mut sink = NdjsonFileSink::open(path, collector.checkpoint().sink_position)?;
+            let mut sink = NdjsonFileSink::resume(path, collector.checkpoint())?;
             passes(&mut collector, &mut sink, &options, &stop).await
         }
         None => {
@@ -241,6 +257,42 @@ async fn run(options: Options) -> Result<Ended, Error> {
             passes(&mut collector, &mut sink, &options, &stop).await
         }
     }
+}
+
+/// The faults `INGEST_DEMO_FAULTS` asks for (test-only, see the module docs), aimed at `file`.
+fn demo_faults(file: Option<&String>) -> Result<Vec<Fault>, Error> {
+    let Ok(spec) = std::env::var("INGEST_DEMO_FAULTS") else {
+        return Ok(Vec::new());
+    };
+    let Some(id) = file else {
+        return Ok(Vec::new());
+    };
+    let invalid = |part: &str| {
+        Error::InvalidArgument(format!(
+            "INGEST_DEMO_FAULTS: {part:?} is not cut=N or 503=N (for example cut=4,503=2)"
+        ))
+    };
+    let mut faults = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (kind, count) = part.split_once('=').ok_or_else(|| invalid(part))?;
+        let count: usize = count.parse().map_err(|_| invalid(part))?;
+        let fault = match kind {
+            "cut" => Fault::TruncatedBody,
+            "503" => Fault::ServiceUnavailable {
+                target: FaultTarget::Download,
+                retry_after_secs: None,
+            },
+            _ => return Err(invalid(part)),
+        };
+        faults.extend(std::iter::repeat_n(
+            Fault::OnFile {
+                id: id.clone(),
+                fault: Box::new(fault),
+            },
+            count,
+        ));
+    }
+    Ok(faults)
 }
 
 async fn passes<S: CheckpointStore, K: RecordSink>(

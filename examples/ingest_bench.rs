@@ -237,7 +237,7 @@ async fn main() {
         ..CollectorOptions::default()
     };
     let mut collector = Collector::new(client, EventLogFileQuery::new(), store, options).unwrap();
-    let mut sink = NdjsonFileSink::open(&out_path, collector.checkpoint().sink_position).unwrap();
+    let mut sink = NdjsonFileSink::resume(&out_path, collector.checkpoint()).unwrap();
 
     let cpu_before = cpu_secs("self");
     let start = Instant::now();

@@ -116,6 +116,16 @@ pub enum Error {
         /// `LogFileLength`.
         expected: u64,
     },
+    /// A log file's download ended abnormally inside this process (its task panicked or was
+    /// aborted) before the body was complete. The rows received are not a whole file.
+    #[error(
+        "the download of EventLogFile {id} ended abnormally before the whole file arrived \
+         (retryable: download the file again)"
+    )]
+    DownloadAborted {
+        /// The EventLogFile Id.
+        id: String,
+    },
     /// A log file's CSV could not be parsed.
     #[error("EventLogFile {id}, line {line}: {message}")]
     Csv {
@@ -133,6 +143,33 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong and what to do.
         message: String,
+    },
+    /// A [`RecordSink`](crate::event_log::RecordSink) failed: the output could not take,
+    /// keep or take back rows, or its position does not match the checkpoint's. Custom sinks
+    /// return their own errors in it with [`Error::sink`].
+    #[error("{context}: {source}")]
+    Sink {
+        /// What was being done, and to which output.
+        context: String,
+        /// The sink's own error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+        /// Whether trying again may succeed (a lost connection to a database), as the sink
+        /// judged; [`Error::is_retryable`] reports it.
+        retryable: bool,
+    },
+    /// A [`CheckpointStore`](crate::event_log::CheckpointStore) other than the file store
+    /// failed. Custom stores return their own errors in it with [`Error::checkpoint_store`].
+    #[error("{context}: {source}")]
+    CheckpointStore {
+        /// What was being done, and to which store.
+        context: String,
+        /// The store's own error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+        /// Whether trying again may succeed, as the store judged; [`Error::is_retryable`]
+        /// reports it.
+        retryable: bool,
     },
     /// A local I/O operation failed (writing output, reading a file).
     #[error("{context}: {source}")]
@@ -168,7 +205,8 @@ impl Error {
             Error::ConcurrentRequestLimit { .. } => true,
             Error::Api(e) => e.is_retryable(),
             Error::OAuth(e) => e.is_retryable(),
-            Error::TruncatedLogFile { .. } => true,
+            Error::TruncatedLogFile { .. } | Error::DownloadAborted { .. } => true,
+            Error::Sink { retryable, .. } | Error::CheckpointStore { retryable, .. } => *retryable,
             _ => false,
         }
     }
@@ -194,6 +232,36 @@ impl Error {
         match self {
             Error::Api(e) => e.retry_after,
             _ => None,
+        }
+    }
+
+    /// An error of a custom [`RecordSink`](crate::event_log::RecordSink): `context` says what
+    /// was being done and to which output, `source` is the sink's own error, `retryable`
+    /// whether the collector may roll the file back and try it again.
+    pub fn sink(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+        retryable: bool,
+    ) -> Self {
+        Error::Sink {
+            context: context.into(),
+            source: Arc::from(source.into()),
+            retryable,
+        }
+    }
+
+    /// An error of a custom [`CheckpointStore`](crate::event_log::CheckpointStore): `context`
+    /// says what was being done and to which store, `source` is the store's own error,
+    /// `retryable` whether trying again later may succeed.
+    pub fn checkpoint_store(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+        retryable: bool,
+    ) -> Self {
+        Error::CheckpointStore {
+            context: context.into(),
+            source: Arc::from(source.into()),
+            retryable,
         }
     }
 

@@ -77,6 +77,16 @@ pub(crate) fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
+/// Full-jitter backoff: uniform in [0, d] with d = initial * 2^(n-1), capped. For retries that
+/// may run many times in a row (a log file's downloads), where spreading them out matters more
+/// than a guaranteed minimum wait.
+pub(crate) fn full_jitter_backoff(policy: RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    exp.min(policy.max_backoff).mul_f64(fastrand::f64())
+}
+
 /// Parses `Retry-After`: delta-seconds, or an HTTP date.
 pub(crate) fn parse_retry_after(value: &str, now: time::OffsetDateTime) -> Option<Duration> {
     let value = value.trim();
@@ -109,6 +119,23 @@ mod tests {
             let b9 = backoff(p, 9);
             assert!(b9 >= Duration::from_millis(500) && b9 <= Duration::from_millis(1000));
         }
+    }
+
+    #[test]
+    fn full_jitter_spreads_from_zero_to_the_capped_exponential() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            max_elapsed: Duration::from_secs(60),
+        };
+        let third: Vec<Duration> = (0..200).map(|_| full_jitter_backoff(p, 3)).collect();
+        assert!(third.iter().all(|d| *d <= Duration::from_millis(400)));
+        assert!(
+            third.iter().any(|d| *d < Duration::from_millis(200)),
+            "not [d/2, d]"
+        );
+        assert!((0..200).all(|_| full_jitter_backoff(p, 12) <= Duration::from_millis(1000)));
     }
 
     #[test]

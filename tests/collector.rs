@@ -10,8 +10,9 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use salesforce_jwt::clock::ManualClock;
 use salesforce_jwt::event_log::{
-    CheckpointStore, Collector, CollectorOptions, EventLogFile, EventLogFileQuery,
-    FileCheckpointStore, LogRecord, MemoryCheckpointStore, NdjsonFileSink, Progress, RecordSink,
+    Checkpoint, CheckpointStore, Collector, CollectorOptions, EventLogFile, EventLogFileQuery,
+    EventLogFileState, EventType, FileCheckpointStore, IntervalFilter, LogRecord,
+    MemoryCheckpointStore, NdjsonFileSink, Progress, RecordSink,
 };
 use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
 use salesforce_jwt_mock::{
@@ -31,6 +32,15 @@ struct Org {
 }
 
 async fn org() -> Org {
+    org_with(RetryPolicy {
+        max_attempts: 4,
+        ..RetryPolicy::default()
+    })
+    .await
+}
+
+/// An org whose client retries requests with `retry_policy`.
+async fn org_with(retry_policy: RetryPolicy) -> Org {
     let clock = ManualClock::new(now());
     let mock = MockOrg::builder()
         .clock(Arc::new(clock.clone()))
@@ -44,10 +54,7 @@ async fn org() -> Org {
         .client_id(mock.client_id())
         .instance_url(mock.instance_url())
         .token_url(mock.token_url())
-        .retry_policy(RetryPolicy {
-            max_attempts: 4,
-            ..RetryPolicy::default()
-        })
+        .retry_policy(retry_policy)
         .build()
         .unwrap();
     let client = JwtBearerClient::builder(config)
@@ -184,6 +191,13 @@ fn assert_exactly_once(mock: &MockOrg, ids: &[String], delivered: &[(String, Str
     assert_eq!(unique.len(), delivered.len(), "a row was delivered twice");
 }
 
+/// The EventLogFile position for all event types (what the tests' collectors select).
+fn all_types(checkpoint: &Checkpoint) -> &EventLogFileState {
+    checkpoint
+        .event_log_file(None)
+        .expect("an all-types EventLogFile source")
+}
+
 async fn pass<S: CheckpointStore, K: RecordSink>(
     collector: &mut Collector<S>,
     sink: &mut K,
@@ -231,7 +245,7 @@ async fn files_added_later_and_late_hourly_files_are_delivered_once() {
     let mut collector = org.collector(store.clone());
     let mut sink = Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
-    let cursor = store.get().unwrap().cursor.unwrap();
+    let cursor = all_types(&store.get().unwrap()).cursor.clone().unwrap();
 
     // A newer file, and a late hourly file whose CreatedDate is *older* than the newest file
     // already collected (it became visible after the first pass): same LogDate, Sequence 2.
@@ -261,7 +275,14 @@ async fn files_added_later_and_late_hourly_files_are_delivered_once() {
     let third = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(third.files, 0);
     // The cursor never moves backwards for the late file.
-    assert!(store.get().unwrap().cursor.unwrap().created_date >= cursor.created_date);
+    assert!(
+        all_types(&store.get().unwrap())
+            .cursor
+            .clone()
+            .unwrap()
+            .created_date
+            >= cursor.created_date
+    );
 }
 
 async fn run_with_fault(fault: Fault) -> (Org, Recorder, Vec<String>) {
@@ -500,7 +521,7 @@ async fn a_corrupted_checkpoint_is_refused_with_a_clear_error() {
         );
     }
     // Another format version is refused too, not misread.
-    let mut checkpoint = salesforce_jwt::event_log::Checkpoint::new(now());
+    let mut checkpoint = salesforce_jwt::event_log::Checkpoint::new();
     checkpoint.version = 99;
     std::fs::write(&state, serde_json::to_vec(&checkpoint).unwrap()).unwrap();
     let err = FileCheckpointStore::new(&state).load().unwrap_err();
@@ -523,10 +544,15 @@ async fn checkpoints_are_replaced_atomically_and_round_trip() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
+    let mut leftovers: Vec<_> = leftovers.into_iter().collect();
+    leftovers.sort();
     assert_eq!(
         leftovers,
-        vec![std::ffi::OsString::from("state.json")],
-        "no temp file left"
+        vec![
+            std::ffi::OsString::from("state.json"),
+            std::ffi::OsString::from("state.json.lock")
+        ],
+        "no temp file left, only the checkpoint and its lock"
     );
 }
 
@@ -552,7 +578,8 @@ async fn completed_files_leave_the_checkpoint_once_outside_the_lookback() {
     pass(&mut collector, &mut Recorder::default())
         .await
         .unwrap();
-    let checkpoint = store.get().unwrap();
+    let whole = store.get().unwrap();
+    let checkpoint = all_types(&whole);
     let horizon = checkpoint.cursor.as_ref().unwrap().created_date - time::Duration::hours(1);
     assert!(!checkpoint.completed.is_empty());
     assert!(
@@ -561,7 +588,7 @@ async fn completed_files_leave_the_checkpoint_once_outside_the_lookback() {
             .values()
             .all(|f| f.created_date >= horizon)
     );
-    assert!(checkpoint.files_delivered as usize > checkpoint.completed.len());
+    assert!(whole.files_delivered as usize > checkpoint.completed.len());
     // The pass query starts at the window.
     assert!(collector.pass_query().to_soql().contains(&format!(
         "CreatedDate >= {}",
@@ -591,7 +618,7 @@ async fn a_first_run_takes_whole_days_so_yesterdays_daily_file_is_not_lost() {
     };
     let mut collector = org.collector_with(store.clone(), one_day);
     // The fresh checkpoint is saved before anything is delivered.
-    assert_eq!(store.get().unwrap().log_date_floor, day_before);
+    assert_eq!(all_types(&store.get().unwrap()).log_date_floor, day_before);
     let mut sink = Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(sink.commits, vec![id]);
@@ -610,7 +637,7 @@ async fn growing_the_lookback_between_runs_delivers_nothing_twice() {
     let mut first = org.collector_with(store.clone(), short);
     pass(&mut first, &mut sink).await.unwrap();
     // Pruned down to the short window...
-    assert!(store.get().unwrap().completed.len() < ids.len());
+    assert!(all_types(&store.get().unwrap()).completed.len() < ids.len());
     // ...and a restart with a three-day lookback must not see the pruned files as new.
     let mut second = org.collector(store.clone());
     let again = pass(&mut second, &mut sink).await.unwrap();
@@ -775,4 +802,640 @@ async fn two_collectors_cannot_write_one_output() {
     );
     drop(first);
     NdjsonFileSink::open(&out, None).expect("free again once the first sink is gone");
+}
+
+/// A clock that panics at its next reading once armed (once): a download task that reads it
+/// dies the way a task with a bug in it would.
+#[derive(Debug, Clone)]
+struct PanicsWhenArmed {
+    inner: ManualClock,
+    armed: Arc<AtomicBool>,
+}
+
+impl salesforce_jwt::clock::Clock for PanicsWhenArmed {
+    fn now(&self) -> OffsetDateTime {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            panic!("a download task dies");
+        }
+        self.inner.now()
+    }
+    fn sleep(&self, duration: Duration) -> salesforce_jwt::clock::Sleep {
+        self.inner.sleep(duration)
+    }
+}
+
+#[tokio::test]
+async fn a_download_task_that_panics_is_retried_never_committed_as_a_short_file() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let armed = Arc::new(AtomicBool::new(false));
+    let clock = PanicsWhenArmed {
+        inner: org.clock.clone(),
+        armed: Arc::clone(&armed),
+    };
+    let client = JwtBearerClient::builder(org.client.config().clone())
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let mut collector = Collector::new(
+        client,
+        EventLogFileQuery::new(),
+        MemoryCheckpointStore::new(),
+        options(),
+    )
+    .unwrap();
+    let mut sink = Recorder::default();
+    let mut progress = |p: &Progress| {
+        // Right after the listing, before any download task runs: the first one to read the
+        // clock panics.
+        if p.files_done == 0 && p.current.is_none() {
+            armed.store(true, Ordering::SeqCst);
+        }
+    };
+    collector
+        .run_pass(&mut sink, &mut progress, &AtomicBool::new(false))
+        .await
+        .unwrap();
+    assert!(!armed.load(Ordering::SeqCst), "a download task panicked");
+    assert_eq!(sink.rollbacks, 1, "the dead download was rolled back");
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+}
+
+/// The library needs no multi-thread runtime: a whole pass, with a file rolled back and every
+/// fsync of the output and the checkpoint, runs on a current-thread runtime.
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_pass_with_a_rollback_runs_on_a_current_thread_runtime() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    org.mock.inject(Fault::TruncatedBody);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let mut collector = org.collector(FileCheckpointStore::new(dir.path().join("state.json")));
+    let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(org.mock.pending_faults(), 0);
+    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+}
+
+/// The file of `ids` downloaded first in a pass (the oldest).
+fn first_file(org: &Org) -> String {
+    let mut files = org.mock.files();
+    files.sort_by(|a, b| (a.created_date, &a.id).cmp(&(b.created_date, &b.id)));
+    files[0].id.clone()
+}
+
+fn on_file(id: &str, fault: Fault) -> Fault {
+    Fault::OnFile {
+        id: id.to_string(),
+        fault: Box::new(fault),
+    }
+}
+
+#[tokio::test]
+async fn one_file_failing_six_times_in_a_row_is_ridden_out_with_capped_full_jitter() {
+    // No retries inside a request: every cut-off body and every 503 costs the file an attempt.
+    let policy = RetryPolicy {
+        max_attempts: 1,
+        initial_backoff: Duration::from_millis(400),
+        max_backoff: Duration::from_secs(2),
+        ..RetryPolicy::default()
+    };
+    let org = org_with(policy).await;
+    let ids = add_files(&org.mock);
+    let victim = first_file(&org);
+    for _ in 0..4 {
+        org.mock.inject(on_file(&victim, Fault::TruncatedBody));
+    }
+    for _ in 0..2 {
+        org.mock.inject(on_file(
+            &victim,
+            Fault::ServiceUnavailable {
+                target: FaultTarget::Download,
+                retry_after_secs: None,
+            },
+        ));
+    }
+    let mut collector = org.collector(MemoryCheckpointStore::new());
+    let mut sink = Recorder::default();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(org.mock.pending_faults(), 0, "all six failures fired");
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    assert_eq!(org.mock.received().downloads, ids.len() as u64 + 6);
+    let slept = org.clock.slept();
+    assert_eq!(slept.len(), 6, "{slept:?}");
+    for (n, delay) in slept.iter().enumerate() {
+        let ceiling = (policy.initial_backoff * (1 << n)).min(policy.max_backoff);
+        assert!(*delay <= ceiling, "backoff {n}: {delay:?} > {ceiling:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_file_retry_waits_the_retry_after_the_server_asked_for() {
+    let org = org_with(RetryPolicy::none()).await;
+    let ids = add_files(&org.mock);
+    let victim = first_file(&org);
+    org.mock.inject(on_file(
+        &victim,
+        Fault::ServiceUnavailable {
+            target: FaultTarget::Download,
+            retry_after_secs: Some(7),
+        },
+    ));
+    let mut collector = org.collector(MemoryCheckpointStore::new());
+    let mut sink = Recorder::default();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    assert_eq!(org.clock.slept(), vec![Duration::from_secs(7)]);
+}
+
+#[tokio::test]
+async fn an_error_no_retry_can_fix_ends_the_file_attempts_at_once() {
+    let org = org().await;
+    add_files(&org.mock);
+    let bad = add_malformed_file(&org.mock);
+    let mut collector = org.collector(MemoryCheckpointStore::new());
+    let before = org.mock.received().downloads;
+    let err = pass(&mut collector, &mut Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Csv { ref id, .. } if *id == bad),
+        "{err:?}"
+    );
+    assert!(
+        org.clock.slept().is_empty(),
+        "no backoff for a malformed file"
+    );
+    assert!(org.mock.received().downloads - before <= org.mock.files().len() as u64);
+}
+
+#[tokio::test]
+async fn two_collectors_cannot_share_one_checkpoint() {
+    let org = org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let first = org.collector(FileCheckpointStore::new(&state));
+    let err = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        FileCheckpointStore::new(&state),
+        options(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("in use by another collector") && text.contains("state.json.lock"),
+        "{text}"
+    );
+    // Reading it is fine while it is in use.
+    assert!(FileCheckpointStore::new(&state).load().unwrap().is_some());
+    drop(first);
+    // A clone of a store that holds the lock does not share it.
+    let mut held = FileCheckpointStore::new(&state);
+    held.acquire().unwrap();
+    let err = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new(),
+        held.clone(),
+        options(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another collector"),
+        "{err}"
+    );
+    drop(held);
+    org.collector(FileCheckpointStore::new(&state));
+}
+
+#[tokio::test]
+async fn whatever_sits_at_the_old_fixed_temp_name_never_blocks_a_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    // A crashed save's leftover that cannot even be replaced.
+    std::fs::create_dir(dir.path().join("state.json.tmp")).unwrap();
+    let mut store = FileCheckpointStore::new(&state);
+    let checkpoint = salesforce_jwt::event_log::Checkpoint::new();
+    store.save(&checkpoint).unwrap();
+    assert_eq!(store.load().unwrap(), Some(checkpoint));
+}
+
+fn collector_for<S: CheckpointStore>(
+    org: &Org,
+    store: S,
+    types: &[&str],
+    options: CollectorOptions,
+) -> Result<Collector<S>, Error> {
+    Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new().event_types(types.iter().map(|t| EventType::from(*t))),
+        store,
+        options,
+    )
+}
+
+fn ids_of_type(org: &Org, event_type: &str) -> Vec<String> {
+    org.mock
+        .files()
+        .into_iter()
+        .filter(|f| f.event_type == event_type)
+        .map(|f| f.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn adding_an_event_type_starts_it_from_since_and_removing_one_keeps_its_position() {
+    let org = org().await;
+    add_files(&org.mock);
+    let store = MemoryCheckpointStore::new();
+    // A short lookback: the API files are older than Login's window, so one cursor for the
+    // selection would skip them.
+    let short = CollectorOptions {
+        lookback: Duration::from_secs(3600),
+        ..options()
+    };
+    let mut sink = Recorder::default();
+    let mut login = collector_for(&org, store.clone(), &["Login"], short).unwrap();
+    pass(&mut login, &mut sink).await.unwrap();
+    drop(login);
+    let logins = ids_of_type(&org, "Login");
+    assert_eq!(sink.commits, logins);
+
+    let mut both = collector_for(&org, store.clone(), &["Login", "API"], short).unwrap();
+    let summary = pass(&mut both, &mut sink).await.unwrap();
+    let apis = ids_of_type(&org, "API");
+    assert_eq!(
+        summary.files,
+        apis.len(),
+        "every API file, no Login file again"
+    );
+    assert_eq!(sink.commits[logins.len()..], apis[..]);
+    drop(both);
+
+    // API removed (and Login spelled as SOQL allows it), then a new API file, then API
+    // back: nothing lost, nothing twice.
+    let mut login = collector_for(&org, store.clone(), &["login"], short).unwrap();
+    assert_eq!(pass(&mut login, &mut sink).await.unwrap().files, 0);
+    drop(login);
+    org.clock.advance(Duration::from_secs(3600));
+    let late_api = org.mock.add_file(MockLogFile::generated(
+        "API",
+        Interval::Hourly,
+        datetime!(2025-06-10 07:00 UTC),
+        1,
+        datetime!(2025-06-10 12:30 UTC),
+        3,
+        4242,
+    ));
+    let mut both = collector_for(&org, store.clone(), &["API", "Login"], short).unwrap();
+    pass(&mut both, &mut sink).await.unwrap();
+    assert_eq!(sink.commits.last(), Some(&late_api));
+    let mut all: Vec<String> = logins.iter().chain(&apis).cloned().collect();
+    all.push(late_api);
+    assert_exactly_once(&org.mock, &all, &sink.committed);
+    let checkpoint = store.get().unwrap();
+    assert!(checkpoint.event_log_file(Some("Login")).is_some());
+    assert!(checkpoint.event_log_file(Some("API")).is_some());
+}
+
+#[tokio::test]
+async fn a_selection_that_would_skip_or_repeat_files_is_refused_with_what_to_do() {
+    let org = org().await;
+    add_files(&org.mock);
+    let store = MemoryCheckpointStore::new();
+    let mut login = collector_for(&org, store.clone(), &["Login"], options()).unwrap();
+    pass(&mut login, &mut Recorder::default()).await.unwrap();
+    drop(login);
+    // Another interval: the hourly files it adds lie before the position.
+    let err = Collector::new(
+        org.client.clone(),
+        EventLogFileQuery::new()
+            .event_types([EventType::Login])
+            .interval(IntervalFilter::Daily),
+        store.clone(),
+        options(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("interval"), "{err}");
+    // All types after collecting them one by one: Login would come again.
+    let err = collector_for(&org, store.clone(), &[], options()).unwrap_err();
+    assert!(
+        err.to_string().contains("--event-type") && err.to_string().contains("Login"),
+        "{err}"
+    );
+}
+
+/// The version-1 format, as the previous release wrote it.
+fn as_version_1(checkpoint: &Checkpoint) -> serde_json::Value {
+    let state = all_types(checkpoint);
+    serde_json::json!({
+        "version": 1,
+        "log_date_floor": state.log_date_floor.format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "cursor": state.cursor,
+        "completed": state.completed,
+        "window_start": state.window_start.map(|t| t.format(&time::format_description::well_known::Rfc3339).unwrap()),
+        "skipped": checkpoint.skipped,
+        "sink_position": checkpoint.sink_position,
+        "files_delivered": checkpoint.files_delivered,
+        "rows_delivered": checkpoint.rows_delivered,
+    })
+}
+
+#[tokio::test]
+async fn a_version_1_checkpoint_is_migrated_and_goes_on_where_it_was() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut sink = Recorder::default();
+    {
+        let mut collector = org.collector(MemoryCheckpointStore::new());
+        pass(&mut collector, &mut sink).await.unwrap();
+        std::fs::write(
+            &state,
+            serde_json::to_vec(&as_version_1(collector.checkpoint())).unwrap(),
+        )
+        .unwrap();
+    }
+    let loaded = FileCheckpointStore::new(&state).load().unwrap().unwrap();
+    assert_eq!(
+        loaded.version,
+        salesforce_jwt::event_log::CHECKPOINT_VERSION
+    );
+    assert!(
+        loaded
+            .sources
+            .contains_key(salesforce_jwt::event_log::MIGRATED_V1_SOURCE)
+    );
+    let mut collector = org.collector(FileCheckpointStore::new(&state));
+    assert_eq!(pass(&mut collector, &mut sink).await.unwrap().files, 0);
+    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    let saved = FileCheckpointStore::new(&state).load().unwrap().unwrap();
+    assert_eq!(saved.sources.len(), 1, "{:?}", saved.sources.keys());
+    assert_eq!(saved.files_delivered as usize, ids.len());
+}
+
+#[tokio::test]
+async fn a_checkpoint_of_another_output_never_touches_it() {
+    let org = org().await;
+    add_files(&org.mock);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut collector = org.collector(FileCheckpointStore::new(&state));
+    let mut sink =
+        NdjsonFileSink::resume(dir.path().join("a.ndjson"), collector.checkpoint()).unwrap();
+    pass(&mut collector, &mut sink).await.unwrap();
+    drop(sink);
+    // Someone else's file, longer than the checkpoint's position.
+    let other = dir.path().join("b.ndjson");
+    let precious = "{\"keep\":true}\n".repeat(100_000);
+    std::fs::write(&other, &precious).unwrap();
+    let err = NdjsonFileSink::resume(&other, collector.checkpoint()).unwrap_err();
+    assert!(
+        err.to_string().contains("belongs to another output")
+            && err.to_string().contains("a.ndjson"),
+        "{err}"
+    );
+    // A sink opened without the check is refused by the pass, before any write.
+    let mut unchecked = NdjsonFileSink::open(&other, None).unwrap();
+    let err = pass(&mut collector, &mut unchecked).await.unwrap_err();
+    assert!(err.to_string().contains("belongs to the output"), "{err}");
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), precious);
+}
+
+/// A checkpoint store whose saves fail while `failing` is set, as a database that went away
+/// would.
+#[derive(Clone, Default)]
+struct FlakyStore {
+    inner: MemoryCheckpointStore,
+    failing: Arc<AtomicBool>,
+}
+
+impl FlakyStore {
+    fn get_checkpoint(&self) -> Checkpoint {
+        self.inner.get().unwrap()
+    }
+}
+
+impl CheckpointStore for FlakyStore {
+    fn load(&self) -> Result<Option<Checkpoint>, Error> {
+        self.inner.load()
+    }
+    fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(Error::checkpoint_store(
+                "saving the checkpoint to the test database",
+                "connection reset",
+                true,
+            ));
+        }
+        self.inner.save(checkpoint)
+    }
+}
+
+#[tokio::test]
+async fn after_a_failed_checkpoint_save_the_next_pass_refuses_an_unproven_output() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let store = FlakyStore::default();
+    let mut collector = org.collector(store.clone());
+    let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
+    let failing = Arc::clone(&store.failing);
+    let mut progress = |p: &Progress| {
+        // The third file's rows are committed to the output, then its checkpoint save fails.
+        if p.files_done == 2 {
+            failing.store(true, Ordering::SeqCst);
+        }
+    };
+    let err = collector
+        .run_pass(&mut sink, &mut progress, &AtomicBool::new(false))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::CheckpointStore { .. }), "{err:?}");
+    assert!(err.is_retryable(), "the store said a retry may help");
+    store.failing.store(false, Ordering::SeqCst);
+
+    // The same sink, past the checkpoint: going on would deliver the third file twice.
+    let err = pass(&mut collector, &mut sink).await.unwrap_err();
+    assert!(matches!(err, Error::Sink { .. }), "{err:?}");
+    assert!(err.to_string().contains("resume"), "{err}");
+    drop(sink);
+
+    let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+}
+
+/// A writer whose next write fails once.
+struct FailsOnce {
+    fail: bool,
+    written: Vec<u8>,
+}
+
+impl std::io::Write for FailsOnce {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::mem::take(&mut self.fail) {
+            return Err(std::io::Error::other("device gone"));
+        }
+        self.written.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sink_that_hit_a_write_error_refuses_everything_until_reopened() {
+    let org = org().await;
+    add_files(&org.mock);
+    let collector = org.collector(MemoryCheckpointStore::new());
+    let file = collector.pending_files().await.unwrap().remove(0);
+    let rows: Vec<LogRecord> = org
+        .client
+        .log_records(&file)
+        .await
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    let mut sink = salesforce_jwt::event_log::NdjsonSink::new(FailsOnce {
+        fail: true,
+        written: Vec::new(),
+    });
+    sink.begin_file(&file).await.unwrap();
+    let first = sink.write_row(&file, &rows[0]).await.unwrap_err();
+    assert!(matches!(first, Error::Io { .. }), "{first:?}");
+    // The writer works again, but the sink cannot know what the output holds now.
+    let again = sink.write_row(&file, &rows[1]).await.unwrap_err();
+    assert!(
+        matches!(again, Error::Sink { .. }) && again.to_string().contains("reopened"),
+        "{again}"
+    );
+    assert!(sink.commit_file(&file).await.is_err());
+    assert!(sink.rollback_file(&file).await.is_err());
+    assert!(sink.into_inner().written.is_empty());
+}
+
+/// An in-memory "database" with transactions, standing for a SIEM's store: rows become
+/// visible only when a transaction commits, and every commit is numbered.
+#[derive(Clone, Default)]
+struct Database {
+    rows: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Database {
+    fn rows(&self) -> Vec<(String, String)> {
+        self.rows.lock().unwrap().clone()
+    }
+}
+
+/// The example implementation of the restart protocol documented on [`RecordSink`]: a sink
+/// over a transactional store whose position is its committed row count.
+struct TransactionalSink {
+    db: Database,
+    transaction: Vec<(String, String)>,
+    /// Fails `write_row` once when this many rows have been written in all (a lost
+    /// connection mid-file).
+    fail_at_row: Option<usize>,
+    written: usize,
+}
+
+impl TransactionalSink {
+    /// Opens the sink at the checkpoint's position: committed rows past it belong to a file
+    /// the checkpoint never recorded, and are deleted (it is delivered again).
+    fn resume(db: Database, checkpoint: &Checkpoint) -> Self {
+        if let Some(position) = checkpoint.sink_position {
+            db.rows.lock().unwrap().truncate(position as usize);
+        }
+        TransactionalSink {
+            db,
+            transaction: Vec::new(),
+            fail_at_row: None,
+            written: 0,
+        }
+    }
+}
+
+impl RecordSink for TransactionalSink {
+    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+        self.transaction.clear();
+        Ok(())
+    }
+    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+        self.written += 1;
+        if self.fail_at_row == Some(self.written) {
+            self.fail_at_row = None;
+            return Err(Error::sink(
+                "writing to the test database",
+                "connection reset by peer",
+                true,
+            ));
+        }
+        self.transaction
+            .push((file.id.clone(), serde_json::to_string(row).unwrap()));
+        Ok(())
+    }
+    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
+        let mut rows = self.db.rows.lock().unwrap();
+        rows.append(&mut self.transaction);
+        Ok(Some(rows.len() as u64))
+    }
+    fn committed_position(&self) -> Option<u64> {
+        Some(self.db.rows.lock().unwrap().len() as u64)
+    }
+    fn output(&self) -> Option<String> {
+        Some("test-database/events".to_string())
+    }
+    async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+        self.transaction.clear();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_transactional_custom_sink_is_exactly_once_across_a_failure_mid_file_and_a_restart() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let db = Database::default();
+    let store = FlakyStore::default();
+
+    // First run: a connection lost mid-file (retried), then the process "dies" between a
+    // commit and its checkpoint save.
+    {
+        let mut collector = org.collector(store.clone());
+        let mut sink = TransactionalSink::resume(db.clone(), collector.checkpoint());
+        sink.fail_at_row = Some(7);
+        let failing = Arc::clone(&store.failing);
+        let mut progress = |p: &Progress| {
+            if p.files_done == 4 {
+                failing.store(true, Ordering::SeqCst);
+            }
+        };
+        let err = collector
+            .run_pass(&mut sink, &mut progress, &AtomicBool::new(false))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CheckpointStore { .. }), "{err:?}");
+        assert_eq!(sink.fail_at_row, None, "the mid-file failure happened");
+    }
+    store.failing.store(false, Ordering::SeqCst);
+    let committed = store.get_checkpoint().sink_position.unwrap() as usize;
+    assert!(
+        db.rows().len() > committed,
+        "a commit the checkpoint never saw"
+    );
+
+    // Restart: the uncounted file is cut back and delivered again, once.
+    let mut collector = org.collector(store.clone());
+    let mut sink = TransactionalSink::resume(db.clone(), collector.checkpoint());
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_exactly_once(&org.mock, &ids, &db.rows());
+    assert_eq!(
+        store.get_checkpoint().output.as_deref(),
+        Some("test-database/events")
+    );
 }

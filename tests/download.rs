@@ -284,3 +284,45 @@ async fn concurrent_downloads_keep_file_and_row_order() {
     assert_eq!(seen, files.iter().map(|f| f.id.clone()).collect::<Vec<_>>());
     assert_eq!(files[0].event_type, EventType::Uri);
 }
+
+/// A download task that never finishes (its runtime shut down under it) must end the file with
+/// a retryable error: an empty or partial file that looks complete would be committed.
+#[tokio::test]
+async fn a_download_aborted_with_its_runtime_ends_the_file_with_a_retryable_error() {
+    let server = MockServer::start().await;
+    let (client, _tokens) = wiremock_client(&server).await;
+    let f = file("0AT000000000009AAA", CSV.len() as u64);
+    Mock::given(method("GET"))
+        .and(path(f.log_file.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(CSV.as_bytes()))
+        .mount(&server)
+        .await;
+    // The download task is spawned on a runtime that is shut down before it runs.
+    let files = vec![f.clone()];
+    let mut records = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let records = runtime.block_on(async {
+            Box::pin(client.download_concurrently(files, 1))
+                .next()
+                .await
+                .unwrap()
+        });
+        drop(runtime);
+        records
+    })
+    .join()
+    .unwrap();
+    let err = match records.next().await {
+        Some(Err(e)) => e,
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert!(
+        matches!(err, Error::DownloadAborted { ref id } if *id == f.id),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert!(records.next().await.is_none());
+}

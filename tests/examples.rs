@@ -101,6 +101,81 @@ fn demo_mode_with_an_output_file_is_exactly_once_across_runs() {
 }
 
 #[test]
+fn demo_mode_rides_out_a_burst_of_faults_on_one_file_with_every_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, faults: Option<&str>| {
+        let out = dir.path().join(name);
+        let mut command = demo_command();
+        command.arg("--out").arg(&out);
+        if let Some(faults) = faults {
+            command.env("INGEST_DEMO_FAULTS", faults);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        (std::fs::read_to_string(&out).unwrap(), stderr)
+    };
+    // The demo data follows the wall clock's hour: a run next to a fault-free one is compared
+    // again if an hour boundary fell between them.
+    for _ in 0..2 {
+        let (faulted, stderr) = run("faulted.ndjson", Some("cut=4,503=2"));
+        let (clean, _) = run("clean.ndjson", None);
+        assert_eq!(
+            stderr.matches("downloading it again").count(),
+            4,
+            "each cut-off body cost the file one attempt: {stderr}"
+        );
+        let unique: std::collections::HashSet<&str> = faulted.lines().collect();
+        assert_eq!(
+            unique.len(),
+            faulted.lines().count(),
+            "a row was delivered twice"
+        );
+        if faulted == clean {
+            return;
+        }
+        std::fs::remove_file(dir.path().join("faulted.ndjson")).unwrap();
+        std::fs::remove_file(dir.path().join("faulted.ndjson.checkpoint.json")).unwrap();
+        std::fs::remove_file(dir.path().join("clean.ndjson")).unwrap();
+        std::fs::remove_file(dir.path().join("clean.ndjson.checkpoint.json")).unwrap();
+    }
+    panic!("the faulted run's rows differ from a clean run's");
+}
+
+#[test]
+fn a_state_reused_with_another_output_is_refused_and_that_file_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("shared.checkpoint.json");
+    let run = |out: &std::path::Path| {
+        demo_command()
+            .arg("--out")
+            .arg(out)
+            .arg("--state")
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+    let first = run(&dir.path().join("a.ndjson"));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // Another file, longer than the checkpoint's position: cutting it back would destroy it.
+    let other = dir.path().join("b.ndjson");
+    let precious = "{\"keep\":true}\n".repeat(100_000);
+    std::fs::write(&other, &precious).unwrap();
+    let second = run(&other);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        stderr.contains("belongs to another output") && stderr.contains("a.ndjson"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), precious);
+}
+
+#[test]
 fn bad_arguments_exit_with_usage() {
     let output = demo_command()
         .arg("--interval")

@@ -10,20 +10,85 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::event_log::query::Cursor;
+use crate::event_log::query::{Cursor, IntervalFilter};
 
-/// The format version written by this crate; a checkpoint of another version is refused rather
+/// The format version written by this crate. Version 1 (one EventLogFile cursor for the whole
+/// selection, no record of the output) is migrated on load; any other version is refused rather
 /// than misread.
-const CHECKPOINT_VERSION: u32 = 1;
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// The key of the EventLogFile source for every event type (a collector whose query selects no
+/// event types).
+pub const EVENT_LOG_FILE_ALL_TYPES: &str = "EventLogFile";
+
+/// Where a version-1 checkpoint's EventLogFile position waits until a collector adopts it for
+/// its selection (see [`Checkpoint::from_json`]).
+pub const MIGRATED_V1_SOURCE: &str = "EventLogFile (migrated from version 1)";
 
 /// A collector's durable state.
+///
+/// # Keyed by source
+///
+/// Every source of rows keeps its own position under its own key in
+/// [`sources`](Self::sources), so that adding a source starts it from `since` without moving
+/// the others, and removing one keeps its position for when it comes back. EventLogFile keeps
+/// one position per event type (`EventLogFile/Login`, `EventLogFile/API`...), or one for all
+/// types ([`EVENT_LOG_FILE_ALL_TYPES`]) when the query selects none. Per event type rather than
+/// one cursor for the selection because an added type's files are older than the others'
+/// cursor: with one cursor they would be skipped, and moving that cursor back would deliver the
+/// others again. A pass still sends one query for the whole selection (from the lowest
+/// position) and sorts each file to its type's position. Other sources (Real-Time Event
+/// Monitoring objects by `EventDate`, SetupAuditTrail by `(CreatedDate, Id)`) get their own
+/// [`SourceState`] variants under their own keys.
+///
+/// The output is not per source: rows of every source go to one sink, whose committed position
+/// is [`sink_position`](Self::sink_position), and [`output`](Self::output) records which output
+/// that position belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     /// The format version.
     pub version: u32,
-    /// The earliest `LogDate` collected, fixed by the first run (`now - since`), so every pass
-    /// looks at the same range of days.
+    /// Which output [`sink_position`](Self::sink_position) positions, as the sink names it
+    /// ([`RecordSink::output`](crate::event_log::RecordSink::output)), e.g. the output file's
+    /// absolute path. Recorded by the first pass; a later pass (or
+    /// [`NdjsonFileSink::resume`](crate::event_log::NdjsonFileSink::resume)) with another
+    /// output is refused, so a checkpoint never cuts back an unrelated file.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// How far the output was durably written when the last file was confirmed (for example a
+    /// file length). A restart truncates anything the output holds past it.
+    pub sink_position: Option<u64>,
+    /// Each source's position, by key (see the type's documentation).
+    pub sources: BTreeMap<String, SourceState>,
+    /// Files given up on with [`skip_failed_files`](crate::event_log::CollectorOptions::skip_failed_files),
+    /// by Id. Kept (never pruned) until a person removes them, so none is lost silently.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, SkippedFile>,
+    /// Files delivered since the checkpoint was created.
+    pub files_delivered: u64,
+    /// Rows delivered since the checkpoint was created.
+    pub rows_delivered: u64,
+}
+
+/// One source's position in a [`Checkpoint`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum SourceState {
+    /// EventLogFile, for one event type or all of them.
+    EventLogFile(EventLogFileState),
+}
+
+/// Where EventLogFile collection stands for one event type (or all of them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLogFileState {
+    /// Which files by `Interval` this position covers. A collector selecting another interval
+    /// is refused: the files it adds lie before the cursor and would be skipped.
+    pub interval: IntervalFilter,
+    /// The earliest `LogDate` collected, fixed when the source was added (`now - since`), so
+    /// every pass looks at the same range of days.
     #[serde(with = "time::serde::rfc3339")]
     pub log_date_floor: OffsetDateTime,
     /// The newest completed file in `(CreatedDate, Id)` order.
@@ -31,24 +96,27 @@ pub struct Checkpoint {
     /// Files completed within the lookback window before the cursor, by Id, with their
     /// `CreatedDate`: a re-query of the window skips them.
     pub completed: BTreeMap<String, CompletedFile>,
-    /// The earliest `CreatedDate` the completed set still covers. Passes never query below it,
-    /// so files pruned from the set cannot come back, even if the lookback grows between runs.
+    /// The earliest `CreatedDate` the completed set still covers. Files created before it are
+    /// never collected again, so files pruned from the set cannot come back, even if the
+    /// lookback grows between runs.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub window_start: Option<OffsetDateTime>,
-    /// Files given up on with [`skip_failed_files`](crate::event_log::CollectorOptions::skip_failed_files),
-    /// by Id. Kept (never pruned) until a person removes them, so none is lost silently.
-    #[serde(default)]
-    pub skipped: BTreeMap<String, SkippedFile>,
-    /// How far the output was durably written when the last file was confirmed (for example a
-    /// file length). A restart truncates anything the output holds past it.
-    pub sink_position: Option<u64>,
-    /// Files delivered since the checkpoint was created.
-    pub files_delivered: u64,
-    /// Rows delivered since the checkpoint was created.
-    pub rows_delivered: u64,
 }
 
-/// A completed file in [`Checkpoint::completed`].
+impl EventLogFileState {
+    /// A source that starts at `log_date_floor` with nothing collected.
+    pub fn new(interval: IntervalFilter, log_date_floor: OffsetDateTime) -> Self {
+        EventLogFileState {
+            interval,
+            log_date_floor,
+            cursor: None,
+            completed: BTreeMap::new(),
+            window_start: None,
+        }
+    }
+}
+
+/// A completed file in [`EventLogFileState::completed`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompletedFile {
@@ -59,19 +127,109 @@ pub struct CompletedFile {
     pub rows: u64,
 }
 
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Checkpoint::new()
+    }
+}
+
 impl Checkpoint {
-    /// A fresh checkpoint collecting files from `log_date_floor` on.
-    pub fn new(log_date_floor: OffsetDateTime) -> Checkpoint {
+    /// A fresh checkpoint: no source, nothing delivered.
+    pub fn new() -> Checkpoint {
         Checkpoint {
             version: CHECKPOINT_VERSION,
-            log_date_floor,
-            cursor: None,
-            completed: BTreeMap::new(),
-            window_start: None,
-            skipped: BTreeMap::new(),
+            output: None,
             sink_position: None,
+            sources: BTreeMap::new(),
+            skipped: BTreeMap::new(),
             files_delivered: 0,
             rows_delivered: 0,
+        }
+    }
+
+    /// The key of the EventLogFile source of `event_type` (`None`: all types).
+    pub fn event_log_file_key(event_type: Option<&str>) -> String {
+        match event_type {
+            Some(t) => format!("{EVENT_LOG_FILE_ALL_TYPES}/{t}"),
+            None => EVENT_LOG_FILE_ALL_TYPES.to_string(),
+        }
+    }
+
+    /// The EventLogFile position of `event_type` (`None`: the one for all types).
+    pub fn event_log_file(&self, event_type: Option<&str>) -> Option<&EventLogFileState> {
+        match self.sources.get(&Self::event_log_file_key(event_type))? {
+            SourceState::EventLogFile(state) => Some(state),
+        }
+    }
+
+    /// Reads a checkpoint in this crate's JSON, migrating version 1: its single EventLogFile
+    /// position goes to [`MIGRATED_V1_SOURCE`], and the next
+    /// [`Collector::new`](crate::event_log::Collector::new) adopts it for the event types it
+    /// selects (run it with the same event types and interval as before the upgrade). The
+    /// error says what is wrong, for a store to put in its own error.
+    pub fn from_json(bytes: &[u8]) -> Result<Checkpoint, String> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let version = serde_json::from_slice::<Version>(bytes)
+            .map_err(|e| e.to_string())?
+            .version;
+        match version {
+            CHECKPOINT_VERSION => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            1 => {
+                let v1: CheckpointV1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                Ok(v1.migrate())
+            }
+            other => Err(format!(
+                "has format version {other}, this collector reads versions 1 and \
+                 {CHECKPOINT_VERSION}; use the collector version that wrote it"
+            )),
+        }
+    }
+}
+
+/// The version-1 format, read only to migrate it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointV1 {
+    #[allow(dead_code)]
+    version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    log_date_floor: OffsetDateTime,
+    cursor: Option<Cursor>,
+    completed: BTreeMap<String, CompletedFile>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    window_start: Option<OffsetDateTime>,
+    #[serde(default)]
+    skipped: BTreeMap<String, SkippedFile>,
+    sink_position: Option<u64>,
+    files_delivered: u64,
+    rows_delivered: u64,
+}
+
+impl CheckpointV1 {
+    fn migrate(self) -> Checkpoint {
+        let state = EventLogFileState {
+            // Unknown in version 1; the adopting collector sets its own.
+            interval: IntervalFilter::All,
+            log_date_floor: self.log_date_floor,
+            cursor: self.cursor,
+            completed: self.completed,
+            window_start: self.window_start,
+        };
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            // Version 1 did not record it; the next pass records the sink's.
+            output: None,
+            sink_position: self.sink_position,
+            sources: BTreeMap::from([(
+                MIGRATED_V1_SOURCE.to_string(),
+                SourceState::EventLogFile(state),
+            )]),
+            skipped: self.skipped,
+            files_delivered: self.files_delivered,
+            rows_delivered: self.rows_delivered,
         }
     }
 }
@@ -92,9 +250,30 @@ pub struct SkippedFile {
 /// Keeps a [`Checkpoint`] durable. Implement it to keep checkpoints where the service keeps its
 /// state (a database row, a key-value store).
 ///
-/// `save` must be atomic: after a crash, `load` returns either the previous checkpoint or the
-/// new one, never a mix.
+/// # Contract
+///
+/// - `save` must be atomic: after a crash, `load` returns either the previous checkpoint or the
+///   new one, never a mix. Persist it whole (`serde_json::to_vec`) and read it back with
+///   [`Checkpoint::from_json`], which migrates older format versions.
+/// - `load` returns `None` only when no checkpoint was ever saved; one that cannot be read is
+///   an error, since starting over would deliver everything again.
+/// - `acquire` keeps a second collector off the same checkpoint, where the store can (a row
+///   lock, a lease).
+/// - A failed `save` leaves the collector at its previous checkpoint. The store may still have
+///   persisted the new one (the write arrived, its acknowledgement did not): that is safe,
+///   because a restart compares the sink's position with whatever `load` returns and cuts the
+///   output back to it (see [`RecordSink`](crate::event_log::RecordSink)'s restart protocol).
+/// - Return the store's own failures with [`Error::checkpoint_store`], saying whether a retry
+///   may help.
 pub trait CheckpointStore: Send {
+    /// Takes exclusive use of the checkpoint for as long as this store lives, or fails at once
+    /// if another collector has it: two collectors moving one checkpoint would each deliver
+    /// what the other already did. [`Collector::new`](crate::event_log::Collector::new) calls
+    /// it before `load`. The default does nothing (a store that cannot be shared, or is
+    /// guarded elsewhere).
+    fn acquire(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
     /// The saved checkpoint, `None` when there is none yet. A checkpoint that exists but cannot
     /// be read is an error, never `None`: starting over would deliver everything again.
     fn load(&self) -> Result<Option<Checkpoint>, Error>;
@@ -102,17 +281,34 @@ pub trait CheckpointStore: Send {
     fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error>;
 }
 
-/// A checkpoint in a JSON file, replaced atomically: written to a temporary file beside it,
-/// fsynced, renamed over it, and the directory fsynced.
-#[derive(Debug, Clone)]
+/// A checkpoint in a JSON file, replaced atomically: written to a uniquely named temporary file
+/// beside it, fsynced, renamed over it, and the directory fsynced.
+///
+/// While a collector uses it, the store holds an exclusive lock on `PATH.lock` (a file beside
+/// the checkpoint, left in place: removing it would let two processes lock different files of
+/// the same name), so a second collector on the same checkpoint fails at once. Reading with
+/// [`load`](CheckpointStore::load) needs no lock. A clone starts without the lock, so it cannot
+/// serve a second collector either.
+#[derive(Debug)]
 pub struct FileCheckpointStore {
     path: PathBuf,
+    /// The locked `PATH.lock`, once acquired.
+    lock: Option<fs::File>,
+}
+
+impl Clone for FileCheckpointStore {
+    fn clone(&self) -> Self {
+        FileCheckpointStore::new(self.path.clone())
+    }
 }
 
 impl FileCheckpointStore {
     /// A store at `path` (created on the first save).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileCheckpointStore { path: path.into() }
+        FileCheckpointStore {
+            path: path.into(),
+            lock: None,
+        }
     }
 
     /// The checkpoint's path.
@@ -126,9 +322,58 @@ impl FileCheckpointStore {
             message,
         }
     }
+
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// `PATH.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_os_string();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
 }
 
 impl CheckpointStore for FileCheckpointStore {
+    fn acquire(&mut self) -> Result<(), Error> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let lock_path = self.lock_path();
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                self.error(format!(
+                    "cannot open its lock file {} ({e}); check that its directory exists and \
+                     is writable",
+                    lock_path.display()
+                ))
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(self.error(format!(
+                    "is in use by another collector (it holds {}). Run one collector per \
+                     checkpoint, or give this one its own --state",
+                    lock_path.display()
+                )));
+            }
+            // Some network filesystems have no locks; collecting matters more than the guard.
+            Err(fs::TryLockError::Error(e)) => {
+                tracing::warn!(path = %lock_path.display(), error = %e, "cannot lock the checkpoint; make sure only one collector uses it");
+            }
+        }
+        self.lock = Some(file);
+        Ok(())
+    }
+
     fn load(&self) -> Result<Option<Checkpoint>, Error> {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
@@ -137,44 +382,80 @@ impl CheckpointStore for FileCheckpointStore {
                 return Err(self.error(format!("cannot be read ({e}); check its permissions")));
             }
         };
-        let checkpoint: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
+        if bytes.is_empty() {
+            return Err(self.error(
+                "is corrupted (it is empty). It was not written by this collector or was \
+                 damaged; restore it from a backup, or delete it to start over from --since \
+                 (rows already delivered would be delivered again)"
+                    .to_string(),
+            ));
+        }
+        let checkpoint = Checkpoint::from_json(&bytes).map_err(|e| {
+            if e.starts_with("has format version") {
+                return self.error(e);
+            }
             self.error(format!(
                 "is corrupted ({e}). It was not written by this collector or was damaged; \
                  restore it from a backup, or delete it to start over from --since (rows \
                  already delivered would be delivered again)"
             ))
         })?;
-        if checkpoint.version != CHECKPOINT_VERSION {
-            return Err(self.error(format!(
-                "has format version {}, this collector reads version {CHECKPOINT_VERSION}",
-                checkpoint.version
-            )));
-        }
         Ok(Some(checkpoint))
     }
 
     fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        self.acquire()?;
         let json = serde_json::to_vec_pretty(checkpoint)
             .map_err(|e| self.error(format!("cannot be encoded ({e})")))?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
+        let dir = self.dir();
+        // A unique name: a leftover of a crashed save, or anything else that happens to sit at
+        // a fixed name, can never block or corrupt this one.
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(self.path.file_name().unwrap_or_default());
+        tmp_name.push(format!(
+            ".{}.{:016x}.tmp",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
         let tmp = dir.join(tmp_name);
         let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&tmp)?;
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             file.write_all(&json)?;
             file.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            // The rename is durable only once the directory entry is.
-            if let Ok(d) = fs::File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
+            fs::rename(&tmp, &self.path)
         };
-        write().map_err(|e| self.error(format!("cannot be written ({e})")))
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.error(format!(
+                "cannot be written ({e}); check the space and permissions of {}",
+                dir.display()
+            )));
+        }
+        // The rename is durable only once the directory entry is.
+        sync_dir(&dir).map_err(|e| {
+            self.error(format!(
+                "was written but its directory {} cannot be synced ({e}); the new checkpoint \
+                 may not survive a power loss",
+                dir.display()
+            ))
+        })
+    }
+}
+
+/// Makes a directory's entries (a rename, a new file) durable. Only Unix can open a directory
+/// for that; elsewhere the filesystem keeps entries durable itself (NTFS journals them).
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
     }
 }
 
@@ -212,6 +493,10 @@ impl CheckpointStore for MemoryCheckpointStore {
 }
 
 impl<T: CheckpointStore + ?Sized> CheckpointStore for Box<T> {
+    fn acquire(&mut self) -> Result<(), Error> {
+        (**self).acquire()
+    }
+
     fn load(&self) -> Result<Option<Checkpoint>, Error> {
         (**self).load()
     }

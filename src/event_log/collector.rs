@@ -15,13 +15,15 @@ use time::OffsetDateTime;
 
 use crate::client::JwtBearerClient;
 use crate::error::Error;
-use crate::event_log::blocking_io;
-use crate::event_log::checkpoint::{Checkpoint, CheckpointStore, CompletedFile, SkippedFile};
+use crate::event_log::checkpoint::{
+    Checkpoint, CheckpointStore, CompletedFile, EVENT_LOG_FILE_ALL_TYPES, EventLogFileState,
+    MIGRATED_V1_SOURCE, SkippedFile, SourceState,
+};
 use crate::event_log::model::EventLogFile;
-use crate::event_log::query::{Cursor, EventLogFileQuery};
+use crate::event_log::query::{Cursor, EventLogFileQuery, IntervalFilter};
 use crate::event_log::record::LogRecord;
 use crate::event_log::sink::RecordSink;
-use crate::retry::backoff;
+use crate::retry::full_jitter_backoff;
 
 /// Tuning for a [`Collector`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +35,12 @@ pub struct CollectorOptions {
     pub since: Duration,
     /// Files downloaded at once (default 4).
     pub concurrency: usize,
-    /// Attempts per file when its download fails in a retryable way (default 3).
+    /// Attempts per file when its download fails in a retryable way (default 8, so a burst of
+    /// seven failures of one file in a row, each cut off or refused with 503, is ridden out).
+    /// Between attempts the collector waits the `Retry-After` the error carried, else a
+    /// full-jitter exponential backoff from the client's
+    /// [`RetryPolicy`](crate::RetryPolicy) (`initial_backoff` doubling up to `max_backoff`). An
+    /// error no retry can fix ends the attempts at once.
     pub max_file_attempts: u32,
     /// What to do with a file that cannot be collected for reasons of its own (a malformed
     /// row, a body that stays shorter than `LogFileLength`, a file that is gone): `false` (the
@@ -51,7 +58,7 @@ impl Default for CollectorOptions {
             lookback: Duration::from_secs(3 * 24 * 3600),
             since: Duration::from_secs(24 * 3600),
             concurrency: 4,
-            max_file_attempts: 3,
+            max_file_attempts: 8,
             skip_failed_files: false,
         }
     }
@@ -119,7 +126,7 @@ pub struct PassSummary {
 /// let query = EventLogFileQuery::new().event_types([EventType::Login, EventType::Logout]);
 /// let store = FileCheckpointStore::new("collector.checkpoint.json");
 /// let mut collector = Collector::new(client, query, store, CollectorOptions::default())?;
-/// let mut sink = NdjsonFileSink::open("events.ndjson", collector.checkpoint().sink_position)?;
+/// let mut sink = NdjsonFileSink::resume("events.ndjson", collector.checkpoint())?;
 /// let summary = collector
 ///     .run_pass(&mut sink, &mut |_progress| {}, &AtomicBool::new(false))
 ///     .await?;
@@ -133,12 +140,19 @@ pub struct Collector<S: CheckpointStore> {
     store: S,
     checkpoint: Checkpoint,
     options: CollectorOptions,
+    /// The selected event types, as given (empty: all types, one source).
+    event_types: Vec<String>,
 }
 
 impl<S: CheckpointStore> Collector<S> {
-    /// Loads the checkpoint from `store` (a new one starts `options.since` ago). `template`
-    /// chooses event types and interval; its date filters and cursor are replaced by the
-    /// collector's own.
+    /// Loads the checkpoint from `store` (a new one is created). `template` chooses event types
+    /// and interval; its date filters and cursor are replaced by the collector's own.
+    ///
+    /// Each selected event type keeps its own position in the checkpoint (see
+    /// [`Checkpoint`]): a type the checkpoint does not know yet starts `options.since` ago,
+    /// the others go on where they were, and types no longer selected keep their positions.
+    /// Refused, with what to do: another interval than the checkpoint's, and all event types
+    /// with a checkpoint that collected them one by one (their rows would be delivered again).
     pub fn new(
         client: JwtBearerClient,
         template: EventLogFileQuery,
@@ -150,19 +164,38 @@ impl<S: CheckpointStore> Collector<S> {
                 "collector concurrency and max_file_attempts must be at least 1".into(),
             ));
         }
-        let checkpoint = match store.load()? {
-            Some(c) => c,
-            None => {
-                // Whole UTC days: a first run at 14:23 with `since` 1d must still take
-                // yesterday's daily file, whose LogDate is midnight.
-                let start = earlier(client.clock().now(), options.since, "since")?;
-                let fresh = Checkpoint::new(start.replace_time(time::Time::MIDNIGHT));
-                // Saved before anything is delivered, so that a crash in the first file
-                // restarts over the same window.
-                store.save(&fresh)?;
-                fresh
+        store.acquire()?;
+        let loaded = store.load()?;
+        let mut checkpoint = loaded.clone().unwrap_or_default();
+        let mut event_types: Vec<String> = Vec::new();
+        for t in template.selected_event_types() {
+            // SOQL matches EventType without regard to case, so `login` selects Login's
+            // files: it must find Login's position too, not start a second one.
+            let known = checkpoint.sources.keys().find_map(|k| {
+                k.strip_prefix(EVENT_LOG_FILE_ALL_TYPES)?
+                    .strip_prefix('/')
+                    .filter(|known| known.eq_ignore_ascii_case(t.as_str()))
+            });
+            let name = known.unwrap_or(t.as_str()).to_string();
+            if !event_types.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
+                event_types.push(name);
             }
-        };
+        }
+        // Whole UTC days: a first run at 14:23 with `since` 1d must still take yesterday's
+        // daily file, whose LogDate is midnight.
+        let floor = earlier(client.clock().now(), options.since, "since")?
+            .replace_time(time::Time::MIDNIGHT);
+        adopt_sources(
+            &mut checkpoint,
+            &event_types,
+            template.selected_interval(),
+            floor,
+        )?;
+        if loaded.as_ref() != Some(&checkpoint) {
+            // Saved before anything is delivered, so that a crash in the first file restarts
+            // over the same window.
+            store.save(&checkpoint)?;
+        }
         let template = EventLogFileQuery::new()
             .event_types(template.selected_event_types().iter().cloned())
             .interval(template.selected_interval());
@@ -172,6 +205,7 @@ impl<S: CheckpointStore> Collector<S> {
             store,
             checkpoint,
             options,
+            event_types,
         })
     }
 
@@ -180,30 +214,73 @@ impl<S: CheckpointStore> Collector<S> {
         &self.checkpoint
     }
 
-    /// The query the next pass sends.
+    /// The keys of the selected sources.
+    fn selected_keys(&self) -> Vec<String> {
+        if self.event_types.is_empty() {
+            vec![Checkpoint::event_log_file_key(None)]
+        } else {
+            self.event_types
+                .iter()
+                .map(|t| Checkpoint::event_log_file_key(Some(t)))
+                .collect()
+        }
+    }
+
+    /// The key of the source `file` belongs to, if it is selected.
+    fn key_of(&self, file: &EventLogFile) -> Option<String> {
+        if self.event_types.is_empty() {
+            return Some(Checkpoint::event_log_file_key(None));
+        }
+        let found = self
+            .event_types
+            .iter()
+            .find(|t| t.eq_ignore_ascii_case(file.event_type.as_str()))?;
+        Some(Checkpoint::event_log_file_key(Some(found)))
+    }
+
+    fn state(&self, key: &str) -> Option<&EventLogFileState> {
+        match self.checkpoint.sources.get(key)? {
+            SourceState::EventLogFile(state) => Some(state),
+        }
+    }
+
+    /// The query the next pass sends: one for the whole selection, from the lowest position
+    /// among the selected event types (each file is then checked against its own type's).
     pub fn pass_query(&self) -> EventLogFileQuery {
-        let query = self
-            .template
-            .clone()
-            .log_date_from(self.checkpoint.log_date_floor);
-        match &self.checkpoint.cursor {
-            Some(cursor) => query.created_date_from(self.window_start(cursor)),
+        let states: Vec<&EventLogFileState> = self
+            .selected_keys()
+            .iter()
+            .filter_map(|k| self.state(k))
+            .collect();
+        let mut query = self.template.clone();
+        if let Some(floor) = states.iter().map(|s| s.log_date_floor).min() {
+            query = query.log_date_from(floor);
+        }
+        let starts: Option<Vec<OffsetDateTime>> = states
+            .iter()
+            .map(|s| {
+                s.cursor
+                    .as_ref()
+                    .map(|c| window_start(s, c, self.options.lookback))
+            })
+            .collect();
+        match starts.and_then(|s| s.into_iter().min()) {
+            Some(start) => query.created_date_from(start),
             None => query,
         }
     }
 
-    /// Where the lookback window before `cursor` starts: whole seconds (what a SOQL literal
-    /// can say, so the query and the pruning of the completed set agree exactly), and never
-    /// below the window the completed set covers.
-    fn window_start(&self, cursor: &Cursor) -> OffsetDateTime {
-        let back = earlier(cursor.created_date, self.options.lookback, "lookback")
-            .unwrap_or(self.checkpoint.log_date_floor)
-            .replace_nanosecond(0)
-            .unwrap_or(cursor.created_date);
-        match self.checkpoint.window_start {
-            Some(start) if start > back => start,
-            _ => back,
-        }
+    /// Whether `file` is still to be collected by its type's position.
+    fn is_pending(&self, file: &EventLogFile) -> bool {
+        let Some(state) = self.key_of(file).and_then(|k| self.state(&k)) else {
+            return false;
+        };
+        !state.completed.contains_key(&file.id)
+            && file.log_date >= state.log_date_floor
+            && state
+                .cursor
+                .as_ref()
+                .is_none_or(|c| file.created_date >= window_start(state, c, self.options.lookback))
     }
 
     /// The files the next pass will collect, in `(CreatedDate, Id)` order, completed ones left
@@ -212,7 +289,7 @@ impl<S: CheckpointStore> Collector<S> {
         let mut files: Vec<EventLogFile> = self
             .client
             .event_log_files(&self.pass_query())
-            .try_filter(|f| std::future::ready(!self.checkpoint.completed.contains_key(&f.id)))
+            .try_filter(|f| std::future::ready(self.is_pending(f)))
             .try_collect()
             .await?;
         // Salesforce already orders them; sorting again costs nothing and makes the order a
@@ -244,7 +321,16 @@ impl<S: CheckpointStore> Collector<S> {
         skipped: Option<SkippedFile>,
     ) -> Result<(), Error> {
         let mut next = self.checkpoint.clone();
-        next.completed.insert(
+        let key = self.key_of(file);
+        let Some(SourceState::EventLogFile(state)) =
+            key.as_ref().and_then(|k| next.sources.get_mut(k))
+        else {
+            return Err(Error::InvalidArgument(format!(
+                "EventLogFile {} has EventType {}, which this collector does not select",
+                file.id, file.event_type
+            )));
+        };
+        state.completed.insert(
             file.id.clone(),
             CompletedFile {
                 created_date: file.created_date,
@@ -252,14 +338,14 @@ impl<S: CheckpointStore> Collector<S> {
             },
         );
         let cursor = Cursor::of(file);
-        if next.cursor.as_ref().is_none_or(|c| *c < cursor) {
-            next.cursor = Some(cursor);
+        if state.cursor.as_ref().is_none_or(|c| *c < cursor) {
+            state.cursor = Some(cursor);
         }
-        if let Some(cursor) = &next.cursor {
-            // Files created before the window can no longer be returned by a pass query.
-            let start = self.window_start(cursor);
-            next.completed.retain(|_, f| f.created_date >= start);
-            next.window_start = Some(start);
+        if let Some(cursor) = state.cursor.clone() {
+            // Files created before the window can no longer be collected.
+            let start = window_start(state, &cursor, self.options.lookback);
+            state.completed.retain(|_, f| f.created_date >= start);
+            state.window_start = Some(start);
         }
         if sink_position.is_some() {
             next.sink_position = sink_position;
@@ -273,7 +359,10 @@ impl<S: CheckpointStore> Collector<S> {
                 next.rows_delivered += rows;
             }
         }
-        blocking_io(|| self.store.save(&next))?;
+        // Inline on the runtime thread: the store is borrowed, so it cannot move to a blocking
+        // thread, and a save is one small write and an fsync. Downloads ahead keep buffering
+        // meanwhile (bounded), and this works on any runtime flavour.
+        self.store.save(&next)?;
         self.checkpoint = next;
         tracing::debug!(id = %file.id, event_type = %file.event_type, rows, "EventLogFile done");
         Ok(())
@@ -295,8 +384,15 @@ impl<S: CheckpointStore> Collector<S> {
         if !error.is_retryable() || attempt >= self.options.max_file_attempts {
             return false;
         }
-        let delay = backoff(self.client.config().retry_policy(), attempt);
-        tracing::warn!(id = %file.id, attempt, error = %error, "log file failed; downloading it again");
+        let policy = self.client.config().retry_policy();
+        let delay = match error.retry_after() {
+            // The server said when; a Retry-After beyond the policy's whole time budget means
+            // the outage outlasts this pass, and the caller's schedule decides.
+            Some(asked) if asked > policy.max_elapsed => return false,
+            Some(asked) => asked,
+            None => full_jitter_backoff(policy, attempt),
+        };
+        tracing::warn!(id = %file.id, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), error = %error, "log file failed; downloading it again");
         self.client.clock().sleep(delay).await;
         true
     }
@@ -313,14 +409,48 @@ impl<S: CheckpointStore> Collector<S> {
         stop: &AtomicBool,
     ) -> Result<PassSummary, Error> {
         let started = Instant::now();
-        if self.checkpoint.sink_position.is_none()
-            && let Some(position) = sink.committed_position()
+        let output = sink.output();
+        if let (Some(recorded), Some(current)) = (&self.checkpoint.output, &output)
+            && recorded != current
         {
+            return Err(Error::InvalidArgument(format!(
+                "the checkpoint belongs to the output {recorded}, not {current}: its position \
+                 means nothing there. Use the checkpoint (--state) that belongs to {current}, \
+                 or a new one (which starts from --since)"
+            )));
+        }
+        if let (Some(checkpoint), Some(sink)) =
+            (self.checkpoint.sink_position, sink.committed_position())
+            && checkpoint != sink
+        {
+            // A commit, checkpoint save or rollback failed earlier (or the sink was opened at
+            // another position): going on would deliver from a position nobody can prove.
+            return Err(Error::sink(
+                format!(
+                    "resuming the output{}",
+                    output.as_ref().map(|o| format!(" {o}")).unwrap_or_default()
+                ),
+                format!(
+                    "its committed position is {sink} but the checkpoint's is {checkpoint}, so \
+                     an earlier commit, checkpoint save or rollback failed. Reopen the output \
+                     from the checkpoint (NdjsonFileSink::resume cuts it back to {checkpoint}) \
+                     and run the pass again"
+                ),
+                false,
+            ));
+        }
+        let mut next = self.checkpoint.clone();
+        if next.output.is_none() {
+            next.output = output;
+        }
+        if next.sink_position.is_none() {
             // The sink's starting point, recorded before its first row: without it a crash in
             // the first file would leave a torn file that the restart could not cut back.
-            let mut next = self.checkpoint.clone();
-            next.sink_position = Some(position);
-            blocking_io(|| self.store.save(&next))?;
+            next.sink_position = sink.committed_position();
+        }
+        if next != self.checkpoint {
+            // Inline, like every checkpoint save (see `record`).
+            self.store.save(&next)?;
             self.checkpoint = next;
         }
         let files = self.pending_files().await?;
@@ -415,6 +545,89 @@ fn concerns_only_this_file(error: &Error) -> bool {
         Error::Api(api) => api.status == 404,
         _ => false,
     }
+}
+
+/// Where the lookback window before `cursor` starts: whole seconds (what a SOQL literal can
+/// say, so the query and the pruning of the completed set agree exactly), and never below the
+/// window the completed set covers.
+fn window_start(state: &EventLogFileState, cursor: &Cursor, lookback: Duration) -> OffsetDateTime {
+    let back = earlier(cursor.created_date, lookback, "lookback")
+        .unwrap_or(state.log_date_floor)
+        .replace_nanosecond(0)
+        .unwrap_or(cursor.created_date);
+    match state.window_start {
+        Some(start) if start > back => start,
+        _ => back,
+    }
+}
+
+/// Gives every selected event type (`event_types`, empty for all types) a position in
+/// `checkpoint`: the one it has, the one migrated from version 1, the all-types one when the
+/// selection narrows, or a fresh one from `floor`.
+fn adopt_sources(
+    checkpoint: &mut Checkpoint,
+    event_types: &[String],
+    interval: IntervalFilter,
+    floor: OffsetDateTime,
+) -> Result<(), Error> {
+    let migrated = match checkpoint.sources.remove(MIGRATED_V1_SOURCE) {
+        Some(SourceState::EventLogFile(mut state)) => {
+            state.interval = interval;
+            Some(state)
+        }
+        None => None,
+    };
+    let all_key = Checkpoint::event_log_file_key(None);
+    let all_types = checkpoint.event_log_file(None).cloned();
+    let keys: Vec<String> = if event_types.is_empty() {
+        let one_by_one: Vec<&str> = checkpoint
+            .sources
+            .keys()
+            .filter_map(|k| k.strip_prefix(&format!("{all_key}/")))
+            .collect();
+        // Even with an all-types position: the types collected one by one may have gone past
+        // it, and it would deliver their files again.
+        if migrated.is_none() && !one_by_one.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "this checkpoint collects EventLogFile by event type ({}); collecting all types \
+                 with it would deliver those rows again. Select the event types you want \
+                 explicitly (--event-type), or start a new checkpoint",
+                one_by_one.join(", ")
+            )));
+        }
+        vec![all_key.clone()]
+    } else {
+        event_types
+            .iter()
+            .map(|t| Checkpoint::event_log_file_key(Some(t)))
+            .collect()
+    };
+    for key in keys {
+        match checkpoint.sources.get(&key) {
+            Some(SourceState::EventLogFile(state)) if state.interval != interval => {
+                return Err(Error::InvalidArgument(format!(
+                    "the checkpoint collected {key} files with interval {:?}, this collector \
+                     asks for {interval:?}: the files that adds lie before its position and \
+                     would be skipped. Keep the interval, or start a new checkpoint for it",
+                    state.interval
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let state = match (&migrated, &all_types) {
+                    (Some(m), _) => m.clone(),
+                    // Everything before the all-types position was delivered, this type's
+                    // files included.
+                    (None, Some(all)) if all.interval == interval => all.clone(),
+                    _ => EventLogFileState::new(interval, floor),
+                };
+                checkpoint
+                    .sources
+                    .insert(key, SourceState::EventLogFile(state));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `t - d`, or an error naming the option when the result is out of range.

@@ -90,17 +90,25 @@ impl JwtBearerClient {
                         match client.log_records(&task_file).await {
                             Ok(mut records) => {
                                 while let Some(item) = records.next().await {
-                                    if tx.send(item).await.is_err() {
-                                        break;
+                                    if tx.send(Piece::Row(item)).await.is_err() {
+                                        return;
                                     }
                                 }
+                                // Sent only here: a task that panics or is aborted drops `tx`
+                                // without it, and the consumer reports an error instead of a
+                                // clean end of file.
+                                let _ = tx.send(Piece::End).await;
                             }
                             Err(e) => {
-                                let _ = tx.send(Err(e)).await;
+                                let _ = tx.send(Piece::Row(Err(e))).await;
                             }
                         }
                     });
-                    FileRecords { file, rows: rx }
+                    FileRecords {
+                        file,
+                        rows: rx,
+                        ended: false,
+                    }
                 }
             })
             .buffered(concurrency)
@@ -236,18 +244,52 @@ impl Stream for LogRecords {
     }
 }
 
+/// What a download task hands to its [`FileRecords`].
+#[derive(Debug)]
+enum Piece {
+    /// A row, or the error that ends the file.
+    Row(Result<LogRecord, Error>),
+    /// The body ended and every row was sent.
+    End,
+}
+
 /// One file of [`JwtBearerClient::download_concurrently`] and its rows, in file order.
+///
+/// The stream ends cleanly only when the whole body arrived and was decoded; a download that
+/// ended any other way (its task panicked or was aborted) ends the stream with a retryable
+/// [`Error::DownloadAborted`].
 #[derive(Debug)]
 pub struct FileRecords {
     /// The file.
     pub file: EventLogFile,
-    rows: mpsc::Receiver<Result<LogRecord, Error>>,
+    rows: mpsc::Receiver<Piece>,
+    /// Whether the stream has ended (cleanly or with an error).
+    ended: bool,
 }
 
 impl Stream for FileRecords {
     type Item = Result<LogRecord, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rows.poll_recv(cx)
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match ready!(self.rows.poll_recv(cx)) {
+            Some(Piece::Row(Ok(row))) => Poll::Ready(Some(Ok(row))),
+            Some(Piece::Row(Err(e))) => {
+                self.ended = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Some(Piece::End) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            None => {
+                self.ended = true;
+                Poll::Ready(Some(Err(Error::DownloadAborted {
+                    id: self.file.id.clone(),
+                })))
+            }
+        }
     }
 }

@@ -10,8 +10,9 @@ mod record;
 mod sink;
 
 pub use checkpoint::{
-    Checkpoint, CheckpointStore, CompletedFile, FileCheckpointStore, MemoryCheckpointStore,
-    SkippedFile,
+    CHECKPOINT_VERSION, Checkpoint, CheckpointStore, CompletedFile, EVENT_LOG_FILE_ALL_TYPES,
+    EventLogFileState, FileCheckpointStore, MIGRATED_V1_SOURCE, MemoryCheckpointStore, SkippedFile,
+    SourceState,
 };
 pub use collector::{Collector, CollectorOptions, PassSummary, Progress};
 pub use download::{FileRecords, LogFileBody, LogRecords};
@@ -19,10 +20,3 @@ pub use model::{EventLogFile, EventType, Interval, sf_datetime};
 pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
 pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
 pub use sink::{NdjsonFileSink, NdjsonRow, NdjsonSink, RecordSink};
-
-/// Runs blocking file work (fsync, a checkpoint write) from async code. It runs inline: the
-/// library must work on any runtime flavour, and `block_in_place` exists only on the
-/// multi-thread one (and only when the application enables it).
-pub(crate) fn blocking_io<R>(work: impl FnOnce() -> R) -> R {
-    work()
-}

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use crate::error::Error;
-use crate::event_log::blocking_io;
+use crate::event_log::checkpoint::sync_dir;
 use crate::event_log::model::{EventLogFile, sf_datetime};
 use crate::event_log::record::LogRecord;
 
@@ -19,6 +19,41 @@ use crate::event_log::record::LogRecord;
 /// row, then `commit_file`; only after `commit_file` returns does the checkpoint record the
 /// file as delivered. If the file fails mid-way it calls `rollback_file` instead, and the file
 /// is delivered again from its first row.
+///
+/// # The restart protocol
+///
+/// A process can die between `commit_file` and the checkpoint save that follows it, so the
+/// output can hold a file the checkpoint does not count. Exactly-once delivery needs the sink
+/// to take part through *positions*, numbers that say how far the committed output reaches (a
+/// file length, a row count, a transaction sequence):
+///
+/// - `commit_file` makes the file's rows durable and returns the position where the committed
+///   output now ends; the collector stores it as
+///   [`Checkpoint::sink_position`](crate::event_log::Checkpoint::sink_position) in the same
+///   save that records the file.
+/// - `committed_position` returns where the committed output ends now: the last commit's
+///   position, or, before any, where the sink started. The collector records it before the
+///   first row of a new checkpoint, and at the start of every pass compares it with the
+///   checkpoint's: a difference means a commit, checkpoint save or rollback failed earlier,
+///   and the pass is refused with an [`Error::Sink`] rather than going on from a position
+///   nobody can prove.
+/// - On restart, open the sink at the checkpoint's `sink_position` and **cut back** everything
+///   past it before taking rows: that is the file whose commit the checkpoint never recorded,
+///   and it is delivered again. [`NdjsonFileSink::resume`] does this.
+/// - `output` names the output, so a checkpoint is never applied to another one.
+///
+/// A sink without positions (`None` everywhere, like [`NdjsonSink`]) is at-least-once: after a
+/// crash, the file being delivered may appear twice.
+///
+/// # Errors
+///
+/// Return the sink's own failures with [`Error::sink`], saying whether a retry may help: a
+/// retryable error from `write_row` makes the collector roll the file back and download it
+/// again, any other ends the pass. After an error whose effect on the output is unknown, refuse
+/// every later call until the sink is reopened (the provided sinks do).
+///
+/// tests/collector.rs holds a complete example over an in-memory transactional store
+/// (`TransactionalSink`), tested for exactly-once across a failure mid-file and a restart.
 pub trait RecordSink: Send {
     /// A file starts.
     fn begin_file(&mut self, file: &EventLogFile)
@@ -43,6 +78,14 @@ pub trait RecordSink: Send {
     /// sink started). The collector records it before the first row of a run, so that a crash
     /// in the very first file can be cut back too. `None` when the sink has no such notion.
     fn committed_position(&self) -> Option<u64> {
+        None
+    }
+
+    /// Which output the positions refer to (for a file, its absolute path), recorded in
+    /// [`Checkpoint::output`](crate::event_log::Checkpoint::output) by the first pass; a later
+    /// pass with a sink naming another output is refused. `None` (the default) when positions
+    /// mean nothing or the sink cannot tell.
+    fn output(&self) -> Option<String> {
         None
     }
 
@@ -87,6 +130,9 @@ pub struct NdjsonSink<W: Write + Send> {
     line: Vec<u8>,
     /// What `out` is, for error messages.
     name: String,
+    /// The first I/O error, after which the sink refuses everything: what the output holds
+    /// past its last commit is unknown, so only reopening (and cutting back) is safe.
+    poisoned: Option<Error>,
 }
 
 impl<W: Write + Send> NdjsonSink<W> {
@@ -100,7 +146,35 @@ impl<W: Write + Send> NdjsonSink<W> {
             out,
             line: Vec::with_capacity(1024),
             name,
+            poisoned: None,
         }
+    }
+
+    /// Fails when an earlier I/O error poisoned the sink.
+    fn guard(&self) -> Result<(), Error> {
+        match &self.poisoned {
+            None => Ok(()),
+            Some(first) => Err(Error::sink(
+                format!(
+                    "{} failed earlier, so what it holds past its last commit is unknown; it \
+                     takes nothing more until reopened (NdjsonFileSink::resume cuts the file \
+                     back to the checkpoint)",
+                    self.name
+                ),
+                first.clone(),
+                false,
+            )),
+        }
+    }
+
+    /// Passes `result` on, poisoning the sink if it is an error.
+    fn poison_on_error<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &result
+            && self.poisoned.is_none()
+        {
+            self.poisoned = Some(e.clone());
+        }
+        result
     }
 
     /// The writer back.
@@ -126,20 +200,27 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
     }
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+        self.guard()?;
         encode_row(&mut self.line, file, row)?;
-        self.out
+        let written = self
+            .out
             .write_all(&self.line)
-            .map_err(|e| Error::io(format!("writing {}", self.name), e))
+            .map_err(|e| Error::io(format!("writing {}", self.name), e));
+        self.poison_on_error(written)
     }
 
     async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
-        self.out
+        self.guard()?;
+        let flushed = self
+            .out
             .flush()
-            .map_err(|e| Error::io(format!("flushing {}", self.name), e))?;
+            .map_err(|e| Error::io(format!("flushing {}", self.name), e));
+        self.poison_on_error(flushed)?;
         Ok(None)
     }
 
     async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+        self.guard()?;
         tracing::warn!(id = %file.id, "file failed mid-way; rows already written to the stream cannot be taken back and will be written again");
         Ok(())
     }
@@ -153,12 +234,44 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 #[derive(Debug)]
 pub struct NdjsonFileSink {
     path: PathBuf,
+    /// The absolute path, for [`RecordSink::output`].
+    output: String,
     ndjson: NdjsonSink<BufWriter<File>>,
     committed: u64,
 }
 
 impl NdjsonFileSink {
-    /// Opens (or creates) `path`. `committed` is the checkpoint's
+    /// Opens (or creates) `path` to go on from `checkpoint`: the file is cut back to the
+    /// checkpoint's [`sink_position`](crate::event_log::Checkpoint::sink_position), as with
+    /// [`open`](Self::open), but only after checking that the checkpoint belongs to this file
+    /// ([`Checkpoint::output`](crate::event_log::Checkpoint::output)). A checkpoint of another
+    /// output is refused before the file is touched, so reusing a checkpoint with the wrong
+    /// output never cuts back an unrelated file. (A checkpoint migrated from version 1 names
+    /// no output and cannot be checked; the first pass records this one.)
+    pub fn resume(
+        path: impl AsRef<Path>,
+        checkpoint: &crate::event_log::Checkpoint,
+    ) -> Result<Self, Error> {
+        let path = path.as_ref();
+        if let Some(recorded) = &checkpoint.output {
+            let current = output_name(path)?;
+            if *recorded != current {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "the checkpoint given for this output belongs to another output, \
+                         {recorded}; its position means nothing here, so this file was left \
+                         untouched. Use the checkpoint (--state) that belongs to {current}, or \
+                         a new one (which starts from --since)"
+                    ),
+                });
+            }
+        }
+        Self::open(path, checkpoint.sink_position)
+    }
+
+    /// Opens (or creates) `path` at a position, without checking which output the checkpoint
+    /// belongs to: prefer [`resume`](Self::resume). `committed` is the checkpoint's
     /// [`sink_position`](crate::event_log::Checkpoint::sink_position): the file is cut back to
     /// it. With `None` (no checkpoint yet) new rows are appended after what the file holds.
     ///
@@ -167,13 +280,40 @@ impl NdjsonFileSink {
     pub fn open(path: impl AsRef<Path>, committed: Option<u64>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let context = |what: &str| format!("{what} the output file {}", path.display());
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
+        let (file, created) = match OpenOptions::new()
+            .create_new(true)
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|e| Error::io(context("opening"), e))?;
+        {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(context("opening"), e))?;
+                (file, false)
+            }
+            Err(e) => return Err(Error::io(context("creating"), e)),
+        };
+        if created {
+            // A new file's rows are durable only once its directory entry is: without this a
+            // power loss could take the whole file after its rows were confirmed.
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            sync_dir(&dir).map_err(|e| {
+                Error::io(
+                    format!(
+                        "syncing the directory {} of the new output file",
+                        dir.display()
+                    ),
+                    e,
+                )
+            })?;
+        }
         match file.try_lock() {
             Ok(()) => {}
             // Two collectors appending to one output would interleave and cut back each
@@ -214,8 +354,10 @@ impl NdjsonFileSink {
             tracing::info!(path = %path.display(), discarded = len - committed, "discarding rows of an unconfirmed file from an earlier run");
         }
         let name = path.display().to_string();
+        let output = output_name(&path)?;
         let mut sink = NdjsonFileSink {
             path,
+            output,
             ndjson: NdjsonSink::named(BufWriter::with_capacity(256 * 1024, file), name),
             committed,
         };
@@ -228,15 +370,19 @@ impl NdjsonFileSink {
         &self.path
     }
 
-    fn cut_back(&mut self) -> Result<(), Error> {
-        let committed = self.committed;
-        let path = self.path.display().to_string();
-        // Discard buffered bytes by flushing them first: BufWriter cannot drop its buffer, and
-        // the truncation below removes them from the file anyway.
+    /// Empties the write buffer into the file, where a truncation can remove its bytes:
+    /// BufWriter cannot drop its buffer.
+    fn discard_buffer(&mut self) -> Result<(), Error> {
         self.ndjson
             .out
             .flush()
-            .map_err(|e| Error::io(format!("flushing {path}"), e))?;
+            .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))
+    }
+
+    fn cut_back(&mut self) -> Result<(), Error> {
+        let committed = self.committed;
+        let path = self.path.display().to_string();
+        self.discard_buffer()?;
         let file = self.ndjson.out.get_mut();
         file.set_len(committed)
             .map_err(|e| Error::io(format!("truncating {path}"), e))?;
@@ -250,7 +396,7 @@ impl NdjsonFileSink {
 
 impl RecordSink for NdjsonFileSink {
     async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
-        Ok(())
+        self.ndjson.guard()
     }
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
@@ -259,12 +405,8 @@ impl RecordSink for NdjsonFileSink {
 
     async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
         self.ndjson.commit_file(file).await?;
-        let path = self.path.display().to_string();
-        let file = self.ndjson.out.get_mut();
-        blocking_io(|| file.sync_data()).map_err(|e| Error::io(format!("syncing {path}"), e))?;
-        self.committed = file
-            .stream_position()
-            .map_err(|e| Error::io(format!("reading the position in {path}"), e))?;
+        let synced = self.sync_and_locate().await;
+        self.committed = self.ndjson.poison_on_error(synced)?;
         Ok(Some(self.committed))
     }
 
@@ -272,7 +414,83 @@ impl RecordSink for NdjsonFileSink {
         Some(self.committed)
     }
 
+    fn output(&self) -> Option<String> {
+        Some(self.output.clone())
+    }
+
     async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
-        blocking_io(|| self.cut_back())
+        self.ndjson.guard()?;
+        let rolled_back = self.cut_back_in_background().await;
+        self.ndjson.poison_on_error(rolled_back)
+    }
+}
+
+impl NdjsonFileSink {
+    /// Makes what was written durable and returns where it ends.
+    async fn sync_and_locate(&mut self) -> Result<u64, Error> {
+        let path = self.path.display().to_string();
+        let file = self.ndjson.out.get_mut();
+        on_blocking_thread(file, format!("syncing {path}"), |f| f.sync_data()).await?;
+        file.stream_position()
+            .map_err(|e| Error::io(format!("reading the position in {path}"), e))
+    }
+
+    /// [`cut_back`](Self::cut_back) with the truncation and fsync on a blocking thread.
+    async fn cut_back_in_background(&mut self) -> Result<(), Error> {
+        self.discard_buffer()?;
+        let committed = self.committed;
+        let path = self.path.display().to_string();
+        let file = self.ndjson.out.get_mut();
+        on_blocking_thread(
+            file,
+            format!("cutting {path} back to {committed} bytes"),
+            move |f| {
+                f.set_len(committed)?;
+                f.sync_all()
+            },
+        )
+        .await?;
+        file.seek(SeekFrom::Start(committed))
+            .map_err(|e| Error::io(format!("seeking in {path}"), e))?;
+        Ok(())
+    }
+}
+
+/// The absolute path that names the output file `path` in a checkpoint: symbolic links and
+/// `..` resolved, so that two spellings of one file agree; for a file not created yet, its
+/// resolved directory and its name.
+fn output_name(path: &Path) -> Result<String, Error> {
+    let resolved = match std::fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let dir = std::fs::canonicalize(dir).map_err(|e| {
+                Error::io(format!("resolving the directory of {}", path.display()), e)
+            })?;
+            dir.join(path.file_name().unwrap_or_default())
+        }
+        Err(e) => return Err(Error::io(format!("resolving {}", path.display()), e)),
+    };
+    Ok(resolved.to_string_lossy().into_owned())
+}
+
+/// Runs `work` (an fsync, a truncation) on a duplicate handle of `file` on tokio's blocking
+/// threads, so that a slow disk does not stall the runtime thread, whatever its flavour.
+async fn on_blocking_thread(
+    file: &File,
+    what: String,
+    work: impl FnOnce(&File) -> std::io::Result<()> + Send + 'static,
+) -> Result<(), Error> {
+    let handle = file
+        .try_clone()
+        .map_err(|e| Error::io(format!("{what}: duplicating the file handle"), e))?;
+    match tokio::task::spawn_blocking(move || work(&handle)).await {
+        Ok(done) => done.map_err(|e| Error::io(what, e)),
+        Err(e) => Err(Error::Internal(format!(
+            "{what}: the blocking task failed: {e}"
+        ))),
     }
 }

@@ -213,7 +213,7 @@ impl MockOrgBuilder {
     }
 
     /// The clock that judges `exp`, session lifetime and cursor expiry. Default [`SystemClock`];
-    /// give a [`ManualClock`](crate::clock::ManualClock) to move time in tests without sleeping.
+    /// give a [`ManualClock`](salesforce_jwt::clock::ManualClock) to move time in tests without sleeping.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -336,6 +336,15 @@ pub enum Fault {
     /// The next download that would succeed serves only the first half of the CSV (gzipped if
     /// asked), while `LogFileLength` keeps the full size: a connection cut short.
     TruncatedBody,
+    /// `fault` aimed at the downloads of one file only: [`Fault::TruncatedBody`] cuts off that
+    /// file's next download, a status fault (its `target` is ignored) answers it. Lets a test
+    /// fail one file many times in a row while the others download normally.
+    OnFile {
+        /// The EventLogFile Id.
+        id: String,
+        /// What happens to its next download.
+        fault: Box<Fault>,
+    },
     /// At the next request that needs a session, every issued token is revoked first, so that
     /// request answers 401 `INVALID_SESSION_ID` (an admin revoking sessions, or the per-user token
     /// limit pushing ours out).

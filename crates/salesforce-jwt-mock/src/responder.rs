@@ -167,10 +167,18 @@ impl OrgResponder {
                 | Fault::RequestLimitExceeded { target } => route.hit_by(*target),
                 Fault::RevokeSessions => route.needs_session(),
                 Fault::TruncatedBody => false,
+                Fault::OnFile { id, fault } => {
+                    matches!(route, Route::Download { id: r, .. } if r == id)
+                        && !matches!(**fault, Fault::TruncatedBody)
+                }
             })?;
             let fault = state.faults.remove(index)?;
             state.received.faults_fired += 1;
             tracing::debug!(?fault, ?route, "mock org fires a fault");
+            let fault = match fault {
+                Fault::OnFile { fault, .. } => *fault,
+                other => other,
+            };
             match fault {
                 Fault::ServiceUnavailable {
                     retry_after_secs, ..
@@ -199,7 +207,7 @@ impl OrgResponder {
                     state.revoke_all_tokens();
                     None
                 }
-                Fault::TruncatedBody => None,
+                Fault::TruncatedBody | Fault::OnFile { .. } => None,
             }
         })
     }
@@ -453,7 +461,13 @@ impl OrgResponder {
             let truncate = state
                 .faults
                 .iter()
-                .position(|f| *f == Fault::TruncatedBody)
+                .position(|f| match f {
+                    Fault::TruncatedBody => true,
+                    Fault::OnFile { id: target, fault } => {
+                        target == id && **fault == Fault::TruncatedBody
+                    }
+                    _ => false,
+                })
                 .and_then(|i| state.faults.remove(i))
                 .is_some();
             if truncate {

@@ -2,7 +2,7 @@
 //!
 //! PostgreSQL state for many `salesforce-jwt` collectors sharing many orgs:
 //!
-//! - [`PgStore::migrate`] creates the schema (versioned, idempotent, safe to run from several
+//! - [`PgStore::connect`] creates or upgrades the schema (versioned, idempotent, safe to run from several
 //!   processes at once);
 //! - [`Lease`]s with fencing: one holder per `(org, source)` at a time, renewed while it works,
 //!   taken over by any other process once it expires; every checkpoint write carries the lease's
