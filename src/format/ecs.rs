@@ -74,9 +74,7 @@ impl Doc {
         };
         let mut map = &mut self.root;
         for &key in parents {
-            let entry = map
-                .entry(key)
-                .or_insert_with(|| Value::Object(Map::new()));
+            let entry = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
@@ -244,7 +242,12 @@ pub fn log_file_document(file: &EventLogFile, row: &LogRecord) -> Value {
     let dataset = log_file_dataset(event_type);
     let mut doc = Doc::new();
     let kind = "event";
-    doc.event_basics(&dataset, kind, action_name(event_type), log_row_event_id(file, row));
+    doc.event_basics(
+        &dataset,
+        kind,
+        action_name(event_type),
+        log_row_event_id(file, row),
+    );
     doc.categorize(log_file_category(event_type));
 
     let derived = row.get("TIMESTAMP_DERIVED").and_then(parse_log_datetime);
@@ -259,7 +262,11 @@ pub fn log_file_document(file: &EventLogFile, row: &LogRecord) -> Value {
     doc.set(&["@timestamp"], rfc3339_millis(timestamp));
 
     if let Some(status) = row.get("LOGIN_STATUS") {
-        let outcome = if status == "LOGIN_NO_ERROR" { "success" } else { "failure" };
+        let outcome = if status == "LOGIN_NO_ERROR" {
+            "success"
+        } else {
+            "failure"
+        };
         doc.set(&["event", "outcome"], outcome);
     } else if let Some(status) = row.get("REQUEST_STATUS") {
         // S success, F failure, A authorization error, N not found; U undefined, R redirect.
@@ -288,7 +295,11 @@ pub fn log_file_document(file: &EventLogFile, row: &LogRecord) -> Value {
         doc.user_name("USER_NAME", name);
     }
     if let Some(user_type) = row.get("USER_TYPE") {
-        doc.take("USER_TYPE", &["user", "roles"], vec![Value::from(user_type)]);
+        doc.take(
+            "USER_TYPE",
+            &["user", "roles"],
+            vec![Value::from(user_type)],
+        );
     }
 
     let source = row.get("SOURCE_IP").and_then(ip);
@@ -357,7 +368,10 @@ pub fn log_file_document(file: &EventLogFile, row: &LogRecord) -> Value {
     let mut elf = Map::new();
     elf.insert("id".into(), Value::from(file.id.as_str()));
     elf.insert("event_type".into(), Value::from(event_type));
-    elf.insert("log_date".into(), Value::from(rfc3339_millis(file.log_date)));
+    elf.insert(
+        "log_date".into(),
+        Value::from(rfc3339_millis(file.log_date)),
+    );
     elf.insert(
         "interval".into(),
         Value::from(file.interval_or_daily().as_str()),
@@ -413,7 +427,11 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
             .filter(|s| !s.is_empty())
     };
     let mut doc = Doc::new();
-    let kind = if is_threat_detection(sobject_type) { "alert" } else { "event" };
+    let kind = if is_threat_detection(sobject_type) {
+        "alert"
+    } else {
+        "event"
+    };
     let id = object_event_id(sobject_type, record);
     let action = match text("Action") {
         Some(a) if sobject_type == "SetupAuditTrail" => {
@@ -444,7 +462,11 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
     }
     if sobject_type == "LoginEvent" {
         if let Some(status) = text("Status") {
-            let outcome = if status == "Success" { "success" } else { "failure" };
+            let outcome = if status == "Success" {
+                "success"
+            } else {
+                "failure"
+            };
             doc.set(&["event", "outcome"], outcome);
         }
     }
@@ -492,6 +514,15 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
         if let Some(value) = record.get(column).filter(|v| v.is_number()) {
             doc.take(column, path, value.clone());
         }
+    }
+    // SetupAuditTrail's Display names the user a change was made to: "For user x@y.z, the ...".
+    if let Some(target) = text("Display")
+        .and_then(|d| d.strip_prefix("For user "))
+        .and_then(|d| d.split_once(", "))
+        .map(|(user, _)| user)
+        .filter(|user| !user.is_empty() && !user.contains(' '))
+    {
+        doc.set(&["user", "target", "name"], target);
     }
     if let Some(method) = text("HttpMethod").and_then(http_method) {
         doc.take("HttpMethod", &["http", "request", "method"], method);

@@ -108,7 +108,12 @@ pub fn log_row_event_id(file: &EventLogFile, row: &LogRecord) -> String {
 /// The `event.id` of a queried record of `sobject_type` (`attributes` dropped or not: it is
 /// not read). See the [module](self) docs for the rule.
 pub fn object_event_id(sobject_type: &str, record: &Map<String, Value>) -> String {
-    let text = |name: &str| record.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let text = |name: &str| {
+        record
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     if sobject_type == "SetupAuditTrail" || is_threat_detection(sobject_type) {
         if let Some(id) = text("Id") {
             return id.to_string();
@@ -152,10 +157,14 @@ mod tests {
 
     #[test]
     fn objects_without_an_event_identifier_get_a_fingerprint() {
-        let a = record(json!({"EventDate":"2021-10-19T11:38:54Z","UserId":"005A","SessionKey":"s",
-            "LoginKey":"k","SourceIp":"1.2.3.4","Id":"000000000000000AAA","EventIdentifier":null}));
-        let same_instant = record(json!({"EventDate":"2021-10-19T11:38:54.000+0000","UserId":"005A",
-            "SessionKey":"s","LoginKey":"k","SourceIp":"1.2.3.4"}));
+        let a = record(
+            json!({"EventDate":"2021-10-19T11:38:54Z","UserId":"005A","SessionKey":"s",
+            "LoginKey":"k","SourceIp":"1.2.3.4","Id":"000000000000000AAA","EventIdentifier":null}),
+        );
+        let same_instant = record(
+            json!({"EventDate":"2021-10-19T11:38:54.000+0000","UserId":"005A",
+            "SessionKey":"s","LoginKey":"k","SourceIp":"1.2.3.4"}),
+        );
         let other_session = record(json!({"EventDate":"2021-10-19T11:38:54Z","UserId":"005A",
             "SessionKey":"t","LoginKey":"k","SourceIp":"1.2.3.4"}));
         let id = object_event_id("LogoutEvent", &a);
@@ -170,9 +179,15 @@ mod tests {
     fn stores_use_their_id_and_big_objects_their_event_identifier() {
         let r = record(json!({"Id":"0Ym5j000019nwonCAA","EventIdentifier":"e-1"}));
         assert_eq!(object_event_id("SetupAuditTrail", &r), "0Ym5j000019nwonCAA");
-        assert_eq!(object_event_id("SessionHijackingEventStore", &r), "0Ym5j000019nwonCAA");
+        assert_eq!(
+            object_event_id("SessionHijackingEventStore", &r),
+            "0Ym5j000019nwonCAA"
+        );
         assert_eq!(object_event_id("LoginEvent", &r), "e-1");
         let no_identifier = record(json!({"Id":"0Ym5j000019nwonCAA","EventIdentifier":""}));
-        assert_eq!(object_event_id("ApiEvent", &no_identifier), "0Ym5j000019nwonCAA");
+        assert_eq!(
+            object_event_id("ApiEvent", &no_identifier),
+            "0Ym5j000019nwonCAA"
+        );
     }
 }

@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(object_dataset("LogoutEvent"), "logout");
         assert_eq!(object_dataset("LoginAsEvent"), "login_as");
         assert_eq!(object_dataset("SetupAuditTrail"), "setupaudittrail");
-        assert_eq!(object_dataset("SessionHijackingEventStore"), "session_hijacking");
+        assert_eq!(
+            object_dataset("SessionHijackingEventStore"),
+            "session_hijacking"
+        );
         assert_eq!(object_dataset("Event"), "event");
     }
 }
