@@ -518,3 +518,54 @@ fn output_format_names() {
         "unknown output format \"csv\": use one of ndjson, ecs"
     );
 }
+
+#[test]
+fn threat_detection_records_are_alerts_keyed_by_their_id() {
+    let detection = record(
+        r#"{"Id":"0Yj5j000000AbCdCAK","EventIdentifier":"a0b1c2","EventDate":"2024-07-08T07:00:00.000+0000",
+        "CreatedDate":"2024-07-08T07:40:00.000+0000","UserId":"0055j00000AT6I1AAL","SourceIp":"Salesforce.com IP",
+        "Score":0.93,"SessionHijackingEventNumber":"00000042"}"#,
+    );
+    let doc = object_document("SessionHijackingEventStore", &detection);
+    assert_eq!(doc["event"]["kind"], "alert");
+    assert_eq!(doc["event"]["id"], "0Yj5j000000AbCdCAK");
+    assert_eq!(doc["event"]["dataset"], "salesforce.session_hijacking");
+    assert_eq!(doc["event"]["category"][0], "intrusion_detection");
+    // Detected at EventDate, stored at CreatedDate.
+    assert_eq!(doc["@timestamp"], "2024-07-08T07:00:00.000Z");
+    assert_eq!(doc["event"]["created"], "2024-07-08T07:40:00.000Z");
+    // Not an address: no source.ip, the text stays under salesforce.
+    assert!(doc.get("source").is_none(), "{doc}");
+    let fields = &doc["salesforce"]["session_hijacking"];
+    assert_eq!(fields["source_ip"], "Salesforce.com IP");
+    assert_eq!(fields["event_identifier"], "a0b1c2");
+    assert_eq!(fields["score"], 0.93);
+    assert!(fields.get("id").is_none(), "the Id went to event.id: {doc}");
+}
+
+#[test]
+fn a_log_row_without_an_address_or_timestamp_columns() {
+    let (file, _) = real_file("sfdcelf_API_sample_data1.csv", "URI", 8);
+    let csv = "\"EVENT_TYPE\",\"CLIENT_IP\",\"LOGIN_STATUS\",\"TLS_PROTOCOL\"\n\"URI\",\"Salesforce.com IP\",\"LOGIN_ERROR_INVALID_PASSWORD\",\"Unknown\"\n";
+    let file = EventLogFile {
+        log_file_field_names: None,
+        log_file_field_types: None,
+        ..file
+    };
+    let mut decoder = LogFileDecoder::for_file(&file);
+    let mut rows = Vec::new();
+    decoder.feed(csv.as_bytes(), &mut rows).unwrap();
+    decoder.finish(&mut rows).unwrap();
+    let doc = log_file_document(&file, &rows[0]);
+    assert_eq!(doc["@timestamp"], "2015-07-26T00:00:00.000Z", "LogDate");
+    assert_eq!(doc["event"]["outcome"], "failure");
+    assert!(
+        doc.get("source").is_none() && doc.get("related").is_none(),
+        "{doc}"
+    );
+    assert!(doc.get("tls").is_none(), "{doc}");
+    let fields = &doc["salesforce"]["uri"];
+    assert_eq!(fields["client_ip"], "Salesforce.com IP");
+    assert_eq!(fields["login_status"], "LOGIN_ERROR_INVALID_PASSWORD");
+    assert_eq!(fields["tls_protocol"], "Unknown");
+}
