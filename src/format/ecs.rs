@@ -460,15 +460,13 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
     if let Some(t) = created {
         doc.take("CreatedDate", &["event", "created"], rfc3339_millis(t));
     }
-    if sobject_type == "LoginEvent" {
-        if let Some(status) = text("Status") {
-            let outcome = if status == "Success" {
-                "success"
-            } else {
-                "failure"
-            };
-            doc.set(&["event", "outcome"], outcome);
-        }
+    if let Some(status) = text("Status").filter(|_| sobject_type == "LoginEvent") {
+        let outcome = if status == "Success" {
+            "success"
+        } else {
+            "failure"
+        };
+        doc.set(&["event", "outcome"], outcome);
     }
 
     if let Some(user) = text("UserId") {

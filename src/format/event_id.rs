@@ -114,10 +114,9 @@ pub fn object_event_id(sobject_type: &str, record: &Map<String, Value>) -> Strin
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     };
-    if sobject_type == "SetupAuditTrail" || is_threat_detection(sobject_type) {
-        if let Some(id) = text("Id") {
-            return id.to_string();
-        }
+    let has_record_id = sobject_type == "SetupAuditTrail" || is_threat_detection(sobject_type);
+    if let Some(id) = text("Id").filter(|_| has_record_id) {
+        return id.to_string();
     }
     if let Some(id) = text("EventIdentifier") {
         return id.to_string();
