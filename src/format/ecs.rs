@@ -29,10 +29,14 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use crate::event_log::{EventLogFile, FieldValue, LogRecord, parse_log_datetime, sf_datetime};
+use crate::event_log::{EventLogFile, LogRecord, parse_log_datetime, sf_datetime};
 use crate::format::event_id::{log_row_event_id, object_event_id};
 use crate::format::names::{is_threat_detection, log_file_dataset, object_dataset, snake_case};
 use crate::format::rfc3339_millis;
+use crate::format::values::{
+    action_name, field_json, http_method, ip, is_email, log_file_category, object_category,
+    tls_version, unquote, user_agent,
+};
 
 /// The ECS version the documents follow, written as `ecs.version`.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -135,100 +139,6 @@ impl Doc {
             self.set(&["salesforce", dataset], fields);
         }
         Value::Object(self.root)
-    }
-}
-
-/// `event.category` and `event.type` of a log-file `EventType`, where ECS has a fitting pair.
-fn log_file_category(event_type: &str) -> Option<(&'static str, &'static str)> {
-    Some(match event_type {
-        "Login" | "LoginAs" => ("authentication", "start"),
-        "Logout" => ("authentication", "end"),
-        "ApexExecution" | "ApexTrigger" | "ApexUnexpectedException" => return None,
-        t if t.starts_with("Apex") => ("network", "connection"),
-        "API" | "RestApi" | "BulkApi" | "BulkApi2" | "URI" | "VisualforceRequest"
-        | "AuraRequest" | "Sites" => ("web", "access"),
-        "PackageInstall" => ("package", "installation"),
-        _ => return None,
-    })
-}
-
-/// `event.category` and `event.type` of a queried object, where ECS has a fitting pair.
-fn object_category(sobject_type: &str) -> Option<(&'static str, &'static str)> {
-    Some(match sobject_type {
-        "LoginEvent" | "LoginAsEvent" => ("authentication", "start"),
-        "LogoutEvent" => ("authentication", "end"),
-        "SetupAuditTrail" => ("configuration", "change"),
-        "ApiEvent" | "UriEvent" | "LightningUriEvent" => ("web", "access"),
-        t if is_threat_detection(t) => ("intrusion_detection", "info"),
-        _ => return None,
-    })
-}
-
-/// `event.action`: the type in kebab case (`ApexCallout` -> `apex-callout`).
-fn action_name(name: &str) -> String {
-    snake_case(name).replace('_', "-")
-}
-
-/// Salesforce wraps some values in a third pair of quotes (`"""https://x"""` in the CSV reads as
-/// `"https://x"`): an artifact of its escaping, dropped in ECS fields.
-fn unquote(s: &str) -> &str {
-    s.strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(s)
-}
-
-fn is_email(s: &str) -> bool {
-    match s.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && !domain.contains('@') && !s.contains(' ')
-        }
-        None => false,
-    }
-}
-
-/// `Salesforce.com IP` (a request from inside Salesforce) and other non-addresses give `None`.
-fn ip(s: &str) -> Option<IpAddr> {
-    s.trim().parse().ok()
-}
-
-/// An HTTP method token (`GET`, `POST`...); Salesforce writes `Unknown` when it has none.
-fn http_method(s: &str) -> Option<&str> {
-    (!s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_uppercase())).then_some(s)
-}
-
-/// `TLSv1.2`, `TLS 1.3`, `TLSv1` -> `1.2`, `1.3`, `1.0`; `Unknown` -> `None`.
-fn tls_version(s: &str) -> Option<String> {
-    let rest = s.strip_prefix("TLS").or_else(|| s.strip_prefix("tls"))?;
-    let rest = rest.trim_start_matches(['v', 'V', ' ']);
-    let well_formed = !rest.is_empty()
-        && rest.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && !rest.starts_with('.')
-        && !rest.ends_with('.');
-    if !well_formed {
-        return None;
-    }
-    Some(if rest.contains('.') {
-        rest.to_string()
-    } else {
-        format!("{rest}.0")
-    })
-}
-
-/// A user-agent column that holds a real user-agent string, not one of Salesforce's numeric
-/// browser codes (`9999`, `130`...).
-fn user_agent(s: &str) -> Option<&str> {
-    let s = unquote(s);
-    (!s.is_empty() && !s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
-}
-
-fn field_json(value: FieldValue<'_>) -> Value {
-    match value {
-        FieldValue::String(s) | FieldValue::Id(s) => Value::from(s),
-        FieldValue::Integer(i) => Value::from(i),
-        FieldValue::Float(f) => Value::from(f),
-        FieldValue::Boolean(b) => Value::from(b),
-        FieldValue::DateTime(t) => Value::from(rfc3339_millis(t)),
-        FieldValue::Ip(ip) => Value::from(ip.to_string()),
     }
 }
 
@@ -549,32 +459,4 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
         }
     }
     doc.finish(&dataset, fields)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tls_versions() {
-        assert_eq!(tls_version("TLSv1.2").as_deref(), Some("1.2"));
-        assert_eq!(tls_version("TLS 1.3").as_deref(), Some("1.3"));
-        assert_eq!(tls_version("TLSv1").as_deref(), Some("1.0"));
-        assert_eq!(tls_version("Unknown"), None);
-        assert_eq!(tls_version("TLS"), None);
-        assert_eq!(tls_version("TLSv1."), None);
-    }
-
-    #[test]
-    fn small_rules() {
-        assert!(is_email("ak@at.com"));
-        assert!(!is_email("ak"));
-        assert!(!is_email("@at.com"));
-        assert_eq!(ip("Salesforce.com IP"), None);
-        assert_eq!(http_method("Unknown"), None);
-        assert_eq!(http_method("POST"), Some("POST"));
-        assert_eq!(user_agent("9999"), None);
-        assert_eq!(unquote("\"https://x\""), "https://x");
-        assert_eq!(action_name("ApexCallout"), "apex-callout");
-    }
 }

@@ -24,6 +24,7 @@ use time::macros::format_description;
 pub mod ecs;
 pub mod event_id;
 mod names;
+mod values;
 
 /// What the NDJSON sinks write for each row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
