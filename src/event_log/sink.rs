@@ -128,7 +128,7 @@ fn encode_row(
 ) -> Result<(), Error> {
     line.clear();
     let written = match format {
-        OutputFormat::Ecs => serde_json::to_writer(&mut *line, &ecs::log_file_document(file, row)),
+        OutputFormat::Ecs => serde_json::to_writer(&mut *line, &ecs::EcsRow { file, row }),
         OutputFormat::Ndjson => serde_json::to_writer(&mut *line, &NdjsonRow { file, row }),
     };
     written.map_err(|e| Error::Csv {

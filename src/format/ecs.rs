@@ -29,14 +29,15 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use crate::event_log::{EventLogFile, LogRecord, parse_log_datetime, sf_datetime};
-use crate::format::event_id::{log_row_event_id, object_event_id};
+use crate::event_log::sf_datetime;
+use crate::format::event_id::object_event_id;
 use crate::format::names::{is_threat_detection, log_file_dataset, object_dataset, snake_case};
 use crate::format::rfc3339_millis;
-use crate::format::values::{
-    action_name, field_json, http_method, ip, is_email, log_file_category, object_category,
-    tls_version, unquote, user_agent,
-};
+use crate::format::values::{action_name, http_method, ip, is_email, object_category, tls_version};
+
+mod log_file;
+
+pub use log_file::{EcsRow, log_file_document};
 
 /// The ECS version the documents follow, written as `ecs.version`.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -140,155 +141,6 @@ impl Doc {
         }
         Value::Object(self.root)
     }
-}
-
-/// The ECS document of one log-file row. `event.id` is [`log_row_event_id`].
-///
-/// `@timestamp` comes from `TIMESTAMP_DERIVED`, else `TIMESTAMP` (`yyyyMMddHHmmss.SSS`, GMT),
-/// else the file's `LogDate`. The file is described under `salesforce.event_log_file` (`id`,
-/// `event_type`, `log_date`, `interval`, `sequence`).
-pub fn log_file_document(file: &EventLogFile, row: &LogRecord) -> Value {
-    let event_type = file.event_type.as_str();
-    let dataset = log_file_dataset(event_type);
-    let mut doc = Doc::new();
-    let kind = "event";
-    doc.event_basics(
-        &dataset,
-        kind,
-        action_name(event_type),
-        log_row_event_id(file, row),
-    );
-    doc.categorize(log_file_category(event_type));
-
-    let derived = row.get("TIMESTAMP_DERIVED").and_then(parse_log_datetime);
-    let compact = row.get("TIMESTAMP").and_then(parse_log_datetime);
-    if derived.is_some() {
-        doc.consumed.push("TIMESTAMP_DERIVED");
-    }
-    if compact.is_some() {
-        doc.consumed.push("TIMESTAMP");
-    }
-    let timestamp = derived.or(compact).unwrap_or(file.log_date);
-    doc.set(&["@timestamp"], rfc3339_millis(timestamp));
-
-    if let Some(status) = row.get("LOGIN_STATUS") {
-        let outcome = if status == "LOGIN_NO_ERROR" {
-            "success"
-        } else {
-            "failure"
-        };
-        doc.set(&["event", "outcome"], outcome);
-    } else if let Some(status) = row.get("REQUEST_STATUS") {
-        // S success, F failure, A authorization error, N not found; U undefined, R redirect.
-        match status {
-            "S" => doc.set(&["event", "outcome"], "success"),
-            "F" | "A" | "N" => doc.set(&["event", "outcome"], "failure"),
-            _ => {}
-        }
-    } else if let Some(success) = row.get("SUCCESS") {
-        match success {
-            "1" | "true" | "TRUE" | "True" => doc.set(&["event", "outcome"], "success"),
-            "0" | "false" | "FALSE" | "False" => doc.set(&["event", "outcome"], "failure"),
-            _ => {}
-        }
-    }
-
-    if let Some(org) = row.get("ORGANIZATION_ID") {
-        doc.take("ORGANIZATION_ID", &["organization", "id"], org);
-    }
-    if let Some(id) = row.get("USER_ID_DERIVED") {
-        doc.take("USER_ID_DERIVED", &["user", "id"], id);
-    } else if let Some(id) = row.get("USER_ID") {
-        doc.take("USER_ID", &["user", "id"], id);
-    }
-    if let Some(name) = row.get("USER_NAME") {
-        doc.user_name("USER_NAME", name);
-    }
-    if let Some(user_type) = row.get("USER_TYPE") {
-        doc.take(
-            "USER_TYPE",
-            &["user", "roles"],
-            vec![Value::from(user_type)],
-        );
-    }
-
-    let source = row.get("SOURCE_IP").and_then(ip);
-    let client = row.get("CLIENT_IP").and_then(ip);
-    if let Some(addr) = source {
-        doc.take("SOURCE_IP", &["source", "ip"], addr.to_string());
-    } else if let Some(addr) = client {
-        doc.take("CLIENT_IP", &["source", "ip"], addr.to_string());
-    }
-    for addr in [source, client].into_iter().flatten() {
-        doc.related(addr);
-    }
-
-    if let Some(ua) = row.get("USER_AGENT").and_then(user_agent) {
-        doc.take("USER_AGENT", &["user_agent", "original"], ua);
-    } else if let Some(ua) = row.get("BROWSER_TYPE").and_then(user_agent) {
-        doc.take("BROWSER_TYPE", &["user_agent", "original"], ua);
-    }
-    for (column, path) in [
-        ("BROWSER_NAME", &["user_agent", "name"][..]),
-        ("BROWSER_VERSION", &["user_agent", "version"]),
-        ("OS_NAME", &["user_agent", "os", "name"]),
-        ("OS_VERSION", &["user_agent", "os", "version"]),
-        ("REFERRER_URI", &["http", "request", "referrer"]),
-        ("CIPHER_SUITE", &["tls", "cipher"]),
-    ] {
-        if let Some(value) = row.get(column) {
-            doc.take(column, path, unquote(value));
-        }
-    }
-
-    for column in ["HTTP_METHOD", "METHOD", "REQUEST_METHOD"] {
-        if let Some(method) = row.get(column).and_then(http_method) {
-            doc.take(column, &["http", "request", "method"], method);
-            break;
-        }
-    }
-    if let Some(code) = row.get("STATUS_CODE").and_then(|s| s.parse::<u16>().ok()) {
-        doc.take("STATUS_CODE", &["http", "response", "status_code"], code);
-    }
-    for (column, path) in [
-        ("REQUEST_SIZE", &["http", "request", "bytes"]),
-        ("RESPONSE_SIZE", &["http", "response", "bytes"]),
-    ] {
-        if let Some(bytes) = row.get(column).and_then(|s| s.parse::<u64>().ok()) {
-            doc.take(column, path, bytes);
-        }
-    }
-    // An ApexCallout's URL is where the callout went; its URI only names the log line.
-    if let Some(url) = row.get("URL") {
-        doc.take("URL", &["url", "original"], unquote(url));
-    } else if let Some(uri) = row.get("URI") {
-        doc.take("URI", &["url", "original"], unquote(uri));
-    }
-    if let Some(version) = row.get("TLS_PROTOCOL").and_then(tls_version) {
-        doc.take("TLS_PROTOCOL", &["tls", "version"], version);
-        doc.set(&["tls", "version_protocol"], "tls");
-    }
-
-    let mut fields = Map::new();
-    for (name, value) in row.values() {
-        if !doc.is_consumed(name) {
-            fields.insert(snake_case(name), field_json(value));
-        }
-    }
-    let mut elf = Map::new();
-    elf.insert("id".into(), Value::from(file.id.as_str()));
-    elf.insert("event_type".into(), Value::from(event_type));
-    elf.insert(
-        "log_date".into(),
-        Value::from(rfc3339_millis(file.log_date)),
-    );
-    elf.insert(
-        "interval".into(),
-        Value::from(file.interval_or_daily().as_str()),
-    );
-    elf.insert("sequence".into(), Value::from(file.sequence));
-    doc.set(&["salesforce", "event_log_file"], elf);
-    doc.finish(&dataset, fields)
 }
 
 /// The datetime of a record's field, parsed from Salesforce's `+0000` form or RFC 3339.

@@ -2,11 +2,7 @@
 
 use std::net::IpAddr;
 
-use serde_json::Value;
-
-use crate::event_log::FieldValue;
 use crate::format::names::{is_threat_detection, snake_case};
-use crate::format::rfc3339_millis;
 
 /// `event.category` and `event.type` of a log-file `EventType`, where ECS has a fitting pair.
 pub(crate) fn log_file_category(event_type: &str) -> Option<(&'static str, &'static str)> {
@@ -89,17 +85,6 @@ pub(crate) fn tls_version(s: &str) -> Option<String> {
 pub(crate) fn user_agent(s: &str) -> Option<&str> {
     let s = unquote(s);
     (!s.is_empty() && !s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
-}
-
-pub(crate) fn field_json(value: FieldValue<'_>) -> Value {
-    match value {
-        FieldValue::String(s) | FieldValue::Id(s) => Value::from(s),
-        FieldValue::Integer(i) => Value::from(i),
-        FieldValue::Float(f) => Value::from(f),
-        FieldValue::Boolean(b) => Value::from(b),
-        FieldValue::DateTime(t) => Value::from(rfc3339_millis(t)),
-        FieldValue::Ip(ip) => Value::from(ip.to_string()),
-    }
 }
 
 #[cfg(test)]
