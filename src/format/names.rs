@@ -1,29 +1,47 @@
 //! Field and data set names: Salesforce's `USER_NAME` / `LoginType` to ECS-style snake_case.
 
+use std::fmt::{self, Write as _};
+
+use serde::{Serialize, Serializer};
+
 /// `USER_NAME` -> `user_name`, `LoginType` -> `login_type`, `UITracking` -> `ui_tracking`,
 /// `URI_ID_DERIVED` -> `uri_id_derived`, `BulkApi2` -> `bulk_api2`, `Foo__c` -> `foo__c`.
 ///
 /// An underscore goes before an upper-case letter that follows a lower-case letter or a digit,
 /// or that starts a word after a run of capitals (`UITracking`: before the `T`).
 pub(crate) fn snake_case(name: &str) -> String {
-    let bytes = name.as_bytes();
-    let mut out = String::with_capacity(name.len() + 4);
-    // Only ASCII bytes are looked at as neighbours, and a UTF-8 continuation byte is never an
-    // ASCII letter, so indexing by byte is safe for any name.
-    for (i, c) in name.char_indices() {
-        if c.is_ascii_uppercase() && i > 0 {
-            let prev = bytes[i - 1];
-            let next_lower = bytes.get(i + 1).is_some_and(u8::is_ascii_lowercase);
-            if prev.is_ascii_lowercase()
-                || prev.is_ascii_digit()
-                || (prev.is_ascii_uppercase() && next_lower)
-            {
-                out.push('_');
+    SnakeCase(name).to_string()
+}
+
+/// [`snake_case`] as a `Display`, so a serializer writes the name without a `String`.
+pub(crate) struct SnakeCase<'a>(pub(crate) &'a str);
+
+impl fmt::Display for SnakeCase<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0.as_bytes();
+        // Only ASCII bytes are looked at as neighbours, and a UTF-8 continuation byte is never
+        // an ASCII letter, so indexing by byte is safe for any name.
+        for (i, c) in self.0.char_indices() {
+            if c.is_ascii_uppercase() && i > 0 {
+                let prev = bytes[i - 1];
+                let next_lower = bytes.get(i + 1).is_some_and(u8::is_ascii_lowercase);
+                if prev.is_ascii_lowercase()
+                    || prev.is_ascii_digit()
+                    || (prev.is_ascii_uppercase() && next_lower)
+                {
+                    f.write_char('_')?;
+                }
             }
+            f.write_char(c.to_ascii_lowercase())?;
         }
-        out.push(c.to_ascii_lowercase());
+        Ok(())
     }
-    out
+}
+
+impl Serialize for SnakeCase<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// The data set of an EventLogFile `EventType`: the `salesforce.<dataset>` of its documents.

@@ -1,7 +1,6 @@
 //! ECS documents of log-file rows, serialized straight from the row: the sinks write one per
 //! row, so no `Value` tree is built on the way (a document borrows every text from the row).
 
-use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -12,7 +11,7 @@ use time::OffsetDateTime;
 use crate::event_log::{EventLogFile, FieldValue, LogRecord, parse_log_datetime};
 use crate::format::ecs::ECS_VERSION;
 use crate::format::event_id::log_row_event_id;
-use crate::format::names::log_file_dataset;
+use crate::format::names::{SnakeCase, log_file_dataset};
 use crate::format::rfc3339_millis;
 use crate::format::values::{
     action_name, http_method, ip, is_email, log_file_category, tls_version, unquote, user_agent,
@@ -107,35 +106,6 @@ fn field<'a>(value: &FieldValue<'a>) -> V<'a> {
         FieldValue::Boolean(b) => V::Bool(b),
         FieldValue::DateTime(t) => V::Time(t),
         FieldValue::Ip(ip) => V::Ip(ip),
-    }
-}
-
-/// `USER_NAME` as `user_name`, written straight into the output.
-struct SnakeCase<'a>(&'a str);
-
-impl fmt::Display for SnakeCase<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bytes = self.0.as_bytes();
-        for (i, c) in self.0.char_indices() {
-            if c.is_ascii_uppercase() && i > 0 {
-                let prev = bytes[i - 1];
-                let next_lower = bytes.get(i + 1).is_some_and(u8::is_ascii_lowercase);
-                if prev.is_ascii_lowercase()
-                    || prev.is_ascii_digit()
-                    || (prev.is_ascii_uppercase() && next_lower)
-                {
-                    f.write_char('_')?;
-                }
-            }
-            f.write_char(c.to_ascii_lowercase())?;
-        }
-        Ok(())
-    }
-}
-
-impl Serialize for SnakeCase<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 
