@@ -517,6 +517,15 @@ fn output_format_names() {
         err.to_string(),
         "unknown output format \"csv\": use one of ndjson, ecs"
     );
+    // In configuration files, by the same names.
+    let format: OutputFormat = serde_json::from_str("\"ecs\"").unwrap();
+    assert_eq!(format, OutputFormat::Ecs);
+    assert_eq!(
+        serde_json::to_string(&OutputFormat::Ndjson).unwrap(),
+        "\"ndjson\""
+    );
+    let err = serde_json::from_str::<OutputFormat>("\"xml\"").unwrap_err();
+    assert!(err.to_string().contains("use one of ndjson, ecs"), "{err}");
 }
 
 #[test]

@@ -101,6 +101,21 @@ impl fmt::Display for UnknownFormat {
 
 impl std::error::Error for UnknownFormat {}
 
+/// As its name (`"ndjson"`, `"ecs"`), for configuration files.
+impl serde::Serialize for OutputFormat {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// From its name, as [`FromStr`] reads it; an unknown name is an error naming the allowed ones.
+impl<'de> serde::Deserialize<'de> for OutputFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// RFC 3339 in UTC with milliseconds, `2024-03-11T00:00:00.000Z`: the one datetime form both
 /// formats write (the same as a typed CSV DateTime value serializes to).
 pub(crate) fn rfc3339_millis(t: OffsetDateTime) -> String {
