@@ -23,7 +23,7 @@ use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{ECS_VERSION, log_file_document, object_document};
 use salesforce_jwt::format::event_id::{log_row_event_id, object_event_id};
 use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig};
-use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Interval, MockLogFile, MockOrg};
+use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Fault, Interval, MockLogFile, MockOrg};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -427,12 +427,19 @@ async fn the_file_sink_writes_ecs_documents_in_a_collector_pass() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.ecs.ndjson");
     let (mock, client) = demo_org().await;
+    // The first download is cut short after some rows were written: the sink takes them back
+    // and the file is collected again, as in the plain format.
+    mock.inject(Fault::TruncatedBody);
     let mut sink = NdjsonFileSink::open(&path, None)
         .unwrap()
         .with_format(OutputFormat::Ecs);
     let rows = collect(&client, &mut sink).await;
     drop(sink);
     assert_eq!(rows, total_rows(&mock));
+    assert!(
+        mock.received().downloads > mock.files().len() as u64,
+        "a download was repeated"
+    );
 
     let text = std::fs::read_to_string(&path).unwrap();
     let docs: Vec<Value> = text
