@@ -33,6 +33,7 @@ pub mod clock;
 mod config;
 mod error;
 pub mod event_log;
+pub mod format;
 pub mod key;
 mod query;
 mod retry;

@@ -10,8 +10,9 @@ use serde::ser::SerializeMap;
 
 use crate::error::Error;
 use crate::event_log::checkpoint::sync_dir;
-use crate::event_log::model::{EventLogFile, sf_datetime};
+use crate::event_log::model::EventLogFile;
 use crate::event_log::record::LogRecord;
+use crate::format::{OutputFormat, ecs, rfc3339_millis};
 
 /// Receives the rows of each file and makes them durable.
 ///
@@ -97,7 +98,8 @@ pub trait RecordSink: Send {
 }
 
 /// A row as the NDJSON sinks write it: every CSV column under its header name with typed
-/// values, plus `EventLogFileId`, `EventType`, `LogDate`, `Interval` and `Sequence`.
+/// values, plus `EventLogFileId`, `EventType`, `LogDate`, `Interval` and `Sequence`. Datetimes,
+/// `LogDate` included, are RFC 3339 UTC with milliseconds (`2024-03-11T00:00:00.000Z`).
 #[derive(Debug, Clone, Copy)]
 pub struct NdjsonRow<'a> {
     /// The file the row came from.
@@ -114,7 +116,7 @@ impl Serialize for NdjsonRow<'_> {
         }
         map.serialize_entry("EventLogFileId", &self.file.id)?;
         map.serialize_entry("EventType", self.file.event_type.as_str())?;
-        map.serialize_entry("LogDate", &sf_datetime::format(self.file.log_date))?;
+        map.serialize_entry("LogDate", &rfc3339_millis(self.file.log_date))?;
         map.serialize_entry("Interval", self.file.interval_or_daily().as_str())?;
         map.serialize_entry("Sequence", &self.file.sequence)?;
         map.end()
@@ -133,6 +135,7 @@ pub struct NdjsonSink<W: Write + Send> {
     /// The first I/O error, after which the sink refuses everything: what the output holds
     /// past its last commit is unknown, so only reopening (and cutting back) is safe.
     poisoned: Option<Error>,
+    format: OutputFormat,
 }
 
 impl<W: Write + Send> NdjsonSink<W> {
@@ -147,6 +150,7 @@ impl<W: Write + Send> NdjsonSink<W> {
             line: Vec::with_capacity(1024),
             name,
             poisoned: None,
+            format: OutputFormat::default(),
         }
     }
 
@@ -177,15 +181,31 @@ impl<W: Write + Send> NdjsonSink<W> {
         result
     }
 
+    /// Writes `format`: plain rows ([`OutputFormat::Ndjson`], the default) or ECS documents
+    /// ([`OutputFormat::Ecs`]), one a line either way.
+    pub fn with_format(mut self, format: OutputFormat) -> Self {
+        self.format = format;
+        self
+    }
+
     /// The writer back.
     pub fn into_inner(self) -> W {
         self.out
     }
 }
 
-fn encode_row(line: &mut Vec<u8>, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+fn encode_row(
+    line: &mut Vec<u8>,
+    format: OutputFormat,
+    file: &EventLogFile,
+    row: &LogRecord,
+) -> Result<(), Error> {
     line.clear();
-    serde_json::to_writer(&mut *line, &NdjsonRow { file, row }).map_err(|e| Error::Csv {
+    let written = match format {
+        OutputFormat::Ecs => serde_json::to_writer(&mut *line, &ecs::EcsRow { file, row }),
+        OutputFormat::Ndjson => serde_json::to_writer(&mut *line, &NdjsonRow { file, row }),
+    };
+    written.map_err(|e| Error::Csv {
         id: file.id.clone(),
         line: row.line(),
         message: format!("cannot encode the row as JSON: {e}"),
@@ -201,7 +221,7 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
         self.guard()?;
-        encode_row(&mut self.line, file, row)?;
+        encode_row(&mut self.line, self.format, file, row)?;
         let written = self
             .out
             .write_all(&self.line)
@@ -363,6 +383,13 @@ impl NdjsonFileSink {
         };
         sink.cut_back()?;
         Ok(sink)
+    }
+
+    /// Writes `format` (see [`NdjsonSink::with_format`]). One output file should hold one
+    /// format: set the same one on every run.
+    pub fn with_format(mut self, format: OutputFormat) -> Self {
+        self.ndjson = self.ndjson.with_format(format);
+        self
     }
 
     /// The output's path.
