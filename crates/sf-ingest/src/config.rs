@@ -1,0 +1,362 @@
+//! The `--config` file: any number of orgs, in TOML. The schema is documented in
+//! `sf-ingest.example.toml`.
+//!
+//! Every problem of the file is reported at once, each as `org "NAME": FIELD: problem`: unknown
+//! keys, values of the wrong type, missing or invalid Salesforce fields (checked by
+//! `JwtBearerConfig`'s builder, key included), clashing names and paths.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use salesforce_jwt::JwtBearerConfig;
+use serde::Deserialize;
+
+use crate::options::{CHOICE_KEYS, Choices, Collect};
+use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan};
+
+/// A first run of a configured org starts this far back unless `since` says otherwise.
+const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
+
+const TOP_KEYS: &[&str] = &["max_downloads", "defaults", "org"];
+
+/// An `[[org]]` table. Its collection choices are the same keys as `[defaults]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrgEntry {
+    name: Option<String>,
+    audience_url: Option<String>,
+    client_key_path: Option<PathBuf>,
+    client_key_env: Option<String>,
+    username: Option<String>,
+    client_id: Option<String>,
+    instance_url: Option<String>,
+    token_url: Option<String>,
+    api_version: Option<String>,
+    out: Option<PathBuf>,
+    state: Option<PathBuf>,
+    sources: Option<Vec<String>>,
+    event_types: Option<Vec<String>>,
+    interval: Option<String>,
+    since: Option<String>,
+    concurrency: Option<usize>,
+    format: Option<String>,
+    skip_bad_files: Option<bool>,
+}
+
+const ORG_KEYS: &[&str] = &[
+    "name",
+    "audience_url",
+    "client_key_path",
+    "client_key_env",
+    "username",
+    "client_id",
+    "instance_url",
+    "token_url",
+    "api_version",
+    "out",
+    "state",
+];
+
+/// The orgs of a config file and the global download bound.
+#[derive(Debug)]
+pub struct FileConfig {
+    pub orgs: Vec<OrgPlan>,
+    pub max_downloads: usize,
+}
+
+/// Reads and validates `path`. `cli` are the command line's choices, which win over the file's;
+/// `env` reads the variables that `client_key_env` names.
+pub fn load(
+    path: &Path,
+    cli: &Choices,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<FileConfig, Invalid> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Invalid::one(format!(
+            "cannot read the config file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &base, cli, env).map_err(|mut i| {
+        for line in &mut i.0 {
+            *line = format!("{}: {line}", path.display());
+        }
+        i
+    })
+}
+
+/// Parses a config file's `text`; relative paths resolve against `base`.
+pub fn parse(
+    text: &str,
+    base: &Path,
+    cli: &Choices,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<FileConfig, Invalid> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| Invalid::one(e.to_string()))?;
+    let mut invalid = Invalid::default();
+    unknown_keys(&table, TOP_KEYS, "", &mut invalid);
+
+    let max_downloads = match table.get("max_downloads") {
+        None => DEFAULT_MAX_DOWNLOADS,
+        Some(toml::Value::Integer(n)) if *n >= 1 => usize::try_from(*n).unwrap_or(usize::MAX),
+        Some(other) => {
+            invalid.0.push(format!(
+                "max_downloads: {other} is not usable: a whole number, at least 1"
+            ));
+            DEFAULT_MAX_DOWNLOADS
+        }
+    };
+    let defaults = match table.get("defaults") {
+        None => Choices::default(),
+        Some(value) => {
+            if let Some(t) = value.as_table() {
+                unknown_keys(t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
+            }
+            value.clone().try_into::<Choices>().unwrap_or_else(|e| {
+                invalid.0.push(format!("[defaults]: {}", e.message()));
+                Choices::default()
+            })
+        }
+    };
+    let entries: &[toml::Value] = match table.get("org") {
+        Some(toml::Value::Array(orgs)) if !orgs.is_empty() => orgs,
+        Some(_) | None => {
+            invalid.0.push(
+                "no org: add one [[org]] table per Salesforce org (see sf-ingest.example.toml)"
+                    .into(),
+            );
+            &[]
+        }
+    };
+
+    let mut orgs = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut files: HashMap<PathBuf, String> = HashMap::new();
+    for (i, value) in entries.iter().enumerate() {
+        let label = value
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .filter(|n| !n.trim().is_empty())
+            .map(str::to_string);
+        let prefix = match &label {
+            Some(name) => format!("org {name:?}: "),
+            None => format!("org #{} (no name): ", i + 1),
+        };
+        let Some(org_table) = value.as_table() else {
+            invalid
+                .0
+                .push(format!("{prefix}each org must be a [[org]] table"));
+            continue;
+        };
+        let mut known = org_table.clone();
+        for key in org_table.keys() {
+            if !ORG_KEYS.contains(&key.as_str()) && !CHOICE_KEYS.contains(&key.as_str()) {
+                invalid.0.push(format!(
+                    "{prefix}{key}: unknown key; an org takes {} and {}",
+                    ORG_KEYS.join(", "),
+                    CHOICE_KEYS.join(", ")
+                ));
+                known.remove(key);
+            }
+        }
+        let mut entry: OrgEntry = match toml::Value::Table(known).try_into() {
+            Ok(e) => e,
+            Err(e) => {
+                invalid.0.push(format!("{prefix}{}", e.message()));
+                continue;
+            }
+        };
+        let Some(name) = entry.name.take().filter(|n| !n.trim().is_empty()) else {
+            invalid.0.push(format!(
+                "{prefix}name: is required: a short name for logs and errors, like \"acme-prod\""
+            ));
+            continue;
+        };
+        if names.insert(name.clone(), i).is_some() {
+            invalid.0.push(format!(
+                "{prefix}name: another org has the same name; give each its own"
+            ));
+        }
+        if let Some(org) = org_plan(
+            entry,
+            name,
+            &prefix,
+            base,
+            cli,
+            &defaults,
+            env,
+            &mut invalid,
+        ) {
+            for (field, path) in [("out", &org.out), ("state", &org.state)] {
+                let Some(path) = path else { continue };
+                if let Some(other) = files.insert(path.clone(), org.name.clone()) {
+                    invalid.0.push(format!(
+                        "{prefix}{field}: {} is also used by org {other:?}; every org needs its own output and state",
+                        path.display()
+                    ));
+                }
+            }
+            orgs.push(org);
+        }
+    }
+    if invalid.is_empty() {
+        Ok(FileConfig {
+            orgs,
+            max_downloads,
+        })
+    } else {
+        Err(invalid)
+    }
+}
+
+fn unknown_keys(table: &toml::Table, allowed: &[&str], prefix: &str, invalid: &mut Invalid) {
+    for key in table.keys() {
+        if !allowed.contains(&key.as_str()) {
+            invalid.0.push(format!(
+                "{prefix}{key}: unknown key; the keys here are {}",
+                allowed.join(", ")
+            ));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn org_plan(
+    entry: OrgEntry,
+    name: String,
+    prefix: &str,
+    base: &Path,
+    cli: &Choices,
+    defaults: &Choices,
+    env: &dyn Fn(&str) -> Option<String>,
+    invalid: &mut Invalid,
+) -> Option<OrgPlan> {
+    let before = invalid.0.len();
+    let own = Choices {
+        sources: entry.sources,
+        event_types: entry.event_types,
+        interval: entry.interval,
+        since: entry.since,
+        concurrency: entry.concurrency,
+        format: entry.format,
+        skip_bad_files: entry.skip_bad_files,
+    };
+    let collect = Collect::resolve(&[cli, &own, defaults], DEFAULT_SINCE)
+        .map_err(|problems| invalid.add(prefix, problems))
+        .ok();
+
+    let mut builder = JwtBearerConfig::builder();
+    let mut key_field = "client_key_path";
+    // A key problem reported here (the variable is unset, or both are set) must not be
+    // reported again by the builder as a missing key.
+    let mut key_reported = false;
+    match (entry.client_key_path, entry.client_key_env) {
+        (Some(path), None) => builder = builder.client_key_path(base.join(path)),
+        (None, Some(var)) => {
+            key_field = "client_key_env";
+            match env(&var).filter(|v| !v.trim().is_empty()) {
+                Some(pem) => builder = builder.client_key_pem(pem),
+                None => {
+                    key_reported = true;
+                    invalid.0.push(format!(
+                        "{prefix}client_key_env: the environment variable {var} is not set or \
+                         empty; put the PEM private key in it, or use client_key_path"
+                    ));
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            key_reported = true;
+            invalid.0.push(format!(
+                "{prefix}client_key_path: both client_key_path and client_key_env are set; keep one"
+            ));
+        }
+        (None, None) => key_field = "client_key_path (or client_key_env)",
+    }
+    for (value, set) in [
+        (entry.audience_url, Field::Audience),
+        (entry.username, Field::Username),
+        (entry.client_id, Field::ClientId),
+        (entry.instance_url, Field::InstanceUrl),
+        (entry.token_url, Field::TokenUrl),
+        (entry.api_version, Field::ApiVersion),
+    ] {
+        if let Some(v) = value {
+            builder = set.apply(builder, v);
+        }
+    }
+    let jwt = match builder.build() {
+        Ok(jwt) => Some(jwt),
+        Err(salesforce_jwt::Error::Config(error)) => {
+            for p in error.problems {
+                let field = match p.field.as_str() {
+                    "client_key" if key_reported => continue,
+                    "client_key" => key_field,
+                    other => other,
+                };
+                invalid.0.push(format!("{prefix}{field}: {}", p.problem));
+            }
+            None
+        }
+        Err(other) => {
+            invalid.0.push(format!("{prefix}{other}"));
+            None
+        }
+    };
+    let out = match entry.out {
+        Some(out) => Some(base.join(out)),
+        None => {
+            invalid.0.push(format!(
+                "{prefix}out: is required: the NDJSON file this org's rows are appended to"
+            ));
+            None
+        }
+    };
+    let state = entry.state.map(|s| base.join(s)).or_else(|| {
+        out.as_ref().map(|out| {
+            let mut name = out.as_os_str().to_os_string();
+            name.push(".checkpoint.json");
+            PathBuf::from(name)
+        })
+    });
+    match (jwt, collect) {
+        (Some(jwt), Some(collect)) if invalid.0.len() == before => Some(OrgPlan {
+            name,
+            jwt,
+            collect,
+            out,
+            state,
+        }),
+        _ => None,
+    }
+}
+
+/// The builder's setters by field, so the fields can be set in one loop.
+#[derive(Clone, Copy)]
+enum Field {
+    Audience,
+    Username,
+    ClientId,
+    InstanceUrl,
+    TokenUrl,
+    ApiVersion,
+}
+
+impl Field {
+    fn apply(
+        self,
+        b: salesforce_jwt::JwtBearerConfigBuilder,
+        v: String,
+    ) -> salesforce_jwt::JwtBearerConfigBuilder {
+        match self {
+            Self::Audience => b.audience_url(v),
+            Self::Username => b.username(v),
+            Self::ClientId => b.client_id(v),
+            Self::InstanceUrl => b.instance_url(v),
+            Self::TokenUrl => b.token_url(v),
+            Self::ApiVersion => b.api_version(v),
+        }
+    }
+}
