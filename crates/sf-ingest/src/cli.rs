@@ -67,6 +67,10 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub follow: Option<u64>,
 
+    /// Check the configuration (key files included) and exit: 0 valid, 2 invalid.
+    #[arg(long)]
+    pub check: bool,
+
     /// Log lines as text or as JSON objects (for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

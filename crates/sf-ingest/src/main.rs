@@ -59,6 +59,11 @@ async fn async_main(cli: cli::Cli, display: progress::Display) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.check {
+        let names: Vec<&str> = setup.orgs.iter().map(|o| o.name.as_str()).collect();
+        tracing::info!(orgs = ?names, "the configuration is valid");
+        return ExitCode::SUCCESS;
+    }
     tracing::info!(
         orgs = setup.orgs.len(),
         max_downloads = setup.max_downloads,

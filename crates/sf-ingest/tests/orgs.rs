@@ -1,0 +1,157 @@
+//! `sf-ingest --config` against org doubles: several orgs at once, a failing org confined to
+//! itself, and a SIGTERM mid-run followed by a restart, each row delivered exactly once.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::Stdio;
+
+use common::*;
+use salesforce_jwt_mock::MockOrg;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_orgs_from_one_config_file_each_get_every_row_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let (a, b) = (MockOrg::start().await, MockOrg::start().await);
+    a.add_demo_data(time::OffsetDateTime::now_utc());
+    add_files(&b, 40, 9);
+    let config = dir.path().join("sf-ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "max_downloads = 4\n[defaults]\nsince = \"7d\"\nconcurrency = 2\n{}{}",
+            org_table("alpha", &a, &key, "alpha.ndjson"),
+            org_table("beta", &b, &key, "out/beta.ndjson"),
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+
+    let output = run(sf_ingest().arg("--config").arg(&config));
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Relative outputs resolve against the config file's directory.
+    assert_eq!(
+        rows_in_output(&dir.path().join("alpha.ndjson")),
+        rows_in_org(&a)
+    );
+    assert_eq!(
+        rows_in_output(&dir.path().join("out/beta.ndjson")),
+        rows_in_org(&b)
+    );
+    assert!(dir.path().join("out/beta.ndjson.checkpoint.json").exists());
+
+    // A second run finds nothing new and repeats nothing.
+    let again = run(sf_ingest().arg("--config").arg(&config));
+    assert!(again.status.success());
+    assert_eq!(
+        rows_in_output(&dir.path().join("alpha.ndjson")),
+        rows_in_org(&a)
+    );
+    assert_eq!(
+        rows_in_output(&dir.path().join("out/beta.ndjson")),
+        rows_in_org(&b)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_org_with_a_wrong_key_is_reported_by_name_while_the_other_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let (good, bad) = (MockOrg::start().await, MockOrg::start().await);
+    add_files(&good, 12, 5);
+    add_files(&bad, 3, 5);
+    let config = dir.path().join("sf-ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nsince = \"7d\"\n{}{}",
+            org_table("revoked-app", &bad, &wrong_key(), "bad.ndjson"),
+            org_table("healthy", &good, &key, "good.ndjson"),
+        ),
+    )
+    .unwrap();
+
+    let output = run(sf_ingest().arg("--config").arg(&config));
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("org failed") && err.contains("revoked-app"),
+        "{err}"
+    );
+    assert!(
+        !err.lines()
+            .any(|l| l.contains("org failed") && l.contains("healthy")),
+        "{err}"
+    );
+    assert_eq!(
+        rows_in_output(&dir.path().join("good.ndjson")),
+        rows_in_org(&good)
+    );
+    assert!(rows_in_output(&dir.path().join("bad.ndjson")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_run_stops_cleanly_and_a_restart_delivers_every_row_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let org = MockOrg::start().await;
+    // Many files, one at a time, each committed with fsyncs: the run is still early when the
+    // test reads the first file's progress line and signals.
+    add_files(&org, 300, 20);
+    let config = dir.path().join("sf-ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nsince = \"7d\"\nconcurrency = 1\n{}",
+            org_table("acme", &org, &key, "acme.ndjson")
+        ),
+    )
+    .unwrap();
+
+    let mut child = sf_ingest()
+        .args(["--log-format", "json", "-v", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let first_file_done =
+            line.contains(r#""message":"progress""#) && line.contains(r#""files_done":1,"#);
+        log.push(line);
+        if first_file_done {
+            break;
+        }
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    log.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    let log = log.join("\n");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("stopping after the current file"), "{log}");
+    assert!(log.contains(r#""stopped":true"#), "{log}");
+
+    let expected = rows_in_org(&org);
+    let first = rows_in_output(&dir.path().join("acme.ndjson"));
+    assert!(
+        !first.is_empty() && first.len() < expected.len(),
+        "stopped after {} of {} files",
+        first.len(),
+        expected.len()
+    );
+    for (id, rows) in &first {
+        assert_eq!(
+            rows, &expected[id],
+            "file {id} is complete and not repeated"
+        );
+    }
+
+    let output = run(sf_ingest().arg("--config").arg(&config));
+    assert!(output.status.success());
+    assert_eq!(rows_in_output(&dir.path().join("acme.ndjson")), expected);
+}
