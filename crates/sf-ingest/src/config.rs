@@ -179,6 +179,17 @@ pub fn parse(
                 "{prefix}name: another org has the same name; give each its own"
             ));
         }
+        // Clashing files are reported whatever else is wrong with the org.
+        let (out, state) = paths(&entry, base);
+        for (field, path) in [("out", &out), ("state", &state)] {
+            let Some(path) = path else { continue };
+            if let Some(other) = files.insert(path.clone(), name.clone()) {
+                invalid.0.push(format!(
+                    "{prefix}{field}: {} is also used by org {other:?}; every org needs its own output and state",
+                    path.display()
+                ));
+            }
+        }
         if let Some(org) = org_plan(
             entry,
             name,
@@ -189,15 +200,6 @@ pub fn parse(
             env,
             &mut invalid,
         ) {
-            for (field, path) in [("out", &org.out), ("state", &org.state)] {
-                let Some(path) = path else { continue };
-                if let Some(other) = files.insert(path.clone(), org.name.clone()) {
-                    invalid.0.push(format!(
-                        "{prefix}{field}: {} is also used by org {other:?}; every org needs its own output and state",
-                        path.display()
-                    ));
-                }
-            }
             orgs.push(org);
         }
     }
@@ -209,6 +211,20 @@ pub fn parse(
     } else {
         Err(invalid)
     }
+}
+
+/// The org's output and checkpoint, resolved against the config file's directory; the
+/// checkpoint defaults to `OUT.checkpoint.json`.
+fn paths(entry: &OrgEntry, base: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
+    let out = entry.out.as_ref().map(|out| base.join(out));
+    let state = entry.state.as_ref().map(|s| base.join(s)).or_else(|| {
+        out.as_ref().map(|out| {
+            let mut name = out.as_os_str().to_os_string();
+            name.push(".checkpoint.json");
+            PathBuf::from(name)
+        })
+    });
+    (out, state)
 }
 
 fn unknown_keys(table: &toml::Table, allowed: &[&str], prefix: &str, invalid: &mut Invalid) {
@@ -234,6 +250,7 @@ fn org_plan(
     invalid: &mut Invalid,
 ) -> Option<OrgPlan> {
     let before = invalid.0.len();
+    let (out, state) = paths(&entry, base);
     let own = Choices {
         sources: entry.sources,
         event_types: entry.event_types,
@@ -305,22 +322,11 @@ fn org_plan(
             None
         }
     };
-    let out = match entry.out {
-        Some(out) => Some(base.join(out)),
-        None => {
-            invalid.0.push(format!(
-                "{prefix}out: is required: the NDJSON file this org's rows are appended to"
-            ));
-            None
-        }
-    };
-    let state = entry.state.map(|s| base.join(s)).or_else(|| {
-        out.as_ref().map(|out| {
-            let mut name = out.as_os_str().to_os_string();
-            name.push(".checkpoint.json");
-            PathBuf::from(name)
-        })
-    });
+    if out.is_none() {
+        invalid.0.push(format!(
+            "{prefix}out: is required: the NDJSON file this org's rows are appended to"
+        ));
+    }
     match (jwt, collect) {
         (Some(jwt), Some(collect)) if invalid.0.len() == before => Some(OrgPlan {
             name,
