@@ -7,7 +7,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 
 use common::*;
-use salesforce_jwt_mock::MockOrg;
+use salesforce_jwt_mock::{Fault, FaultTarget, MockOrg};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_orgs_from_one_config_file_each_get_every_row_exactly_once() {
@@ -154,4 +154,73 @@ async fn sigterm_mid_run_stops_cleanly_and_a_restart_delivers_every_row_exactly_
     let output = run(sf_ingest().arg("--config").arg(&config));
     assert!(output.status.success());
     assert_eq!(rows_in_output(&dir.path().join("acme.ndjson")), expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_follow_an_org_over_its_api_limit_is_retried_later_while_the_other_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let (limited, healthy) = (MockOrg::start().await, MockOrg::start().await);
+    add_files(&limited, 6, 4);
+    add_files(&healthy, 8, 4);
+    limited.inject(Fault::RequestLimitExceeded {
+        target: FaultTarget::Query,
+    });
+    let config = dir.path().join("sf-ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nsince = \"7d\"\n{}{}",
+            org_table("limited", &limited, &key, "limited.ndjson"),
+            org_table("healthy", &healthy, &key, "healthy.ndjson"),
+        ),
+    )
+    .unwrap();
+
+    let mut child = sf_ingest()
+        .args(["--log-format", "json", "--follow", "1", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut failed, mut limited_done, mut healthy_done) = (false, false, false);
+    let mut log = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let org = |name: &str| line.contains(&format!(r#""org":"{name}""#));
+        if line.contains("tried again later") && org("limited") {
+            assert!(
+                line.contains("REQUEST_LIMIT_EXCEEDED") || line.contains("request limit"),
+                "{line}"
+            );
+            failed = true;
+        }
+        if line.contains(r#""message":"pass done""#) && line.contains(r#""files":"#) {
+            limited_done |= org("limited") && line.contains(r#""rows_delivered_in_all":24"#);
+            healthy_done |= org("healthy") && line.contains(r#""rows_delivered_in_all":32"#);
+        }
+        log.push(line);
+        if failed && limited_done && healthy_done {
+            break;
+        }
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    log.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    let log = log.join("\n");
+    assert!(failed && limited_done && healthy_done, "{log}");
+    // The limited org's failure did not stop the healthy org, and a stop while both wait for
+    // their next poll is a clean exit.
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert_eq!(
+        rows_in_output(&dir.path().join("limited.ndjson")),
+        rows_in_org(&limited)
+    );
+    assert_eq!(
+        rows_in_output(&dir.path().join("healthy.ndjson")),
+        rows_in_org(&healthy)
+    );
 }
