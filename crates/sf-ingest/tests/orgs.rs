@@ -5,6 +5,8 @@ mod common;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use salesforce_jwt_mock::{Fault, FaultTarget, MockOrg};
@@ -223,4 +225,86 @@ async fn with_follow_an_org_over_its_api_limit_is_retried_later_while_the_other_
         rows_in_output(&dir.path().join("healthy.ndjson")),
         rows_in_org(&healthy)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_exits_at_once_and_the_restart_still_delivers_every_row_exactly_once() {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, ResponseTemplate};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let org = MockOrg::start().await;
+    add_files(&org, 2, 30);
+    // The second file's download hangs in the first run: that run cannot reach the end of a
+    // file after the first signal, so only the second signal can end it (and the test would
+    // take minutes if it did not).
+    let first_run = Arc::new(AtomicBool::new(true));
+    let second = org
+        .files()
+        .into_iter()
+        .max_by_key(|f| (f.created_date, f.id.clone()))
+        .unwrap();
+    Mock::given(method("GET"))
+        .and(path_regex(format!("/{}/LogFile$", second.id)))
+        .and(While(Arc::clone(&first_run)))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(600)))
+        .with_priority(1)
+        .mount(org.server())
+        .await;
+    let config = dir.path().join("sf-ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nsince = \"7d\"\nconcurrency = 1\n{}",
+            org_table("acme", &org, &key, "acme.ndjson")
+        ),
+    )
+    .unwrap();
+
+    let mut child = sf_ingest()
+        .args(["--log-format", "json", "-v", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let first_file_done =
+            line.contains(r#""message":"progress""#) && line.contains(r#""files_done":1,"#);
+        let stopping = line.contains("stopping after the current file");
+        log.push(line);
+        if first_file_done {
+            // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        }
+        if stopping {
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        }
+    }
+    let status = child.wait().unwrap();
+    let log = log.join("\n");
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{log}");
+    assert!(log.contains("quitting at once"), "{log}");
+
+    first_run.store(false, Ordering::SeqCst);
+    let output = run(sf_ingest().arg("--config").arg(&config));
+    assert!(output.status.success());
+    assert_eq!(
+        rows_in_output(&dir.path().join("acme.ndjson")),
+        rows_in_org(&org)
+    );
+}
+
+/// Matches while the flag is set.
+struct While(Arc<AtomicBool>);
+
+impl wiremock::Match for While {
+    fn matches(&self, _: &wiremock::Request) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
