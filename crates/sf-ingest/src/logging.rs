@@ -16,7 +16,13 @@ pub fn init(cli: &Cli) -> Display {
         EnvFilter::new(format!("warn,sf_ingest={level},salesforce_jwt={level}"))
     });
     let terminal = std::io::stderr().is_terminal();
-    let display = if terminal && cli.log_format == LogFormat::Text && level >= tracing::Level::INFO
+    // Rows printed on the same terminal would tear the bars apart.
+    let rows_on_terminal =
+        cli.config.is_none() && cli.out.is_none() && std::io::stdout().is_terminal();
+    let display = if terminal
+        && !rows_on_terminal
+        && cli.log_format == LogFormat::Text
+        && level >= tracing::Level::INFO
     {
         Display::bars()
     } else {

@@ -89,14 +89,14 @@ impl OrgProgress {
         for (file, error) in &s.skipped {
             tracing::error!(org = %self.name, id = %file.id, event_type = %file.event_type, log_date = %file.log_date, error = %error, "SKIPPED EventLogFile");
         }
-        let mb = s.bytes as f64 / 1e6;
-        let secs = s.elapsed.as_secs_f64();
+        // Two decimals are all a person or a dashboard needs.
+        let round = |x: f64| (x * 100.0).round() / 100.0;
         tracing::info!(
             org = %self.name,
             files = s.files,
             rows = s.rows,
-            megabytes = format!("{mb:.2}"),
-            seconds = format!("{secs:.2}"),
+            megabytes = round(s.bytes as f64 / 1e6),
+            seconds = round(s.elapsed.as_secs_f64()),
             stopped = s.stopped,
             rows_delivered_in_all,
             "pass done"

@@ -83,7 +83,7 @@ fn the_systemd_unit_is_hardened_and_verifies() {
     for (section, key, value) in [
         ("Unit", "Description", ""),
         ("Service", "ExecStart", ""),
-        ("Service", "DynamicUser", "yes"),
+        ("Service", "User", "sf-ingest"),
         ("Service", "StateDirectory", "sf-ingest"),
         ("Service", "ProtectSystem", "strict"),
         ("Service", "NoNewPrivileges", "yes"),
@@ -132,6 +132,18 @@ fn the_systemd_unit_is_hardened_and_verifies() {
         }
         _ => println!("systemd-analyze is not installed: only the keys were checked"),
     }
+}
+
+#[test]
+fn the_sysusers_file_creates_the_units_user() {
+    let sysusers = crate_file("packaging/sf-ingest.sysusers");
+    let line = sysusers
+        .lines()
+        .find(|l| l.starts_with("u "))
+        .expect("a `u` line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[1], "sf-ingest", "{line}");
+    assert!(crate_file("packaging/sf-ingest.service").contains("\nUser=sf-ingest\n"));
 }
 
 #[test]
