@@ -21,7 +21,7 @@ const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
 const TOP_KEYS: &[&str] = &["max_downloads", "defaults", "org"];
 
 /// An `[[org]]` table. Its collection choices are the same keys as `[defaults]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OrgEntry {
     name: Option<String>,
@@ -114,10 +114,15 @@ pub fn parse(
             if let Some(t) = value.as_table() {
                 unknown_keys(t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
             }
-            value.clone().try_into::<Choices>().unwrap_or_else(|e| {
-                invalid.0.push(format!("[defaults]: {}", e.message()));
-                Choices::default()
-            })
+            match value.as_table() {
+                Some(t) => typed::<Choices>(t, CHOICE_KEYS, "[defaults]: ", &mut invalid).0,
+                None => {
+                    invalid
+                        .0
+                        .push("defaults: must be a table, [defaults]".into());
+                    Choices::default()
+                }
+            }
         }
     };
     let entries: &[toml::Value] = match table.get("org") {
@@ -150,7 +155,6 @@ pub fn parse(
                 .push(format!("{prefix}each org must be a [[org]] table"));
             continue;
         };
-        let mut known = org_table.clone();
         for key in org_table.keys() {
             if !ORG_KEYS.contains(&key.as_str()) && !CHOICE_KEYS.contains(&key.as_str()) {
                 invalid.0.push(format!(
@@ -158,16 +162,10 @@ pub fn parse(
                     ORG_KEYS.join(", "),
                     CHOICE_KEYS.join(", ")
                 ));
-                known.remove(key);
             }
         }
-        let mut entry: OrgEntry = match toml::Value::Table(known).try_into() {
-            Ok(e) => e,
-            Err(e) => {
-                invalid.0.push(format!("{prefix}{}", e.message()));
-                continue;
-            }
-        };
+        let allowed: Vec<&str> = ORG_KEYS.iter().chain(CHOICE_KEYS).copied().collect();
+        let (mut entry, mistyped) = typed::<OrgEntry>(org_table, &allowed, &prefix, &mut invalid);
         let Some(name) = entry.name.take().filter(|n| !n.trim().is_empty()) else {
             invalid.0.push(format!(
                 "{prefix}name: is required: a short name for logs and errors, like \"acme-prod\""
@@ -190,6 +188,7 @@ pub fn parse(
                 ));
             }
         }
+        let before = invalid.0.len();
         if let Some(org) = org_plan(
             entry,
             name,
@@ -202,6 +201,16 @@ pub fn parse(
         ) {
             orgs.push(org);
         }
+        // A value of the wrong type was reported as such; it is not also missing.
+        let missing: Vec<String> = mistyped
+            .iter()
+            .map(|k| format!("{prefix}{k}: is required"))
+            .collect();
+        let mut index = 0;
+        invalid.0.retain(|line| {
+            index += 1;
+            index <= before || !missing.iter().any(|m| line.starts_with(m.as_str()))
+        });
     }
     if invalid.is_empty() {
         Ok(FileConfig {
@@ -225,6 +234,42 @@ fn paths(entry: &OrgEntry, base: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
         })
     });
     (out, state)
+}
+
+/// Deserializes the `allowed` keys of `table` into `T`, one key at a time first so that a value
+/// of the wrong type is reported with its key (serde's message alone does not name it). Returns
+/// `T` from the well-typed keys, and the keys that were not.
+fn typed<T: serde::de::DeserializeOwned + Default>(
+    table: &toml::Table,
+    allowed: &[&str],
+    prefix: &str,
+    invalid: &mut Invalid,
+) -> (T, Vec<String>) {
+    let mut good = toml::Table::new();
+    let mut mistyped = Vec::new();
+    for (key, value) in table {
+        if !allowed.contains(&key.as_str()) {
+            continue;
+        }
+        let mut one = toml::Table::new();
+        one.insert(key.clone(), value.clone());
+        match toml::Value::Table(one).try_into::<T>() {
+            Ok(_) => {
+                good.insert(key.clone(), value.clone());
+            }
+            Err(e) => {
+                invalid.0.push(format!("{prefix}{key}: {}", e.message()));
+                mistyped.push(key.clone());
+            }
+        }
+    }
+    let value = toml::Value::Table(good)
+        .try_into::<T>()
+        .unwrap_or_else(|e| {
+            invalid.0.push(format!("{prefix}{}", e.message()));
+            T::default()
+        });
+    (value, mistyped)
 }
 
 fn unknown_keys(table: &toml::Table, allowed: &[&str], prefix: &str, invalid: &mut Invalid) {
@@ -364,5 +409,174 @@ impl Field {
             Self::TokenUrl => b.token_url(v),
             Self::ApiVersion => b.api_version(v),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEM_VAR: &str = "TEST_KEY_PEM";
+
+    fn env(name: &str) -> Option<String> {
+        (name == PEM_VAR).then(|| salesforce_jwt_mock::DEMO_PRIVATE_KEY_PEM.to_string())
+    }
+
+    fn org(name: &str, out: &str) -> String {
+        format!(
+            r#"
+[[org]]
+name = "{name}"
+audience_url = "https://login.salesforce.com"
+client_key_env = "{PEM_VAR}"
+username = "integration@example.com"
+client_id = "3MVG9"
+instance_url = "https://acme.my.salesforce.com"
+token_url = "https://login.salesforce.com"
+out = "{out}"
+"#
+        )
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        parse(text, Path::new("/etc/sf-ingest"), &Choices::default(), &env)
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory_and_defaults_apply() {
+        let text = format!(
+            "max_downloads = 6\n[defaults]\nsince = \"2d\"\nconcurrency = 3\n{}state = \"/var/lib/a.json\"\n{}concurrency = 1\n",
+            org("a", "a.ndjson"),
+            org("b", "/var/lib/b.ndjson")
+        );
+        let config = parse(
+            &text,
+            Path::new("/etc/sf-ingest"),
+            &Choices::default(),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(config.max_downloads, 6);
+        let [a, b] = &config.orgs[..] else {
+            panic!("two orgs")
+        };
+        assert_eq!(a.out.as_deref(), Some(Path::new("/etc/sf-ingest/a.ndjson")));
+        assert_eq!(a.state.as_deref(), Some(Path::new("/var/lib/a.json")));
+        assert_eq!(
+            b.state.as_deref(),
+            Some(Path::new("/var/lib/b.ndjson.checkpoint.json"))
+        );
+        assert_eq!((a.collect.concurrency, b.collect.concurrency), (3, 1));
+        assert_eq!(b.collect.since, Duration::from_secs(2 * 86_400));
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_org_and_the_defaults() {
+        let text = format!(
+            "[defaults]\nconcurrency = 3\n{}concurrency = 1\n",
+            org("a", "a.ndjson")
+        );
+        let cli = Choices {
+            concurrency: Some(2),
+            ..Choices::default()
+        };
+        let config = parse(&text, Path::new("/"), &cli, &env).unwrap();
+        assert_eq!(config.orgs[0].collect.concurrency, 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_everywhere_at_once() {
+        let text = format!(
+            "max_download = 4\n[defaults]\nsince = \"1d\"\nintervl = \"all\"\n{}tokn_url = \"x\"\n",
+            org("a", "a.ndjson")
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter().any(|l| l.starts_with("max_download: unknown key")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("[defaults]: intervl: unknown key")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": tokn_url: unknown key"#)),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn names_outputs_and_key_sources_must_not_clash() {
+        let text = format!(
+            "{}{}client_key_path = \"k.pem\"\n{}",
+            org("a", "same.ndjson"),
+            org("a", "other.ndjson"),
+            org("c", "same.ndjson")
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": name: another org has the same name"#)),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": client_key_path: both"#)),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|l| l.starts_with(
+                r#"org "c": out: /etc/sf-ingest/same.ndjson is also used by org "a""#
+            )),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_are_reported_with_their_key_and_not_again_as_missing() {
+        let text = format!(
+            "[defaults]\nconcurrency = \"four\"\n{}since = 5\n",
+            org("a", "a.ndjson").replace("out = \"a.ndjson\"", "out = 3")
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("[defaults]: concurrency: invalid type")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": out: invalid type"#)),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": since: invalid type"#)),
+            "{p:?}"
+        );
+        assert!(
+            !p.iter()
+                .any(|l| l.starts_with(r#"org "a": out: is required"#)),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_orgs_or_with_broken_toml_says_so() {
+        assert!(problems("[defaults]\n")[0].starts_with("no org"));
+        assert!(
+            problems("[[org]\n")[0].contains("line 1"),
+            "{:?}",
+            problems("[[org]\n")
+        );
+        let p = problems("[[org]]\nout = 3\n");
+        assert!(
+            p.iter().any(|l| l.starts_with("org #1 (no name): ")),
+            "{p:?}"
+        );
     }
 }
