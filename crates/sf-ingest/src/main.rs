@@ -4,6 +4,11 @@
 //!
 //! Exit codes: 0 done, or stopped by SIGINT/SIGTERM with checkpoints consistent; 1 an org
 //! failed; 2 usage or configuration error; 128+N a second signal N ended the run at once.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![deny(clippy::await_holding_lock)]
 
 mod cli;
 mod config;

@@ -308,3 +308,56 @@ impl wiremock::Match for While {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_downloads_bounds_the_downloads_of_all_orgs_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let (a, b) = (MockOrg::start().await, MockOrg::start().await);
+    add_files(&a, 30, 5);
+    add_files(&b, 30, 5);
+    let config = dir.path().join("sf-ingest.toml");
+    // One download slot for both orgs: a pass holds the slot from its start to its end, so the
+    // second org's pass can only start once the first one's is done.
+    std::fs::write(
+        &config,
+        format!(
+            "max_downloads = 1\n[defaults]\nsince = \"7d\"\nconcurrency = 1\n{}{}",
+            org_table("a", &a, &key, "a.ndjson"),
+            org_table("b", &b, &key, "b.ndjson"),
+        ),
+    )
+    .unwrap();
+
+    let output = run(sf_ingest()
+        .args(["--log-format", "json", "--config"])
+        .arg(&config));
+    assert!(output.status.success());
+    let events: Vec<(String, String)> = stderr(&output)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| {
+            let f = &e["fields"];
+            let message = f["message"].as_str()?;
+            (message == "pass started" || message == "pass done")
+                .then(|| (f["org"].as_str().unwrap().to_string(), message.to_string()))
+        })
+        .collect();
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(
+        events[0].0, events[1].0,
+        "one org's pass ran alone: {events:?}"
+    );
+    assert_eq!(
+        (events[0].1.as_str(), events[1].1.as_str()),
+        ("pass started", "pass done")
+    );
+    assert_eq!(
+        rows_in_output(&dir.path().join("a.ndjson")),
+        rows_in_org(&a)
+    );
+    assert_eq!(
+        rows_in_output(&dir.path().join("b.ndjson")),
+        rows_in_org(&b)
+    );
+}
