@@ -5,7 +5,7 @@
 //! keys, values of the wrong type, missing or invalid Salesforce fields (checked by
 //! `JwtBearerConfig`'s builder, key included), clashing names and paths.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -110,19 +110,15 @@ pub fn parse(
     };
     let defaults = match table.get("defaults") {
         None => Choices::default(),
-        Some(value) => {
-            if let Some(t) = value.as_table() {
-                unknown_keys(t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
-            }
-            match value.as_table() {
-                Some(t) => typed::<Choices>(t, CHOICE_KEYS, "[defaults]: ", &mut invalid).0,
-                None => {
-                    invalid
-                        .0
-                        .push("defaults: must be a table, [defaults]".into());
-                    Choices::default()
-                }
-            }
+        Some(toml::Value::Table(t)) => {
+            unknown_keys(t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
+            typed::<Choices>(t, CHOICE_KEYS, "[defaults]: ", &mut invalid).0
+        }
+        Some(_) => {
+            invalid
+                .0
+                .push("defaults: must be a table, [defaults]".into());
+            Choices::default()
         }
     };
     let entries: &[toml::Value] = match table.get("org") {
@@ -137,7 +133,7 @@ pub fn parse(
     };
 
     let mut orgs = Vec::new();
-    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut names: HashSet<String> = HashSet::new();
     let mut files: HashMap<PathBuf, String> = HashMap::new();
     for (i, value) in entries.iter().enumerate() {
         let label = value
@@ -172,7 +168,7 @@ pub fn parse(
             ));
             continue;
         };
-        if names.insert(name.clone(), i).is_some() {
+        if !names.insert(name.clone()) {
             invalid.0.push(format!(
                 "{prefix}name: another org has the same name; give each its own"
             ));
