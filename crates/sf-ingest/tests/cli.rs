@@ -160,3 +160,15 @@ fn with_neither_variables_nor_config_the_demo_runs_and_says_so() {
             .all(|r| r["EventLogFileId"].is_string() && r["EventType"].is_string())
     );
 }
+
+#[test]
+fn quiet_keeps_warnings_and_drops_information() {
+    let normal = run(&mut sf_ingest());
+    assert!(stderr(&normal).contains(" INFO "), "{}", stderr(&normal));
+    let quiet = run(sf_ingest().arg("-q"));
+    assert_eq!(quiet.status.code(), Some(0));
+    let err = stderr(&quiet);
+    assert!(err.contains("DEMO") && !err.contains(" INFO "), "{err}");
+    let verbose = run(sf_ingest().arg("-v"));
+    assert!(stderr(&verbose).contains("DEBUG"), "{}", stderr(&verbose));
+}
