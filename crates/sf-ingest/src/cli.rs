@@ -1,0 +1,107 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+/// Collects Salesforce Event Monitoring logs (EventLogFile) exactly once, as NDJSON.
+///
+/// One org from the six SF_* variables (SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH or
+/// SF_CLIENT_KEY_PEM, SF_USERNAME, SF_CLIENT_ID, SF_INSTANCE_URL, SF_TOKEN_URL), any number from
+/// --config FILE, or, with neither, an embedded demo org.
+///
+/// Exit codes: 0 done (or stopped by SIGINT/SIGTERM with checkpoints consistent), 1 an org
+/// failed, 2 usage or configuration error, 128+N a second signal N ended the run at once.
+#[derive(Debug, Parser)]
+#[command(name = "sf-ingest", version, about, long_about)]
+pub struct Cli {
+    /// TOML file listing the orgs to collect (see sf-ingest.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// NDJSON output (default stdout); with a file, rows are exactly-once across kills. Not with
+    /// --config, where each org names its own.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub out: Option<PathBuf>,
+
+    /// Checkpoint file (default FILE.checkpoint.json beside --out, else in memory). Not with
+    /// --config.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub state: Option<PathBuf>,
+
+    /// What to collect (repeatable). Only EventLogFile for now.
+    #[arg(long = "source", value_name = "NAME")]
+    pub sources: Vec<String>,
+
+    /// Only this event type (repeatable), e.g. Login.
+    #[arg(long = "event-type", value_name = "TYPE")]
+    pub event_types: Vec<String>,
+
+    /// Which files: daily, hourly or all [default: all].
+    #[arg(long, value_name = "daily|hourly|all")]
+    pub interval: Option<String>,
+
+    /// How far back a first run starts: 36h, 7d [default: 1d; 7d in the demo].
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+
+    /// Files of one org downloaded at once, 1 to 64 [default: 4].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Downloads in flight across all orgs: an org's pass starts once its --concurrency fits
+    /// under this bound [default: 16].
+    #[arg(long, value_name = "N")]
+    pub max_downloads: Option<usize>,
+
+    /// Output encoding: ndjson or ecs [default: ndjson].
+    #[arg(long, value_name = "ndjson|ecs")]
+    pub format: Option<String>,
+
+    /// Record a file that cannot be collected (malformed, truncated for good, gone) in the
+    /// checkpoint and go on, instead of stopping that org.
+    #[arg(long)]
+    pub skip_bad_files: bool,
+
+    /// Poll every SECONDS, forever; without it, one pass per org.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub follow: Option<u64>,
+
+    /// Check the configuration (key files included) and exit: 0 valid, 2 invalid.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Log lines as text or as JSON objects (for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log detail (-q warnings, -qq errors only).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (and progress bars on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Cli {
+    /// The level for this program's and the library's log lines.
+    pub fn level(&self) -> tracing::Level {
+        match (self.quiet, self.verbose) {
+            (0, 0) => tracing::Level::INFO,
+            (1, _) => tracing::Level::WARN,
+            (_, 0) => tracing::Level::ERROR,
+            (_, 1) => tracing::Level::DEBUG,
+            _ => tracing::Level::TRACE,
+        }
+    }
+}

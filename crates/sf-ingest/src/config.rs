@@ -1,0 +1,578 @@
+//! The `--config` file: any number of orgs, in TOML. The schema is documented in
+//! `sf-ingest.example.toml`.
+//!
+//! Every problem of the file is reported at once, each as `org "NAME": FIELD: problem`: unknown
+//! keys, values of the wrong type, missing or invalid Salesforce fields (checked by
+//! `JwtBearerConfig`'s builder, key included), clashing names and paths.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use salesforce_jwt::JwtBearerConfig;
+use serde::Deserialize;
+
+use crate::options::{CHOICE_KEYS, Choices, Collect};
+use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan};
+
+/// A first run of a configured org starts this far back unless `since` says otherwise.
+const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
+
+const TOP_KEYS: &[&str] = &["max_downloads", "defaults", "org"];
+
+/// An `[[org]]` table. Its collection choices are the same keys as `[defaults]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrgEntry {
+    name: Option<String>,
+    audience_url: Option<String>,
+    client_key_path: Option<PathBuf>,
+    client_key_env: Option<String>,
+    username: Option<String>,
+    client_id: Option<String>,
+    instance_url: Option<String>,
+    token_url: Option<String>,
+    api_version: Option<String>,
+    out: Option<PathBuf>,
+    state: Option<PathBuf>,
+    sources: Option<Vec<String>>,
+    event_types: Option<Vec<String>>,
+    interval: Option<String>,
+    since: Option<String>,
+    concurrency: Option<usize>,
+    format: Option<String>,
+    skip_bad_files: Option<bool>,
+}
+
+const ORG_KEYS: &[&str] = &[
+    "name",
+    "audience_url",
+    "client_key_path",
+    "client_key_env",
+    "username",
+    "client_id",
+    "instance_url",
+    "token_url",
+    "api_version",
+    "out",
+    "state",
+];
+
+/// The orgs of a config file and the global download bound.
+#[derive(Debug)]
+pub struct FileConfig {
+    pub orgs: Vec<OrgPlan>,
+    pub max_downloads: usize,
+}
+
+/// Reads and validates `path`. `cli` are the command line's choices, which win over the file's;
+/// `env` reads the variables that `client_key_env` names.
+pub fn load(
+    path: &Path,
+    cli: &Choices,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<FileConfig, Invalid> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Invalid::one(format!(
+            "cannot read the config file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &base, cli, env).map_err(|mut i| {
+        for line in &mut i.0 {
+            *line = format!("{}: {line}", path.display());
+        }
+        i
+    })
+}
+
+/// Parses a config file's `text`; relative paths resolve against `base`.
+pub fn parse(
+    text: &str,
+    base: &Path,
+    cli: &Choices,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<FileConfig, Invalid> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| Invalid::one(e.to_string()))?;
+    let mut invalid = Invalid::default();
+    unknown_keys(&table, TOP_KEYS, "", &mut invalid);
+
+    let max_downloads = match table.get("max_downloads") {
+        None => DEFAULT_MAX_DOWNLOADS,
+        Some(toml::Value::Integer(n)) if *n >= 1 => usize::try_from(*n).unwrap_or(usize::MAX),
+        Some(other) => {
+            invalid.0.push(format!(
+                "max_downloads: {other} is not usable: a whole number, at least 1"
+            ));
+            DEFAULT_MAX_DOWNLOADS
+        }
+    };
+    let defaults = match table.get("defaults") {
+        None => Choices::default(),
+        Some(toml::Value::Table(t)) => {
+            unknown_keys(t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
+            typed::<Choices>(t, CHOICE_KEYS, "[defaults]: ", &mut invalid).0
+        }
+        Some(_) => {
+            invalid
+                .0
+                .push("defaults: must be a table, [defaults]".into());
+            Choices::default()
+        }
+    };
+    let entries: &[toml::Value] = match table.get("org") {
+        Some(toml::Value::Array(orgs)) if !orgs.is_empty() => orgs,
+        Some(_) | None => {
+            invalid.0.push(
+                "no org: add one [[org]] table per Salesforce org (see sf-ingest.example.toml)"
+                    .into(),
+            );
+            &[]
+        }
+    };
+
+    let mut orgs = Vec::new();
+    let mut names: HashSet<String> = HashSet::new();
+    let mut files: HashMap<PathBuf, String> = HashMap::new();
+    for (i, value) in entries.iter().enumerate() {
+        let label = value
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .filter(|n| !n.trim().is_empty())
+            .map(str::to_string);
+        let prefix = match &label {
+            Some(name) => format!("org {name:?}: "),
+            None => format!("org #{} (no name): ", i + 1),
+        };
+        let Some(org_table) = value.as_table() else {
+            invalid
+                .0
+                .push(format!("{prefix}each org must be a [[org]] table"));
+            continue;
+        };
+        for key in org_table.keys() {
+            if !ORG_KEYS.contains(&key.as_str()) && !CHOICE_KEYS.contains(&key.as_str()) {
+                invalid.0.push(format!(
+                    "{prefix}{key}: unknown key; an org takes {} and {}",
+                    ORG_KEYS.join(", "),
+                    CHOICE_KEYS.join(", ")
+                ));
+            }
+        }
+        let allowed: Vec<&str> = ORG_KEYS.iter().chain(CHOICE_KEYS).copied().collect();
+        let (mut entry, mistyped) = typed::<OrgEntry>(org_table, &allowed, &prefix, &mut invalid);
+        let Some(name) = entry.name.take().filter(|n| !n.trim().is_empty()) else {
+            invalid.0.push(format!(
+                "{prefix}name: is required: a short name for logs and errors, like \"acme-prod\""
+            ));
+            continue;
+        };
+        if !names.insert(name.clone()) {
+            invalid.0.push(format!(
+                "{prefix}name: another org has the same name; give each its own"
+            ));
+        }
+        // Clashing files are reported whatever else is wrong with the org.
+        let (out, state) = paths(&entry, base);
+        for (field, path) in [("out", &out), ("state", &state)] {
+            let Some(path) = path else { continue };
+            if let Some(other) = files.insert(path.clone(), name.clone()) {
+                invalid.0.push(format!(
+                    "{prefix}{field}: {} is also used by org {other:?}; every org needs its own output and state",
+                    path.display()
+                ));
+            }
+        }
+        let before = invalid.0.len();
+        if let Some(org) = org_plan(
+            entry,
+            name,
+            &prefix,
+            base,
+            cli,
+            &defaults,
+            env,
+            &mut invalid,
+        ) {
+            orgs.push(org);
+        }
+        // A value of the wrong type was reported as such; it is not also missing.
+        let missing: Vec<String> = mistyped
+            .iter()
+            .map(|k| format!("{prefix}{k}: is required"))
+            .collect();
+        let mut index = 0;
+        invalid.0.retain(|line| {
+            index += 1;
+            index <= before || !missing.iter().any(|m| line.starts_with(m.as_str()))
+        });
+    }
+    if invalid.is_empty() {
+        Ok(FileConfig {
+            orgs,
+            max_downloads,
+        })
+    } else {
+        Err(invalid)
+    }
+}
+
+/// The org's output and checkpoint, resolved against the config file's directory; the
+/// checkpoint defaults to `OUT.checkpoint.json`.
+fn paths(entry: &OrgEntry, base: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
+    let out = entry.out.as_ref().map(|out| base.join(out));
+    let state = entry.state.as_ref().map(|s| base.join(s)).or_else(|| {
+        out.as_ref().map(|out| {
+            let mut name = out.as_os_str().to_os_string();
+            name.push(".checkpoint.json");
+            PathBuf::from(name)
+        })
+    });
+    (out, state)
+}
+
+/// Deserializes the `allowed` keys of `table` into `T`, one key at a time first so that a value
+/// of the wrong type is reported with its key (serde's message alone does not name it). Returns
+/// `T` from the well-typed keys, and the keys that were not.
+fn typed<T: serde::de::DeserializeOwned + Default>(
+    table: &toml::Table,
+    allowed: &[&str],
+    prefix: &str,
+    invalid: &mut Invalid,
+) -> (T, Vec<String>) {
+    let mut good = toml::Table::new();
+    let mut mistyped = Vec::new();
+    for (key, value) in table {
+        if !allowed.contains(&key.as_str()) {
+            continue;
+        }
+        let mut one = toml::Table::new();
+        one.insert(key.clone(), value.clone());
+        match toml::Value::Table(one).try_into::<T>() {
+            Ok(_) => {
+                good.insert(key.clone(), value.clone());
+            }
+            Err(e) => {
+                invalid.0.push(format!("{prefix}{key}: {}", e.message()));
+                mistyped.push(key.clone());
+            }
+        }
+    }
+    let value = toml::Value::Table(good)
+        .try_into::<T>()
+        .unwrap_or_else(|e| {
+            invalid.0.push(format!("{prefix}{}", e.message()));
+            T::default()
+        });
+    (value, mistyped)
+}
+
+fn unknown_keys(table: &toml::Table, allowed: &[&str], prefix: &str, invalid: &mut Invalid) {
+    for key in table.keys() {
+        if !allowed.contains(&key.as_str()) {
+            invalid.0.push(format!(
+                "{prefix}{key}: unknown key; the keys here are {}",
+                allowed.join(", ")
+            ));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn org_plan(
+    entry: OrgEntry,
+    name: String,
+    prefix: &str,
+    base: &Path,
+    cli: &Choices,
+    defaults: &Choices,
+    env: &dyn Fn(&str) -> Option<String>,
+    invalid: &mut Invalid,
+) -> Option<OrgPlan> {
+    let before = invalid.0.len();
+    let (out, state) = paths(&entry, base);
+    let own = Choices {
+        sources: entry.sources,
+        event_types: entry.event_types,
+        interval: entry.interval,
+        since: entry.since,
+        concurrency: entry.concurrency,
+        format: entry.format,
+        skip_bad_files: entry.skip_bad_files,
+    };
+    let collect = Collect::resolve(&[cli, &own, defaults], DEFAULT_SINCE)
+        .map_err(|problems| invalid.add(prefix, problems))
+        .ok();
+
+    let mut builder = JwtBearerConfig::builder();
+    let mut key_field = "client_key_path";
+    // A key problem reported here (the variable is unset, or both are set) must not be
+    // reported again by the builder as a missing key.
+    let mut key_reported = false;
+    match (entry.client_key_path, entry.client_key_env) {
+        (Some(path), None) => builder = builder.client_key_path(base.join(path)),
+        (None, Some(var)) => {
+            key_field = "client_key_env";
+            match env(&var).filter(|v| !v.trim().is_empty()) {
+                Some(pem) => builder = builder.client_key_pem(pem),
+                None => {
+                    key_reported = true;
+                    invalid.0.push(format!(
+                        "{prefix}client_key_env: the environment variable {var} is not set or \
+                         empty; put the PEM private key in it, or use client_key_path"
+                    ));
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            key_reported = true;
+            invalid.0.push(format!(
+                "{prefix}client_key_path: both client_key_path and client_key_env are set; keep one"
+            ));
+        }
+        (None, None) => key_field = "client_key_path (or client_key_env)",
+    }
+    for (value, set) in [
+        (entry.audience_url, Field::Audience),
+        (entry.username, Field::Username),
+        (entry.client_id, Field::ClientId),
+        (entry.instance_url, Field::InstanceUrl),
+        (entry.token_url, Field::TokenUrl),
+        (entry.api_version, Field::ApiVersion),
+    ] {
+        if let Some(v) = value {
+            builder = set.apply(builder, v);
+        }
+    }
+    let jwt = match builder.build() {
+        Ok(jwt) => Some(jwt),
+        Err(salesforce_jwt::Error::Config(error)) => {
+            for p in error.problems {
+                let field = match p.field.as_str() {
+                    "client_key" if key_reported => continue,
+                    "client_key" => key_field,
+                    other => other,
+                };
+                invalid.0.push(format!("{prefix}{field}: {}", p.problem));
+            }
+            None
+        }
+        Err(other) => {
+            invalid.0.push(format!("{prefix}{other}"));
+            None
+        }
+    };
+    if out.is_none() {
+        invalid.0.push(format!(
+            "{prefix}out: is required: the NDJSON file this org's rows are appended to"
+        ));
+    }
+    match (jwt, collect) {
+        (Some(jwt), Some(collect)) if invalid.0.len() == before => Some(OrgPlan {
+            name,
+            jwt,
+            collect,
+            out,
+            state,
+        }),
+        _ => None,
+    }
+}
+
+/// The builder's setters by field, so the fields can be set in one loop.
+#[derive(Clone, Copy)]
+enum Field {
+    Audience,
+    Username,
+    ClientId,
+    InstanceUrl,
+    TokenUrl,
+    ApiVersion,
+}
+
+impl Field {
+    fn apply(
+        self,
+        b: salesforce_jwt::JwtBearerConfigBuilder,
+        v: String,
+    ) -> salesforce_jwt::JwtBearerConfigBuilder {
+        match self {
+            Self::Audience => b.audience_url(v),
+            Self::Username => b.username(v),
+            Self::ClientId => b.client_id(v),
+            Self::InstanceUrl => b.instance_url(v),
+            Self::TokenUrl => b.token_url(v),
+            Self::ApiVersion => b.api_version(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEM_VAR: &str = "TEST_KEY_PEM";
+
+    fn env(name: &str) -> Option<String> {
+        (name == PEM_VAR).then(|| salesforce_jwt_mock::DEMO_PRIVATE_KEY_PEM.to_string())
+    }
+
+    fn org(name: &str, out: &str) -> String {
+        format!(
+            r#"
+[[org]]
+name = "{name}"
+audience_url = "https://login.salesforce.com"
+client_key_env = "{PEM_VAR}"
+username = "integration@example.com"
+client_id = "3MVG9"
+instance_url = "https://acme.my.salesforce.com"
+token_url = "https://login.salesforce.com"
+out = "{out}"
+"#
+        )
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        parse(text, Path::new("/etc/sf-ingest"), &Choices::default(), &env)
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory_and_defaults_apply() {
+        let text = format!(
+            "max_downloads = 6\n[defaults]\nsince = \"2d\"\nconcurrency = 3\n{}state = \"/var/lib/a.json\"\n{}concurrency = 1\n",
+            org("a", "a.ndjson"),
+            org("b", "/var/lib/b.ndjson")
+        );
+        let config = parse(
+            &text,
+            Path::new("/etc/sf-ingest"),
+            &Choices::default(),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(config.max_downloads, 6);
+        let [a, b] = &config.orgs[..] else {
+            panic!("two orgs")
+        };
+        assert_eq!(a.out.as_deref(), Some(Path::new("/etc/sf-ingest/a.ndjson")));
+        assert_eq!(a.state.as_deref(), Some(Path::new("/var/lib/a.json")));
+        assert_eq!(
+            b.state.as_deref(),
+            Some(Path::new("/var/lib/b.ndjson.checkpoint.json"))
+        );
+        assert_eq!((a.collect.concurrency, b.collect.concurrency), (3, 1));
+        assert_eq!(b.collect.since, Duration::from_secs(2 * 86_400));
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_org_and_the_defaults() {
+        let text = format!(
+            "[defaults]\nconcurrency = 3\n{}concurrency = 1\n",
+            org("a", "a.ndjson")
+        );
+        let cli = Choices {
+            concurrency: Some(2),
+            ..Choices::default()
+        };
+        let config = parse(&text, Path::new("/"), &cli, &env).unwrap();
+        assert_eq!(config.orgs[0].collect.concurrency, 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_everywhere_at_once() {
+        let text = format!(
+            "max_download = 4\n[defaults]\nsince = \"1d\"\nintervl = \"all\"\n{}tokn_url = \"x\"\n",
+            org("a", "a.ndjson")
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter().any(|l| l.starts_with("max_download: unknown key")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("[defaults]: intervl: unknown key")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": tokn_url: unknown key"#)),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn names_outputs_and_key_sources_must_not_clash() {
+        let text = format!(
+            "{}{}client_key_path = \"k.pem\"\n{}",
+            org("a", "same.ndjson"),
+            org("a", "other.ndjson"),
+            org("c", "same.ndjson")
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": name: another org has the same name"#)),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": client_key_path: both"#)),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|l| l.starts_with(
+                r#"org "c": out: /etc/sf-ingest/same.ndjson is also used by org "a""#
+            )),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_are_reported_with_their_key_and_not_again_as_missing() {
+        let text = format!(
+            "[defaults]\nconcurrency = \"four\"\n{}since = 5\n",
+            org("a", "a.ndjson").replace("out = \"a.ndjson\"", "out = 3")
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("[defaults]: concurrency: invalid type")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": out: invalid type"#)),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": since: invalid type"#)),
+            "{p:?}"
+        );
+        assert!(
+            !p.iter()
+                .any(|l| l.starts_with(r#"org "a": out: is required"#)),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_orgs_or_with_broken_toml_says_so() {
+        assert!(problems("[defaults]\n")[0].starts_with("no org"));
+        assert!(
+            problems("[[org]\n")[0].contains("line 1"),
+            "{:?}",
+            problems("[[org]\n")
+        );
+        let p = problems("[[org]]\nout = 3\n");
+        assert!(
+            p.iter().any(|l| l.starts_with("org #1 (no name): ")),
+            "{p:?}"
+        );
+    }
+}

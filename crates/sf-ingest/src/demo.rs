@@ -1,0 +1,33 @@
+//! The embedded demo: with neither `SF_*` variables nor `--config`, an org double with demo
+//! data stands in for Salesforce, so the first run shows what the program does.
+
+use std::time::Duration;
+
+use salesforce_jwt::{Error, JwtBearerConfig};
+use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
+
+/// The demo org holds about three days of files; a first real run starts one day back.
+pub const DEMO_SINCE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Starts the demo org (kept alive by the caller: dropping it stops the server) and the
+/// configuration that reaches it.
+pub async fn start() -> Result<(MockOrg, JwtBearerConfig), Error> {
+    let org = MockOrg::start().await;
+    let files = org.add_demo_data(time::OffsetDateTime::now_utc());
+    tracing::warn!(
+        files = files.len(),
+        "DEMO: neither SF_* variables nor --config are set, so this run collects from an embedded mock \
+         Salesforce org with demo log files (--since defaults to 7d). Set SF_AUDIENCE_URL, \
+         SF_CLIENT_KEY_PATH, SF_USERNAME, SF_CLIENT_ID, SF_INSTANCE_URL and SF_TOKEN_URL, or pass \
+         --config FILE, to collect from real orgs"
+    );
+    let config = JwtBearerConfig::builder()
+        .audience_url(org.audience())
+        .client_key_pem(DEMO_PRIVATE_KEY_PEM)
+        .username(org.username())
+        .client_id(org.client_id())
+        .instance_url(org.instance_url())
+        .token_url(org.token_url())
+        .build()?;
+    Ok((org, config))
+}

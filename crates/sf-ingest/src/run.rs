@@ -1,0 +1,152 @@
+//! Collecting every org at once: one task per org, a shared bound on downloads, and an org's
+//! failure confined to that org.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use salesforce_jwt::event_log::{
+    CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, FileCheckpointStore,
+    MemoryCheckpointStore,
+};
+use salesforce_jwt::{Error, JwtBearerClient};
+use tokio::sync::Semaphore;
+
+use crate::plan::OrgPlan;
+use crate::progress::{Display, OrgProgress};
+use crate::sink::OutputSink;
+use crate::source::Source;
+use crate::stop::Stop;
+
+/// The longest wait before a failed org is tried again in `--follow` mode.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(3600);
+
+/// What every org's task shares.
+#[derive(Debug)]
+pub struct Context {
+    /// Download slots across all orgs. An org's pass holds `concurrency` of them from its start
+    /// to its end, so the downloads in flight never exceed the total however many orgs there
+    /// are. The semaphore is fair (first come, first served), so a wide org is not starved by
+    /// narrow ones.
+    pub downloads: Semaphore,
+    pub stop: Stop,
+    /// `--follow`: the time between passes; `None` is one pass per org.
+    pub follow: Option<Duration>,
+    pub display: Display,
+}
+
+/// Collects every org; `true` when none failed.
+pub async fn run_all(orgs: Vec<OrgPlan>, context: Arc<Context>) -> bool {
+    let mut tasks = tokio::task::JoinSet::new();
+    for org in orgs {
+        tasks.spawn(run_org(org, Arc::clone(&context)));
+    }
+    let mut failed = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(name)) => failed.push(name),
+            Err(e) => {
+                tracing::error!(error = %e, "an org's task ended abnormally");
+                failed.push("?".to_string());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        failed.sort();
+        tracing::error!(orgs = ?failed, "{} org(s) failed; the others completed", failed.len());
+    }
+    failed.is_empty()
+}
+
+/// One org, pass after pass. A failure is logged with the org's name; with `--follow` the org is
+/// tried again later (the wait doubles with each failure in a row, up to an hour), from a
+/// fresh collector and sink, the way a restart would.
+async fn run_org(org: OrgPlan, context: Arc<Context>) -> Result<(), String> {
+    let mut progress = context.display.org(&org.name);
+    // Without a state file the checkpoint must still survive a retry within this run.
+    let memory = MemoryCheckpointStore::new();
+    let mut failures: u32 = 0;
+    loop {
+        let error = match collect(&org, &context, &memory, &mut progress, &mut failures).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        progress.failed();
+        failures += 1;
+        let Some(every) = context.follow else {
+            tracing::error!(org = %org.name, error = %error, "org failed");
+            return Err(org.name);
+        };
+        let wait = every
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(MAX_RETRY_WAIT.max(every));
+        tracing::error!(
+            org = %org.name,
+            error = %error,
+            retry_in_seconds = wait.as_secs(),
+            "org failed; the other orgs go on and this one is tried again later"
+        );
+        if context.stop.sleep(wait).await {
+            return Ok(());
+        }
+    }
+}
+
+/// Passes until done (one pass, or a stop request with `--follow`) or an error.
+async fn collect(
+    org: &OrgPlan,
+    context: &Context,
+    memory: &MemoryCheckpointStore,
+    progress: &mut OrgProgress,
+    failures: &mut u32,
+) -> Result<(), Error> {
+    for source in &org.collect.sources {
+        match source {
+            // INTEGRATE: sources — other sources get their own collection here.
+            Source::EventLogFile => {}
+        }
+    }
+    let client = JwtBearerClient::new(org.jwt.clone())?;
+    // Sync: the collector is borrowed across awaits inside a task that may move between threads.
+    let store: Box<dyn CheckpointStore + Sync> = match &org.state {
+        Some(path) => Box::new(FileCheckpointStore::new(path)),
+        None => Box::new(memory.clone()),
+    };
+    let query = EventLogFileQuery::new()
+        .event_types(org.collect.event_types.iter().cloned())
+        .interval(org.collect.interval);
+    let options = CollectorOptions {
+        since: org.collect.since,
+        concurrency: org.collect.concurrency,
+        skip_failed_files: org.collect.skip_bad_files,
+        ..CollectorOptions::default()
+    };
+    let mut collector = Collector::new(client, query, store, options)?;
+    let mut sink = OutputSink::open(
+        org.out.as_deref(),
+        collector.checkpoint(),
+        org.collect.format,
+    )?;
+    let slots = u32::try_from(org.collect.concurrency).unwrap_or(u32::MAX);
+    loop {
+        let permit = tokio::select! {
+            permit = context.downloads.acquire_many(slots) => permit,
+            () = context.stop.wait() => return Ok(()),
+        };
+        let summary = collector
+            .run_pass(&mut sink, &mut |p| progress.update(p), context.stop.flag())
+            .await?;
+        drop(permit);
+        *failures = 0;
+        progress.pass_done(&summary, collector.checkpoint().rows_delivered);
+        if context.stop.requested() {
+            return Ok(());
+        }
+        let Some(every) = context.follow else {
+            return Ok(());
+        };
+        if context.stop.sleep(every).await {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! From the command line and the environment to a [`Setup`]: the config file's orgs, the one org
+//! of the `SF_*` variables, or the demo org.
+
+use std::time::Duration;
+
+use salesforce_jwt::{ENV_VARS, JwtBearerConfig};
+use salesforce_jwt_mock::MockOrg;
+
+use crate::cli::Cli;
+use crate::config;
+use crate::demo;
+use crate::options::{Choices, Collect};
+use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan};
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Everything a run needs.
+#[derive(Debug)]
+pub struct Setup {
+    pub orgs: Vec<OrgPlan>,
+    pub max_downloads: usize,
+    /// The demo org, kept alive for the run.
+    pub demo: Option<MockOrg>,
+}
+
+/// The command line's collection choices, which win over the config file's.
+pub fn cli_choices(cli: &Cli) -> Choices {
+    let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    Choices {
+        sources: list(&cli.sources),
+        event_types: list(&cli.event_types),
+        interval: cli.interval.clone(),
+        since: cli.since.clone(),
+        concurrency: cli.concurrency,
+        format: cli.format.clone(),
+        skip_bad_files: cli.skip_bad_files.then_some(true),
+    }
+}
+
+/// Checks the command line's choices on their own, naming the options.
+fn check_cli(cli: &Cli, choices: &Choices) -> Result<(), Invalid> {
+    let mut invalid = Invalid::default();
+    if let Err(problems) = Collect::resolve(&[choices], DAY) {
+        invalid.add(
+            "",
+            problems
+                .into_iter()
+                .map(|(field, text)| (flag(&field), text)),
+        );
+    }
+    if cli.max_downloads == Some(0) {
+        invalid.0.push("--max-downloads: must be at least 1".into());
+    }
+    if invalid.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid)
+    }
+}
+
+fn flag(field: &str) -> String {
+    match field {
+        "sources" => "--source".into(),
+        "event_types" => "--event-type".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// Builds the setup; `env` reads environment variables.
+pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Setup, Invalid> {
+    let choices = cli_choices(cli);
+    check_cli(cli, &choices)?;
+    if let Some(path) = &cli.config {
+        let file = config::load(path, &choices, env)?;
+        let max_downloads = cli.max_downloads.unwrap_or(file.max_downloads);
+        let mut invalid = Invalid::default();
+        for org in &file.orgs {
+            if org.collect.concurrency > max_downloads {
+                invalid.0.push(format!(
+                    "org {:?}: concurrency: {} is more than max_downloads {max_downloads}: an org's pass \
+                     holds that many of the shared download slots; lower it or raise max_downloads",
+                    org.name, org.collect.concurrency
+                ));
+            }
+        }
+        return if invalid.is_empty() {
+            Ok(Setup {
+                orgs: file.orgs,
+                max_downloads,
+                demo: None,
+            })
+        } else {
+            Err(invalid)
+        };
+    }
+    let configured = ENV_VARS.iter().any(|v| env(v).is_some());
+    let (jwt, demo, since, name) = if configured {
+        let jwt = JwtBearerConfig::from_lookup(env).map_err(|e| {
+            let mut invalid = Invalid::default();
+            invalid.add_jwt("", e, str::to_string);
+            invalid
+        })?;
+        let name = jwt.instance_url().host_str().unwrap_or("org").to_string();
+        (jwt, None, DAY, name)
+    } else {
+        let (org, jwt) = demo::start()
+            .await
+            .map_err(|e| Invalid::one(format!("the demo org cannot start: {e}")))?;
+        (jwt, Some(org), demo::DEMO_SINCE, "demo".to_string())
+    };
+    let collect = Collect::resolve(&[&choices], since).map_err(|p| {
+        let mut invalid = Invalid::default();
+        invalid.add("", p);
+        invalid
+    })?;
+    let state = cli.state.clone().or_else(|| {
+        cli.out.as_ref().map(|out| {
+            let mut name = out.as_os_str().to_os_string();
+            name.push(".checkpoint.json");
+            name.into()
+        })
+    });
+    if state.is_none() && demo.is_none() {
+        tracing::warn!(
+            "no --state or --out file: the checkpoint is kept in memory, so the next run starts again from --since"
+        );
+    }
+    let max_downloads = cli
+        .max_downloads
+        .unwrap_or(DEFAULT_MAX_DOWNLOADS)
+        .max(collect.concurrency);
+    Ok(Setup {
+        orgs: vec![OrgPlan {
+            name,
+            jwt,
+            collect,
+            out: cli.out.clone(),
+            state,
+        }],
+        max_downloads,
+        demo,
+    })
+}
