@@ -35,6 +35,7 @@ mod error;
 pub mod event_log;
 pub mod key;
 mod query;
+pub mod realtime;
 mod retry;
 pub mod soql;
 mod token;
