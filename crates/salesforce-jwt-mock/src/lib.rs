@@ -40,7 +40,9 @@
 )]
 #![deny(clippy::await_holding_lock)]
 
+mod file_meta;
 mod generate;
+mod objects;
 mod responder;
 mod soql;
 mod state;
@@ -60,8 +62,11 @@ pub use generate::{
     MockLogFile, generate_log_csv,
 };
 
+pub use objects::generate::generate_records;
+
 use salesforce_jwt::clock::{Clock, SystemClock};
-use state::{FileMeta, Settings, Shared};
+use file_meta::FileMeta;
+use state::{Settings, Shared};
 
 /// Private half of the built-in demo key pair (PKCS#8 PEM), matching [`DEMO_PUBLIC_KEY_PEM`].
 ///
@@ -114,6 +119,8 @@ pub struct MockOrgBuilder {
     page_size: usize,
     event_log_access: bool,
     api_enabled: bool,
+    realtime_access: bool,
+    big_object_timeout_rows: Option<usize>,
 }
 
 impl fmt::Debug for MockOrgBuilder {
@@ -129,6 +136,8 @@ impl fmt::Debug for MockOrgBuilder {
             .field("page_size", &self.page_size)
             .field("event_log_access", &self.event_log_access)
             .field("api_enabled", &self.api_enabled)
+            .field("realtime_access", &self.realtime_access)
+            .field("big_object_timeout_rows", &self.big_object_timeout_rows)
             .finish()
     }
 }
@@ -169,6 +178,8 @@ impl Default for MockOrgBuilder {
             page_size: 2000,
             event_log_access: true,
             api_enabled: true,
+            realtime_access: true,
+            big_object_timeout_rows: None,
         }
     }
 }
@@ -256,6 +267,22 @@ impl MockOrgBuilder {
         self
     }
 
+    /// Whether the integration user may query the real-time objects (the View Real-Time Event
+    /// Monitoring Data permission and a Shield or Event Monitoring licence). When `false`,
+    /// queries on them answer 400 `INVALID_TYPE`. Default `true`.
+    pub fn realtime_access(mut self, allowed: bool) -> Self {
+        self.realtime_access = allowed;
+        self
+    }
+
+    /// A big-object query whose filter matches more rows than this answers 400 `QUERY_TIMEOUT`
+    /// ("Your query request was running for too long"), as an unbounded catch-up query on a
+    /// busy org does. Default `None`: never.
+    pub fn big_object_query_timeout_rows(mut self, rows: Option<usize>) -> Self {
+        self.big_object_timeout_rows = rows;
+        self
+    }
+
     /// Starts the server on a free loopback port.
     pub async fn start(self) -> MockOrg {
         // Request recording is off: the org keeps its own counters, and a long demo run must not
@@ -273,6 +300,8 @@ impl MockOrgBuilder {
             page_size: self.page_size,
             event_log_access: self.event_log_access,
             api_enabled: self.api_enabled,
+            realtime_access: self.realtime_access,
+            big_object_timeout_rows: self.big_object_timeout_rows,
         };
         let shared = Arc::new(Shared::new(settings, self.clock, self.key, server.uri()));
         Mock::given(any())
@@ -284,6 +313,27 @@ impl MockOrgBuilder {
         MockOrg { server, shared }
     }
 }
+
+/// The object named is not one the org holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownObject {
+    /// The name given.
+    pub name: String,
+}
+
+impl fmt::Display for UnknownObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the mock org holds no object named {:?}: use a Real-Time Event Monitoring storage \
+             object (LoginEvent, ApiEvent, FileEventStore...), a threat-detection store \
+             (ApiAnomalyEventStore...) or SetupAuditTrail",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for UnknownObject {}
 
 /// Metadata of a file held by the org, as [`MockOrg::files`] lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -550,6 +600,48 @@ impl MockOrg {
     /// The CSV body of a file, as a download serves it uncompressed.
     pub fn csv_of(&self, id: &str) -> Option<Bytes> {
         self.shared.with(|s| s.file(id).map(|f| f.csv.clone()))
+    }
+
+    /// Adds rows to a real-time object (`LoginEvent`, `SetupAuditTrail`...; see
+    /// [`generate_records`] for realistic ones) and returns them as stored: a standard-object
+    /// row without an `Id` gets the next one, so Ids sort in insertion order.
+    ///
+    /// A row becomes queryable once the clock reaches its `CreatedDate` (when Salesforce wrote
+    /// it) plus the object's [queryable lag](Self::set_queryable_lag); a row without
+    /// `CreatedDate` is queryable at once. To model a row that arrives late, give it an
+    /// `EventDate` older than rows already served and a `CreatedDate` of now.
+    pub fn add_records(
+        &self,
+        object: &str,
+        records: impl IntoIterator<Item = serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, UnknownObject> {
+        let def = objects::catalogue::lookup(object).ok_or_else(|| UnknownObject {
+            name: object.to_owned(),
+        })?;
+        Ok(self.shared.with(|s| {
+            records
+                .into_iter()
+                .map(|r| s.objects.insert(def, r))
+                .collect()
+        }))
+    }
+
+    /// Every row of a real-time object as stored, queryable yet or not, in insertion order.
+    pub fn records(&self, object: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        match objects::catalogue::lookup(object) {
+            Some(def) => self.shared.with(|s| s.objects.all(def)),
+            None => Vec::new(),
+        }
+    }
+
+    /// How long after its `CreatedDate` a row of `object` becomes queryable (default zero).
+    /// Salesforce writes big-object rows seconds to minutes after the event.
+    pub fn set_queryable_lag(&self, object: &str, lag: Duration) -> Result<(), UnknownObject> {
+        let def = objects::catalogue::lookup(object).ok_or_else(|| UnknownObject {
+            name: object.to_owned(),
+        })?;
+        self.shared.with(|s| s.objects.set_lag(def, lag));
+        Ok(())
     }
 
     /// Queues a fault; see [`Fault`] for when each kind fires.

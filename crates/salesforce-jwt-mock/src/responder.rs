@@ -17,7 +17,10 @@ use wiremock::{Request, Respond, ResponseTemplate};
 
 use super::generate::with_checksum;
 use super::soql::{self, Field, SoqlError};
-use super::state::{API_DAILY_LIMIT, FileMeta, ORG_ID_15, Shared, USER_ID_15};
+use super::file_meta::FileMeta;
+use super::objects::catalogue::{Kind, ObjectDef, lookup};
+use super::soql::objects::plan_objects;
+use super::state::{API_DAILY_LIMIT, CursorRows, ORG_ID_15, Shared, USER_ID_15};
 use super::{Fault, FaultTarget};
 
 const JSON: &str = "application/json;charset=UTF-8";
@@ -399,7 +402,14 @@ impl OrgResponder {
         };
         let settings = &self.shared.settings;
         let number = api_version(version).unwrap_or(0.0);
-        let plan = match soql::plan(&q, number, settings.event_log_access) {
+        let query = match soql::parse(&q) {
+            Ok(query) => query,
+            Err(SoqlError { code, message }) => return sf_error(400, code, &message),
+        };
+        if let Some(def) = lookup(&query.from.text) {
+            return self.object_query(version, request, now, &query, def);
+        }
+        let plan = match soql::plan_query(&query, number, settings.event_log_access) {
             Ok(plan) => plan,
             Err(SoqlError { code, message }) => return sf_error(400, code, &message),
         };
@@ -414,14 +424,74 @@ impl OrgResponder {
         let page_size =
             batch_size(&request.headers).map_or(settings.page_size, |n| n.min(settings.page_size));
         let fields: Arc<[Field]> = plan.fields.into();
+        let cursor_rows = CursorRows::Files {
+            fields: Arc::clone(&fields),
+            rows: Arc::clone(&rows),
+        };
         let cursor = if rows.len() > page_size {
-            Some(self.shared.with(|state| {
-                state.open_cursor(Arc::clone(&fields), Arc::clone(&rows), page_size, now)
-            }))
+            Some(self.shared.with(|state| state.open_cursor(cursor_rows.clone(), page_size, now)))
         } else {
             None
         };
-        page(version, &fields, &rows, 0, page_size, cursor)
+        page(version, &cursor_rows, 0, page_size, cursor)
+    }
+
+    /// A query on a real-time object: big-object rules, the queryable lag, `QUERY_TIMEOUT` for a
+    /// big-object query over more rows than the org can scan in time.
+    fn object_query(
+        &self,
+        version: &str,
+        request: &Request,
+        now: OffsetDateTime,
+        query: &soql::parser::Query,
+        def: &'static ObjectDef,
+    ) -> ResponseTemplate {
+        let settings = &self.shared.settings;
+        if !settings.realtime_access {
+            return sf_error(
+                400,
+                "INVALID_TYPE",
+                &format!(
+                    "sObject type '{}' is not supported. If you are attempting to use a custom \
+                     object, be sure to append the '__c' after the entity name. Please reference \
+                     your WSDL or the describe call for the appropriate names.",
+                    query.from.text
+                ),
+            );
+        }
+        let plan = match plan_objects(query, def) {
+            Ok(plan) => plan,
+            Err(SoqlError { code, message }) => return sf_error(400, code, &message),
+        };
+        let rows = self.shared.with(|state| state.objects.visible(def, now));
+        let matching = plan.matching(&rows);
+        if def.kind == Kind::Big
+            && settings
+                .big_object_timeout_rows
+                .is_some_and(|max| matching.len() > max && plan.limit.is_none_or(|n| n > max))
+        {
+            return sf_error(400, "QUERY_TIMEOUT", "Your query request was running for too long.");
+        }
+        if plan.count {
+            return json_response(
+                200,
+                &json!({"totalSize": matching.len(), "done": true, "records": []}),
+            );
+        }
+        let rendered: Arc<[Value]> = plan
+            .window(matching)
+            .iter()
+            .map(|row| plan.render(row, version))
+            .collect();
+        let page_size =
+            batch_size(&request.headers).map_or(settings.page_size, |n| n.min(settings.page_size));
+        let cursor_rows = CursorRows::Records(rendered);
+        let cursor = if cursor_rows.len() > page_size {
+            Some(self.shared.with(|state| state.open_cursor(cursor_rows.clone(), page_size, now)))
+        } else {
+            None
+        };
+        page(version, &cursor_rows, 0, page_size, cursor)
     }
 
     fn query_more(&self, version: &str, locator: &str, now: OffsetDateTime) -> ResponseTemplate {
@@ -429,21 +499,17 @@ impl OrgResponder {
         let Some((n, offset)) = parse_locator(locator) else {
             return invalid();
         };
-        let Some((fields, rows, page_size)) = self.shared.with(|state| {
-            state.cursor(n, now).map(|cursor| {
-                (
-                    Arc::clone(&cursor.fields),
-                    Arc::clone(&cursor.rows),
-                    cursor.page_size,
-                )
-            })
+        let Some((rows, page_size)) = self.shared.with(|state| {
+            state
+                .cursor(n, now)
+                .map(|cursor| (cursor.rows.clone(), cursor.page_size))
         }) else {
             return invalid();
         };
         if offset > rows.len() {
             return invalid();
         }
-        page(version, &fields, &rows, offset, page_size, Some(n))
+        page(version, &rows, offset, page_size, Some(n))
     }
 
     fn download(&self, id: &str, request: &Request) -> ResponseTemplate {
@@ -529,8 +595,7 @@ fn parse_locator(locator: &str) -> Option<(u64, usize)> {
 
 fn page(
     version: &str,
-    fields: &[Field],
-    rows: &[Arc<FileMeta>],
+    rows: &CursorRows,
     offset: usize,
     page_size: usize,
     cursor: Option<u64>,
@@ -541,33 +606,41 @@ fn page(
         (false, Some(n)) => Some(format!("/services/data/{version}/query/01gMOCK{n}-{end}")),
         _ => None,
     };
-    let body = PageJson {
-        total_size: rows.len(),
-        done,
-        next_records_url: next,
-        records: rows[offset..end]
-            .iter()
-            .map(|meta| RecordJson {
-                version,
-                fields,
-                meta,
-            })
-            .collect(),
+    let body = match rows {
+        CursorRows::Files { fields, rows } => serde_json::to_vec(&PageJson {
+            total_size: rows.len(),
+            done,
+            next_records_url: next,
+            records: rows[offset..end]
+                .iter()
+                .map(|meta| RecordJson {
+                    version,
+                    fields,
+                    meta,
+                })
+                .collect::<Vec<_>>(),
+        }),
+        CursorRows::Records(records) => serde_json::to_vec(&PageJson {
+            total_size: records.len(),
+            done,
+            next_records_url: next,
+            records: &records[offset..end],
+        }),
     };
-    match serde_json::to_vec(&body) {
+    match body {
         Ok(body) => ResponseTemplate::new(200).set_body_raw(body, JSON),
         Err(_) => server_error(),
     }
 }
 
 #[derive(serde::Serialize)]
-struct PageJson<'a> {
+struct PageJson<R> {
     #[serde(rename = "totalSize")]
     total_size: usize,
     done: bool,
     #[serde(rename = "nextRecordsUrl", skip_serializing_if = "Option::is_none")]
     next_records_url: Option<String>,
-    records: Vec<RecordJson<'a>>,
+    records: R,
 }
 
 /// One record with `attributes` first and the selected fields in query order, as Salesforce
