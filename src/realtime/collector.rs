@@ -2,7 +2,7 @@
 //! `(CreatedDate, Id)` keyset for standard objects, each with an overlap for rows that become
 //! queryable late.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -12,7 +12,9 @@ use crate::error::Error;
 use crate::event_log::sf_datetime;
 use crate::realtime::fetch::{first_page, is_query_timeout, next_page};
 use crate::realtime::object::{EventObject, ObjectKind};
-use crate::realtime::query::{BigObjectQuery, KeysetQuery, KeysetStart, datetime_millis};
+use crate::realtime::query::{
+    BigObjectQuery, FieldSelection, KeysetQuery, KeysetStart, datetime_millis,
+};
 use crate::realtime::record::ObjectRecord;
 use crate::realtime::sink::{Batch, ObjectSink};
 use crate::realtime::state::{
@@ -21,7 +23,6 @@ use crate::realtime::state::{
 
 /// Settings of an [`ObjectCollector`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct ObjectCollectorOptions {
     /// How far back the first pass of a source starts (default 1 day).
     pub since: Duration,
@@ -41,6 +42,8 @@ pub struct ObjectCollectorOptions {
     /// After this long with zero rows from a source, a warning says once that storage may be
     /// switched off in Event Manager (default 24 hours).
     pub quiet_warning_after: Duration,
+    /// The SELECT list per object API name; objects not named here use `FIELDS(STANDARD)`.
+    pub fields: BTreeMap<String, FieldSelection>,
 }
 
 impl Default for ObjectCollectorOptions {
@@ -52,6 +55,7 @@ impl Default for ObjectCollectorOptions {
             max_rows_per_window: 10_000,
             batch_size: 2000,
             quiet_warning_after: Duration::from_secs(24 * 3600),
+            fields: BTreeMap::new(),
         }
     }
 }
@@ -236,9 +240,16 @@ fn span(d: Duration) -> time::Duration {
 }
 
 impl<S: ObjectStateStore, K: ObjectSink> Pass<'_, S, K> {
+    fn fields(&self) -> FieldSelection {
+        self.options
+            .fields
+            .get(self.object.name())
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn save(&mut self, state: SourceState) -> Result<(), Error> {
-        self.store
-            .save(self.object.name(), &state, *self.position)
+        self.store.save(self.object.name(), &state, *self.position)
     }
 
     async fn big_object(&mut self, mut state: BigObjectState) -> Result<(), Error> {
@@ -292,6 +303,7 @@ impl<S: ObjectStateStore, K: ObjectSink> Pass<'_, S, K> {
         let splittable = b - a >= 2 * MILLI;
         let max_rows = self.options.max_rows_per_window;
         let soql = BigObjectQuery::new(self.object)?
+            .fields(self.fields())
             .window(a, b)
             .to_soql()?;
         let mut page = match first_page(self.client, self.object, &soql).await {
@@ -315,7 +327,8 @@ impl<S: ObjectStateStore, K: ObjectSink> Pass<'_, S, K> {
             seen += records.len() as u64;
             for record in records {
                 let key = record.dedupe_key();
-                if state.delivered_in_overlap.contains_key(&key) || !delivery.keys.insert(key.clone())
+                if state.delivered_in_overlap.contains_key(&key)
+                    || !delivery.keys.insert(key.clone())
                 {
                     self.summary.duplicates_dropped += 1;
                     continue;
@@ -372,6 +385,7 @@ impl<S: ObjectStateStore, K: ObjectSink> Pass<'_, S, K> {
         let mut start = KeysetStart::After(lower);
         loop {
             let soql = KeysetQuery::new(object)?
+                .fields(self.fields())
                 .start(start.clone())
                 .up_to(end)
                 .limit(self.options.batch_size)
@@ -522,7 +536,11 @@ impl Delivery {
     }
 
     /// Takes back what was written (the window is read again, narrower).
-    async fn abandon<K: ObjectSink>(&mut self, sink: &mut K, batch: &Batch<'_>) -> Result<(), Error> {
+    async fn abandon<K: ObjectSink>(
+        &mut self,
+        sink: &mut K,
+        batch: &Batch<'_>,
+    ) -> Result<(), Error> {
         if self.begun {
             sink.rollback(batch).await?;
         }
@@ -531,7 +549,12 @@ impl Delivery {
 
     /// Rolls the batch back after `error`, which is returned (a rollback failure is logged: the
     /// original error is the one to act on).
-    async fn fail<K: ObjectSink>(&mut self, sink: &mut K, batch: &Batch<'_>, error: Error) -> Error {
+    async fn fail<K: ObjectSink>(
+        &mut self,
+        sink: &mut K,
+        batch: &Batch<'_>,
+        error: Error,
+    ) -> Error {
         if self.begun
             && let Err(e) = sink.rollback(batch).await
         {

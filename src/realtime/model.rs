@@ -24,7 +24,11 @@ pub struct LoginEvent {
     #[serde(with = "sf_datetime")]
     pub event_date: OffsetDateTime,
     /// When the stored row was written; lags `EventDate` by seconds.
-    #[serde(default, with = "opt_datetime", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "opt_datetime",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_date: Option<OffsetDateTime>,
     /// Always `000000000000000AAA` on big objects.
     #[serde(default, deserialize_with = "opt_text")]
@@ -141,7 +145,11 @@ pub struct LogoutEvent {
     #[serde(with = "sf_datetime")]
     pub event_date: OffsetDateTime,
     /// When the stored row was written.
-    #[serde(default, with = "opt_datetime", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "opt_datetime",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_date: Option<OffsetDateTime>,
     /// Who wrote the row.
     #[serde(default, deserialize_with = "opt_text")]

@@ -87,18 +87,62 @@ const CATALOGUE: &[(&str, ObjectKind, Retention)] = &[
     ("ApiEvent", ObjectKind::BigObject, Retention::SixMonths),
     ("ReportEvent", ObjectKind::BigObject, Retention::SixMonths),
     ("UriEvent", ObjectKind::BigObject, Retention::SixMonths),
-    ("LightningUriEvent", ObjectKind::BigObject, Retention::SixMonths),
+    (
+        "LightningUriEvent",
+        ObjectKind::BigObject,
+        Retention::SixMonths,
+    ),
     ("ListViewEvent", ObjectKind::BigObject, Retention::SixMonths),
-    ("BulkApiResultEventStore", ObjectKind::BigObject, Retention::SixMonths),
-    ("FileEventStore", ObjectKind::BigObject, Retention::SixMonths),
-    ("PermissionSetEventStore", ObjectKind::BigObject, Retention::SixMonths),
-    ("IdentityProviderEventStore", ObjectKind::BigObject, Retention::SixMonths),
-    ("IdentityVerificationEvent", ObjectKind::BigObject, Retention::TenYears),
-    ("ApiAnomalyEventStore", ObjectKind::Standard, Retention::SixMonths),
-    ("CredentialStuffingEventStore", ObjectKind::Standard, Retention::SixMonths),
-    ("ReportAnomalyEventStore", ObjectKind::Standard, Retention::SixMonths),
-    ("SessionHijackingEventStore", ObjectKind::Standard, Retention::SixMonths),
-    ("SetupAuditTrail", ObjectKind::Standard, Retention::AtLeast180Days),
+    (
+        "BulkApiResultEventStore",
+        ObjectKind::BigObject,
+        Retention::SixMonths,
+    ),
+    (
+        "FileEventStore",
+        ObjectKind::BigObject,
+        Retention::SixMonths,
+    ),
+    (
+        "PermissionSetEventStore",
+        ObjectKind::BigObject,
+        Retention::SixMonths,
+    ),
+    (
+        "IdentityProviderEventStore",
+        ObjectKind::BigObject,
+        Retention::SixMonths,
+    ),
+    (
+        "IdentityVerificationEvent",
+        ObjectKind::BigObject,
+        Retention::TenYears,
+    ),
+    (
+        "ApiAnomalyEventStore",
+        ObjectKind::Standard,
+        Retention::SixMonths,
+    ),
+    (
+        "CredentialStuffingEventStore",
+        ObjectKind::Standard,
+        Retention::SixMonths,
+    ),
+    (
+        "ReportAnomalyEventStore",
+        ObjectKind::Standard,
+        Retention::SixMonths,
+    ),
+    (
+        "SessionHijackingEventStore",
+        ObjectKind::Standard,
+        Retention::SixMonths,
+    ),
+    (
+        "SetupAuditTrail",
+        ObjectKind::Standard,
+        Retention::AtLeast180Days,
+    ),
 ];
 
 impl EventObject {

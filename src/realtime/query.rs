@@ -31,7 +31,11 @@ impl FieldSelection {
             return Ok("FIELDS(STANDARD)".to_string());
         };
         let mut out: Vec<String> = Vec::new();
-        for name in names.iter().map(|n| n.trim()).chain(required.iter().copied()) {
+        for name in names
+            .iter()
+            .map(|n| n.trim())
+            .chain(required.iter().copied())
+        {
             if !is_api_name(name) {
                 return Err(Error::InvalidArgument(format!(
                     "field {name:?} is not a Salesforce API name: use names like EventDate, \
@@ -54,9 +58,8 @@ impl FieldSelection {
 /// re-rendered here.
 pub fn datetime_millis(value: OffsetDateTime) -> String {
     let utc = value.to_offset(time::UtcOffset::UTC);
-    let format = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     utc.format(&format)
         .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_string())
 }

@@ -82,9 +82,8 @@ impl Serialize for NdjsonObjectRow<'_> {
 
 fn encode(line: &mut Vec<u8>, object: &EventObject, record: &ObjectRecord) -> Result<(), Error> {
     line.clear();
-    serde_json::to_writer(&mut *line, &NdjsonObjectRow { object, record }).map_err(|e| {
-        Error::Internal(format!("cannot encode a {object} row as JSON: {e}"))
-    })?;
+    serde_json::to_writer(&mut *line, &NdjsonObjectRow { object, record })
+        .map_err(|e| Error::Internal(format!("cannot encode a {object} row as JSON: {e}")))?;
     line.push(b'\n');
     Ok(())
 }

@@ -64,8 +64,8 @@ pub use generate::{
 
 pub use objects::generate::generate_records;
 
-use salesforce_jwt::clock::{Clock, SystemClock};
 use file_meta::FileMeta;
+use salesforce_jwt::clock::{Clock, SystemClock};
 use state::{Settings, Shared};
 
 /// Private half of the built-in demo key pair (PKCS#8 PEM), matching [`DEMO_PUBLIC_KEY_PEM`].

@@ -15,11 +15,12 @@ use serde_json::{Value, json};
 use time::{OffsetDateTime, UtcOffset};
 use wiremock::{Request, Respond, ResponseTemplate};
 
-use super::generate::with_checksum;
-use super::soql::{self, Field, SoqlError};
 use super::file_meta::FileMeta;
+use super::generate::with_checksum;
+use super::objects::Row;
 use super::objects::catalogue::{Kind, ObjectDef, lookup};
 use super::soql::objects::plan_objects;
+use super::soql::{self, Field, SoqlError};
 use super::state::{API_DAILY_LIMIT, CursorRows, ORG_ID_15, Shared, USER_ID_15};
 use super::{Fault, FaultTarget};
 
@@ -429,7 +430,10 @@ impl OrgResponder {
             rows: Arc::clone(&rows),
         };
         let cursor = if rows.len() > page_size {
-            Some(self.shared.with(|state| state.open_cursor(cursor_rows.clone(), page_size, now)))
+            Some(
+                self.shared
+                    .with(|state| state.open_cursor(cursor_rows.clone(), page_size, now)),
+            )
         } else {
             None
         };
@@ -470,7 +474,11 @@ impl OrgResponder {
                 .big_object_timeout_rows
                 .is_some_and(|max| matching.len() > max && plan.limit.is_none_or(|n| n > max))
         {
-            return sf_error(400, "QUERY_TIMEOUT", "Your query request was running for too long.");
+            return sf_error(
+                400,
+                "QUERY_TIMEOUT",
+                "Your query request was running for too long.",
+            );
         }
         if plan.count {
             return json_response(
@@ -478,16 +486,18 @@ impl OrgResponder {
                 &json!({"totalSize": matching.len(), "done": true, "records": []}),
             );
         }
-        let rendered: Arc<[Value]> = plan
-            .window(matching)
-            .iter()
-            .map(|row| plan.render(row, version))
-            .collect();
+        let rows: Arc<[Arc<Row>]> = plan.window(plan.sort(matching)).into();
         let page_size =
             batch_size(&request.headers).map_or(settings.page_size, |n| n.min(settings.page_size));
-        let cursor_rows = CursorRows::Records(rendered);
+        let cursor_rows = CursorRows::Records {
+            plan: Arc::new(plan),
+            rows,
+        };
         let cursor = if cursor_rows.len() > page_size {
-            Some(self.shared.with(|state| state.open_cursor(cursor_rows.clone(), page_size, now)))
+            Some(
+                self.shared
+                    .with(|state| state.open_cursor(cursor_rows.clone(), page_size, now)),
+            )
         } else {
             None
         };
@@ -620,11 +630,14 @@ fn page(
                 })
                 .collect::<Vec<_>>(),
         }),
-        CursorRows::Records(records) => serde_json::to_vec(&PageJson {
-            total_size: records.len(),
+        CursorRows::Records { plan, rows } => serde_json::to_vec(&PageJson {
+            total_size: rows.len(),
             done,
             next_records_url: next,
-            records: &records[offset..end],
+            records: rows[offset..end]
+                .iter()
+                .map(|row| plan.render(row, version))
+                .collect::<Vec<Value>>(),
         }),
     };
     match body {

@@ -10,8 +10,9 @@ use time::OffsetDateTime;
 
 use super::file_meta::FileMeta;
 use super::generate::with_checksum;
-use super::objects::ObjectStore;
+use super::objects::{ObjectStore, Row};
 use super::soql::Field;
+use super::soql::objects::ObjectPlan;
 use super::{Fault, Received};
 use salesforce_jwt::clock::Clock;
 
@@ -52,15 +53,18 @@ pub(crate) enum CursorRows {
         fields: Arc<[Field]>,
         rows: Arc<[Arc<FileMeta>]>,
     },
-    /// Real-time object records, rendered when the query ran.
-    Records(Arc<[serde_json::Value]>),
+    /// Real-time object rows, rendered page by page (a big-object result can hold 50,000).
+    Records {
+        plan: Arc<ObjectPlan>,
+        rows: Arc<[Arc<Row>]>,
+    },
 }
 
 impl CursorRows {
     pub(crate) fn len(&self) -> usize {
         match self {
             CursorRows::Files { rows, .. } => rows.len(),
-            CursorRows::Records(rows) => rows.len(),
+            CursorRows::Records { rows, .. } => rows.len(),
         }
     }
 }

@@ -85,58 +85,156 @@ pub(crate) const OBJECTS: &[ObjectDef] = &[
     big(
         "LoginEvent",
         fields!(
-            "ForwardedForIp", "LoginType", "LoginSubType", "Status", "Browser", "Platform",
-            "Application", "LoginUrl", "CountryIso", "Country", "City", "LoginLatitude",
-            "LoginLongitude", "LoginHistoryId", "AuthMethodReference", "TlsProtocol",
-            "CipherSuite", "HttpMethod", "ApiType", "ApiVersion", "ClientVersion",
-            "AdditionalInfo", "UserType",
+            "ForwardedForIp",
+            "LoginType",
+            "LoginSubType",
+            "Status",
+            "Browser",
+            "Platform",
+            "Application",
+            "LoginUrl",
+            "CountryIso",
+            "Country",
+            "City",
+            "LoginLatitude",
+            "LoginLongitude",
+            "LoginHistoryId",
+            "AuthMethodReference",
+            "TlsProtocol",
+            "CipherSuite",
+            "HttpMethod",
+            "ApiType",
+            "ApiVersion",
+            "ClientVersion",
+            "AdditionalInfo",
+            "UserType",
         ),
     ),
     big("LogoutEvent", fields!()),
     big(
         "LoginAsEvent",
-        fields!("DelegatedUsername", "DelegatedOrganizationId", "TargetUrl", "Application", "Browser", "Platform", "LoginType"),
+        fields!(
+            "DelegatedUsername",
+            "DelegatedOrganizationId",
+            "TargetUrl",
+            "Application",
+            "Browser",
+            "Platform",
+            "LoginType"
+        ),
     ),
     big(
         "ApiEvent",
-        fields!("ApiType", "ApiVersion", "Client", "ElapsedTime", "Operation", "Query", "QueriedEntities", "RowsProcessed", "Records"),
+        fields!(
+            "ApiType",
+            "ApiVersion",
+            "Client",
+            "ElapsedTime",
+            "Operation",
+            "Query",
+            "QueriedEntities",
+            "RowsProcessed",
+            "Records"
+        ),
     ),
     ObjectDef {
         name: "ReportEvent",
         kind: Kind::Big,
-        fields: fields!("ReportId", "Name", "Operation", "QueriedEntities", "RowsProcessed", "ColumnHeaders", "ExportFileFormat"),
+        fields: fields!(
+            "ReportId",
+            "Name",
+            "Operation",
+            "QueriedEntities",
+            "RowsProcessed",
+            "ColumnHeaders",
+            "ExportFileFormat"
+        ),
         extra_index: &["UserId"],
         relationships: &[],
     },
-    big("UriEvent", fields!("Operation", "QueriedEntities", "RecordId", "Message")),
+    big(
+        "UriEvent",
+        fields!("Operation", "QueriedEntities", "RecordId", "Message"),
+    ),
     big(
         "LightningUriEvent",
-        fields!("Operation", "QueriedEntities", "RecordId", "AppName", "DeviceId", "Duration"),
+        fields!(
+            "Operation",
+            "QueriedEntities",
+            "RecordId",
+            "AppName",
+            "DeviceId",
+            "Duration"
+        ),
     ),
     big(
         "ListViewEvent",
-        fields!("ListViewId", "Name", "OwnerId", "QueriedEntities", "RowsProcessed", "ColumnHeaders"),
+        fields!(
+            "ListViewId",
+            "Name",
+            "OwnerId",
+            "QueriedEntities",
+            "RowsProcessed",
+            "ColumnHeaders"
+        ),
     ),
-    big("BulkApiResultEventStore", fields!("JobId", "BatchId", "Query", "QueryResultId")),
+    big(
+        "BulkApiResultEventStore",
+        fields!("JobId", "BatchId", "Query", "QueryResultId"),
+    ),
     big(
         "FileEventStore",
-        fields!("FileAction", "FileName", "FileSource", "FileType", "ContentSize", "VersionId", "DocumentId"),
+        fields!(
+            "FileAction",
+            "FileName",
+            "FileSource",
+            "FileType",
+            "ContentSize",
+            "VersionId",
+            "DocumentId"
+        ),
     ),
     big(
         "PermissionSetEventStore",
-        fields!("EventSource", "Operation", "ParentIdList", "PermissionExpirationList", "PermissionList", "PermissionType"),
+        fields!(
+            "EventSource",
+            "Operation",
+            "ParentIdList",
+            "PermissionExpirationList",
+            "PermissionList",
+            "PermissionType"
+        ),
     ),
     big(
         "IdentityProviderEventStore",
-        fields!("AppId", "AuthSessionId", "ErrorCode", "InitiatedBy", "SamlEntityUrl", "SsoType"),
+        fields!(
+            "AppId",
+            "AuthSessionId",
+            "ErrorCode",
+            "InitiatedBy",
+            "SamlEntityUrl",
+            "SsoType"
+        ),
     ),
     big(
         "IdentityVerificationEvent",
-        fields!("Activity", "Policy", "Remarks", "Status", "VerificationMethod"),
+        fields!(
+            "Activity",
+            "Policy",
+            "Remarks",
+            "Status",
+            "VerificationMethod"
+        ),
     ),
     store(
         "ApiAnomalyEventStore",
-        store_fields!("ApiAnomalyEventNumber", "Operation", "QueriedEntities", "RowsProcessed", "UserAgent"),
+        store_fields!(
+            "ApiAnomalyEventNumber",
+            "Operation",
+            "QueriedEntities",
+            "RowsProcessed",
+            "UserAgent"
+        ),
     ),
     store(
         "CredentialStuffingEventStore",
@@ -148,7 +246,13 @@ pub(crate) const OBJECTS: &[ObjectDef] = &[
     ),
     store(
         "SessionHijackingEventStore",
-        store_fields!("SessionHijackingEventNumber", "CurrentIp", "CurrentUserAgent", "PreviousIp", "PreviousUserAgent"),
+        store_fields!(
+            "SessionHijackingEventNumber",
+            "CurrentIp",
+            "CurrentUserAgent",
+            "PreviousIp",
+            "PreviousUserAgent"
+        ),
     ),
     ObjectDef {
         name: "SetupAuditTrail",
@@ -182,9 +286,14 @@ pub(crate) fn big_common() -> &'static [&'static str] {
 
 /// Whether a field holds a datetime (for literal type checks and comparisons).
 pub(crate) fn is_datetime(field: &str) -> bool {
-    ["EventDate", "CreatedDate", "LastModifiedDate", "SystemModstamp"]
-        .iter()
-        .any(|f| f.eq_ignore_ascii_case(field))
+    [
+        "EventDate",
+        "CreatedDate",
+        "LastModifiedDate",
+        "SystemModstamp",
+    ]
+    .iter()
+    .any(|f| f.eq_ignore_ascii_case(field))
 }
 
 /// Whether a field compares case-sensitively (Ids and identifiers).

@@ -15,7 +15,12 @@ const USERS: &[(&str, &str)] = &[
     ("0055g00000UvWxYAAV", "ana.silva@example.com"),
     ("0055g00000KpQrSAAV", "integration@example.com"),
 ];
-const IPS: &[&str] = &["89.160.20.112", "81.2.69.142", "2a02:cf40::1", "175.16.199.4"];
+const IPS: &[&str] = &[
+    "89.160.20.112",
+    "81.2.69.142",
+    "2a02:cf40::1",
+    "175.16.199.4",
+];
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// `2024-07-08T07:26:18.239+0000`: Salesforce's REST datetime.
@@ -61,7 +66,11 @@ fn pick<'a>(rng: &mut fastrand::Rng, options: &[&'a str]) -> &'a str {
 }
 
 /// A random time in `(after, up_to]`, whole milliseconds.
-fn time_in(rng: &mut fastrand::Rng, after: OffsetDateTime, up_to: OffsetDateTime) -> OffsetDateTime {
+fn time_in(
+    rng: &mut fastrand::Rng,
+    after: OffsetDateTime,
+    up_to: OffsetDateTime,
+) -> OffsetDateTime {
     let span = (up_to - after).whole_milliseconds().max(1) as u64;
     after + Duration::milliseconds(rng.u64(1..=span) as i64)
 }
@@ -114,18 +123,39 @@ fn big_row(
             "SessionKey" | "LoginKey" => json!(random(rng, 16)),
             "SessionLevel" => json!(pick(rng, &["STANDARD", "STANDARD", "HIGH_ASSURANCE"])),
             "EvaluationTime" => json!(0),
-            "LoginType" => json!(pick(rng, &["Remote Access 2.0", "Application", "SAML Sfdc Initiated SSO"])),
-            "Status" => json!(pick(rng, &["Success", "Success", "Failed: Missing Consumer Key Parameter", "Invalid Password"])),
+            "LoginType" => json!(pick(
+                rng,
+                &[
+                    "Remote Access 2.0",
+                    "Application",
+                    "SAML Sfdc Initiated SSO"
+                ]
+            )),
+            "Status" => json!(pick(
+                rng,
+                &[
+                    "Success",
+                    "Success",
+                    "Failed: Missing Consumer Key Parameter",
+                    "Invalid Password"
+                ]
+            )),
             "Browser" => json!(pick(rng, &["Chrome 126", "Firefox 127", "Unknown"])),
             "Platform" => json!(pick(rng, &["Mac OSX", "Windows 10", "Unknown"])),
-            "Application" => json!(pick(rng, &["Browser", "testing_salesforce", "Salesforce CLI"])),
+            "Application" => json!(pick(
+                rng,
+                &["Browser", "testing_salesforce", "Salesforce CLI"]
+            )),
             "LoginUrl" => json!("devtestin-dev-ed.develop.my.salesforce.com"),
             "CountryIso" => json!(pick(rng, &["SE", "GB", "US"])),
             "LoginLatitude" => json!(59.3294),
             "LoginLongitude" => json!(18.0687),
             "LoginHistoryId" => json!(format!("0YaJ4{}", random(rng, 13))),
             "TlsProtocol" => json!(pick(rng, &["TLS 1.2", "TLS 1.3"])),
-            "CipherSuite" => json!(pick(rng, &["TLS_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384"])),
+            "CipherSuite" => json!(pick(
+                rng,
+                &["TLS_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384"]
+            )),
             "HttpMethod" => json!(pick(rng, &["GET", "POST"])),
             // A string on LoginEvent ("N/A"), a number on ApiEvent.
             "ApiVersion" if object == "LoginEvent" => json!("N/A"),
@@ -144,7 +174,9 @@ fn big_row(
             "FileName" => json!(format!("report-{}.csv", rng.u16(1..999))),
             "PermissionType" => json!(pick(rng, &["ModifyAllData", "ViewAllData", "ManageUsers"])),
             "Activity" => json!("Login"),
-            "VerificationMethod" => json!(pick(rng, &["TOTP", "Email", "Salesforce Authenticator"])),
+            "VerificationMethod" => {
+                json!(pick(rng, &["TOTP", "Email", "Salesforce Authenticator"]))
+            }
             "Name" => json!("Quarterly pipeline"),
             _ => Value::Null,
         };
@@ -186,9 +218,22 @@ fn standard_row(
             "Score" => json!(f64::from(rng.u8(1..100)) / 100.0),
             "Summary" => json!("Unusual activity for this user"),
             f if f.ends_with("EventNumber") => json!(format!("{:08}", index + 1)),
-            "Action" => json!(pick(rng, &["PermSetCreate", "insertConnectedApplication", "changedpassword", "loginasgrantedtosfdc"])),
-            "Section" => json!(pick(rng, &["Manage Users", "Connected Apps", "Security Controls"])),
-            "Display" => json!(format!("For user {username}, the User Verified Email status changed to verified")),
+            "Action" => json!(pick(
+                rng,
+                &[
+                    "PermSetCreate",
+                    "insertConnectedApplication",
+                    "changedpassword",
+                    "loginasgrantedtosfdc"
+                ]
+            )),
+            "Section" => json!(pick(
+                rng,
+                &["Manage Users", "Connected Apps", "Security Controls"]
+            )),
+            "Display" => json!(format!(
+                "For user {username}, the User Verified Email status changed to verified"
+            )),
             "CreatedByContext" if rng.u8(0..4) == 0 => json!("Einstein"),
             _ => Value::Null,
         };

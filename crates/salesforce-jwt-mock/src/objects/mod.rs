@@ -20,6 +20,25 @@ use catalogue::{Kind, ObjectDef};
 pub(crate) struct Row {
     pub(crate) fields: Map<String, Value>,
     written: Option<OffsetDateTime>,
+    /// The datetime fields, parsed once: a query over 50,000 rows filters and sorts on them.
+    times: Vec<(&'static str, OffsetDateTime)>,
+}
+
+const DATETIME_FIELDS: [&str; 4] = [
+    "EventDate",
+    "CreatedDate",
+    "LastModifiedDate",
+    "SystemModstamp",
+];
+
+impl Row {
+    /// A datetime field's value, parsed.
+    pub(crate) fn datetime(&self, field: &str) -> Option<OffsetDateTime> {
+        self.times
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, t)| *t)
+    }
 }
 
 /// Every object's rows and queryable lag.
@@ -44,19 +63,31 @@ fn id_prefix(object: &str) -> &'static str {
 impl ObjectStore {
     /// Stores a row; a standard-object row without an `Id` gets the next one, so Ids sort in
     /// insertion order. Returns the row as stored.
-    pub(crate) fn insert(&mut self, def: &'static ObjectDef, mut fields: Map<String, Value>) -> Map<String, Value> {
+    pub(crate) fn insert(
+        &mut self,
+        def: &'static ObjectDef,
+        mut fields: Map<String, Value>,
+    ) -> Map<String, Value> {
         if def.kind == Kind::Standard && !fields.get("Id").is_some_and(Value::is_string) {
             let id = with_checksum(&format!("{}5j{:010}", id_prefix(def.name), self.next_id));
             self.next_id += 1;
             fields.insert("Id".to_string(), Value::String(id));
         }
-        let written = fields
-            .get("CreatedDate")
-            .and_then(Value::as_str)
-            .and_then(|s| crate::objects::parse_datetime(s));
+        let times: Vec<(&'static str, OffsetDateTime)> = DATETIME_FIELDS
+            .iter()
+            .filter_map(|name| {
+                let text = fields.get(*name)?.as_str()?;
+                Some((*name, parse_datetime(text)?))
+            })
+            .collect();
+        let written = times
+            .iter()
+            .find(|(name, _)| *name == "CreatedDate")
+            .map(|(_, t)| *t);
         self.rows.entry(def.name).or_default().push(Arc::new(Row {
             fields: fields.clone(),
             written,
+            times,
         }));
         fields
     }

@@ -9,7 +9,6 @@ use super::lexer::CmpOp;
 use super::parser::{Expr, Lit, Name, Query, Select, SelectItem};
 use crate::file_meta::FileMeta;
 
-
 /// The fields of `EventLogFile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Field {
@@ -455,7 +454,6 @@ impl Plan {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,7 +507,6 @@ mod tests {
         );
     }
 
-
     #[test]
     fn like_matching() {
         assert!(like("apexexecution", "apex%"));
@@ -519,4 +516,3 @@ mod tests {
         assert!(!like("500", "50\\%"));
     }
 }
-

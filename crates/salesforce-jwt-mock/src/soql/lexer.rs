@@ -6,7 +6,6 @@ use time::{Date, OffsetDateTime};
 
 use super::SoqlError;
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CmpOp {
     Eq,

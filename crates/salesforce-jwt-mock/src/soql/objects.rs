@@ -16,8 +16,8 @@ use super::SoqlError;
 use super::eventlog::like;
 use super::lexer::CmpOp;
 use super::parser::{Expr, Lit, Query, Select, SelectItem};
+use crate::objects::Row;
 use crate::objects::catalogue::{Kind, ObjectDef, is_datetime, is_id_like};
-use crate::objects::{Row, parse_datetime};
 
 /// A checked query on a real-time object.
 #[derive(Debug, Clone)]
@@ -50,7 +50,10 @@ fn big(message: impl Into<String>) -> SoqlError {
 }
 
 /// Checks `query` against `def` the way Salesforce does.
-pub(crate) fn plan_objects(query: &Query, def: &'static ObjectDef) -> Result<ObjectPlan, SoqlError> {
+pub(crate) fn plan_objects(
+    query: &Query,
+    def: &'static ObjectDef,
+) -> Result<ObjectPlan, SoqlError> {
     let field = |name: &str| {
         def.field(name)
             .ok_or_else(|| SoqlError::no_such_column(def.name, name))
@@ -112,11 +115,7 @@ pub(crate) fn plan_objects(query: &Query, def: &'static ObjectDef) -> Result<Obj
     if count && def.kind == Kind::Big {
         return Err(big("Aggregate functions not supported"));
     }
-    let filter = query
-        .filter
-        .as_ref()
-        .map(|e| resolve(e, def))
-        .transpose()?;
+    let filter = query.filter.as_ref().map(|e| resolve(e, def)).transpose()?;
     let mut order = Vec::new();
     for (name, desc) in &query.order_by {
         order.push((field(&name.text)?, *desc));
@@ -145,8 +144,18 @@ fn resolve(expr: &Expr, def: &'static ObjectDef) -> Result<Cond, SoqlError> {
             .ok_or_else(|| SoqlError::no_such_column(def.name, name))
     };
     Ok(match expr {
-        Expr::And(items) => Cond::And(items.iter().map(|e| resolve(e, def)).collect::<Result<_, _>>()?),
-        Expr::Or(items) => Cond::Or(items.iter().map(|e| resolve(e, def)).collect::<Result<_, _>>()?),
+        Expr::And(items) => Cond::And(
+            items
+                .iter()
+                .map(|e| resolve(e, def))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expr::Or(items) => Cond::Or(
+            items
+                .iter()
+                .map(|e| resolve(e, def))
+                .collect::<Result<_, _>>()?,
+        ),
         Expr::Not(inner) => Cond::Not(Box::new(resolve(inner, def)?)),
         Expr::Cmp(name, op, lit) => {
             let f = field(&name.text)?;
@@ -236,7 +245,9 @@ fn check_big_filter(filter: Option<&Cond>, def: &ObjectDef) -> Result<(), SoqlEr
         }
     }
     if identifier && !(date_ops.len() == 1 && date_ops[0] == CmpOp::Eq) {
-        return Err(big("Filters may not have any gaps within the composite key"));
+        return Err(big(
+            "Filters may not have any gaps within the composite key",
+        ));
     }
     let _ = extra;
     Ok(())
@@ -257,10 +268,10 @@ fn check_big_order(order: &[(&'static str, bool)]) -> Result<(), SoqlError> {
 }
 
 /// Compares a row's value with a literal; `None` when they cannot be compared (null, types).
-fn compare_lit(field: &str, value: Option<&Value>, lit: &Lit) -> Option<Ordering> {
-    match (value?, lit) {
-        (Value::String(s), Lit::DateTime(t)) => Some(parse_datetime(s)?.cmp(t)),
-        (Value::String(s), Lit::Date(d)) => Some(parse_datetime(s)?.date().cmp(d)),
+fn compare_lit(field: &str, row: &Row, lit: &Lit) -> Option<Ordering> {
+    match (row.fields.get(field)?, lit) {
+        (Value::String(_), Lit::DateTime(t)) => Some(row.datetime(field)?.cmp(t)),
+        (Value::String(_), Lit::Date(d)) => Some(row.datetime(field)?.date().cmp(d)),
         (Value::String(s), Lit::Str(l)) if is_id_like(field) => Some(s.as_str().cmp(l.as_str())),
         (Value::String(s), Lit::Str(l)) => Some(s.to_lowercase().cmp(&l.to_lowercase())),
         (Value::Number(n), Lit::Num(l)) => n.as_f64()?.partial_cmp(l),
@@ -268,38 +279,50 @@ fn compare_lit(field: &str, value: Option<&Value>, lit: &Lit) -> Option<Ordering
     }
 }
 
-fn compare_values(field: &str, a: Option<&Value>, b: Option<&Value>) -> Ordering {
-    let key = |v: Option<&Value>| -> (u8, Option<OffsetDateTime>, Option<f64>, String) {
-        match v {
-            None | Some(Value::Null) => (0, None, None, String::new()),
-            Some(Value::String(s)) if is_datetime(field) => (1, parse_datetime(s), None, String::new()),
-            Some(Value::Number(n)) => (1, None, n.as_f64(), String::new()),
-            Some(Value::String(s)) if is_id_like(field) => (1, None, None, s.clone()),
-            Some(Value::String(s)) => (1, None, None, s.to_lowercase()),
-            Some(other) => (1, None, None, other.to_string()),
-        }
-    };
-    let (ka, kb) = (key(a), key(b));
-    ka.0.cmp(&kb.0)
-        .then(ka.1.cmp(&kb.1))
-        .then(ka.2.partial_cmp(&kb.2).unwrap_or(Ordering::Equal))
-        .then(ka.3.cmp(&kb.3))
+/// A row's sort key for one ORDER BY field: nulls first, then datetimes, numbers or text (Ids
+/// case-sensitively, other text case-insensitively), reversed for DESC.
+#[derive(Debug, PartialEq, PartialOrd)]
+struct SortKey {
+    present: bool,
+    time: Option<OffsetDateTime>,
+    number: Option<f64>,
+    text: String,
 }
 
-fn holds(cond: &Cond, row: &Map<String, Value>) -> bool {
+impl SortKey {
+    fn of(field: &str, row: &Row) -> SortKey {
+        let mut key = SortKey {
+            present: true,
+            time: None,
+            number: None,
+            text: String::new(),
+        };
+        match row.fields.get(field) {
+            None | Some(Value::Null) => key.present = false,
+            Some(Value::String(_)) if is_datetime(field) => key.time = row.datetime(field),
+            Some(Value::Number(n)) => key.number = n.as_f64(),
+            Some(Value::String(s)) if is_id_like(field) => key.text.clone_from(s),
+            Some(Value::String(s)) => key.text = s.to_lowercase(),
+            Some(other) => key.text = other.to_string(),
+        }
+        key
+    }
+}
+
+fn holds(cond: &Cond, row: &Row) -> bool {
     match cond {
         Cond::And(items) => items.iter().all(|c| holds(c, row)),
         Cond::Or(items) => items.iter().any(|c| holds(c, row)),
         Cond::Not(inner) => !holds(inner, row),
         Cond::Cmp(field, op, Lit::Null) => {
-            let null = row.get(*field).is_none_or(Value::is_null);
+            let null = row.fields.get(*field).is_none_or(Value::is_null);
             match op {
                 CmpOp::Eq => null,
                 CmpOp::Ne => !null,
                 _ => false,
             }
         }
-        Cond::Cmp(field, op, lit) => match compare_lit(field, row.get(*field), lit) {
+        Cond::Cmp(field, op, lit) => match compare_lit(field, row, lit) {
             None => *op == CmpOp::Ne,
             Some(ord) => match op {
                 CmpOp::Eq => ord == Ordering::Equal,
@@ -313,10 +336,11 @@ fn holds(cond: &Cond, row: &Map<String, Value>) -> bool {
         Cond::In(field, negated, lits) => {
             let found = lits
                 .iter()
-                .any(|l| compare_lit(field, row.get(*field), l) == Some(Ordering::Equal));
+                .any(|l| compare_lit(field, row, l) == Some(Ordering::Equal));
             found != *negated
         }
         Cond::Like(field, pattern) => row
+            .fields
             .get(*field)
             .and_then(Value::as_str)
             .is_some_and(|s| like(&s.to_lowercase(), &pattern.to_lowercase())),
@@ -324,23 +348,36 @@ fn holds(cond: &Cond, row: &Map<String, Value>) -> bool {
 }
 
 impl ObjectPlan {
-    /// The rows that match the filter, in query order (a big object without ORDER BY comes in
-    /// index order, newest first), before OFFSET and LIMIT.
+    /// The rows that match the filter, unordered.
     pub(crate) fn matching(&self, rows: &[Arc<Row>]) -> Vec<Arc<Row>> {
-        let mut out: Vec<Arc<Row>> = rows
-            .iter()
-            .filter(|r| self.filter.as_ref().is_none_or(|c| holds(c, &r.fields)))
+        rows.iter()
+            .filter(|r| self.filter.as_ref().is_none_or(|c| holds(c, r)))
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Puts matching rows in query order (a big object without ORDER BY comes in index order,
+    /// newest first).
+    pub(crate) fn sort(&self, mut out: Vec<Arc<Row>>) -> Vec<Arc<Row>> {
         let order: Vec<(&str, bool)> = if self.order.is_empty() && self.def.kind == Kind::Big {
             vec![("EventDate", true)]
         } else {
             self.order.clone()
         };
         if !order.is_empty() {
-            out.sort_by(|a, b| {
-                for (field, desc) in &order {
-                    let ord = compare_values(field, a.fields.get(*field), b.fields.get(*field));
+            // Keys computed once per row: a sort over 50,000 rows compares a million times.
+            let mut keyed: Vec<(Vec<SortKey>, Arc<Row>)> = out
+                .into_iter()
+                .map(|row| {
+                    (
+                        order.iter().map(|(f, _)| SortKey::of(f, &row)).collect(),
+                        row,
+                    )
+                })
+                .collect();
+            keyed.sort_by(|(a, _), (b, _)| {
+                for ((ka, kb), (_, desc)) in a.iter().zip(b).zip(&order) {
+                    let ord = ka.partial_cmp(kb).unwrap_or(Ordering::Equal);
                     let ord = if *desc { ord.reverse() } else { ord };
                     if ord != Ordering::Equal {
                         return ord;
@@ -348,6 +385,7 @@ impl ObjectPlan {
                 }
                 Ordering::Equal
             });
+            out = keyed.into_iter().map(|(_, row)| row).collect();
         }
         out
     }
@@ -372,7 +410,10 @@ impl ObjectPlan {
         {
             attributes.insert(
                 "url".into(),
-                json!(format!("/services/data/{version}/sobjects/{}/{id}", self.def.name)),
+                json!(format!(
+                    "/services/data/{version}/sobjects/{}/{id}",
+                    self.def.name
+                )),
             );
         }
         out.insert("attributes".into(), Value::Object(attributes));
@@ -382,12 +423,10 @@ impl ObjectPlan {
                     continue;
                 };
                 let value = row.fields.get(rel).and_then(Value::as_object);
-                let entry = out
-                    .entry(rel.to_string())
-                    .or_insert_with(|| match value {
-                        Some(_) => json!({"attributes": {"type": target}}),
-                        None => Value::Null,
-                    });
+                let entry = out.entry(rel.to_string()).or_insert_with(|| match value {
+                    Some(_) => json!({"attributes": {"type": target}}),
+                    None => Value::Null,
+                });
                 if let (Value::Object(map), Some(value)) = (entry, value) {
                     let found = value
                         .iter()

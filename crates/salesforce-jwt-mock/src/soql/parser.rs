@@ -5,7 +5,6 @@ use time::{Date, OffsetDateTime};
 use super::SoqlError;
 use super::lexer::{CmpOp, Lexer, Spanned, Tok};
 
-
 #[derive(Debug, Clone)]
 pub(crate) struct Name {
     pub(crate) text: String,
