@@ -224,7 +224,7 @@ impl MockOrgBuilder {
     }
 
     /// The clock that judges `exp`, session lifetime and cursor expiry. Default [`SystemClock`];
-    /// give a [`ManualClock`](crate::clock::ManualClock) to move time in tests without sleeping.
+    /// give a [`ManualClock`](salesforce_jwt::clock::ManualClock) to move time in tests without sleeping.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
