@@ -167,6 +167,24 @@ impl NdjsonObjectFileSink {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(context("opening"), e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            // Two collectors appending to one output would interleave and cut back each
+            // other's rows. The lock goes with the sink (or the process).
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::io(
+                    format!(
+                        "{} is in use by another collector; run one collector per output file",
+                        path.display()
+                    ),
+                    std::io::Error::from(std::io::ErrorKind::WouldBlock),
+                ));
+            }
+            // Some network filesystems have no locks; collecting matters more than the guard.
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot lock the output file; make sure only one collector writes to it");
+            }
+        }
         let len = file
             .metadata()
             .map_err(|e| Error::io(context("reading the length of"), e))?
