@@ -747,3 +747,32 @@ async fn a_state_saved_for_another_kind_is_refused() {
         .unwrap_err();
     assert!(error.to_string().contains("another kind"), "{error}");
 }
+
+#[tokio::test]
+async fn a_pass_delivers_every_row_queryable_when_it_starts_even_a_second_old() {
+    let org = org().await;
+    let mut rows = generate_records(
+        "LoginEvent",
+        now() - time::Duration::seconds(2),
+        now() - time::Duration::seconds(1),
+        1,
+        14,
+    );
+    rows[0].insert("CreatedDate".into(), json!("2025-06-10T11:59:59.500+0000"));
+    org.mock.add_records("LoginEvent", rows).unwrap();
+    let store = MemoryStateStore::new();
+    let mut sink = Recorder::default();
+    let summary = org
+        .collector(vec![object("LoginEvent")], store.clone(), options())
+        .run_pass(&mut sink)
+        .await
+        .unwrap();
+    assert_eq!(summary.rows(), 1, "not held back for the overlap");
+    match store.state("LoginEvent").unwrap() {
+        Some(SourceState::BigObject(state)) => {
+            assert_eq!(state.watermark, Some(now()), "the window ends when the pass began");
+            assert_eq!(state.delivered_in_overlap.len(), 1);
+        }
+        other => panic!("unexpected state {other:?}"),
+    }
+}

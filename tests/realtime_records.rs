@@ -110,3 +110,12 @@ async fn ndjson_rows_carry_every_field_and_the_object_name() {
     assert!(!line.contains_key("attributes"));
     assert_eq!(line.len(), row.fields().len() + 1);
 }
+
+#[test]
+fn a_second_file_sink_on_the_same_output_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("realtime.ndjson");
+    let _first = salesforce_jwt::realtime::NdjsonObjectFileSink::open(&out, None).unwrap();
+    let error = salesforce_jwt::realtime::NdjsonObjectFileSink::open(&out, None).unwrap_err();
+    assert!(error.to_string().contains("in use by another collector"), "{error}");
+}
