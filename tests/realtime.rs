@@ -770,7 +770,11 @@ async fn a_pass_delivers_every_row_queryable_when_it_starts_even_a_second_old() 
     assert_eq!(summary.rows(), 1, "not held back for the overlap");
     match store.state("LoginEvent").unwrap() {
         Some(SourceState::BigObject(state)) => {
-            assert_eq!(state.watermark, Some(now()), "the window ends when the pass began");
+            assert_eq!(
+                state.watermark,
+                Some(now()),
+                "the window ends when the pass began"
+            );
             assert_eq!(state.delivered_in_overlap.len(), 1);
         }
         other => panic!("unexpected state {other:?}"),

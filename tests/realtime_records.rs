@@ -117,5 +117,8 @@ fn a_second_file_sink_on_the_same_output_is_refused() {
     let out = dir.path().join("realtime.ndjson");
     let _first = salesforce_jwt::realtime::NdjsonObjectFileSink::open(&out, None).unwrap();
     let error = salesforce_jwt::realtime::NdjsonObjectFileSink::open(&out, None).unwrap_err();
-    assert!(error.to_string().contains("in use by another collector"), "{error}");
+    assert!(
+        error.to_string().contains("in use by another collector"),
+        "{error}"
+    );
 }
