@@ -1,11 +1,21 @@
-//! A Salesforce org double on [wiremock]: JWT-bearer token endpoint, REST query API and
-//! EventLogFile downloads, with Salesforce's wire shapes, errors and quirks.
+//! A Salesforce org double on [wiremock]: JWT-bearer token endpoint, REST query API,
+//! EventLogFile downloads and the Real-Time Event Monitoring objects, with Salesforce's wire
+//! shapes, errors and quirks.
 //!
 //! [`MockOrg`] verifies real RS256 signatures against a public key, checks the claims against its
 //! own [`Clock`], expires and revokes sessions, evaluates the SOQL a collector sends (filters,
 //! `ORDER BY`, `LIMIT`, `COUNT()`), paginates with `nextRecordsUrl`, gzips downloads when asked,
-//! and injects [`Fault`]s on demand. It is independent of the `salesforce-jwt` library on purpose (it shares only its [`Clock`]): it is
-//! a second reading of Salesforce's behaviour, so it catches mismatches instead of sharing them.
+//! and injects [`Fault`]s on demand. It is independent of the `salesforce-jwt` library on
+//! purpose (it shares only its [`Clock`]): it is a second reading of Salesforce's behaviour, so it
+//! catches mismatches instead of sharing them.
+//!
+//! It also holds the Real-Time Event Monitoring storage objects (`LoginEvent`, `ApiEvent`,
+//! `FileEventStore`...), the threat-detection stores and `SetupAuditTrail`
+//! ([`MockOrg::add_records`], [`generate_records`]), and enforces what Salesforce enforces on
+//! big objects: a filter on `EventDate` alone (or `EventDate =` with `EventIdentifier`), only
+//! `ORDER BY EventDate DESC`, no aggregates, each refusal a 400
+//! `BIG_OBJECT_UNSUPPORTED_OPERATION` with Salesforce's message; rows become queryable after a
+//! configurable lag, and a query over too many rows can answer `QUERY_TIMEOUT`.
 //!
 //! ```
 //! use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
