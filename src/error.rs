@@ -499,7 +499,8 @@ impl ApiError {
             "BIG_OBJECT_UNSUPPORTED_OPERATION" => Some(
                 "The object is a big object: it accepts a filter on EventDate alone (or EventDate = \
                  with EventIdentifier), ORDER BY EventDate DESC and LIMIT, nothing else. If you \
-                 named the object yourself, declare it as ObjectKind::BigObject",
+                 named the object yourself, declare it with \
+                 EventObject::custom(name, ObjectKind::BigObject)",
             ),
             "INVALID_SESSION_ID" => Some(
                 "The session expired or was revoked and a fresh token was refused as well: check \
