@@ -227,6 +227,13 @@ impl Error {
             }
     }
 
+    /// Whether Salesforce refused the shape of a query on a big object (400
+    /// `BIG_OBJECT_UNSUPPORTED_OPERATION`: a filter on another field than `EventDate`, `!=`,
+    /// `ORDER BY EventDate ASC`, an aggregate). Never retryable: the same query is refused again.
+    pub fn is_query_shape_refused(&self) -> bool {
+        matches!(self, Error::Api(e) if e.error_code.as_deref() == Some("BIG_OBJECT_UNSUPPORTED_OPERATION"))
+    }
+
     /// How long the server asked us to wait (`Retry-After`), if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -684,6 +691,12 @@ impl ApiError {
             "INVALID_FIELD" if self.message.contains("Interval") => Some(
                 "EventLogFile.Interval needs API version 37.0 or later and hourly files need the \
                  Event Monitoring licence: raise SF_API_VERSION or query daily files only",
+            ),
+            "BIG_OBJECT_UNSUPPORTED_OPERATION" => Some(
+                "The object is a big object: it accepts a filter on EventDate alone (or EventDate = \
+                 with EventIdentifier), ORDER BY EventDate DESC and LIMIT, nothing else. If you \
+                 named the object yourself, declare it with \
+                 EventObject::custom(name, ObjectKind::BigObject)",
             ),
             "INVALID_SESSION_ID" => Some(
                 "The session expired or was revoked and a fresh token was refused as well: check \

@@ -36,6 +36,7 @@ pub mod event_log;
 pub mod format;
 pub mod key;
 mod query;
+pub mod realtime;
 mod retry;
 pub mod soql;
 mod token;

@@ -1,11 +1,21 @@
-//! A Salesforce org double on [wiremock]: JWT-bearer token endpoint, REST query API and
-//! EventLogFile downloads, with Salesforce's wire shapes, errors and quirks.
+//! A Salesforce org double on [wiremock]: JWT-bearer token endpoint, REST query API,
+//! EventLogFile downloads and the Real-Time Event Monitoring objects, with Salesforce's wire
+//! shapes, errors and quirks.
 //!
 //! [`MockOrg`] verifies real RS256 signatures against a public key, checks the claims against its
 //! own [`Clock`], expires and revokes sessions, evaluates the SOQL a collector sends (filters,
 //! `ORDER BY`, `LIMIT`, `COUNT()`), paginates with `nextRecordsUrl`, gzips downloads when asked,
-//! and injects [`Fault`]s on demand. It is independent of the `salesforce-jwt` library on purpose (it shares only its [`Clock`]): it is
-//! a second reading of Salesforce's behaviour, so it catches mismatches instead of sharing them.
+//! and injects [`Fault`]s on demand. It is independent of the `salesforce-jwt` library on
+//! purpose (it shares only its [`Clock`]): it is a second reading of Salesforce's behaviour, so it
+//! catches mismatches instead of sharing them.
+//!
+//! It also holds the Real-Time Event Monitoring storage objects (`LoginEvent`, `ApiEvent`,
+//! `FileEventStore`...), the threat-detection stores and `SetupAuditTrail`
+//! ([`MockOrg::add_records`], [`generate_records`]), and enforces what Salesforce enforces on
+//! big objects: a filter on `EventDate` alone (or `EventDate =` with `EventIdentifier`), only
+//! `ORDER BY EventDate DESC`, no aggregates, each refusal a 400
+//! `BIG_OBJECT_UNSUPPORTED_OPERATION` with Salesforce's message; rows become queryable after a
+//! configurable lag, and a query over too many rows can answer `QUERY_TIMEOUT`.
 //!
 //! ```
 //! use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
@@ -40,7 +50,10 @@
 )]
 #![deny(clippy::await_holding_lock)]
 
+mod fault;
+mod file_meta;
 mod generate;
+mod objects;
 mod responder;
 mod soql;
 mod state;
@@ -60,8 +73,12 @@ pub use generate::{
     MockLogFile, generate_log_csv,
 };
 
+pub use fault::{Fault, FaultTarget, Received};
+pub use objects::generate::generate_records;
+
+use file_meta::FileMeta;
 use salesforce_jwt::clock::{Clock, SystemClock};
-use state::{FileMeta, Settings, Shared};
+use state::{Settings, Shared};
 
 /// Private half of the built-in demo key pair (PKCS#8 PEM), matching [`DEMO_PUBLIC_KEY_PEM`].
 ///
@@ -114,6 +131,8 @@ pub struct MockOrgBuilder {
     page_size: usize,
     event_log_access: bool,
     api_enabled: bool,
+    realtime_access: bool,
+    big_object_timeout_rows: Option<usize>,
 }
 
 impl fmt::Debug for MockOrgBuilder {
@@ -129,6 +148,8 @@ impl fmt::Debug for MockOrgBuilder {
             .field("page_size", &self.page_size)
             .field("event_log_access", &self.event_log_access)
             .field("api_enabled", &self.api_enabled)
+            .field("realtime_access", &self.realtime_access)
+            .field("big_object_timeout_rows", &self.big_object_timeout_rows)
             .finish()
     }
 }
@@ -169,6 +190,8 @@ impl Default for MockOrgBuilder {
             page_size: 2000,
             event_log_access: true,
             api_enabled: true,
+            realtime_access: true,
+            big_object_timeout_rows: None,
         }
     }
 }
@@ -256,6 +279,22 @@ impl MockOrgBuilder {
         self
     }
 
+    /// Whether the integration user may query the real-time objects (the View Real-Time Event
+    /// Monitoring Data permission and a Shield or Event Monitoring licence). When `false`,
+    /// queries on them answer 400 `INVALID_TYPE`. Default `true`.
+    pub fn realtime_access(mut self, allowed: bool) -> Self {
+        self.realtime_access = allowed;
+        self
+    }
+
+    /// A big-object query whose filter matches more rows than this answers 400 `QUERY_TIMEOUT`
+    /// ("Your query request was running for too long"), as an unbounded catch-up query on a
+    /// busy org does. Default `None`: never.
+    pub fn big_object_query_timeout_rows(mut self, rows: Option<usize>) -> Self {
+        self.big_object_timeout_rows = rows;
+        self
+    }
+
     /// Starts the server on a free loopback port.
     pub async fn start(self) -> MockOrg {
         // Request recording is off: the org keeps its own counters, and a long demo run must not
@@ -273,6 +312,8 @@ impl MockOrgBuilder {
             page_size: self.page_size,
             event_log_access: self.event_log_access,
             api_enabled: self.api_enabled,
+            realtime_access: self.realtime_access,
+            big_object_timeout_rows: self.big_object_timeout_rows,
         };
         let shared = Arc::new(Shared::new(settings, self.clock, self.key, server.uri()));
         Mock::given(any())
@@ -284,6 +325,27 @@ impl MockOrgBuilder {
         MockOrg { server, shared }
     }
 }
+
+/// The object named is not one the org holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownObject {
+    /// The name given.
+    pub name: String,
+}
+
+impl fmt::Display for UnknownObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the mock org holds no object named {:?}: use a Real-Time Event Monitoring storage \
+             object (LoginEvent, ApiEvent, FileEventStore...), a threat-detection store \
+             (ApiAnomalyEventStore...) or SetupAuditTrail",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for UnknownObject {}
 
 /// Metadata of a file held by the org, as [`MockOrg::files`] lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -304,85 +366,6 @@ pub struct MockLogFileInfo {
     pub row_count: usize,
     /// `LogFileLength`: the uncompressed CSV size in bytes.
     pub length: u64,
-}
-
-/// A failure to inject; each fires once, on the first request it applies to.
-///
-/// Queued faults are considered in injection order: a request takes the first queued fault that
-/// applies to it, so faults for the same target fire in the order they were injected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fault {
-    /// 503 with an HTML body, as an edge proxy sends it, and `Retry-After` if given.
-    ServiceUnavailable {
-        /// Which requests it applies to.
-        target: FaultTarget,
-        /// Seconds for the `Retry-After` header.
-        retry_after_secs: Option<u64>,
-    },
-    /// 429 with an HTML body and `Retry-After` if given.
-    TooManyRequests {
-        /// Which requests it applies to.
-        target: FaultTarget,
-        /// Seconds for the `Retry-After` header.
-        retry_after_secs: Option<u64>,
-    },
-    /// 403 `REQUEST_LIMIT_EXCEEDED` ("TotalRequests Limit exceeded."), the org's rolling 24-hour
-    /// API allowance, with `Sforce-Limit-Info` showing it used up.
-    RequestLimitExceeded {
-        /// Which requests it applies to.
-        target: FaultTarget,
-    },
-    /// The next download that would succeed serves only the first half of the CSV (gzipped if
-    /// asked), while `LogFileLength` keeps the full size: a connection cut short.
-    TruncatedBody,
-    /// `fault` aimed at the downloads of one file only: [`Fault::TruncatedBody`] cuts off that
-    /// file's next download, a status fault (its `target` is ignored) answers it. Lets a test
-    /// fail one file many times in a row while the others download normally.
-    OnFile {
-        /// The EventLogFile Id.
-        id: String,
-        /// What happens to its next download.
-        fault: Box<Fault>,
-    },
-    /// At the next request that needs a session, every issued token is revoked first, so that
-    /// request answers 401 `INVALID_SESSION_ID` (an admin revoking sessions, or the per-user token
-    /// limit pushing ours out).
-    RevokeSessions,
-}
-
-/// Which requests a status [`Fault`] applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum FaultTarget {
-    /// `POST /services/oauth2/token`.
-    Token,
-    /// Query requests: first pages and `nextRecordsUrl` pages.
-    Query,
-    /// `LogFile` downloads.
-    Download,
-    /// Any request.
-    Any,
-}
-
-/// Requests the org has received, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Received {
-    /// Token requests, whatever their outcome.
-    pub token_requests: u64,
-    /// Token requests that got a token.
-    pub token_successes: u64,
-    /// Query requests for a first page (`/query?q=`), whatever their outcome.
-    pub queries: u64,
-    /// Requests for a following page (`/query/{locator}`), whatever their outcome.
-    pub query_more: u64,
-    /// `LogFile` download requests, whatever their outcome.
-    pub downloads: u64,
-    /// 401 `INVALID_SESSION_ID` answers sent.
-    pub unauthorized: u64,
-    /// Injected faults that have fired.
-    pub faults_fired: u64,
 }
 
 impl MockOrg {
@@ -559,6 +542,48 @@ impl MockOrg {
     /// The CSV body of a file, as a download serves it uncompressed.
     pub fn csv_of(&self, id: &str) -> Option<Bytes> {
         self.shared.with(|s| s.file(id).map(|f| f.csv.clone()))
+    }
+
+    /// Adds rows to a real-time object (`LoginEvent`, `SetupAuditTrail`...; see
+    /// [`generate_records`] for realistic ones) and returns them as stored: a standard-object
+    /// row without an `Id` gets the next one, so Ids sort in insertion order.
+    ///
+    /// A row becomes queryable once the clock reaches its `CreatedDate` (when Salesforce wrote
+    /// it) plus the object's [queryable lag](Self::set_queryable_lag); a row without
+    /// `CreatedDate` is queryable at once. To model a row that arrives late, give it an
+    /// `EventDate` older than rows already served and a `CreatedDate` of now.
+    pub fn add_records(
+        &self,
+        object: &str,
+        records: impl IntoIterator<Item = serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, UnknownObject> {
+        let def = objects::catalogue::lookup(object).ok_or_else(|| UnknownObject {
+            name: object.to_owned(),
+        })?;
+        Ok(self.shared.with(|s| {
+            records
+                .into_iter()
+                .map(|r| s.objects.insert(def, r))
+                .collect()
+        }))
+    }
+
+    /// Every row of a real-time object as stored, queryable yet or not, in insertion order.
+    pub fn records(&self, object: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        match objects::catalogue::lookup(object) {
+            Some(def) => self.shared.with(|s| s.objects.all(def)),
+            None => Vec::new(),
+        }
+    }
+
+    /// How long after its `CreatedDate` a row of `object` becomes queryable (default zero).
+    /// Salesforce writes big-object rows seconds to minutes after the event.
+    pub fn set_queryable_lag(&self, object: &str, lag: Duration) -> Result<(), UnknownObject> {
+        let def = objects::catalogue::lookup(object).ok_or_else(|| UnknownObject {
+            name: object.to_owned(),
+        })?;
+        self.shared.with(|s| s.objects.set_lag(def, lag));
+        Ok(())
     }
 
     /// Queues a fault; see [`Fault`] for when each kind fires.

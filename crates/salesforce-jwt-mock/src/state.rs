@@ -1,4 +1,4 @@
-//! The org's mutable state: files, issued tokens, open query cursors, queued faults, counters.
+//! The org's mutable state: files, real-time object rows, issued tokens, open query cursors, queued faults, counters.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,8 +8,11 @@ use bytes::Bytes;
 use jsonwebtoken::DecodingKey;
 use time::OffsetDateTime;
 
-use super::generate::{Interval, with_checksum};
+use super::file_meta::FileMeta;
+use super::generate::with_checksum;
+use super::objects::{ObjectStore, Row};
 use super::soql::Field;
+use super::soql::objects::ObjectPlan;
 use super::{Fault, Received};
 use salesforce_jwt::clock::Clock;
 
@@ -24,22 +27,6 @@ const CURSOR_IDLE: Duration = Duration::from_secs(15 * 60);
 /// Open cursors kept at most; the oldest goes first (Salesforce caps open cursors per user too).
 const MAX_CURSORS: usize = 64;
 
-/// A file's metadata: everything a query can return.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FileMeta {
-    pub(crate) id: String,
-    pub(crate) event_type: String,
-    pub(crate) interval: Interval,
-    pub(crate) log_date: OffsetDateTime,
-    pub(crate) created_date: OffsetDateTime,
-    pub(crate) sequence: i32,
-    pub(crate) length: u64,
-    pub(crate) row_count: usize,
-    pub(crate) field_names: String,
-    pub(crate) field_types: String,
-    pub(crate) api_version: f64,
-}
-
 pub(crate) struct StoredFile {
     pub(crate) meta: Arc<FileMeta>,
     pub(crate) csv: Bytes,
@@ -53,10 +40,33 @@ struct TokenRecord {
 /// The result set of a query, kept for `nextRecordsUrl` requests: a snapshot, so files added
 /// meanwhile do not shift the pages.
 pub(crate) struct Cursor {
-    pub(crate) fields: Arc<[Field]>,
-    pub(crate) rows: Arc<[Arc<FileMeta>]>,
+    pub(crate) rows: CursorRows,
     pub(crate) page_size: usize,
     last_used: OffsetDateTime,
+}
+
+/// What a cursor pages through.
+#[derive(Clone)]
+pub(crate) enum CursorRows {
+    /// EventLogFile records, rendered page by page.
+    Files {
+        fields: Arc<[Field]>,
+        rows: Arc<[Arc<FileMeta>]>,
+    },
+    /// Real-time object rows, rendered page by page (a big-object result can hold 50,000).
+    Records {
+        plan: Arc<ObjectPlan>,
+        rows: Arc<[Arc<Row>]>,
+    },
+}
+
+impl CursorRows {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            CursorRows::Files { rows, .. } => rows.len(),
+            CursorRows::Records { rows, .. } => rows.len(),
+        }
+    }
 }
 
 /// Settings fixed when the org starts.
@@ -69,6 +79,8 @@ pub(crate) struct Settings {
     pub(crate) page_size: usize,
     pub(crate) event_log_access: bool,
     pub(crate) api_enabled: bool,
+    pub(crate) realtime_access: bool,
+    pub(crate) big_object_timeout_rows: Option<usize>,
 }
 
 /// What the responder and the [`MockOrg`](super::MockOrg) handle share.
@@ -105,6 +117,7 @@ impl Shared {
 
 pub(crate) struct State {
     pub(crate) files: BTreeMap<String, StoredFile>,
+    pub(crate) objects: ObjectStore,
     next_file: u64,
     tokens: HashMap<String, TokenRecord>,
     pub(crate) faults: VecDeque<Fault>,
@@ -119,6 +132,7 @@ impl Default for State {
     fn default() -> Self {
         Self {
             files: BTreeMap::new(),
+            objects: ObjectStore::default(),
             next_file: 1,
             tokens: HashMap::new(),
             faults: VecDeque::new(),
@@ -227,8 +241,7 @@ impl State {
     /// Opens a cursor over `rows` and returns its number.
     pub(crate) fn open_cursor(
         &mut self,
-        fields: Arc<[Field]>,
-        rows: Arc<[Arc<FileMeta>]>,
+        rows: CursorRows,
         page_size: usize,
         now: OffsetDateTime,
     ) -> u64 {
@@ -250,7 +263,6 @@ impl State {
         self.cursors.insert(
             n,
             Cursor {
-                fields,
                 rows,
                 page_size,
                 last_used: now,

@@ -10,15 +10,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, Validation};
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 use wiremock::{Request, Respond, ResponseTemplate};
 
+mod query;
+
 use super::generate::with_checksum;
-use super::soql::{self, Field, SoqlError};
-use super::state::{API_DAILY_LIMIT, FileMeta, ORG_ID_15, Shared, USER_ID_15};
+use super::soql::Field;
+use super::state::{API_DAILY_LIMIT, ORG_ID_15, Shared, USER_ID_15};
 use super::{Fault, FaultTarget};
+use query::RecordJson;
 
 const JSON: &str = "application/json;charset=UTF-8";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -396,64 +398,6 @@ impl OrgResponder {
         )
     }
 
-    fn query(&self, version: &str, request: &Request, now: OffsetDateTime) -> ResponseTemplate {
-        let Some(q) = request
-            .url
-            .query_pairs()
-            .find(|(key, _)| key == "q")
-            .map(|(_, value)| value.into_owned())
-        else {
-            return sf_error(400, "MALFORMED_QUERY", "A query string has to be specified");
-        };
-        let settings = &self.shared.settings;
-        let number = api_version(version).unwrap_or(0.0);
-        let plan = match soql::plan(&q, number, settings.event_log_access) {
-            Ok(plan) => plan,
-            Err(SoqlError { code, message }) => return sf_error(400, code, &message),
-        };
-        let files = self.shared.with(|state| state.snapshot());
-        let rows: Arc<[Arc<FileMeta>]> = plan.run(&files).into();
-        if plan.count {
-            return json_response(
-                200,
-                &json!({"totalSize": rows.len(), "done": true, "records": []}),
-            );
-        }
-        let page_size =
-            batch_size(&request.headers).map_or(settings.page_size, |n| n.min(settings.page_size));
-        let fields: Arc<[Field]> = plan.fields.into();
-        let cursor = if rows.len() > page_size {
-            Some(self.shared.with(|state| {
-                state.open_cursor(Arc::clone(&fields), Arc::clone(&rows), page_size, now)
-            }))
-        } else {
-            None
-        };
-        page(version, &fields, &rows, 0, page_size, cursor)
-    }
-
-    fn query_more(&self, version: &str, locator: &str, now: OffsetDateTime) -> ResponseTemplate {
-        let invalid = || sf_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator");
-        let Some((n, offset)) = parse_locator(locator) else {
-            return invalid();
-        };
-        let Some((fields, rows, page_size)) = self.shared.with(|state| {
-            state.cursor(n, now).map(|cursor| {
-                (
-                    Arc::clone(&cursor.fields),
-                    Arc::clone(&cursor.rows),
-                    cursor.page_size,
-                )
-            })
-        }) else {
-            return invalid();
-        };
-        if offset > rows.len() {
-            return invalid();
-        }
-        page(version, &fields, &rows, offset, page_size, Some(n))
-    }
-
     fn download(&self, id: &str, request: &Request) -> ResponseTemplate {
         let visible = self.shared.settings.event_log_access;
         let found = self.shared.with(|state| {
@@ -520,124 +464,6 @@ impl OrgResponder {
             None => not_found(),
         }
     }
-}
-
-/// `Sforce-Query-Options: batchSize=N`, clamped to Salesforce's 200..=2000.
-fn batch_size(headers: &HeaderMap) -> Option<usize> {
-    let value = headers.get("Sforce-Query-Options")?.to_str().ok()?;
-    value.split(',').find_map(|option| {
-        let (key, n) = option.split_once('=')?;
-        if !key.trim().eq_ignore_ascii_case("batchSize") {
-            return None;
-        }
-        n.trim().parse::<usize>().ok().map(|n| n.clamp(200, 2000))
-    })
-}
-
-/// `01gMOCK<n>-<offset>` -> (n, offset).
-fn parse_locator(locator: &str) -> Option<(u64, usize)> {
-    let rest = locator.strip_prefix("01gMOCK")?;
-    let (n, offset) = rest.split_once('-')?;
-    Some((n.parse().ok()?, offset.parse().ok()?))
-}
-
-fn page(
-    version: &str,
-    fields: &[Field],
-    rows: &[Arc<FileMeta>],
-    offset: usize,
-    page_size: usize,
-    cursor: Option<u64>,
-) -> ResponseTemplate {
-    let end = (offset + page_size).min(rows.len());
-    let done = end >= rows.len();
-    let next = match (done, cursor) {
-        (false, Some(n)) => Some(format!("/services/data/{version}/query/01gMOCK{n}-{end}")),
-        _ => None,
-    };
-    let body = PageJson {
-        total_size: rows.len(),
-        done,
-        next_records_url: next,
-        records: rows[offset..end]
-            .iter()
-            .map(|meta| RecordJson {
-                version,
-                fields,
-                meta,
-            })
-            .collect(),
-    };
-    match serde_json::to_vec(&body) {
-        Ok(body) => ResponseTemplate::new(200).set_body_raw(body, JSON),
-        Err(_) => server_error(),
-    }
-}
-
-#[derive(serde::Serialize)]
-struct PageJson<'a> {
-    #[serde(rename = "totalSize")]
-    total_size: usize,
-    done: bool,
-    #[serde(rename = "nextRecordsUrl", skip_serializing_if = "Option::is_none")]
-    next_records_url: Option<String>,
-    records: Vec<RecordJson<'a>>,
-}
-
-/// One record with `attributes` first and the selected fields in query order, as Salesforce
-/// writes them (a `serde_json::Map` would sort the keys).
-struct RecordJson<'a> {
-    version: &'a str,
-    fields: &'a [Field],
-    meta: &'a FileMeta,
-}
-
-impl Serialize for RecordJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let meta = self.meta;
-        let url = format!(
-            "/services/data/{}/sobjects/EventLogFile/{}",
-            self.version, meta.id
-        );
-        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
-        map.serialize_entry("attributes", &json!({"type": "EventLogFile", "url": url}))?;
-        for field in self.fields {
-            let name = field.name();
-            match field {
-                Field::Id => map.serialize_entry(name, &meta.id)?,
-                Field::EventType => map.serialize_entry(name, &meta.event_type)?,
-                Field::LogDate => map.serialize_entry(name, &sf_datetime(meta.log_date))?,
-                Field::CreatedDate => {
-                    map.serialize_entry(name, &sf_datetime(meta.created_date))?;
-                }
-                Field::Interval => map.serialize_entry(name, meta.interval.as_str())?,
-                Field::Sequence => map.serialize_entry(name, &meta.sequence)?,
-                // A double in Salesforce's schema: serde_json writes 2692.0, not 2692.
-                Field::LogFileLength => map.serialize_entry(name, &(meta.length as f64))?,
-                Field::LogFile => map.serialize_entry(name, &format!("{url}/LogFile"))?,
-                Field::ApiVersion => map.serialize_entry(name, &meta.api_version)?,
-                Field::LogFileContentType => map.serialize_entry(name, "CSV")?,
-                Field::LogFileFieldNames => map.serialize_entry(name, &meta.field_names)?,
-                Field::LogFileFieldTypes => map.serialize_entry(name, &meta.field_types)?,
-            }
-        }
-        map.end()
-    }
-}
-
-/// `2024-03-11T15:00:00.000+0000`: Salesforce's REST datetime, with no colon in the offset.
-fn sf_datetime(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+0000",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

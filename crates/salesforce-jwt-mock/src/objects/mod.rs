@@ -1,0 +1,137 @@
+//! The real-time objects: Real-Time Event Monitoring big objects, threat-detection stores and
+//! `SetupAuditTrail`, with their rows.
+
+pub(crate) mod catalogue;
+pub(crate) mod generate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::generate::with_checksum;
+use catalogue::{Kind, ObjectDef};
+
+/// A stored row: its fields and when it was written (`CreatedDate`), which with the object's
+/// queryable lag decides when queries start to see it.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub(crate) fields: Map<String, Value>,
+    written: Option<OffsetDateTime>,
+    /// The datetime fields, parsed once: a query over 50,000 rows filters and sorts on them.
+    times: Vec<(&'static str, OffsetDateTime)>,
+}
+
+const DATETIME_FIELDS: [&str; 4] = [
+    "EventDate",
+    "CreatedDate",
+    "LastModifiedDate",
+    "SystemModstamp",
+];
+
+impl Row {
+    /// A datetime field's value, parsed.
+    pub(crate) fn datetime(&self, field: &str) -> Option<OffsetDateTime> {
+        self.times
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, t)| *t)
+    }
+}
+
+/// Every object's rows and queryable lag.
+#[derive(Debug, Default)]
+pub(crate) struct ObjectStore {
+    rows: HashMap<&'static str, Vec<Arc<Row>>>,
+    lag: HashMap<&'static str, Duration>,
+    next_id: u64,
+}
+
+/// Key prefixes for the Ids of standard-object rows (SetupAuditTrail's is Salesforce's).
+fn id_prefix(object: &str) -> &'static str {
+    match object {
+        "SetupAuditTrail" => "0Ym",
+        "ApiAnomalyEventStore" => "0Qa",
+        "CredentialStuffingEventStore" => "0Qc",
+        "ReportAnomalyEventStore" => "0Qr",
+        _ => "0Qs",
+    }
+}
+
+impl ObjectStore {
+    /// Stores a row; a standard-object row without an `Id` gets the next one, so Ids sort in
+    /// insertion order. Returns the row as stored.
+    pub(crate) fn insert(
+        &mut self,
+        def: &'static ObjectDef,
+        mut fields: Map<String, Value>,
+    ) -> Map<String, Value> {
+        if def.kind == Kind::Standard && !fields.get("Id").is_some_and(Value::is_string) {
+            let id = with_checksum(&format!("{}5j{:010}", id_prefix(def.name), self.next_id));
+            self.next_id += 1;
+            fields.insert("Id".to_string(), Value::String(id));
+        }
+        let times: Vec<(&'static str, OffsetDateTime)> = DATETIME_FIELDS
+            .iter()
+            .filter_map(|name| {
+                let text = fields.get(*name)?.as_str()?;
+                Some((*name, parse_datetime(text)?))
+            })
+            .collect();
+        let written = times
+            .iter()
+            .find(|(name, _)| *name == "CreatedDate")
+            .map(|(_, t)| *t);
+        self.rows.entry(def.name).or_default().push(Arc::new(Row {
+            fields: fields.clone(),
+            written,
+            times,
+        }));
+        fields
+    }
+
+    /// The rows a query at `now` sees: those written at least the object's lag ago.
+    pub(crate) fn visible(&self, def: &ObjectDef, now: OffsetDateTime) -> Vec<Arc<Row>> {
+        let lag = self.lag.get(def.name).copied().unwrap_or_default();
+        self.rows
+            .get(def.name)
+            .map(|rows| {
+                rows.iter()
+                    .filter(|row| row.written.is_none_or(|w| w + lag <= now))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every row of an object, visible or not, in insertion order.
+    pub(crate) fn all(&self, def: &ObjectDef) -> Vec<Map<String, Value>> {
+        self.rows
+            .get(def.name)
+            .map(|rows| rows.iter().map(|r| r.fields.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_lag(&mut self, def: &'static ObjectDef, lag: Duration) {
+        self.lag.insert(def.name, lag);
+    }
+}
+
+/// Parses `2024-07-08T07:26:18.239+0000`, `…Z` or RFC 3339, into UTC.
+pub(crate) fn parse_datetime(s: &str) -> Option<OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    let sf = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond][offset_hour sign:mandatory][offset_minute]"
+    );
+    let sf_whole = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory][offset_minute]"
+    );
+    OffsetDateTime::parse(s, sf)
+        .or_else(|_| OffsetDateTime::parse(s, sf_whole))
+        .or_else(|_| OffsetDateTime::parse(s, &Rfc3339))
+        .ok()
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
+}

@@ -1,0 +1,446 @@
+//! Queries on the real-time objects, with the rules Salesforce enforces on its big objects.
+//!
+//! Big objects accept a filter on `EventDate` alone (any comparison but `!=`, so a two-sided
+//! range works), `EventDate = t` together with a filter on `EventIdentifier`, only
+//! `ORDER BY EventDate DESC`, `LIMIT`, and nothing else: other filter fields, `!=`, `OR`,
+//! `NOT`, `IN`, `LIKE`, ascending order, `OFFSET` and aggregates answer 400
+//! `BIG_OBJECT_UNSUPPORTED_OPERATION`. Standard objects take any filter and order.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::SoqlError;
+use super::eventlog::like;
+use super::lexer::CmpOp;
+use super::parser::{Expr, Lit, Query, Select, SelectItem};
+use crate::objects::Row;
+use crate::objects::catalogue::{Kind, ObjectDef, is_datetime, is_id_like};
+
+/// A checked query on a real-time object.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectPlan {
+    pub(crate) def: &'static ObjectDef,
+    pub(crate) count: bool,
+    /// Selected fields in query order; relationship paths (`CreatedBy.Username`) as written.
+    fields: Vec<String>,
+    filter: Option<Cond>,
+    order: Vec<(&'static str, bool)>,
+    pub(crate) limit: Option<usize>,
+    offset: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Cond {
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+    Not(Box<Cond>),
+    Cmp(&'static str, CmpOp, Lit),
+    In(&'static str, bool, Vec<Lit>),
+    Like(&'static str, String),
+}
+
+fn big(message: impl Into<String>) -> SoqlError {
+    SoqlError {
+        code: "BIG_OBJECT_UNSUPPORTED_OPERATION",
+        message: message.into(),
+    }
+}
+
+/// Checks `query` against `def` the way Salesforce does.
+pub(crate) fn plan_objects(
+    query: &Query,
+    def: &'static ObjectDef,
+) -> Result<ObjectPlan, SoqlError> {
+    let field = |name: &str| {
+        def.field(name)
+            .ok_or_else(|| SoqlError::no_such_column(def.name, name))
+    };
+    let (count, fields) = match &query.select {
+        Select::Count => (true, Vec::new()),
+        Select::Items(items) => {
+            let mut fields: Vec<String> = Vec::new();
+            for item in items {
+                match item {
+                    SelectItem::Field(name) if name.text.contains('.') => {
+                        let (rel, _) = name.text.split_once('.').unwrap_or_default();
+                        if def.relationship(rel).is_none() {
+                            return Err(SoqlError::invalid_field(format!(
+                                "Didn't understand relationship '{rel}' in field path. If you \
+                                 are attempting to use a custom relationship, be sure to append \
+                                 the '__r' after the custom relationship name."
+                            )));
+                        }
+                        fields.push(name.text.clone());
+                    }
+                    SelectItem::Field(name) => {
+                        let f = field(&name.text)?;
+                        if fields.iter().any(|x| x == f) {
+                            return Err(SoqlError::malformed(format!(
+                                "duplicate field selected: {f}"
+                            )));
+                        }
+                        fields.push(f.to_string());
+                    }
+                    SelectItem::FieldsOf(which) => {
+                        if which != "STANDARD" && query.limit.is_none_or(|n| n > 200) {
+                            return Err(SoqlError::malformed(
+                                "The SOQL FIELDS function is not supported with an unbounded \
+                                 set of fields in this API",
+                            ));
+                        }
+                        for f in def.fields {
+                            if !fields.iter().any(|x| x == f) {
+                                fields.push((*f).to_string());
+                            }
+                        }
+                    }
+                    SelectItem::Function(..) if def.kind == Kind::Big => {
+                        return Err(big("Aggregate functions not supported"));
+                    }
+                    SelectItem::Function(name, arg) => {
+                        let arg = arg.as_ref().map_or("", |a| a.text.as_str());
+                        return Err(SoqlError::malformed(format!(
+                            "the mock org does not evaluate {name}({arg}) on {}",
+                            def.name
+                        )));
+                    }
+                }
+            }
+            (false, fields)
+        }
+    };
+    if count && def.kind == Kind::Big {
+        return Err(big("Aggregate functions not supported"));
+    }
+    let filter = query.filter.as_ref().map(|e| resolve(e, def)).transpose()?;
+    let mut order = Vec::new();
+    for (name, desc) in &query.order_by {
+        order.push((field(&name.text)?, *desc));
+    }
+    if def.kind == Kind::Big {
+        check_big_filter(filter.as_ref(), def)?;
+        check_big_order(&order)?;
+        if query.offset.is_some() {
+            return Err(big("OFFSET is not supported on big objects"));
+        }
+    }
+    Ok(ObjectPlan {
+        def,
+        count,
+        fields,
+        filter,
+        order,
+        limit: query.limit,
+        offset: query.offset.unwrap_or(0),
+    })
+}
+
+fn resolve(expr: &Expr, def: &'static ObjectDef) -> Result<Cond, SoqlError> {
+    let field = |name: &str| {
+        def.field(name)
+            .ok_or_else(|| SoqlError::no_such_column(def.name, name))
+    };
+    Ok(match expr {
+        Expr::And(items) => Cond::And(
+            items
+                .iter()
+                .map(|e| resolve(e, def))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expr::Or(items) => Cond::Or(
+            items
+                .iter()
+                .map(|e| resolve(e, def))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expr::Not(inner) => Cond::Not(Box::new(resolve(inner, def)?)),
+        Expr::Cmp(name, op, lit) => {
+            let f = field(&name.text)?;
+            check_literal(f, lit)?;
+            Cond::Cmp(f, *op, lit.clone())
+        }
+        Expr::In(name, negated, lits) => {
+            let f = field(&name.text)?;
+            for lit in lits {
+                check_literal(f, lit)?;
+            }
+            Cond::In(f, *negated, lits.clone())
+        }
+        Expr::Like(name, lit) => {
+            let f = field(&name.text)?;
+            match lit {
+                Lit::Str(p) if !is_datetime(f) => Cond::Like(f, p.clone()),
+                _ => {
+                    return Err(SoqlError {
+                        code: "INVALID_QUERY_FILTER_OPERATOR",
+                        message: format!("invalid operator on field '{f}'"),
+                    });
+                }
+            }
+        }
+    })
+}
+
+/// Datetime fields take unquoted datetime literals; quoting one is Salesforce's classic error.
+fn check_literal(field: &str, lit: &Lit) -> Result<(), SoqlError> {
+    let ok = match lit {
+        Lit::Null => true,
+        Lit::DateTime(_) | Lit::Date(_) => is_datetime(field),
+        Lit::Str(_) => !is_datetime(field),
+        Lit::Num(_) | Lit::Bool => !is_datetime(field),
+    };
+    if ok {
+        return Ok(());
+    }
+    let (ty, quoting) = if is_datetime(field) {
+        ("dateTime", "should not be enclosed in quotes")
+    } else {
+        ("string", "should be enclosed in quotes")
+    };
+    Err(SoqlError::invalid_field(format!(
+        "value of filter criterion for field '{field}' must be of type {ty} and {quoting}"
+    )))
+}
+
+/// The index is (EventDate, EventIdentifier): comparisons joined by AND, on indexed fields,
+/// a range only on the last field used, no gaps.
+fn check_big_filter(filter: Option<&Cond>, def: &ObjectDef) -> Result<(), SoqlError> {
+    let Some(filter) = filter else {
+        return Ok(());
+    };
+    let items: Vec<&Cond> = match filter {
+        Cond::And(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let mut date_ops = Vec::new();
+    let mut identifier = false;
+    for item in items {
+        let Cond::Cmp(field, op, _) = item else {
+            return Err(big(
+                "Unsupported filter operation: only comparisons joined by AND are supported on \
+                 big objects (no OR, NOT, IN, LIKE)",
+            ));
+        };
+        if *op == CmpOp::Ne {
+            return Err(big(format!(
+                "Unsupported filter operator on filter column: {} : NOT_EQUALS",
+                field.to_ascii_uppercase()
+            )));
+        }
+        match *field {
+            "EventDate" => date_ops.push(*op),
+            "EventIdentifier" => identifier = true,
+            // ReportEvent's beta UserId index: alone, or with EventDate.
+            f if def.extra_index.contains(&f) => {}
+            f => {
+                return Err(big(format!(
+                    "Unsupported filter column: {}: big objects can only be filtered on their \
+                     index (EventDate, EventIdentifier)",
+                    f.to_ascii_uppercase()
+                )));
+            }
+        }
+    }
+    if identifier && !(date_ops.len() == 1 && date_ops[0] == CmpOp::Eq) {
+        return Err(big(
+            "Filters may not have any gaps within the composite key",
+        ));
+    }
+    Ok(())
+}
+
+fn check_big_order(order: &[(&'static str, bool)]) -> Result<(), SoqlError> {
+    match order {
+        [] | [("EventDate", true)] => Ok(()),
+        [("EventDate", false)] => Err(big(
+            "Unsupported order direction on filter column: EVENTDATE : ASCENDING",
+        )),
+        [(field, _)] => Err(big(format!(
+            "Unsupported order by column: {}",
+            field.to_ascii_uppercase()
+        ))),
+        _ => Err(big("Only one ORDER BY column is supported on big objects")),
+    }
+}
+
+/// Compares a row's value with a literal; `None` when they cannot be compared (null, types).
+fn compare_lit(field: &str, row: &Row, lit: &Lit) -> Option<Ordering> {
+    match (row.fields.get(field)?, lit) {
+        (Value::String(_), Lit::DateTime(t)) => Some(row.datetime(field)?.cmp(t)),
+        (Value::String(_), Lit::Date(d)) => Some(row.datetime(field)?.date().cmp(d)),
+        (Value::String(s), Lit::Str(l)) if is_id_like(field) => Some(s.as_str().cmp(l.as_str())),
+        (Value::String(s), Lit::Str(l)) => Some(s.to_lowercase().cmp(&l.to_lowercase())),
+        (Value::Number(n), Lit::Num(l)) => n.as_f64()?.partial_cmp(l),
+        _ => None,
+    }
+}
+
+/// A row's sort key for one ORDER BY field: nulls first, then datetimes, numbers or text (Ids
+/// case-sensitively, other text case-insensitively), reversed for DESC.
+#[derive(Debug, PartialEq, PartialOrd)]
+struct SortKey {
+    present: bool,
+    time: Option<OffsetDateTime>,
+    number: Option<f64>,
+    text: String,
+}
+
+impl SortKey {
+    fn of(field: &str, row: &Row) -> SortKey {
+        let mut key = SortKey {
+            present: true,
+            time: None,
+            number: None,
+            text: String::new(),
+        };
+        match row.fields.get(field) {
+            None | Some(Value::Null) => key.present = false,
+            Some(Value::String(_)) if is_datetime(field) => key.time = row.datetime(field),
+            Some(Value::Number(n)) => key.number = n.as_f64(),
+            Some(Value::String(s)) if is_id_like(field) => key.text.clone_from(s),
+            Some(Value::String(s)) => key.text = s.to_lowercase(),
+            Some(other) => key.text = other.to_string(),
+        }
+        key
+    }
+}
+
+fn holds(cond: &Cond, row: &Row) -> bool {
+    match cond {
+        Cond::And(items) => items.iter().all(|c| holds(c, row)),
+        Cond::Or(items) => items.iter().any(|c| holds(c, row)),
+        Cond::Not(inner) => !holds(inner, row),
+        Cond::Cmp(field, op, Lit::Null) => {
+            let null = row.fields.get(*field).is_none_or(Value::is_null);
+            match op {
+                CmpOp::Eq => null,
+                CmpOp::Ne => !null,
+                _ => false,
+            }
+        }
+        Cond::Cmp(field, op, lit) => match compare_lit(field, row, lit) {
+            None => *op == CmpOp::Ne,
+            Some(ord) => match op {
+                CmpOp::Eq => ord == Ordering::Equal,
+                CmpOp::Ne => ord != Ordering::Equal,
+                CmpOp::Lt => ord == Ordering::Less,
+                CmpOp::Le => ord != Ordering::Greater,
+                CmpOp::Gt => ord == Ordering::Greater,
+                CmpOp::Ge => ord != Ordering::Less,
+            },
+        },
+        Cond::In(field, negated, lits) => {
+            let found = lits
+                .iter()
+                .any(|l| compare_lit(field, row, l) == Some(Ordering::Equal));
+            found != *negated
+        }
+        Cond::Like(field, pattern) => row
+            .fields
+            .get(*field)
+            .and_then(Value::as_str)
+            .is_some_and(|s| like(&s.to_lowercase(), &pattern.to_lowercase())),
+    }
+}
+
+impl ObjectPlan {
+    /// The rows that match the filter, unordered.
+    pub(crate) fn matching(&self, rows: &[Arc<Row>]) -> Vec<Arc<Row>> {
+        rows.iter()
+            .filter(|r| self.filter.as_ref().is_none_or(|c| holds(c, r)))
+            .cloned()
+            .collect()
+    }
+
+    /// Puts matching rows in query order (a big object without ORDER BY comes in index order,
+    /// newest first).
+    pub(crate) fn sort(&self, mut out: Vec<Arc<Row>>) -> Vec<Arc<Row>> {
+        let order: Vec<(&str, bool)> = if self.order.is_empty() && self.def.kind == Kind::Big {
+            vec![("EventDate", true)]
+        } else {
+            self.order.clone()
+        };
+        if !order.is_empty() {
+            // Keys computed once per row: a sort over 50,000 rows compares a million times.
+            let mut keyed: Vec<(Vec<SortKey>, Arc<Row>)> = out
+                .into_iter()
+                .map(|row| {
+                    (
+                        order.iter().map(|(f, _)| SortKey::of(f, &row)).collect(),
+                        row,
+                    )
+                })
+                .collect();
+            keyed.sort_by(|(a, _), (b, _)| {
+                for ((ka, kb), (_, desc)) in a.iter().zip(b).zip(&order) {
+                    let ord = ka.partial_cmp(kb).unwrap_or(Ordering::Equal);
+                    let ord = if *desc { ord.reverse() } else { ord };
+                    if ord != Ordering::Equal {
+                        return ord;
+                    }
+                }
+                Ordering::Equal
+            });
+            out = keyed.into_iter().map(|(_, row)| row).collect();
+        }
+        out
+    }
+
+    /// OFFSET and LIMIT.
+    pub(crate) fn window(&self, rows: Vec<Arc<Row>>) -> Vec<Arc<Row>> {
+        let rows = rows.into_iter().skip(self.offset);
+        match self.limit {
+            Some(n) => rows.take(n).collect(),
+            None => rows.collect(),
+        }
+    }
+
+    /// One record as the REST API writes it: `attributes`, then the selected fields.
+    pub(crate) fn render(&self, row: &Row, version: &str) -> Value {
+        let mut out = Map::new();
+        let mut attributes = Map::new();
+        attributes.insert("type".into(), json!(self.def.name));
+        // Big-object rows have no record URL worth giving (their Id is all zeros).
+        if self.def.kind == Kind::Standard
+            && let Some(id) = row.fields.get("Id").and_then(Value::as_str)
+        {
+            attributes.insert(
+                "url".into(),
+                json!(format!(
+                    "/services/data/{version}/sobjects/{}/{id}",
+                    self.def.name
+                )),
+            );
+        }
+        out.insert("attributes".into(), Value::Object(attributes));
+        for field in &self.fields {
+            if let Some((rel, sub)) = field.split_once('.') {
+                let Some((rel, target)) = self.def.relationship(rel) else {
+                    continue;
+                };
+                let value = row.fields.get(rel).and_then(Value::as_object);
+                let entry = out.entry(rel.to_string()).or_insert_with(|| match value {
+                    Some(_) => json!({"attributes": {"type": target}}),
+                    None => Value::Null,
+                });
+                if let (Value::Object(map), Some(value)) = (entry, value) {
+                    let found = value
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(sub))
+                        .map(|(k, v)| (k.clone(), v.clone()));
+                    let (k, v) = found.unwrap_or_else(|| (sub.to_string(), Value::Null));
+                    map.insert(k, v);
+                }
+                continue;
+            }
+            out.insert(
+                field.clone(),
+                row.fields.get(field).cloned().unwrap_or(Value::Null),
+            );
+        }
+        Value::Object(out)
+    }
+}

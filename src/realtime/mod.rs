@@ -1,0 +1,34 @@
+//! Real-Time Event Monitoring storage objects (`LoginEvent`, `ApiEvent`, `FileEventStore`...),
+//! the threat-detection stores (`ApiAnomalyEventStore`...) and `SetupAuditTrail`, queried over
+//! the REST API and collected exactly once.
+//!
+//! - [`EventObject`]: the catalogue, with each object's [`ObjectKind`] (big or standard), which
+//!   decides the SOQL it accepts.
+//! - [`ObjectRecord`] for any row; [`LoginEvent`], [`LogoutEvent`], [`SetupAuditTrail`] typed.
+//! - [`BigObjectQuery`] and [`KeysetQuery`]: SOQL builders that can only emit accepted shapes.
+//! - [`ObjectCollector`]: windows, keysets, overlap and deduplication, delivering into an
+//!   [`ObjectSink`] and saving each source's [`SourceState`] in an [`ObjectStateStore`].
+//!
+//! Reading these objects needs the Salesforce Shield or Event Monitoring add-on and the View
+//! Real-Time Event Monitoring Data permission; storage is switched on per object in Setup >
+//! Event Manager.
+
+mod collector;
+mod fetch;
+mod model;
+mod object;
+mod query;
+mod record;
+mod sink;
+mod state;
+
+pub use collector::{ObjectCollector, ObjectCollectorOptions, ObjectPassSummary, ObjectSummary};
+pub use model::{LoginEvent, LogoutEvent, SetupAuditTrail};
+pub use object::{EventObject, ObjectKind, Retention};
+pub use query::{BigObjectQuery, FieldSelection, KeysetQuery, KeysetStart, datetime_millis};
+pub use record::ObjectRecord;
+pub use sink::{Batch, NdjsonObjectFileSink, NdjsonObjectRow, NdjsonObjectSink, ObjectSink};
+pub use state::{
+    BigObjectState, KeysetPosition, KeysetState, MemoryStateStore, ObjectStateStore, QuietWatch,
+    Saved, SourceState,
+};
