@@ -375,3 +375,19 @@ pub fn rest_error(status: u16, error_code: &str, message: &str) -> ResponseTempl
     ResponseTemplate::new(status)
         .set_body_json(json!([{ "message": message, "errorCode": error_code }]))
 }
+
+/// The path of the REST resource the request tests send to.
+pub const LIMITS: &str = "/services/data/v64.0/limits";
+
+/// The OAuth error inside `error`; panics on any other error.
+pub fn oauth(error: salesforce_jwt::Error) -> salesforce_jwt::OAuthError {
+    match error {
+        salesforce_jwt::Error::OAuth(e) => e,
+        other => panic!("expected an OAuth error, got {other:?}"),
+    }
+}
+
+/// A 200 with the limits resource's JSON.
+pub fn ok_json() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(serde_json::json!({"DailyApiRequests": {}}))
+}

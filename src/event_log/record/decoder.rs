@@ -1,0 +1,312 @@
+//! The incremental CSV decoder (csv-core): log file bytes, in chunks of any size, to rows.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use csv_core::ReadRecordResult;
+
+use super::value::FieldType;
+use super::{Declared, LogRecord, Schema};
+use crate::error::Error;
+use crate::event_log::model::EventLogFile;
+
+/// Turns a log file's bytes, fed in chunks of any size, into [`LogRecord`]s.
+///
+/// Memory holds one row at a time (plus the rows handed out), whatever the file's size.
+pub struct LogFileDecoder {
+    id: String,
+    reader: csv_core::Reader,
+    declared: Declared,
+    schema: Option<Arc<Schema>>,
+    fields: Vec<u8>,
+    ends: Vec<usize>,
+    out_len: usize,
+    ends_len: usize,
+    record_line: u64,
+    started: bool,
+    head: Vec<u8>,
+}
+
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// The most fields a row may have. Salesforce's widest event types have about 130 columns; the
+/// bound keeps a hostile or broken file (a row of millions of empty fields, each one byte) from
+/// making the field index grow to many times the row's size.
+const MAX_FIELDS: usize = 4096;
+
+/// The longest row accepted. Real rows stay far below (a long SOQL query or Apex stack trace is
+/// kilobytes); without a bound, an unbalanced quote would make the rest of a file of hundreds
+/// of MB one row held in memory.
+const MAX_ROW_BYTES: usize = 16 << 20;
+
+impl fmt::Debug for LogFileDecoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogFileDecoder")
+            .field("id", &self.id)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogFileDecoder {
+    /// A decoder for the file `id`, typing columns by `LogFileFieldNames` / `LogFileFieldTypes`
+    /// when given (columns they do not list are strings). Types given without names apply to the
+    /// header's columns in order, when their counts agree.
+    pub fn new(id: &str, field_names: Option<&str>, field_types: Option<&str>) -> Self {
+        let declared = match (field_names, field_types) {
+            (Some(names), Some(types)) => Declared::ByName(
+                names
+                    .split(',')
+                    .zip(types.split(','))
+                    .map(|(n, t)| (n.trim().to_string(), FieldType::from_salesforce(t)))
+                    .collect(),
+            ),
+            (None, Some(types)) => {
+                Declared::ByPosition(types.split(',').map(FieldType::from_salesforce).collect())
+            }
+            _ => Declared::ByName(HashMap::new()),
+        };
+        LogFileDecoder {
+            id: id.to_string(),
+            reader: csv_core::Reader::new(),
+            declared,
+            schema: None,
+            fields: vec![0; 4096],
+            ends: vec![0; 64],
+            out_len: 0,
+            ends_len: 0,
+            record_line: 1,
+            started: false,
+            head: Vec::new(),
+        }
+    }
+
+    /// A decoder for `file`.
+    pub fn for_file(file: &EventLogFile) -> Self {
+        Self::new(
+            &file.id,
+            file.log_file_field_names.as_deref(),
+            file.log_file_field_types.as_deref(),
+        )
+    }
+
+    /// The columns, once the header row was read.
+    pub fn schema(&self) -> Option<&Arc<Schema>> {
+        self.schema.as_ref()
+    }
+
+    /// Decodes `chunk`, appending every row it completes to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<LogRecord>) -> Result<(), Error> {
+        // csv-core reads empty input as the end of the file; only `finish` may say that.
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if self.started {
+            return self.decode(chunk, out);
+        }
+        // csv-core strips a UTF-8 BOM only when all three bytes come in its first input; a
+        // network read can split them, so the first bytes are held back until that is decided.
+        self.head.extend_from_slice(chunk);
+        if self.head.len() < UTF8_BOM.len() {
+            return Ok(());
+        }
+        self.start(out)
+    }
+
+    fn start(&mut self, out: &mut Vec<LogRecord>) -> Result<(), Error> {
+        self.started = true;
+        let head = std::mem::take(&mut self.head);
+        self.decode(head.strip_prefix(UTF8_BOM).unwrap_or(&head), out)
+    }
+
+    fn decode(&mut self, chunk: &[u8], out: &mut Vec<LogRecord>) -> Result<(), Error> {
+        let mut input = chunk;
+        loop {
+            let (result, nin, nout, nend) = self.reader.read_record(
+                input,
+                &mut self.fields[self.out_len..],
+                &mut self.ends[self.ends_len..],
+            );
+            let last_consumed = input[..nin].last().copied();
+            input = &input[nin..];
+            self.out_len += nout;
+            self.ends_len += nend;
+            match result {
+                ReadRecordResult::InputEmpty => return Ok(()),
+                ReadRecordResult::OutputFull => {
+                    let len = self.fields.len();
+                    if len >= MAX_ROW_BYTES {
+                        return Err(self.error(
+                            self.record_line,
+                            format!(
+                                "a row is longer than {} MiB; an unbalanced quote probably runs \
+                                 it into the rest of the file",
+                                MAX_ROW_BYTES >> 20
+                            ),
+                        ));
+                    }
+                    self.fields.resize((len * 2).min(MAX_ROW_BYTES), 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let len = self.ends.len();
+                    if len >= MAX_FIELDS {
+                        return Err(self.error(
+                            self.record_line,
+                            format!(
+                                "a row has more than {MAX_FIELDS} fields; no event type has \
+                                 that many columns, so the file is damaged"
+                            ),
+                        ));
+                    }
+                    self.ends.resize((len * 2).min(MAX_FIELDS), 0);
+                }
+                ReadRecordResult::Record => {
+                    let line = self.record_line;
+                    // csv-core's line() has counted every `\n` consumed, those inside quoted
+                    // fields included. A row ending in `\r` (CRLF) leaves its `\n` unread, so
+                    // the next row starts one line further than line() says.
+                    self.record_line = self.reader.line() + u64::from(last_consumed == Some(b'\r'));
+                    self.complete_record(line, out)?;
+                    // An empty chunk is the end of input: csv-core reports the last record
+                    // then; asking again would report End.
+                    if chunk.is_empty() {
+                        return Ok(());
+                    }
+                }
+                ReadRecordResult::End => return Ok(()),
+            }
+        }
+    }
+
+    /// Ends the input: decodes a last row that had no line end.
+    pub fn finish(&mut self, out: &mut Vec<LogRecord>) -> Result<(), Error> {
+        if !self.started {
+            self.start(out)?;
+        }
+        self.decode(&[], out)?;
+        if self.out_len > 0 || self.ends_len > 0 {
+            return Err(self.error(self.record_line, "the file ends inside a row"));
+        }
+        Ok(())
+    }
+
+    fn error(&self, line: u64, message: impl Into<String>) -> Error {
+        Error::Csv {
+            id: self.id.clone(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    fn complete_record(&mut self, line: u64, out: &mut Vec<LogRecord>) -> Result<(), Error> {
+        let nfields = self.ends_len;
+        let len = self.out_len;
+        self.out_len = 0;
+        self.ends_len = 0;
+        let bytes = &self.fields[..len];
+        let ends = &self.ends[..nfields];
+        match &self.schema {
+            None => {
+                let mut names: Vec<Box<str>> = Vec::with_capacity(nfields);
+                let mut start = 0;
+                for &end in ends {
+                    let raw = std::str::from_utf8(&bytes[start..end])
+                        .map_err(|_| self.error(line, "the header row is not UTF-8"))?;
+                    let name = raw.trim();
+                    names.push(Box::from(name));
+                    start = end;
+                }
+                if names.iter().all(|n| n.is_empty()) {
+                    return Err(self.error(line, "the header row is empty"));
+                }
+                self.schema = Some(Arc::new(Schema::new(&self.id, names, &self.declared)));
+                Ok(())
+            }
+            Some(schema) => {
+                if nfields == 1 && len == 0 && schema.len() > 1 {
+                    // A blank line (seen at the end of some files): no row.
+                    return Ok(());
+                }
+                if nfields != schema.len() {
+                    return Err(self.error(
+                        line,
+                        format!(
+                            "the row has {nfields} fields but the header has {}",
+                            schema.len()
+                        ),
+                    ));
+                }
+                // Salesforce writes UTF-8; a stray invalid byte is replaced rather than losing
+                // the whole row.
+                let text = match std::str::from_utf8(bytes) {
+                    Ok(s) => s.to_owned(),
+                    Err(_) => {
+                        tracing::warn!(id = %self.id, line, "row is not valid UTF-8; replacing invalid bytes");
+                        lossy_keeping_ends(bytes, ends).0
+                    }
+                };
+                let ends = if text.len() == len {
+                    ends.to_vec()
+                } else {
+                    lossy_keeping_ends(bytes, ends).1
+                };
+                let (text, ends) = unwrap_escaped(text, ends, &schema.escaped);
+                out.push(LogRecord {
+                    schema: Arc::clone(schema),
+                    text,
+                    ends,
+                    line,
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether an `EscapedString` value carries Salesforce's extra pair of quotes: the CSV field
+/// `"""home"""` decodes to `"home"`, and `""""""` (an empty value) to `""`. Salesforce documents
+/// the third quotation mark as an aid for parsers, not as part of the data.
+fn has_escaping_artifact(value: &str) -> bool {
+    value.len() >= 2 && value.starts_with('"') && value.ends_with('"')
+}
+
+/// Removes the extra pair of quotes from the `escaped` columns; rows without any keep their
+/// text untouched (no copy).
+fn unwrap_escaped(text: String, ends: Vec<usize>, escaped: &[usize]) -> (String, Vec<usize>) {
+    let field = |i: usize| {
+        let start = if i == 0 { 0 } else { ends[i - 1] };
+        text.get(start..ends[i]).unwrap_or("")
+    };
+    if !escaped
+        .iter()
+        .any(|&i| i < ends.len() && has_escaping_artifact(field(i)))
+    {
+        return (text, ends);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut new_ends = Vec::with_capacity(ends.len());
+    let mut next_escaped = escaped.iter().peekable();
+    for i in 0..ends.len() {
+        let mut value = field(i);
+        if next_escaped.next_if_eq(&&i).is_some() && has_escaping_artifact(value) {
+            value = &value[1..value.len() - 1];
+        }
+        out.push_str(value);
+        new_ends.push(out.len());
+    }
+    (out, new_ends)
+}
+
+/// Lossy UTF-8 conversion field by field, recomputing the field ends.
+fn lossy_keeping_ends(bytes: &[u8], ends: &[usize]) -> (String, Vec<usize>) {
+    let mut text = String::with_capacity(bytes.len());
+    let mut new_ends = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for &end in ends {
+        text.push_str(&String::from_utf8_lossy(&bytes[start..end]));
+        new_ends.push(text.len());
+        start = end;
+    }
+    (text, new_ends)
+}
