@@ -3,33 +3,72 @@
 use std::fmt;
 use std::str::FromStr;
 
+use salesforce_jwt::realtime::{EventObject, ObjectKind};
+
 /// A kind of log, in Salesforce's own names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Source {
     /// Event Monitoring log files, collected exactly once through the library's `Collector`.
     #[default]
     EventLogFile,
+    /// A Real-Time Event Monitoring storage object (`LoginEvent`...), a threat-detection store
+    /// or `SetupAuditTrail`, collected exactly once into the same output and checkpoint.
+    Object(EventObject),
 }
 
 impl FromStr for Source {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text.trim() {
-            "EventLogFile" => Ok(Source::EventLogFile),
-            // INTEGRATE: sources — add the real-time event sources here once the library's
-            // real-time module lands, and collect them in run.rs.
-            other => Err(format!(
-                "source {other:?} is not available in this build of sf-ingest: only EventLogFile is"
-            )),
+        let text = text.trim();
+        if text == "EventLogFile" {
+            return Ok(Source::EventLogFile);
         }
+        // Objects of your own: `My_Event__b:big`, `My_Store__c:standard`.
+        if let Some((name, kind)) = text.split_once(':') {
+            let kind = match kind.trim().to_ascii_lowercase().as_str() {
+                "big" => ObjectKind::BigObject,
+                "standard" => ObjectKind::Standard,
+                other => {
+                    return Err(format!(
+                        "source {text:?}: the kind after ':' is {other:?}; use big (an object \
+                         queried by EventDate, like LoginEvent) or standard (queried by \
+                         CreatedDate and Id, like SetupAuditTrail)"
+                    ));
+                }
+            };
+            return EventObject::custom(name, kind)
+                .map(Source::Object)
+                .map_err(|e| format!("source {text:?}: {e}"));
+        }
+        if let Some(object) = EventObject::named(text) {
+            return Ok(Source::Object(object));
+        }
+        let hint = match text.strip_suffix("Stream") {
+            // The streaming channels cannot be queried; their storage objects can.
+            Some(stored) if EventObject::named(stored).is_some() => format!(
+                " ({text} is a streaming channel, which cannot be queried; collect its storage \
+                 object {stored})"
+            ),
+            _ => String::new(),
+        };
+        let known: Vec<String> = EventObject::catalogue()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        Err(format!(
+            "source {text:?} is not available{hint}: use EventLogFile, one of {}, or an object of \
+             your own as NAME:big or NAME:standard",
+            known.join(", ")
+        ))
     }
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Source::EventLogFile => "EventLogFile",
-        })
+        match self {
+            Source::EventLogFile => f.write_str("EventLogFile"),
+            Source::Object(object) => f.write_str(object.name()),
+        }
     }
 }
