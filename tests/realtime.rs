@@ -793,3 +793,188 @@ async fn a_pass_delivers_every_row_queryable_when_it_starts_even_a_second_old() 
         other => panic!("unexpected state {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_stop_flag_ends_the_pass_after_a_committed_window_and_the_next_pass_goes_on_exactly_once()
+ {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let org = org().await;
+    org.add(
+        "LoginEvent",
+        now() - time::Duration::hours(20),
+        now() - time::Duration::minutes(1),
+        80,
+        21,
+    );
+    org.add(
+        "SetupAuditTrail",
+        now() - time::Duration::hours(20),
+        now() - time::Duration::minutes(1),
+        30,
+        22,
+    );
+    let objects = vec![object("LoginEvent"), object("SetupAuditTrail")];
+    let store = MemoryCheckpointStore::new();
+    let mut sink = Recorder::default();
+    let stop = AtomicBool::new(false);
+    let mut reports = Vec::new();
+    let mut collector = org.collector(objects.clone(), store.clone(), options());
+    let summary = collector
+        .run_pass_with(
+            &mut sink,
+            &mut |p| {
+                reports.push(p.clone());
+                // Asked to stop once the third window has been committed.
+                if p.current.as_deref() == Some("LoginEvent") && p.rows > 0 && reports.len() >= 4 {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            },
+            &stop,
+        )
+        .await
+        .unwrap();
+    assert!(summary.stopped, "{summary:?}");
+    assert_eq!(summary.objects.len(), 1, "SetupAuditTrail was not started");
+    let partial = sink.committed.len();
+    assert!(partial > 0 && partial < 80, "{partial} rows");
+    assert!(sink.staged.is_empty(), "stopped between windows");
+    assert!(reports.iter().all(|p| p.files_total == 2));
+    // The checkpoint holds where it stopped: exactly what was committed.
+    let checkpoint = store.get().unwrap();
+    assert_eq!(checkpoint.rows_delivered, partial as u64);
+    match &checkpoint.sources["LoginEvent"] {
+        SourceState::BigObject(state) => assert!(state.watermark.unwrap() < now()),
+        other => panic!("unexpected state {other:?}"),
+    }
+    assert!(!checkpoint.sources.contains_key("SetupAuditTrail"));
+
+    let stop = AtomicBool::new(false);
+    let summary = org
+        .collector(objects, store.clone(), options())
+        .run_pass_with(&mut sink, &mut |_| {}, &stop)
+        .await
+        .unwrap();
+    assert!(!summary.stopped);
+    assert_exactly_once(&org.mock, &["LoginEvent", "SetupAuditTrail"], &sink.keys());
+    assert_eq!(store.get().unwrap().rows_delivered, 110);
+}
+
+#[tokio::test]
+async fn event_log_file_and_objects_share_one_checkpoint_and_one_ecs_file() {
+    use salesforce_jwt::event_log::{Collector, CollectorOptions, EventLogFileQuery};
+    use salesforce_jwt::format::OutputFormat;
+    use std::sync::atomic::AtomicBool;
+    let org = org().await;
+    org.mock.add_demo_data(now());
+    org.add(
+        "LoginEvent",
+        now() - time::Duration::hours(20),
+        now() - time::Duration::minutes(1),
+        30,
+        31,
+    );
+    org.add(
+        "SetupAuditTrail",
+        now() - time::Duration::hours(20),
+        now() - time::Duration::minutes(1),
+        20,
+        32,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("all.ndjson");
+    let store = MemoryCheckpointStore::new();
+    let mut collector = Collector::with_sources(
+        org.client.clone(),
+        Some(EventLogFileQuery::new()),
+        vec![object("LoginEvent"), object("SetupAuditTrail")],
+        store.clone(),
+        CollectorOptions {
+            since: Duration::from_secs(7 * 24 * 3600),
+            ..CollectorOptions::default()
+        },
+        options(),
+    )
+    .unwrap();
+    let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint())
+        .unwrap()
+        .with_format(OutputFormat::Ecs);
+    let summary = collector
+        .run_sources_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+        .await
+        .unwrap();
+    assert!(summary.event_log_file.rows > 0);
+    assert_eq!(summary.objects.rows(), 50);
+    drop(sink);
+
+    let checkpoint = store.get().unwrap();
+    assert!(matches!(
+        checkpoint.sources["EventLogFile"],
+        SourceState::EventLogFile(_)
+    ));
+    assert!(matches!(
+        checkpoint.sources["LoginEvent"],
+        SourceState::BigObject(_)
+    ));
+    assert!(matches!(
+        checkpoint.sources["SetupAuditTrail"],
+        SourceState::Keyset(_)
+    ));
+    assert_eq!(checkpoint.rows_delivered, summary.rows());
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        checkpoint.sink_position,
+        Some(text.len() as u64),
+        "one position for every source"
+    );
+    let ids: std::collections::HashSet<String> = text
+        .lines()
+        .map(|l| {
+            let doc: Value = serde_json::from_str(l).unwrap();
+            doc["event"]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len() as u64, summary.rows(), "every document once");
+    for name in ["LoginEvent", "SetupAuditTrail"] {
+        for record in org.mock.records(name) {
+            let doc = salesforce_jwt::format::ecs::object_document(name, &record);
+            assert!(
+                ids.contains(doc["event"]["id"].as_str().unwrap()),
+                "{name} row missing"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_object_collector_refuses_a_checkpoint_of_another_output_and_leaves_it_alone() {
+    let org = org().await;
+    org.add(
+        "LoginEvent",
+        now() - time::Duration::hours(2),
+        now() - time::Duration::minutes(1),
+        10,
+        41,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryCheckpointStore::new();
+    let first = dir.path().join("a.ndjson");
+    let mut sink = NdjsonFileSink::resume(&first, &Default::default()).unwrap();
+    org.collector(vec![object("LoginEvent")], store.clone(), options())
+        .run_pass(&mut sink)
+        .await
+        .unwrap();
+    drop(sink);
+    let saved = store.get().unwrap();
+    assert!(saved.output.as_deref().unwrap().ends_with("a.ndjson"));
+
+    let other = dir.path().join("b.ndjson");
+    let mut sink = NdjsonFileSink::open(&other, None).unwrap();
+    let error = org
+        .collector(vec![object("LoginEvent")], store.clone(), options())
+        .run_pass(&mut sink)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("a.ndjson"), "{error}");
+    assert_eq!(store.get().unwrap(), saved, "nothing moved");
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "");
+}

@@ -201,7 +201,7 @@ impl<S: CheckpointStore> Collector<S> {
     /// A collector of several sources over one checkpoint and one output: EventLogFile as
     /// [`new`](Self::new) does when `event_log_file` is given (`None`: not collected, and no
     /// EventLogFile position is added to the checkpoint), then each of `objects` as
-    /// [`ObjectCollector`] does, with `object_options`. Run it with
+    /// [`ObjectCollector`](crate::realtime::ObjectCollector) does, with `object_options`. Run it with
     /// [`run_sources_pass`](Self::run_sources_pass).
     ///
     /// Every source keeps its own position under its own key: a source the checkpoint does not

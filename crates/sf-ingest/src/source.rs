@@ -72,3 +72,40 @@ impl fmt::Display for Source {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalogue_object_and_objects_of_your_own_are_sources() {
+        for object in EventObject::catalogue() {
+            assert_eq!(
+                object.name().parse::<Source>(),
+                Ok(Source::Object(object.clone()))
+            );
+        }
+        assert_eq!("EventLogFile".parse::<Source>(), Ok(Source::EventLogFile));
+        match "My_Event__b:big".parse::<Source>() {
+            Ok(Source::Object(o)) => {
+                assert_eq!((o.name(), o.kind()), ("My_Event__b", ObjectKind::BigObject));
+            }
+            other => panic!("{other:?}"),
+        }
+        let stream = "LoginEventStream".parse::<Source>().unwrap_err();
+        assert!(
+            stream.contains("streaming channel") && stream.contains("storage object LoginEvent"),
+            "{stream}"
+        );
+        let kind = "My_Event__b:huge".parse::<Source>().unwrap_err();
+        assert!(
+            kind.contains("use big") && kind.contains("standard"),
+            "{kind}"
+        );
+        let unknown = "Nope".parse::<Source>().unwrap_err();
+        assert!(
+            unknown.contains("SetupAuditTrail") && unknown.contains("NAME:big"),
+            "{unknown}"
+        );
+    }
+}
