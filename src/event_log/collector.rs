@@ -66,7 +66,9 @@ impl Default for CollectorOptions {
     }
 }
 
-/// Progress of a pass, reported after every file and every 1024 rows within a file.
+/// Progress of a pass, reported after every file and every 1024 rows within a file; for
+/// real-time objects, at each object's start and after every committed window or batch, with
+/// `files_done`/`files_total` counting objects, `current` naming the object and `bytes` 0.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
     /// Files completed in this pass.
