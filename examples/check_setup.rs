@@ -7,14 +7,18 @@
 //! cargo run --example check_setup
 //! ```
 //!
-//! Prints the instance, org and user, the API version, and whether the user can read
-//! EventLogFile. Never prints the token. Exits non-zero with an actionable message on any
-//! failure.
+//! Prints the instance, org and user, the API version, whether the user can read
+//! EventLogFile, and whether Real-Time Event Monitoring data can be read (one `LoginEvent`
+//! row). Never prints the token. Exits non-zero with an actionable message on any failure; a
+//! real-time problem (no licence or permission, or storage not enabled) is reported with the
+//! Setup page to visit but does not fail the check, since EventLogFile alone needs neither.
 
 use std::process::ExitCode;
 
+use futures_util::TryStreamExt as _;
 use salesforce_jwt::event_log::EventLogFileQuery;
-use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig};
+use salesforce_jwt::realtime::{BigObjectQuery, EventObject, FieldSelection};
+use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, QueryOptions};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -78,11 +82,63 @@ async fn check() -> Result<(), Error> {
         .count(&EventLogFileQuery::new().to_count_soql())
         .await?;
     println!("EventLogFile    readable ({files} files visible)");
+    check_realtime(&client).await?;
     if let Some(usage) = client.last_api_usage() {
         println!(
             "API usage       {}/{} requests in the last 24 h",
             usage.used, usage.limit
         );
+    }
+    Ok(())
+}
+
+/// Probes one big object, the newest `LoginEvent`, and tells apart the two reasons it may give
+/// nothing: no access (the type is unknown to this user) or no stored rows.
+async fn check_realtime(client: &JwtBearerClient) -> Result<(), Error> {
+    let login = EventObject::named("LoginEvent")
+        .ok_or_else(|| Error::Internal("LoginEvent is missing from the catalogue".into()))?;
+    // `SELECT EventIdentifier FROM LoginEvent ORDER BY EventDate DESC LIMIT 1`: the cheapest
+    // query a big object accepts.
+    let soql = BigObjectQuery::new(&login)?
+        .fields(FieldSelection::Fields(vec!["EventIdentifier".into()]))
+        .limit(1)
+        .to_soql()?;
+    let rows: Result<Vec<serde_json::Value>, Error> = client
+        .query(&soql, QueryOptions::default())
+        .try_collect()
+        .await;
+    match rows {
+        Ok(rows) if !rows.is_empty() => {
+            println!("Real-time       readable (LoginEvent has stored rows)");
+        }
+        Ok(_) => {
+            println!(
+                "Real-time       readable, but LoginEvent has no stored rows: storage is probably \
+                 not enabled. Visit Setup > Event Manager (Quick Find \"Event Manager\") and \
+                 choose \"Enable Storage\" for LoginEvent (and every event you collect); rows \
+                 are stored from then on. An org where nobody logged in recently looks the same"
+            );
+        }
+        Err(Error::Api(api))
+            if matches!(
+                api.error_code.as_deref(),
+                Some(
+                    "INVALID_TYPE"
+                        | "INSUFFICIENT_ACCESS"
+                        | "INSUFFICIENT_ACCESS_OR_READONLY"
+                        | "INVALID_TYPE_FOR_OPERATION"
+                )
+            ) =>
+        {
+            println!(
+                "Real-time       NOT readable ({}): this user cannot see LoginEvent. It needs \
+                 the Salesforce Shield or Event Monitoring add-on licence on the org, and the \
+                 \"View Real-Time Event Monitoring Data\" permission: Setup > Permission Sets \
+                 (or Profiles) > System Permissions. EventLogFile collection works without it",
+                api.error_code.as_deref().unwrap_or("refused")
+            );
+        }
+        Err(e) => return Err(e),
     }
     Ok(())
 }

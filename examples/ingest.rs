@@ -1,7 +1,9 @@
-//! The full ingestion: every EventLogFile row of the org, exactly once, as NDJSON.
+//! The full ingestion: every EventLogFile row of the org and any Real-Time Event Monitoring
+//! objects and SetupAuditTrail, exactly once, as NDJSON into one output.
 //!
 //! ```sh
 //! cargo run --example ingest                      # demo: embedded mock org, rows to stdout
+//! cargo run --example ingest -- --source LoginEvent --source SetupAuditTrail
 //! cargo run --example ingest -- --out events.ndjson --state events.checkpoint.json --since 7d
 //! ```
 //!
@@ -12,7 +14,8 @@
 //! |---|---|
 //! | `--out FILE` | NDJSON output (default stdout); with a file, rows are exactly-once across kills |
 //! | `--state FILE` | checkpoint (default `FILE.checkpoint.json` beside `--out`, else in memory); refused with another `--out` than its own |
-//! | `--event-type T` | only this type (repeatable), e.g. `Login`; a type added later starts from `--since` |
+//! | `--source NAME` | a source (repeatable; default `EventLogFile`): `EventLogFile`, any catalogue object (`LoginEvent`, `ApiEvent`, `SetupAuditTrail`, `ApiAnomalyEventStore`...), or your own as `NAME:big` / `NAME:standard`; a source added later starts from `--since`, one left out keeps its position |
+//! | `--event-type T` | only this EventLogFile type (repeatable), e.g. `Login`; a type added later starts from `--since` |
 //! | `--interval daily\|hourly\|all` | which files (default all) |
 //! | `--since DURATION` | how far back a first run starts: `36h`, `7d` (default `1d`; `7d` against the demo org) |
 //! | `--concurrency N` | files downloaded at once (default 4) |
@@ -23,7 +26,9 @@
 //! downloads fail first (four cut-off bodies, two 503s) with short backoffs, to show the run
 //! still delivers every row once (tests/examples.rs). It has no effect against a real org.
 //!
-//! Ctrl-C stops after the current file with the checkpoint consistent (exit code 130); a second
+//! In demo mode the mock org also holds three days of rows of every real-time object.
+//!
+//! Ctrl-C stops after the current file, window or batch with the checkpoint consistent (exit code 130); a second
 //! Ctrl-C exits at once, which is safe too: the next run cuts the output back.
 
 use std::io::{BufWriter, IsTerminal as _, Write as _};
@@ -36,18 +41,22 @@ use std::time::{Duration, Instant};
 use salesforce_jwt::event_log::{
     CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, EventType,
     FileCheckpointStore, IntervalFilter, MemoryCheckpointStore, NdjsonFileSink, NdjsonSink,
-    PassSummary, Progress, RecordSink,
+    Progress, RecordSink, SourcesPassSummary,
 };
+use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions, ObjectKind, ObjectSink};
 use salesforce_jwt::{ENV_VARS, Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
-use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, MockOrg};
+use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, MockOrg, generate_records};
 
-const USAGE: &str = "usage: ingest [--out FILE] [--state FILE] [--event-type T]... \
+const USAGE: &str = "usage: ingest [--out FILE] [--state FILE] [--source NAME]... [--event-type T]... \
 [--interval daily|hourly|all] [--since DURATION] [--concurrency N] [--follow SECONDS] \
 [--skip-bad-files]";
 
 struct Options {
     out: Option<PathBuf>,
     state: Option<PathBuf>,
+    /// Whether EventLogFile is collected (`--source EventLogFile`, or no `--source`).
+    event_log_file: bool,
+    objects: Vec<EventObject>,
     event_types: Vec<EventType>,
     interval: IntervalFilter,
     since: Option<Duration>,
@@ -88,6 +97,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     let mut o = Options {
         out: None,
         state: None,
+        event_log_file: false,
+        objects: Vec::new(),
         event_types: Vec::new(),
         interval: IntervalFilter::All,
         since: None,
@@ -100,6 +111,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         match arg.as_str() {
             "--out" => o.out = Some(value("--out")?.into()),
             "--state" => o.state = Some(value("--state")?.into()),
+            "--source" => {
+                let name = value("--source")?;
+                if name == "EventLogFile" {
+                    o.event_log_file = true;
+                } else {
+                    let object = parse_source(&name)?;
+                    if !o.objects.iter().any(|known| known.name() == object.name()) {
+                        o.objects.push(object);
+                    }
+                }
+            }
             "--event-type" => o
                 .event_types
                 .push(EventType::from(value("--event-type")?.as_str())),
@@ -134,7 +156,38 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    if o.objects.is_empty() {
+        o.event_log_file = true;
+    }
     Ok(o)
+}
+
+/// A catalogue object by its API name, or one of yours as `NAME:big` / `NAME:standard`.
+fn parse_source(text: &str) -> Result<EventObject, String> {
+    if let Some((name, kind)) = text.split_once(':') {
+        let kind = match kind.to_ascii_lowercase().as_str() {
+            "big" => ObjectKind::BigObject,
+            "standard" => ObjectKind::Standard,
+            other => {
+                return Err(format!(
+                    "--source {text:?}: the kind after ':' is {other:?}; use big (queried by \
+                     EventDate) or standard (queried by CreatedDate and Id)"
+                ));
+            }
+        };
+        return EventObject::custom(name, kind).map_err(|e| format!("--source {text:?}: {e}"));
+    }
+    EventObject::named(text).ok_or_else(|| {
+        let known: Vec<String> = EventObject::catalogue()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        format!(
+            "--source {text:?} is not EventLogFile nor a known object ({}); name your own \
+             object as NAME:big or NAME:standard",
+            known.join(", ")
+        )
+    })
 }
 
 /// `90m`, `36h`, `7d`, `2w` (or plain seconds).
@@ -176,9 +229,22 @@ async fn run(options: Options) -> Result<Ended, Error> {
         let org = MockOrg::start().await;
         let files = org.add_demo_data(time::OffsetDateTime::now_utc());
         let faults = demo_faults(files.first())?;
+        let now = time::OffsetDateTime::now_utc();
+        for (seed, object) in EventObject::catalogue().iter().enumerate() {
+            // Written at least a minute ago, so every row is queryable at once.
+            let rows = generate_records(
+                object.name(),
+                now - time::Duration::days(3),
+                now - time::Duration::minutes(1),
+                40,
+                seed as u64,
+            );
+            org.add_records(object.name(), rows)
+                .map_err(|e| Error::Internal(format!("demo data: {e}")))?;
+        }
         eprintln!(
             "ingest: no SF_* variables are set, so this run uses an embedded mock Salesforce org \
-             with {} demo log files (and --since defaults to 7d). Set SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH, SF_USERNAME, \
+             with {} demo log files and rows of every real-time object (and --since defaults to 7d). Set SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH, SF_USERNAME, \
              SF_CLIENT_ID, SF_INSTANCE_URL and SF_TOKEN_URL to collect from a real org.",
             files.len()
         );
@@ -232,7 +298,18 @@ async fn run(options: Options) -> Result<Ended, Error> {
         skip_failed_files: options.skip_bad_files,
         ..CollectorOptions::default()
     };
-    let mut collector = Collector::new(client, query, store, collector_options)?;
+    let object_options = ObjectCollectorOptions {
+        since: collector_options.since,
+        ..ObjectCollectorOptions::default()
+    };
+    let mut collector = Collector::with_sources(
+        client,
+        options.event_log_file.then_some(query),
+        options.objects.clone(),
+        store,
+        collector_options,
+        object_options,
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = Arc::clone(&stop);
     tokio::spawn(async move {
@@ -295,7 +372,7 @@ fn demo_faults(file: Option<&String>) -> Result<Vec<Fault>, Error> {
     Ok(faults)
 }
 
-async fn passes<S: CheckpointStore, K: RecordSink>(
+async fn passes<S: CheckpointStore, K: RecordSink + ObjectSink>(
     collector: &mut Collector<S>,
     sink: &mut K,
     options: &Options,
@@ -310,8 +387,9 @@ async fn passes<S: CheckpointStore, K: RecordSink>(
                     || p.files_done == p.files_total)
             {
                 last_draw = Instant::now();
+                // files_* count files during EventLogFile, objects afterwards.
                 eprint!(
-                    "\r\x1b[Kfiles {}/{}  rows {}  {:.1} MB/s",
+                    "\r\x1b[K{}/{} done  rows {}  {:.1} MB/s",
                     p.files_done,
                     p.files_total,
                     p.rows,
@@ -323,12 +401,15 @@ async fn passes<S: CheckpointStore, K: RecordSink>(
                     files_done = p.files_done,
                     files_total = p.files_total,
                     rows = p.rows,
-                    mid_file = p.current.is_some(),
+                    // An EventLogFile Id (key prefix 0AT) while a file is under way; an
+                    // object's API name while its windows or batches are.
+                    mid_file = p.current.as_deref().is_some_and(|c| c.starts_with("0AT")),
+                    current = ?p.current,
                     "progress"
                 );
             }
         };
-        let summary = match collector.run_pass(sink, &mut progress, stop).await {
+        let summary = match collector.run_sources_pass(sink, &mut progress, stop).await {
             Ok(summary) => Some(summary),
             // An outage must not end a long-running collector: the checkpoint is consistent
             // and the next pass resumes where this one stopped.
@@ -368,7 +449,14 @@ enum Ended {
     Stopped,
 }
 
-fn report(summary: &PassSummary, total_rows: u64) {
+fn report(summary: &SourcesPassSummary, total_rows: u64) {
+    for object in &summary.objects.objects {
+        eprintln!(
+            "ingest: {}: {} rows in {} windows or batches",
+            object.object, object.rows, object.batches
+        );
+    }
+    let summary = &summary.event_log_file;
     for (file, error) in &summary.skipped {
         eprintln!(
             "ingest: SKIPPED EventLogFile {} ({}, LogDate {}): {error}",

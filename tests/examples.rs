@@ -456,3 +456,259 @@ async fn ingest_interrupted_with_sigint_stops_after_the_file_with_exit_code_130(
     assert!(status.success());
     assert_eq!(rows_per_file(&out), expected);
 }
+
+/// `count` rows of `object` in the last two days (all older than a minute, so queryable now).
+fn add_object_rows(org: &MockOrg, object: &str, count: usize, seed: u64) {
+    let now = time::OffsetDateTime::now_utc();
+    let rows = salesforce_jwt_mock::generate_records(
+        object,
+        now - time::Duration::days(2),
+        now - time::Duration::minutes(1),
+        count,
+        seed,
+    );
+    org.add_records(object, rows).unwrap();
+}
+
+/// The key of each row of an org's real-time object: EventIdentifier, or Id on SetupAuditTrail.
+fn object_keys_in_org(org: &MockOrg, object: &str) -> std::collections::BTreeSet<String> {
+    let field = if object == "SetupAuditTrail" {
+        "Id"
+    } else {
+        "EventIdentifier"
+    };
+    org.records(object)
+        .iter()
+        .map(|r| r[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every line whole JSON, no line twice; EventLogFile rows counted per file, object rows keyed
+/// per SObjectType (every key once).
+#[allow(clippy::type_complexity)]
+fn rows_per_source(
+    out: &std::path::Path,
+) -> (
+    std::collections::BTreeMap<String, usize>,
+    std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) {
+    let text = std::fs::read_to_string(out).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    let mut objects: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    let mut unique = std::collections::HashSet::new();
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).expect("no torn line survives");
+        assert!(
+            unique.insert(line.to_string()),
+            "a row was written twice: {line}"
+        );
+        if let Some(id) = row["EventLogFileId"].as_str() {
+            *files.entry(id.to_string()).or_insert(0usize) += 1;
+            continue;
+        }
+        let object = row["SObjectType"]
+            .as_str()
+            .expect("SObjectType")
+            .to_string();
+        let key = if object == "SetupAuditTrail" {
+            row["Id"].as_str()
+        } else {
+            row["EventIdentifier"].as_str()
+        };
+        assert!(
+            objects
+                .entry(object)
+                .or_default()
+                .insert(key.unwrap().to_string()),
+            "a row was delivered twice: {line}"
+        );
+    }
+    (files, objects)
+}
+
+/// The checkpoint beside `out`, as JSON.
+fn checkpoint_of(out: &std::path::Path) -> serde_json::Value {
+    let mut name = out.as_os_str().to_os_string();
+    name.push(".checkpoint.json");
+    serde_json::from_slice(&std::fs::read(name).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_adds_a_source_from_since_and_keeps_the_positions_of_the_others() {
+    let org = MockOrg::start().await;
+    org.add_demo_data(time::OffsetDateTime::now_utc());
+    add_object_rows(&org, "LoginEvent", 60, 1);
+    add_object_rows(&org, "SetupAuditTrail", 40, 2);
+    // Older than --since: a source added later must not reach them.
+    let now = time::OffsetDateTime::now_utc();
+    let old = salesforce_jwt_mock::generate_records(
+        "SetupAuditTrail",
+        now - time::Duration::days(6),
+        now - time::Duration::days(5),
+        15,
+        3,
+    );
+    let old: std::collections::BTreeSet<String> = org
+        .add_records("SetupAuditTrail", old)
+        .unwrap()
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap().to_string())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let out_arg = out.to_str().unwrap();
+    let common = ["--since", "3d", "--out", out_arg];
+    let run = |sources: &'static [&'static str]| {
+        let org = &org;
+        async move {
+            let mut args: Vec<&str> = common.to_vec();
+            for s in sources {
+                args.extend(["--source", s]);
+            }
+            let (code, _, stderr) = run_against(org, "ingest", org.username(), &args).await;
+            assert_eq!(code, Some(0), "{stderr}");
+        }
+    };
+
+    run(&["EventLogFile", "LoginEvent"]).await;
+    let first = std::fs::read_to_string(&out).unwrap();
+    let (files, objects) = rows_per_source(&out);
+    assert!(!files.is_empty());
+    assert_eq!(objects.keys().collect::<Vec<_>>(), ["LoginEvent"]);
+    let checkpoint = checkpoint_of(&out);
+    let event_log_file = checkpoint["sources"]["EventLogFile"].clone();
+    assert_eq!(checkpoint["sources"]["LoginEvent"]["kind"], "BigObject");
+    assert!(checkpoint["sources"].get("SetupAuditTrail").is_none());
+
+    run(&["EventLogFile", "LoginEvent", "SetupAuditTrail"]).await;
+    let second = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        second.starts_with(&first),
+        "the first run's rows stay as they were"
+    );
+    let (files_after, objects) = rows_per_source(&out);
+    assert_eq!(files_after, files, "no EventLogFile row again");
+    assert_eq!(
+        objects["LoginEvent"],
+        object_keys_in_org(&org, "LoginEvent")
+    );
+    let in_since: std::collections::BTreeSet<String> = object_keys_in_org(&org, "SetupAuditTrail")
+        .difference(&old)
+        .cloned()
+        .collect();
+    assert_eq!(
+        objects["SetupAuditTrail"], in_since,
+        "the added source starts from --since"
+    );
+    let checkpoint = checkpoint_of(&out);
+    assert_eq!(
+        checkpoint["sources"]["EventLogFile"], event_log_file,
+        "nothing new: EventLogFile's position did not move"
+    );
+    assert_eq!(checkpoint["sources"]["SetupAuditTrail"]["kind"], "Keyset");
+
+    // A source left out keeps its position.
+    let saved_trail = checkpoint["sources"]["SetupAuditTrail"].clone();
+    run(&["LoginEvent"]).await;
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), second);
+    let checkpoint = checkpoint_of(&out);
+    assert_eq!(checkpoint["sources"]["SetupAuditTrail"], saved_trail);
+    assert_eq!(checkpoint["sources"]["EventLogFile"], event_log_file);
+}
+
+/// `ingest` with three sources into one output, killed with SIGKILL in the middle of an
+/// EventLogFile file and then inside LoginEvent's windows, then run to the end: every row of
+/// every source exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_of_three_sources_killed_with_sigkill_and_restarted_writes_every_row_exactly_once() {
+    use tokio::io::AsyncBufReadExt as _;
+    let (org, expected) = big_org().await;
+    add_object_rows(&org, "LoginEvent", 3000, 4);
+    add_object_rows(&org, "SetupAuditTrail", 3000, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let spawn = || {
+        let mut command = tokio::process::Command::from(demo_command_for("ingest"));
+        command
+            .envs(sf_env(&org, org.username()))
+            .env("RUST_LOG", "ingest=debug")
+            .args(["--since", "3d", "--concurrency", "2"])
+            .args(["--source", "EventLogFile", "--source", "LoginEvent"])
+            .args(["--source", "SetupAuditTrail", "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        command.spawn().unwrap()
+    };
+    // First mid-file, then at LoginEvent's tenth committed window.
+    for marker in ["mid_file=true", "current=Some(\"LoginEvent\")"] {
+        let mut child = spawn();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = 0;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("progress") && line.contains(marker) {
+                seen += 1;
+                if seen == 10 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(seen, 10, "the run ended before the kill");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        child.start_kill().unwrap();
+        let status = child.wait().await.unwrap();
+        assert!(!status.success(), "the run ended before the kill");
+    }
+    let status = spawn().wait().await.unwrap();
+    assert!(status.success());
+    let (files, objects) = rows_per_source(&out);
+    assert_eq!(files, expected);
+    assert_eq!(
+        objects["LoginEvent"],
+        object_keys_in_org(&org, "LoginEvent")
+    );
+    assert_eq!(
+        objects["SetupAuditTrail"],
+        object_keys_in_org(&org, "SetupAuditTrail")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_setup_tells_a_missing_real_time_permission_from_storage_not_enabled() {
+    let org = MockOrg::builder().realtime_access(false).start().await;
+    org.add_demo_data(time::OffsetDateTime::now_utc());
+    let (code, stdout, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Real-time       NOT readable (INVALID_TYPE)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("View Real-Time Event Monitoring Data")
+            && stdout.contains("Event Monitoring add-on"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Event Manager"), "{stdout}");
+
+    // Access, but nothing stored.
+    let org = MockOrg::start().await;
+    org.add_demo_data(time::OffsetDateTime::now_utc());
+    let (code, stdout, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("LoginEvent has no stored rows"), "{stdout}");
+    assert!(
+        stdout.contains("Setup > Event Manager") && stdout.contains("Enable Storage"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("View Real-Time"), "{stdout}");
+
+    add_object_rows(&org, "LoginEvent", 3, 6);
+    let (code, stdout, _) = run_against(&org, "check_setup", org.username(), &[]).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("Real-time       readable (LoginEvent has stored rows)"),
+        "{stdout}"
+    );
+}

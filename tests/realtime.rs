@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
+use salesforce_jwt::event_log::{MemoryCheckpointStore, NdjsonFileSink, SourceState};
 use salesforce_jwt::realtime::{
-    Batch, EventObject, FieldSelection, MemoryStateStore, NdjsonObjectFileSink, ObjectCollector,
-    ObjectCollectorOptions, ObjectKind, ObjectPassSummary, ObjectRecord, ObjectSink,
-    ObjectStateStore, SourceState,
+    Batch, EventObject, FieldSelection, ObjectCollector, ObjectCollectorOptions, ObjectKind,
+    ObjectPassSummary, ObjectRecord, ObjectSink,
 };
 use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
 use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, MockOrg, generate_records};
@@ -63,9 +63,9 @@ impl Org {
     fn collector(
         &self,
         objects: Vec<EventObject>,
-        store: MemoryStateStore,
+        store: MemoryCheckpointStore,
         options: ObjectCollectorOptions,
-    ) -> ObjectCollector<MemoryStateStore> {
+    ) -> ObjectCollector<MemoryCheckpointStore> {
         ObjectCollector::new(self.client.clone(), objects, store, options).unwrap()
     }
 
@@ -82,6 +82,11 @@ impl Org {
             .add_records(object, generate_records(object, after, up_to, count, seed))
             .unwrap()
     }
+}
+
+/// The saved position of `object` in the store's checkpoint.
+fn saved_state(store: &MemoryCheckpointStore, object: &str) -> Option<SourceState> {
+    store.get().and_then(|c| c.sources.get(object).cloned())
 }
 
 fn options() -> ObjectCollectorOptions {
@@ -205,7 +210,7 @@ async fn every_row_of_every_object_is_collected_once_and_a_second_run_collects_n
             i as u64,
         );
     }
-    let store = MemoryStateStore::new();
+    let store = MemoryCheckpointStore::new();
     let options = ObjectCollectorOptions {
         window: Duration::from_secs(6 * 3600),
         batch_size: 10,
@@ -228,7 +233,7 @@ async fn every_row_of_every_object_is_collected_once_and_a_second_run_collects_n
     assert_eq!(summary.rows(), 0, "{summary:?}");
     assert!(again.committed.is_empty());
     // The state only remembers identifiers inside the overlap: none after ten quiet minutes.
-    match store.state("LoginEvent").unwrap() {
+    match saved_state(&store, "LoginEvent") {
         Some(SourceState::BigObject(state)) => {
             assert!(state.delivered_in_overlap.is_empty(), "{state:?}");
             assert_eq!(state.watermark, Some(now() + time::Duration::minutes(10)));
@@ -274,7 +279,7 @@ async fn rows_that_become_queryable_late_inside_the_overlap_are_delivered_once()
         .count();
     assert!(unreadable_at_first >= 3);
     let objects = vec![object(login), object("SetupAuditTrail")];
-    let store = MemoryStateStore::new();
+    let store = MemoryCheckpointStore::new();
     let mut sink = Recorder::default();
     org.collector(objects.clone(), store.clone(), options())
         .run_pass(&mut sink)
@@ -355,7 +360,7 @@ async fn a_page_failing_mid_window_with_503_then_401_leaves_no_gap_and_no_repeat
     let summary = org
         .collector(
             vec![object("LoginEvent")],
-            MemoryStateStore::new(),
+            MemoryCheckpointStore::new(),
             options(),
         )
         .run_pass(&mut sink)
@@ -379,7 +384,7 @@ async fn the_request_limit_stops_the_run_and_a_later_run_completes_exactly_once(
         4,
     );
     let mock = Arc::clone(&org.mock);
-    let store = MemoryStateStore::new();
+    let store = MemoryCheckpointStore::new();
     let mut sink = Recorder {
         hook: Some(Box::new(move |written| {
             if written == 3 {
@@ -458,7 +463,11 @@ async fn a_window_with_50000_logins_completes_by_splitting_on_query_timeout() {
     };
     let mut sink = Recorder::default();
     let summary = org
-        .collector(vec![object("LoginEvent")], MemoryStateStore::new(), options)
+        .collector(
+            vec![object("LoginEvent")],
+            MemoryCheckpointStore::new(),
+            options,
+        )
         .run_pass(&mut sink)
         .await
         .unwrap();
@@ -483,7 +492,11 @@ async fn a_window_over_the_row_bound_is_split_before_anything_is_written() {
     };
     let mut sink = Recorder::default();
     let summary = org
-        .collector(vec![object("LoginEvent")], MemoryStateStore::new(), options)
+        .collector(
+            vec![object("LoginEvent")],
+            MemoryCheckpointStore::new(),
+            options,
+        )
         .run_pass(&mut sink)
         .await
         .unwrap();
@@ -505,7 +518,7 @@ async fn a_query_shape_the_platform_refuses_is_an_error_not_a_retry_loop() {
     // LoginEvent declared as a standard object: the keyset query orders by CreatedDate ASC.
     let wrong = EventObject::custom("LoginEvent", ObjectKind::Standard).unwrap();
     let error = org
-        .collector(vec![wrong], MemoryStateStore::new(), options())
+        .collector(vec![wrong], MemoryCheckpointStore::new(), options())
         .run_pass(&mut Recorder::default())
         .await
         .unwrap_err();
@@ -522,7 +535,7 @@ async fn a_query_shape_the_platform_refuses_is_an_error_not_a_retry_loop() {
 /// A sink that dies mid-batch the way a killed process does: no rollback; buffered rows reach
 /// the file when dropped.
 struct DiesMidBatch {
-    inner: NdjsonObjectFileSink,
+    inner: NdjsonFileSink,
     rows_left: usize,
 }
 
@@ -579,7 +592,7 @@ async fn interrupted_runs_resume_with_every_row_exactly_once() {
     let objects = vec![object("LoginEvent"), object("SetupAuditTrail")];
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("realtime.ndjson");
-    let store = MemoryStateStore::new();
+    let store = MemoryCheckpointStore::new();
     let options = ObjectCollectorOptions {
         batch_size: 25,
         ..options()
@@ -594,8 +607,8 @@ async fn interrupted_runs_resume_with_every_row_exactly_once() {
             objects.clone(),
         );
         let killed = tokio::spawn(async move {
-            let position = store.sink_position().unwrap();
-            let inner = NdjsonObjectFileSink::open(&out, position).unwrap();
+            let position = store.get().and_then(|c| c.sink_position);
+            let inner = NdjsonFileSink::open(&out, position).unwrap();
             let mut sink = DiesMidBatch { inner, rows_left };
             let mut collector = ObjectCollector::new(client, objects, store, options).unwrap();
             let _ = collector.run_pass(&mut sink).await;
@@ -604,8 +617,8 @@ async fn interrupted_runs_resume_with_every_row_exactly_once() {
         assert!(killed.unwrap_err().is_panic());
     }
     let torn = std::fs::read_to_string(&out).unwrap().lines().count();
-    let position = store.sink_position().unwrap();
-    let mut sink = NdjsonObjectFileSink::open(&out, position).unwrap();
+    let position = store.get().and_then(|c| c.sink_position);
+    let mut sink = NdjsonFileSink::open(&out, position).unwrap();
     assert!(
         std::fs::read_to_string(&out).unwrap().lines().count() < torn,
         "the unconfirmed rows were cut off"
@@ -646,7 +659,7 @@ async fn setup_audit_trail_rows_sharing_a_created_date_are_split_across_batches_
         batch_size: 5,
         ..options()
     };
-    let store = MemoryStateStore::new();
+    let store = MemoryCheckpointStore::new();
     let mut sink = Recorder::default();
     let summary = org
         .collector(
@@ -676,7 +689,7 @@ fn warned(summary: &ObjectPassSummary) -> bool {
 async fn a_source_quiet_for_a_day_warns_once_about_event_manager_storage() {
     let org = org().await;
     let objects = vec![object("FileEventStore")];
-    let store = MemoryStateStore::new();
+    let store = MemoryCheckpointStore::new();
     let mut sink = Recorder::default();
     let mut pass = async || {
         org.collector(objects.clone(), store.clone(), options())
@@ -702,7 +715,7 @@ async fn a_source_quiet_for_a_day_warns_once_about_event_manager_storage() {
     org.clock.advance(Duration::from_secs(600));
     let summary = pass().await;
     assert_eq!(summary.rows(), 2);
-    match store.state("FileEventStore").unwrap() {
+    match saved_state(&store, "FileEventStore") {
         Some(SourceState::BigObject(state)) => {
             assert_eq!(state.quiet.empty_since, None);
             assert!(!state.quiet.warned);
@@ -717,7 +730,7 @@ async fn options_out_of_range_are_refused_naming_the_option() {
     let error = ObjectCollector::new(
         org.client.clone(),
         vec![object("LoginEvent")],
-        MemoryStateStore::new(),
+        MemoryCheckpointStore::new(),
         ObjectCollectorOptions {
             max_rows_per_window: 0,
             ..options()
@@ -730,7 +743,7 @@ async fn options_out_of_range_are_refused_naming_the_option() {
 #[tokio::test]
 async fn a_state_saved_for_another_kind_is_refused() {
     let org = org().await;
-    let store = MemoryStateStore::new();
+    let store = MemoryCheckpointStore::new();
     let mut sink = Recorder::default();
     org.collector(vec![object("LoginEvent")], store.clone(), options())
         .run_pass(&mut sink)
@@ -760,7 +773,7 @@ async fn a_pass_delivers_every_row_queryable_when_it_starts_even_a_second_old() 
     );
     rows[0].insert("CreatedDate".into(), json!("2025-06-10T11:59:59.500+0000"));
     org.mock.add_records("LoginEvent", rows).unwrap();
-    let store = MemoryStateStore::new();
+    let store = MemoryCheckpointStore::new();
     let mut sink = Recorder::default();
     let summary = org
         .collector(vec![object("LoginEvent")], store.clone(), options())
@@ -768,7 +781,7 @@ async fn a_pass_delivers_every_row_queryable_when_it_starts_even_a_second_old() 
         .await
         .unwrap();
     assert_eq!(summary.rows(), 1, "not held back for the overlap");
-    match store.state("LoginEvent").unwrap() {
+    match saved_state(&store, "LoginEvent") {
         Some(SourceState::BigObject(state)) => {
             assert_eq!(
                 state.watermark,
@@ -779,4 +792,189 @@ async fn a_pass_delivers_every_row_queryable_when_it_starts_even_a_second_old() 
         }
         other => panic!("unexpected state {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn the_stop_flag_ends_the_pass_after_a_committed_window_and_the_next_pass_goes_on_exactly_once()
+ {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let org = org().await;
+    org.add(
+        "LoginEvent",
+        now() - time::Duration::hours(20),
+        now() - time::Duration::minutes(1),
+        80,
+        21,
+    );
+    org.add(
+        "SetupAuditTrail",
+        now() - time::Duration::hours(20),
+        now() - time::Duration::minutes(1),
+        30,
+        22,
+    );
+    let objects = vec![object("LoginEvent"), object("SetupAuditTrail")];
+    let store = MemoryCheckpointStore::new();
+    let mut sink = Recorder::default();
+    let stop = AtomicBool::new(false);
+    let mut reports = Vec::new();
+    let mut collector = org.collector(objects.clone(), store.clone(), options());
+    let summary = collector
+        .run_pass_with(
+            &mut sink,
+            &mut |p| {
+                reports.push(p.clone());
+                // Asked to stop once the third window has been committed.
+                if p.current.as_deref() == Some("LoginEvent") && p.rows > 0 && reports.len() >= 4 {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            },
+            &stop,
+        )
+        .await
+        .unwrap();
+    assert!(summary.stopped, "{summary:?}");
+    assert_eq!(summary.objects.len(), 1, "SetupAuditTrail was not started");
+    let partial = sink.committed.len();
+    assert!(partial > 0 && partial < 80, "{partial} rows");
+    assert!(sink.staged.is_empty(), "stopped between windows");
+    assert!(reports.iter().all(|p| p.files_total == 2));
+    // The checkpoint holds where it stopped: exactly what was committed.
+    let checkpoint = store.get().unwrap();
+    assert_eq!(checkpoint.rows_delivered, partial as u64);
+    match &checkpoint.sources["LoginEvent"] {
+        SourceState::BigObject(state) => assert!(state.watermark.unwrap() < now()),
+        other => panic!("unexpected state {other:?}"),
+    }
+    assert!(!checkpoint.sources.contains_key("SetupAuditTrail"));
+
+    let stop = AtomicBool::new(false);
+    let summary = org
+        .collector(objects, store.clone(), options())
+        .run_pass_with(&mut sink, &mut |_| {}, &stop)
+        .await
+        .unwrap();
+    assert!(!summary.stopped);
+    assert_exactly_once(&org.mock, &["LoginEvent", "SetupAuditTrail"], &sink.keys());
+    assert_eq!(store.get().unwrap().rows_delivered, 110);
+}
+
+#[tokio::test]
+async fn event_log_file_and_objects_share_one_checkpoint_and_one_ecs_file() {
+    use salesforce_jwt::event_log::{Collector, CollectorOptions, EventLogFileQuery};
+    use salesforce_jwt::format::OutputFormat;
+    use std::sync::atomic::AtomicBool;
+    let org = org().await;
+    org.mock.add_demo_data(now());
+    org.add(
+        "LoginEvent",
+        now() - time::Duration::hours(20),
+        now() - time::Duration::minutes(1),
+        30,
+        31,
+    );
+    org.add(
+        "SetupAuditTrail",
+        now() - time::Duration::hours(20),
+        now() - time::Duration::minutes(1),
+        20,
+        32,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("all.ndjson");
+    let store = MemoryCheckpointStore::new();
+    let mut collector = Collector::with_sources(
+        org.client.clone(),
+        Some(EventLogFileQuery::new()),
+        vec![object("LoginEvent"), object("SetupAuditTrail")],
+        store.clone(),
+        CollectorOptions {
+            since: Duration::from_secs(7 * 24 * 3600),
+            ..CollectorOptions::default()
+        },
+        options(),
+    )
+    .unwrap();
+    let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint())
+        .unwrap()
+        .with_format(OutputFormat::Ecs);
+    let summary = collector
+        .run_sources_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+        .await
+        .unwrap();
+    assert!(summary.event_log_file.rows > 0);
+    assert_eq!(summary.objects.rows(), 50);
+    drop(sink);
+
+    let checkpoint = store.get().unwrap();
+    assert!(matches!(
+        checkpoint.sources["EventLogFile"],
+        SourceState::EventLogFile(_)
+    ));
+    assert!(matches!(
+        checkpoint.sources["LoginEvent"],
+        SourceState::BigObject(_)
+    ));
+    assert!(matches!(
+        checkpoint.sources["SetupAuditTrail"],
+        SourceState::Keyset(_)
+    ));
+    assert_eq!(checkpoint.rows_delivered, summary.rows());
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        checkpoint.sink_position,
+        Some(text.len() as u64),
+        "one position for every source"
+    );
+    let ids: std::collections::HashSet<String> = text
+        .lines()
+        .map(|l| {
+            let doc: Value = serde_json::from_str(l).unwrap();
+            doc["event"]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len() as u64, summary.rows(), "every document once");
+    for name in ["LoginEvent", "SetupAuditTrail"] {
+        for record in org.mock.records(name) {
+            let doc = salesforce_jwt::format::ecs::object_document(name, &record);
+            assert!(
+                ids.contains(doc["event"]["id"].as_str().unwrap()),
+                "{name} row missing"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_object_collector_refuses_a_checkpoint_of_another_output_and_leaves_it_alone() {
+    let org = org().await;
+    org.add(
+        "LoginEvent",
+        now() - time::Duration::hours(2),
+        now() - time::Duration::minutes(1),
+        10,
+        41,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryCheckpointStore::new();
+    let first = dir.path().join("a.ndjson");
+    let mut sink = NdjsonFileSink::resume(&first, &Default::default()).unwrap();
+    org.collector(vec![object("LoginEvent")], store.clone(), options())
+        .run_pass(&mut sink)
+        .await
+        .unwrap();
+    drop(sink);
+    let saved = store.get().unwrap();
+    assert!(saved.output.as_deref().unwrap().ends_with("a.ndjson"));
+
+    let other = dir.path().join("b.ndjson");
+    let mut sink = NdjsonFileSink::open(&other, None).unwrap();
+    let error = org
+        .collector(vec![object("LoginEvent")], store.clone(), options())
+        .run_pass(&mut sink)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("a.ndjson"), "{error}");
+    assert_eq!(store.get().unwrap(), saved, "nothing moved");
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "");
 }

@@ -8,8 +8,7 @@ mod common;
 use salesforce_jwt::Error;
 use salesforce_jwt::event_log::sf_datetime;
 use salesforce_jwt::realtime::{
-    Batch, EventObject, MemoryStateStore, ObjectCollector, ObjectCollectorOptions, ObjectRecord,
-    ObjectSink,
+    Batch, EventObject, ObjectCollector, ObjectCollectorOptions, ObjectRecord, ObjectSink,
 };
 use serde_json::json;
 use time::OffsetDateTime;
@@ -106,7 +105,7 @@ async fn a_page_short_of_its_total_without_next_records_url_splits_the_window() 
     let summary = ObjectCollector::new(
         client,
         vec![EventObject::named("LoginEvent").unwrap()],
-        MemoryStateStore::new(),
+        salesforce_jwt::event_log::MemoryCheckpointStore::new(),
         ObjectCollectorOptions::default(),
     )
     .unwrap()

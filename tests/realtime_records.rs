@@ -5,8 +5,7 @@
 mod common;
 
 use salesforce_jwt::realtime::{
-    Batch, EventObject, LoginEvent, LogoutEvent, NdjsonObjectSink, ObjectRecord, ObjectSink,
-    SetupAuditTrail,
+    Batch, EventObject, LoginEvent, LogoutEvent, ObjectRecord, ObjectSink, SetupAuditTrail,
 };
 use serde_json::Value;
 use time::macros::datetime;
@@ -91,7 +90,7 @@ fn a_real_setup_audit_trail_row_decodes_without_attributes() {
 #[tokio::test]
 async fn ndjson_rows_carry_every_field_and_the_object_name() {
     let trail = EventObject::named("SetupAuditTrail").unwrap();
-    let mut sink = NdjsonObjectSink::new(Vec::new());
+    let mut sink = salesforce_jwt::event_log::NdjsonSink::new(Vec::new());
     let batch = Batch {
         object: &trail,
         after: datetime!(2022-08-16 00:00 UTC),
@@ -115,8 +114,8 @@ async fn ndjson_rows_carry_every_field_and_the_object_name() {
 fn a_second_file_sink_on_the_same_output_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("realtime.ndjson");
-    let _first = salesforce_jwt::realtime::NdjsonObjectFileSink::open(&out, None).unwrap();
-    let error = salesforce_jwt::realtime::NdjsonObjectFileSink::open(&out, None).unwrap_err();
+    let _first = salesforce_jwt::event_log::NdjsonFileSink::open(&out, None).unwrap();
+    let error = salesforce_jwt::event_log::NdjsonFileSink::open(&out, None).unwrap_err();
     assert!(
         error.to_string().contains("in use by another collector"),
         "{error}"

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use crate::error::Error;
 use crate::event_log::query::{Cursor, IntervalFilter};
+use crate::realtime::{BigObjectState, KeysetState};
 
 /// The format version written by this crate. Version 1 (one EventLogFile cursor for the whole
 /// selection, no record of the output) is migrated on load; any other version is refused rather
@@ -78,6 +79,12 @@ pub struct Checkpoint {
 pub enum SourceState {
     /// EventLogFile, for one event type or all of them.
     EventLogFile(EventLogFileState),
+    /// A Real-Time Event Monitoring big object (`LoginEvent`...), by `EventDate` window, under
+    /// the object's API name.
+    BigObject(BigObjectState),
+    /// A standard object (`SetupAuditTrail`, the threat-detection stores), by
+    /// `(CreatedDate, Id)` keyset, under the object's API name.
+    Keyset(KeysetState),
 }
 
 /// Where EventLogFile collection stands for one event type (or all of them).
@@ -159,6 +166,7 @@ impl Checkpoint {
     pub fn event_log_file(&self, event_type: Option<&str>) -> Option<&EventLogFileState> {
         match self.sources.get(&Self::event_log_file_key(event_type))? {
             SourceState::EventLogFile(state) => Some(state),
+            _ => None,
         }
     }
 

@@ -23,6 +23,8 @@ use crate::event_log::model::EventLogFile;
 use crate::event_log::query::{Cursor, EventLogFileQuery, IntervalFilter};
 use crate::event_log::record::LogRecord;
 use crate::event_log::sink::RecordSink;
+use crate::realtime::collector::{ObjectsRun, collect_objects};
+use crate::realtime::{EventObject, ObjectCollectorOptions, ObjectPassSummary, ObjectSink};
 use crate::retry::full_jitter_backoff;
 
 /// Tuning for a [`Collector`].
@@ -64,7 +66,9 @@ impl Default for CollectorOptions {
     }
 }
 
-/// Progress of a pass, reported after every file and every 1024 rows within a file.
+/// Progress of a pass, reported after every file and every 1024 rows within a file; for
+/// real-time objects, at each object's start and after every committed window or batch, with
+/// `files_done`/`files_total` counting objects, `current` naming the object and `bytes` 0.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
     /// Files completed in this pass.
@@ -142,6 +146,33 @@ pub struct Collector<S: CheckpointStore> {
     options: CollectorOptions,
     /// The selected event types, as given (empty: all types, one source).
     event_types: Vec<String>,
+    /// Whether EventLogFile is collected at all (see [`Collector::with_sources`]).
+    event_log_file: bool,
+    /// Real-time objects collected after EventLogFile by
+    /// [`run_sources_pass`](Collector::run_sources_pass).
+    objects: Vec<EventObject>,
+    object_options: ObjectCollectorOptions,
+}
+
+/// What a [`Collector::run_sources_pass`] did.
+#[derive(Debug, Clone)]
+pub struct SourcesPassSummary {
+    /// EventLogFile's part (all zero when EventLogFile is not collected).
+    pub event_log_file: PassSummary,
+    /// The real-time objects' part.
+    pub objects: ObjectPassSummary,
+}
+
+impl SourcesPassSummary {
+    /// Rows delivered from every source.
+    pub fn rows(&self) -> u64 {
+        self.event_log_file.rows + self.objects.rows()
+    }
+
+    /// Whether the pass stopped early because it was asked to.
+    pub fn stopped(&self) -> bool {
+        self.event_log_file.stopped || self.objects.stopped
+    }
 }
 
 impl<S: CheckpointStore> Collector<S> {
@@ -156,9 +187,39 @@ impl<S: CheckpointStore> Collector<S> {
     pub fn new(
         client: JwtBearerClient,
         template: EventLogFileQuery,
-        mut store: S,
+        store: S,
         options: CollectorOptions,
     ) -> Result<Self, Error> {
+        Self::with_sources(
+            client,
+            Some(template),
+            Vec::new(),
+            store,
+            options,
+            ObjectCollectorOptions::default(),
+        )
+    }
+
+    /// A collector of several sources over one checkpoint and one output: EventLogFile as
+    /// [`new`](Self::new) does when `event_log_file` is given (`None`: not collected, and no
+    /// EventLogFile position is added to the checkpoint), then each of `objects` as
+    /// [`ObjectCollector`](crate::realtime::ObjectCollector) does, with `object_options`. Run it with
+    /// [`run_sources_pass`](Self::run_sources_pass).
+    ///
+    /// Every source keeps its own position under its own key: a source the checkpoint does not
+    /// know yet starts from `since`, the others go on where they were, and sources left out
+    /// keep their positions for when they come back.
+    pub fn with_sources(
+        client: JwtBearerClient,
+        event_log_file: Option<EventLogFileQuery>,
+        objects: Vec<EventObject>,
+        mut store: S,
+        options: CollectorOptions,
+        object_options: ObjectCollectorOptions,
+    ) -> Result<Self, Error> {
+        object_options.validate()?;
+        let collect_event_log_file = event_log_file.is_some();
+        let template = event_log_file.unwrap_or_default();
         if options.concurrency == 0 || options.max_file_attempts == 0 {
             return Err(Error::InvalidArgument(
                 "collector concurrency and max_file_attempts must be at least 1".into(),
@@ -185,12 +246,14 @@ impl<S: CheckpointStore> Collector<S> {
         // daily file, whose LogDate is midnight.
         let floor = earlier(client.clock().now(), options.since, "since")?
             .replace_time(time::Time::MIDNIGHT);
-        adopt_sources(
-            &mut checkpoint,
-            &event_types,
-            template.selected_interval(),
-            floor,
-        )?;
+        if collect_event_log_file {
+            adopt_sources(
+                &mut checkpoint,
+                &event_types,
+                template.selected_interval(),
+                floor,
+            )?;
+        }
         if loaded.as_ref() != Some(&checkpoint) {
             // Saved before anything is delivered, so that a crash in the first file restarts
             // over the same window.
@@ -206,6 +269,9 @@ impl<S: CheckpointStore> Collector<S> {
             checkpoint,
             options,
             event_types,
+            event_log_file: collect_event_log_file,
+            objects,
+            object_options,
         })
     }
 
@@ -241,6 +307,7 @@ impl<S: CheckpointStore> Collector<S> {
     fn state(&self, key: &str) -> Option<&EventLogFileState> {
         match self.checkpoint.sources.get(key)? {
             SourceState::EventLogFile(state) => Some(state),
+            _ => None,
         }
     }
 
@@ -397,11 +464,59 @@ impl<S: CheckpointStore> Collector<S> {
         true
     }
 
+    /// Runs one pass over every source: EventLogFile (as [`run_pass`](Self::run_pass)), then
+    /// each real-time object, all into `sink` with one checkpoint. `progress` is called as work
+    /// advances (for objects, [`Progress::files_done`] and [`Progress::files_total`] count
+    /// objects and [`Progress::current`] names the object). When `stop` becomes true the pass
+    /// ends after the current file, window or batch, with the checkpoint consistent.
+    pub async fn run_sources_pass<K: RecordSink + ObjectSink>(
+        &mut self,
+        sink: &mut K,
+        progress: &mut (dyn FnMut(&Progress) + Send),
+        stop: &AtomicBool,
+    ) -> Result<SourcesPassSummary, Error> {
+        let event_log_file = self.run_pass(sink, progress, stop).await?;
+        let mut objects = ObjectPassSummary::default();
+        if event_log_file.stopped {
+            objects.stopped = true;
+        } else if !self.objects.is_empty() {
+            // The EventLogFile pass checked the output and recorded it; an object sink must
+            // agree with itself as a record sink, which a sink implementing both does.
+            begin_output(
+                &mut self.checkpoint,
+                &mut self.store,
+                ObjectSink::output(sink),
+                ObjectSink::committed_position(sink),
+            )?;
+            objects = collect_objects(
+                ObjectsRun {
+                    client: &self.client,
+                    objects: &self.objects,
+                    options: &self.object_options,
+                    checkpoint: &mut self.checkpoint,
+                    store: &mut self.store,
+                },
+                sink,
+                progress,
+                stop,
+            )
+            .await?;
+        }
+        Ok(SourcesPassSummary {
+            event_log_file,
+            objects,
+        })
+    }
+
     /// Runs one pass: queries the pending files, streams each one's rows into `sink` in order,
     /// commits, and records it. A file that fails in a retryable way is rolled back and
     /// downloaded again (up to `max_file_attempts`). `progress` is called as work advances.
     /// When `stop` becomes true the pass ends after the current file, with the checkpoint
     /// consistent.
+    ///
+    /// Only EventLogFile: a collector made by [`with_sources`](Self::with_sources) without it
+    /// delivers nothing here, and its objects are collected by
+    /// [`run_sources_pass`](Self::run_sources_pass).
     pub async fn run_pass<K: RecordSink>(
         &mut self,
         sink: &mut K,
@@ -409,49 +524,21 @@ impl<S: CheckpointStore> Collector<S> {
         stop: &AtomicBool,
     ) -> Result<PassSummary, Error> {
         let started = Instant::now();
-        let output = sink.output();
-        if let (Some(recorded), Some(current)) = (&self.checkpoint.output, &output)
-            && recorded != current
-        {
-            return Err(Error::InvalidArgument(format!(
-                "the checkpoint belongs to the output {recorded}, not {current}: its position \
-                 means nothing there. Use the checkpoint (--state) that belongs to {current}, \
-                 or a new one (which starts from --since)"
-            )));
-        }
-        if let (Some(checkpoint), Some(sink)) =
-            (self.checkpoint.sink_position, sink.committed_position())
-            && checkpoint != sink
-        {
-            // A commit, checkpoint save or rollback failed earlier (or the sink was opened at
-            // another position): going on would deliver from a position nobody can prove.
-            return Err(Error::sink(
-                format!(
-                    "resuming the output{}",
-                    output.as_ref().map(|o| format!(" {o}")).unwrap_or_default()
-                ),
-                format!(
-                    "its committed position is {sink} but the checkpoint's is {checkpoint}, so \
-                     an earlier commit, checkpoint save or rollback failed. Reopen the output \
-                     from the checkpoint (NdjsonFileSink::resume cuts it back to {checkpoint}) \
-                     and run the pass again"
-                ),
-                false,
-            ));
-        }
-        let mut next = self.checkpoint.clone();
-        if next.output.is_none() {
-            next.output = output;
-        }
-        if next.sink_position.is_none() {
-            // The sink's starting point, recorded before its first row: without it a crash in
-            // the first file would leave a torn file that the restart could not cut back.
-            next.sink_position = sink.committed_position();
-        }
-        if next != self.checkpoint {
-            // Inline, like every checkpoint save (see `record`).
-            self.store.save(&next)?;
-            self.checkpoint = next;
+        begin_output(
+            &mut self.checkpoint,
+            &mut self.store,
+            RecordSink::output(sink),
+            RecordSink::committed_position(sink),
+        )?;
+        if !self.event_log_file {
+            return Ok(PassSummary {
+                files: 0,
+                skipped: Vec::new(),
+                rows: 0,
+                bytes: 0,
+                stopped: false,
+                elapsed: started.elapsed(),
+            });
         }
         let files = self.pending_files().await?;
         let mut report = Progress {
@@ -534,6 +621,60 @@ impl<S: CheckpointStore> Collector<S> {
     }
 }
 
+/// The start of every pass, whatever its sources: refuses a sink of another output than the
+/// checkpoint's, or at another position (an earlier commit, save or rollback failed), and
+/// records the output and its starting position before the first row.
+pub(crate) fn begin_output<S: CheckpointStore>(
+    checkpoint: &mut Checkpoint,
+    store: &mut S,
+    output: Option<String>,
+    committed: Option<u64>,
+) -> Result<(), Error> {
+    if let (Some(recorded), Some(current)) = (&checkpoint.output, &output)
+        && recorded != current
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the checkpoint belongs to the output {recorded}, not {current}: its position \
+             means nothing there. Use the checkpoint (--state) that belongs to {current}, \
+             or a new one (which starts from --since)"
+        )));
+    }
+    if let (Some(saved), Some(sink)) = (checkpoint.sink_position, committed)
+        && saved != sink
+    {
+        // A commit, checkpoint save or rollback failed earlier (or the sink was opened at
+        // another position): going on would deliver from a position nobody can prove.
+        return Err(Error::sink(
+            format!(
+                "resuming the output{}",
+                output.as_ref().map(|o| format!(" {o}")).unwrap_or_default()
+            ),
+            format!(
+                "its committed position is {sink} but the checkpoint's is {saved}, so \
+                 an earlier commit, checkpoint save or rollback failed. Reopen the output \
+                 from the checkpoint (NdjsonFileSink::resume cuts it back to {saved}) \
+                 and run the pass again"
+            ),
+            false,
+        ));
+    }
+    let mut next = checkpoint.clone();
+    if next.output.is_none() {
+        next.output = output;
+    }
+    if next.sink_position.is_none() {
+        // The sink's starting point, recorded before its first row: without it a crash in
+        // the first file would leave a torn file that the restart could not cut back.
+        next.sink_position = committed;
+    }
+    if next != *checkpoint {
+        // Inline, like every checkpoint save (see `record`).
+        store.save(&next)?;
+        *checkpoint = next;
+    }
+    Ok(())
+}
+
 /// Rows between progress reports inside a file: often enough for a live display, rare enough to
 /// cost nothing next to the rows themselves.
 const PROGRESS_EVERY_ROWS: u64 = 1024;
@@ -575,7 +716,8 @@ fn adopt_sources(
             state.interval = interval;
             Some(state)
         }
-        None => None,
+        // Only version-1 migration writes this key, always with an EventLogFile state.
+        _ => None,
     };
     let all_key = Checkpoint::event_log_file_key(None);
     let all_types = checkpoint.event_log_file(None).cloned();

@@ -14,7 +14,8 @@ pub use checkpoint::{
     EventLogFileState, FileCheckpointStore, MIGRATED_V1_SOURCE, MemoryCheckpointStore, SkippedFile,
     SourceState,
 };
-pub use collector::{Collector, CollectorOptions, PassSummary, Progress};
+pub(crate) use collector::begin_output;
+pub use collector::{Collector, CollectorOptions, PassSummary, Progress, SourcesPassSummary};
 pub use download::{FileRecords, LogFileBody, LogRecords};
 pub use model::{EventLogFile, EventType, Interval, sf_datetime};
 pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};

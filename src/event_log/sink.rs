@@ -1,4 +1,5 @@
-//! Where collected rows go: the [`RecordSink`] trait and NDJSON sinks.
+//! Where collected rows go: the [`RecordSink`] trait and NDJSON sinks, which also take
+//! real-time object rows ([`ObjectSink`]) into the same output.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -13,6 +14,7 @@ use crate::event_log::checkpoint::sync_dir;
 use crate::event_log::model::EventLogFile;
 use crate::event_log::record::LogRecord;
 use crate::format::{OutputFormat, ecs, rfc3339_millis};
+use crate::realtime::{Batch, EventObject, NdjsonObjectRow, ObjectRecord, ObjectSink};
 
 /// Receives the rows of each file and makes them durable.
 ///
@@ -214,6 +216,72 @@ fn encode_row(
     Ok(())
 }
 
+fn encode_object(
+    line: &mut Vec<u8>,
+    format: OutputFormat,
+    object: &EventObject,
+    record: &ObjectRecord,
+) -> Result<(), Error> {
+    line.clear();
+    let written = match format {
+        OutputFormat::Ecs => serde_json::to_writer(
+            &mut *line,
+            &ecs::object_document(object.name(), record.fields()),
+        ),
+        OutputFormat::Ndjson => {
+            serde_json::to_writer(&mut *line, &NdjsonObjectRow { object, record })
+        }
+    };
+    written.map_err(|e| Error::Internal(format!("cannot encode a {object} row as JSON: {e}")))?;
+    line.push(b'\n');
+    Ok(())
+}
+
+impl<W: Write + Send> NdjsonSink<W> {
+    fn write_line(&mut self) -> Result<(), Error> {
+        self.guard()?;
+        let written = self
+            .out
+            .write_all(&self.line)
+            .map_err(|e| Error::io(format!("writing {}", self.name), e));
+        self.poison_on_error(written)
+    }
+
+    fn flush_out(&mut self) -> Result<(), Error> {
+        self.guard()?;
+        let flushed = self
+            .out
+            .flush()
+            .map_err(|e| Error::io(format!("flushing {}", self.name), e));
+        self.poison_on_error(flushed)
+    }
+}
+
+/// Object rows as one JSON object a line: [`NdjsonObjectRow`] with [`OutputFormat::Ndjson`],
+/// [`ecs::object_document`] with [`OutputFormat::Ecs`].
+impl<W: Write + Send> ObjectSink for NdjsonSink<W> {
+    async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+        self.guard()
+    }
+
+    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
+        self.guard()?;
+        encode_object(&mut self.line, self.format, batch.object, record)?;
+        self.write_line()
+    }
+
+    async fn commit(&mut self, _batch: &Batch<'_>) -> Result<Option<u64>, Error> {
+        self.flush_out()?;
+        Ok(None)
+    }
+
+    async fn rollback(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
+        self.guard()?;
+        tracing::warn!(object = %batch.object, "batch failed mid-way; rows already written to the stream cannot be taken back and will be written again");
+        Ok(())
+    }
+}
+
 impl<W: Write + Send> RecordSink for NdjsonSink<W> {
     async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
         Ok(())
@@ -222,20 +290,11 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
         self.guard()?;
         encode_row(&mut self.line, self.format, file, row)?;
-        let written = self
-            .out
-            .write_all(&self.line)
-            .map_err(|e| Error::io(format!("writing {}", self.name), e));
-        self.poison_on_error(written)
+        self.write_line()
     }
 
     async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
-        self.guard()?;
-        let flushed = self
-            .out
-            .flush()
-            .map_err(|e| Error::io(format!("flushing {}", self.name), e));
-        self.poison_on_error(flushed)?;
+        self.flush_out()?;
         Ok(None)
     }
 
@@ -449,6 +508,39 @@ impl RecordSink for NdjsonFileSink {
         self.ndjson.guard()?;
         let rolled_back = self.cut_back_in_background().await;
         self.ndjson.poison_on_error(rolled_back)
+    }
+}
+
+/// The same file and protocol as [`RecordSink`]: object rows and EventLogFile rows share one
+/// committed position, so one checkpoint cuts the file back whatever source wrote last.
+impl ObjectSink for NdjsonFileSink {
+    async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+        self.ndjson.guard()
+    }
+
+    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
+        ObjectSink::write(&mut self.ndjson, batch, record).await
+    }
+
+    async fn commit(&mut self, batch: &Batch<'_>) -> Result<Option<u64>, Error> {
+        ObjectSink::commit(&mut self.ndjson, batch).await?;
+        let synced = self.sync_and_locate().await;
+        self.committed = self.ndjson.poison_on_error(synced)?;
+        Ok(Some(self.committed))
+    }
+
+    async fn rollback(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+        self.ndjson.guard()?;
+        let rolled_back = self.cut_back_in_background().await;
+        self.ndjson.poison_on_error(rolled_back)
+    }
+
+    fn committed_position(&self) -> Option<u64> {
+        Some(self.committed)
+    }
+
+    fn output(&self) -> Option<String> {
+        Some(self.output.clone())
     }
 }
 

@@ -3,13 +3,14 @@
 //! queryable late.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
 use crate::client::JwtBearerClient;
 use crate::error::Error;
-use crate::event_log::sf_datetime;
+use crate::event_log::{Checkpoint, CheckpointStore, Progress, SourceState, sf_datetime};
 use crate::realtime::fetch::{first_page, is_query_timeout, next_page};
 use crate::realtime::object::{EventObject, ObjectKind};
 use crate::realtime::query::{
@@ -17,9 +18,7 @@ use crate::realtime::query::{
 };
 use crate::realtime::record::ObjectRecord;
 use crate::realtime::sink::{Batch, ObjectSink};
-use crate::realtime::state::{
-    BigObjectState, KeysetPosition, KeysetState, ObjectStateStore, QuietWatch, SourceState,
-};
+use crate::realtime::state::{BigObjectState, KeysetPosition, KeysetState, QuietWatch};
 
 /// Settings of an [`ObjectCollector`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +60,7 @@ impl Default for ObjectCollectorOptions {
 }
 
 impl ObjectCollectorOptions {
-    fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         let mut problems = Vec::new();
         if self.window < Duration::from_millis(1) {
             problems.push("window must be at least 1 ms (default 1 hour)");
@@ -106,6 +105,8 @@ pub struct ObjectSummary {
 pub struct ObjectPassSummary {
     /// One entry per object.
     pub objects: Vec<ObjectSummary>,
+    /// Whether the pass stopped early because it was asked to.
+    pub stopped: bool,
 }
 
 impl ObjectPassSummary {
@@ -116,7 +117,8 @@ impl ObjectPassSummary {
 }
 
 /// Collects real-time objects exactly once into an [`ObjectSink`], keeping each source's
-/// position in an [`ObjectStateStore`].
+/// position in the [`Checkpoint`] of a [`CheckpointStore`] (the same one, file lock, output
+/// check and sink position as EventLogFile's), under the object's API name.
 ///
 /// - Big objects are read in `EventDate` windows `(start, end]` up to the time the pass began,
 ///   newest first inside a window (the only order they accept), following `nextRecordsUrl`.
@@ -128,28 +130,38 @@ impl ObjectPassSummary {
 ///
 /// A failure stops the pass with the current batch rolled back; the next pass resumes from the
 /// last committed one. `REQUEST_LIMIT_EXCEEDED` stops the pass; 401 (re-authentication), 503
-/// and timeouts are handled by the client's retries.
+/// and timeouts are handled by the client's retries. An object the checkpoint does not know yet
+/// starts `since` ago; the others go on where they were, and objects no longer collected keep
+/// their positions.
+///
+/// To collect EventLogFile and objects together, into one output, use
+/// [`Collector::with_sources`](crate::event_log::Collector::with_sources).
 #[derive(Debug)]
-pub struct ObjectCollector<S: ObjectStateStore> {
+pub struct ObjectCollector<S: CheckpointStore> {
     client: JwtBearerClient,
     objects: Vec<EventObject>,
     store: S,
+    checkpoint: Checkpoint,
     options: ObjectCollectorOptions,
 }
 
-impl<S: ObjectStateStore> ObjectCollector<S> {
-    /// A collector of `objects` (see [`EventObject::catalogue`]).
+impl<S: CheckpointStore> ObjectCollector<S> {
+    /// A collector of `objects` (see [`EventObject::catalogue`]). Takes the store's lock
+    /// ([`CheckpointStore::acquire`]) and loads its checkpoint.
     pub fn new(
         client: JwtBearerClient,
         objects: Vec<EventObject>,
-        store: S,
+        mut store: S,
         options: ObjectCollectorOptions,
     ) -> Result<Self, Error> {
         options.validate()?;
+        store.acquire()?;
+        let checkpoint = store.load()?.unwrap_or_default();
         Ok(ObjectCollector {
             client,
             objects,
             store,
+            checkpoint,
             options,
         })
     }
@@ -159,53 +171,141 @@ impl<S: ObjectStateStore> ObjectCollector<S> {
         &self.store
     }
 
+    /// The current checkpoint.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
     /// Collects every object once, up to the time the pass begins.
     pub async fn run_pass<K: ObjectSink>(
         &mut self,
         sink: &mut K,
     ) -> Result<ObjectPassSummary, Error> {
-        let now = self.client.clock().now();
-        let mut summary = ObjectPassSummary::default();
-        let mut position = self.store.sink_position()?;
-        for object in self.objects.clone() {
-            let mut pass = Pass {
-                client: &self.client,
-                options: &self.options,
-                store: &mut self.store,
-                sink: &mut *sink,
-                object: &object,
-                now,
-                position: &mut position,
-                summary: ObjectSummary {
-                    object: object.name().to_string(),
-                    ..ObjectSummary::default()
-                },
-            };
-            let saved = pass.store.state(object.name())?;
-            match (object.kind(), saved) {
-                (ObjectKind::BigObject, None) => {
-                    pass.big_object(BigObjectState::default()).await?;
-                }
-                (ObjectKind::BigObject, Some(SourceState::BigObject(state))) => {
-                    pass.big_object(state).await?;
-                }
-                (ObjectKind::Standard, None) => pass.keyset(KeysetState::default()).await?,
-                (ObjectKind::Standard, Some(SourceState::Keyset(state))) => {
-                    pass.keyset(state).await?;
-                }
-                (kind, Some(_)) => {
-                    return Err(Error::InvalidArgument(format!(
-                        "the saved state of {object} is for another kind of object than the \
-                         {} it is configured as now: remove its state to collect it again from \
-                         `since`, or configure it as before",
-                        kind.describe()
-                    )));
-                }
-            }
-            summary.objects.push(pass.summary);
-        }
-        Ok(summary)
+        self.run_pass_with(sink, &mut |_| {}, &AtomicBool::new(false))
+            .await
     }
+
+    /// [`run_pass`](Self::run_pass) with `progress` called after every committed window or
+    /// batch (with [`Progress::files_done`] and [`Progress::files_total`] counting objects and
+    /// [`Progress::current`] naming the object), and `stop`: once it is true the pass ends
+    /// after the current window or batch, with the checkpoint consistent.
+    pub async fn run_pass_with<K: ObjectSink>(
+        &mut self,
+        sink: &mut K,
+        progress: &mut (dyn FnMut(&Progress) + Send),
+        stop: &AtomicBool,
+    ) -> Result<ObjectPassSummary, Error> {
+        crate::event_log::begin_output(
+            &mut self.checkpoint,
+            &mut self.store,
+            sink.output(),
+            sink.committed_position(),
+        )?;
+        collect_objects(
+            ObjectsRun {
+                client: &self.client,
+                objects: &self.objects,
+                options: &self.options,
+                checkpoint: &mut self.checkpoint,
+                store: &mut self.store,
+            },
+            sink,
+            progress,
+            stop,
+        )
+        .await
+    }
+}
+
+/// What [`collect_objects`] works with: borrowed from an [`ObjectCollector`] or a
+/// [`Collector`](crate::event_log::Collector) with objects.
+pub(crate) struct ObjectsRun<'a, S> {
+    pub(crate) client: &'a JwtBearerClient,
+    pub(crate) objects: &'a [EventObject],
+    pub(crate) options: &'a ObjectCollectorOptions,
+    pub(crate) checkpoint: &'a mut Checkpoint,
+    pub(crate) store: &'a mut S,
+}
+
+/// One pass over `run.objects`, after the output was checked against the checkpoint.
+pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
+    run: ObjectsRun<'_, S>,
+    sink: &mut K,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+    stop: &AtomicBool,
+) -> Result<ObjectPassSummary, Error> {
+    let now = run.client.clock().now();
+    let mut summary = ObjectPassSummary::default();
+    let mut position = run.checkpoint.sink_position;
+    let mut report = Progress {
+        files_done: 0,
+        files_total: run.objects.len(),
+        rows: 0,
+        bytes: 0,
+        elapsed: Duration::ZERO,
+        current: None,
+    };
+    let started = Instant::now();
+    for object in run.objects {
+        if stop.load(Ordering::SeqCst) {
+            summary.stopped = true;
+            break;
+        }
+        report.current = Some(object.name().to_string());
+        progress(&report);
+        let mut pass = Pass {
+            client: run.client,
+            options: run.options,
+            store: &mut *run.store,
+            checkpoint: &mut *run.checkpoint,
+            sink: &mut *sink,
+            object,
+            now,
+            position: &mut position,
+            summary: ObjectSummary {
+                object: object.name().to_string(),
+                ..ObjectSummary::default()
+            },
+            saved_rows: 0,
+            report: &mut report,
+            started,
+            progress: &mut *progress,
+            stop,
+            stopped: false,
+        };
+        let saved = pass.checkpoint.sources.get(object.name()).cloned();
+        match (object.kind(), saved) {
+            (ObjectKind::BigObject, None) => {
+                pass.big_object(BigObjectState::default()).await?;
+            }
+            (ObjectKind::BigObject, Some(SourceState::BigObject(state))) => {
+                pass.big_object(state).await?;
+            }
+            (ObjectKind::Standard, None) => pass.keyset(KeysetState::default()).await?,
+            (ObjectKind::Standard, Some(SourceState::Keyset(state))) => {
+                pass.keyset(state).await?;
+            }
+            (kind, Some(_)) => {
+                return Err(Error::InvalidArgument(format!(
+                    "the saved state of {object} is for another kind of object than the \
+                     {} it is configured as now: remove its state to collect it again from \
+                     `since`, or configure it as before",
+                    kind.describe()
+                )));
+            }
+        }
+        let stopped = pass.stopped;
+        summary.objects.push(pass.summary);
+        report.files_done += 1;
+        report.current = None;
+        report.elapsed = started.elapsed();
+        progress(&report);
+        if stopped {
+            summary.stopped = true;
+            break;
+        }
+    }
+    Ok(summary)
 }
 
 /// The work of one pass on one object.
@@ -213,11 +313,20 @@ struct Pass<'a, S, K> {
     client: &'a JwtBearerClient,
     options: &'a ObjectCollectorOptions,
     store: &'a mut S,
+    checkpoint: &'a mut Checkpoint,
     sink: &'a mut K,
     object: &'a EventObject,
     now: OffsetDateTime,
     position: &'a mut Option<u64>,
     summary: ObjectSummary,
+    /// `summary.rows` at the last save, for the checkpoint's `rows_delivered`.
+    saved_rows: u64,
+    report: &'a mut Progress,
+    started: Instant,
+    progress: &'a mut (dyn FnMut(&Progress) + Send),
+    stop: &'a AtomicBool,
+    /// Whether the pass stopped on request before the object was done.
+    stopped: bool,
 }
 
 /// How a big-object window went.
@@ -239,7 +348,7 @@ fn span(d: Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
-impl<S: ObjectStateStore, K: ObjectSink> Pass<'_, S, K> {
+impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
     fn fields(&self) -> FieldSelection {
         self.options
             .fields
@@ -248,8 +357,32 @@ impl<S: ObjectStateStore, K: ObjectSink> Pass<'_, S, K> {
             .unwrap_or_default()
     }
 
+    /// Saves `state` with the sink's position; the in-memory checkpoint changes only once the
+    /// save succeeded.
     fn save(&mut self, state: SourceState) -> Result<(), Error> {
-        self.store.save(self.object.name(), &state, *self.position)
+        let mut next = self.checkpoint.clone();
+        next.sources.insert(self.object.name().to_string(), state);
+        if self.position.is_some() {
+            next.sink_position = *self.position;
+        }
+        next.rows_delivered += self.summary.rows - self.saved_rows;
+        if next != *self.checkpoint {
+            self.store.save(&next)?;
+            *self.checkpoint = next;
+        }
+        self.saved_rows = self.summary.rows;
+        Ok(())
+    }
+
+    /// Reports progress after a committed window or batch; whether the pass is asked to stop.
+    fn committed(&mut self, rows: u64) -> bool {
+        self.report.rows += rows;
+        self.report.elapsed = self.started.elapsed();
+        (self.progress)(self.report);
+        if self.stop.load(Ordering::SeqCst) {
+            self.stopped = true;
+        }
+        self.stopped
     }
 
     async fn big_object(&mut self, mut state: BigObjectState) -> Result<(), Error> {
@@ -269,6 +402,7 @@ impl<S: ObjectStateStore, K: ObjectSink> Pass<'_, S, K> {
         }
         windows.reverse();
         while let Some((a, b)) = windows.pop() {
+            let rows_before = self.summary.rows;
             match self.big_object_window(&mut state, a, b).await? {
                 Window::Delivered => {
                     state.watermark = Some(state.watermark.map_or(b, |w| w.max(b)));
@@ -279,6 +413,11 @@ impl<S: ObjectStateStore, K: ObjectSink> Pass<'_, S, K> {
                         });
                     }
                     self.save(SourceState::BigObject(state.clone()))?;
+                    if self.committed(self.summary.rows - rows_before) {
+                        // The watermark is saved at this window's end: the next pass goes on
+                        // from there.
+                        return Ok(());
+                    }
                 }
                 Window::TooLarge => {
                     let mid = to_ms(a + (b - a) / 2);
@@ -439,7 +578,8 @@ impl<S: ObjectStateStore, K: ObjectSink> Pass<'_, S, K> {
             if !delivery.new.is_empty() {
                 self.summary.batches += 1;
             }
-            self.summary.rows += delivery.new.len() as u64;
+            let delivered = delivery.new.len() as u64;
+            self.summary.rows += delivered;
             state.delivered_in_overlap.extend(delivery.new);
             if let Some(last) = &state.last {
                 let keep_after = last.created_date - overlap;
@@ -448,6 +588,10 @@ impl<S: ObjectStateStore, K: ObjectSink> Pass<'_, S, K> {
                     .retain(|_, date| sf_datetime::parse(date).is_ok_and(|d| d > keep_after));
             }
             self.save(SourceState::Keyset(state.clone()))?;
+            if self.committed(delivered) {
+                // `last` is saved; `scanned_to` stays, so the next pass goes on from `last`.
+                return Ok(());
+            }
             match batch_last {
                 Some(last) if read >= u64::from(self.options.batch_size) => {
                     start = KeysetStart::AfterKey {

@@ -7,13 +7,15 @@
 //! - [`ObjectRecord`] for any row; [`LoginEvent`], [`LogoutEvent`], [`SetupAuditTrail`] typed.
 //! - [`BigObjectQuery`] and [`KeysetQuery`]: SOQL builders that can only emit accepted shapes.
 //! - [`ObjectCollector`]: windows, keysets, overlap and deduplication, delivering into an
-//!   [`ObjectSink`] and saving each source's [`SourceState`] in an [`ObjectStateStore`].
+//!   [`ObjectSink`] and saving each source's position in the same
+//!   [`Checkpoint`](crate::event_log::Checkpoint) as EventLogFile's, under the object's API
+//!   name ([`BigObjectState`] or [`KeysetState`]).
 //!
 //! Reading these objects needs the Salesforce Shield or Event Monitoring add-on and the View
 //! Real-Time Event Monitoring Data permission; storage is switched on per object in Setup >
 //! Event Manager.
 
-mod collector;
+pub(crate) mod collector;
 mod fetch;
 mod model;
 mod object;
@@ -27,8 +29,5 @@ pub use model::{LoginEvent, LogoutEvent, SetupAuditTrail};
 pub use object::{EventObject, ObjectKind, Retention};
 pub use query::{BigObjectQuery, FieldSelection, KeysetQuery, KeysetStart, datetime_millis};
 pub use record::ObjectRecord;
-pub use sink::{Batch, NdjsonObjectFileSink, NdjsonObjectRow, NdjsonObjectSink, ObjectSink};
-pub use state::{
-    BigObjectState, KeysetPosition, KeysetState, MemoryStateStore, ObjectStateStore, QuietWatch,
-    Saved, SourceState,
-};
+pub use sink::{Batch, NdjsonObjectRow, ObjectSink};
+pub use state::{BigObjectState, KeysetPosition, KeysetState, QuietWatch};

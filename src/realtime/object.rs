@@ -180,6 +180,14 @@ impl EventObject {
                  underscores, starting with a letter (for example LoginEvent or My_Event__b)"
             )));
         }
+        if name.eq_ignore_ascii_case(crate::event_log::EVENT_LOG_FILE_ALL_TYPES) {
+            // Its files are downloaded, not queried as rows, and its checkpoint key is taken.
+            return Err(crate::Error::InvalidArgument(
+                "EventLogFile is not a real-time object: collect it with the event_log \
+                 Collector (Collector::with_sources takes it beside the objects)"
+                    .to_string(),
+            ));
+        }
         let retention = Self::named(name).map_or(Retention::Unknown, |o| o.retention);
         Ok(EventObject {
             name: name.to_string(),
@@ -267,6 +275,12 @@ mod tests {
         assert!(EventObject::named("LoginEventStream").is_none());
         assert!(EventObject::custom("Bad Name", ObjectKind::Standard).is_err());
         assert!(EventObject::custom("x;DELETE", ObjectKind::Standard).is_err());
+        // Its checkpoint key belongs to the EventLogFile collector.
+        let taken = EventObject::custom("EventLogFile", ObjectKind::Standard).unwrap_err();
+        assert!(
+            taken.to_string().contains("Collector::with_sources"),
+            "{taken}"
+        );
         assert!(is_api_name("CreatedBy.Username"));
         assert!(!is_api_name("CreatedBy..Username"));
     }

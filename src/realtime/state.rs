@@ -1,12 +1,11 @@
-//! The persisted position of each real-time source, and where it is kept.
+//! The persisted position of each real-time source, kept in the collector's
+//! [`Checkpoint`](crate::event_log::Checkpoint) under the object's API name.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::error::Error;
 use crate::event_log::sf_datetime;
 
 /// Where a big object's collection stands.
@@ -72,103 +71,6 @@ pub struct QuietWatch {
     pub warned: bool,
 }
 
-/// The state of one source, by its kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cursor")]
-pub enum SourceState {
-    /// An `EventDate` window cursor.
-    BigObject(BigObjectState),
-    /// A `(CreatedDate, Id)` keyset.
-    Keyset(KeysetState),
-}
-
-/// Where the collector keeps each source's [`SourceState`] and the sink's committed position.
-///
-/// [`ObjectCollector`](crate::realtime::ObjectCollector) calls [`save`](Self::save) after each
-/// window (big objects) or batch (standard objects) the sink has committed, so a crash repeats
-/// nothing that was confirmed and loses nothing that was not. An application with its own
-/// checkpoint implements this over it; [`MemoryStateStore`] is the in-process one.
-pub trait ObjectStateStore: Send {
-    /// The saved state of `object`, `None` before its first committed window.
-    fn state(&self, object: &str) -> Result<Option<SourceState>, Error>;
-
-    /// The sink position saved with the last state (see
-    /// [`ObjectSink::commit`](crate::realtime::ObjectSink::commit)).
-    fn sink_position(&self) -> Result<Option<u64>, Error>;
-
-    /// Saves `object`'s state together with the sink's committed position.
-    fn save(
-        &mut self,
-        object: &str,
-        state: &SourceState,
-        sink_position: Option<u64>,
-    ) -> Result<(), Error>;
-}
-
-/// An [`ObjectStateStore`] in memory; clones share the same states.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryStateStore {
-    inner: Arc<Mutex<Saved>>,
-}
-
-/// What a [`MemoryStateStore`] holds; serializable, so it can be kept anywhere.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Saved {
-    /// Each object's state, by API name.
-    pub sources: BTreeMap<String, SourceState>,
-    /// The sink's position at the last save.
-    pub sink_position: Option<u64>,
-}
-
-impl MemoryStateStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A copy of everything saved.
-    pub fn saved(&self) -> Saved {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-impl ObjectStateStore for MemoryStateStore {
-    fn state(&self, object: &str) -> Result<Option<SourceState>, Error> {
-        Ok(self
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .sources
-            .get(object)
-            .cloned())
-    }
-
-    fn sink_position(&self) -> Result<Option<u64>, Error> {
-        Ok(self
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .sink_position)
-    }
-
-    fn save(
-        &mut self,
-        object: &str,
-        state: &SourceState,
-        sink_position: Option<u64>,
-    ) -> Result<(), Error> {
-        let mut saved = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        saved.sources.insert(object.to_string(), state.clone());
-        if sink_position.is_some() {
-            saved.sink_position = sink_position;
-        }
-        Ok(())
-    }
-}
-
 mod opt_datetime {
     use serde::{Deserialize, Deserializer, Serializer};
     use time::OffsetDateTime;
@@ -200,6 +102,7 @@ mod opt_datetime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_log::SourceState;
     use time::macros::datetime;
 
     #[test]
@@ -214,7 +117,7 @@ mod tests {
         );
         let state = SourceState::BigObject(big);
         let text = serde_json::to_string(&state).unwrap();
-        assert!(text.contains("\"cursor\":\"BigObject\""), "{text}");
+        assert!(text.contains("\"kind\":\"BigObject\""), "{text}");
         assert_eq!(serde_json::from_str::<SourceState>(&text).unwrap(), state);
     }
 }

@@ -29,7 +29,9 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub state: Option<PathBuf>,
 
-    /// What to collect (repeatable). Only EventLogFile for now.
+    /// What to collect (repeatable; default EventLogFile): EventLogFile, a Real-Time Event
+    /// Monitoring object (LoginEvent, ApiEvent...), a threat-detection store, SetupAuditTrail,
+    /// or an object of your own as NAME:big or NAME:standard.
     #[arg(long = "source", value_name = "NAME")]
     pub sources: Vec<String>,
 

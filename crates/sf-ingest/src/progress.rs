@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use salesforce_jwt::event_log::{PassSummary, Progress};
+use salesforce_jwt::event_log::{Progress, SourcesPassSummary};
 
 /// How often a log line reports a pass in progress at info level (every file is at debug).
 const LINE_EVERY: Duration = Duration::from_secs(30);
@@ -81,11 +81,19 @@ impl OrgProgress {
     }
 
     /// The end of a pass: its figures, and every file given up on.
-    pub fn pass_done(&mut self, s: &PassSummary, rows_delivered_in_all: u64) {
+    pub fn pass_done(&mut self, all: &SourcesPassSummary, rows_delivered_in_all: u64) {
         self.files_done = 0;
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("{} rows, {} in all", s.rows, rows_delivered_in_all));
+            bar.set_message(format!(
+                "{} rows, {} in all",
+                all.rows(),
+                rows_delivered_in_all
+            ));
         }
+        for o in &all.objects.objects {
+            tracing::info!(org = %self.name, object = %o.object, rows = o.rows, batches = o.batches, duplicates_dropped = o.duplicates_dropped, storage_warning = o.storage_warning, "object done");
+        }
+        let s = &all.event_log_file;
         for (file, error) in &s.skipped {
             tracing::error!(org = %self.name, id = %file.id, event_type = %file.event_type, log_date = %file.log_date, error = %error, "SKIPPED EventLogFile");
         }
@@ -97,7 +105,7 @@ impl OrgProgress {
             rows = s.rows,
             megabytes = round(s.bytes as f64 / 1e6),
             seconds = round(s.elapsed.as_secs_f64()),
-            stopped = s.stopped,
+            stopped = all.stopped(),
             rows_delivered_in_all,
             "pass done"
         );

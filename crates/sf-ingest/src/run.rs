@@ -8,6 +8,7 @@ use salesforce_jwt::event_log::{
     CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, FileCheckpointStore,
     MemoryCheckpointStore,
 };
+use salesforce_jwt::realtime::ObjectCollectorOptions;
 use salesforce_jwt::{Error, JwtBearerClient};
 use tokio::sync::Semaphore;
 
@@ -100,10 +101,12 @@ async fn collect(
     progress: &mut OrgProgress,
     failures: &mut u32,
 ) -> Result<(), Error> {
+    let mut event_log_file = false;
+    let mut objects = Vec::new();
     for source in &org.collect.sources {
         match source {
-            // INTEGRATE: sources — other sources get their own collection here.
-            Source::EventLogFile => {}
+            Source::EventLogFile => event_log_file = true,
+            Source::Object(object) => objects.push(object.clone()),
         }
     }
     let client = JwtBearerClient::new(org.jwt.clone())?;
@@ -121,7 +124,19 @@ async fn collect(
         skip_failed_files: org.collect.skip_bad_files,
         ..CollectorOptions::default()
     };
-    let mut collector = Collector::new(client, query, store, options)?;
+    let object_options = ObjectCollectorOptions {
+        since: org.collect.since,
+        ..ObjectCollectorOptions::default()
+    };
+    // Every source of the org in one collector: one checkpoint, one output, one position.
+    let mut collector = Collector::with_sources(
+        client,
+        event_log_file.then_some(query),
+        objects,
+        store,
+        options,
+        object_options,
+    )?;
     let mut sink = OutputSink::open(
         org.out.as_deref(),
         collector.checkpoint(),
@@ -134,7 +149,7 @@ async fn collect(
             () = context.stop.wait() => return Ok(()),
         };
         let summary = collector
-            .run_pass(&mut sink, &mut |p| progress.update(p), context.stop.flag())
+            .run_sources_pass(&mut sink, &mut |p| progress.update(p), context.stop.flag())
             .await?;
         drop(permit);
         *failures = 0;

@@ -7,6 +7,7 @@ use salesforce_jwt::Error;
 use salesforce_jwt::event_log::{
     Checkpoint, EventLogFile, LogRecord, NdjsonFileSink, NdjsonSink, RecordSink,
 };
+use salesforce_jwt::realtime::{Batch, ObjectRecord, ObjectSink};
 
 use crate::format::OutputFormat;
 
@@ -61,15 +62,15 @@ impl RecordSink for OutputSink {
 
     fn committed_position(&self) -> Option<u64> {
         match self {
-            OutputSink::File(s) => s.committed_position(),
-            OutputSink::Stdout(s) => s.committed_position(),
+            OutputSink::File(s) => RecordSink::committed_position(s),
+            OutputSink::Stdout(s) => RecordSink::committed_position(s),
         }
     }
 
     fn output(&self) -> Option<String> {
         match self {
-            OutputSink::File(s) => s.output(),
-            OutputSink::Stdout(s) => s.output(),
+            OutputSink::File(s) => RecordSink::output(s),
+            OutputSink::Stdout(s) => RecordSink::output(s),
         }
     }
 
@@ -78,5 +79,44 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.rollback_file(file).await,
             OutputSink::Stdout(s) => s.rollback_file(file).await,
         }
+    }
+}
+
+/// Real-time object rows go to the same output with the same positions.
+impl ObjectSink for OutputSink {
+    async fn begin(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
+        match self {
+            OutputSink::File(s) => s.begin(batch).await,
+            OutputSink::Stdout(s) => s.begin(batch).await,
+        }
+    }
+
+    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
+        match self {
+            OutputSink::File(s) => ObjectSink::write(s, batch, record).await,
+            OutputSink::Stdout(s) => ObjectSink::write(s, batch, record).await,
+        }
+    }
+
+    async fn commit(&mut self, batch: &Batch<'_>) -> Result<Option<u64>, Error> {
+        match self {
+            OutputSink::File(s) => s.commit(batch).await,
+            OutputSink::Stdout(s) => s.commit(batch).await,
+        }
+    }
+
+    async fn rollback(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
+        match self {
+            OutputSink::File(s) => s.rollback(batch).await,
+            OutputSink::Stdout(s) => s.rollback(batch).await,
+        }
+    }
+
+    fn committed_position(&self) -> Option<u64> {
+        RecordSink::committed_position(self)
+    }
+
+    fn output(&self) -> Option<String> {
+        RecordSink::output(self)
     }
 }

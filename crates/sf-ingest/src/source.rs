@@ -3,33 +3,109 @@
 use std::fmt;
 use std::str::FromStr;
 
+use salesforce_jwt::realtime::{EventObject, ObjectKind};
+
 /// A kind of log, in Salesforce's own names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Source {
     /// Event Monitoring log files, collected exactly once through the library's `Collector`.
     #[default]
     EventLogFile,
+    /// A Real-Time Event Monitoring storage object (`LoginEvent`...), a threat-detection store
+    /// or `SetupAuditTrail`, collected exactly once into the same output and checkpoint.
+    Object(EventObject),
 }
 
 impl FromStr for Source {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text.trim() {
-            "EventLogFile" => Ok(Source::EventLogFile),
-            // INTEGRATE: sources — add the real-time event sources here once the library's
-            // real-time module lands, and collect them in run.rs.
-            other => Err(format!(
-                "source {other:?} is not available in this build of sf-ingest: only EventLogFile is"
-            )),
+        let text = text.trim();
+        if text == "EventLogFile" {
+            return Ok(Source::EventLogFile);
         }
+        // Objects of your own: `My_Event__b:big`, `My_Store__c:standard`.
+        if let Some((name, kind)) = text.split_once(':') {
+            let kind = match kind.trim().to_ascii_lowercase().as_str() {
+                "big" => ObjectKind::BigObject,
+                "standard" => ObjectKind::Standard,
+                other => {
+                    return Err(format!(
+                        "source {text:?}: the kind after ':' is {other:?}; use big (an object \
+                         queried by EventDate, like LoginEvent) or standard (queried by \
+                         CreatedDate and Id, like SetupAuditTrail)"
+                    ));
+                }
+            };
+            return EventObject::custom(name, kind)
+                .map(Source::Object)
+                .map_err(|e| format!("source {text:?}: {e}"));
+        }
+        if let Some(object) = EventObject::named(text) {
+            return Ok(Source::Object(object));
+        }
+        let hint = match text.strip_suffix("Stream") {
+            // The streaming channels cannot be queried; their storage objects can.
+            Some(stored) if EventObject::named(stored).is_some() => format!(
+                " ({text} is a streaming channel, which cannot be queried; collect its storage \
+                 object {stored})"
+            ),
+            _ => String::new(),
+        };
+        let known: Vec<String> = EventObject::catalogue()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        Err(format!(
+            "source {text:?} is not available{hint}: use EventLogFile, one of {}, or an object of \
+             your own as NAME:big or NAME:standard",
+            known.join(", ")
+        ))
     }
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Source::EventLogFile => "EventLogFile",
-        })
+        match self {
+            Source::EventLogFile => f.write_str("EventLogFile"),
+            Source::Object(object) => f.write_str(object.name()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalogue_object_and_objects_of_your_own_are_sources() {
+        for object in EventObject::catalogue() {
+            assert_eq!(
+                object.name().parse::<Source>(),
+                Ok(Source::Object(object.clone()))
+            );
+        }
+        assert_eq!("EventLogFile".parse::<Source>(), Ok(Source::EventLogFile));
+        match "My_Event__b:big".parse::<Source>() {
+            Ok(Source::Object(o)) => {
+                assert_eq!((o.name(), o.kind()), ("My_Event__b", ObjectKind::BigObject));
+            }
+            other => panic!("{other:?}"),
+        }
+        let stream = "LoginEventStream".parse::<Source>().unwrap_err();
+        assert!(
+            stream.contains("streaming channel") && stream.contains("storage object LoginEvent"),
+            "{stream}"
+        );
+        let kind = "My_Event__b:huge".parse::<Source>().unwrap_err();
+        assert!(
+            kind.contains("use big") && kind.contains("standard"),
+            "{kind}"
+        );
+        let unknown = "Nope".parse::<Source>().unwrap_err();
+        assert!(
+            unknown.contains("SetupAuditTrail") && unknown.contains("NAME:big"),
+            "{unknown}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -360,4 +361,108 @@ async fn max_downloads_bounds_the_downloads_of_all_orgs_together() {
         rows_in_output(&dir.path().join("b.ndjson")),
         rows_in_org(&b)
     );
+}
+
+/// The key of each row of an org's real-time object: EventIdentifier, or Id on SetupAuditTrail.
+fn object_keys(org: &MockOrg, object: &str) -> std::collections::BTreeSet<String> {
+    let field = if object == "SetupAuditTrail" {
+        "Id"
+    } else {
+        "EventIdentifier"
+    };
+    org.records(object)
+        .iter()
+        .map(|r| r[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_org_with_event_log_file_and_real_time_sources_gets_every_row_once_as_ndjson_and_ecs() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let org = MockOrg::start().await;
+    org.add_demo_data(time::OffsetDateTime::now_utc());
+    let now = time::OffsetDateTime::now_utc();
+    for (seed, object) in ["LoginEvent", "SetupAuditTrail"].into_iter().enumerate() {
+        let rows = salesforce_jwt_mock::generate_records(
+            object,
+            now - time::Duration::days(2),
+            now - time::Duration::minutes(1),
+            120,
+            seed as u64,
+        );
+        org.add_records(object, rows).unwrap();
+    }
+    let sources = "sources = [\"EventLogFile\", \"LoginEvent\", \"SetupAuditTrail\"]\n";
+    let config = dir.path().join("sf-ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nsince = \"7d\"\n{}{sources}{}{sources}format = \"ecs\"\n",
+            org_table("plain", &org, &key, "plain.ndjson"),
+            org_table("ecs", &org, &key, "ecs.ndjson"),
+        ),
+    )
+    .unwrap();
+    let check = || {
+        // NDJSON: EventLogFile rows by file, object rows by SObjectType, each once.
+        let text = std::fs::read_to_string(dir.path().join("plain.ndjson")).unwrap();
+        let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut objects: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for line in text.lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(id) = row["EventLogFileId"].as_str() {
+                files
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(row["REQUEST_ID"].as_str().unwrap().to_string());
+                continue;
+            }
+            let object = row["SObjectType"].as_str().unwrap().to_string();
+            let key = row[if object == "SetupAuditTrail" {
+                "Id"
+            } else {
+                "EventIdentifier"
+            }]
+            .as_str()
+            .unwrap()
+            .to_string();
+            assert!(objects.entry(object).or_default().insert(key), "{line}");
+        }
+        assert_eq!(files, rows_in_org(&org));
+        assert_eq!(objects["LoginEvent"], object_keys(&org, "LoginEvent"));
+        assert_eq!(
+            objects["SetupAuditTrail"],
+            object_keys(&org, "SetupAuditTrail")
+        );
+
+        // ECS: one document per row of every source, each event.id once, object rows through
+        // object_document (their dataset names the object).
+        let text = std::fs::read_to_string(dir.path().join("ecs.ndjson")).unwrap();
+        let mut ids = std::collections::HashSet::new();
+        for line in text.lines() {
+            let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(doc["event"]["module"], "salesforce", "{line}");
+            assert!(
+                ids.insert(doc["event"]["id"].as_str().unwrap().to_string()),
+                "{line}"
+            );
+        }
+        let event_log_rows: usize = rows_in_org(&org).values().map(Vec::len).sum();
+        assert_eq!(ids.len(), event_log_rows + 240);
+        for object in ["LoginEvent", "SetupAuditTrail"] {
+            for record in org.records(object) {
+                let id = salesforce_jwt::format::event_id::object_event_id(object, &record);
+                assert!(ids.contains(&id), "no ECS document for a {object} row");
+            }
+        }
+    };
+
+    let output = run(sf_ingest().arg("--config").arg(&config));
+    assert!(output.status.success(), "{}", stderr(&output));
+    check();
+    // A second run finds nothing new and repeats nothing.
+    let again = run(sf_ingest().arg("--config").arg(&config));
+    assert!(again.status.success(), "{}", stderr(&again));
+    check();
 }
