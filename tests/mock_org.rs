@@ -144,7 +144,14 @@ fn file(
     seq: i32,
     created: OffsetDateTime,
 ) -> MockLogFile {
-    MockLogFile::generated(event_type, interval, log_date, seq, created, 3, 7)
+    MockLogFile::builder(event_type)
+        .interval(interval)
+        .log_date(log_date)
+        .sequence(seq)
+        .created_date(created)
+        .rows(3)
+        .seed(7)
+        .build()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -824,15 +831,16 @@ async fn string_literal_escapes() {
 async fn many_files(org: &MockOrg, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
-            org.add_file(MockLogFile::generated(
-                "Login",
-                Interval::Hourly,
-                datetime!(2024-03-11 00:00 UTC),
-                1,
-                datetime!(2024-03-11 04:00 UTC) + Duration::from_secs(i as u64),
-                1,
-                i as u64,
-            ))
+            org.add_file(
+                MockLogFile::builder("Login")
+                    .interval(Interval::Hourly)
+                    .log_date(datetime!(2024-03-11 00:00 UTC))
+                    .sequence(1)
+                    .created_date(datetime!(2024-03-11 04:00 UTC) + Duration::from_secs(i as u64))
+                    .rows(1)
+                    .seed(i as u64)
+                    .build(),
+            )
         })
         .collect()
 }
@@ -1334,7 +1342,14 @@ fn generation_is_deterministic_and_streams() {
         .sum();
     assert!(bytes > 20_000 * 200, "{bytes}");
 
-    let file = MockLogFile::generated("API", Interval::Daily, log_date, 0, log_date, 100, 9);
+    let file = MockLogFile::builder("API")
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .sequence(0)
+        .created_date(log_date)
+        .rows(100)
+        .seed(9)
+        .build();
     assert_eq!(file.csv, a.body);
     assert_eq!(file.row_count(), 100);
 }
@@ -1345,14 +1360,13 @@ async fn crlf_file_from_csv_round_trips() {
     let csv = "\"EVENT_TYPE\",\"TIMESTAMP\",\"USER_ID\",\"CLIENT_IP\",\"QUERY\"\r\n\
                \"API\",\"20240311150000.123\",\"005000000000001\",\"Salesforce.com IP\",\"SELECT Id\r\nFROM Account\"\r\n\
                \"API\",\"20240311150001.000\",\"005000000000001AAA\",\"192.0.2.1\",\"\"\r\n";
-    let mut file = MockLogFile::from_csv(
-        "API",
-        Interval::Hourly,
-        datetime!(2024-03-11 15:00 UTC),
-        1,
-        datetime!(2024-03-11 18:00 UTC),
-        csv,
-    );
+    let mut file = MockLogFile::builder("API")
+        .interval(Interval::Hourly)
+        .log_date(datetime!(2024-03-11 15:00 UTC))
+        .sequence(1)
+        .created_date(datetime!(2024-03-11 18:00 UTC))
+        .csv(csv)
+        .build();
     assert_eq!(
         file.field_names,
         "EVENT_TYPE,TIMESTAMP,USER_ID,CLIENT_IP,QUERY"
