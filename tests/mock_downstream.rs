@@ -28,7 +28,12 @@ async fn org(configure: impl FnOnce(MockOrgBuilder) -> MockOrgBuilder) -> (MockO
 }
 
 /// The client the service under test would build, with no retries unless `retry` says so.
-fn client(org: &MockOrg, clock: &ManualClock, timeout: Duration, retry: RetryPolicy) -> JwtBearerClient {
+fn client(
+    org: &MockOrg,
+    clock: &ManualClock,
+    timeout: Duration,
+    retry: RetryPolicy,
+) -> JwtBearerClient {
     let config = JwtBearerConfig::builder()
         .audience_url(org.audience())
         .client_key_pem(DEMO_PRIVATE_KEY_PEM)
@@ -64,7 +69,10 @@ async fn the_token_the_test_chooses_is_the_one_the_client_gets_and_sends() {
     let client = plain_client(&org, &clock);
 
     let token = client.access_token().await.unwrap();
-    assert_eq!(token.expose_secret(), "00D000000000001!AR.downstream-token-1");
+    assert_eq!(
+        token.expose_secret(),
+        "00D000000000001!AR.downstream-token-1"
+    );
     client.count(COUNT_LOGINS).await.unwrap();
     let query = org.requests().pop().unwrap();
     assert_eq!(query.kind, RequestKind::Query);
@@ -137,7 +145,12 @@ async fn an_oauth_fault_carries_the_status_it_is_given() {
 #[tokio::test]
 async fn token_latency_beyond_the_client_timeout_times_the_token_request_out() {
     let (org, clock) = org(|b| b.token_latency(Duration::from_secs(60))).await;
-    let client = client(&org, &clock, Duration::from_millis(200), RetryPolicy::none());
+    let client = client(
+        &org,
+        &clock,
+        Duration::from_millis(200),
+        RetryPolicy::none(),
+    );
 
     let error = client.access_token().await.unwrap_err();
     assert!(is_timeout(&error), "{error}");
@@ -147,7 +160,12 @@ async fn token_latency_beyond_the_client_timeout_times_the_token_request_out() {
 #[tokio::test]
 async fn a_delay_fault_holds_back_one_token_answer_only() {
     let (org, clock) = org(|b| b).await;
-    let client = client(&org, &clock, Duration::from_millis(200), RetryPolicy::none());
+    let client = client(
+        &org,
+        &clock,
+        Duration::from_millis(200),
+        RetryPolicy::none(),
+    );
     let delay = org.inject_times(
         Fault::Delay {
             target: FaultTarget::Token,
@@ -306,7 +324,10 @@ async fn the_request_log_keeps_the_newest_up_to_its_capacity() {
     let client = plain_client(&org, &clock);
 
     client.count(COUNT_LOGINS).await.unwrap();
-    client.count("SELECT COUNT() FROM EventLogFile").await.unwrap();
+    client
+        .count("SELECT COUNT() FROM EventLogFile")
+        .await
+        .unwrap();
 
     let requests = org.requests();
     let seen: Vec<_> = requests.iter().map(|r| (r.sequence, r.kind)).collect();
@@ -371,7 +392,8 @@ fn the_deprecated_constructors_build_what_the_builder_builds() {
         MockLogFile::generated("API", Interval::Daily, day, 0, created, 9, 3),
         built
     );
-    let from_csv = MockLogFile::from_csv("API", Interval::Daily, day, 0, created, built.csv.clone());
+    let from_csv =
+        MockLogFile::from_csv("API", Interval::Daily, day, 0, created, built.csv.clone());
     let custom = MockLogFile::builder("API")
         .interval(Interval::Daily)
         .log_date(day)

@@ -30,6 +30,33 @@
 //! # }
 //! ```
 //!
+//! For a downstream service's tests: [`MockOrgBuilder::access_token`] chooses the token values,
+//! so a test can assert which token reached its code; [`Fault::OAuth`] refuses logins with
+//! Salesforce's error shape and [`Fault::Delay`] or [`MockOrgBuilder::token_latency`] slow answers
+//! down (test a client timeout shorter than the delay, never sleep);
+//! [`inject_times`](MockOrg::inject_times) and [`inject_always`](MockOrg::inject_always) repeat
+//! a fault, [`times_fired`](MockOrg::times_fired) counts it; [`requests`](MockOrg::requests)
+//! lists what was received, SOQL decoded, tokens hidden from `Debug`.
+//!
+//! ```
+//! use salesforce_jwt_mock::{Fault, MockOrg, RequestKind};
+//!
+//! # async fn demo() {
+//! let org = MockOrg::builder()
+//!     .access_token(|n| format!("00D000000000001!AR.test-{n}"))
+//!     .start()
+//!     .await;
+//! let refusal = org.inject_times(
+//!     Fault::oauth("invalid_grant", "user hasn't approved this consumer"),
+//!     2,
+//! );
+//! // ... run the code under test against org.token_url() and org.instance_url() ...
+//! assert!(org.times_fired(refusal) <= 2);
+//! let queries = org.requests().into_iter().filter(|r| r.kind == RequestKind::Query);
+//! # let _ = queries;
+//! # }
+//! ```
+//!
 //! Endpoints served:
 //!
 //! | request | answer |
