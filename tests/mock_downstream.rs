@@ -403,4 +403,20 @@ fn the_deprecated_constructors_build_what_the_builder_builds() {
         .build();
     assert_eq!(from_csv, custom);
     assert_eq!(custom.field_names, built.field_names);
+
+    let settings = MockLogFile::builder("API")
+        .interval(Interval::Hourly)
+        .log_date(day)
+        .rows(9)
+        .seed(3);
+    let generated = salesforce_jwt_mock::generate_log_csv("API", day, 1, 9, 3);
+    assert_eq!(settings.generate_csv(), generated);
+    let streamed: Vec<u8> = salesforce_jwt_mock::CsvRowGenerator::new("API", day, 1, 9, 3)
+        .flatten()
+        .collect();
+    assert_eq!(
+        settings.csv_generator().flatten().collect::<Vec<u8>>(),
+        streamed
+    );
+    assert_eq!(streamed, generated.body);
 }

@@ -95,9 +95,11 @@ use bytes::Bytes;
 use time::{OffsetDateTime, UtcOffset};
 use wiremock::MockServer;
 
+#[allow(deprecated)]
+pub use generate::generate_log_csv;
 pub use generate::{
     CsvRowGenerator, DEFAULT_FILE_API_VERSION, EDGE_CASE_CYCLE, GeneratedCsv, Interval,
-    MockLogFile, MockLogFileBuilder, generate_log_csv,
+    MockLogFile, MockLogFileBuilder,
 };
 
 pub use builder::{DEFAULT_REQUEST_LOG_CAPACITY, InvalidPublicKey, MockOrgBuilder};

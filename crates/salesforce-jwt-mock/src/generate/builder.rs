@@ -3,7 +3,10 @@
 use bytes::Bytes;
 use time::{OffsetDateTime, Time, UtcOffset};
 
-use super::{DEFAULT_FILE_API_VERSION, EDGE_CASE_CYCLE, Interval, MockLogFile, generate_log_csv};
+use super::{
+    CsvRowGenerator, DEFAULT_FILE_API_VERSION, EDGE_CASE_CYCLE, GeneratedCsv, Interval,
+    MockLogFile, generate_csv,
+};
 
 /// Builds a [`MockLogFile`]; start with [`MockLogFile::builder`].
 ///
@@ -107,13 +110,35 @@ impl MockLogFileBuilder {
         self
     }
 
+    /// A streaming generator of the body [`build`](Self::build) would generate (header first,
+    /// then one row per item), for bodies too large to hold. A body given with
+    /// [`csv`](Self::csv) is not involved.
+    pub fn csv_generator(&self) -> CsvRowGenerator {
+        CsvRowGenerator::over(
+            &self.event_type,
+            self.log_date_or_default(),
+            self.interval.hours(),
+            self.rows,
+            self.seed,
+        )
+    }
+
+    /// The body [`build`](Self::build) would generate, with its `LogFileFieldNames` and
+    /// `LogFileFieldTypes`. A body given with [`csv`](Self::csv) is not involved.
+    pub fn generate_csv(&self) -> GeneratedCsv {
+        generate_csv(self.csv_generator())
+    }
+
+    fn log_date_or_default(&self) -> OffsetDateTime {
+        self.log_date
+            .unwrap_or_else(|| previous_period(OffsetDateTime::now_utc(), self.interval))
+    }
+
     /// The file.
     pub fn build(self) -> MockLogFile {
         let interval = self.interval;
         let period = time::Duration::hours(i64::from(interval.hours()));
-        let log_date = self
-            .log_date
-            .unwrap_or_else(|| previous_period(OffsetDateTime::now_utc(), interval));
+        let log_date = self.log_date_or_default();
         let created_date = self.created_date.unwrap_or(log_date + period);
         let sequence = self.sequence.unwrap_or(match interval {
             Interval::Daily => 0,
@@ -122,13 +147,13 @@ impl MockLogFileBuilder {
         let mut file = match self.csv {
             Some(csv) => MockLogFile::with_csv(&self.event_type, csv),
             None => {
-                let generated = generate_log_csv(
+                let generated = generate_csv(CsvRowGenerator::over(
                     &self.event_type,
                     log_date,
                     interval.hours(),
                     self.rows,
                     self.seed,
-                );
+                ));
                 MockLogFile {
                     event_type: self.event_type,
                     interval,

@@ -179,6 +179,9 @@ pub struct GeneratedCsv {
 /// Known types (Login, Logout, API, URI, ApexExecution, ApexUnexpectedException, Report) get
 /// their own columns; any other type gets the common columns. The output is the same for the
 /// same arguments. For bodies too large to hold, iterate a [`CsvRowGenerator`] instead.
+#[deprecated(
+    note = "use MockLogFile::builder(event_type).interval(..).log_date(..).rows(..).seed(..).generate_csv()"
+)]
 pub fn generate_log_csv(
     event_type: &str,
     log_date: OffsetDateTime,
@@ -186,9 +189,20 @@ pub fn generate_log_csv(
     rows: usize,
     seed: u64,
 ) -> GeneratedCsv {
-    let generator = CsvRowGenerator::new(event_type, log_date, interval_hours, rows, seed);
+    generate_csv(CsvRowGenerator::over(
+        event_type,
+        log_date,
+        interval_hours,
+        rows,
+        seed,
+    ))
+}
+
+/// Drains `generator` into one body.
+pub(crate) fn generate_csv(generator: CsvRowGenerator) -> GeneratedCsv {
     let field_names = generator.field_names();
     let field_types = generator.field_types();
+    let rows = generator.rows();
     let mut body = Vec::with_capacity(rows.saturating_mul(300).min(64 << 20));
     for chunk in generator {
         body.extend_from_slice(&chunk);
@@ -203,9 +217,10 @@ pub fn generate_log_csv(
 
 /// A streaming CSV generator: the header row first, then one data row per item.
 ///
-/// Yields exactly what [`generate_log_csv`] returns for the same arguments, without holding it,
-/// so a benchmark can produce a gigabyte with a few hundred bytes of state. Rows' `TIMESTAMP`s
-/// ascend through the covered period.
+/// Yields exactly what [`MockLogFileBuilder::generate_csv`] returns for the same settings,
+/// without holding it, so a benchmark can produce a gigabyte with a few hundred bytes of state.
+/// Rows' `TIMESTAMP`s ascend through the covered period. Get one from
+/// [`MockLogFileBuilder::csv_generator`].
 #[derive(Debug, Clone)]
 pub struct CsvRowGenerator {
     event_type: String,
@@ -221,7 +236,20 @@ pub struct CsvRowGenerator {
 
 impl CsvRowGenerator {
     /// A generator for `rows` rows of `event_type` over `interval_hours` hours from `log_date`.
+    #[deprecated(
+        note = "use MockLogFile::builder(event_type).interval(..).log_date(..).rows(..).seed(..).csv_generator()"
+    )]
     pub fn new(
+        event_type: &str,
+        log_date: OffsetDateTime,
+        interval_hours: u32,
+        rows: usize,
+        seed: u64,
+    ) -> Self {
+        Self::over(event_type, log_date, interval_hours, rows, seed)
+    }
+
+    pub(crate) fn over(
         event_type: &str,
         log_date: OffsetDateTime,
         interval_hours: u32,
