@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use salesforce_jwt::event_log::{FieldValue, LogFileDecoder, LogRecord};
-use salesforce_jwt_mock::CsvRowGenerator;
+use salesforce_jwt_mock::{Interval, MockLogFile};
 use time::macros::datetime;
 
 /// Each input is at least this large.
@@ -44,13 +44,12 @@ fn generate(event_type: &'static str) -> Input {
     let started = Instant::now();
     // More rows than will be taken: the loop stops at the size target. The period (one day)
     // only spreads the timestamps.
-    let mut generator = CsvRowGenerator::new(
-        event_type,
-        datetime!(2025-06-01 00:00 UTC),
-        24,
-        usize::MAX / 2,
-        42,
-    );
+    let mut generator = MockLogFile::builder(event_type)
+        .interval(Interval::Daily)
+        .log_date(datetime!(2025-06-01 00:00 UTC))
+        .rows(usize::MAX / 2)
+        .seed(42)
+        .csv_generator();
     let field_names = generator.field_names();
     let field_types = generator.field_types();
     let mut body = Vec::with_capacity(TARGET_BYTES + 64 * 1024);

@@ -30,7 +30,7 @@ use std::time::Instant;
 use futures_util::StreamExt as _;
 use salesforce_jwt::event_log::{EventLogFile, NdjsonSink, RecordSink as _};
 use salesforce_jwt::{JwtBearerClient, JwtBearerConfig};
-use salesforce_jwt_mock::{CsvRowGenerator, DEMO_PRIVATE_KEY_PEM};
+use salesforce_jwt_mock::{CsvRowGenerator, DEMO_PRIVATE_KEY_PEM, Interval, MockLogFile};
 use serde_json::json;
 use time::macros::datetime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -92,26 +92,24 @@ struct FileSpec {
 
 impl FileSpec {
     fn generator(&self) -> CsvRowGenerator {
-        CsvRowGenerator::new(
-            &self.event_type,
-            datetime!(2025-06-01 00:00 UTC),
-            24,
-            self.rows,
-            7,
-        )
+        MockLogFile::builder(&self.event_type)
+            .interval(Interval::Daily)
+            .log_date(datetime!(2025-06-01 00:00 UTC))
+            .rows(self.rows)
+            .seed(7)
+            .csv_generator()
     }
 }
 
 /// Picks a row count giving a little over `target` bytes, then measures the exact size with a dry pass
 /// over the generator (CPU, no memory): `LogFileLength` must be exact.
 fn plan(event_type: &str, target: u64) -> (FileSpec, u64) {
-    let sample = CsvRowGenerator::new(
-        event_type,
-        datetime!(2025-06-01 00:00 UTC),
-        24,
-        SAMPLE_ROWS,
-        7,
-    );
+    let sample = MockLogFile::builder(event_type)
+        .interval(Interval::Daily)
+        .log_date(datetime!(2025-06-01 00:00 UTC))
+        .rows(SAMPLE_ROWS)
+        .seed(7)
+        .csv_generator();
     let sample_bytes: usize = sample.map(|chunk| chunk.len()).sum();
     // 0.5% more rows than the estimate, so the file is at least `target` bytes.
     let rows = (target as f64 * 1.005 / (sample_bytes as f64 / SAMPLE_ROWS as f64)).ceil() as usize;

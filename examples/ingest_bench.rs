@@ -101,15 +101,16 @@ async fn serve_mock(o: &Options) {
             + time::Duration::days(1)
             + time::Duration::hours(2)
             + time::Duration::minutes(7 * kind as i64);
-        org.add_file(MockLogFile::generated(
-            EVENT_TYPES[kind],
-            Interval::Daily,
-            log_date,
-            0,
-            created,
-            o.rows,
-            n as u64,
-        ));
+        org.add_file(
+            MockLogFile::builder(EVENT_TYPES[kind])
+                .interval(Interval::Daily)
+                .log_date(log_date)
+                .sequence(0)
+                .created_date(created)
+                .rows(o.rows)
+                .seed(n as u64)
+                .build(),
+        );
     }
     let files = org.files();
     let info = MockInfo {

@@ -99,28 +99,34 @@ fn add_files(mock: &MockOrg) -> Vec<String> {
         .iter()
         .enumerate()
     {
-        ids.push(mock.add_file(MockLogFile::generated(
-            t,
-            Interval::Daily,
-            day,
-            0,
-            day + time::Duration::hours(26),
-            5 + i,
-            i as u64,
-        )));
+        ids.push(
+            mock.add_file(
+                MockLogFile::builder(t)
+                    .interval(Interval::Daily)
+                    .log_date(day)
+                    .sequence(0)
+                    .created_date(day + time::Duration::hours(26))
+                    .rows(5 + i)
+                    .seed(i as u64)
+                    .build(),
+            ),
+        );
     }
     for h in 0..4i64 {
         let hour = datetime!(2025-06-10 02:00 UTC) + time::Duration::hours(h);
         for (j, t) in ["Login", "API"].iter().enumerate() {
-            ids.push(mock.add_file(MockLogFile::generated(
-                t,
-                Interval::Hourly,
-                hour,
-                1,
-                hour + time::Duration::hours(4),
-                9,
-                100 + (h as u64) * 10 + j as u64,
-            )));
+            ids.push(
+                mock.add_file(
+                    MockLogFile::builder(t)
+                        .interval(Interval::Hourly)
+                        .log_date(hour)
+                        .sequence(1)
+                        .created_date(hour + time::Duration::hours(4))
+                        .rows(9)
+                        .seed(100 + (h as u64) * 10 + j as u64)
+                        .build(),
+                ),
+            );
         }
     }
     ids
@@ -250,25 +256,31 @@ async fn files_added_later_and_late_hourly_files_are_delivered_once() {
     // A newer file, and a late hourly file whose CreatedDate is *older* than the newest file
     // already collected (it became visible after the first pass): same LogDate, Sequence 2.
     org.clock.advance(Duration::from_secs(3600));
-    ids.push(org.mock.add_file(MockLogFile::generated(
-        "URI",
-        Interval::Hourly,
-        datetime!(2025-06-10 06:00 UTC),
-        1,
-        datetime!(2025-06-10 11:30 UTC),
-        7,
-        999,
-    )));
+    ids.push(
+        org.mock.add_file(
+            MockLogFile::builder("URI")
+                .interval(Interval::Hourly)
+                .log_date(datetime!(2025-06-10 06:00 UTC))
+                .sequence(1)
+                .created_date(datetime!(2025-06-10 11:30 UTC))
+                .rows(7)
+                .seed(999)
+                .build(),
+        ),
+    );
     let late_created = cursor.created_date - time::Duration::hours(2);
-    ids.push(org.mock.add_file(MockLogFile::generated(
-        "Login",
-        Interval::Hourly,
-        datetime!(2025-06-10 02:00 UTC),
-        2,
-        late_created,
-        4,
-        998,
-    )));
+    ids.push(
+        org.mock.add_file(
+            MockLogFile::builder("Login")
+                .interval(Interval::Hourly)
+                .log_date(datetime!(2025-06-10 02:00 UTC))
+                .sequence(2)
+                .created_date(late_created)
+                .rows(4)
+                .seed(998)
+                .build(),
+        ),
+    );
     let summary = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(summary.files, 2);
     assert_exactly_once(&org.mock, &ids, &sink.committed);
@@ -602,15 +614,16 @@ async fn a_first_run_takes_whole_days_so_yesterdays_daily_file_is_not_lost() {
     // now() is 12:00; a one-day `since` must still take the daily file of the day before,
     // whose LogDate is midnight, 36 hours ago.
     let day_before = datetime!(2025-06-09 00:00 UTC);
-    let id = org.mock.add_file(MockLogFile::generated(
-        "Login",
-        Interval::Daily,
-        day_before,
-        0,
-        day_before + time::Duration::hours(27),
-        3,
-        1,
-    ));
+    let id = org.mock.add_file(
+        MockLogFile::builder("Login")
+            .interval(Interval::Daily)
+            .log_date(day_before)
+            .sequence(0)
+            .created_date(day_before + time::Duration::hours(27))
+            .rows(3)
+            .seed(1)
+            .build(),
+    );
     let store = MemoryCheckpointStore::new();
     let one_day = CollectorOptions {
         since: Duration::from_secs(24 * 3600),
@@ -716,14 +729,15 @@ async fn a_kill_in_the_very_first_file_of_a_first_run_resumes_exactly_once() {
 fn add_malformed_file(mock: &MockOrg) -> String {
     let hour = datetime!(2025-06-10 03:00 UTC);
     // Row 3 has one field too few: no retry can fix it.
-    mock.add_file(MockLogFile::from_csv(
-        "Login",
-        Interval::Hourly,
-        hour,
-        1,
-        hour + time::Duration::minutes(4 * 60 + 30),
-        "\"EVENT_TYPE\",\"USER_ID\"\n\"Login\",\"005A\"\n\"Login\"\n",
-    ))
+    mock.add_file(
+        MockLogFile::builder("Login")
+            .interval(Interval::Hourly)
+            .log_date(hour)
+            .sequence(1)
+            .created_date(hour + time::Duration::minutes(4 * 60 + 30))
+            .csv("\"EVENT_TYPE\",\"USER_ID\"\n\"Login\",\"005A\"\n\"Login\"\n")
+            .build(),
+    )
 }
 
 #[tokio::test]
@@ -1079,15 +1093,16 @@ async fn adding_an_event_type_starts_it_from_since_and_removing_one_keeps_its_po
     assert_eq!(pass(&mut login, &mut sink).await.unwrap().files, 0);
     drop(login);
     org.clock.advance(Duration::from_secs(3600));
-    let late_api = org.mock.add_file(MockLogFile::generated(
-        "API",
-        Interval::Hourly,
-        datetime!(2025-06-10 07:00 UTC),
-        1,
-        datetime!(2025-06-10 12:30 UTC),
-        3,
-        4242,
-    ));
+    let late_api = org.mock.add_file(
+        MockLogFile::builder("API")
+            .interval(Interval::Hourly)
+            .log_date(datetime!(2025-06-10 07:00 UTC))
+            .sequence(1)
+            .created_date(datetime!(2025-06-10 12:30 UTC))
+            .rows(3)
+            .seed(4242)
+            .build(),
+    );
     let mut both = collector_for(&org, store.clone(), &["API", "Login"], short).unwrap();
     pass(&mut both, &mut sink).await.unwrap();
     assert_eq!(sink.commits.last(), Some(&late_api));

@@ -56,14 +56,13 @@ const REAL_FILES: &[(&str, &str)] = &[
 fn real_file(name: &str, event_type: &str, id_number: u32) -> (EventLogFile, Vec<LogRecord>) {
     let csv = std::fs::read(realdata(name)).unwrap();
     let placeholder = datetime!(2000-01-01 00:00 UTC);
-    let mock = MockLogFile::from_csv(
-        event_type,
-        Interval::Daily,
-        placeholder,
-        0,
-        placeholder,
-        csv.clone(),
-    );
+    let mock = MockLogFile::builder(event_type)
+        .interval(Interval::Daily)
+        .log_date(placeholder)
+        .sequence(0)
+        .created_date(placeholder)
+        .csv(csv.clone())
+        .build();
     let id = format!("0AT30000000{id_number:04}AAA");
     let file = EventLogFile {
         log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
@@ -400,14 +399,15 @@ async fn a_row_collected_again_from_a_republished_file_keeps_its_event_id() {
     let csv = mock.csv_of(&original.id).unwrap();
     // The same rows published again as a later hourly file: another Id, Interval, Sequence and
     // CreatedDate.
-    let copy = mock.add_file(MockLogFile::from_csv(
-        "Logout",
-        Interval::Hourly,
-        original.log_date,
-        3,
-        now() - time::Duration::minutes(5),
-        csv,
-    ));
+    let copy = mock.add_file(
+        MockLogFile::builder("Logout")
+            .interval(Interval::Hourly)
+            .log_date(original.log_date)
+            .sequence(3)
+            .created_date(now() - time::Duration::minutes(5))
+            .csv(csv)
+            .build(),
+    );
     let mut sink = EventIds::default();
     collect(&client, &mut sink).await;
     let ids_of = |file_id: &str| {

@@ -330,15 +330,16 @@ async fn big_org() -> (MockOrg, std::collections::BTreeMap<String, usize>) {
     for i in 0..16u64 {
         let log_date =
             now.replace_time(time::Time::MIDNIGHT) - time::Duration::hours(20 - i as i64);
-        let id = org.add_file(MockLogFile::generated(
-            ["API", "URI", "Login", "Report"][i as usize % 4],
-            Interval::Hourly,
-            log_date,
-            1,
-            log_date + time::Duration::hours(4),
-            1500,
-            i,
-        ));
+        let id = org.add_file(
+            MockLogFile::builder(["API", "URI", "Login", "Report"][i as usize % 4])
+                .interval(Interval::Hourly)
+                .log_date(log_date)
+                .sequence(1)
+                .created_date(log_date + time::Duration::hours(4))
+                .rows(1500)
+                .seed(i)
+                .build(),
+        );
         expected.insert(id, 1500usize);
     }
     (org, expected)

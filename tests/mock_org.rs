@@ -9,8 +9,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use salesforce_jwt::clock::{Clock, ManualClock};
 use salesforce_jwt_mock::{
-    CsvRowGenerator, DEMO_PRIVATE_KEY_PEM, EDGE_CASE_CYCLE, Fault, FaultTarget, Interval,
-    MockLogFile, MockOrg, MockOrgBuilder, generate_log_csv,
+    DEMO_PRIVATE_KEY_PEM, EDGE_CASE_CYCLE, Fault, FaultTarget, Interval, MockLogFile, MockOrg,
+    MockOrgBuilder,
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -144,7 +144,14 @@ fn file(
     seq: i32,
     created: OffsetDateTime,
 ) -> MockLogFile {
-    MockLogFile::generated(event_type, interval, log_date, seq, created, 3, 7)
+    MockLogFile::builder(event_type)
+        .interval(interval)
+        .log_date(log_date)
+        .sequence(seq)
+        .created_date(created)
+        .rows(3)
+        .seed(7)
+        .build()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -824,15 +831,16 @@ async fn string_literal_escapes() {
 async fn many_files(org: &MockOrg, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
-            org.add_file(MockLogFile::generated(
-                "Login",
-                Interval::Hourly,
-                datetime!(2024-03-11 00:00 UTC),
-                1,
-                datetime!(2024-03-11 04:00 UTC) + Duration::from_secs(i as u64),
-                1,
-                i as u64,
-            ))
+            org.add_file(
+                MockLogFile::builder("Login")
+                    .interval(Interval::Hourly)
+                    .log_date(datetime!(2024-03-11 00:00 UTC))
+                    .sequence(1)
+                    .created_date(datetime!(2024-03-11 04:00 UTC) + Duration::from_secs(i as u64))
+                    .rows(1)
+                    .seed(i as u64)
+                    .build(),
+            )
         })
         .collect()
 }
@@ -1198,7 +1206,12 @@ fn generated_csv_is_wellformed_and_has_the_edge_cases() {
     ];
     let mut all_values = String::new();
     for event_type in TYPES {
-        let generated = generate_log_csv(event_type, log_date, 1, 40, 42);
+        let generated = MockLogFile::builder(event_type)
+            .interval(Interval::Hourly)
+            .log_date(log_date)
+            .rows(40)
+            .seed(42)
+            .generate_csv();
         let (header, rows) = parse_csv(&generated.body);
         assert_eq!(rows.len(), 40);
         assert_eq!(generated.rows, 40);
@@ -1277,7 +1290,12 @@ fn generated_csv_is_wellformed_and_has_the_edge_cases() {
     assert!(all_values.contains("\u{1f}\u{1f}"), "empty fields");
 
     // One API file alone carries every edge case.
-    let api = generate_log_csv("API", log_date, 24, EDGE_CASE_CYCLE, 1);
+    let api = MockLogFile::builder("API")
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .rows(EDGE_CASE_CYCLE)
+        .seed(1)
+        .generate_csv();
     let (header, rows) = parse_csv(&api.body);
     let query = header.iter().position(|h| h == "QUERY").unwrap();
     let queries: Vec<&str> = rows.iter().map(|r| r[query].as_str()).collect();
@@ -1291,12 +1309,22 @@ fn generated_csv_is_wellformed_and_has_the_edge_cases() {
     );
 
     // The Login header is the observed one, verbatim; Report has a Boolean column.
-    let login = generate_log_csv("Login", log_date, 24, 1, 1);
+    let login = MockLogFile::builder("Login")
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .rows(1)
+        .seed(1)
+        .generate_csv();
     assert_eq!(
         login.field_names,
         "EVENT_TYPE,TIMESTAMP,REQUEST_ID,ORGANIZATION_ID,USER_ID,RUN_TIME,CPU_TIME,URI,SESSION_KEY,LOGIN_KEY,USER_TYPE,REQUEST_STATUS,DB_TOTAL_TIME,LOGIN_TYPE,BROWSER_TYPE,API_TYPE,API_VERSION,USER_NAME,TLS_PROTOCOL,CIPHER_SUITE,AUTHENTICATION_METHOD_REFERENCE,LOGIN_SUB_TYPE,TIMESTAMP_DERIVED,USER_ID_DERIVED,CLIENT_IP,URI_ID_DERIVED,LOGIN_STATUS,SOURCE_IP"
     );
-    let report = generate_log_csv("Report", log_date, 24, 1, 1);
+    let report = MockLogFile::builder("Report")
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .rows(1)
+        .seed(1)
+        .generate_csv();
     let names: Vec<&str> = report.field_names.split(',').collect();
     let types: Vec<&str> = report.field_types.split(',').collect();
     assert_eq!(
@@ -1308,13 +1336,33 @@ fn generated_csv_is_wellformed_and_has_the_edge_cases() {
 #[test]
 fn generation_is_deterministic_and_streams() {
     let log_date = datetime!(2024-03-11 00:00 UTC);
-    let a = generate_log_csv("API", log_date, 24, 100, 9);
-    let b = generate_log_csv("API", log_date, 24, 100, 9);
-    let c = generate_log_csv("API", log_date, 24, 100, 10);
+    let a = MockLogFile::builder("API")
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .rows(100)
+        .seed(9)
+        .generate_csv();
+    let b = MockLogFile::builder("API")
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .rows(100)
+        .seed(9)
+        .generate_csv();
+    let c = MockLogFile::builder("API")
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .rows(100)
+        .seed(10)
+        .generate_csv();
     assert_eq!(a, b);
     assert_ne!(a.body, c.body);
 
-    let mut generator = CsvRowGenerator::new("API", log_date, 24, 100, 9);
+    let mut generator = MockLogFile::builder("API")
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .rows(100)
+        .seed(9)
+        .csv_generator();
     assert_eq!(generator.size_hint(), (101, Some(101)));
     assert_eq!(generator.field_names(), a.field_names);
     assert_eq!(generator.field_types(), a.field_types);
@@ -1329,12 +1377,24 @@ fn generation_is_deterministic_and_streams() {
     assert!(generator.next().is_none());
 
     // A long stream keeps going without holding its output.
-    let bytes: usize = CsvRowGenerator::new("Login", log_date, 24, 20_000, 1)
+    let bytes: usize = MockLogFile::builder("Login")
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .rows(20_000)
+        .seed(1)
+        .csv_generator()
         .map(|chunk| chunk.len())
         .sum();
     assert!(bytes > 20_000 * 200, "{bytes}");
 
-    let file = MockLogFile::generated("API", Interval::Daily, log_date, 0, log_date, 100, 9);
+    let file = MockLogFile::builder("API")
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .sequence(0)
+        .created_date(log_date)
+        .rows(100)
+        .seed(9)
+        .build();
     assert_eq!(file.csv, a.body);
     assert_eq!(file.row_count(), 100);
 }
@@ -1345,14 +1405,13 @@ async fn crlf_file_from_csv_round_trips() {
     let csv = "\"EVENT_TYPE\",\"TIMESTAMP\",\"USER_ID\",\"CLIENT_IP\",\"QUERY\"\r\n\
                \"API\",\"20240311150000.123\",\"005000000000001\",\"Salesforce.com IP\",\"SELECT Id\r\nFROM Account\"\r\n\
                \"API\",\"20240311150001.000\",\"005000000000001AAA\",\"192.0.2.1\",\"\"\r\n";
-    let mut file = MockLogFile::from_csv(
-        "API",
-        Interval::Hourly,
-        datetime!(2024-03-11 15:00 UTC),
-        1,
-        datetime!(2024-03-11 18:00 UTC),
-        csv,
-    );
+    let mut file = MockLogFile::builder("API")
+        .interval(Interval::Hourly)
+        .log_date(datetime!(2024-03-11 15:00 UTC))
+        .sequence(1)
+        .created_date(datetime!(2024-03-11 18:00 UTC))
+        .csv(csv)
+        .build();
     assert_eq!(
         file.field_names,
         "EVENT_TYPE,TIMESTAMP,USER_ID,CLIENT_IP,QUERY"

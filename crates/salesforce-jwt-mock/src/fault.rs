@@ -1,9 +1,16 @@
 //! Failures the org can be told to inject, and its request counters.
 
-/// A failure to inject; each fires once, on the first request it applies to.
+use std::time::Duration;
+
+/// A failure to inject. [`MockOrg::inject`](crate::MockOrg::inject) queues one that fires once,
+/// on the first request it applies to; [`inject_times`](crate::MockOrg::inject_times) and
+/// [`inject_always`](crate::MockOrg::inject_always) queue one that fires several times or until
+/// [`clear_faults`](crate::MockOrg::clear_faults).
 ///
 /// Queued faults are considered in injection order: a request takes the first queued fault that
-/// applies to it, so faults for the same target fire in the order they were injected.
+/// applies to it, so faults for the same target fire in the order they were injected. A
+/// [`Fault::Delay`] is separate: a request takes the first delay that applies to it as well as the
+/// first other fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
@@ -43,6 +50,53 @@ pub enum Fault {
     /// request answers 401 `INVALID_SESSION_ID` (an admin revoking sessions, or the per-user token
     /// limit pushing ours out).
     RevokeSessions,
+    /// The token endpoint refuses the assertion with Salesforce's OAuth error shape,
+    /// `{"error","error_description"}`, whatever the assertion: `invalid_grant` / `user hasn't
+    /// approved this consumer`, `invalid_client_id` / `client identifier invalid`,
+    /// `invalid_app_access`, `inactive_user`... (see [`Fault::oauth`]). Applies to token requests
+    /// only.
+    OAuth {
+        /// The `error` code, e.g. `invalid_grant`.
+        error: String,
+        /// The `error_description`, e.g. `user hasn't approved this consumer`.
+        description: String,
+        /// The HTTP status; Salesforce uses 400.
+        status: u16,
+    },
+    /// The answer to a request of `target` is held back for `delay` (the request is otherwise
+    /// served normally, faults included): a slow token endpoint or a slow query. Test a client
+    /// timeout with a timeout shorter than `delay`, never by sleeping.
+    Delay {
+        /// Which requests it applies to.
+        target: FaultTarget,
+        /// How long the answer is held back.
+        delay: Duration,
+    },
+}
+
+impl Fault {
+    /// [`Fault::OAuth`] with status 400, as Salesforce answers every refused assertion.
+    pub fn oauth(error: impl Into<String>, description: impl Into<String>) -> Self {
+        Fault::OAuth {
+            error: error.into(),
+            description: description.into(),
+            status: 400,
+        }
+    }
+}
+
+/// Names a fault queued by [`MockOrg::inject_times`](crate::MockOrg::inject_times) or
+/// [`MockOrg::inject_always`](crate::MockOrg::inject_always), to ask how often it has fired
+/// ([`MockOrg::times_fired`](crate::MockOrg::times_fired)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FaultId(pub(crate) usize);
+
+/// A queued fault and how many more times it fires (`None`: until cleared).
+#[derive(Debug)]
+pub(crate) struct QueuedFault {
+    pub(crate) id: FaultId,
+    pub(crate) fault: Fault,
+    pub(crate) remaining: Option<u64>,
 }
 
 /// Which requests a status [`Fault`] applies to.

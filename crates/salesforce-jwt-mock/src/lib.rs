@@ -3,10 +3,10 @@
 //! shapes, errors and quirks.
 //!
 //! [`MockOrg`] verifies real RS256 signatures against a public key, checks the claims against its
-//! own [`Clock`], expires and revokes sessions, evaluates the SOQL a collector sends (filters,
+//! own [`Clock`](salesforce_jwt::clock::Clock), expires and revokes sessions, evaluates the SOQL a collector sends (filters,
 //! `ORDER BY`, `LIMIT`, `COUNT()`), paginates with `nextRecordsUrl`, gzips downloads when asked,
 //! and injects [`Fault`]s on demand. It is independent of the `salesforce-jwt` library on
-//! purpose (it shares only its [`Clock`]): it is a second reading of Salesforce's behaviour, so it
+//! purpose (it shares only its [`Clock`](salesforce_jwt::clock::Clock)): it is a second reading of Salesforce's behaviour, so it
 //! catches mismatches instead of sharing them.
 //!
 //! It also holds the Real-Time Event Monitoring storage objects (`LoginEvent`, `ApiEvent`,
@@ -30,6 +30,33 @@
 //! # }
 //! ```
 //!
+//! For a downstream service's tests: [`MockOrgBuilder::access_token`] chooses the token values,
+//! so a test can assert which token reached its code; [`Fault::OAuth`] refuses logins with
+//! Salesforce's error shape and [`Fault::Delay`] or [`MockOrgBuilder::token_latency`] slow answers
+//! down (test a client timeout shorter than the delay, never sleep);
+//! [`inject_times`](MockOrg::inject_times) and [`inject_always`](MockOrg::inject_always) repeat
+//! a fault, [`times_fired`](MockOrg::times_fired) counts it; [`requests`](MockOrg::requests)
+//! lists what was received, SOQL decoded, tokens hidden from `Debug`.
+//!
+//! ```
+//! use salesforce_jwt_mock::{Fault, MockOrg, RequestKind};
+//!
+//! # async fn demo() {
+//! let org = MockOrg::builder()
+//!     .access_token(|n| format!("00D000000000001!AR.test-{n}"))
+//!     .start()
+//!     .await;
+//! let refusal = org.inject_times(
+//!     Fault::oauth("invalid_grant", "user hasn't approved this consumer"),
+//!     2,
+//! );
+//! // ... run the code under test against org.token_url() and org.instance_url() ...
+//! assert!(org.times_fired(refusal) <= 2);
+//! let queries = org.requests().into_iter().filter(|r| r.kind == RequestKind::Query);
+//! # let _ = queries;
+//! # }
+//! ```
+//!
 //! Endpoints served:
 //!
 //! | request | answer |
@@ -50,10 +77,12 @@
 )]
 #![deny(clippy::await_holding_lock)]
 
+mod builder;
 mod fault;
 mod file_meta;
 mod generate;
 mod objects;
+mod requests;
 mod responder;
 mod soql;
 mod state;
@@ -63,22 +92,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use jsonwebtoken::DecodingKey;
 use time::{OffsetDateTime, UtcOffset};
-use wiremock::matchers::any;
-use wiremock::{Mock, MockServer};
+use wiremock::MockServer;
 
+#[allow(deprecated)]
+pub use generate::generate_log_csv;
 pub use generate::{
     CsvRowGenerator, DEFAULT_FILE_API_VERSION, EDGE_CASE_CYCLE, GeneratedCsv, Interval,
-    MockLogFile, generate_log_csv,
+    MockLogFile, MockLogFileBuilder,
 };
 
-pub use fault::{Fault, FaultTarget, Received};
+pub use builder::{DEFAULT_REQUEST_LOG_CAPACITY, InvalidPublicKey, MockOrgBuilder};
+pub use fault::{Fault, FaultId, FaultTarget, Received};
 pub use objects::generate::generate_records;
+pub use requests::{ReceivedRequest, RequestKind};
 
 use file_meta::FileMeta;
-use salesforce_jwt::clock::{Clock, SystemClock};
-use state::{Settings, Shared};
+use state::Shared;
 
 /// Private half of the built-in demo key pair (PKCS#8 PEM), matching [`DEMO_PUBLIC_KEY_PEM`].
 ///
@@ -114,215 +144,6 @@ impl fmt::Debug for MockOrg {
             .field("uri", &self.shared.base_uri)
             .field("files", &self.shared.with(|s| s.files.len()))
             .finish_non_exhaustive()
-    }
-}
-
-/// Configures and starts a [`MockOrg`].
-#[derive(Clone)]
-pub struct MockOrgBuilder {
-    key: DecodingKey,
-    key_is_demo: bool,
-    client_id: String,
-    username: String,
-    audience: String,
-    clock: Arc<dyn Clock>,
-    token_lifetime: Duration,
-    token_max_uses: Option<u32>,
-    page_size: usize,
-    event_log_access: bool,
-    api_enabled: bool,
-    realtime_access: bool,
-    big_object_timeout_rows: Option<usize>,
-}
-
-impl fmt::Debug for MockOrgBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockOrgBuilder")
-            .field("key_is_demo", &self.key_is_demo)
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("audience", &self.audience)
-            .field("clock", &self.clock)
-            .field("token_lifetime", &self.token_lifetime)
-            .field("token_max_uses", &self.token_max_uses)
-            .field("page_size", &self.page_size)
-            .field("event_log_access", &self.event_log_access)
-            .field("api_enabled", &self.api_enabled)
-            .field("realtime_access", &self.realtime_access)
-            .field("big_object_timeout_rows", &self.big_object_timeout_rows)
-            .finish()
-    }
-}
-
-/// The PEM given to [`MockOrgBuilder::public_key_pem`] holds no RSA public key or certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidPublicKey {
-    reason: String,
-}
-
-impl fmt::Display for InvalidPublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "not an RSA public key or certificate PEM: {}",
-            self.reason
-        )
-    }
-}
-
-impl std::error::Error for InvalidPublicKey {}
-
-impl Default for MockOrgBuilder {
-    fn default() -> Self {
-        // The embedded demo key is a valid PEM; a failure here would be a build defect, and the
-        // org then rejects every assertion as Salesforce does with a mismatched certificate.
-        let key = DecodingKey::from_rsa_pem(DEMO_PUBLIC_KEY_PEM.as_bytes())
-            .unwrap_or_else(|_| DecodingKey::from_rsa_raw_components(&[0], &[0]));
-        Self {
-            key,
-            key_is_demo: true,
-            client_id: DEFAULT_CLIENT_ID.to_owned(),
-            username: DEFAULT_USERNAME.to_owned(),
-            audience: DEFAULT_AUDIENCE.to_owned(),
-            clock: Arc::new(SystemClock),
-            token_lifetime: Duration::from_secs(2 * 3600),
-            token_max_uses: None,
-            page_size: 2000,
-            event_log_access: true,
-            api_enabled: true,
-            realtime_access: true,
-            big_object_timeout_rows: None,
-        }
-    }
-}
-
-impl MockOrgBuilder {
-    /// The key assertions must be signed with: an RSA public key (`BEGIN PUBLIC KEY` or
-    /// `BEGIN RSA PUBLIC KEY`) or the X.509 certificate an admin would upload to the app.
-    /// Defaults to [`DEMO_PUBLIC_KEY_PEM`].
-    pub fn public_key_pem(mut self, pem: impl AsRef<[u8]>) -> Result<Self, InvalidPublicKey> {
-        let pem = pem.as_ref();
-        let text = String::from_utf8_lossy(pem);
-        // jsonwebtoken also reads private keys here; refusing them catches a swapped argument.
-        if !(text.contains("PUBLIC KEY-----") || text.contains("BEGIN CERTIFICATE-----")) {
-            return Err(InvalidPublicKey {
-                reason: "expected a PUBLIC KEY or CERTIFICATE block".to_owned(),
-            });
-        }
-        self.key = DecodingKey::from_rsa_pem(pem).map_err(|e| InvalidPublicKey {
-            reason: e.to_string(),
-        })?;
-        self.key_is_demo = false;
-        Ok(self)
-    }
-
-    /// The consumer key of the app; assertions need it as `iss`. Default `3MVG9MOCKCLIENTID`.
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.client_id = client_id.into();
-        self
-    }
-
-    /// The pre-authorized integration user; assertions need it as `sub`.
-    /// Default `integration@example.com`.
-    pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.username = username.into();
-        self
-    }
-
-    /// The audience assertions need as `aud`. Default `https://login.salesforce.com`.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = audience.into();
-        self
-    }
-
-    /// The clock that judges `exp`, session lifetime and cursor expiry. Default [`SystemClock`];
-    /// give a [`ManualClock`](salesforce_jwt::clock::ManualClock) to move time in tests without sleeping.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// How long an access token stays valid, measured with the clock (the org's session timeout).
-    /// Default 2 hours, Salesforce's default.
-    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
-        self.token_lifetime = lifetime;
-        self
-    }
-
-    /// After this many API requests a token answers 401 as if expired. Default `None`: no limit.
-    pub fn token_max_uses(mut self, max_uses: Option<u32>) -> Self {
-        self.token_max_uses = max_uses;
-        self
-    }
-
-    /// Records per query page. Default 2000, Salesforce's maximum. A request's
-    /// `Sforce-Query-Options: batchSize=N` picks a size in 200..=2000, never above this one.
-    /// Values below 1 count as 1.
-    pub fn page_size(mut self, page_size: usize) -> Self {
-        self.page_size = page_size.max(1);
-        self
-    }
-
-    /// Whether the integration user may see EventLogFile (the View Event Log Files permission
-    /// and an Event Monitoring licence). When `false`, queries on it answer 400 `INVALID_TYPE`,
-    /// the way Salesforce reports the missing permission. Default `true`.
-    pub fn event_log_access(mut self, allowed: bool) -> Self {
-        self.event_log_access = allowed;
-        self
-    }
-
-    /// Whether the user has API Enabled. When `false`, the token is still issued (Salesforce
-    /// checks at the first API call) but every `/services/data` request with it answers 403
-    /// `API_DISABLED_FOR_ORG`. Default `true`.
-    pub fn api_enabled(mut self, enabled: bool) -> Self {
-        self.api_enabled = enabled;
-        self
-    }
-
-    /// Whether the integration user may query the real-time objects (the View Real-Time Event
-    /// Monitoring Data permission and a Shield or Event Monitoring licence). When `false`,
-    /// queries on them answer 400 `INVALID_TYPE`. Default `true`.
-    pub fn realtime_access(mut self, allowed: bool) -> Self {
-        self.realtime_access = allowed;
-        self
-    }
-
-    /// A big-object query whose filter matches more rows than this answers 400 `QUERY_TIMEOUT`
-    /// ("Your query request was running for too long"), as an unbounded catch-up query on a
-    /// busy org does. Default `None`: never.
-    pub fn big_object_query_timeout_rows(mut self, rows: Option<usize>) -> Self {
-        self.big_object_timeout_rows = rows;
-        self
-    }
-
-    /// Starts the server on a free loopback port.
-    pub async fn start(self) -> MockOrg {
-        // Request recording is off: the org keeps its own counters, and a long demo run must not
-        // accumulate every request in memory.
-        let server = MockServer::builder()
-            .disable_request_recording()
-            .start()
-            .await;
-        let settings = Settings {
-            client_id: self.client_id,
-            username: self.username,
-            audience: self.audience,
-            token_lifetime: self.token_lifetime,
-            token_max_uses: self.token_max_uses,
-            page_size: self.page_size,
-            event_log_access: self.event_log_access,
-            api_enabled: self.api_enabled,
-            realtime_access: self.realtime_access,
-            big_object_timeout_rows: self.big_object_timeout_rows,
-        };
-        let shared = Arc::new(Shared::new(settings, self.clock, self.key, server.uri()));
-        Mock::given(any())
-            .respond_with(responder::OrgResponder::new(Arc::clone(&shared)))
-            .named("salesforce org")
-            .mount(&server)
-            .await;
-        tracing::debug!(uri = %server.uri(), "mock Salesforce org started");
-        MockOrg { server, shared }
     }
 }
 
@@ -478,42 +299,51 @@ impl MockOrg {
                     + time::Duration::hours(2)
                     + time::Duration::minutes(7 * i as i64);
                 let seed = demo_seed(log_date, i);
-                ids.push(self.add_file(MockLogFile::generated(
-                    event_type,
-                    Interval::Daily,
-                    log_date,
-                    0,
-                    created,
-                    *rows,
-                    seed,
-                )));
+                ids.push(
+                    self.add_file(
+                        MockLogFile::builder(*event_type)
+                            .interval(Interval::Daily)
+                            .log_date(log_date)
+                            .sequence(0)
+                            .created_date(created)
+                            .rows(*rows)
+                            .seed(seed)
+                            .build(),
+                    ),
+                );
             }
         }
         for hours_back in (4i64..=9).rev() {
             let log_date = this_hour - time::Duration::hours(hours_back);
             let created = log_date + time::Duration::minutes(3 * 60 + 17);
             for (i, event_type) in HOURLY.iter().enumerate() {
-                ids.push(self.add_file(MockLogFile::generated(
-                    event_type,
-                    Interval::Hourly,
-                    log_date,
-                    1,
-                    created,
-                    5,
-                    demo_seed(log_date, i),
-                )));
+                ids.push(
+                    self.add_file(
+                        MockLogFile::builder(*event_type)
+                            .interval(Interval::Hourly)
+                            .log_date(log_date)
+                            .sequence(1)
+                            .created_date(created)
+                            .rows(5)
+                            .seed(demo_seed(log_date, i))
+                            .build(),
+                    ),
+                );
             }
         }
         let late_hour = this_hour - time::Duration::hours(9);
-        ids.push(self.add_file(MockLogFile::generated(
-            "Login",
-            Interval::Hourly,
-            late_hour,
-            2,
-            this_hour - time::Duration::minutes(30),
-            3,
-            demo_seed(late_hour, 99),
-        )));
+        ids.push(
+            self.add_file(
+                MockLogFile::builder("Login")
+                    .interval(Interval::Hourly)
+                    .log_date(late_hour)
+                    .sequence(2)
+                    .created_date(this_hour - time::Duration::minutes(30))
+                    .rows(3)
+                    .seed(demo_seed(late_hour, 99))
+                    .build(),
+            ),
+        );
         ids
     }
 
@@ -586,14 +416,50 @@ impl MockOrg {
         Ok(())
     }
 
-    /// Queues a fault; see [`Fault`] for when each kind fires.
+    /// Queues a fault that fires once; see [`Fault`] for when each kind fires.
     pub fn inject(&self, fault: Fault) {
-        self.shared.with(|s| s.faults.push_back(fault));
+        self.inject_times(fault, 1);
     }
 
-    /// Faults injected but not fired yet.
+    /// Queues a fault that fires on the next `times` requests it applies to (0: never), and
+    /// returns its id for [`times_fired`](Self::times_fired).
+    pub fn inject_times(&self, fault: Fault, times: u64) -> FaultId {
+        self.shared.with(|s| s.queue_fault(fault, Some(times)))
+    }
+
+    /// Queues a fault that fires on every request it applies to until
+    /// [`clear_faults`](Self::clear_faults), and returns its id for
+    /// [`times_fired`](Self::times_fired). It stays ahead of faults injected after it for the
+    /// same requests.
+    pub fn inject_always(&self, fault: Fault) -> FaultId {
+        self.shared.with(|s| s.queue_fault(fault, None))
+    }
+
+    /// Drops every queued fault; the counts of those that fired stay readable.
+    pub fn clear_faults(&self) {
+        self.shared.with(|s| s.faults.clear());
+    }
+
+    /// How many times the fault `id` has fired.
+    pub fn times_fired(&self, id: FaultId) -> u64 {
+        self.shared.with(|s| s.times_fired(id))
+    }
+
+    /// Faults queued and not used up yet (a fault injected with
+    /// [`inject_always`](Self::inject_always) counts once until cleared).
     pub fn pending_faults(&self) -> usize {
         self.shared.with(|s| s.faults.len())
+    }
+
+    /// The requests received so far, oldest first: the last
+    /// [`request_log_capacity`](MockOrgBuilder::request_log_capacity) of them.
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        self.shared.with(|s| s.requests.iter().cloned().collect())
+    }
+
+    /// Empties the log of received requests (the counters of [`received`](Self::received) stay).
+    pub fn clear_requests(&self) {
+        self.shared.with(|s| s.requests.clear());
     }
 
     /// Revokes every token issued so far: their next API request answers 401

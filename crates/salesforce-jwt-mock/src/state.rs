@@ -1,4 +1,5 @@
-//! The org's mutable state: files, real-time object rows, issued tokens, open query cursors, queued faults, counters.
+//! The org's mutable state: files, real-time object rows, issued tokens, open query cursors,
+//! queued faults, counters and the log of received requests.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,9 +9,11 @@ use bytes::Bytes;
 use jsonwebtoken::DecodingKey;
 use time::OffsetDateTime;
 
+use super::fault::{FaultId, QueuedFault};
 use super::file_meta::FileMeta;
 use super::generate::with_checksum;
 use super::objects::{ObjectStore, Row};
+use super::requests::ReceivedRequest;
 use super::soql::Field;
 use super::soql::objects::ObjectPlan;
 use super::{Fault, Received};
@@ -81,7 +84,16 @@ pub(crate) struct Settings {
     pub(crate) api_enabled: bool,
     pub(crate) realtime_access: bool,
     pub(crate) big_object_timeout_rows: Option<usize>,
+    /// Chooses the `n`th (1-based) access token; `None`: a random Salesforce-shaped one.
+    pub(crate) access_token: Option<TokenFn>,
+    /// Every token response is held back this long.
+    pub(crate) token_latency: Duration,
+    /// Received requests kept at most; the oldest go first.
+    pub(crate) request_log_capacity: usize,
 }
+
+/// What [`MockOrgBuilder::access_token`](super::MockOrgBuilder::access_token) takes.
+pub(crate) type TokenFn = Arc<dyn Fn(u64) -> String + Send + Sync>;
 
 /// What the responder and the [`MockOrg`](super::MockOrg) handle share.
 pub(crate) struct Shared {
@@ -120,7 +132,12 @@ pub(crate) struct State {
     pub(crate) objects: ObjectStore,
     next_file: u64,
     tokens: HashMap<String, TokenRecord>,
-    pub(crate) faults: VecDeque<Fault>,
+    pub(crate) faults: VecDeque<QueuedFault>,
+    /// Times each fault has fired, indexed by its [`FaultId`].
+    fired: Vec<u64>,
+    tokens_issued: u64,
+    requests_received: u64,
+    pub(crate) requests: VecDeque<ReceivedRequest>,
     cursors: HashMap<u64, Cursor>,
     next_cursor: u64,
     pub(crate) api_usage: u64,
@@ -136,6 +153,10 @@ impl Default for State {
             next_file: 1,
             tokens: HashMap::new(),
             faults: VecDeque::new(),
+            fired: Vec::new(),
+            tokens_issued: 0,
+            requests_received: 0,
+            requests: VecDeque::new(),
             cursors: HashMap::new(),
             next_cursor: 1,
             api_usage: 0,
@@ -179,15 +200,74 @@ impl State {
         self.files.values().map(|f| Arc::clone(&f.meta)).collect()
     }
 
+    /// Queues `fault` to fire `times` times (`None`: until cleared).
+    pub(crate) fn queue_fault(&mut self, fault: Fault, times: Option<u64>) -> FaultId {
+        let id = FaultId(self.fired.len());
+        self.fired.push(0);
+        if times != Some(0) {
+            self.faults.push_back(QueuedFault {
+                id,
+                fault,
+                remaining: times,
+            });
+        }
+        id
+    }
+
+    /// The first queued fault `applies` accepts: counts it as fired, drops it from the queue if
+    /// that was its last time, and returns it.
+    pub(crate) fn fire_first(&mut self, applies: impl Fn(&Fault) -> bool) -> Option<Fault> {
+        let index = self.faults.iter().position(|q| applies(&q.fault))?;
+        let queued = self.faults.get_mut(index)?;
+        let fault = queued.fault.clone();
+        if let Some(count) = self.fired.get_mut(queued.id.0) {
+            *count += 1;
+        }
+        self.received.faults_fired += 1;
+        if let Some(remaining) = &mut queued.remaining {
+            *remaining = remaining.saturating_sub(1);
+            if *remaining == 0 {
+                self.faults.remove(index);
+            }
+        }
+        Some(fault)
+    }
+
+    pub(crate) fn times_fired(&self, id: FaultId) -> u64 {
+        self.fired.get(id.0).copied().unwrap_or(0)
+    }
+
+    /// Keeps `request`, dropping the oldest beyond `capacity`.
+    pub(crate) fn record_request(&mut self, mut request: ReceivedRequest, capacity: usize) {
+        self.requests_received += 1;
+        request.sequence = self.requests_received;
+        if capacity == 0 {
+            return;
+        }
+        while self.requests.len() >= capacity {
+            self.requests.pop_front();
+        }
+        self.requests.push_back(request);
+    }
+
     /// Issues a new access token at `now`, dropping tokens that have expired anyway.
-    pub(crate) fn issue_token(&mut self, now: OffsetDateTime, lifetime: Duration) -> String {
+    pub(crate) fn issue_token(&mut self, now: OffsetDateTime, settings: &Settings) -> String {
+        let lifetime = settings.token_lifetime;
         self.tokens
             .retain(|_, record| now < record.issued_at + lifetime);
-        let mut token = format!("{ORG_ID_15}!AR");
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._";
-        for _ in 0..96 {
-            token.push(char::from(ALPHABET[self.rng.usize(0..ALPHABET.len())]));
-        }
+        self.tokens_issued += 1;
+        let token = match &settings.access_token {
+            Some(choose) => choose(self.tokens_issued),
+            None => {
+                let mut token = format!("{ORG_ID_15}!AR");
+                const ALPHABET: &[u8] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._";
+                for _ in 0..96 {
+                    token.push(char::from(ALPHABET[self.rng.usize(0..ALPHABET.len())]));
+                }
+                token
+            }
+        };
         self.tokens.insert(
             token.clone(),
             TokenRecord {

@@ -7,11 +7,13 @@
 //! commas and `""` quotes inside fields, fields spanning lines, non-ASCII text, empty values, and
 //! `CLIENT_IP` holding the literal `Salesforce.com IP`.
 
+mod builder;
 mod columns;
 
 use bytes::Bytes;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
+pub use builder::MockLogFileBuilder;
 pub(crate) use columns::column_type;
 use columns::{RowContext, USERS, column_value, columns_for, push_quoted};
 
@@ -48,8 +50,8 @@ impl Interval {
 
 /// One EventLogFile as the mock org stores it: metadata plus the CSV body.
 ///
-/// Build one with [`MockLogFile::generated`] or [`MockLogFile::from_csv`], adjust the public fields
-/// if a test needs something odd, and hand it to [`MockOrg::add_file`](super::MockOrg::add_file).
+/// Build one with [`MockLogFile::builder`], adjust the public fields if a test needs something
+/// odd, and hand it to [`MockOrg::add_file`](super::MockOrg::add_file).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MockLogFile {
     /// `EventType`, e.g. `Login`. Any string is accepted: Salesforce adds types every release.
@@ -76,8 +78,17 @@ pub struct MockLogFile {
 pub const DEFAULT_FILE_API_VERSION: f64 = 64.0;
 
 impl MockLogFile {
+    /// A builder for a file of `event_type` (e.g. `Login`; any string is accepted), every other
+    /// field named by a method; see [`MockLogFileBuilder`] for the defaults.
+    pub fn builder(event_type: impl AsRef<str>) -> MockLogFileBuilder {
+        MockLogFileBuilder::new(event_type)
+    }
+
     /// A file whose body is [`generate_log_csv`] output for `event_type` over the period starting at
     /// `log_date` (`rows` rows, deterministic for `seed`).
+    #[deprecated(
+        note = "use MockLogFile::builder(event_type).interval(..).log_date(..).sequence(..).created_date(..).rows(..).seed(..).build()"
+    )]
     pub fn generated(
         event_type: &str,
         interval: Interval,
@@ -87,18 +98,14 @@ impl MockLogFile {
         rows: usize,
         seed: u64,
     ) -> Self {
-        let generated = generate_log_csv(event_type, log_date, interval.hours(), rows, seed);
-        Self {
-            event_type: event_type.to_owned(),
-            interval,
-            log_date,
-            created_date,
-            sequence,
-            csv: Bytes::from(generated.body),
-            field_names: generated.field_names,
-            field_types: generated.field_types,
-            api_version: DEFAULT_FILE_API_VERSION,
-        }
+        Self::builder(event_type)
+            .interval(interval)
+            .log_date(log_date)
+            .sequence(sequence)
+            .created_date(created_date)
+            .rows(rows)
+            .seed(seed)
+            .build()
     }
 
     /// A file with a body of your own (for instance with `\r\n` line endings, or columns this module
@@ -106,6 +113,9 @@ impl MockLogFile {
     ///
     /// `field_names` is taken from the header row. `field_types` uses the type this module knows
     /// for each column name and `String` for the others; overwrite the field if a test needs more.
+    #[deprecated(
+        note = "use MockLogFile::builder(event_type).interval(..).log_date(..).sequence(..).created_date(..).csv(body).build()"
+    )]
     pub fn from_csv(
         event_type: &str,
         interval: Interval,
@@ -114,7 +124,18 @@ impl MockLogFile {
         created_date: OffsetDateTime,
         csv: impl Into<Bytes>,
     ) -> Self {
-        let csv = csv.into();
+        Self::builder(event_type)
+            .interval(interval)
+            .log_date(log_date)
+            .sequence(sequence)
+            .created_date(created_date)
+            .csv(csv)
+            .build()
+    }
+
+    /// A file of `event_type` with `csv` as its body and placeholder metadata, which the builder
+    /// then sets.
+    fn with_csv(event_type: &str, csv: Bytes) -> Self {
         let names = header_names(&csv);
         let field_types = names
             .iter()
@@ -123,10 +144,10 @@ impl MockLogFile {
             .join(",");
         Self {
             event_type: event_type.to_owned(),
-            interval,
-            log_date,
-            created_date,
-            sequence,
+            interval: Interval::Daily,
+            log_date: OffsetDateTime::UNIX_EPOCH,
+            created_date: OffsetDateTime::UNIX_EPOCH,
+            sequence: 0,
             csv,
             field_names: names.join(","),
             field_types,
@@ -158,6 +179,9 @@ pub struct GeneratedCsv {
 /// Known types (Login, Logout, API, URI, ApexExecution, ApexUnexpectedException, Report) get
 /// their own columns; any other type gets the common columns. The output is the same for the
 /// same arguments. For bodies too large to hold, iterate a [`CsvRowGenerator`] instead.
+#[deprecated(
+    note = "use MockLogFile::builder(event_type).interval(..).log_date(..).rows(..).seed(..).generate_csv()"
+)]
 pub fn generate_log_csv(
     event_type: &str,
     log_date: OffsetDateTime,
@@ -165,9 +189,20 @@ pub fn generate_log_csv(
     rows: usize,
     seed: u64,
 ) -> GeneratedCsv {
-    let generator = CsvRowGenerator::new(event_type, log_date, interval_hours, rows, seed);
+    generate_csv(CsvRowGenerator::over(
+        event_type,
+        log_date,
+        interval_hours,
+        rows,
+        seed,
+    ))
+}
+
+/// Drains `generator` into one body.
+pub(crate) fn generate_csv(generator: CsvRowGenerator) -> GeneratedCsv {
     let field_names = generator.field_names();
     let field_types = generator.field_types();
+    let rows = generator.rows();
     let mut body = Vec::with_capacity(rows.saturating_mul(300).min(64 << 20));
     for chunk in generator {
         body.extend_from_slice(&chunk);
@@ -182,9 +217,10 @@ pub fn generate_log_csv(
 
 /// A streaming CSV generator: the header row first, then one data row per item.
 ///
-/// Yields exactly what [`generate_log_csv`] returns for the same arguments, without holding it,
-/// so a benchmark can produce a gigabyte with a few hundred bytes of state. Rows' `TIMESTAMP`s
-/// ascend through the covered period.
+/// Yields exactly what [`MockLogFileBuilder::generate_csv`] returns for the same settings,
+/// without holding it, so a benchmark can produce a gigabyte with a few hundred bytes of state.
+/// Rows' `TIMESTAMP`s ascend through the covered period. Get one from
+/// [`MockLogFileBuilder::csv_generator`].
 #[derive(Debug, Clone)]
 pub struct CsvRowGenerator {
     event_type: String,
@@ -200,7 +236,20 @@ pub struct CsvRowGenerator {
 
 impl CsvRowGenerator {
     /// A generator for `rows` rows of `event_type` over `interval_hours` hours from `log_date`.
+    #[deprecated(
+        note = "use MockLogFile::builder(event_type).interval(..).log_date(..).rows(..).seed(..).csv_generator()"
+    )]
     pub fn new(
+        event_type: &str,
+        log_date: OffsetDateTime,
+        interval_hours: u32,
+        rows: usize,
+        seed: u64,
+    ) -> Self {
+        Self::over(event_type, log_date, interval_hours, rows, seed)
+    }
+
+    pub(crate) fn over(
         event_type: &str,
         log_date: OffsetDateTime,
         interval_hours: u32,

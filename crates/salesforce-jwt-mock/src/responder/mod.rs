@@ -17,6 +17,7 @@ use wiremock::{Request, Respond, ResponseTemplate};
 mod query;
 
 use super::generate::with_checksum;
+use super::requests::{ReceivedRequest, RequestKind};
 use super::soql::Field;
 use super::state::{API_DAILY_LIMIT, ORG_ID_15, Shared, USER_ID_15};
 use super::{Fault, FaultTarget};
@@ -114,6 +115,19 @@ impl Route {
         }
     }
 
+    fn kind(&self) -> RequestKind {
+        match self {
+            Route::Token => RequestKind::Token,
+            Route::Versions => RequestKind::Versions,
+            Route::Identity => RequestKind::Identity,
+            Route::Query { .. } => RequestKind::Query,
+            Route::QueryMore { .. } => RequestKind::QueryMore,
+            Route::Download { .. } => RequestKind::Download,
+            Route::Record { .. } => RequestKind::Record,
+            Route::DataOther { .. } | Route::NotFound => RequestKind::Other,
+        }
+    }
+
     fn needs_session(&self) -> bool {
         !matches!(self, Route::Token | Route::Versions | Route::NotFound)
     }
@@ -142,18 +156,53 @@ fn api_version(segment: &str) -> Option<f64> {
 impl Respond for OrgResponder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let route = Route::classify(request);
-        let response = match self.prelude(&route) {
+        self.log_request(&route, request);
+        let (faulted, delay) = self.prelude(&route);
+        let response = match faulted {
             Some(faulted) => faulted,
             None => self.dispatch(&route, request),
         };
         tracing::debug!(method = %request.method, path = request.url.path(), ?route, "mock org request");
-        response
+        let mut delay = delay.unwrap_or_default();
+        if route == Route::Token {
+            delay += self.shared.settings.token_latency;
+        }
+        if delay.is_zero() {
+            response
+        } else {
+            response.set_delay(delay)
+        }
     }
 }
 
 impl OrgResponder {
-    /// Counts the request and fires the first queued fault that applies to it, if any.
-    fn prelude(&self, route: &Route) -> Option<ResponseTemplate> {
+    /// Adds the request to the org's log.
+    fn log_request(&self, route: &Route, request: &Request) {
+        let soql = matches!(route, Route::Query { .. })
+            .then(|| {
+                request
+                    .url
+                    .query_pairs()
+                    .find(|(key, _)| key == "q")
+                    .map(|(_, q)| q.into_owned())
+            })
+            .flatten();
+        let received = ReceivedRequest::new(
+            request.method.to_string(),
+            request.url.path().to_owned(),
+            route.kind(),
+            soql,
+            self.shared.clock.now(),
+            bearer(&request.headers).map(str::to_owned),
+        );
+        let capacity = self.shared.settings.request_log_capacity;
+        self.shared
+            .with(|state| state.record_request(received, capacity));
+    }
+
+    /// Counts the request and fires the first queued fault that applies to it, if any, and the
+    /// first delay that applies to it, if any.
+    fn prelude(&self, route: &Route) -> (Option<ResponseTemplate>, Option<std::time::Duration>) {
         self.shared.with(|state| {
             let received = &mut state.received;
             match route {
@@ -163,25 +212,44 @@ impl OrgResponder {
                 Route::Download { .. } => received.downloads += 1,
                 _ => {}
             }
-            let index = state.faults.iter().position(|fault| match fault {
+            let delay = state
+                .fire_first(|fault| match fault {
+                    Fault::Delay { target, .. } => route.hit_by(*target),
+                    Fault::OnFile { id, fault } => {
+                        matches!(route, Route::Download { id: r, .. } if r == id)
+                            && matches!(**fault, Fault::Delay { .. })
+                    }
+                    _ => false,
+                })
+                .and_then(|fault| match fault {
+                    Fault::Delay { delay, .. } => Some(delay),
+                    Fault::OnFile { fault, .. } => match *fault {
+                        Fault::Delay { delay, .. } => Some(delay),
+                        _ => None,
+                    },
+                    _ => None,
+                });
+            let fault = state.fire_first(|fault| match fault {
                 Fault::ServiceUnavailable { target, .. }
                 | Fault::TooManyRequests { target, .. }
                 | Fault::RequestLimitExceeded { target } => route.hit_by(*target),
                 Fault::RevokeSessions => route.needs_session(),
-                Fault::TruncatedBody => false,
+                Fault::OAuth { .. } => *route == Route::Token,
+                Fault::TruncatedBody | Fault::Delay { .. } => false,
                 Fault::OnFile { id, fault } => {
                     matches!(route, Route::Download { id: r, .. } if r == id)
-                        && !matches!(**fault, Fault::TruncatedBody)
+                        && !matches!(**fault, Fault::TruncatedBody | Fault::Delay { .. })
                 }
-            })?;
-            let fault = state.faults.remove(index)?;
-            state.received.faults_fired += 1;
+            });
+            let Some(fault) = fault else {
+                return (None, delay);
+            };
             tracing::debug!(?fault, ?route, "mock org fires a fault");
             let fault = match fault {
                 Fault::OnFile { fault, .. } => *fault,
                 other => other,
             };
-            match fault {
+            let response = match fault {
                 Fault::ServiceUnavailable {
                     retry_after_secs, ..
                 } => Some(html_error(
@@ -205,12 +273,18 @@ impl OrgResponder {
                             format!("api-usage={API_DAILY_LIMIT}/{API_DAILY_LIMIT}"),
                         ),
                 ),
+                Fault::OAuth {
+                    error,
+                    description,
+                    status,
+                } => Some(oauth_error_status(status, &error, &description)),
                 Fault::RevokeSessions => {
                     state.revoke_all_tokens();
                     None
                 }
-                Fault::TruncatedBody | Fault::OnFile { .. } => None,
-            }
+                Fault::TruncatedBody | Fault::OnFile { .. } | Fault::Delay { .. } => None,
+            };
+            (response, delay)
         })
     }
 
@@ -247,7 +321,7 @@ impl OrgResponder {
         let settings = &self.shared.settings;
         let (token, signature) = self.shared.with(|state| {
             state.received.token_successes += 1;
-            let token = state.issue_token(now, settings.token_lifetime);
+            let token = state.issue_token(now, settings);
             let mut signature = [0u8; 32];
             state.rng.fill(&mut signature);
             (token, BASE64.encode(signature))
@@ -403,20 +477,14 @@ impl OrgResponder {
         let found = self.shared.with(|state| {
             let csv = state.file(id).filter(|_| visible)?.csv.clone();
             let truncate = state
-                .faults
-                .iter()
-                .position(|f| match f {
+                .fire_first(|f| match f {
                     Fault::TruncatedBody => true,
                     Fault::OnFile { id: target, fault } => {
                         target == id && **fault == Fault::TruncatedBody
                     }
                     _ => false,
                 })
-                .and_then(|i| state.faults.remove(i))
                 .is_some();
-            if truncate {
-                state.received.faults_fired += 1;
-            }
             Some((csv, truncate))
         });
         let Some((csv, truncate)) = found else {
@@ -496,8 +564,12 @@ fn sf_error(status: u16, code: &str, message: &str) -> ResponseTemplate {
 }
 
 fn oauth_error(error: &str, description: &str) -> ResponseTemplate {
+    oauth_error_status(400, error, description)
+}
+
+fn oauth_error_status(status: u16, error: &str, description: &str) -> ResponseTemplate {
     json_response(
-        400,
+        status,
         &json!({"error": error, "error_description": description}),
     )
 }

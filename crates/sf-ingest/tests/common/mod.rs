@@ -76,15 +76,16 @@ pub fn add_files(org: &MockOrg, files: usize, rows: usize) {
     for i in 0..files {
         let log_date = this_hour - time::Duration::hours(2 + (i % 100) as i64);
         let sequence = 1 + (i / 100) as i32;
-        org.add_file(MockLogFile::generated(
-            "Login",
-            Interval::Hourly,
-            log_date,
-            sequence,
-            log_date + time::Duration::hours(1),
-            rows,
-            i as u64,
-        ));
+        org.add_file(
+            MockLogFile::builder("Login")
+                .interval(Interval::Hourly)
+                .log_date(log_date)
+                .sequence(sequence)
+                .created_date(log_date + time::Duration::hours(1))
+                .rows(rows)
+                .seed(i as u64)
+                .build(),
+        );
     }
 }
 
