@@ -45,7 +45,7 @@ use salesforce_jwt::event_log::{
 };
 use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions, ObjectKind, ObjectSink};
 use salesforce_jwt::{ENV_VARS, Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
-use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, MockOrg, generate_records};
+use salesforce_jwt_mock::{Fault, FaultTarget, MockOrg, generate_records};
 
 const USAGE: &str = "usage: ingest [--out FILE] [--state FILE] [--source NAME]... [--event-type T]... \
 [--interval daily|hourly|all] [--since DURATION] [--concurrency N] [--follow SECONDS] \
@@ -248,13 +248,7 @@ async fn run(options: Options) -> Result<Ended, Error> {
              SF_CLIENT_ID, SF_INSTANCE_URL and SF_TOKEN_URL to collect from a real org.",
             files.len()
         );
-        let mut builder = JwtBearerConfig::builder()
-            .audience_url(org.audience())
-            .client_key_pem(DEMO_PRIVATE_KEY_PEM)
-            .username(org.username())
-            .client_id(org.client_id())
-            .instance_url(org.instance_url())
-            .token_url(org.token_url());
+        let mut builder = org.config_builder();
         if !faults.is_empty() {
             // Short waits so the test stays fast; the attempts are the same as in production.
             builder = builder.retry_policy(RetryPolicy {

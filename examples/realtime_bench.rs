@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use salesforce_jwt::event_log::{FileCheckpointStore, NdjsonFileSink};
 use salesforce_jwt::realtime::{EventObject, ObjectCollector, ObjectCollectorOptions};
-use salesforce_jwt::{JwtBearerClient, JwtBearerConfig, OffsetDateTime};
-use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg, generate_records};
+use salesforce_jwt::{JwtBearerClient, OffsetDateTime};
+use salesforce_jwt_mock::{MockOrg, generate_records};
 
 #[tokio::main]
 async fn main() {
@@ -47,15 +47,7 @@ async fn main() {
     )
     .unwrap();
 
-    let config = JwtBearerConfig::builder()
-        .audience_url(org.audience())
-        .client_key_pem(DEMO_PRIVATE_KEY_PEM)
-        .username(org.username())
-        .client_id(org.client_id())
-        .instance_url(org.instance_url())
-        .token_url(org.token_url())
-        .build()
-        .unwrap();
+    let config = org.config_builder().build().unwrap();
     let client = JwtBearerClient::new(config).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.ndjson");

@@ -14,10 +14,8 @@ use salesforce_jwt::event_log::{
     EventLogFileState, EventType, FileCheckpointStore, IntervalFilter, LogRecord,
     MemoryCheckpointStore, NdjsonFileSink, Progress, RecordSink,
 };
-use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
-use salesforce_jwt_mock::{
-    DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, Interval, MockLogFile, MockOrg,
-};
+use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
+use salesforce_jwt_mock::{Fault, FaultTarget, Interval, MockLogFile, MockOrg};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -47,13 +45,8 @@ async fn org_with(retry_policy: RetryPolicy) -> Org {
         .page_size(3)
         .start()
         .await;
-    let config = JwtBearerConfig::builder()
-        .audience_url(mock.audience())
-        .client_key_pem(DEMO_PRIVATE_KEY_PEM)
-        .username(mock.username())
-        .client_id(mock.client_id())
-        .instance_url(mock.instance_url())
-        .token_url(mock.token_url())
+    let config = mock
+        .config_builder()
         .retry_policy(retry_policy)
         .build()
         .unwrap();

@@ -22,8 +22,8 @@ use salesforce_jwt::event_log::{
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{ECS_VERSION, log_file_document, object_document};
 use salesforce_jwt::format::event_id::{log_row_event_id, object_event_id};
-use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig};
-use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Fault, Interval, MockLogFile, MockOrg};
+use salesforce_jwt::{Error, JwtBearerClient};
+use salesforce_jwt_mock::{Fault, Interval, MockLogFile, MockOrg};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -299,15 +299,7 @@ async fn demo_org() -> (MockOrg, JwtBearerClient) {
         .start()
         .await;
     mock.add_demo_data(now());
-    let config = JwtBearerConfig::builder()
-        .audience_url(mock.audience())
-        .client_key_pem(DEMO_PRIVATE_KEY_PEM)
-        .username(mock.username())
-        .client_id(mock.client_id())
-        .instance_url(mock.instance_url())
-        .token_url(mock.token_url())
-        .build()
-        .unwrap();
+    let config = mock.config_builder().build().unwrap();
     let client = JwtBearerClient::builder(config)
         .clock(Arc::new(clock))
         .build()

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use salesforce_jwt::clock::{Clock, ManualClock};
-use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, OAuthErrorKind, RetryPolicy};
+use salesforce_jwt::{Error, JwtBearerClient, OAuthErrorKind, RetryPolicy};
 use salesforce_jwt_mock::{
-    DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, Interval, MockLogFile, MockOrg, MockOrgBuilder,
-    RequestKind,
+    Fault, FaultTarget, Interval, MockLogFile, MockOrg, MockOrgBuilder, RequestKind,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -34,13 +33,8 @@ fn client(
     timeout: Duration,
     retry: RetryPolicy,
 ) -> JwtBearerClient {
-    let config = JwtBearerConfig::builder()
-        .audience_url(org.audience())
-        .client_key_pem(DEMO_PRIVATE_KEY_PEM)
-        .username(org.username())
-        .client_id(org.client_id())
-        .instance_url(org.instance_url())
-        .token_url(org.token_url())
+    let config = org
+        .config_builder()
         .http_timeout(timeout)
         .retry_policy(retry)
         .build()

@@ -12,8 +12,8 @@ use salesforce_jwt::realtime::{
     Batch, EventObject, FieldSelection, ObjectCollector, ObjectCollectorOptions, ObjectKind,
     ObjectPassSummary, ObjectRecord, ObjectSink,
 };
-use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
-use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Fault, FaultTarget, MockOrg, generate_records};
+use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
+use salesforce_jwt_mock::{Fault, FaultTarget, MockOrg, generate_records};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -31,13 +31,8 @@ struct Org {
 async fn org_with(builder: salesforce_jwt_mock::MockOrgBuilder) -> Org {
     let clock = ManualClock::new(now());
     let mock = builder.clock(Arc::new(clock.clone())).start().await;
-    let config = JwtBearerConfig::builder()
-        .audience_url(mock.audience())
-        .client_key_pem(DEMO_PRIVATE_KEY_PEM)
-        .username(mock.username())
-        .client_id(mock.client_id())
-        .instance_url(mock.instance_url())
-        .token_url(mock.token_url())
+    let config = mock
+        .config_builder()
         .retry_policy(RetryPolicy {
             max_attempts: 4,
             ..RetryPolicy::default()

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt as _;
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, QueryOptions};
-use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg, MockOrgBuilder, generate_records};
+use salesforce_jwt::{Error, JwtBearerClient, QueryOptions};
+use salesforce_jwt_mock::{MockOrg, MockOrgBuilder, generate_records};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -20,15 +20,7 @@ fn now() -> OffsetDateTime {
 async fn start(builder: MockOrgBuilder) -> (MockOrg, ManualClock, JwtBearerClient) {
     let clock = ManualClock::new(now());
     let mock = builder.clock(Arc::new(clock.clone())).start().await;
-    let config = JwtBearerConfig::builder()
-        .audience_url(mock.audience())
-        .client_key_pem(DEMO_PRIVATE_KEY_PEM)
-        .username(mock.username())
-        .client_id(mock.client_id())
-        .instance_url(mock.instance_url())
-        .token_url(mock.token_url())
-        .build()
-        .unwrap();
+    let config = mock.config_builder().build().unwrap();
     let client = JwtBearerClient::builder(config)
         .clock(Arc::new(clock.clone()))
         .build()

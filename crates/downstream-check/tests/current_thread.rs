@@ -5,20 +5,12 @@
 use std::time::Duration;
 
 use downstream_check::{collect_once, count_log_files};
+use salesforce_jwt::JwtBearerClient;
 use salesforce_jwt::event_log::CollectorOptions;
-use salesforce_jwt::{JwtBearerClient, JwtBearerConfig};
-use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg};
+use salesforce_jwt_mock::MockOrg;
 
 async fn client_for(org: &MockOrg) -> JwtBearerClient {
-    let config = JwtBearerConfig::builder()
-        .audience_url(org.audience())
-        .client_key_pem(DEMO_PRIVATE_KEY_PEM)
-        .username(org.username())
-        .client_id(org.client_id())
-        .instance_url(org.instance_url())
-        .token_url(org.token_url())
-        .build()
-        .unwrap();
+    let config = org.config_builder().build().unwrap();
     JwtBearerClient::new(config).unwrap()
 }
 

@@ -217,6 +217,30 @@ impl MockOrg {
         format!("{}/services/oauth2/token", self.shared.base_uri)
     }
 
+    /// A configuration builder for a client of this org: its audience, username, client ID,
+    /// instance URL and token URL, and the key [`DEMO_PRIVATE_KEY_PEM`]. Set more (a retry
+    /// policy, an API version) before `build()`. An org built with another
+    /// [`public_key_pem`](MockOrgBuilder::public_key_pem) needs `client_key_pem` set to its
+    /// private half.
+    ///
+    /// ```
+    /// # async fn demo() {
+    /// let org = salesforce_jwt_mock::MockOrg::start().await;
+    /// let config = org.config_builder().build().unwrap();
+    /// let client = salesforce_jwt::JwtBearerClient::new(config).unwrap();
+    /// # let _ = client;
+    /// # }
+    /// ```
+    pub fn config_builder(&self) -> salesforce_jwt::JwtBearerConfigBuilder {
+        salesforce_jwt::JwtBearerConfig::builder()
+            .audience_url(self.audience())
+            .client_key_pem(DEMO_PRIVATE_KEY_PEM)
+            .username(self.username())
+            .client_id(self.client_id())
+            .instance_url(self.instance_url())
+            .token_url(self.token_url())
+    }
+
     /// The audience (`aud`) assertions must carry.
     pub fn audience(&self) -> &str {
         &self.shared.settings.audience

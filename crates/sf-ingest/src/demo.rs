@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use salesforce_jwt::realtime::EventObject;
 use salesforce_jwt::{Error, JwtBearerConfig};
-use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, MockOrg, generate_records};
+use salesforce_jwt_mock::{MockOrg, generate_records};
 
 /// The demo org holds about three days of files; a first real run starts one day back.
 pub const DEMO_SINCE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -35,13 +35,6 @@ pub async fn start() -> Result<(MockOrg, JwtBearerConfig), Error> {
          SF_CLIENT_KEY_PATH, SF_USERNAME, SF_CLIENT_ID, SF_INSTANCE_URL and SF_TOKEN_URL, or pass \
          --config FILE, to collect from real orgs"
     );
-    let config = JwtBearerConfig::builder()
-        .audience_url(org.audience())
-        .client_key_pem(DEMO_PRIVATE_KEY_PEM)
-        .username(org.username())
-        .client_id(org.client_id())
-        .instance_url(org.instance_url())
-        .token_url(org.token_url())
-        .build()?;
+    let config = org.config_builder().build()?;
     Ok((org, config))
 }
