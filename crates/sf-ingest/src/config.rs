@@ -13,7 +13,7 @@ use salesforce_jwt::JwtBearerConfig;
 use serde::Deserialize;
 
 use crate::options::{CHOICE_KEYS, Choices, Collect};
-use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan};
+use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan, PgPlan, places};
 
 /// A first run of a configured org starts this far back unless `since` says otherwise.
 const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
@@ -108,11 +108,28 @@ pub fn parse(
             DEFAULT_MAX_DOWNLOADS
         }
     };
+    // `state` and `out` in [defaults] are PostgreSQL URLs only: a file cannot be shared.
+    let mut shared = (None, None);
     let defaults = match table.get("defaults") {
         None => Choices::default(),
         Some(toml::Value::Table(t)) => {
-            unknown_keys(t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
-            typed::<Choices>(t, CHOICE_KEYS, "[defaults]: ", &mut invalid).0
+            let mut t = t.clone();
+            for (key, slot) in [("out", &mut shared.0), ("state", &mut shared.1)] {
+                match t.remove(key) {
+                    None => {}
+                    Some(toml::Value::String(url))
+                        if salesforce_jwt_postgres::PgTarget::looks_like_url(&url) =>
+                    {
+                        *slot = Some(PathBuf::from(url));
+                    }
+                    Some(_) => invalid.0.push(format!(
+                        "[defaults]: {key}: only a postgres:// URL can be shared by every org; \
+                         give each org its own {key} file instead"
+                    )),
+                }
+            }
+            unknown_keys(&t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
+            typed::<Choices>(&t, CHOICE_KEYS, "[defaults]: ", &mut invalid).0
         }
         Some(_) => {
             invalid
@@ -162,6 +179,8 @@ pub fn parse(
         }
         let allowed: Vec<&str> = ORG_KEYS.iter().chain(CHOICE_KEYS).copied().collect();
         let (mut entry, mistyped) = typed::<OrgEntry>(org_table, &allowed, &prefix, &mut invalid);
+        entry.out = entry.out.take().or_else(|| shared.0.clone());
+        entry.state = entry.state.take().or_else(|| shared.1.clone());
         let Some(name) = entry.name.take().filter(|n| !n.trim().is_empty()) else {
             invalid.0.push(format!(
                 "{prefix}name: is required: a short name for logs and errors, like \"acme-prod\""
@@ -174,7 +193,8 @@ pub fn parse(
             ));
         }
         // Clashing files are reported whatever else is wrong with the org.
-        let (out, state) = paths(&entry, base);
+        let (out, state, _, problems) = paths(&entry, base);
+        invalid.add(&prefix, problems);
         for (field, path) in [("out", &out), ("state", &state)] {
             let Some(path) = path else { continue };
             if let Some(other) = files.insert(path.clone(), name.clone()) {
@@ -218,18 +238,24 @@ pub fn parse(
     }
 }
 
-/// The org's output and checkpoint, resolved against the config file's directory; the
-/// checkpoint defaults to `OUT.checkpoint.json`.
-fn paths(entry: &OrgEntry, base: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
-    let out = entry.out.as_ref().map(|out| base.join(out));
-    let state = entry.state.as_ref().map(|s| base.join(s)).or_else(|| {
-        out.as_ref().map(|out| {
-            let mut name = out.as_os_str().to_os_string();
-            name.push(".checkpoint.json");
-            PathBuf::from(name)
-        })
-    });
-    (out, state)
+/// The org's output and checkpoint, resolved against the config file's directory (the
+/// checkpoint defaults to `OUT.checkpoint.json`), or PostgreSQL for `postgres://` URLs; and the
+/// problems with them.
+fn paths(
+    entry: &OrgEntry,
+    base: &Path,
+) -> (
+    Option<PathBuf>,
+    Option<PathBuf>,
+    Option<PgPlan>,
+    Vec<crate::options::Problem>,
+) {
+    match places(entry.out.as_deref(), entry.state.as_deref(), &|p| {
+        base.join(p)
+    }) {
+        Ok((out, state, pg)) => (out, state, pg, Vec::new()),
+        Err(problems) => (None, None, None, problems),
+    }
 }
 
 /// Deserializes the `allowed` keys of `table` into `T`, one key at a time first so that a value
@@ -291,7 +317,8 @@ fn org_plan(
     invalid: &mut Invalid,
 ) -> Option<OrgPlan> {
     let before = invalid.0.len();
-    let (out, state) = paths(&entry, base);
+    // Their problems were reported by the caller.
+    let (out, state, postgres, _) = paths(&entry, base);
     let own = Choices {
         sources: entry.sources,
         event_types: entry.event_types,
@@ -363,9 +390,10 @@ fn org_plan(
             None
         }
     };
-    if out.is_none() {
+    if out.is_none() && !postgres.as_ref().is_some_and(|p| p.rows) {
         invalid.0.push(format!(
-            "{prefix}out: is required: the NDJSON file this org's rows are appended to"
+            "{prefix}out: is required: the NDJSON file this org's rows are appended to, or \
+             the postgres:// URL of its state"
         ));
     }
     match (jwt, collect) {
@@ -375,6 +403,7 @@ fn org_plan(
             collect,
             out,
             state,
+            postgres,
         }),
         _ => None,
     }

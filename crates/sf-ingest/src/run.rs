@@ -32,6 +32,10 @@ pub struct Context {
     /// `--follow`: the time between passes; `None` is one pass per org.
     pub follow: Option<Duration>,
     pub display: Display,
+    /// `--lease-ttl`, for orgs with PostgreSQL state.
+    pub lease_ttl: Duration,
+    /// This process's connections to PostgreSQL state databases.
+    pub postgres: crate::postgres::Workers,
 }
 
 /// Collects every org; `true` when none failed.
@@ -105,6 +109,9 @@ async fn collect(
             // INTEGRATE: sources — other sources get their own collection here.
             Source::EventLogFile => {}
         }
+    }
+    if let Some(plan) = &org.postgres {
+        return crate::postgres::collect(org, plan, context, progress, failures).await;
     }
     let client = JwtBearerClient::new(org.jwt.clone())?;
     // Sync: the collector is borrowed across awaits inside a task that may move between threads.

@@ -15,6 +15,8 @@ use crate::format::OutputFormat;
 pub enum OutputSink {
     File(NdjsonFileSink),
     Stdout(NdjsonSink<BufWriter<Stdout>>),
+    /// `salesforce_events`, committed with the PostgreSQL checkpoint.
+    Postgres(salesforce_jwt_postgres::PgSink),
 }
 
 impl OutputSink {
@@ -42,6 +44,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => s.begin_file(file).await,
             OutputSink::Stdout(s) => s.begin_file(file).await,
+            OutputSink::Postgres(s) => s.begin_file(file).await,
         }
     }
 
@@ -49,6 +52,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => s.write_row(file, row).await,
             OutputSink::Stdout(s) => s.write_row(file, row).await,
+            OutputSink::Postgres(s) => s.write_row(file, row).await,
         }
     }
 
@@ -56,6 +60,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => s.commit_file(file).await,
             OutputSink::Stdout(s) => s.commit_file(file).await,
+            OutputSink::Postgres(s) => s.commit_file(file).await,
         }
     }
 
@@ -63,6 +68,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => s.committed_position(),
             OutputSink::Stdout(s) => s.committed_position(),
+            OutputSink::Postgres(s) => s.committed_position(),
         }
     }
 
@@ -70,6 +76,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => s.output(),
             OutputSink::Stdout(s) => s.output(),
+            OutputSink::Postgres(s) => s.output(),
         }
     }
 
@@ -77,6 +84,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => s.rollback_file(file).await,
             OutputSink::Stdout(s) => s.rollback_file(file).await,
+            OutputSink::Postgres(s) => s.rollback_file(file).await,
         }
     }
 }
