@@ -469,6 +469,66 @@ out = "{out}"
             .0
     }
 
+    const PG: &str = "postgres://sf:s3cret-pw@db.internal:5432/security";
+
+    #[test]
+    fn postgres_state_and_out_in_defaults_apply_to_every_org_and_an_org_may_keep_its_file() {
+        let text = format!(
+            "[defaults]\nstate = \"{PG}\"\nout = \"{PG}\"\n{}{}",
+            org("a", "x").replace("out = \"x\"\n", ""),
+            org("b", "b.ndjson"),
+        );
+        let config = parse(
+            &text,
+            Path::new("/etc/sf-ingest"),
+            &Choices::default(),
+            &env,
+        )
+        .unwrap();
+        let [a, b] = &config.orgs[..] else {
+            panic!("two orgs")
+        };
+        let pa = a.postgres.as_ref().unwrap();
+        assert!(pa.rows && a.out.is_none() && a.state.is_none());
+        assert_eq!(
+            pa.target.to_string(),
+            b.postgres.as_ref().unwrap().target.to_string()
+        );
+        // b's own file wins over the shared output; its checkpoint stays in PostgreSQL.
+        assert!(!b.postgres.as_ref().unwrap().rows);
+        assert_eq!(b.out.as_deref(), Some(Path::new("/etc/sf-ingest/b.ndjson")));
+        assert!(b.state.is_none());
+    }
+
+    #[test]
+    fn a_postgres_output_without_postgres_state_and_a_shared_file_are_refused_without_the_password()
+    {
+        let p = problems(&org("a", PG));
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": out: a PostgreSQL output needs"#)),
+            "{p:?}"
+        );
+        let p = problems(&format!(
+            "[defaults]\nstate = \"/var/lib/shared.json\"\n{}",
+            org("a", "a.ndjson")
+        ));
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("[defaults]: state: only a postgres:// URL")),
+            "{p:?}"
+        );
+        let p = problems(&org("a", "a.ndjson").replace(
+            "out = \"a.ndjson\"",
+            "out = \"a.ndjson\"\nstate = \"postgres://sf:s3cret-pw@/security\"",
+        ));
+        assert!(
+            p.iter().any(|l| l.starts_with(r#"org "a": state: "#)),
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|l| l.contains("s3cret-pw")), "{p:?}");
+    }
+
     #[test]
     fn relative_paths_resolve_against_the_config_directory_and_defaults_apply() {
         let text = format!(

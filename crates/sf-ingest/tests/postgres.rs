@@ -401,6 +401,44 @@ async fn postgres_restarted_mid_run_the_collectors_go_on_without_loss_or_repetit
         .collect();
     eprintln!("warnings and errors:\n{trouble:#?}");
     // The restart was noticed (a failed statement or renewal), and got over.
-    assert!(failed_and_retried || !trouble.is_empty(), "{}", collectors.tail());
+    assert!(
+        failed_and_retried || !trouble.is_empty(),
+        "{}",
+        collectors.tail()
+    );
     assert_exactly_once(&url, &orgs, &collectors.log).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_or_a_missing_database_fails_the_org_naming_the_fix_never_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let org = MockOrg::start().await;
+    add_files(&org, 1, 3);
+    let admin = admin_url();
+    let password = password_of(&admin);
+    let wrong = admin.replace(&format!(":{password}@"), ":not-the-Pw-42@");
+    let missing = format!("{}/no_such_db_here", admin.rsplit_once('/').unwrap().0);
+    for (url, fix) in [
+        (wrong, "Check the user name and password"),
+        (missing, "create it (createdb NAME)"),
+    ] {
+        let config = dir.path().join("sf-ingest.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[defaults]\nsince = \"7d\"\nstate = \"{url}\"\nout = \"{url}\"\n{}",
+                org_table("acme", &org, &key, "x").replace("out = \"x\"\n", "")
+            ),
+        )
+        .unwrap();
+        let output = common::run(sf_ingest().arg("--config").arg(&config));
+        let stderr = common::stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(fix), "{stderr}");
+        assert!(
+            !stderr.contains(&password) && !stderr.contains("not-the-Pw-42"),
+            "{stderr}"
+        );
+    }
 }
