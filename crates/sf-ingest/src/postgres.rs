@@ -92,6 +92,9 @@ pub async fn collect(
                 Err(e) => return Err(pg_error("claiming the lease", e)),
             }
         };
+        if let Some(previous) = seen.take() {
+            tracing::info!(org = %org.name, source, %previous, fencing_token = lease.fencing_token, "took the org over: the previous holder's lease expired or was released");
+        }
         progress.note(&format!("lease {}", lease.fencing_token));
         tracing::info!(org = %org.name, source, fencing_token = lease.fencing_token, ttl_seconds = ttl.as_secs(), "collecting under a lease");
         let (lost_tx, mut lost) = tokio::sync::watch::channel(None::<String>);
@@ -208,10 +211,8 @@ async fn renew(
             })
             .await;
         match renewed {
-            Ok(next) => {
-                tracing::debug!(org = %next.org, source = %next.source, fencing_token = next.fencing_token, "lease renewed");
-                lease = next;
-            }
+            // The store logs each renewal at debug level.
+            Ok(next) => lease = next,
             Err(e @ PgError::LeaseLost { .. }) => {
                 tracing::warn!(org = %lease.org, source = %lease.source, error = %e, "lease taken over; stopping this collection");
                 let _ = lost.send(Some(e.to_string()));

@@ -195,22 +195,40 @@ impl Collectors {
 
     /// SIGTERM to all; each must exit cleanly.
     fn stop(&mut self) {
+        // A process restarted a moment ago may not listen for signals yet: wait until each has
+        // logged its start (which comes after it installs its handlers).
+        let mut started = vec![false; COLLECTORS];
+        for line in &self.log {
+            if line.contains("starting") {
+                for (slot, (_, generation)) in self.children.iter().enumerate() {
+                    started[slot] |= line.starts_with(&format!("[{slot}.{generation}]"));
+                }
+            }
+        }
+        while started.iter().any(|s| !s) {
+            let (slot, generation, line) = self.next();
+            if generation == self.children[slot].1 && line.contains("starting") {
+                started[slot] = true;
+            }
+        }
         for (child, _) in &self.children {
             let pid = i32::try_from(child.id()).unwrap();
             // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
             assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
         }
+        let mut statuses = Vec::new();
         for (child, _) in &mut self.children {
-            assert!(child.wait().unwrap().success(), "{}", self.tail_of_log());
+            statuses.push(child.wait().unwrap());
         }
         // The readers end with the processes; keep their last lines.
         while let Ok((slot, generation, line)) = self.rx.recv_timeout(Duration::from_millis(200)) {
             self.log.push(format!("[{slot}.{generation}] {line}"));
         }
-    }
-
-    fn tail_of_log(&self) -> String {
-        self.tail()
+        assert!(
+            statuses.iter().all(|s| s.success()),
+            "{statuses:?}\n{}",
+            self.tail()
+        );
     }
 }
 
@@ -282,11 +300,18 @@ async fn three_collectors_killed_at_random_deliver_every_row_of_five_orgs_exactl
     // The victim and how many more of its log lines to wait for before killing it.
     let mut victim = (rng.below(COLLECTORS as u64) as usize, 3 + rng.below(40));
     let mut done: BTreeMap<String, bool> = BTreeMap::new();
-    let (mut claimed, mut skipped) = (false, false);
+    let (mut claimed, mut skipped, mut took_over) = (false, false, false);
+    // The slot that last claimed a lease: every other kill is aimed there, so that leases are
+    // certainly left behind by a dead holder and taken over.
+    let mut holder = 0;
     while kills > 0 || done.len() < ORGS {
         let (slot, generation, line) = collectors.next();
-        claimed |= line.contains("collecting under a lease");
+        if line.contains("collecting under a lease") {
+            claimed = true;
+            holder = slot;
+        }
         skipped |= line.contains("skipping it this round");
+        took_over |= line.contains("took the org over");
         if let Some(org) = org_done(&line, &totals) {
             done.insert(org, true);
         }
@@ -295,12 +320,17 @@ async fn three_collectors_killed_at_random_deliver_every_row_of_five_orgs_exactl
             if victim.1 == 0 {
                 collectors.kill_and_restart(slot);
                 kills -= 1;
-                victim = (rng.below(COLLECTORS as u64) as usize, 3 + rng.below(40));
+                let slot = if kills % 2 == 0 {
+                    holder
+                } else {
+                    rng.below(COLLECTORS as u64) as usize
+                };
+                victim = (slot, 3 + rng.below(40));
             }
         }
     }
     collectors.stop();
-    assert!(claimed && skipped, "{}", collectors.tail());
+    assert!(claimed && skipped && took_over, "{}", collectors.tail());
     assert_exactly_once(&url, &orgs, &collectors.log).await;
 }
 
