@@ -197,7 +197,7 @@ impl Collectors {
     fn stop(&mut self) {
         // A process restarted a moment ago may not listen for signals yet: wait until each has
         // logged its start (which comes after it installs its handlers).
-        let mut started = vec![false; COLLECTORS];
+        let mut started = [false; COLLECTORS];
         for line in &self.log {
             if line.contains("starting") {
                 for (slot, (_, generation)) in self.children.iter().enumerate() {
