@@ -472,3 +472,32 @@ async fn a_wrong_password_or_a_missing_database_fails_the_org_naming_the_fix_nev
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_state_with_a_file_output_delivers_once_and_a_second_run_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let url = fresh_database(&admin_url(), "file_out").await;
+    let org = MockOrg::start().await;
+    add_files(&org, 4, 6);
+    let config = dir.path().join("sf-ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nsince = \"7d\"\nstate = \"{url}\"\n{}",
+            org_table("acme", &org, &key, "acme.ndjson")
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let output = common::run(sf_ingest().arg("--config").arg(&config));
+        assert!(output.status.success(), "{}", common::stderr(&output));
+        assert_eq!(
+            common::rows_in_output(&dir.path().join("acme.ndjson")),
+            rows_in_org(&org)
+        );
+    }
+    // The checkpoint is in PostgreSQL, not beside the file.
+    assert!(!dir.path().join("acme.ndjson.checkpoint.json").exists());
+    assert!(rows_in_table(&url).await.is_empty());
+}
