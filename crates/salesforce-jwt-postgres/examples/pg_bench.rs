@@ -56,12 +56,13 @@ async fn database(admin: &str, name: &str) -> String {
         .await
         .unwrap();
     tokio::spawn(conn);
-    client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ))
-        .await
-        .unwrap();
+    // Two statements: neither may run inside the implicit transaction of a batch.
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        client.batch_execute(&sql).await.unwrap();
+    }
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
 }
 
