@@ -501,3 +501,48 @@ async fn postgres_state_with_a_file_output_delivers_once_and_a_second_run_adds_n
     assert!(!dir.path().join("acme.ndjson.checkpoint.json").exists());
     assert!(rows_in_table(&url).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_collector_that_was_taken_over_stops_and_writes_nothing_behind_the_new_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(&admin_url(), "pause").await;
+    let (orgs, config, totals) = orgs_and_config(dir.path(), &url).await;
+    let mut collectors = Collectors::start(&config);
+    let signal = |c: &Collectors, slot: usize, sig: i32| {
+        let pid = i32::try_from(c.children[slot].0.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    };
+    // Pause the first holder once it has delivered a file (SIGSTOP: a GC pause, a suspended
+    // VM), until another process has taken an org over from it.
+    let mut paused = None;
+    let mut resumed = false;
+    let mut noticed = false;
+    let mut done: BTreeMap<String, bool> = BTreeMap::new();
+    while !noticed || done.len() < ORGS {
+        let (slot, _, line) = collectors.next();
+        if paused.is_none() && line.contains("EventLogFile done") {
+            signal(&collectors, slot, libc::SIGSTOP);
+            paused = Some(slot);
+        }
+        if let Some(p) = paused
+            && !resumed
+            && slot != p
+            && line.contains("took the org over")
+        {
+            signal(&collectors, p, libc::SIGCONT);
+            resumed = true;
+        }
+        // The paused process finds out from its next renewal or its next commit, and stops.
+        noticed |= resumed
+            && Some(slot) == paused
+            && (line.contains("lease taken over") || line.contains("no longer valid"));
+        if let Some(org) = org_done(&line, &totals)
+            && resumed
+        {
+            done.insert(org, true);
+        }
+    }
+    collectors.stop();
+    assert_exactly_once(&url, &orgs, &collectors.log).await;
+}
