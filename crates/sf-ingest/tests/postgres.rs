@@ -546,3 +546,39 @@ async fn a_paused_collector_that_was_taken_over_stops_and_writes_nothing_behind_
     collectors.stop();
     assert_exactly_once(&url, &orgs, &collectors.log).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_and_out_on_the_command_line_put_one_orgs_rows_in_salesforce_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let url = fresh_database(&admin_url(), "cli").await;
+    let org = MockOrg::start().await;
+    add_files(&org, 3, 5);
+    let output = common::run(
+        sf_ingest()
+            .env("SF_AUDIENCE_URL", org.audience())
+            .env("SF_CLIENT_KEY_PATH", &key)
+            .env("SF_USERNAME", org.username())
+            .env("SF_CLIENT_ID", org.client_id())
+            .env("SF_INSTANCE_URL", org.instance_url())
+            .env("SF_TOKEN_URL", org.token_url())
+            .args([
+                "--since",
+                "7d",
+                "--lease-ttl",
+                "10",
+                "--state",
+                &url,
+                "--out",
+                &url,
+            ]),
+    );
+    let stderr = common::stderr(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains(&password_of(&url)), "{stderr}");
+    let table = rows_in_table(&url).await;
+    let [(_, rows)] = &table.into_iter().collect::<Vec<_>>()[..] else {
+        panic!("one org")
+    };
+    assert_eq!(*rows, rows_in_org(&org));
+}
