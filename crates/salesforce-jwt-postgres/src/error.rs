@@ -89,6 +89,12 @@ pub enum PgError {
         /// The duplicated id.
         event_id: String,
     },
+    /// The thread that runs the store's statements is gone.
+    #[error("the PostgreSQL worker cannot run: {message}")]
+    Worker {
+        /// Why.
+        message: String,
+    },
     /// The database holds a newer schema than this program knows.
     #[error(
         "the database schema is version {found}, newer than this program's {supported}: upgrade sf-ingest"

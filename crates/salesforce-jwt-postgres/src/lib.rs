@@ -10,7 +10,9 @@
 //!   can never move a cursor back or write behind the new holder;
 //! - fenced checkpoints ([`PgStore::load_checkpoint`], [`PgStore::save_checkpoint`]) and the
 //!   `salesforce_events` table, written in the same transaction as the checkpoint
-//!   ([`PgStore::commit`]), which makes collection exactly-once end to end.
+//!   ([`PgStore::commit`]), which makes collection exactly-once end to end;
+//! - [`PgCheckpointStore`] and [`PgSink`]: the library's `CheckpointStore` and `RecordSink` over
+//!   all of this, for a `Collector`, driven by a [`PgWorker`] thread.
 //!
 //! Lease expiry is judged by the collectors' [`Clock`](salesforce_jwt::clock::Clock), so that
 //! tests move time instead of waiting; hosts should keep their clocks in sync (NTP). Skew can only
@@ -22,14 +24,18 @@
 )]
 #![deny(clippy::await_holding_lock)]
 
+mod collect;
 mod connect;
 mod error;
 mod lease;
 mod schema;
 mod store;
+mod worker;
 
+pub use collect::{PG_OUTPUT, PgCheckpointStore, PgSink};
 pub use connect::PgTarget;
 pub use error::PgError;
 pub use lease::{DEFAULT_LEASE_TTL, Lease};
 pub use schema::SCHEMA_VERSION;
 pub use store::{EventRow, PgStore};
+pub use worker::PgWorker;

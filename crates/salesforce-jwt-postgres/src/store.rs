@@ -75,9 +75,10 @@ impl PgStore {
             .map_err(|e| PgError::pool(context, e, &self.target.to_string()))
     }
 
-    /// Claims `(org, source)` for `ttl`. Succeeds when nobody holds it or the holder's lease
-    /// expired (then the fencing token grows, so the old holder's writes are refused from now
-    /// on); otherwise [`PgError::LeaseBusy`].
+    /// Claims `(org, source)` for `ttl`. Succeeds when nobody holds it, the holder's lease
+    /// expired, or the holder is this store's holder name (a collection of this process that
+    /// failed and starts over); each time the fencing token grows, so the previous holder's
+    /// writes are refused from now on. Otherwise [`PgError::LeaseBusy`].
     pub async fn claim(&self, org: &str, source: &str, ttl: Duration) -> Result<Lease, PgError> {
         let now = self.clock.now();
         let expires_at = expiry(now, ttl);
@@ -90,7 +91,7 @@ impl PgStore {
                    SET holder = EXCLUDED.holder,
                        fencing_token = l.fencing_token + 1,
                        expires_at = EXCLUDED.expires_at
-                   WHERE l.expires_at <= $4
+                   WHERE l.expires_at <= $4 OR l.holder = EXCLUDED.holder
                  RETURNING fencing_token",
                 &[&org, &source, &self.holder, &now, &expires_at],
             )

@@ -19,15 +19,23 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// NDJSON output (default stdout); with a file, rows are exactly-once across kills. Not with
-    /// --config, where each org names its own.
+    /// NDJSON output (default stdout); with a file, rows are exactly-once across kills; with
+    /// postgres://USER:PASSWORD@HOST/DB (and the same --state), rows go to the table
+    /// salesforce_events. Not with --config, where each org names its own.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub out: Option<PathBuf>,
 
-    /// Checkpoint file (default FILE.checkpoint.json beside --out, else in memory). Not with
-    /// --config.
+    /// Checkpoint file (default FILE.checkpoint.json beside --out, else in memory), or
+    /// postgres://USER:PASSWORD@HOST/DB: checkpoints with leases, shared by any number of
+    /// sf-ingest processes. Not with --config.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub state: Option<PathBuf>,
+
+    /// How long a claimed (org, source) stays claimed without renewal, with postgres:// state:
+    /// after a collector dies, others take its orgs over this long after its last renewal
+    /// [default: 30].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(3..))]
+    pub lease_ttl: Option<u64>,
 
     /// What to collect (repeatable; default EventLogFile): EventLogFile, a Real-Time Event
     /// Monitoring object (LoginEvent, ApiEvent...), a threat-detection store, SetupAuditTrail,

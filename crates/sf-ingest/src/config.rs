@@ -13,7 +13,7 @@ use salesforce_jwt::JwtBearerConfig;
 use serde::Deserialize;
 
 use crate::options::{CHOICE_KEYS, Choices, Collect};
-use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan};
+use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan, PgPlan, places};
 
 /// A first run of a configured org starts this far back unless `since` says otherwise.
 const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
@@ -108,11 +108,28 @@ pub fn parse(
             DEFAULT_MAX_DOWNLOADS
         }
     };
+    // `state` and `out` in [defaults] are PostgreSQL URLs only: a file cannot be shared.
+    let mut shared = (None, None);
     let defaults = match table.get("defaults") {
         None => Choices::default(),
         Some(toml::Value::Table(t)) => {
-            unknown_keys(t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
-            typed::<Choices>(t, CHOICE_KEYS, "[defaults]: ", &mut invalid).0
+            let mut t = t.clone();
+            for (key, slot) in [("out", &mut shared.0), ("state", &mut shared.1)] {
+                match t.remove(key) {
+                    None => {}
+                    Some(toml::Value::String(url))
+                        if salesforce_jwt_postgres::PgTarget::looks_like_url(&url) =>
+                    {
+                        *slot = Some(PathBuf::from(url));
+                    }
+                    Some(_) => invalid.0.push(format!(
+                        "[defaults]: {key}: only a postgres:// URL can be shared by every org; \
+                         give each org its own {key} file instead"
+                    )),
+                }
+            }
+            unknown_keys(&t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
+            typed::<Choices>(&t, CHOICE_KEYS, "[defaults]: ", &mut invalid).0
         }
         Some(_) => {
             invalid
@@ -162,6 +179,8 @@ pub fn parse(
         }
         let allowed: Vec<&str> = ORG_KEYS.iter().chain(CHOICE_KEYS).copied().collect();
         let (mut entry, mistyped) = typed::<OrgEntry>(org_table, &allowed, &prefix, &mut invalid);
+        entry.out = entry.out.take().or_else(|| shared.0.clone());
+        entry.state = entry.state.take().or_else(|| shared.1.clone());
         let Some(name) = entry.name.take().filter(|n| !n.trim().is_empty()) else {
             invalid.0.push(format!(
                 "{prefix}name: is required: a short name for logs and errors, like \"acme-prod\""
@@ -174,7 +193,8 @@ pub fn parse(
             ));
         }
         // Clashing files are reported whatever else is wrong with the org.
-        let (out, state) = paths(&entry, base);
+        let (out, state, _, problems) = paths(&entry, base);
+        invalid.add(&prefix, problems);
         for (field, path) in [("out", &out), ("state", &state)] {
             let Some(path) = path else { continue };
             if let Some(other) = files.insert(path.clone(), name.clone()) {
@@ -218,18 +238,24 @@ pub fn parse(
     }
 }
 
-/// The org's output and checkpoint, resolved against the config file's directory; the
-/// checkpoint defaults to `OUT.checkpoint.json`.
-fn paths(entry: &OrgEntry, base: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
-    let out = entry.out.as_ref().map(|out| base.join(out));
-    let state = entry.state.as_ref().map(|s| base.join(s)).or_else(|| {
-        out.as_ref().map(|out| {
-            let mut name = out.as_os_str().to_os_string();
-            name.push(".checkpoint.json");
-            PathBuf::from(name)
-        })
-    });
-    (out, state)
+/// The org's output and checkpoint, resolved against the config file's directory (the
+/// checkpoint defaults to `OUT.checkpoint.json`), or PostgreSQL for `postgres://` URLs; and the
+/// problems with them.
+fn paths(
+    entry: &OrgEntry,
+    base: &Path,
+) -> (
+    Option<PathBuf>,
+    Option<PathBuf>,
+    Option<PgPlan>,
+    Vec<crate::options::Problem>,
+) {
+    match places(entry.out.as_deref(), entry.state.as_deref(), &|p| {
+        base.join(p)
+    }) {
+        Ok((out, state, pg)) => (out, state, pg, Vec::new()),
+        Err(problems) => (None, None, None, problems),
+    }
 }
 
 /// Deserializes the `allowed` keys of `table` into `T`, one key at a time first so that a value
@@ -291,7 +317,8 @@ fn org_plan(
     invalid: &mut Invalid,
 ) -> Option<OrgPlan> {
     let before = invalid.0.len();
-    let (out, state) = paths(&entry, base);
+    // Their problems were reported by the caller.
+    let (out, state, postgres, _) = paths(&entry, base);
     let own = Choices {
         sources: entry.sources,
         event_types: entry.event_types,
@@ -363,9 +390,10 @@ fn org_plan(
             None
         }
     };
-    if out.is_none() {
+    if out.is_none() && !postgres.as_ref().is_some_and(|p| p.rows) {
         invalid.0.push(format!(
-            "{prefix}out: is required: the NDJSON file this org's rows are appended to"
+            "{prefix}out: is required: the NDJSON file this org's rows are appended to, or \
+             the postgres:// URL of its state"
         ));
     }
     match (jwt, collect) {
@@ -375,6 +403,7 @@ fn org_plan(
             collect,
             out,
             state,
+            postgres,
         }),
         _ => None,
     }
@@ -438,6 +467,66 @@ out = "{out}"
         parse(text, Path::new("/etc/sf-ingest"), &Choices::default(), &env)
             .unwrap_err()
             .0
+    }
+
+    const PG: &str = "postgres://sf:s3cret-pw@db.internal:5432/security";
+
+    #[test]
+    fn postgres_state_and_out_in_defaults_apply_to_every_org_and_an_org_may_keep_its_file() {
+        let text = format!(
+            "[defaults]\nstate = \"{PG}\"\nout = \"{PG}\"\n{}{}",
+            org("a", "x").replace("out = \"x\"\n", ""),
+            org("b", "b.ndjson"),
+        );
+        let config = parse(
+            &text,
+            Path::new("/etc/sf-ingest"),
+            &Choices::default(),
+            &env,
+        )
+        .unwrap();
+        let [a, b] = &config.orgs[..] else {
+            panic!("two orgs")
+        };
+        let pa = a.postgres.as_ref().unwrap();
+        assert!(pa.rows && a.out.is_none() && a.state.is_none());
+        assert_eq!(
+            pa.target.to_string(),
+            b.postgres.as_ref().unwrap().target.to_string()
+        );
+        // b's own file wins over the shared output; its checkpoint stays in PostgreSQL.
+        assert!(!b.postgres.as_ref().unwrap().rows);
+        assert_eq!(b.out.as_deref(), Some(Path::new("/etc/sf-ingest/b.ndjson")));
+        assert!(b.state.is_none());
+    }
+
+    #[test]
+    fn a_postgres_output_without_postgres_state_and_a_shared_file_are_refused_without_the_password()
+    {
+        let p = problems(&org("a", PG));
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with(r#"org "a": out: a PostgreSQL output needs"#)),
+            "{p:?}"
+        );
+        let p = problems(&format!(
+            "[defaults]\nstate = \"/var/lib/shared.json\"\n{}",
+            org("a", "a.ndjson")
+        ));
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("[defaults]: state: only a postgres:// URL")),
+            "{p:?}"
+        );
+        let p = problems(&org("a", "a.ndjson").replace(
+            "out = \"a.ndjson\"",
+            "out = \"a.ndjson\"\nstate = \"postgres://sf:s3cret-pw@/security\"",
+        ));
+        assert!(
+            p.iter().any(|l| l.starts_with(r#"org "a": state: "#)),
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|l| l.contains("s3cret-pw")), "{p:?}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod format;
 mod logging;
 mod options;
 mod plan;
+mod postgres;
 mod progress;
 mod run;
 mod setup;
@@ -81,6 +82,11 @@ async fn async_main(cli: cli::Cli, display: progress::Display) -> ExitCode {
         stop,
         follow: cli.follow.map(Duration::from_secs),
         display,
+        lease_ttl: cli.lease_ttl.map_or(
+            salesforce_jwt_postgres::DEFAULT_LEASE_TTL,
+            Duration::from_secs,
+        ),
+        postgres: Default::default(),
     });
     let ok = run::run_all(setup.orgs, context).await;
     drop(setup.demo);

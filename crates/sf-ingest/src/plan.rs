@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use salesforce_jwt::{ConfigError, Error, JwtBearerConfig};
+use salesforce_jwt_postgres::PgTarget;
 
 use crate::options::{Collect, Problem};
 
@@ -11,7 +12,7 @@ use crate::options::{Collect, Problem};
 pub const DEFAULT_MAX_DOWNLOADS: usize = 16;
 
 /// One org to collect.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OrgPlan {
     /// How logs and errors name the org.
     pub name: String,
@@ -21,6 +22,90 @@ pub struct OrgPlan {
     pub out: Option<PathBuf>,
     /// Checkpoint; `None` keeps it in memory (the next run starts again from `since`).
     pub state: Option<PathBuf>,
+    /// `state = "postgres://…"`: checkpoints and leases in PostgreSQL (then `state` is `None`).
+    pub postgres: Option<PgPlan>,
+}
+
+/// An org whose checkpoints (and perhaps rows) are in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgPlan {
+    pub target: PgTarget,
+    /// `out = "postgres://…"` too: rows go to `salesforce_events` (then `out` is `None`).
+    pub rows: bool,
+}
+
+/// Splits `out` and `state` as written (a file path or a `postgres://` URL) into file paths and
+/// a PostgreSQL plan. `resolve` turns a written file path into the one to use. The problems name
+/// the field; none repeats a URL, which may hold a password.
+#[allow(clippy::type_complexity)]
+pub fn places(
+    out: Option<&std::path::Path>,
+    state: Option<&std::path::Path>,
+    resolve: &dyn Fn(&std::path::Path) -> PathBuf,
+) -> Result<(Option<PathBuf>, Option<PathBuf>, Option<PgPlan>), Vec<(String, String)>> {
+    let url = |p: Option<&std::path::Path>| {
+        p.and_then(|p| p.to_str())
+            .filter(|s| PgTarget::looks_like_url(s))
+            .map(str::to_string)
+    };
+    let mut problems = Vec::new();
+    let mut parse = |field: &str, text: &str| match PgTarget::parse(text) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.push((field.to_string(), e.to_string()));
+            None
+        }
+    };
+    let out_url = url(out);
+    let state_url = url(state);
+    let out_target = out_url.as_deref().and_then(|u| parse("out", u));
+    let state_target = state_url.as_deref().and_then(|u| parse("state", u));
+    let postgres = match (&out_url, &state_url) {
+        (Some(o), Some(s)) => {
+            if o != s {
+                problems.push((
+                    "out".into(),
+                    "names another PostgreSQL database than state: the rows are committed in the \
+                     checkpoint's transaction, so give both the same URL"
+                        .into(),
+                ));
+            }
+            state_target.map(|target| PgPlan { target, rows: true })
+        }
+        (Some(_), None) => {
+            problems.push((
+                "out".into(),
+                "a PostgreSQL output needs its checkpoints in the same database (the rows are \
+                 committed in the checkpoint's transaction): set state to the same postgres:// URL"
+                    .into(),
+            ));
+            out_target.map(|target| PgPlan { target, rows: true })
+        }
+        (None, Some(_)) => state_target.map(|target| PgPlan {
+            target,
+            rows: false,
+        }),
+        (None, None) => None,
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let file = |p: Option<&std::path::Path>, is_url: bool| match (p, is_url) {
+        (Some(p), false) => Some(resolve(p)),
+        _ => None,
+    };
+    let out_file = file(out, out_url.is_some());
+    let state_file = match (state, &state_url) {
+        (Some(s), None) => Some(resolve(s)),
+        (Some(_), Some(_)) => None,
+        // The default checkpoint beside an output file.
+        (None, _) => out_file.as_ref().map(|out| {
+            let mut name = out.as_os_str().to_os_string();
+            name.push(".checkpoint.json");
+            PathBuf::from(name)
+        }),
+    };
+    Ok((out_file, state_file, postgres))
 }
 
 /// Configuration problems, every one found, each naming where it is (an org and a field, a

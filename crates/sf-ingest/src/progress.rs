@@ -111,6 +111,14 @@ impl OrgProgress {
         );
     }
 
+    /// A short state (a lease claimed, held elsewhere, lost) on the bar; the log has the
+    /// details.
+    pub fn note(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.to_string());
+        }
+    }
+
     /// Marks the bar as failed (the error itself is logged by the caller).
     pub fn failed(&self) {
         if let Some(bar) = &self.bar {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use salesforce_jwt::event_log::{
     CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, FileCheckpointStore,
-    MemoryCheckpointStore,
+    MemoryCheckpointStore, RecordSink,
 };
-use salesforce_jwt::realtime::ObjectCollectorOptions;
+use salesforce_jwt::realtime::{ObjectCollectorOptions, ObjectSink};
 use salesforce_jwt::{Error, JwtBearerClient};
 use tokio::sync::Semaphore;
 
@@ -33,13 +33,30 @@ pub struct Context {
     /// `--follow`: the time between passes; `None` is one pass per org.
     pub follow: Option<Duration>,
     pub display: Display,
+    /// `--lease-ttl`, for orgs with PostgreSQL state.
+    pub lease_ttl: Duration,
+    /// This process's connections to PostgreSQL state databases.
+    pub postgres: crate::postgres::Workers,
 }
 
 /// Collects every org; `true` when none failed.
 pub async fn run_all(orgs: Vec<OrgPlan>, context: Arc<Context>) -> bool {
     let mut tasks = tokio::task::JoinSet::new();
     for org in orgs {
-        tasks.spawn(run_org(org, Arc::clone(&context)));
+        match &org.postgres {
+            // In PostgreSQL each (org, source) has its own lease and checkpoint row, so that
+            // several processes can share an org's sources: each is its own task.
+            Some(_) if org.collect.sources.len() > 1 => {
+                for source in org.collect.sources.clone() {
+                    let mut one = org.clone();
+                    one.collect.sources = vec![source];
+                    tasks.spawn(run_org(one, Arc::clone(&context)));
+                }
+            }
+            _ => {
+                tasks.spawn(run_org(org, Arc::clone(&context)));
+            }
+        }
     }
     let mut failed = Vec::new();
     while let Some(result) = tasks.join_next().await {
@@ -63,6 +80,8 @@ pub async fn run_all(orgs: Vec<OrgPlan>, context: Arc<Context>) -> bool {
 /// tried again later (the wait doubles with each failure in a row, up to an hour), from a
 /// fresh collector and sink, the way a restart would.
 async fn run_org(org: OrgPlan, context: Arc<Context>) -> Result<(), String> {
+    // Log lines name the org as configured; a PostgreSQL org's per-source tasks say their
+    // source in the lease lines.
     let mut progress = context.display.org(&org.name);
     // Without a state file the checkpoint must still survive a retry within this run.
     let memory = MemoryCheckpointStore::new();
@@ -101,6 +120,26 @@ async fn collect(
     progress: &mut OrgProgress,
     failures: &mut u32,
 ) -> Result<(), Error> {
+    if let Some(plan) = &org.postgres {
+        return crate::postgres::collect(org, plan, context, progress, failures).await;
+    }
+    // Sync: the collector is borrowed across awaits inside a task that may move between threads.
+    let store: Box<dyn CheckpointStore + Sync> = match &org.state {
+        Some(path) => Box::new(FileCheckpointStore::new(path)),
+        None => Box::new(memory.clone()),
+    };
+    // Every source of the org in one collector: one checkpoint, one output, one position.
+    let mut collector = collector_for(org, store)?;
+    let mut sink = OutputSink::open(
+        org.out.as_deref(),
+        collector.checkpoint(),
+        org.collect.format,
+    )?;
+    pass_loop(&mut collector, &mut sink, org, context, progress, failures).await
+}
+
+/// A collector of every source `org` names, over `store`.
+pub fn collector_for<S: CheckpointStore>(org: &OrgPlan, store: S) -> Result<Collector<S>, Error> {
     let mut event_log_file = false;
     let mut objects = Vec::new();
     for source in &org.collect.sources {
@@ -110,11 +149,6 @@ async fn collect(
         }
     }
     let client = JwtBearerClient::new(org.jwt.clone())?;
-    // Sync: the collector is borrowed across awaits inside a task that may move between threads.
-    let store: Box<dyn CheckpointStore + Sync> = match &org.state {
-        Some(path) => Box::new(FileCheckpointStore::new(path)),
-        None => Box::new(memory.clone()),
-    };
     let query = EventLogFileQuery::new()
         .event_types(org.collect.event_types.iter().cloned())
         .interval(org.collect.interval);
@@ -128,20 +162,26 @@ async fn collect(
         since: org.collect.since,
         ..ObjectCollectorOptions::default()
     };
-    // Every source of the org in one collector: one checkpoint, one output, one position.
-    let mut collector = Collector::with_sources(
+    Collector::with_sources(
         client,
         event_log_file.then_some(query),
         objects,
         store,
         options,
         object_options,
-    )?;
-    let mut sink = OutputSink::open(
-        org.out.as_deref(),
-        collector.checkpoint(),
-        org.collect.format,
-    )?;
+    )
+}
+
+/// Pass after pass into `sink` until done (one pass, or a stop request with `--follow`) or an
+/// error, each pass holding the org's download slots.
+pub async fn pass_loop<S: CheckpointStore, K: RecordSink + ObjectSink>(
+    collector: &mut Collector<S>,
+    sink: &mut K,
+    org: &OrgPlan,
+    context: &Context,
+    progress: &mut OrgProgress,
+    failures: &mut u32,
+) -> Result<(), Error> {
     let slots = u32::try_from(org.collect.concurrency).unwrap_or(u32::MAX);
     loop {
         let permit = tokio::select! {
@@ -149,7 +189,7 @@ async fn collect(
             () = context.stop.wait() => return Ok(()),
         };
         let summary = collector
-            .run_sources_pass(&mut sink, &mut |p| progress.update(p), context.stop.flag())
+            .run_sources_pass(sink, &mut |p| progress.update(p), context.stop.flag())
             .await?;
         drop(permit);
         *failures = 0;

@@ -10,7 +10,7 @@ use crate::cli::Cli;
 use crate::config;
 use crate::demo;
 use crate::options::{Choices, Collect};
-use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan};
+use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan, places};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -113,14 +113,20 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         invalid.add("", p);
         invalid
     })?;
-    let state = cli.state.clone().or_else(|| {
-        cli.out.as_ref().map(|out| {
-            let mut name = out.as_os_str().to_os_string();
-            name.push(".checkpoint.json");
-            name.into()
-        })
-    });
-    if state.is_none() && demo.is_none() {
+    let (out, state, postgres) = places(cli.out.as_deref(), cli.state.as_deref(), &|p| {
+        p.to_path_buf()
+    })
+    .map_err(|problems| {
+        let mut invalid = Invalid::default();
+        invalid.add(
+            "",
+            problems
+                .into_iter()
+                .map(|(field, text)| (format!("--{field}"), text)),
+        );
+        invalid
+    })?;
+    if state.is_none() && postgres.is_none() && demo.is_none() {
         tracing::warn!(
             "no --state or --out file: the checkpoint is kept in memory, so the next run starts again from --since"
         );
@@ -134,8 +140,9 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
             name,
             jwt,
             collect,
-            out: cli.out.clone(),
+            out,
             state,
+            postgres,
         }],
         max_downloads,
         demo,

@@ -16,6 +16,8 @@ use crate::format::OutputFormat;
 pub enum OutputSink {
     File(NdjsonFileSink),
     Stdout(NdjsonSink<BufWriter<Stdout>>),
+    /// `salesforce_events`, committed with the PostgreSQL checkpoint.
+    Postgres(salesforce_jwt_postgres::PgSink),
 }
 
 impl OutputSink {
@@ -43,6 +45,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => s.begin_file(file).await,
             OutputSink::Stdout(s) => s.begin_file(file).await,
+            OutputSink::Postgres(s) => s.begin_file(file).await,
         }
     }
 
@@ -50,6 +53,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => s.write_row(file, row).await,
             OutputSink::Stdout(s) => s.write_row(file, row).await,
+            OutputSink::Postgres(s) => s.write_row(file, row).await,
         }
     }
 
@@ -57,6 +61,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => s.commit_file(file).await,
             OutputSink::Stdout(s) => s.commit_file(file).await,
+            OutputSink::Postgres(s) => s.commit_file(file).await,
         }
     }
 
@@ -64,6 +69,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => RecordSink::committed_position(s),
             OutputSink::Stdout(s) => RecordSink::committed_position(s),
+            OutputSink::Postgres(s) => RecordSink::committed_position(s),
         }
     }
 
@@ -71,6 +77,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => RecordSink::output(s),
             OutputSink::Stdout(s) => RecordSink::output(s),
+            OutputSink::Postgres(s) => RecordSink::output(s),
         }
     }
 
@@ -78,6 +85,7 @@ impl RecordSink for OutputSink {
         match self {
             OutputSink::File(s) => s.rollback_file(file).await,
             OutputSink::Stdout(s) => s.rollback_file(file).await,
+            OutputSink::Postgres(s) => s.rollback_file(file).await,
         }
     }
 }
@@ -88,6 +96,7 @@ impl ObjectSink for OutputSink {
         match self {
             OutputSink::File(s) => s.begin(batch).await,
             OutputSink::Stdout(s) => s.begin(batch).await,
+            OutputSink::Postgres(s) => s.begin(batch).await,
         }
     }
 
@@ -95,6 +104,7 @@ impl ObjectSink for OutputSink {
         match self {
             OutputSink::File(s) => ObjectSink::write(s, batch, record).await,
             OutputSink::Stdout(s) => ObjectSink::write(s, batch, record).await,
+            OutputSink::Postgres(s) => ObjectSink::write(s, batch, record).await,
         }
     }
 
@@ -102,6 +112,7 @@ impl ObjectSink for OutputSink {
         match self {
             OutputSink::File(s) => s.commit(batch).await,
             OutputSink::Stdout(s) => s.commit(batch).await,
+            OutputSink::Postgres(s) => s.commit(batch).await,
         }
     }
 
@@ -109,6 +120,7 @@ impl ObjectSink for OutputSink {
         match self {
             OutputSink::File(s) => s.rollback(batch).await,
             OutputSink::Stdout(s) => s.rollback(batch).await,
+            OutputSink::Postgres(s) => s.rollback(batch).await,
         }
     }
 

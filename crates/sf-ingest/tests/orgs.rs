@@ -230,8 +230,8 @@ async fn with_follow_an_org_over_its_api_limit_is_retried_later_while_the_other_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_exits_at_once_and_the_restart_still_delivers_every_row_exactly_once() {
+    use wiremock::Mock;
     use wiremock::matchers::{method, path_regex};
-    use wiremock::{Mock, ResponseTemplate};
 
     let dir = tempfile::tempdir().unwrap();
     let key = demo_key(dir.path(), "demo.key");
@@ -241,6 +241,7 @@ async fn a_second_signal_exits_at_once_and_the_restart_still_delivers_every_row_
     // file after the first signal, so only the second signal can end it (and the test would
     // take minutes if it did not).
     let first_run = Arc::new(AtomicBool::new(true));
+    let (arrived_tx, arrived) = std::sync::mpsc::channel();
     let second = org
         .files()
         .into_iter()
@@ -249,7 +250,7 @@ async fn a_second_signal_exits_at_once_and_the_restart_still_delivers_every_row_
     Mock::given(method("GET"))
         .and(path_regex(format!("/{}/LogFile$", second.id)))
         .and(While(Arc::clone(&first_run)))
-        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(600)))
+        .respond_with(Hang(std::sync::Mutex::new(arrived_tx)))
         .with_priority(1)
         .mount(org.server())
         .await;
@@ -279,6 +280,11 @@ async fn a_second_signal_exits_at_once_and_the_restart_still_delivers_every_row_
         let stopping = line.contains("stopping after the current file");
         log.push(line);
         if first_file_done {
+            // Only once the second file's download is hanging: a stop requested before the
+            // collector reached it would end the run cleanly after the first file.
+            arrived
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("the second file's download was requested");
             // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
             assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
         }
@@ -303,6 +309,20 @@ async fn a_second_signal_exits_at_once_and_the_restart_still_delivers_every_row_
 
 /// Matches while the flag is set.
 struct While(Arc<AtomicBool>);
+
+/// Answers after ten minutes, saying at once on its channel that a request arrived.
+struct Hang(std::sync::Mutex<std::sync::mpsc::Sender<()>>);
+
+impl wiremock::Respond for Hang {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let _ = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(());
+        wiremock::ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(600))
+    }
+}
 
 impl wiremock::Match for While {
     fn matches(&self, _: &wiremock::Request) -> bool {
