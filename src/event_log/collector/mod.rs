@@ -17,103 +17,22 @@ use crate::client::JwtBearerClient;
 use crate::error::Error;
 use crate::event_log::checkpoint::{
     Checkpoint, CheckpointStore, CompletedFile, EVENT_LOG_FILE_ALL_TYPES, EventLogFileState,
-    MIGRATED_V1_SOURCE, SkippedFile, SourceState,
+    SkippedFile, SourceState,
 };
 use crate::event_log::model::EventLogFile;
-use crate::event_log::query::{Cursor, EventLogFileQuery, IntervalFilter};
+use crate::event_log::query::{Cursor, EventLogFileQuery};
 use crate::event_log::record::LogRecord;
 use crate::event_log::sink::RecordSink;
 use crate::realtime::collector::{ObjectsRun, collect_objects};
 use crate::realtime::{EventObject, ObjectCollectorOptions, ObjectPassSummary, ObjectSink};
 use crate::retry::full_jitter_backoff;
 
-/// Tuning for a [`Collector`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CollectorOptions {
-    /// How far before the cursor each pass looks again for files that became visible late
-    /// (default 3 days: Salesforce creates files up to three days after the events).
-    pub lookback: Duration,
-    /// How far back the first run starts, by `LogDate` (default 1 day).
-    pub since: Duration,
-    /// Files downloaded at once (default 4).
-    pub concurrency: usize,
-    /// Attempts per file when its download fails in a retryable way (default 8, so a burst of
-    /// seven failures of one file in a row, each cut off or refused with 503, is ridden out).
-    /// Between attempts the collector waits the `Retry-After` the error carried, else a
-    /// full-jitter exponential backoff from the client's
-    /// [`RetryPolicy`](crate::RetryPolicy) (`initial_backoff` doubling up to `max_backoff`). An
-    /// error no retry can fix ends the attempts at once.
-    pub max_file_attempts: u32,
-    /// What to do with a file that cannot be collected for reasons of its own (a malformed
-    /// row, a body that stays shorter than `LogFileLength`, a file that is gone): `false` (the
-    /// default) stops the pass with the error, so nothing is lost without a person deciding;
-    /// `true` records it in [`Checkpoint::skipped`](crate::event_log::Checkpoint::skipped),
-    /// logs an error, and goes on, so one bad file does not block every later one. Failures
-    /// that are not about one file (the network, the API limit, authentication) always stop
-    /// the pass.
-    pub skip_failed_files: bool,
-}
+mod options;
+mod positions;
 
-impl Default for CollectorOptions {
-    fn default() -> Self {
-        CollectorOptions {
-            lookback: Duration::from_secs(3 * 24 * 3600),
-            since: Duration::from_secs(24 * 3600),
-            concurrency: 4,
-            max_file_attempts: 8,
-            skip_failed_files: false,
-        }
-    }
-}
-
-/// Progress of a pass, reported after every file and every 1024 rows within a file; for
-/// real-time objects, at each object's start and after every committed window or batch, with
-/// `files_done`/`files_total` counting objects, `current` naming the object and `bytes` 0.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Progress {
-    /// Files completed in this pass.
-    pub files_done: usize,
-    /// Files this pass will collect.
-    pub files_total: usize,
-    /// Rows delivered in this pass (rows of a file that failed and was retried are counted
-    /// again).
-    pub rows: u64,
-    /// CSV bytes of completed files.
-    pub bytes: u64,
-    /// Time since the pass started.
-    pub elapsed: Duration,
-    /// The file being collected.
-    pub current: Option<String>,
-}
-
-impl Progress {
-    /// Throughput of completed files, in MB/s of CSV.
-    pub fn megabytes_per_second(&self) -> f64 {
-        let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 {
-            self.bytes as f64 / 1e6 / secs
-        } else {
-            0.0
-        }
-    }
-}
-
-/// What a pass did.
-#[derive(Debug, Clone)]
-pub struct PassSummary {
-    /// Files delivered.
-    pub files: usize,
-    /// Files given up on (only with [`CollectorOptions::skip_failed_files`]), with why.
-    pub skipped: Vec<(EventLogFile, Error)>,
-    /// Rows delivered.
-    pub rows: u64,
-    /// CSV bytes delivered.
-    pub bytes: u64,
-    /// Whether the pass stopped early because it was asked to.
-    pub stopped: bool,
-    /// How long it took.
-    pub elapsed: Duration,
-}
+pub use options::{CollectorOptions, PassSummary, Progress, SourcesPassSummary};
+pub(crate) use positions::begin_output;
+use positions::{adopt_sources, earlier, window_start};
 
 /// Collects EventLogFile rows exactly once across restarts.
 ///
@@ -152,27 +71,6 @@ pub struct Collector<S: CheckpointStore> {
     /// [`run_sources_pass`](Collector::run_sources_pass).
     objects: Vec<EventObject>,
     object_options: ObjectCollectorOptions,
-}
-
-/// What a [`Collector::run_sources_pass`] did.
-#[derive(Debug, Clone)]
-pub struct SourcesPassSummary {
-    /// EventLogFile's part (all zero when EventLogFile is not collected).
-    pub event_log_file: PassSummary,
-    /// The real-time objects' part.
-    pub objects: ObjectPassSummary,
-}
-
-impl SourcesPassSummary {
-    /// Rows delivered from every source.
-    pub fn rows(&self) -> u64 {
-        self.event_log_file.rows + self.objects.rows()
-    }
-
-    /// Whether the pass stopped early because it was asked to.
-    pub fn stopped(&self) -> bool {
-        self.event_log_file.stopped || self.objects.stopped
-    }
 }
 
 impl<S: CheckpointStore> Collector<S> {
@@ -621,60 +519,6 @@ impl<S: CheckpointStore> Collector<S> {
     }
 }
 
-/// The start of every pass, whatever its sources: refuses a sink of another output than the
-/// checkpoint's, or at another position (an earlier commit, save or rollback failed), and
-/// records the output and its starting position before the first row.
-pub(crate) fn begin_output<S: CheckpointStore>(
-    checkpoint: &mut Checkpoint,
-    store: &mut S,
-    output: Option<String>,
-    committed: Option<u64>,
-) -> Result<(), Error> {
-    if let (Some(recorded), Some(current)) = (&checkpoint.output, &output)
-        && recorded != current
-    {
-        return Err(Error::InvalidArgument(format!(
-            "the checkpoint belongs to the output {recorded}, not {current}: its position \
-             means nothing there. Use the checkpoint (--state) that belongs to {current}, \
-             or a new one (which starts from --since)"
-        )));
-    }
-    if let (Some(saved), Some(sink)) = (checkpoint.sink_position, committed)
-        && saved != sink
-    {
-        // A commit, checkpoint save or rollback failed earlier (or the sink was opened at
-        // another position): going on would deliver from a position nobody can prove.
-        return Err(Error::sink(
-            format!(
-                "resuming the output{}",
-                output.as_ref().map(|o| format!(" {o}")).unwrap_or_default()
-            ),
-            format!(
-                "its committed position is {sink} but the checkpoint's is {saved}, so \
-                 an earlier commit, checkpoint save or rollback failed. Reopen the output \
-                 from the checkpoint (NdjsonFileSink::resume cuts it back to {saved}) \
-                 and run the pass again"
-            ),
-            false,
-        ));
-    }
-    let mut next = checkpoint.clone();
-    if next.output.is_none() {
-        next.output = output;
-    }
-    if next.sink_position.is_none() {
-        // The sink's starting point, recorded before its first row: without it a crash in
-        // the first file would leave a torn file that the restart could not cut back.
-        next.sink_position = committed;
-    }
-    if next != *checkpoint {
-        // Inline, like every checkpoint save (see `record`).
-        store.save(&next)?;
-        *checkpoint = next;
-    }
-    Ok(())
-}
-
 /// Rows between progress reports inside a file: often enough for a live display, rare enough to
 /// cost nothing next to the rows themselves.
 const PROGRESS_EVERY_ROWS: u64 = 1024;
@@ -686,98 +530,6 @@ fn concerns_only_this_file(error: &Error) -> bool {
         Error::Api(api) => api.status == 404,
         _ => false,
     }
-}
-
-/// Where the lookback window before `cursor` starts: whole seconds (what a SOQL literal can
-/// say, so the query and the pruning of the completed set agree exactly), and never below the
-/// window the completed set covers.
-fn window_start(state: &EventLogFileState, cursor: &Cursor, lookback: Duration) -> OffsetDateTime {
-    let back = earlier(cursor.created_date, lookback, "lookback")
-        .unwrap_or(state.log_date_floor)
-        .replace_nanosecond(0)
-        .unwrap_or(cursor.created_date);
-    match state.window_start {
-        Some(start) if start > back => start,
-        _ => back,
-    }
-}
-
-/// Gives every selected event type (`event_types`, empty for all types) a position in
-/// `checkpoint`: the one it has, the one migrated from version 1, the all-types one when the
-/// selection narrows, or a fresh one from `floor`.
-fn adopt_sources(
-    checkpoint: &mut Checkpoint,
-    event_types: &[String],
-    interval: IntervalFilter,
-    floor: OffsetDateTime,
-) -> Result<(), Error> {
-    let migrated = match checkpoint.sources.remove(MIGRATED_V1_SOURCE) {
-        Some(SourceState::EventLogFile(mut state)) => {
-            state.interval = interval;
-            Some(state)
-        }
-        // Only version-1 migration writes this key, always with an EventLogFile state.
-        _ => None,
-    };
-    let all_key = Checkpoint::event_log_file_key(None);
-    let all_types = checkpoint.event_log_file(None).cloned();
-    let keys: Vec<String> = if event_types.is_empty() {
-        let one_by_one: Vec<&str> = checkpoint
-            .sources
-            .keys()
-            .filter_map(|k| k.strip_prefix(&format!("{all_key}/")))
-            .collect();
-        // Even with an all-types position: the types collected one by one may have gone past
-        // it, and it would deliver their files again.
-        if migrated.is_none() && !one_by_one.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "this checkpoint collects EventLogFile by event type ({}); collecting all types \
-                 with it would deliver those rows again. Select the event types you want \
-                 explicitly (--event-type), or start a new checkpoint",
-                one_by_one.join(", ")
-            )));
-        }
-        vec![all_key.clone()]
-    } else {
-        event_types
-            .iter()
-            .map(|t| Checkpoint::event_log_file_key(Some(t)))
-            .collect()
-    };
-    for key in keys {
-        match checkpoint.sources.get(&key) {
-            Some(SourceState::EventLogFile(state)) if state.interval != interval => {
-                return Err(Error::InvalidArgument(format!(
-                    "the checkpoint collected {key} files with interval {:?}, this collector \
-                     asks for {interval:?}: the files that adds lie before its position and \
-                     would be skipped. Keep the interval, or start a new checkpoint for it",
-                    state.interval
-                )));
-            }
-            Some(_) => {}
-            None => {
-                let state = match (&migrated, &all_types) {
-                    (Some(m), _) => m.clone(),
-                    // Everything before the all-types position was delivered, this type's
-                    // files included.
-                    (None, Some(all)) if all.interval == interval => all.clone(),
-                    _ => EventLogFileState::new(interval, floor),
-                };
-                checkpoint
-                    .sources
-                    .insert(key, SourceState::EventLogFile(state));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `t - d`, or an error naming the option when the result is out of range.
-fn earlier(t: OffsetDateTime, d: Duration, option: &str) -> Result<OffsetDateTime, Error> {
-    time::Duration::try_from(d)
-        .ok()
-        .and_then(|d| t.to_offset(time::UtcOffset::UTC).checked_sub(d))
-        .ok_or_else(|| Error::InvalidArgument(format!("{option} {d:?} reaches before year -9999")))
 }
 
 type RowStream = Pin<Box<dyn Stream<Item = Result<LogRecord, Error>> + Send>>;
