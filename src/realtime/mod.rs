@@ -19,14 +19,16 @@ pub(crate) mod collector;
 mod fetch;
 mod model;
 mod object;
+mod options;
 mod query;
 mod record;
 mod sink;
 mod state;
 
-pub use collector::{ObjectCollector, ObjectCollectorOptions, ObjectPassSummary, ObjectSummary};
+pub use collector::ObjectCollector;
 pub use model::{LoginEvent, LogoutEvent, SetupAuditTrail};
 pub use object::{EventObject, ObjectKind, Retention};
+pub use options::{ObjectCollectorOptions, ObjectPassSummary, ObjectSummary};
 pub use query::{BigObjectQuery, FieldSelection, KeysetQuery, KeysetStart, datetime_millis};
 pub use record::ObjectRecord;
 pub use sink::{Batch, NdjsonObjectRow, ObjectSink};

@@ -1,0 +1,103 @@
+//! What an [`ObjectCollector`](crate::realtime::ObjectCollector) is told and what it reports.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::realtime::query::FieldSelection;
+
+/// Settings of an [`ObjectCollector`](crate::realtime::ObjectCollector).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectCollectorOptions {
+    /// How far back the first pass of a source starts (default 1 day).
+    pub since: Duration,
+    /// How much before its saved position each pass reads again, for rows that became
+    /// queryable after their time was passed (default 5 minutes: Salesforce writes big-object
+    /// rows seconds to minutes after their `EventDate`, and standard-object reads trail writes
+    /// by seconds). A row that appears later than this is missed.
+    pub overlap: Duration,
+    /// The width of the `EventDate` windows a big object is read in (default 1 hour).
+    pub window: Duration,
+    /// A big-object window holding more rows than this is split in halves before anything is
+    /// written (default 10,000), as is one Salesforce answers with `QUERY_TIMEOUT`.
+    pub max_rows_per_window: u64,
+    /// Rows per keyset batch of a standard object (`LIMIT`, default 2,000); each batch is
+    /// committed on its own.
+    pub batch_size: u32,
+    /// After this long with zero rows from a source, a warning says once that storage may be
+    /// switched off in Event Manager (default 24 hours).
+    pub quiet_warning_after: Duration,
+    /// The SELECT list per object API name; objects not named here use `FIELDS(STANDARD)`.
+    pub fields: BTreeMap<String, FieldSelection>,
+}
+
+impl Default for ObjectCollectorOptions {
+    fn default() -> Self {
+        ObjectCollectorOptions {
+            since: Duration::from_secs(24 * 3600),
+            overlap: Duration::from_secs(5 * 60),
+            window: Duration::from_secs(3600),
+            max_rows_per_window: 10_000,
+            batch_size: 2000,
+            quiet_warning_after: Duration::from_secs(24 * 3600),
+            fields: BTreeMap::new(),
+        }
+    }
+}
+
+impl ObjectCollectorOptions {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        if self.window < Duration::from_millis(1) {
+            problems.push("window must be at least 1 ms (default 1 hour)");
+        }
+        if self.max_rows_per_window == 0 {
+            problems.push("max_rows_per_window must be at least 1 (default 10,000)");
+        }
+        if self.batch_size == 0 {
+            problems.push("batch_size must be at least 1 (default 2,000)");
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "ObjectCollectorOptions: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+}
+
+/// What a pass did for one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ObjectSummary {
+    /// The object's API name.
+    pub object: String,
+    /// Rows delivered (committed).
+    pub rows: u64,
+    /// Rows read again inside the overlap and dropped as already delivered.
+    pub duplicates_dropped: u64,
+    /// Windows or batches committed.
+    pub batches: u64,
+    /// Big-object windows split because they were too large for one query.
+    pub splits: u64,
+    /// Whether this pass logged the "storage may be off" warning.
+    pub storage_warning: bool,
+}
+
+/// What a pass did, per object in the order collected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectPassSummary {
+    /// One entry per object.
+    pub objects: Vec<ObjectSummary>,
+    /// Whether the pass stopped early because it was asked to.
+    pub stopped: bool,
+}
+
+impl ObjectPassSummary {
+    /// Rows delivered in all.
+    pub fn rows(&self) -> u64 {
+        self.objects.iter().map(|o| o.rows).sum()
+    }
+}
