@@ -18,9 +18,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use time::OffsetDateTime;
-use time::macros::format_description;
-
 pub mod ecs;
 pub mod event_id;
 mod names;
@@ -117,13 +114,5 @@ impl<'de> serde::Deserialize<'de> for OutputFormat {
 }
 
 /// RFC 3339 in UTC with milliseconds, `2024-03-11T00:00:00.000Z`: the one datetime form both
-/// formats write (the same as a typed CSV DateTime value serializes to).
-pub(crate) fn rfc3339_millis(t: OffsetDateTime) -> String {
-    let utc = t.to_offset(time::UtcOffset::UTC);
-    let format =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    // Fails only for years outside 0..=9999, which no Salesforce datetime has; the Unix time
-    // keeps such a value visible rather than losing the row.
-    utc.format(format)
-        .unwrap_or_else(|_| utc.unix_timestamp().to_string())
-}
+/// formats write (the same as a typed CSV DateTime value serializes to, and as a SOQL literal).
+pub(crate) use crate::soql::datetime_millis as rfc3339_millis;

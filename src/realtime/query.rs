@@ -6,7 +6,6 @@
 //! Standard objects ([`KeysetQuery`]) are read in `(CreatedDate, Id)` order from a keyset.
 
 use time::OffsetDateTime;
-use time::macros::format_description;
 
 use crate::error::Error;
 use crate::realtime::object::{EventObject, ObjectKind, is_api_name};
@@ -50,19 +49,7 @@ impl FieldSelection {
     }
 }
 
-/// An unquoted SOQL datetime literal in UTC with milliseconds, `2024-07-08T07:26:18.239Z`.
-///
-/// Big-object `EventDate`s have millisecond precision, so windows are cut at the millisecond:
-/// [`soql::datetime`] drops the fraction, which would make two adjacent windows overlap or leave
-/// a gap. Salesforce returns datetimes as `…+0000`, which is not a safe literal: always
-/// re-rendered here.
-pub fn datetime_millis(value: OffsetDateTime) -> String {
-    let utc = value.to_offset(time::UtcOffset::UTC);
-    let format =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    utc.format(&format)
-        .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_string())
-}
+pub use crate::soql::datetime_millis;
 
 /// A query on a big object: `SELECT … FROM X [WHERE EventDate > a AND EventDate <= b]
 /// ORDER BY EventDate DESC [LIMIT n]`.
