@@ -554,25 +554,16 @@ async fn state_and_out_on_the_command_line_put_one_orgs_rows_in_salesforce_event
     let url = fresh_database(&admin_url(), "cli").await;
     let org = MockOrg::start().await;
     add_files(&org, 3, 5);
-    let output = common::run(
-        sf_ingest()
-            .env("SF_AUDIENCE_URL", org.audience())
-            .env("SF_CLIENT_KEY_PATH", &key)
-            .env("SF_USERNAME", org.username())
-            .env("SF_CLIENT_ID", org.client_id())
-            .env("SF_INSTANCE_URL", org.instance_url())
-            .env("SF_TOKEN_URL", org.token_url())
-            .args([
-                "--since",
-                "7d",
-                "--lease-ttl",
-                "10",
-                "--state",
-                &url,
-                "--out",
-                &url,
-            ]),
-    );
+    let output = common::run(common::sf_ingest_for(&org, &key).args([
+        "--since",
+        "7d",
+        "--lease-ttl",
+        "10",
+        "--state",
+        &url,
+        "--out",
+        &url,
+    ]));
     let stderr = common::stderr(&output);
     assert!(output.status.success(), "{stderr}");
     assert!(!stderr.contains(&password_of(&url)), "{stderr}");
@@ -607,13 +598,7 @@ async fn real_time_sources_each_get_their_own_lease_and_every_row_once_in_salesf
     }
     let run = || {
         common::run(
-            sf_ingest()
-                .env("SF_AUDIENCE_URL", org.audience())
-                .env("SF_CLIENT_KEY_PATH", &key)
-                .env("SF_USERNAME", org.username())
-                .env("SF_CLIENT_ID", org.client_id())
-                .env("SF_INSTANCE_URL", org.instance_url())
-                .env("SF_TOKEN_URL", org.token_url())
+            common::sf_ingest_for(&org, &key)
                 .args([
                     "--since",
                     "7d",

@@ -20,6 +20,18 @@ pub fn sf_ingest() -> Command {
     cmd
 }
 
+/// `sf-ingest` configured for `org` through the six `SF_*` variables, with `key` as the key file.
+pub fn sf_ingest_for(org: &MockOrg, key: &Path) -> Command {
+    let mut cmd = sf_ingest();
+    cmd.env("SF_AUDIENCE_URL", org.audience())
+        .env("SF_CLIENT_KEY_PATH", key)
+        .env("SF_USERNAME", org.username())
+        .env("SF_CLIENT_ID", org.client_id())
+        .env("SF_INSTANCE_URL", org.instance_url())
+        .env("SF_TOKEN_URL", org.token_url());
+    cmd
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let output = cmd.output().expect("sf-ingest runs");
     eprintln!(
