@@ -112,6 +112,8 @@ async fn serve_mock(o: &Options) {
                 .build(),
         );
     }
+    // Salesforce serves stored files; compressing each on request would time the double.
+    org.precompress_downloads();
     let files = org.files();
     let info = MockInfo {
         instance_url: org.instance_url(),
