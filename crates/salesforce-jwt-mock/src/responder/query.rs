@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Value, json};
+use serde_json::json;
 use time::{OffsetDateTime, UtcOffset};
 use wiremock::{Request, ResponseTemplate};
 
@@ -211,7 +211,7 @@ fn page(
             records: rows[offset..end]
                 .iter()
                 .map(|row| plan.render(row, version))
-                .collect::<Vec<Value>>(),
+                .collect::<Vec<_>>(),
         }),
     };
     match body {
