@@ -97,8 +97,11 @@ impl OrgResponder {
             Ok(plan) => plan,
             Err(SoqlError { code, message }) => return sf_error(400, code, &message),
         };
-        let rows = self.shared.with(|state| state.objects.visible(def, now));
-        let matching = plan.matching(&rows);
+        let matching = self.shared.with(|state| {
+            state
+                .objects
+                .visible_where(def, now, |row| plan.matches(row))
+        });
         if def.kind == Kind::Big
             && settings
                 .big_object_timeout_rows
