@@ -548,7 +548,10 @@ mod tests {
                 let mut with = serde_json::Map::new();
                 with.insert("CreatedDate".into(), json!("2024-07-08T01:00:00.000+0000"));
                 with.insert("Display".into(), json!("quote \" and \u{e9}"));
-                with.insert("CreatedBy".into(), json!({"Username": "a@b.c", "Name": "A"}));
+                with.insert(
+                    "CreatedBy".into(),
+                    json!({"Username": "a@b.c", "Name": "A"}),
+                );
                 store.insert(def, with);
                 let mut without = serde_json::Map::new();
                 without.insert("CreatedDate".into(), json!("2024-07-08T02:00:00.000+0000"));
