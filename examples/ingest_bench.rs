@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example ingest_bench
 //! cargo run --release --example ingest_bench -- --no-gzip
+//! cargo run --release --example ingest_bench -- --format ecs
 //! ```
 //!
 //! The program starts a copy of itself that holds a `MockOrg` with `--files` daily files
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 use salesforce_jwt::event_log::{
     Collector, CollectorOptions, EventLogFileQuery, FileCheckpointStore, NdjsonFileSink,
 };
+use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::{JwtBearerClient, JwtBearerConfig};
 use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Interval, MockLogFile, MockOrg};
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,7 @@ struct Options {
     rows: usize,
     concurrency: usize,
     gzip: bool,
+    format: OutputFormat,
 }
 
 fn parse_args(args: &[String]) -> Options {
@@ -51,6 +54,7 @@ fn parse_args(args: &[String]) -> Options {
         rows: 5_000,
         concurrency: 4,
         gzip: true,
+        format: OutputFormat::Ndjson,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -64,8 +68,15 @@ fn parse_args(args: &[String]) -> Options {
             "--rows" => o.rows = number(),
             "--concurrency" => o.concurrency = number(),
             "--no-gzip" => o.gzip = false,
+            "--format" => {
+                o.format = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("--format needs ndjson or ecs"))
+            }
             other => panic!(
-                "unknown argument {other:?}; use --files N, --rows N, --concurrency N, --no-gzip"
+                "unknown argument {other:?}; use --files N, --rows N, --concurrency N, --no-gzip, \
+                 --format ndjson|ecs"
             ),
         }
     }
@@ -238,7 +249,9 @@ async fn main() {
         ..CollectorOptions::default()
     };
     let mut collector = Collector::new(client, EventLogFileQuery::new(), store, options).unwrap();
-    let mut sink = NdjsonFileSink::resume(&out_path, collector.checkpoint()).unwrap();
+    let mut sink = NdjsonFileSink::resume(&out_path, collector.checkpoint())
+        .unwrap()
+        .with_format(o.format);
 
     let cpu_before = cpu_secs("self");
     let start = Instant::now();
@@ -265,11 +278,12 @@ async fn main() {
     assert_eq!(lines, info.rows, "NDJSON lines written");
     let mb = summary.bytes as f64 / 1e6;
     println!(
-        "ingest_bench ({}, concurrency {}): {} files, {} rows, {mb:.1} MB of CSV in {secs:.2} s: \
+        "ingest_bench ({}, {}, concurrency {}): {} files, {} rows, {mb:.1} MB of CSV in {secs:.2} s: \
          {:.0} rows/s, {:.1} MB/s of CSV; {:.1} MB of NDJSON, {lines} lines (= rows); collector \
          process: CPU {cpu:.1} s, peak RSS (VmHWM) {peak:.1} MiB; mock process: CPU {mock_cpu:.1} \
          s during the pass, peak RSS {mock_peak:.1} MiB",
         if o.gzip { "gzip" } else { "no gzip" },
+        o.format,
         o.concurrency,
         summary.files,
         summary.rows,

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::event_log::checkpoint::sync_dir;
 use crate::event_log::model::EventLogFile;
 use crate::event_log::record::LogRecord;
+use crate::format::json::NdjsonEncoder;
 use crate::format::{OutputFormat, ecs, rfc3339_millis};
 use crate::realtime::{Batch, EventObject, NdjsonObjectRow, ObjectRecord, ObjectSink};
 
@@ -138,6 +139,8 @@ pub struct NdjsonSink<W: Write + Send> {
     /// past its last commit is unknown, so only reopening (and cutting back) is safe.
     poisoned: Option<Error>,
     format: OutputFormat,
+    /// Log-file rows' JSON, with the keys of the current file's columns cached.
+    encoder: NdjsonEncoder,
 }
 
 impl<W: Write + Send> NdjsonSink<W> {
@@ -153,6 +156,7 @@ impl<W: Write + Send> NdjsonSink<W> {
             name,
             poisoned: None,
             format: OutputFormat::default(),
+            encoder: NdjsonEncoder::default(),
         }
     }
 
@@ -196,8 +200,11 @@ impl<W: Write + Send> NdjsonSink<W> {
     }
 }
 
+/// Writes the row's line: the same bytes as `serde_json` writes for [`NdjsonRow`] or
+/// [`ecs::EcsRow`] (tests/encode.rs compares them), written directly.
 fn encode_row(
     line: &mut Vec<u8>,
+    encoder: &mut NdjsonEncoder,
     format: OutputFormat,
     file: &EventLogFile,
     row: &LogRecord,
@@ -205,7 +212,7 @@ fn encode_row(
     line.clear();
     let written = match format {
         OutputFormat::Ecs => serde_json::to_writer(&mut *line, &ecs::EcsRow { file, row }),
-        OutputFormat::Ndjson => serde_json::to_writer(&mut *line, &NdjsonRow { file, row }),
+        OutputFormat::Ndjson => encoder.encode(line, file, row),
     };
     written.map_err(|e| Error::Csv {
         id: file.id.clone(),
@@ -289,7 +296,7 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
         self.guard()?;
-        encode_row(&mut self.line, self.format, file, row)?;
+        encode_row(&mut self.line, &mut self.encoder, self.format, file, row)?;
         self.write_line()
     }
 
