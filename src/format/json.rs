@@ -212,6 +212,7 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: &FieldValue<'_>) -> serde_js
 #[derive(Debug)]
 pub(crate) struct SchemaKeys {
     schema: Arc<Schema>,
+    names: Vec<Box<str>>,
     bytes: Vec<u8>,
     /// Where column `i`'s key ends in `bytes` (it starts where `i - 1`'s ends).
     ends: Vec<usize>,
@@ -229,9 +230,16 @@ impl SchemaKeys {
         }
         SchemaKeys {
             schema: Arc::clone(schema),
+            names: schema.names().map(Box::from).collect(),
             bytes,
             ends,
         }
+    }
+
+    /// Column `i`'s name as the schema has it.
+    #[inline]
+    pub(crate) fn name(&self, i: usize) -> &str {
+        self.names.get(i).map_or("", AsRef::as_ref)
     }
 
     /// Whether these are `schema`'s keys. The `Arc` held here keeps the schema alive, so its

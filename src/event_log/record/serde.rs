@@ -255,3 +255,16 @@ impl LogRecord {
         }
     }
 }
+
+impl LogRecord {
+    /// The raw text of column `i` (empty when the value is empty or there is no such column).
+    #[inline]
+    pub(crate) fn raw_at(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            None => 0,
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.text.get(start..end).unwrap_or("")
+    }
+}
