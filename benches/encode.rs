@@ -113,16 +113,19 @@ fn through_sink(input: &Input, format: OutputFormat, runtime: &tokio::runtime::R
     })
 }
 
-type Variant = (
-    &'static str,
-    fn(&Input, &tokio::runtime::Runtime) -> usize,
-);
+type Variant = (&'static str, fn(&Input, &tokio::runtime::Runtime) -> usize);
 
 const VARIANTS: &[Variant] = &[
-    ("serde_json NdjsonRow", |i, _| reference(i, OutputFormat::Ndjson)),
-    ("NdjsonSink ndjson", |i, r| through_sink(i, OutputFormat::Ndjson, r)),
+    ("serde_json NdjsonRow", |i, _| {
+        reference(i, OutputFormat::Ndjson)
+    }),
+    ("NdjsonSink ndjson", |i, r| {
+        through_sink(i, OutputFormat::Ndjson, r)
+    }),
     ("serde_json EcsRow", |i, _| reference(i, OutputFormat::Ecs)),
-    ("NdjsonSink ecs", |i, r| through_sink(i, OutputFormat::Ecs, r)),
+    ("NdjsonSink ecs", |i, r| {
+        through_sink(i, OutputFormat::Ecs, r)
+    }),
 ];
 
 fn main() {
@@ -133,7 +136,10 @@ fn main() {
     let inputs = [generate("URI"), generate("Login"), generate("API")];
     // `ENCODE_PROFILE=<variant name>` runs that variant alone for a while, for `perf record`.
     if let Ok(name) = std::env::var("ENCODE_PROFILE") {
-        let &(_, f) = VARIANTS.iter().find(|(n, _)| *n == name).expect("a variant name");
+        let &(_, f) = VARIANTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("a variant name");
         for _ in 0..10 {
             for input in &inputs {
                 black_box(f(input, &runtime));

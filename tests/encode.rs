@@ -244,7 +244,12 @@ proptest! {
 /// An empty row (every value empty) and a row of a file without columns of its own.
 #[test]
 fn empty_rows_encode_as_serde_json_does() {
-    let f = file("0AT000000000001AAA", "Login", datetime!(2024-03-11 00:00 UTC), 0);
+    let f = file(
+        "0AT000000000001AAA",
+        "Login",
+        datetime!(2024-03-11 00:00 UTC),
+        0,
+    );
     let rows = decode(&f.id, "A,B", "String,Number", b"\"A\",\"B\"\n\"\",\"\"\n");
     let pairs: Vec<_> = rows.iter().map(|r| (&f, r)).collect();
     assert_same(OutputFormat::Ndjson, &pairs);
@@ -311,7 +316,14 @@ fn real_files_encode_as_serde_json_does() {
 fn mock_rows_of_every_event_type_encode_as_serde_json_does() {
     let mut files = Vec::new();
     for (n, event_type) in [
-        "Login", "Logout", "API", "URI", "ApexExecution", "Report", "RestApi", "ApexCallout",
+        "Login",
+        "Logout",
+        "API",
+        "URI",
+        "ApexExecution",
+        "Report",
+        "RestApi",
+        "ApexCallout",
     ]
     .into_iter()
     .enumerate()

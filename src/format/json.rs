@@ -173,8 +173,8 @@ fn write_datetime_fields(out: &mut Vec<u8>, t: OffsetDateTime) -> bool {
         b'0' + (milli % 10) as u8,
     ];
     out.extend_from_slice(&[
-        b'"', y0, y1, y2, y3, b'-', mo0, mo1, b'-', d0, d1, b'T', h0, h1, b':', mi0, mi1, b':',
-        s0, s1, b'.', ms[0], ms[1], ms[2], b'Z', b'"',
+        b'"', y0, y1, y2, y3, b'-', mo0, mo1, b'-', d0, d1, b'T', h0, h1, b':', mi0, mi1, b':', s0,
+        s1, b'.', ms[0], ms[1], ms[2], b'Z', b'"',
     ]);
     true
 }

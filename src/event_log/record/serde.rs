@@ -248,7 +248,8 @@ impl LogRecord {
             if raw.is_empty() {
                 continue;
             }
-            if let (Some(_), Some(&field_type)) = (self.schema.names.get(i), self.schema.types.get(i))
+            if let (Some(_), Some(&field_type)) =
+                (self.schema.names.get(i), self.schema.types.get(i))
             {
                 f(i, typed(raw, field_type));
             }

@@ -10,9 +10,7 @@ use time::OffsetDateTime;
 
 use crate::event_log::{EventLogFile, FieldValue, LogRecord, parse_log_datetime};
 use crate::format::ecs::ECS_VERSION;
-use crate::format::event_id::{
-    LOG_ROW_DOMAIN, hex_digest, log_row_event_id, push_prefixed,
-};
+use crate::format::event_id::{LOG_ROW_DOMAIN, hex_digest, log_row_event_id, push_prefixed};
 use crate::format::json::{
     SchemaKeys, write_bool, write_f64, write_i64, write_ip, write_key, write_rfc3339_millis,
     write_str, write_u64,
