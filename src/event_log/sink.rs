@@ -13,6 +13,8 @@ use crate::error::Error;
 use crate::event_log::checkpoint::sync_dir;
 use crate::event_log::model::EventLogFile;
 use crate::event_log::record::LogRecord;
+use crate::format::ecs::EcsEncoder;
+use crate::format::json::NdjsonEncoder;
 use crate::format::{OutputFormat, ecs, rfc3339_millis};
 use crate::realtime::{Batch, EventObject, NdjsonObjectRow, ObjectRecord, ObjectSink};
 
@@ -138,6 +140,8 @@ pub struct NdjsonSink<W: Write + Send> {
     /// past its last commit is unknown, so only reopening (and cutting back) is safe.
     poisoned: Option<Error>,
     format: OutputFormat,
+    /// Log-file rows' JSON, with the keys of the current file's columns cached.
+    encoders: Encoders,
 }
 
 impl<W: Write + Send> NdjsonSink<W> {
@@ -153,6 +157,7 @@ impl<W: Write + Send> NdjsonSink<W> {
             name,
             poisoned: None,
             format: OutputFormat::default(),
+            encoders: Encoders::default(),
         }
     }
 
@@ -196,16 +201,29 @@ impl<W: Write + Send> NdjsonSink<W> {
     }
 }
 
+/// The direct encoders of log-file rows, one per format.
+#[derive(Debug, Default)]
+struct Encoders {
+    ndjson: NdjsonEncoder,
+    ecs: EcsEncoder,
+}
+
+/// Writes the row's line: the same bytes as `serde_json` writes for [`NdjsonRow`] or
+/// [`ecs::EcsRow`] (tests/encode.rs compares them), written directly.
 fn encode_row(
     line: &mut Vec<u8>,
+    encoders: &mut Encoders,
     format: OutputFormat,
     file: &EventLogFile,
     row: &LogRecord,
 ) -> Result<(), Error> {
     line.clear();
     let written = match format {
-        OutputFormat::Ecs => serde_json::to_writer(&mut *line, &ecs::EcsRow { file, row }),
-        OutputFormat::Ndjson => serde_json::to_writer(&mut *line, &NdjsonRow { file, row }),
+        OutputFormat::Ecs => {
+            encoders.ecs.encode(line, file, row);
+            Ok(())
+        }
+        OutputFormat::Ndjson => encoders.ndjson.encode(line, file, row),
     };
     written.map_err(|e| Error::Csv {
         id: file.id.clone(),
@@ -289,7 +307,7 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
         self.guard()?;
-        encode_row(&mut self.line, self.format, file, row)?;
+        encode_row(&mut self.line, &mut self.encoders, self.format, file, row)?;
         self.write_line()
     }
 

@@ -37,6 +37,7 @@ use crate::format::values::{action_name, http_method, ip, is_email, object_categ
 
 mod log_file;
 
+pub(crate) use log_file::EcsEncoder;
 pub use log_file::{EcsRow, log_file_document};
 
 /// The ECS version the documents follow, written as `ecs.version`.

@@ -96,13 +96,32 @@ impl Fingerprint {
 pub fn log_row_event_id(file: &EventLogFile, row: &LogRecord) -> String {
     let mut fields: Vec<(&str, &str)> = row.iter().collect();
     fields.sort_unstable();
-    let mut fingerprint = Fingerprint::new("salesforce-jwt:EventLogFile:v1");
+    let mut fingerprint = Fingerprint::new(LOG_ROW_DOMAIN);
     fingerprint.push(file.event_type.as_str());
     for (name, value) in fields {
         fingerprint.push(name);
         fingerprint.push(value);
     }
     fingerprint.finish()
+}
+
+/// Appends `s` to a fingerprint's message as [`Fingerprint::push`] feeds it: the message of
+/// [`log_row_event_id`] built in one buffer and hashed in one call by [`hex_digest`], which
+/// gives the same id without a hash update per string.
+#[inline]
+pub(crate) fn push_prefixed(message: &mut Vec<u8>, s: &str) {
+    message.extend_from_slice(&(s.len() as u64).to_be_bytes());
+    message.extend_from_slice(s.as_bytes());
+}
+
+/// The domain [`log_row_event_id`]'s message starts with.
+pub(crate) const LOG_ROW_DOMAIN: &str = "salesforce-jwt:EventLogFile:v1";
+
+/// The id of a whole fingerprint message (domain included), as [`Fingerprint::finish`] writes it.
+pub(crate) fn hex_digest(message: &[u8]) -> String {
+    let mut context = Context::new(&SHA256);
+    context.update(message);
+    Fingerprint(context).finish()
 }
 
 /// The `event.id` of a queried record of `sobject_type` (`attributes` dropped or not: it is

@@ -20,6 +20,7 @@ use std::str::FromStr;
 
 pub mod ecs;
 pub mod event_id;
+pub(crate) mod json;
 mod names;
 mod values;
 

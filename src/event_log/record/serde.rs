@@ -234,3 +234,38 @@ impl<'de> de::Deserializer<'de> for FieldDeserializer<'de> {
         tuple_struct map struct identifier ignored_any
     }
 }
+
+impl LogRecord {
+    /// Every non-empty field as (column index, typed value), in file order: what
+    /// [`values`](Self::values) yields, with the column's index in place of its name, for
+    /// encoders that keep per-column data (pre-escaped keys) of a [`Schema`](super::Schema).
+    #[inline]
+    pub(crate) fn for_each_value<'a>(&'a self, mut f: impl FnMut(usize, FieldValue<'a>)) {
+        let mut start = 0;
+        for (i, &end) in self.ends.iter().enumerate() {
+            let raw = self.text.get(start..end).unwrap_or("");
+            start = end;
+            if raw.is_empty() {
+                continue;
+            }
+            if let (Some(_), Some(&field_type)) =
+                (self.schema.names.get(i), self.schema.types.get(i))
+            {
+                f(i, typed(raw, field_type));
+            }
+        }
+    }
+}
+
+impl LogRecord {
+    /// The raw text of column `i` (empty when the value is empty or there is no such column).
+    #[inline]
+    pub(crate) fn raw_at(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            None => 0,
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.text.get(start..end).unwrap_or("")
+    }
+}

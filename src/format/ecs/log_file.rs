@@ -10,7 +10,11 @@ use time::OffsetDateTime;
 
 use crate::event_log::{EventLogFile, FieldValue, LogRecord, parse_log_datetime};
 use crate::format::ecs::ECS_VERSION;
-use crate::format::event_id::log_row_event_id;
+use crate::format::event_id::{LOG_ROW_DOMAIN, hex_digest, log_row_event_id, push_prefixed};
+use crate::format::json::{
+    SchemaKeys, write_bool, write_f64, write_i64, write_ip, write_key, write_rfc3339_millis,
+    write_str, write_u64,
+};
 use crate::format::names::{SnakeCase, log_file_dataset};
 use crate::format::rfc3339_millis;
 use crate::format::values::{
@@ -30,7 +34,32 @@ pub struct EcsRow<'a> {
 
 impl Serialize for EcsRow<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        Plan::new(self.file, self.row).serialize(s)
+        let names = FileNames::new(self.file.event_type.as_str());
+        let id = log_row_event_id(self.file, self.row);
+        Plan::new(self.file, self.row, &names, id).serialize(s)
+    }
+}
+
+/// What a file's `EventType` gives every document of the file.
+#[derive(Debug)]
+pub(crate) struct FileNames {
+    event_type: String,
+    dataset: String,
+    event_dataset: String,
+    action: String,
+    category: Option<(&'static str, &'static str)>,
+}
+
+impl FileNames {
+    pub(crate) fn new(event_type: &str) -> Self {
+        let dataset = log_file_dataset(event_type);
+        FileNames {
+            event_type: event_type.to_string(),
+            event_dataset: format!("salesforce.{dataset}"),
+            dataset,
+            action: action_name(event_type),
+            category: log_file_category(event_type),
+        }
     }
 }
 
@@ -162,11 +191,8 @@ fn str(v: Option<&str>) -> Option<V<'_>> {
 struct Plan<'r> {
     file: &'r EventLogFile,
     row: &'r LogRecord,
-    dataset: String,
-    event_dataset: String,
-    action: String,
+    names: &'r FileNames,
     id: String,
-    category: Option<(&'static str, &'static str)>,
     outcome: Option<&'static str>,
     timestamp: OffsetDateTime,
     consumed: Consumed,
@@ -188,9 +214,7 @@ struct Plan<'r> {
 }
 
 impl<'r> Plan<'r> {
-    fn new(file: &'r EventLogFile, row: &'r LogRecord) -> Self {
-        let event_type = file.event_type.as_str();
-        let dataset = log_file_dataset(event_type);
+    fn new(file: &'r EventLogFile, row: &'r LogRecord, names: &'r FileNames, id: String) -> Self {
         let mut consumed = Consumed {
             names: [""; 32],
             len: 0,
@@ -267,11 +291,8 @@ impl<'r> Plan<'r> {
         let mut plan = Plan {
             file,
             row,
-            event_dataset: format!("salesforce.{dataset}"),
-            dataset,
-            action: action_name(event_type),
-            id: log_row_event_id(file, row),
-            category: log_file_category(event_type),
+            names,
+            id,
             outcome,
             timestamp,
             consumed,
@@ -320,17 +341,21 @@ impl<'r> Plan<'r> {
     }
 }
 
-impl Serialize for Plan<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (category, kind) = match self.category {
+/// The document's top-level entries and `salesforce.event_log_file`, as `V`s borrowing from the
+/// plan; both writers (serde's and the direct one) walk them.
+type Entries<'a> = [(&'static str, Option<V<'a>>)];
+
+impl Plan<'_> {
+    fn with_document<R>(&self, f: impl FnOnce(&Entries<'_>, &Entries<'_>) -> R) -> R {
+        let (category, kind) = match self.names.category {
             Some((category, kind)) => (Some(V::One(category)), Some(V::One(kind))),
             None => (None, None),
         };
         let event = [
             ("kind", Some(V::Str("event"))),
             ("module", Some(V::Str("salesforce"))),
-            ("dataset", Some(V::Str(&self.event_dataset))),
-            ("action", Some(V::Str(&self.action))),
+            ("dataset", Some(V::Str(&self.names.event_dataset))),
+            ("action", Some(V::Str(&self.names.action))),
             ("id", Some(V::Str(&self.id))),
             ("category", category),
             ("type", kind),
@@ -401,15 +426,23 @@ impl Serialize for Plan<'_> {
             ("url", Some(V::Obj(&[("original", str(self.url))]))),
             ("tls", Some(V::Obj(&tls))),
         ];
-        let mut map = s.serialize_map(None)?;
-        for (key, value) in document {
-            if let Some(value) = value.filter(V::present) {
-                map.serialize_entry(key, &value)?;
+        f(&document, &event_log_file)
+    }
+}
+
+impl Serialize for Plan<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.with_document(|document, event_log_file| {
+            let mut map = s.serialize_map(None)?;
+            for (key, value) in document {
+                if let Some(value) = value.filter(V::present) {
+                    map.serialize_entry(key, &value)?;
+                }
             }
-        }
-        // `salesforce` on its own: its data-set key is not `'static`.
-        map.serialize_entry("salesforce", &Salesforce(self, &event_log_file))?;
-        map.end()
+            // `salesforce` on its own: its data-set key is not `'static`.
+            map.serialize_entry("salesforce", &Salesforce(self, event_log_file))?;
+            map.end()
+        })
     }
 }
 
@@ -423,8 +456,206 @@ impl Serialize for Salesforce<'_, '_> {
         map.serialize_entry("event_log_file", &V::Obj(event_log_file))?;
         let rest = V::Rest(plan.row, &plan.consumed);
         if rest.present() {
-            map.serialize_entry(&plan.dataset, &rest)?;
+            map.serialize_entry(&plan.names.dataset, &rest)?;
         }
         map.end()
+    }
+}
+
+/// Writes the bytes `serde_json` writes for [`EcsRow`] (tests/encode.rs compares the two), from
+/// the same [`Plan`], caching what is the same for every row of a file: the columns' snake_case
+/// keys, escaped; their order by name for `event.id`; the names the `EventType` gives.
+#[derive(Debug, Default)]
+pub(crate) struct EcsEncoder {
+    schema: Option<EcsSchema>,
+    names: Option<FileNames>,
+    /// The columns placed in ECS fields in the last row, and so left out of
+    /// `salesforce.<dataset>`: most rows of a file place the same ones.
+    consumed: Vec<&'static str>,
+    /// Per column, whether its name is in `consumed`.
+    excluded: Vec<bool>,
+    /// The `event.id` fingerprint's message, reused.
+    message: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct EcsSchema {
+    keys: SchemaKeys,
+    /// Column indexes by name, as `log_row_event_id` sorts them; `None` when two columns share
+    /// a name (then their values decide the order, and the general function does it).
+    by_name: Option<Vec<usize>>,
+}
+
+impl EcsSchema {
+    fn new(row: &LogRecord) -> Self {
+        let schema = row.schema();
+        let names: Vec<&str> = schema.names().collect();
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_unstable_by(|&a, &b| names[a].cmp(names[b]));
+        let unique = order.windows(2).all(|w| names[w[0]] != names[w[1]]);
+        EcsSchema {
+            keys: SchemaKeys::new(schema, |name, out| {
+                write_str(out, &SnakeCase(name).to_string());
+            }),
+            by_name: unique.then_some(order),
+        }
+    }
+}
+
+/// What the direct writer needs for `salesforce.<dataset>`.
+struct RestKeys<'e> {
+    keys: &'e SchemaKeys,
+    excluded: &'e [bool],
+}
+
+impl EcsEncoder {
+    /// Appends the row's ECS document (no newline) to `out`.
+    pub(crate) fn encode(&mut self, out: &mut Vec<u8>, file: &EventLogFile, row: &LogRecord) {
+        let schema = match &mut self.schema {
+            Some(cached) if cached.keys.is_for(row.schema()) => cached,
+            slot => {
+                // A new schema: the exclusion mask no longer matches its columns.
+                self.consumed.clear();
+                self.excluded.clear();
+                slot.insert(EcsSchema::new(row))
+            }
+        };
+        let event_type = file.event_type.as_str();
+        let names = match &mut self.names {
+            Some(names) if names.event_type == event_type => names,
+            slot => slot.insert(FileNames::new(event_type)),
+        };
+        let id = match &schema.by_name {
+            Some(order) => {
+                let message = &mut self.message;
+                message.clear();
+                message.extend_from_slice(LOG_ROW_DOMAIN.as_bytes());
+                push_prefixed(message, event_type);
+                for &i in order {
+                    let value = row.raw_at(i);
+                    if !value.is_empty() {
+                        push_prefixed(message, schema.keys.name(i));
+                        push_prefixed(message, value);
+                    }
+                }
+                hex_digest(message)
+            }
+            None => log_row_event_id(file, row),
+        };
+        let plan = Plan::new(file, row, names, id);
+        let consumed = &plan.consumed.names[..plan.consumed.len];
+        let same = consumed.len() == self.consumed.len()
+            && self.excluded.len() == row.schema().len()
+            && consumed
+                .iter()
+                .zip(&self.consumed)
+                .all(|(a, b)| std::ptr::eq(*a, *b) || a == b);
+        if !same {
+            self.consumed.clear();
+            self.consumed.extend_from_slice(consumed);
+            self.excluded.clear();
+            self.excluded
+                .extend(row.schema().names().map(|name| consumed.contains(&name)));
+        }
+        let rest = RestKeys {
+            keys: &schema.keys,
+            excluded: &self.excluded,
+        };
+        plan.with_document(|document, event_log_file| {
+            out.push(b'{');
+            let mut first = true;
+            for (key, value) in document {
+                if let Some(value) = value.filter(V::present) {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    write_key(out, key);
+                    write_v(out, &value, &rest);
+                }
+            }
+            if !first {
+                out.push(b',');
+            }
+            write_key(out, "salesforce");
+            out.push(b'{');
+            write_key(out, "event_log_file");
+            write_v(out, &V::Obj(event_log_file), &rest);
+            if rest_present(row, &rest) {
+                out.push(b',');
+                write_key(out, &plan.names.dataset);
+                write_rest(out, row, &rest);
+            }
+            out.extend_from_slice(b"}}");
+        });
+    }
+}
+
+fn rest_present(row: &LogRecord, rest: &RestKeys<'_>) -> bool {
+    rest.excluded
+        .iter()
+        .enumerate()
+        .any(|(i, &excluded)| !excluded && !row.raw_at(i).is_empty())
+}
+
+fn write_rest(out: &mut Vec<u8>, row: &LogRecord, rest: &RestKeys<'_>) {
+    out.push(b'{');
+    let mut first = true;
+    row.for_each_value(|i, value| {
+        if rest.excluded.get(i).copied().unwrap_or(false) {
+            return;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(rest.keys.key(i));
+        write_v(out, &field(&value), rest);
+    });
+    out.push(b'}');
+}
+
+/// `v` as its `Serialize` impl writes it with `serde_json`.
+fn write_v(out: &mut Vec<u8>, v: &V<'_>, rest: &RestKeys<'_>) {
+    match *v {
+        V::Str(s) => write_str(out, s),
+        V::U64(n) => write_u64(out, n),
+        V::I64(n) => write_i64(out, n),
+        V::F64(f) => write_f64(out, f),
+        V::Bool(b) => write_bool(out, b),
+        V::Ip(ip) => write_ip(out, ip),
+        V::Time(t) => write_rfc3339_millis(out, t),
+        V::One(s) => {
+            out.push(b'[');
+            write_str(out, s);
+            out.push(b']');
+        }
+        V::Ips([a, b]) => {
+            let b = b.filter(|b| Some(*b) != a);
+            out.push(b'[');
+            for (i, ip) in [a, b].into_iter().flatten().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_ip(out, ip);
+            }
+            out.push(b']');
+        }
+        V::Obj(entries) => {
+            out.push(b'{');
+            let mut first = true;
+            for (key, value) in entries {
+                if let Some(value) = value.filter(V::present) {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    write_key(out, key);
+                    write_v(out, &value, rest);
+                }
+            }
+            out.push(b'}');
+        }
+        V::Rest(row, _) => write_rest(out, row, rest),
     }
 }

@@ -1,0 +1,357 @@
+//! The sinks' direct JSON encoders against the `serde_json` reference: for every row, the line
+//! an NDJSON sink writes is byte for byte `serde_json::to_vec(&NdjsonRow { .. })` (or
+//! `EcsRow` with the ECS format) and a newline, on generated rows with awkward values and on
+//! every real file in ../shared/realdata.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use salesforce_jwt::event_log::{
+    EventLogFile, Interval as SfInterval, LogFileDecoder, LogRecord, NdjsonRow, NdjsonSink,
+    RecordSink,
+};
+use salesforce_jwt::format::OutputFormat;
+use salesforce_jwt::format::ecs::EcsRow;
+use salesforce_jwt_mock::{Interval, MockLogFile};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+fn file(id: &str, event_type: &str, log_date: OffsetDateTime, sequence: i64) -> EventLogFile {
+    EventLogFile {
+        log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
+        id: id.to_string(),
+        event_type: event_type.into(),
+        log_date,
+        created_date: log_date,
+        interval: Some(SfInterval::Hourly),
+        sequence,
+        log_file_length: 0,
+        api_version: Some(64.0),
+        log_file_content_type: Some("CSV".into()),
+        log_file_field_names: None,
+        log_file_field_types: None,
+    }
+}
+
+/// What `serde_json` writes for each row, a line each.
+fn reference(format: OutputFormat, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(file, row) in rows {
+        match format {
+            OutputFormat::Ecs => serde_json::to_writer(&mut out, &EcsRow { file, row }).unwrap(),
+            _ => serde_json::to_writer(&mut out, &NdjsonRow { file, row }).unwrap(),
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// What an NDJSON sink writes for the rows, in one sink (so that caches carry across files).
+fn through_sink(format: OutputFormat, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<u8> {
+    let mut sink = NdjsonSink::new(Vec::new()).with_format(format);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for &(file, row) in rows {
+            sink.write_row(file, row).await.unwrap();
+        }
+        sink.commit_file(rows[0].0).await.unwrap();
+    });
+    sink.into_inner()
+}
+
+fn assert_same(format: OutputFormat, rows: &[(&EventLogFile, &LogRecord)]) {
+    let expected = reference(format, rows);
+    let got = through_sink(format, rows);
+    if got != expected {
+        let expected = String::from_utf8_lossy(&expected);
+        let got = String::from_utf8_lossy(&got);
+        for (line, (e, g)) in expected.lines().zip(got.lines()).enumerate() {
+            assert_eq!(g, e, "{format} line {line} differs");
+        }
+        assert_eq!(got, expected, "{format}");
+    }
+}
+
+fn decode(id: &str, names: &str, types: &str, csv: &[u8]) -> Vec<LogRecord> {
+    let mut decoder = LogFileDecoder::new(id, Some(names), Some(types));
+    let mut rows = Vec::new();
+    decoder.feed(csv, &mut rows).unwrap();
+    decoder.finish(&mut rows).unwrap();
+    rows
+}
+
+fn csv_field(v: &str) -> String {
+    format!("\"{}\"", v.replace('"', "\"\""))
+}
+
+/// Text with everything JSON escapes or passes through: quotes, backslashes, every control
+/// byte, DEL, non-ASCII, line separators.
+fn awkward_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC*",
+        proptest::collection::vec(
+            prop_oneof![
+                Just('"'),
+                Just('\\'),
+                Just('\u{7f}'),
+                Just('é'),
+                Just('\u{2028}'),
+                Just('🎉'),
+                (0u8..0x20).prop_map(char::from),
+                proptest::char::range('a', 'z'),
+            ],
+            0..40
+        )
+        .prop_map(|cs| cs.into_iter().collect()),
+    ]
+}
+
+/// Numbers as Salesforce writes them and as it should not: integers, `-0`, exponents,
+/// fractions, huge values, and text.
+fn number_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|v| v.to_string()),
+        any::<f64>().prop_map(|v| v.to_string()),
+        any::<u64>().prop_map(|v| format!("{v}{v}")),
+        Just("-0".to_string()),
+        Just("1e5".to_string()),
+        Just("0.1".to_string()),
+        Just("-0.0".to_string()),
+        Just("1E400".to_string()),
+        Just("NaN".to_string()),
+        Just("inf".to_string()),
+        Just("42.0".to_string()),
+        Just("+7".to_string()),
+        Just(String::new()),
+        awkward_text(),
+    ]
+}
+
+fn datetime_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0i64..253_402_300_799_999).prop_map(|ms| {
+            let t = OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
+            salesforce_jwt::soql::datetime_millis(t)
+        }),
+        (0i64..253_402_300_799).prop_map(|s| {
+            let t = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
+            format!(
+                "{:04}{:02}{:02}{:02}{:02}{:02}.{:03}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                s % 1000
+            )
+        }),
+        Just("2024-03-11T15:00:00+01:00".to_string()),
+        Just("0000-01-01T00:30:00+01:00".to_string()),
+        Just("2016-12-31T23:59:60.000Z".to_string()),
+        Just("2024-03-11t15:00:00.123z".to_string()),
+        Just("2024-03-11T15:00:00.123456789Z".to_string()),
+        Just("20150727113259".to_string()),
+        Just(String::new()),
+        awkward_text(),
+    ]
+}
+
+fn ip_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<std::net::Ipv4Addr>().prop_map(|ip| ip.to_string()),
+        any::<std::net::Ipv6Addr>().prop_map(|ip| ip.to_string()),
+        Just("::FFFF:10.0.0.1".to_string()),
+        Just("Salesforce.com IP".to_string()),
+        Just(String::new()),
+        awkward_text(),
+    ]
+}
+
+fn boolean_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("true".to_string()),
+        Just("FALSE".to_string()),
+        Just("1".to_string()),
+        Just("0".to_string()),
+        Just("yes".to_string()),
+        Just(String::new()),
+    ]
+}
+
+/// A row of the generated schema: every type once, plus an escaped string and an Id.
+fn row_values() -> impl Strategy<Value = Vec<String>> {
+    (
+        awkward_text(),
+        awkward_text(),
+        number_text(),
+        number_text(),
+        boolean_text(),
+        datetime_text(),
+        ip_text(),
+        "[0-9A-Za-z]{0,18}",
+        awkward_text(),
+    )
+        .prop_map(|(a, b, c, d, e, f, g, h, i)| vec![a, b, c, d, e, f, g, h, i])
+}
+
+/// Header names that need escaping too, and ECS columns (so the ECS document has something to
+/// map) under their real names.
+const NAMES: &str = "USER_NAME,Quote\"Back\\slash\u{1}é,RUN_TIME,STATUS_CODE,SUCCESS,TIMESTAMP,SOURCE_IP,USER_ID,URI";
+const TYPES: &str = "EscapedString,String,Number,Number,Boolean,DateTime,IP,Id,String";
+
+fn generated_csv(rows: &[Vec<String>]) -> Vec<u8> {
+    let header: Vec<String> = NAMES.split(',').map(csv_field).collect();
+    let mut csv = header.join(",") + "\n";
+    for row in rows {
+        let fields: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
+        csv += &(fields.join(",") + "\n");
+    }
+    csv.into_bytes()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Generated rows, two files in one sink: the direct encoders write what `serde_json` does.
+    #[test]
+    fn generated_rows_encode_as_serde_json_does(
+        first in proptest::collection::vec(row_values(), 1..8),
+        second in proptest::collection::vec(row_values(), 1..8),
+        id in awkward_text(),
+        event_type in prop_oneof![Just("Login".to_string()), Just("URI".to_string()), awkward_text()],
+        sequence in any::<i64>(),
+        log_date_ms in 0i64..253_402_300_799_999,
+    ) {
+        let log_date = OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(log_date_ms);
+        let a = file(&id, &event_type, log_date, sequence);
+        let b = file("0AT000000000002AAA", "Login", datetime!(2024-03-11 00:00 +01:00), 0);
+        let first_rows = decode(&a.id, NAMES, TYPES, &generated_csv(&first));
+        let second_rows = decode(&b.id, NAMES, TYPES, &generated_csv(&second));
+        let rows: Vec<(&EventLogFile, &LogRecord)> = first_rows
+            .iter()
+            .map(|r| (&a, r))
+            .chain(second_rows.iter().map(|r| (&b, r)))
+            .collect();
+        assert_same(OutputFormat::Ndjson, &rows);
+        assert_same(OutputFormat::Ecs, &rows);
+    }
+}
+
+/// An empty row (every value empty) and a row of a file without columns of its own.
+#[test]
+fn empty_rows_encode_as_serde_json_does() {
+    let f = file(
+        "0AT000000000001AAA",
+        "Login",
+        datetime!(2024-03-11 00:00 UTC),
+        0,
+    );
+    let rows = decode(&f.id, "A,B", "String,Number", b"\"A\",\"B\"\n\"\",\"\"\n");
+    let pairs: Vec<_> = rows.iter().map(|r| (&f, r)).collect();
+    assert_same(OutputFormat::Ndjson, &pairs);
+    assert_same(OutputFormat::Ecs, &pairs);
+}
+
+fn realdata(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/realdata")
+        .join(name)
+}
+
+/// Every real log file, decoded with the column types Salesforce declares for its event type.
+#[test]
+fn real_files_encode_as_serde_json_does() {
+    const REAL_FILES: &[(&str, &str)] = &[
+        ("sfdcelf_Login_sample_data3.csv", "Login"),
+        ("sfdcelf_API_sample_data1.csv", "API"),
+        ("sfdcelf_BulkApi_sample_data2.csv", "BulkApi"),
+        (
+            "sfdcelf_QueuedExecution_sample_data4.csv",
+            "QueuedExecution",
+        ),
+        ("sfdcelf_RestApi_sample_data5.csv", "RestApi"),
+        (
+            "sfdcelf_UITracking_create_event_sampledata1.csv",
+            "UITracking",
+        ),
+        ("nr_ApexCallout_sample_log_lines.csv", "ApexCallout"),
+    ];
+    let placeholder = datetime!(2024-03-11 00:00 UTC);
+    let mut files = Vec::new();
+    for (n, (name, event_type)) in REAL_FILES.iter().enumerate() {
+        let csv = std::fs::read(realdata(name)).unwrap();
+        let mock = MockLogFile::builder(event_type)
+            .interval(Interval::Daily)
+            .log_date(placeholder)
+            .sequence(0)
+            .created_date(placeholder)
+            .csv(csv.clone())
+            .build();
+        let f = EventLogFile {
+            log_file_field_names: Some(mock.field_names),
+            log_file_field_types: Some(mock.field_types),
+            ..file(&format!("0AT30000000{n:04}AAA"), event_type, placeholder, 0)
+        };
+        let mut decoder = LogFileDecoder::for_file(&f);
+        let mut rows = Vec::new();
+        decoder.feed(&csv, &mut rows).unwrap();
+        decoder.finish(&mut rows).unwrap();
+        assert!(!rows.is_empty(), "{name}");
+        files.push((f, rows));
+    }
+    let pairs: Vec<(&EventLogFile, &LogRecord)> = files
+        .iter()
+        .flat_map(|(f, rows)| rows.iter().map(move |r| (f, r)))
+        .collect();
+    assert_same(OutputFormat::Ndjson, &pairs);
+    assert_same(OutputFormat::Ecs, &pairs);
+}
+
+/// Generated rows of every event type the mock knows (its full column sets and types).
+#[test]
+fn mock_rows_of_every_event_type_encode_as_serde_json_does() {
+    let mut files = Vec::new();
+    for (n, event_type) in [
+        "Login",
+        "Logout",
+        "API",
+        "URI",
+        "ApexExecution",
+        "Report",
+        "RestApi",
+        "ApexCallout",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let log_date = datetime!(2024-03-11 00:00 UTC);
+        let mock = MockLogFile::builder(event_type)
+            .interval(Interval::Daily)
+            .log_date(log_date)
+            .sequence(0)
+            .created_date(log_date)
+            .rows(300)
+            .seed(n as u64)
+            .build();
+        let f = EventLogFile {
+            log_file_field_names: Some(mock.field_names.clone()),
+            log_file_field_types: Some(mock.field_types.clone()),
+            ..file(&format!("0AT40000000{n:04}AAA"), event_type, log_date, 0)
+        };
+        let mut decoder = LogFileDecoder::for_file(&f);
+        let mut rows = Vec::new();
+        decoder.feed(&mock.csv, &mut rows).unwrap();
+        decoder.finish(&mut rows).unwrap();
+        files.push((f, rows));
+    }
+    let pairs: Vec<(&EventLogFile, &LogRecord)> = files
+        .iter()
+        .flat_map(|(f, rows)| rows.iter().map(move |r| (f, r)))
+        .collect();
+    assert_same(OutputFormat::Ndjson, &pairs);
+    assert_same(OutputFormat::Ecs, &pairs);
+}
