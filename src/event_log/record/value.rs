@@ -140,9 +140,10 @@ pub fn parse_log_datetime(raw: &str) -> Option<OffsetDateTime> {
             .or_else(|| parse(without))
             .map(time::PrimitiveDateTime::assume_utc);
     }
+    // checked: an offset can carry a datetime past year 9999 in UTC, which to_offset panics on.
     OffsetDateTime::parse(raw, &Rfc3339)
         .ok()
-        .map(|t| t.to_offset(time::UtcOffset::UTC))
+        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
 }
 
 /// Where a fixed-shape datetime keeps its digits (year, month, day, hour, minute, second,
@@ -233,7 +234,14 @@ mod tests {
         }
         OffsetDateTime::parse(raw, &Rfc3339)
             .ok()
-            .map(|t| t.to_offset(time::UtcOffset::UTC))
+            .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+    }
+
+    #[test]
+    fn a_datetime_past_year_9999_in_utc_is_not_a_datetime() {
+        // 9999-12-31T23:30-01:00 is 10000-01-01T00:30Z: beyond what `time` holds.
+        assert_eq!(parse_log_datetime("9999-12-31T23:30:00-01:00"), None);
+        assert!(parse_log_datetime("9999-12-31T22:30:00-01:00").is_some());
     }
 
     #[test]
