@@ -135,6 +135,7 @@ struct BatchSender {
 }
 
 /// The consumer is gone (it dropped the [`FileRecords`]): the download stops.
+#[derive(Debug)]
 struct Gone;
 
 impl BatchSender {
@@ -152,15 +153,15 @@ impl BatchSender {
             }
             // A batch larger than the whole budget (one huge row) waits until nothing else of
             // this file is buffered, so the bound is the budget or one batch.
-            let permits = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, BYTES_AHEAD);
+            let permits = u32::try_from(bytes)
+                .unwrap_or(u32::MAX)
+                .clamp(1, BYTES_AHEAD);
             // Closed by the consumer's drop: nobody wants the rows any more.
             let permit = Arc::clone(&self.budget)
                 .acquire_many_owned(permits)
                 .await
                 .map_err(|_| Gone)?;
-            self.tx
-                .send(Piece::Rows(batch, permit))
-                .map_err(|_| Gone)?;
+            self.tx.send(Piece::Rows(batch, permit)).map_err(|_| Gone)?;
         }
         Ok(())
     }
@@ -207,7 +208,10 @@ async fn send_rows(
             // consumer reports an error instead of a clean end of file.
             return sender.tx.send(Piece::End).map_err(|_| Gone);
         }
-        bytes += rows[before..].iter().map(LogRecord::buffered_size).sum::<usize>();
+        bytes += rows[before..]
+            .iter()
+            .map(LogRecord::buffered_size)
+            .sum::<usize>();
         if bytes >= BATCH_BYTES || rows.len() >= BATCH_ROWS {
             sender.send(&mut rows).await?;
             bytes = 0;
@@ -417,5 +421,109 @@ impl Stream for FileRecords {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// `n` rows of one field holding `size` bytes each.
+    fn rows(n: usize, size: usize) -> Vec<LogRecord> {
+        let mut decoder = LogFileDecoder::new("0AT000000000001AAA", None, None);
+        let mut csv = String::from("\"A\"\n");
+        for i in 0..n {
+            let number = i.to_string();
+            let text = "0".repeat(size - number.len()) + &number;
+            csv.push_str(&format!("\"{text}\"\n"));
+        }
+        let mut out = Vec::new();
+        decoder.feed(csv.as_bytes(), &mut out).unwrap();
+        decoder.finish(&mut out).unwrap();
+        assert_eq!(out.len(), n);
+        out
+    }
+
+    fn sender() -> (BatchSender, mpsc::UnboundedReceiver<Piece>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(BYTES_AHEAD as usize));
+        (BatchSender { tx, budget }, rx)
+    }
+
+    fn received(piece: Piece) -> (Vec<LogRecord>, OwnedSemaphorePermit) {
+        match piece {
+            Piece::Rows(rows, permit) => (rows, permit),
+            other => panic!("expected rows, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_are_bounded_by_bytes_and_rows_and_keep_the_order() {
+        let (mut sender, mut rx) = sender();
+        // Small rows: the row count closes batches.
+        let mut small = rows(BATCH_ROWS * 2 + 7, 10);
+        sender.send(&mut small).await.unwrap();
+        assert!(small.is_empty());
+        let mut sizes = Vec::new();
+        let mut lines = Vec::new();
+        while let Ok(piece) = rx.try_recv() {
+            let (batch, _permit) = received(piece);
+            sizes.push(batch.len());
+            lines.extend(batch.iter().map(LogRecord::line));
+        }
+        assert_eq!(sizes, [BATCH_ROWS, BATCH_ROWS, 7]);
+        assert_eq!(
+            lines,
+            (2..2 + BATCH_ROWS as u64 * 2 + 7).collect::<Vec<_>>()
+        );
+        // Rows of 50 KiB: the bytes close batches, after the row that reaches the limit.
+        let mut large = rows(8, 50 << 10);
+        sender.send(&mut large).await.unwrap();
+        let mut sizes = Vec::new();
+        let mut pending = Vec::new();
+        while let Ok(piece) = rx.try_recv() {
+            let (batch, permit) = received(piece);
+            sizes.push(batch.len());
+            pending.push(permit);
+        }
+        assert_eq!(sizes, [3, 3, 2]);
+    }
+
+    #[tokio::test]
+    async fn rows_larger_than_the_budget_wait_until_nothing_else_of_the_file_is_buffered() {
+        let (mut sender, mut rx) = sender();
+        let mut huge = rows(2, 3 << 20);
+        let mut first = vec![huge.remove(0)];
+        sender.send(&mut first).await.unwrap();
+        assert_eq!(sender.budget.available_permits(), 0);
+        let (batch, permit) = received(rx.try_recv().unwrap());
+        assert_eq!(batch.len(), 1);
+        // The second row has to wait while the first is held...
+        let mut rest = huge;
+        {
+            let mut sending = Box::pin(sender.send(&mut rest));
+            assert!((&mut sending).now_or_never().is_none());
+            assert!(rx.try_recv().is_err());
+            // ...and goes once the consumer has taken the first.
+            drop(permit);
+            assert!(matches!((&mut sending).now_or_never(), Some(Ok(()))));
+        }
+        let (batch, _permit) = received(rx.try_recv().unwrap());
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_closed_budget_stops_a_download_waiting_for_room() {
+        let (mut sender, mut rx) = sender();
+        let budget = Arc::clone(&sender.budget);
+        let mut huge = rows(2, 3 << 20);
+        let mut sending = Box::pin(sender.send(&mut huge));
+        assert!((&mut sending).now_or_never().is_none());
+        let (_batch, _permit) = received(rx.try_recv().unwrap());
+        // What dropping the `FileRecords` does: the download waiting for room ends.
+        budget.close();
+        assert!(matches!(sending.now_or_never(), Some(Err(Gone))));
     }
 }
