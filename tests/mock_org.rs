@@ -962,6 +962,20 @@ async fn downloads_identity_and_gzip() {
         .unwrap();
     assert_eq!(plain, csv);
 
+    // Compressed once and kept: after precompress_downloads the same bytes come back.
+    org.precompress_downloads();
+    let again = raw
+        .get(format!("{}{path}", org.uri()))
+        .bearer_auth(&t)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(again, compressed);
+
     // reqwest with its gzip feature asks for and decodes gzip by itself.
     let response = get(&org, &t, &path).await;
     assert_eq!(response.bytes().await.unwrap(), csv);
@@ -984,7 +998,7 @@ async fn downloads_identity_and_gzip() {
         error_code(&body),
         ("NOT_FOUND", "The requested resource does not exist")
     );
-    assert_eq!(org.received().downloads, 5);
+    assert_eq!(org.received().downloads, 6);
 
     // The single-record endpoint returns every field.
     let record: Value = get(

@@ -80,13 +80,22 @@ pub struct NdjsonObjectRow<'a> {
     pub record: &'a ObjectRecord,
 }
 
+impl NdjsonObjectRow<'_> {
+    /// Appends the row's JSON line (without the newline) to `out`: the same bytes as
+    /// `serde_json::to_writer(out, self)`, with the values copied from the record's JSON texts
+    /// ([`ObjectRecord::write_ndjson`]) rather than serialized from a map.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.record.write_ndjson(self.object.name(), out);
+    }
+}
+
 impl Serialize for NdjsonObjectRow<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let fields = self.record.fields();
-        let mut map = s.serialize_map(Some(fields.len() + 1))?;
-        for (name, value) in fields {
+        // From the fields' JSON texts, not `fields()`: no map is built for a row on its way out.
+        let mut map = s.serialize_map(Some(self.record.len() + 1))?;
+        for (name, value) in self.record.serializable_fields() {
             if name != "SObjectType" {
-                map.serialize_entry(name, value)?;
+                map.serialize_entry(name, &value)?;
             }
         }
         map.serialize_entry("SObjectType", self.object.name())?;

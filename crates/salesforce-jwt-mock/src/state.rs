@@ -2,7 +2,7 @@
 //! queued faults, counters and the log of received requests.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +33,11 @@ const MAX_CURSORS: usize = 64;
 pub(crate) struct StoredFile {
     pub(crate) meta: Arc<FileMeta>,
     pub(crate) csv: Bytes,
+    /// The CSV gzipped, made on the first download that asks for gzip (or by
+    /// `MockOrg::precompress_downloads`) and served from here after: compressing a large file
+    /// on every request would make the double, not the client, the slowest part of a benchmark.
+    /// Behind its own `Arc` so that it is filled outside the state's lock.
+    pub(crate) gzip: Arc<OnceLock<Option<Bytes>>>,
 }
 
 struct TokenRecord {
@@ -178,6 +183,7 @@ impl State {
             StoredFile {
                 meta: Arc::new(meta),
                 csv,
+                gzip: Arc::default(),
             },
         );
         id

@@ -92,14 +92,21 @@ impl ObjectStore {
         fields
     }
 
-    /// The rows a query at `now` sees: those written at least the object's lag ago.
-    pub(crate) fn visible(&self, def: &ObjectDef, now: OffsetDateTime) -> Vec<Arc<Row>> {
+    /// The rows a query at `now` sees (those written at least the object's lag ago) for which
+    /// `keep` holds. One pass, so that a window query over a large object clones only the rows
+    /// it returns.
+    pub(crate) fn visible_where(
+        &self,
+        def: &ObjectDef,
+        now: OffsetDateTime,
+        keep: impl Fn(&Row) -> bool,
+    ) -> Vec<Arc<Row>> {
         let lag = self.lag.get(def.name).copied().unwrap_or_default();
         self.rows
             .get(def.name)
             .map(|rows| {
                 rows.iter()
-                    .filter(|row| row.written.is_none_or(|w| w + lag <= now))
+                    .filter(|row| row.written.is_none_or(|w| w + lag <= now) && keep(row))
                     .cloned()
                     .collect()
             })

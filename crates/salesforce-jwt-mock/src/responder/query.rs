@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Value, json};
+use serde_json::json;
 use time::{OffsetDateTime, UtcOffset};
 use wiremock::{Request, ResponseTemplate};
 
@@ -97,8 +97,11 @@ impl OrgResponder {
             Ok(plan) => plan,
             Err(SoqlError { code, message }) => return sf_error(400, code, &message),
         };
-        let rows = self.shared.with(|state| state.objects.visible(def, now));
-        let matching = plan.matching(&rows);
+        let matching = self.shared.with(|state| {
+            state
+                .objects
+                .visible_where(def, now, |row| plan.matches(row))
+        });
         if def.kind == Kind::Big
             && settings
                 .big_object_timeout_rows
@@ -211,7 +214,7 @@ fn page(
             records: rows[offset..end]
                 .iter()
                 .map(|row| plan.render(row, version))
-                .collect::<Vec<Value>>(),
+                .collect::<Vec<_>>(),
         }),
     };
     match body {

@@ -6,7 +6,9 @@
 //! `NOT`, `IN`, `LIKE`, ascending order, `OFFSET` and aggregates answer 400
 //! `BIG_OBJECT_UNSUPPORTED_OPERATION`. Standard objects take any filter and order.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -18,6 +20,12 @@ use super::lexer::CmpOp;
 use super::parser::{Expr, Lit, Query, Select, SelectItem};
 use crate::objects::Row;
 use crate::objects::catalogue::{Kind, ObjectDef, is_datetime, is_id_like};
+
+/// A record rendered for a query page ([`ObjectPlan::render`]): serialises exactly as the
+/// `serde_json::Map` of the same entries would.
+#[derive(Debug, serde::Serialize)]
+#[serde(transparent)]
+pub(crate) struct Rendered<'a>(BTreeMap<&'a str, Cow<'a, Value>>);
 
 /// A checked query on a real-time object.
 #[derive(Debug, Clone)]
@@ -268,6 +276,14 @@ fn check_big_order(order: &[(&'static str, bool)]) -> Result<(), SoqlError> {
 
 /// Compares a row's value with a literal; `None` when they cannot be compared (null, types).
 fn compare_lit(field: &str, row: &Row, lit: &Lit) -> Option<Ordering> {
+    // The datetimes were parsed at insert: a window query compares every row of the object
+    // twice, and the field map lookup below would cost more than the comparison. A value that
+    // is not a parsable datetime falls through to the general rules (and compares as None).
+    match (row.datetime(field), lit) {
+        (Some(t), Lit::DateTime(l)) => return Some(t.cmp(l)),
+        (Some(t), Lit::Date(d)) => return Some(t.date().cmp(d)),
+        _ => {}
+    }
     match (row.fields.get(field)?, lit) {
         (Value::String(_), Lit::DateTime(t)) => Some(row.datetime(field)?.cmp(t)),
         (Value::String(_), Lit::Date(d)) => Some(row.datetime(field)?.date().cmp(d)),
@@ -347,12 +363,9 @@ fn holds(cond: &Cond, row: &Row) -> bool {
 }
 
 impl ObjectPlan {
-    /// The rows that match the filter, unordered.
-    pub(crate) fn matching(&self, rows: &[Arc<Row>]) -> Vec<Arc<Row>> {
-        rows.iter()
-            .filter(|r| self.filter.as_ref().is_none_or(|c| holds(c, r)))
-            .cloned()
-            .collect()
+    /// Whether a row matches the filter.
+    pub(crate) fn matches(&self, row: &Row) -> bool {
+        self.filter.as_ref().is_none_or(|c| holds(c, row))
     }
 
     /// Puts matching rows in query order (a big object without ORDER BY comes in index order,
@@ -398,9 +411,11 @@ impl ObjectPlan {
         }
     }
 
-    /// One record as the REST API writes it: `attributes`, then the selected fields.
-    pub(crate) fn render(&self, row: &Row, version: &str) -> Value {
-        let mut out = Map::new();
+    /// One record as the REST API writes it: `attributes` and the selected fields, in the
+    /// order of a `serde_json::Map` (sorted by name). The row's values are borrowed, not
+    /// cloned: a page of 2,000 wide rows is rendered for every `nextRecordsUrl`.
+    pub(crate) fn render<'a>(&'a self, row: &'a Row, version: &str) -> Rendered<'a> {
+        let mut out: BTreeMap<&'a str, Cow<'a, Value>> = BTreeMap::new();
         let mut attributes = Map::new();
         attributes.insert("type".into(), json!(self.def.name));
         // Big-object rows have no record URL worth giving (their Id is all zeros).
@@ -415,10 +430,68 @@ impl ObjectPlan {
                 )),
             );
         }
-        out.insert("attributes".into(), Value::Object(attributes));
+        out.insert("attributes", Cow::Owned(Value::Object(attributes)));
         for field in &self.fields {
             if let Some((rel, sub)) = field.split_once('.') {
                 let Some((rel, target)) = self.def.relationship(rel) else {
+                    continue;
+                };
+                let value = row.fields.get(rel).and_then(Value::as_object);
+                let entry = out.entry(rel).or_insert_with(|| match value {
+                    Some(_) => Cow::Owned(json!({"attributes": {"type": target}})),
+                    None => Cow::Owned(Value::Null),
+                });
+                if let (Value::Object(map), Some(value)) = (entry.to_mut(), value) {
+                    let found = value
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(sub))
+                        .map(|(k, v)| (k.clone(), v.clone()));
+                    let (k, v) = found.unwrap_or_else(|| (sub.to_string(), Value::Null));
+                    map.insert(k, v);
+                }
+                continue;
+            }
+            out.insert(
+                field.as_str(),
+                row.fields
+                    .get(field)
+                    .map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+            );
+        }
+        Rendered(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::ObjectStore;
+    use crate::objects::catalogue::lookup;
+    use crate::soql::parse;
+    use time::macros::datetime;
+
+    /// The rendering before it borrowed the row's values: one `serde_json::Map` per record.
+    /// One record as the REST API writes it: `attributes`, then the selected fields.
+    fn render_value(plan: &ObjectPlan, row: &Row, version: &str) -> Value {
+        let mut out = Map::new();
+        let mut attributes = Map::new();
+        attributes.insert("type".into(), json!(plan.def.name));
+        // Big-object rows have no record URL worth giving (their Id is all zeros).
+        if plan.def.kind == Kind::Standard
+            && let Some(id) = row.fields.get("Id").and_then(Value::as_str)
+        {
+            attributes.insert(
+                "url".into(),
+                json!(format!(
+                    "/services/data/{version}/sobjects/{}/{id}",
+                    plan.def.name
+                )),
+            );
+        }
+        out.insert("attributes".into(), Value::Object(attributes));
+        for field in &plan.fields {
+            if let Some((rel, sub)) = field.split_once('.') {
+                let Some((rel, target)) = plan.def.relationship(rel) else {
                     continue;
                 };
                 let value = row.fields.get(rel).and_then(Value::as_object);
@@ -442,5 +515,57 @@ impl ObjectPlan {
             );
         }
         Value::Object(out)
+    }
+
+    #[test]
+    fn rendered_records_are_byte_identical_to_a_map_of_the_same_fields() {
+        let now = datetime!(2024-07-09 00:00 UTC);
+        let cases = [
+            (
+                "LoginEvent",
+                "SELECT FIELDS(STANDARD) FROM LoginEvent ORDER BY EventDate DESC",
+            ),
+            (
+                "SetupAuditTrail",
+                "SELECT Id, CreatedDate, Display, CreatedBy.Username, CreatedBy.Name \
+                 FROM SetupAuditTrail ORDER BY CreatedDate ASC, Id ASC",
+            ),
+        ];
+        for (object, soql) in cases {
+            let def = lookup(object).unwrap();
+            let mut store = ObjectStore::default();
+            for fields in crate::generate_records(
+                object,
+                datetime!(2024-07-08 00:00 UTC),
+                datetime!(2024-07-08 12:00 UTC),
+                20,
+                3,
+            ) {
+                store.insert(def, fields);
+            }
+            if object == "SetupAuditTrail" {
+                // A row with the relationship and one with it null.
+                let mut with = serde_json::Map::new();
+                with.insert("CreatedDate".into(), json!("2024-07-08T01:00:00.000+0000"));
+                with.insert("Display".into(), json!("quote \" and \u{e9}"));
+                with.insert(
+                    "CreatedBy".into(),
+                    json!({"Username": "a@b.c", "Name": "A"}),
+                );
+                store.insert(def, with);
+                let mut without = serde_json::Map::new();
+                without.insert("CreatedDate".into(), json!("2024-07-08T02:00:00.000+0000"));
+                without.insert("CreatedBy".into(), Value::Null);
+                store.insert(def, without);
+            }
+            let plan = plan_objects(&parse(soql).unwrap(), def).unwrap();
+            let rows = store.visible_where(def, now, |_| true);
+            assert!(rows.len() >= 20, "{object}");
+            for row in &rows {
+                let new = serde_json::to_string(&plan.render(row, "v62.0")).unwrap();
+                let old = serde_json::to_string(&render_value(&plan, row, "v62.0")).unwrap();
+                assert_eq!(new, old, "{object}");
+            }
+        }
     }
 }
