@@ -326,3 +326,100 @@ async fn a_download_aborted_with_its_runtime_ends_the_file_with_a_retryable_erro
     assert!(err.is_retryable());
     assert!(records.next().await.is_none());
 }
+
+/// Rows decoded while the body is still arriving reach the consumer (in batches, in order)
+/// before the download ends, and a download that then dies still ends the file with a
+/// retryable error, never a clean end after the rows that arrived.
+#[tokio::test]
+async fn rows_before_a_download_dies_arrive_in_order_and_the_file_ends_aborted() {
+    let rows = 3000usize;
+    let csv = format!(
+        "\"EVENT_TYPE\",\"N\"\n{}",
+        (0..rows)
+            .map(|n| format!("\"URI\",\"{n}\"\n"))
+            .collect::<String>()
+    );
+    // The server sends the first 2,000 rows and then stalls with the connection open.
+    let sent = csv.match_indices('\n').nth(2000).unwrap().0 + 1;
+    // A std listener, registered with the server thread's own runtime: this test's runtime is
+    // blocked below while the download runs.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let instance = format!("http://{}", listener.local_addr().unwrap());
+    let body = csv.clone().into_bytes();
+    let (stalled_tx, stalled_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = TcpListener::from_std(listener).unwrap();
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buffer).await.unwrap();
+                request.extend_from_slice(&buffer[..n]);
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket.write_all(&body[..sent]).await.unwrap();
+            socket.flush().await.unwrap();
+            // Held open until the test is done with it.
+            let _ = tokio::task::spawn_blocking(move || stalled_rx.recv()).await;
+        });
+    });
+    let (client, _token_server) = client_for_instance(&instance).await;
+    let mut f = file("0AT000000000010AAA", csv.len() as u64);
+    f.log_file_field_names = Some("EVENT_TYPE,N".into());
+    f.log_file_field_types = Some("String,String".into());
+    let files = vec![f.clone()];
+    let (mut records, seen) = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let mut records = Box::pin(client.download_concurrently(files, 1))
+                .next()
+                .await
+                .unwrap();
+            let mut seen = Vec::new();
+            while seen.len() < 2000 {
+                let row = records.next().await.unwrap().unwrap();
+                seen.push(row.get("N").unwrap().to_string());
+            }
+            (records, seen)
+        });
+        // The download task dies with its runtime, mid-body.
+        drop(runtime);
+        result
+    })
+    .join()
+    .unwrap();
+    // Rows already handed over before the task died still come, then the error.
+    let mut seen = seen;
+    let err = loop {
+        match records.next().await {
+            Some(Ok(row)) => seen.push(row.get("N").unwrap().to_string()),
+            Some(Err(e)) => break e,
+            None => panic!("the file ended cleanly after {} rows", seen.len()),
+        }
+    };
+    assert!(seen.len() <= 2000);
+    assert_eq!(
+        seen,
+        (0..seen.len()).map(|n| n.to_string()).collect::<Vec<_>>()
+    );
+    assert!(
+        matches!(err, Error::DownloadAborted { ref id } if *id == f.id),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert!(records.next().await.is_none());
+    stalled_tx.send(()).unwrap();
+}

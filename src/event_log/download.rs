@@ -9,17 +9,13 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
-use futures_util::{Stream, StreamExt as _};
-use tokio::sync::{Semaphore, mpsc};
+use futures_util::{FutureExt as _, Stream, StreamExt as _};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::client::{InstanceRequest, JwtBearerClient};
 use crate::error::Error;
 use crate::event_log::model::EventLogFile;
 use crate::event_log::record::{LogFileDecoder, LogRecord};
-
-/// Rows buffered per file ahead of the consumer in [`JwtBearerClient::download_concurrently`]:
-/// enough to keep a download busy, small enough that N files stay within a few MiB.
-const ROWS_AHEAD: usize = 1024;
 
 impl JwtBearerClient {
     /// Downloads a log file's CSV as a stream of byte chunks (gzip already decoded).
@@ -64,9 +60,10 @@ impl JwtBearerClient {
     /// Downloads several files at once, at most `concurrency` at a time, and yields them in
     /// the given order, each with its rows in file order.
     ///
-    /// Files ahead of the one being consumed keep downloading until a bounded number of their
-    /// rows are buffered, so memory stays bounded however large the files are. Dropping the
-    /// stream (or a file's records) stops the downloads behind it. Needs a tokio runtime.
+    /// Files ahead of the one being consumed keep downloading until a bounded number of bytes
+    /// of their rows are buffered, so memory stays bounded however large the files and their
+    /// rows are. Dropping the stream (or a file's records) stops the downloads behind it. Needs
+    /// a tokio runtime.
     pub fn download_concurrently(
         &self,
         files: Vec<EventLogFile>,
@@ -80,38 +77,145 @@ impl JwtBearerClient {
                 let client = client.clone();
                 let permits = Arc::clone(&permits);
                 async move {
-                    let (tx, rx) = mpsc::channel(ROWS_AHEAD);
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let budget = Arc::new(Semaphore::new(BYTES_AHEAD as usize));
                     // The permit lives as long as the download task, not as long as the
                     // consumer's handle, so at most `concurrency` downloads run at once.
                     let permit = permits.acquire_owned().await;
                     let task_file = file.clone();
+                    let task_budget = Arc::clone(&budget);
                     tokio::spawn(async move {
                         let _permit = permit;
-                        match client.log_records(&task_file).await {
-                            Ok(mut records) => {
-                                while let Some(item) = records.next().await {
-                                    if tx.send(Piece::Row(item)).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                // Sent only here: a task that panics or is aborted drops `tx`
-                                // without it, and the consumer reports an error instead of a
-                                // clean end of file.
-                                let _ = tx.send(Piece::End).await;
+                        let mut sender = BatchSender {
+                            tx,
+                            budget: task_budget,
+                        };
+                        match client.download_log_file(&task_file).await {
+                            Ok(body) => {
+                                let decoder = LogFileDecoder::for_file(&task_file);
+                                // Stopped early only when the consumer is gone.
+                                let _ = send_rows(body, decoder, &mut sender).await;
                             }
                             Err(e) => {
-                                let _ = tx.send(Piece::Row(Err(e))).await;
+                                let _ = sender.tx.send(Piece::Failed(e));
                             }
                         }
                     });
                     FileRecords {
                         file,
-                        rows: rx,
+                        batches: rx,
+                        budget,
+                        current: Vec::new().into_iter(),
+                        held: None,
                         ended: false,
                     }
                 }
             })
             .buffered(concurrency)
+    }
+}
+
+/// Bytes of decoded rows (text and field index, see [`LogRecord::buffered_size`]) buffered per
+/// file ahead of the consumer in [`JwtBearerClient::download_concurrently`]: enough to keep a
+/// download busy, small enough that `concurrency + 1` files stay within a few MiB.
+const BYTES_AHEAD: u32 = 1 << 20;
+
+/// Rows are handed from a download task to its [`FileRecords`] in batches of at most this many
+/// bytes (one row at least, however large)...
+const BATCH_BYTES: usize = 128 << 10;
+
+/// ...or this many rows, whichever comes first: one channel message and one wakeup per batch
+/// instead of per row.
+const BATCH_ROWS: usize = 512;
+
+/// The sending half of a [`FileRecords`]: batches wait for room in the file's byte budget.
+struct BatchSender {
+    tx: mpsc::UnboundedSender<Piece>,
+    budget: Arc<Semaphore>,
+}
+
+/// The consumer is gone (it dropped the [`FileRecords`]): the download stops.
+#[derive(Debug)]
+struct Gone;
+
+impl BatchSender {
+    /// Sends `rows` in batches of at most [`BATCH_BYTES`] / [`BATCH_ROWS`], each once the
+    /// budget has room for it.
+    async fn send(&mut self, rows: &mut Vec<LogRecord>) -> Result<(), Gone> {
+        let mut rest = rows.drain(..).peekable();
+        while rest.peek().is_some() {
+            let mut batch = Vec::with_capacity(BATCH_ROWS.min(rest.len()));
+            let mut bytes = 0usize;
+            while let Some(row) = rest.next_if(|_| bytes < BATCH_BYTES && batch.len() < BATCH_ROWS)
+            {
+                bytes += row.buffered_size();
+                batch.push(row);
+            }
+            // A batch larger than the whole budget (one huge row) waits until nothing else of
+            // this file is buffered, so the bound is the budget or one batch.
+            let permits = u32::try_from(bytes)
+                .unwrap_or(u32::MAX)
+                .clamp(1, BYTES_AHEAD);
+            // Closed by the consumer's drop: nobody wants the rows any more.
+            let permit = Arc::clone(&self.budget)
+                .acquire_many_owned(permits)
+                .await
+                .map_err(|_| Gone)?;
+            self.tx.send(Piece::Rows(batch, permit)).map_err(|_| Gone)?;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes `body` and sends its rows through `sender`, then [`Piece::End`] or the error that
+/// ended the file. Rows go out when a batch is full or when the body has nothing more for now,
+/// so a slow download still hands its rows over as they arrive.
+async fn send_rows(
+    mut body: LogFileBody,
+    mut decoder: LogFileDecoder,
+    sender: &mut BatchSender,
+) -> Result<(), Gone> {
+    let mut rows: Vec<LogRecord> = Vec::new();
+    let mut bytes = 0usize;
+    loop {
+        let next = match body.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                if !rows.is_empty() {
+                    sender.send(&mut rows).await?;
+                    bytes = 0;
+                }
+                body.next().await
+            }
+        };
+        let before = rows.len();
+        let end = next.is_none();
+        let step = match next {
+            Some(Ok(chunk)) => decoder.feed(&chunk, &mut rows),
+            Some(Err(e)) => Err(e),
+            None => decoder.finish(&mut rows),
+        };
+        if let Err(e) = step {
+            // The rows of the chunk that failed are dropped, as `LogRecords` does; the rows
+            // before it go first, so the error comes after them.
+            rows.truncate(before);
+            sender.send(&mut rows).await?;
+            return sender.tx.send(Piece::Failed(e)).map_err(|_| Gone);
+        }
+        if end {
+            sender.send(&mut rows).await?;
+            // Sent only here: a task that panics or is aborted drops `tx` without it, and the
+            // consumer reports an error instead of a clean end of file.
+            return sender.tx.send(Piece::End).map_err(|_| Gone);
+        }
+        bytes += rows[before..]
+            .iter()
+            .map(LogRecord::buffered_size)
+            .sum::<usize>();
+        if bytes >= BATCH_BYTES || rows.len() >= BATCH_ROWS {
+            sender.send(&mut rows).await?;
+            bytes = 0;
+        }
     }
 }
 
@@ -247,8 +351,11 @@ impl Stream for LogRecords {
 /// What a download task hands to its [`FileRecords`].
 #[derive(Debug)]
 enum Piece {
-    /// A row, or the error that ends the file.
-    Row(Result<LogRecord, Error>),
+    /// Rows, in file order, and their share of the file's byte budget, given back once the
+    /// consumer has taken them.
+    Rows(Vec<LogRecord>, OwnedSemaphorePermit),
+    /// The error that ends the file.
+    Failed(Error),
     /// The body ended and every row was sent.
     End,
 }
@@ -262,34 +369,161 @@ enum Piece {
 pub struct FileRecords {
     /// The file.
     pub file: EventLogFile,
-    rows: mpsc::Receiver<Piece>,
+    batches: mpsc::UnboundedReceiver<Piece>,
+    /// The file's byte budget; closed on drop so that a download waiting for room stops.
+    budget: Arc<Semaphore>,
+    /// The batch being yielded...
+    current: std::vec::IntoIter<LogRecord>,
+    /// ...and its share of the budget, held until it is fully yielded.
+    held: Option<OwnedSemaphorePermit>,
     /// Whether the stream has ended (cleanly or with an error).
     ended: bool,
+}
+
+impl Drop for FileRecords {
+    fn drop(&mut self) {
+        self.budget.close();
+    }
 }
 
 impl Stream for FileRecords {
     type Item = Result<LogRecord, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.ended {
-            return Poll::Ready(None);
+        let this = &mut *self;
+        loop {
+            if let Some(row) = this.current.next() {
+                return Poll::Ready(Some(Ok(row)));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            // The batch is used up: its bytes no longer count against the budget.
+            this.held = None;
+            match ready!(this.batches.poll_recv(cx)) {
+                Some(Piece::Rows(rows, permit)) => {
+                    this.current = rows.into_iter();
+                    this.held = Some(permit);
+                }
+                Some(Piece::Failed(e)) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Some(Piece::End) => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                None => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(Error::DownloadAborted {
+                        id: this.file.id.clone(),
+                    })));
+                }
+            }
         }
-        match ready!(self.rows.poll_recv(cx)) {
-            Some(Piece::Row(Ok(row))) => Poll::Ready(Some(Ok(row))),
-            Some(Piece::Row(Err(e))) => {
-                self.ended = true;
-                Poll::Ready(Some(Err(e)))
-            }
-            Some(Piece::End) => {
-                self.ended = true;
-                Poll::Ready(None)
-            }
-            None => {
-                self.ended = true;
-                Poll::Ready(Some(Err(Error::DownloadAborted {
-                    id: self.file.id.clone(),
-                })))
-            }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// `n` rows of one field holding `size` bytes each.
+    fn rows(n: usize, size: usize) -> Vec<LogRecord> {
+        let mut decoder = LogFileDecoder::new("0AT000000000001AAA", None, None);
+        let mut csv = String::from("\"A\"\n");
+        for i in 0..n {
+            let number = i.to_string();
+            let text = "0".repeat(size - number.len()) + &number;
+            csv.push_str(&format!("\"{text}\"\n"));
         }
+        let mut out = Vec::new();
+        decoder.feed(csv.as_bytes(), &mut out).unwrap();
+        decoder.finish(&mut out).unwrap();
+        assert_eq!(out.len(), n);
+        out
+    }
+
+    fn sender() -> (BatchSender, mpsc::UnboundedReceiver<Piece>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(BYTES_AHEAD as usize));
+        (BatchSender { tx, budget }, rx)
+    }
+
+    fn received(piece: Piece) -> (Vec<LogRecord>, OwnedSemaphorePermit) {
+        match piece {
+            Piece::Rows(rows, permit) => (rows, permit),
+            other => panic!("expected rows, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_are_bounded_by_bytes_and_rows_and_keep_the_order() {
+        let (mut sender, mut rx) = sender();
+        // Small rows: the row count closes batches.
+        let mut small = rows(BATCH_ROWS * 2 + 7, 10);
+        sender.send(&mut small).await.unwrap();
+        assert!(small.is_empty());
+        let mut sizes = Vec::new();
+        let mut lines = Vec::new();
+        while let Ok(piece) = rx.try_recv() {
+            let (batch, _permit) = received(piece);
+            sizes.push(batch.len());
+            lines.extend(batch.iter().map(LogRecord::line));
+        }
+        assert_eq!(sizes, [BATCH_ROWS, BATCH_ROWS, 7]);
+        assert_eq!(
+            lines,
+            (2..2 + BATCH_ROWS as u64 * 2 + 7).collect::<Vec<_>>()
+        );
+        // Rows of 50 KiB: the bytes close batches, after the row that reaches the limit.
+        let mut large = rows(8, 50 << 10);
+        sender.send(&mut large).await.unwrap();
+        let mut sizes = Vec::new();
+        let mut pending = Vec::new();
+        while let Ok(piece) = rx.try_recv() {
+            let (batch, permit) = received(piece);
+            sizes.push(batch.len());
+            pending.push(permit);
+        }
+        assert_eq!(sizes, [3, 3, 2]);
+    }
+
+    #[tokio::test]
+    async fn rows_larger_than_the_budget_wait_until_nothing_else_of_the_file_is_buffered() {
+        let (mut sender, mut rx) = sender();
+        let mut huge = rows(2, 3 << 20);
+        let mut first = vec![huge.remove(0)];
+        sender.send(&mut first).await.unwrap();
+        assert_eq!(sender.budget.available_permits(), 0);
+        let (batch, permit) = received(rx.try_recv().unwrap());
+        assert_eq!(batch.len(), 1);
+        // The second row has to wait while the first is held...
+        let mut rest = huge;
+        {
+            let mut sending = Box::pin(sender.send(&mut rest));
+            assert!((&mut sending).now_or_never().is_none());
+            assert!(rx.try_recv().is_err());
+            // ...and goes once the consumer has taken the first.
+            drop(permit);
+            assert!(matches!((&mut sending).now_or_never(), Some(Ok(()))));
+        }
+        let (batch, _permit) = received(rx.try_recv().unwrap());
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_closed_budget_stops_a_download_waiting_for_room() {
+        let (mut sender, mut rx) = sender();
+        let budget = Arc::clone(&sender.budget);
+        let mut huge = rows(2, 3 << 20);
+        let mut sending = Box::pin(sender.send(&mut huge));
+        assert!((&mut sending).now_or_never().is_none());
+        let (_batch, _permit) = received(rx.try_recv().unwrap());
+        // What dropping the `FileRecords` does: the download waiting for room ends.
+        budget.close();
+        assert!(matches!(sending.now_or_never(), Some(Err(Gone))));
     }
 }

@@ -135,6 +135,13 @@ impl LogRecord {
         self.line
     }
 
+    /// The memory this row holds, for bounding buffers of rows by bytes.
+    pub(crate) fn buffered_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.text.capacity()
+            + self.ends.capacity() * std::mem::size_of::<usize>()
+    }
+
     #[inline]
     fn field(&self, i: usize) -> &str {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
