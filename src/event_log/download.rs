@@ -16,6 +16,8 @@ use crate::client::{InstanceRequest, JwtBearerClient};
 use crate::error::Error;
 use crate::event_log::model::EventLogFile;
 use crate::event_log::record::{LogFileDecoder, LogRecord};
+use crate::event_log::sink::{Encoders, append_row};
+use crate::format::OutputFormat;
 
 impl JwtBearerClient {
     /// Downloads a log file's CSV as a stream of byte chunks (gzip already decoded).
@@ -69,7 +71,20 @@ impl JwtBearerClient {
         files: Vec<EventLogFile>,
         concurrency: usize,
     ) -> impl Stream<Item = FileRecords> + Send + Unpin + 'static + use<> {
+        self.download_files(files, concurrency, None)
+    }
+
+    /// [`download_concurrently`](Self::download_concurrently), with each file's rows encoded
+    /// in `encoding` in its download task when given (read with [`FileRecords::next_encoded`]):
+    /// the worker threads then decode and encode while the consumer only writes.
+    pub(crate) fn download_files(
+        &self,
+        files: Vec<EventLogFile>,
+        concurrency: usize,
+        encoding: Option<OutputFormat>,
+    ) -> impl Stream<Item = FileRecords> + Send + Unpin + 'static + use<> {
         let concurrency = concurrency.max(1);
+        let bytes_ahead = bytes_ahead_per_file(concurrency);
         let permits = Arc::new(Semaphore::new(concurrency));
         let client = self.clone();
         stream::iter(files)
@@ -78,7 +93,7 @@ impl JwtBearerClient {
                 let permits = Arc::clone(&permits);
                 async move {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    let budget = Arc::new(Semaphore::new(BYTES_AHEAD as usize));
+                    let budget = Arc::new(Semaphore::new(bytes_ahead));
                     // The permit lives as long as the download task, not as long as the
                     // consumer's handle, so at most `concurrency` downloads run at once.
                     let permit = permits.acquire_owned().await;
@@ -89,12 +104,19 @@ impl JwtBearerClient {
                         let mut sender = BatchSender {
                             tx,
                             budget: task_budget,
+                            capacity: u32::try_from(bytes_ahead).unwrap_or(u32::MAX),
                         };
                         match client.download_log_file(&task_file).await {
                             Ok(body) => {
                                 let decoder = LogFileDecoder::for_file(&task_file);
                                 // Stopped early only when the consumer is gone.
-                                let _ = send_rows(body, decoder, &mut sender).await;
+                                let _ = match encoding {
+                                    None => send_rows(body, decoder, &mut sender).await,
+                                    Some(format) => {
+                                        let file = &task_file;
+                                        send_encoded(body, decoder, &mut sender, format, file).await
+                                    }
+                                };
                             }
                             Err(e) => {
                                 let _ = sender.tx.send(Piece::Failed(e));
@@ -115,10 +137,21 @@ impl JwtBearerClient {
     }
 }
 
-/// Bytes of decoded rows (text and field index, see [`LogRecord::buffered_size`]) buffered per
-/// file ahead of the consumer in [`JwtBearerClient::download_concurrently`]: enough to keep a
-/// download busy, small enough that `concurrency + 1` files stay within a few MiB.
-const BYTES_AHEAD: u32 = 1 << 20;
+/// Bytes of decoded rows (text and field index, see [`LogRecord::buffered_size`]) buffered
+/// ahead of the consumer by all the downloads of [`JwtBearerClient::download_concurrently`]
+/// together. Large enough that the files behind the one being written are decoded whole while
+/// the consumer encodes and commits it (a download stalled at a small budget leaves the
+/// consumer waiting on one file's inflate and decode, on one core, at every file change); the
+/// bound on the whole keeps a collector far under 64 MiB whatever the file sizes.
+const BYTES_AHEAD_TOTAL: usize = 32 << 20;
+
+/// Each download's share of [`BYTES_AHEAD_TOTAL`], at least [`BYTES_AHEAD_MIN`].
+fn bytes_ahead_per_file(concurrency: usize) -> usize {
+    (BYTES_AHEAD_TOTAL / concurrency.max(1)).max(BYTES_AHEAD_MIN)
+}
+
+/// The least a download may buffer ahead, however many run at once: enough to keep it busy.
+const BYTES_AHEAD_MIN: usize = 1 << 20;
 
 /// Rows are handed from a download task to its [`FileRecords`] in batches of at most this many
 /// bytes (one row at least, however large)...
@@ -132,6 +165,8 @@ const BATCH_ROWS: usize = 512;
 struct BatchSender {
     tx: mpsc::UnboundedSender<Piece>,
     budget: Arc<Semaphore>,
+    /// The budget's size in bytes: what one batch larger than it waits for.
+    capacity: u32,
 }
 
 /// The consumer is gone (it dropped the [`FileRecords`]): the download stops.
@@ -155,7 +190,7 @@ impl BatchSender {
             // this file is buffered, so the bound is the budget or one batch.
             let permits = u32::try_from(bytes)
                 .unwrap_or(u32::MAX)
-                .clamp(1, BYTES_AHEAD);
+                .clamp(1, self.capacity);
             // Closed by the consumer's drop: nobody wants the rows any more.
             let permit = Arc::clone(&self.budget)
                 .acquire_many_owned(permits)
@@ -164,6 +199,87 @@ impl BatchSender {
             self.tx.send(Piece::Rows(batch, permit)).map_err(|_| Gone)?;
         }
         Ok(())
+    }
+}
+
+impl BatchSender {
+    /// Sends encoded lines holding `rows` rows once the budget has room for them.
+    async fn send_lines(&mut self, lines: Vec<u8>, rows: u64) -> Result<(), Gone> {
+        let permits = u32::try_from(lines.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.capacity);
+        let permit = Arc::clone(&self.budget)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| Gone)?;
+        self.tx
+            .send(Piece::Encoded(lines, rows, permit))
+            .map_err(|_| Gone)
+    }
+}
+
+/// Encoded lines are handed over in pieces of about this many bytes (a row's line is never
+/// split), or sooner when the body has nothing more for now.
+const ENCODED_BATCH_BYTES: usize = 256 << 10;
+
+/// A batch's buffer: the batch and the row that takes it past the mark, without growing, for
+/// rows of usual size.
+const LINES_CAPACITY: usize = ENCODED_BATCH_BYTES + (64 << 10);
+
+/// As [`send_rows`], with every row encoded in `format` (as the sink would write it) before it
+/// is sent: decoding and encoding both happen here, on the runtime's worker threads.
+async fn send_encoded(
+    mut body: LogFileBody,
+    mut decoder: LogFileDecoder,
+    sender: &mut BatchSender,
+    format: OutputFormat,
+    file: &EventLogFile,
+) -> Result<(), Gone> {
+    let mut encoders = Encoders::default();
+    let mut rows: Vec<LogRecord> = Vec::new();
+    let mut lines: Vec<u8> = Vec::with_capacity(LINES_CAPACITY);
+    let mut count = 0u64;
+    loop {
+        let next = match body.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                if count > 0 {
+                    let full = std::mem::replace(&mut lines, Vec::with_capacity(LINES_CAPACITY));
+                    sender.send_lines(full, std::mem::take(&mut count)).await?;
+                }
+                body.next().await
+            }
+        };
+        let end = next.is_none();
+        let step = match next {
+            Some(Ok(chunk)) => decoder.feed(&chunk, &mut rows),
+            Some(Err(e)) => Err(e),
+            None => decoder.finish(&mut rows),
+        };
+        // The rows of a chunk that failed are dropped, as in `send_rows`: the lines before it
+        // go first, so the error comes after them.
+        let step = step.and_then(|()| {
+            for row in rows.drain(..) {
+                append_row(&mut lines, &mut encoders, format, file, &row)?;
+                count += 1;
+            }
+            Ok(())
+        });
+        if let Err(e) = step {
+            rows.clear();
+            return sender.tx.send(Piece::Failed(e)).map_err(|_| Gone);
+        }
+        if end {
+            if count > 0 {
+                sender.send_lines(lines, count).await?;
+            }
+            // Sent only here, as in `send_rows`.
+            return sender.tx.send(Piece::End).map_err(|_| Gone);
+        }
+        if lines.len() >= ENCODED_BATCH_BYTES {
+            let full = std::mem::replace(&mut lines, Vec::with_capacity(LINES_CAPACITY));
+            sender.send_lines(full, std::mem::take(&mut count)).await?;
+        }
     }
 }
 
@@ -354,6 +470,8 @@ enum Piece {
     /// Rows, in file order, and their share of the file's byte budget, given back once the
     /// consumer has taken them.
     Rows(Vec<LogRecord>, OwnedSemaphorePermit),
+    /// Encoded lines of this many rows, and their share of the budget.
+    Encoded(Vec<u8>, u64, OwnedSemaphorePermit),
     /// The error that ends the file.
     Failed(Error),
     /// The body ended and every row was sent.
@@ -405,6 +523,10 @@ impl Stream for FileRecords {
                     this.current = rows.into_iter();
                     this.held = Some(permit);
                 }
+                Some(Piece::Encoded(..)) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(encoded_as_rows(&this.file))));
+                }
                 Some(Piece::Failed(e)) => {
                     this.ended = true;
                     return Poll::Ready(Some(Err(e)));
@@ -422,6 +544,59 @@ impl Stream for FileRecords {
             }
         }
     }
+}
+
+/// Lines of rows already encoded, from [`FileRecords::next_encoded`]; their bytes count against
+/// the file's budget until dropped.
+#[derive(Debug)]
+pub(crate) struct EncodedLines {
+    /// Whole lines, newline-terminated.
+    pub(crate) lines: Vec<u8>,
+    /// How many rows they hold.
+    pub(crate) rows: u64,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl FileRecords {
+    /// The next lines of a file downloaded with an encoding (see
+    /// [`JwtBearerClient::download_files`]); `None` at the clean end of the file. Ends as the
+    /// row stream does: the file's error, or [`Error::DownloadAborted`] when the task died.
+    pub(crate) async fn next_encoded(&mut self) -> Option<Result<EncodedLines, Error>> {
+        std::future::poll_fn(|cx| self.poll_encoded(cx)).await
+    }
+
+    fn poll_encoded(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<EncodedLines, Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let next = match ready!(self.batches.poll_recv(cx)) {
+            Some(Piece::Encoded(lines, rows, permit)) => {
+                return Poll::Ready(Some(Ok(EncodedLines {
+                    lines,
+                    rows,
+                    _permit: permit,
+                })));
+            }
+            Some(Piece::Rows(..)) => Some(Err(Error::Internal(format!(
+                "EventLogFile {}: rows arrived where encoded lines were asked for",
+                self.file.id
+            )))),
+            Some(Piece::Failed(e)) => Some(Err(e)),
+            Some(Piece::End) => None,
+            None => Some(Err(Error::DownloadAborted {
+                id: self.file.id.clone(),
+            })),
+        };
+        self.ended = true;
+        Poll::Ready(next)
+    }
+}
+
+fn encoded_as_rows(file: &EventLogFile) -> Error {
+    Error::Internal(format!(
+        "EventLogFile {}: encoded lines arrived where rows were asked for",
+        file.id
+    ))
 }
 
 #[cfg(test)]
@@ -446,10 +621,20 @@ mod tests {
         out
     }
 
+    /// The budget of the tests' senders.
+    const BYTES_AHEAD: u32 = 1 << 20;
+
     fn sender() -> (BatchSender, mpsc::UnboundedReceiver<Piece>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Semaphore::new(BYTES_AHEAD as usize));
-        (BatchSender { tx, budget }, rx)
+        (
+            BatchSender {
+                tx,
+                budget,
+                capacity: BYTES_AHEAD,
+            },
+            rx,
+        )
     }
 
     fn received(piece: Piece) -> (Vec<LogRecord>, OwnedSemaphorePermit) {
@@ -489,6 +674,13 @@ mod tests {
             pending.push(permit);
         }
         assert_eq!(sizes, [3, 3, 2]);
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_the_downloads_with_a_floor() {
+        assert_eq!(bytes_ahead_per_file(4), 8 << 20);
+        assert_eq!(bytes_ahead_per_file(0), 32 << 20);
+        assert_eq!(bytes_ahead_per_file(64), 1 << 20);
     }
 
     #[tokio::test]

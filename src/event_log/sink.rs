@@ -99,6 +99,36 @@ pub trait RecordSink: Send {
         &mut self,
         file: &EventLogFile,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The format this sink writes rows in, when it takes them already encoded through
+    /// [`write_encoded`](Self::write_encoded); `None` (the default) when it takes rows.
+    ///
+    /// With `Some`, the [`Collector`](crate::event_log::Collector) encodes each file's rows in
+    /// that file's download task, where they are decoded, so that decoding and encoding run on
+    /// the runtime's worker threads beside the collector's own task, which only writes and
+    /// commits (bounded by the same byte budget as the rows; a retried file takes
+    /// [`write_row`](Self::write_row)). The protocol is unchanged: `begin_file`, the file's
+    /// lines, `commit_file` or `rollback_file`.
+    fn encoded_format(&self) -> Option<OutputFormat> {
+        None
+    }
+
+    /// Whole lines of the current file's rows, in file order, encoded in
+    /// [`encoded_format`](Self::encoded_format) exactly as [`write_row`](Self::write_row) would
+    /// have written them. Called only when `encoded_format` returns `Some`; the default refuses.
+    fn write_encoded(
+        &mut self,
+        file: &EventLogFile,
+        lines: &[u8],
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let refused = Error::Internal(format!(
+            "the sink was handed {} bytes of encoded rows of EventLogFile {} but takes rows \
+             (its encoded_format is None)",
+            lines.len(),
+            file.id
+        ));
+        async move { Err(refused) }
+    }
 }
 
 /// A row as the NDJSON sinks write it: every CSV column under its header name with typed
@@ -203,7 +233,7 @@ impl<W: Write + Send> NdjsonSink<W> {
 
 /// The direct encoders of log-file rows, one per format.
 #[derive(Debug, Default)]
-struct Encoders {
+pub(crate) struct Encoders {
     ndjson: NdjsonEncoder,
     ecs: EcsEncoder,
 }
@@ -218,19 +248,31 @@ fn encode_row(
     row: &LogRecord,
 ) -> Result<(), Error> {
     line.clear();
+    append_row(line, encoders, format, file, row)
+}
+
+/// Appends the row's line (newline included) to `out`, as [`encode_row`] writes it. On error
+/// `out` may hold part of the line: the caller drops the buffer with the error.
+pub(crate) fn append_row(
+    out: &mut Vec<u8>,
+    encoders: &mut Encoders,
+    format: OutputFormat,
+    file: &EventLogFile,
+    row: &LogRecord,
+) -> Result<(), Error> {
     let written = match format {
         OutputFormat::Ecs => {
-            encoders.ecs.encode(line, file, row);
+            encoders.ecs.encode(out, file, row);
             Ok(())
         }
-        OutputFormat::Ndjson => encoders.ndjson.encode(line, file, row),
+        OutputFormat::Ndjson => encoders.ndjson.encode(out, file, row),
     };
     written.map_err(|e| Error::Csv {
         id: file.id.clone(),
         line: row.line(),
         message: format!("cannot encode the row as JSON: {e}"),
     })?;
-    line.push(b'\n');
+    out.push(b'\n');
     Ok(())
 }
 
@@ -257,10 +299,17 @@ fn encode_object(
 
 impl<W: Write + Send> NdjsonSink<W> {
     fn write_line(&mut self) -> Result<(), Error> {
+        let line = std::mem::take(&mut self.line);
+        let written = self.write_bytes(&line);
+        self.line = line;
+        written
+    }
+
+    fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.guard()?;
         let written = self
             .out
-            .write_all(&self.line)
+            .write_all(bytes)
             .map_err(|e| Error::io(format!("writing {}", self.name), e));
         self.poison_on_error(written)
     }
@@ -309,6 +358,14 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
         self.guard()?;
         encode_row(&mut self.line, &mut self.encoders, self.format, file, row)?;
         self.write_line()
+    }
+
+    fn encoded_format(&self) -> Option<OutputFormat> {
+        Some(self.format)
+    }
+
+    async fn write_encoded(&mut self, _file: &EventLogFile, lines: &[u8]) -> Result<(), Error> {
+        self.write_bytes(lines)
     }
 
     async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
@@ -505,6 +562,14 @@ impl RecordSink for NdjsonFileSink {
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
         self.ndjson.write_row(file, row).await
+    }
+
+    fn encoded_format(&self) -> Option<OutputFormat> {
+        self.ndjson.encoded_format()
+    }
+
+    async fn write_encoded(&mut self, file: &EventLogFile, lines: &[u8]) -> Result<(), Error> {
+        self.ndjson.write_encoded(file, lines).await
     }
 
     async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {

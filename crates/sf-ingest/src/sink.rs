@@ -57,6 +57,22 @@ impl RecordSink for OutputSink {
         }
     }
 
+    fn encoded_format(&self) -> Option<OutputFormat> {
+        match self {
+            OutputSink::File(s) => s.encoded_format(),
+            OutputSink::Stdout(s) => s.encoded_format(),
+            OutputSink::Postgres(s) => s.encoded_format(),
+        }
+    }
+
+    async fn write_encoded(&mut self, file: &EventLogFile, lines: &[u8]) -> Result<(), Error> {
+        match self {
+            OutputSink::File(s) => s.write_encoded(file, lines).await,
+            OutputSink::Stdout(s) => s.write_encoded(file, lines).await,
+            OutputSink::Postgres(s) => s.write_encoded(file, lines).await,
+        }
+    }
+
     async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
         match self {
             OutputSink::File(s) => s.commit_file(file).await,

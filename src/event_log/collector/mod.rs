@@ -19,6 +19,7 @@ use crate::event_log::checkpoint::{
     Checkpoint, CheckpointStore, CompletedFile, EVENT_LOG_FILE_ALL_TYPES, EventLogFileState,
     SkippedFile, SourceState,
 };
+use crate::event_log::download::FileRecords;
 use crate::event_log::model::EventLogFile;
 use crate::event_log::query::{Cursor, EventLogFileQuery};
 use crate::event_log::record::LogRecord;
@@ -448,9 +449,12 @@ impl<S: CheckpointStore> Collector<S> {
             current: None,
         };
         progress(&report);
+        // A sink that takes encoded lines has them encoded in the download tasks, beside the
+        // decoding, so that this task only writes and commits.
+        let encoding = sink.encoded_format();
         let mut downloads = self
             .client
-            .download_concurrently(files, self.options.concurrency);
+            .download_files(files, self.options.concurrency, encoding);
         let mut stopped = false;
         let mut skipped = Vec::new();
         while let Some(prefetched) = downloads.next().await {
@@ -461,12 +465,27 @@ impl<S: CheckpointStore> Collector<S> {
             let file = prefetched.file.clone();
             report.current = Some(file.id.clone());
             let mut attempt = 1;
-            let mut next: Option<RowStream> = Some(Box::pin(prefetched));
+            let mut next = Some(prefetched);
             let outcome = loop {
-                let rows = match next.take() {
-                    Some(rows) => rows,
+                // The first attempt reads the prefetched download (encoded lines or rows); a
+                // retry downloads the file again and hands the sink rows.
+                let delivered = match next.take() {
+                    Some(mut records) if encoding.is_some() => {
+                        sink.begin_file(&file).await?;
+                        let (report, sink) = (&mut report, &mut *sink);
+                        deliver_encoded(sink, &file, &mut records, report, started, progress).await
+                    }
+                    Some(records) => {
+                        sink.begin_file(&file).await?;
+                        let rows: RowStream = Box::pin(records);
+                        deliver(sink, &file, rows, &mut report, started, progress).await
+                    }
                     None => match self.client.log_records(&file).await {
-                        Ok(rows) => Box::pin(rows),
+                        Ok(rows) => {
+                            sink.begin_file(&file).await?;
+                            let rows: RowStream = Box::pin(rows);
+                            deliver(sink, &file, rows, &mut report, started, progress).await
+                        }
                         Err(error) => {
                             if self.pause_before_retry(&file, &error, attempt).await {
                                 attempt += 1;
@@ -476,8 +495,7 @@ impl<S: CheckpointStore> Collector<S> {
                         }
                     },
                 };
-                sink.begin_file(&file).await?;
-                match deliver(sink, &file, rows, &mut report, started, progress).await {
+                match delivered {
                     Ok(count) => break Ok((count, sink.commit_file(&file).await?)),
                     Err((error, delivered)) => {
                         sink.rollback_file(&file).await?;
@@ -533,6 +551,32 @@ fn concerns_only_this_file(error: &Error) -> bool {
 }
 
 type RowStream = Pin<Box<dyn Stream<Item = Result<LogRecord, Error>> + Send>>;
+
+/// Streams a file's encoded lines into the sink, as [`deliver`] does its rows.
+async fn deliver_encoded<K: RecordSink>(
+    sink: &mut K,
+    file: &EventLogFile,
+    records: &mut FileRecords,
+    report: &mut Progress,
+    started: Instant,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<u64, (Error, u64)> {
+    let mut count = 0u64;
+    while let Some(piece) = records.next_encoded().await {
+        let piece = piece.map_err(|e| (e, count))?;
+        sink.write_encoded(file, &piece.lines)
+            .await
+            .map_err(|e| (e, count))?;
+        let before = count;
+        count += piece.rows;
+        report.rows += piece.rows;
+        if before / PROGRESS_EVERY_ROWS != count / PROGRESS_EVERY_ROWS {
+            report.elapsed = started.elapsed();
+            progress(report);
+        }
+    }
+    Ok(count)
+}
 
 /// Streams a file's rows into the sink; on failure returns the error and how many rows it had
 /// written (for the progress count).
