@@ -582,6 +582,29 @@ pub(crate) struct EcsEncoder {
     names: Option<FileNames>,
     /// The `event.id` fingerprint's message, reused.
     message: Vec<u8>,
+    /// `salesforce.event_log_file` of the last file, written: the same for all its rows.
+    event_log_file: Option<FileSegment>,
+}
+
+/// The file fields `salesforce.event_log_file` is written from, and what they give.
+#[derive(Debug)]
+struct FileSegment {
+    id: String,
+    event_type: String,
+    log_date: OffsetDateTime,
+    interval: String,
+    sequence: i64,
+    bytes: Vec<u8>,
+}
+
+impl FileSegment {
+    fn matches(&self, file: &EventLogFile) -> bool {
+        self.id == file.id
+            && self.sequence == file.sequence
+            && self.log_date == file.log_date
+            && self.event_type == file.event_type.as_str()
+            && self.interval == file.interval_or_daily().as_str()
+    }
 }
 
 #[derive(Debug)]
@@ -697,8 +720,22 @@ impl EcsEncoder {
                 out.push(b',');
             }
             out.extend_from_slice(br#""salesforce":{"event_log_file":"#);
-            if !write_v(out, &V::Obj(event_log_file), &rest) {
-                out.push(b'}');
+            match &self.event_log_file {
+                Some(cached) if cached.matches(file) => out.extend_from_slice(&cached.bytes),
+                _ => {
+                    let start = out.len();
+                    if !write_v(out, &V::Obj(event_log_file), &rest) {
+                        out.push(b'}');
+                    }
+                    self.event_log_file = Some(FileSegment {
+                        id: file.id.clone(),
+                        event_type: event_type.to_string(),
+                        log_date: file.log_date,
+                        interval: file.interval_or_daily().as_str().to_string(),
+                        sequence: file.sequence,
+                        bytes: out.get(start..).unwrap_or_default().to_vec(),
+                    });
+                }
             }
             let mark = out.len();
             out.push(b',');
