@@ -79,14 +79,30 @@ impl Fingerprint {
     }
 
     fn finish(self) -> String {
+        self.finish_hex().as_str().to_string()
+    }
+
+    fn finish_hex(self) -> HexId {
         let digest = self.0.finish();
-        let mut out = String::with_capacity(ID_BYTES * 2);
-        for byte in digest.as_ref().iter().take(ID_BYTES) {
+        let mut hex = [0u8; ID_BYTES * 2];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.as_ref()) {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
         }
-        out
+        HexId(hex)
+    }
+}
+
+/// A fingerprint id (32 lower-case hex digits) held on the stack: the encoders write one per
+/// row, and a `String` each would be an allocation per row.
+#[derive(Clone, Copy)]
+pub(crate) struct HexId([u8; ID_BYTES * 2]);
+
+impl HexId {
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -118,10 +134,10 @@ pub(crate) fn push_prefixed(message: &mut Vec<u8>, s: &str) {
 pub(crate) const LOG_ROW_DOMAIN: &str = "salesforce-jwt:EventLogFile:v1";
 
 /// The id of a whole fingerprint message (domain included), as [`Fingerprint::finish`] writes it.
-pub(crate) fn hex_digest(message: &[u8]) -> String {
+pub(crate) fn hex_digest(message: &[u8]) -> HexId {
     let mut context = Context::new(&SHA256);
     context.update(message);
-    Fingerprint(context).finish()
+    Fingerprint(context).finish_hex()
 }
 
 /// The `event.id` of a queried record of `sobject_type` (`attributes` dropped or not: it is

@@ -1,5 +1,6 @@
 //! How the ECS documents read Salesforce values: categories, addresses, methods, TLS versions.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::format::names::{is_threat_detection, snake_case};
@@ -63,7 +64,7 @@ pub(crate) fn http_method(s: &str) -> Option<&str> {
 }
 
 /// `TLSv1.2`, `TLS 1.3`, `TLSv1` -> `1.2`, `1.3`, `1.0`; `Unknown` -> `None`.
-pub(crate) fn tls_version(s: &str) -> Option<String> {
+pub(crate) fn tls_version(s: &str) -> Option<Cow<'_, str>> {
     let rest = s.strip_prefix("TLS").or_else(|| s.strip_prefix("tls"))?;
     let rest = rest.trim_start_matches(['v', 'V', ' ']);
     let well_formed = !rest.is_empty()
@@ -73,10 +74,13 @@ pub(crate) fn tls_version(s: &str) -> Option<String> {
     if !well_formed {
         return None;
     }
-    Some(if rest.contains('.') {
-        rest.to_string()
-    } else {
-        format!("{rest}.0")
+    // Borrowed in the common cases: this runs for every row that has a TLS column.
+    Some(match rest {
+        _ if rest.contains('.') => Cow::Borrowed(rest),
+        "1" => Cow::Borrowed("1.0"),
+        "2" => Cow::Borrowed("2.0"),
+        "3" => Cow::Borrowed("3.0"),
+        _ => Cow::Owned(format!("{rest}.0")),
     })
 }
 
@@ -96,6 +100,8 @@ mod tests {
         assert_eq!(tls_version("TLSv1.2").as_deref(), Some("1.2"));
         assert_eq!(tls_version("TLS 1.3").as_deref(), Some("1.3"));
         assert_eq!(tls_version("TLSv1").as_deref(), Some("1.0"));
+        assert_eq!(tls_version("TLSv3").as_deref(), Some("3.0"));
+        assert_eq!(tls_version("TLS 13").as_deref(), Some("13.0"));
         assert_eq!(tls_version("Unknown"), None);
         assert_eq!(tls_version("TLS"), None);
         assert_eq!(tls_version("TLSv1."), None);

@@ -1,14 +1,16 @@
 //! ECS documents of log-file rows, serialized straight from the row: the sinks write one per
 //! row, so no `Value` tree is built on the way (a document borrows every text from the row).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
+use std::ops::Range;
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::event_log::{EventLogFile, FieldValue, LogRecord, parse_log_datetime};
+use crate::event_log::{EventLogFile, FieldValue, LogRecord, Schema, parse_log_datetime};
 use crate::format::ecs::ECS_VERSION;
 use crate::format::event_id::{LOG_ROW_DOMAIN, hex_digest, log_row_event_id, push_prefixed};
 use crate::format::json::{
@@ -36,7 +38,124 @@ impl Serialize for EcsRow<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let names = FileNames::new(self.file.event_type.as_str());
         let id = log_row_event_id(self.file, self.row);
-        Plan::new(self.file, self.row, &names, id).serialize(s)
+        let row = self.row;
+        Plan::new(self.file, row, &names, &id, |c| row.get(c.name())).serialize(s)
+    }
+}
+
+/// The columns the mapping reads. A row's plan reads them through a lookup by `Col`: the
+/// direct encoder resolves each to a column index once per schema, where a lookup by name
+/// would hash the name for every row.
+#[derive(Clone, Copy)]
+enum Col {
+    TimestampDerived,
+    Timestamp,
+    LoginStatus,
+    RequestStatus,
+    Success,
+    OrganizationId,
+    UserIdDerived,
+    UserId,
+    UserName,
+    UserType,
+    SourceIp,
+    ClientIp,
+    UserAgent,
+    BrowserType,
+    BrowserName,
+    BrowserVersion,
+    OsName,
+    OsVersion,
+    ReferrerUri,
+    CipherSuite,
+    HttpMethod,
+    Method,
+    RequestMethod,
+    StatusCode,
+    RequestSize,
+    ResponseSize,
+    Url,
+    Uri,
+    TlsProtocol,
+}
+
+/// The header names of the `Col`s, in their order.
+const COLUMN_NAMES: [&str; 29] = [
+    "TIMESTAMP_DERIVED",
+    "TIMESTAMP",
+    "LOGIN_STATUS",
+    "REQUEST_STATUS",
+    "SUCCESS",
+    "ORGANIZATION_ID",
+    "USER_ID_DERIVED",
+    "USER_ID",
+    "USER_NAME",
+    "USER_TYPE",
+    "SOURCE_IP",
+    "CLIENT_IP",
+    "USER_AGENT",
+    "BROWSER_TYPE",
+    "BROWSER_NAME",
+    "BROWSER_VERSION",
+    "OS_NAME",
+    "OS_VERSION",
+    "REFERRER_URI",
+    "CIPHER_SUITE",
+    "HTTP_METHOD",
+    "METHOD",
+    "REQUEST_METHOD",
+    "STATUS_CODE",
+    "REQUEST_SIZE",
+    "RESPONSE_SIZE",
+    "URL",
+    "URI",
+    "TLS_PROTOCOL",
+];
+
+impl Col {
+    fn name(self) -> &'static str {
+        COLUMN_NAMES[self as usize]
+    }
+
+    /// Its bit in a [`Consumed`] set.
+    fn bit(self) -> u32 {
+        1 << self as u32
+    }
+}
+
+/// The columns placed in ECS fields, left out of `salesforce.<dataset>`: a set of `Col` bits
+/// (every column of a schema with a placed column's name is left out).
+type Consumed = u32;
+
+/// Whether a column named `name` is left out of `salesforce.<dataset>`.
+fn is_consumed(consumed: Consumed, name: &str) -> bool {
+    COLUMN_NAMES
+        .iter()
+        .enumerate()
+        .any(|(bit, &column)| consumed & (1 << bit) != 0 && column == name)
+}
+
+/// Where a schema has each `Col`: the index `LogRecord::get` reads for the name (the last
+/// column of that name).
+#[derive(Debug)]
+struct Columns([Option<usize>; COLUMN_NAMES.len()]);
+
+impl Columns {
+    fn new(schema: &Schema) -> Self {
+        let mut at = [None; COLUMN_NAMES.len()];
+        for (i, name) in schema.names().enumerate() {
+            if let Some(k) = COLUMN_NAMES.iter().position(|&column| column == name) {
+                at[k] = Some(i);
+            }
+        }
+        Columns(at)
+    }
+
+    /// As `row.get(c.name())`.
+    #[inline]
+    fn get<'r>(&self, row: &'r LogRecord, c: Col) -> Option<&'r str> {
+        let i = self.0[c as usize]?;
+        Some(row.raw_at(i)).filter(|v| !v.is_empty())
     }
 }
 
@@ -74,26 +193,6 @@ pub fn log_file_document(file: &EventLogFile, row: &LogRecord) -> Value {
     serde_json::to_value(EcsRow { file, row }).unwrap_or(Value::Null)
 }
 
-/// The source columns placed in ECS fields, left out of `salesforce.<dataset>`. At most one
-/// entry per mapped column, so a fixed array holds them.
-struct Consumed {
-    names: [&'static str; 32],
-    len: usize,
-}
-
-impl Consumed {
-    fn push(&mut self, name: &'static str) {
-        if let Some(slot) = self.names.get_mut(self.len) {
-            *slot = name;
-            self.len += 1;
-        }
-    }
-
-    fn contains(&self, name: &str) -> bool {
-        self.names[..self.len].contains(&name)
-    }
-}
-
 /// A value of the document. Objects are slices of (key, value) on the stack; an absent value or
 /// an object with nothing present is left out.
 #[derive(Clone, Copy)]
@@ -111,7 +210,7 @@ enum V<'a> {
     Ips([Option<IpAddr>; 2]),
     Obj(&'a [(&'static str, Option<V<'a>>)]),
     /// `salesforce.<dataset>`: the row's columns not placed in ECS fields.
-    Rest(&'a LogRecord, &'a Consumed),
+    Rest(&'a LogRecord, Consumed),
 }
 
 impl V<'_> {
@@ -121,7 +220,7 @@ impl V<'_> {
                 .iter()
                 .any(|(_, v)| v.as_ref().is_some_and(V::present)),
             V::Ips(ips) => ips.iter().any(Option::is_some),
-            V::Rest(row, consumed) => row.iter().any(|(name, _)| !consumed.contains(name)),
+            V::Rest(row, consumed) => row.iter().any(|(name, _)| !is_consumed(*consumed, name)),
             _ => true,
         }
     }
@@ -173,7 +272,7 @@ impl Serialize for V<'_> {
             V::Rest(row, consumed) => {
                 let mut map = s.serialize_map(None)?;
                 for (name, value) in row.values() {
-                    if !consumed.contains(name) {
+                    if !is_consumed(consumed, name) {
                         map.serialize_entry(&SnakeCase(name), &field(&value))?;
                     }
                 }
@@ -192,7 +291,7 @@ struct Plan<'r> {
     file: &'r EventLogFile,
     row: &'r LogRecord,
     names: &'r FileNames,
-    id: String,
+    id: &'r str,
     outcome: Option<&'static str>,
     timestamp: OffsetDateTime,
     consumed: Consumed,
@@ -209,34 +308,39 @@ struct Plan<'r> {
     request_bytes: Option<u64>,
     response_bytes: Option<u64>,
     url: Option<&'r str>,
-    tls_version: Option<String>,
+    tls_version: Option<Cow<'r, str>>,
     tls_cipher: Option<&'r str>,
 }
 
 impl<'r> Plan<'r> {
-    fn new(file: &'r EventLogFile, row: &'r LogRecord, names: &'r FileNames, id: String) -> Self {
-        let mut consumed = Consumed {
-            names: [""; 32],
-            len: 0,
-        };
-        let mut take = |name: &'static str| {
-            let value = row.get(name);
+    /// `get` reads a column as `row.get(name)` does.
+    #[inline]
+    fn new(
+        file: &'r EventLogFile,
+        row: &'r LogRecord,
+        names: &'r FileNames,
+        id: &'r str,
+        get: impl Fn(Col) -> Option<&'r str>,
+    ) -> Self {
+        let mut consumed: Consumed = 0;
+        let mut take = |c: Col| {
+            let value = get(c);
             if value.is_some() {
-                consumed.push(name);
+                consumed |= c.bit();
             }
             value
         };
 
-        let derived = row.get("TIMESTAMP_DERIVED").and_then(parse_log_datetime);
-        let compact = row.get("TIMESTAMP").and_then(parse_log_datetime);
+        let derived = get(Col::TimestampDerived).and_then(parse_log_datetime);
+        let compact = get(Col::Timestamp).and_then(parse_log_datetime);
         let timestamp = derived.or(compact).unwrap_or(file.log_date);
-        let outcome = if let Some(status) = row.get("LOGIN_STATUS") {
+        let outcome = if let Some(status) = get(Col::LoginStatus) {
             Some(if status == "LOGIN_NO_ERROR" {
                 "success"
             } else {
                 "failure"
             })
-        } else if let Some(status) = row.get("REQUEST_STATUS") {
+        } else if let Some(status) = get(Col::RequestStatus) {
             // S success, F failure, A authorization error, N not found; U undefined, R redirect.
             match status {
                 "S" => Some("success"),
@@ -244,51 +348,77 @@ impl<'r> Plan<'r> {
                 _ => None,
             }
         } else {
-            match row.get("SUCCESS") {
+            match get(Col::Success) {
                 Some("1" | "true" | "TRUE" | "True") => Some("success"),
                 Some("0" | "false" | "FALSE" | "False") => Some("failure"),
                 _ => None,
             }
         };
 
-        let organization_id = take("ORGANIZATION_ID");
-        let user_id = take("USER_ID_DERIVED").or_else(|| take("USER_ID"));
-        let user_name = take("USER_NAME");
-        let user_role = take("USER_TYPE");
-        let source = row.get("SOURCE_IP").and_then(ip);
-        let client = row.get("CLIENT_IP").and_then(ip);
-        let user_agent_original = row
-            .get("USER_AGENT")
-            .and_then(user_agent)
-            .map(|ua| ("USER_AGENT", ua))
-            .or_else(|| {
-                let ua = row.get("BROWSER_TYPE").and_then(user_agent)?;
-                Some(("BROWSER_TYPE", ua))
-            });
-        let mut unquoted = |name: &'static str| take(name).map(unquote);
-        let user_agent = [
-            user_agent_original.map(|(_, ua)| ua),
-            unquoted("BROWSER_NAME"),
-            unquoted("BROWSER_VERSION"),
-            unquoted("OS_NAME"),
-            unquoted("OS_VERSION"),
-        ];
-        let referrer = unquoted("REFERRER_URI");
-        let tls_cipher = unquoted("CIPHER_SUITE");
-        let method = ["HTTP_METHOD", "METHOD", "REQUEST_METHOD"]
-            .into_iter()
-            .find_map(|name| Some((name, row.get(name).and_then(http_method)?)));
-        let number = |name: &'static str| Some((name, row.get(name)?.parse::<u64>().ok()?));
-        let status_code = number("STATUS_CODE").filter(|(_, code)| *code <= u64::from(u16::MAX));
-        let request_bytes = number("REQUEST_SIZE");
-        let response_bytes = number("RESPONSE_SIZE");
-        // An ApexCallout's URL is where the callout went; its URI only names the log line.
-        let url = ["URL", "URI"]
-            .into_iter()
-            .find_map(|name| Some((name, unquote(row.get(name)?))));
-        let tls = row.get("TLS_PROTOCOL").and_then(tls_version);
+        let organization_id = take(Col::OrganizationId);
+        let user_id = take(Col::UserIdDerived).or_else(|| take(Col::UserId));
+        let user_name = take(Col::UserName);
+        let user_role = take(Col::UserType);
+        let mut unquoted = |c: Col| take(c).map(unquote);
+        let browser_name = unquoted(Col::BrowserName);
+        let browser_version = unquoted(Col::BrowserVersion);
+        let os_name = unquoted(Col::OsName);
+        let os_version = unquoted(Col::OsVersion);
+        let referrer = unquoted(Col::ReferrerUri);
+        let tls_cipher = unquoted(Col::CipherSuite);
 
-        let mut plan = Plan {
+        let mut place = |c: Col| consumed |= c.bit();
+        let source = get(Col::SourceIp).and_then(ip);
+        let client = get(Col::ClientIp).and_then(ip);
+        if derived.is_some() {
+            place(Col::TimestampDerived);
+        }
+        if compact.is_some() {
+            place(Col::Timestamp);
+        }
+        if source.is_some() {
+            place(Col::SourceIp);
+        } else if client.is_some() {
+            place(Col::ClientIp);
+        }
+        let user_agent_original = match get(Col::UserAgent).and_then(user_agent) {
+            Some(ua) => {
+                place(Col::UserAgent);
+                Some(ua)
+            }
+            None => {
+                let ua = get(Col::BrowserType).and_then(user_agent);
+                if ua.is_some() {
+                    place(Col::BrowserType);
+                }
+                ua
+            }
+        };
+        let method = [Col::HttpMethod, Col::Method, Col::RequestMethod]
+            .into_iter()
+            .find_map(|c| Some((c, get(c).and_then(http_method)?)));
+        let number = |c: Col| Some((c, get(c)?.parse::<u64>().ok()?));
+        let status_code = number(Col::StatusCode).filter(|(_, code)| *code <= u64::from(u16::MAX));
+        let request_bytes = number(Col::RequestSize);
+        let response_bytes = number(Col::ResponseSize);
+        // An ApexCallout's URL is where the callout went; its URI only names the log line.
+        let url = [Col::Url, Col::Uri]
+            .into_iter()
+            .find_map(|c| Some((c, unquote(get(c)?))));
+        let tls = get(Col::TlsProtocol).and_then(tls_version);
+        if tls.is_some() {
+            place(Col::TlsProtocol);
+        }
+        for c in [method, url].into_iter().flatten().map(|(c, _)| c).chain(
+            [status_code, request_bytes, response_bytes]
+                .into_iter()
+                .flatten()
+                .map(|(c, _)| c),
+        ) {
+            place(c);
+        }
+
+        Plan {
             file,
             row,
             names,
@@ -302,7 +432,13 @@ impl<'r> Plan<'r> {
             user_role,
             source_ip: source.or(client),
             related_ip: [source, client],
-            user_agent,
+            user_agent: [
+                user_agent_original,
+                browser_name,
+                browser_version,
+                os_name,
+                os_version,
+            ],
             method: method.map(|(_, m)| m),
             referrer,
             status_code: status_code.map(|(_, c)| c),
@@ -311,33 +447,7 @@ impl<'r> Plan<'r> {
             url: url.map(|(_, u)| u),
             tls_version: tls,
             tls_cipher,
-        };
-        let placed = [
-            (derived.is_some(), "TIMESTAMP_DERIVED"),
-            (compact.is_some(), "TIMESTAMP"),
-            (source.is_some(), "SOURCE_IP"),
-            (source.is_none() && client.is_some(), "CLIENT_IP"),
-            (plan.tls_version.is_some(), "TLS_PROTOCOL"),
-        ];
-        for (was_placed, name) in placed {
-            if was_placed {
-                plan.consumed.push(name);
-            }
         }
-        for name in [
-            user_agent_original.map(|(name, _)| name),
-            method.map(|(name, _)| name),
-            status_code.map(|(name, _)| name),
-            request_bytes.map(|(name, _)| name),
-            response_bytes.map(|(name, _)| name),
-            url.map(|(name, _)| name),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            plan.consumed.push(name);
-        }
-        plan
     }
 }
 
@@ -356,7 +466,7 @@ impl Plan<'_> {
             ("module", Some(V::Str("salesforce"))),
             ("dataset", Some(V::Str(&self.names.event_dataset))),
             ("action", Some(V::Str(&self.names.action))),
-            ("id", Some(V::Str(&self.id))),
+            ("id", Some(V::Str(self.id))),
             ("category", category),
             ("type", kind),
             ("outcome", self.outcome.map(V::Str)),
@@ -454,7 +564,7 @@ impl Serialize for Salesforce<'_, '_> {
         let Salesforce(plan, event_log_file) = self;
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("event_log_file", &V::Obj(event_log_file))?;
-        let rest = V::Rest(plan.row, &plan.consumed);
+        let rest = V::Rest(plan.row, plan.consumed);
         if rest.present() {
             map.serialize_entry(&plan.names.dataset, &rest)?;
         }
@@ -464,26 +574,50 @@ impl Serialize for Salesforce<'_, '_> {
 
 /// Writes the bytes `serde_json` writes for [`EcsRow`] (tests/encode.rs compares the two), from
 /// the same [`Plan`], caching what is the same for every row of a file: the columns' snake_case
-/// keys, escaped; their order by name for `event.id`; the names the `EventType` gives.
+/// keys, escaped; where the mapped columns are; their order by name for `event.id`; the names
+/// the `EventType` gives. Nothing is allocated per row once the buffers have grown.
 #[derive(Debug, Default)]
 pub(crate) struct EcsEncoder {
     schema: Option<EcsSchema>,
     names: Option<FileNames>,
-    /// The columns placed in ECS fields in the last row, and so left out of
-    /// `salesforce.<dataset>`: most rows of a file place the same ones.
-    consumed: Vec<&'static str>,
-    /// Per column, whether its name is in `consumed`.
-    excluded: Vec<bool>,
     /// The `event.id` fingerprint's message, reused.
     message: Vec<u8>,
+    /// `salesforce.event_log_file` of the last file, written: the same for all its rows.
+    event_log_file: Option<FileSegment>,
+}
+
+/// The file fields `salesforce.event_log_file` is written from, and what they give.
+#[derive(Debug)]
+struct FileSegment {
+    id: String,
+    event_type: String,
+    log_date: OffsetDateTime,
+    interval: String,
+    sequence: i64,
+    bytes: Vec<u8>,
+}
+
+impl FileSegment {
+    fn matches(&self, file: &EventLogFile) -> bool {
+        self.id == file.id
+            && self.sequence == file.sequence
+            && self.log_date == file.log_date
+            && self.event_type == file.event_type.as_str()
+            && self.interval == file.interval_or_daily().as_str()
+    }
 }
 
 #[derive(Debug)]
 struct EcsSchema {
     keys: SchemaKeys,
-    /// Column indexes by name, as `log_row_event_id` sorts them; `None` when two columns share
-    /// a name (then their values decide the order, and the general function does it).
-    by_name: Option<Vec<usize>>,
+    columns: Columns,
+    /// Per column, the `Consumed` bit of its name (0 for a column the mapping does not read).
+    bits: Vec<Consumed>,
+    /// `event.id`'s columns in the order `log_row_event_id` sorts them, each with its name as
+    /// the message holds it (length-prefixed) in `prefixed_names`; `None` when two columns
+    /// share a name (then their values decide the order, and the general function does it).
+    by_name: Option<Vec<(usize, Range<usize>)>>,
+    prefixed_names: Vec<u8>,
 }
 
 impl EcsSchema {
@@ -493,11 +627,32 @@ impl EcsSchema {
         let mut order: Vec<usize> = (0..names.len()).collect();
         order.sort_unstable_by(|&a, &b| names[a].cmp(names[b]));
         let unique = order.windows(2).all(|w| names[w[0]] != names[w[1]]);
+        let keys = SchemaKeys::new(schema, |name, out| {
+            write_str(out, &SnakeCase(name).to_string());
+        });
+        let mut prefixed_names = Vec::new();
+        let by_name = order
+            .into_iter()
+            .map(|i| {
+                let start = prefixed_names.len();
+                push_prefixed(&mut prefixed_names, keys.name(i));
+                (i, start..prefixed_names.len())
+            })
+            .collect();
         EcsSchema {
-            keys: SchemaKeys::new(schema, |name, out| {
-                write_str(out, &SnakeCase(name).to_string());
-            }),
-            by_name: unique.then_some(order),
+            keys,
+            columns: Columns::new(schema),
+            bits: names
+                .iter()
+                .map(|&name| {
+                    COLUMN_NAMES
+                        .iter()
+                        .position(|&column| column == name)
+                        .map_or(0, |bit| 1 << bit)
+                })
+                .collect(),
+            by_name: unique.then_some(by_name),
+            prefixed_names,
         }
     }
 }
@@ -505,7 +660,8 @@ impl EcsSchema {
 /// What the direct writer needs for `salesforce.<dataset>`.
 struct RestKeys<'e> {
     keys: &'e SchemaKeys,
-    excluded: &'e [bool],
+    bits: &'e [Consumed],
+    consumed: Consumed,
 }
 
 impl EcsEncoder {
@@ -513,110 +669,136 @@ impl EcsEncoder {
     pub(crate) fn encode(&mut self, out: &mut Vec<u8>, file: &EventLogFile, row: &LogRecord) {
         let schema = match &mut self.schema {
             Some(cached) if cached.keys.is_for(row.schema()) => cached,
-            slot => {
-                // A new schema: the exclusion mask no longer matches its columns.
-                self.consumed.clear();
-                self.excluded.clear();
-                slot.insert(EcsSchema::new(row))
-            }
+            slot => slot.insert(EcsSchema::new(row)),
         };
         let event_type = file.event_type.as_str();
         let names = match &mut self.names {
             Some(names) if names.event_type == event_type => names,
             slot => slot.insert(FileNames::new(event_type)),
         };
+        let general;
+        let hex;
         let id = match &schema.by_name {
             Some(order) => {
                 let message = &mut self.message;
                 message.clear();
                 message.extend_from_slice(LOG_ROW_DOMAIN.as_bytes());
                 push_prefixed(message, event_type);
-                for &i in order {
-                    let value = row.raw_at(i);
+                for (i, name) in order {
+                    let value = row.raw_at(*i);
                     if !value.is_empty() {
-                        push_prefixed(message, schema.keys.name(i));
+                        message.extend_from_slice(
+                            schema.prefixed_names.get(name.clone()).unwrap_or_default(),
+                        );
                         push_prefixed(message, value);
                     }
                 }
-                hex_digest(message)
+                hex = hex_digest(message);
+                hex.as_str()
             }
-            None => log_row_event_id(file, row),
+            None => {
+                general = log_row_event_id(file, row);
+                general.as_str()
+            }
         };
-        let plan = Plan::new(file, row, names, id);
-        let consumed = &plan.consumed.names[..plan.consumed.len];
-        let same = consumed.len() == self.consumed.len()
-            && self.excluded.len() == row.schema().len()
-            && consumed
-                .iter()
-                .zip(&self.consumed)
-                .all(|(a, b)| std::ptr::eq(*a, *b) || a == b);
-        if !same {
-            self.consumed.clear();
-            self.consumed.extend_from_slice(consumed);
-            self.excluded.clear();
-            self.excluded
-                .extend(row.schema().names().map(|name| consumed.contains(&name)));
-        }
+        let columns = &schema.columns;
+        let plan = Plan::new(file, row, names, id, |c| columns.get(row, c));
         let rest = RestKeys {
             keys: &schema.keys,
-            excluded: &self.excluded,
+            bits: &schema.bits,
+            consumed: plan.consumed,
         };
         plan.with_document(|document, event_log_file| {
             out.push(b'{');
             let mut first = true;
             for (key, value) in document {
-                if let Some(value) = value.filter(V::present) {
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    write_key(out, key);
-                    write_v(out, &value, &rest);
+                if let Some(value) = value {
+                    write_entry(out, &mut first, key, value, &rest);
                 }
             }
             if !first {
                 out.push(b',');
             }
-            write_key(out, "salesforce");
-            out.push(b'{');
-            write_key(out, "event_log_file");
-            write_v(out, &V::Obj(event_log_file), &rest);
-            if rest_present(row, &rest) {
-                out.push(b',');
-                write_key(out, &plan.names.dataset);
-                write_rest(out, row, &rest);
+            out.extend_from_slice(br#""salesforce":{"event_log_file":"#);
+            match &self.event_log_file {
+                Some(cached) if cached.matches(file) => out.extend_from_slice(&cached.bytes),
+                _ => {
+                    let start = out.len();
+                    if !write_v(out, &V::Obj(event_log_file), &rest) {
+                        out.push(b'}');
+                    }
+                    self.event_log_file = Some(FileSegment {
+                        id: file.id.clone(),
+                        event_type: event_type.to_string(),
+                        log_date: file.log_date,
+                        interval: file.interval_or_daily().as_str().to_string(),
+                        sequence: file.sequence,
+                        bytes: out.get(start..).unwrap_or_default().to_vec(),
+                    });
+                }
+            }
+            let mark = out.len();
+            out.push(b',');
+            write_key(out, &plan.names.dataset);
+            if !write_rest(out, row, &rest) {
+                out.truncate(mark);
             }
             out.extend_from_slice(b"}}");
         });
     }
 }
 
-fn rest_present(row: &LogRecord, rest: &RestKeys<'_>) -> bool {
-    rest.excluded
-        .iter()
-        .enumerate()
-        .any(|(i, &excluded)| !excluded && !row.raw_at(i).is_empty())
+/// `"key":value`, after a comma unless it is the object's first entry; nothing when the value
+/// is left out (an object with nothing present). Writing and taking it back when empty costs
+/// less than asking every object first whether anything in it is present.
+#[inline]
+fn write_entry(
+    out: &mut Vec<u8>,
+    first: &mut bool,
+    key: &'static str,
+    value: &V<'_>,
+    rest: &RestKeys<'_>,
+) {
+    let mark = out.len();
+    if !*first {
+        out.push(b',');
+    }
+    // The document's own keys are plain ASCII names: nothing to escape.
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    if write_v(out, value, rest) {
+        *first = false;
+    } else {
+        out.truncate(mark);
+    }
 }
 
-fn write_rest(out: &mut Vec<u8>, row: &LogRecord, rest: &RestKeys<'_>) {
+/// `salesforce.<dataset>` as `V::Rest` serializes; `false` (with a `{` written, for the caller
+/// to take back) when no column is left for it.
+fn write_rest(out: &mut Vec<u8>, row: &LogRecord, rest: &RestKeys<'_>) -> bool {
     out.push(b'{');
-    let mut first = true;
+    let open = out.len();
     row.for_each_value(|i, value| {
-        if rest.excluded.get(i).copied().unwrap_or(false) {
+        if rest.bits.get(i).is_some_and(|bit| bit & rest.consumed != 0) {
             return;
         }
-        if !first {
+        if out.len() != open {
             out.push(b',');
         }
-        first = false;
         out.extend_from_slice(rest.keys.key(i));
         write_v(out, &field(&value), rest);
     });
+    if out.len() == open {
+        return false;
+    }
     out.push(b'}');
+    true
 }
 
-/// `v` as its `Serialize` impl writes it with `serde_json`.
-fn write_v(out: &mut Vec<u8>, v: &V<'_>, rest: &RestKeys<'_>) {
+/// `v` as its `Serialize` impl writes it with `serde_json`; `false` when `v` is not
+/// [present](V::present), having written something the caller takes back.
+fn write_v(out: &mut Vec<u8>, v: &V<'_>, rest: &RestKeys<'_>) -> bool {
     match *v {
         V::Str(s) => write_str(out, s),
         V::U64(n) => write_u64(out, n),
@@ -640,22 +822,20 @@ fn write_v(out: &mut Vec<u8>, v: &V<'_>, rest: &RestKeys<'_>) {
                 write_ip(out, ip);
             }
             out.push(b']');
+            return a.is_some() || b.is_some();
         }
         V::Obj(entries) => {
             out.push(b'{');
             let mut first = true;
             for (key, value) in entries {
-                if let Some(value) = value.filter(V::present) {
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    write_key(out, key);
-                    write_v(out, &value, rest);
+                if let Some(value) = value {
+                    write_entry(out, &mut first, key, value, rest);
                 }
             }
             out.push(b'}');
+            return !first;
         }
-        V::Rest(row, _) => write_rest(out, row, rest),
+        V::Rest(row, _) => return write_rest(out, row, rest),
     }
+    true
 }
