@@ -676,6 +676,66 @@ mod tests {
         assert_eq!(sizes, [3, 3, 2]);
     }
 
+    fn records(batches: mpsc::UnboundedReceiver<Piece>) -> FileRecords {
+        let file = EventLogFile {
+            id: "0AT000000000001AAA".into(),
+            event_type: "Login".into(),
+            log_date: time::OffsetDateTime::UNIX_EPOCH,
+            created_date: time::OffsetDateTime::UNIX_EPOCH,
+            interval: None,
+            sequence: 0,
+            log_file_length: 0,
+            log_file: String::new(),
+            api_version: None,
+            log_file_content_type: None,
+            log_file_field_names: None,
+            log_file_field_types: None,
+        };
+        FileRecords {
+            file,
+            batches,
+            budget: Arc::new(Semaphore::new(BYTES_AHEAD as usize)),
+            current: Vec::new().into_iter(),
+            held: None,
+            ended: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn encoded_lines_arrive_in_order_and_a_dead_task_ends_them_aborted() {
+        let (mut sender, rx) = sender();
+        let mut records = records(rx);
+        sender.send_lines(b"{\"a\":1}\n".to_vec(), 1).await.unwrap();
+        sender
+            .send_lines(b"{\"a\":2}\n{\"a\":3}\n".to_vec(), 2)
+            .await
+            .unwrap();
+        // The task dies without sending End.
+        drop(sender);
+        let first = records.next_encoded().await.unwrap().unwrap();
+        assert_eq!(
+            (first.lines.as_slice(), first.rows),
+            (&b"{\"a\":1}\n"[..], 1)
+        );
+        let second = records.next_encoded().await.unwrap().unwrap();
+        assert_eq!(second.rows, 2);
+        assert!(matches!(
+            records.next_encoded().await,
+            Some(Err(Error::DownloadAborted { .. }))
+        ));
+        assert!(records.next_encoded().await.is_none(), "ended");
+    }
+
+    #[tokio::test]
+    async fn encoded_lines_end_cleanly_only_with_end() {
+        let (mut sender, rx) = sender();
+        let mut records = records(rx);
+        sender.send_lines(b"x\n".to_vec(), 1).await.unwrap();
+        sender.tx.send(Piece::End).unwrap();
+        assert_eq!(records.next_encoded().await.unwrap().unwrap().rows, 1);
+        assert!(records.next_encoded().await.is_none());
+    }
+
     #[test]
     fn the_budget_is_shared_by_the_downloads_with_a_floor() {
         assert_eq!(bytes_ahead_per_file(4), 8 << 20);

@@ -1,0 +1,176 @@
+//! Rows encoded in the download tasks (`RecordSink::encoded_format`): the output is the same,
+//! byte for byte, as when the collector hands the sink rows, in both formats, also when a file
+//! fails mid-body and is downloaded again.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use salesforce_jwt::clock::ManualClock;
+use salesforce_jwt::event_log::{
+    Collector, CollectorOptions, EventLogFile, EventLogFileQuery, LogRecord, MemoryCheckpointStore,
+    NdjsonFileSink, PassSummary, Progress, RecordSink,
+};
+use salesforce_jwt::format::OutputFormat;
+use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
+use salesforce_jwt_mock::{Fault, Interval, MockLogFile, MockOrg};
+use time::macros::datetime;
+
+/// An `NdjsonFileSink` that takes rows only (the default `encoded_format`), as every sink did
+/// before encoded lines: the reference output.
+struct RowsOnly(NdjsonFileSink);
+
+impl RecordSink for RowsOnly {
+    async fn begin_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+        self.0.begin_file(file).await
+    }
+    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+        self.0.write_row(file, row).await
+    }
+    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
+        self.0.commit_file(file).await
+    }
+    fn committed_position(&self) -> Option<u64> {
+        RecordSink::committed_position(&self.0)
+    }
+    async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+        self.0.rollback_file(file).await
+    }
+}
+
+/// An org with daily files of several types, the larger ones past one encoded batch (256 KiB)
+/// so that a file's lines arrive in several pieces.
+async fn org() -> (MockOrg, JwtBearerClient) {
+    let clock = ManualClock::new(datetime!(2025-06-10 12:00 UTC));
+    let mock = MockOrg::builder()
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .await;
+    let day = datetime!(2025-06-08 00:00 UTC);
+    for (i, (t, rows)) in [
+        ("Login", 2_000),
+        ("URI", 7),
+        ("API", 1_500),
+        ("Logout", 1),
+        ("Report", 40),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        mock.add_file(
+            MockLogFile::builder(t)
+                .interval(Interval::Daily)
+                .log_date(day)
+                .created_date(day + time::Duration::hours(26 + i as i64))
+                .rows(rows)
+                .seed(i as u64)
+                .build(),
+        );
+    }
+    let config = mock
+        .config_builder()
+        .retry_policy(RetryPolicy {
+            max_attempts: 4,
+            ..RetryPolicy::default()
+        })
+        .build()
+        .unwrap();
+    let client = JwtBearerClient::builder(config)
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    (mock, client)
+}
+
+async fn run<K: RecordSink>(client: &JwtBearerClient, sink: &mut K) -> PassSummary {
+    let options = CollectorOptions {
+        since: Duration::from_secs(5 * 86_400),
+        concurrency: 3,
+        ..CollectorOptions::default()
+    };
+    let mut collector = Collector::new(
+        client.clone(),
+        EventLogFileQuery::new(),
+        MemoryCheckpointStore::new(),
+        options,
+    )
+    .unwrap();
+    collector
+        .run_pass(sink, &mut |_: &Progress| {}, &AtomicBool::new(false))
+        .await
+        .unwrap()
+}
+
+fn sink(path: &Path, format: OutputFormat) -> NdjsonFileSink {
+    NdjsonFileSink::open(path, None)
+        .unwrap()
+        .with_format(format)
+}
+
+#[tokio::test]
+async fn encoded_lines_are_the_rows_path_byte_for_byte_in_both_formats() {
+    let (mock, client) = org().await;
+    let rows: u64 = mock.files().iter().map(|f| f.row_count as u64).sum();
+    let dir = tempfile::tempdir().unwrap();
+    for format in [OutputFormat::Ndjson, OutputFormat::Ecs] {
+        let encoded_path = dir.path().join(format!("encoded.{format}"));
+        let mut encoded = sink(&encoded_path, format);
+        assert_eq!(encoded.encoded_format(), Some(format));
+        let summary = run(&client, &mut encoded).await;
+        drop(encoded);
+
+        let rows_path = dir.path().join(format!("rows.{format}"));
+        let mut reference = RowsOnly(sink(&rows_path, format));
+        assert_eq!(reference.encoded_format(), None);
+        run(&client, &mut reference).await;
+        drop(reference);
+
+        assert_eq!(summary.rows, rows, "{format}: rows counted");
+        let (encoded, reference) = (
+            std::fs::read(&encoded_path).unwrap(),
+            std::fs::read(&rows_path).unwrap(),
+        );
+        assert_eq!(
+            encoded.iter().filter(|&&b| b == b'\n').count() as u64,
+            rows,
+            "{format}: one line per row"
+        );
+        assert!(
+            encoded == reference,
+            "{format}: same bytes as the rows path"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_file_cut_mid_body_is_written_once_after_its_retry() {
+    let (mock, client) = org().await;
+    let rows: u64 = mock.files().iter().map(|f| f.row_count as u64).sum();
+    let dir = tempfile::tempdir().unwrap();
+    let reference_path = dir.path().join("reference.ndjson");
+    let mut reference = RowsOnly(sink(&reference_path, OutputFormat::Ndjson));
+    run(&client, &mut reference).await;
+    drop(reference);
+
+    // The first download is cut: its lines so far were written from the encoded pieces, then
+    // rolled back; the retry goes through write_row.
+    mock.inject(Fault::TruncatedBody);
+    let path = dir.path().join("cut.ndjson");
+    let mut encoded = sink(&path, OutputFormat::Ndjson);
+    let downloads_before = mock.received().downloads;
+    let summary = run(&client, &mut encoded).await;
+    drop(encoded);
+    assert_eq!(mock.pending_faults(), 0, "the fault fired");
+    assert_eq!(
+        mock.received().downloads - downloads_before,
+        mock.files().len() as u64 + 1,
+        "one file downloaded twice"
+    );
+    assert_eq!(summary.rows, rows);
+    assert!(
+        std::fs::read(&path).unwrap() == std::fs::read(&reference_path).unwrap(),
+        "every row once, as the rows path writes them"
+    );
+}
