@@ -53,7 +53,7 @@ use time::OffsetDateTime;
 const EVENT_TYPES: &[&str] = &["Login", "Logout", "API", "URI", "ApexExecution", "Report"];
 /// The child-process flag: serve the mock org, print its coordinates, exit when stdin closes.
 const SERVE_FLAG: &str = "--serve-mock";
-const STAGES: &[&str] = &["floor", "download", "stages", "e2e", "e2e-ecs"];
+const STAGES: &[&str] = &["floor", "download", "decode", "stages", "e2e", "e2e-ecs"];
 /// The write stage's write size: what a large sequential writer hands the kernel at once.
 const WRITE_SIZE: usize = 1 << 20;
 
@@ -240,21 +240,37 @@ struct Measured {
     note: String,
 }
 
+/// A stage's start: wall clock and CPU time, with the peak RSS reset.
+struct StageClock {
+    cpu: f64,
+    start: Instant,
+}
+
+impl StageClock {
+    fn start() -> Self {
+        reset_peak_rss();
+        StageClock {
+            cpu: cpu_secs("self"),
+            start: Instant::now(),
+        }
+    }
+
+    fn stop(self, name: &str) -> Measured {
+        Measured {
+            stage: name.to_string(),
+            secs: self.start.elapsed().as_secs_f64(),
+            cpu: Some(cpu_secs("self") - self.cpu),
+            peak_mib: Some(peak_rss_mib("self")),
+            note: String::new(),
+        }
+    }
+}
+
 /// Times `work` as one stage: wall seconds, CPU seconds, peak RSS.
 async fn stage<T>(name: &str, work: impl Future<Output = T>) -> (Measured, T) {
-    reset_peak_rss();
-    let cpu = cpu_secs("self");
-    let start = Instant::now();
+    let clock = StageClock::start();
     let out = work.await;
-    let secs = start.elapsed().as_secs_f64();
-    let measured = Measured {
-        stage: name.to_string(),
-        secs,
-        cpu: Some(cpu_secs("self") - cpu),
-        peak_mib: Some(peak_rss_mib("self")),
-        note: String::new(),
-    };
-    (measured, out)
+    (clock.stop(name), out)
 }
 
 /// The floor: the bytes over loopback and inflated by flate2, nothing of ours in the way.
@@ -294,9 +310,18 @@ async fn floor(
             plain
         }
     });
-    stream::iter(downloads)
+    in_tasks(downloads, concurrency).await
+}
+
+/// Runs `downloads` as tasks, `concurrency` at once, so that they spread over the runtime's
+/// worker threads as the collector's downloads do; the sum of their byte counts.
+async fn in_tasks(
+    downloads: impl Iterator<Item = impl Future<Output = u64> + Send + 'static>,
+    concurrency: usize,
+) -> u64 {
+    stream::iter(downloads.map(tokio::spawn))
         .buffer_unordered(concurrency)
-        .fold(0, |sum, n| async move { sum + n })
+        .fold(0, |sum, n| async move { sum + n.unwrap() })
         .await
 }
 
@@ -315,16 +340,34 @@ impl std::io::Write for Discard {
 
 /// The library's download path: gzip inflated, length checked, bytes dropped.
 async fn download(client: &JwtBearerClient, files: &[EventLogFile], concurrency: usize) -> u64 {
-    let downloads = files.iter().map(|file| async move {
-        let body = client.download_log_file(file).await.unwrap();
-        body.try_fold(0u64, |n, chunk| async move { Ok(n + chunk.len() as u64) })
-            .await
-            .unwrap()
+    let downloads = files.iter().map(|file| {
+        let (client, file) = (client.clone(), file.clone());
+        async move {
+            let body = client.download_log_file(&file).await.unwrap();
+            body.try_fold(0u64, |n, chunk| async move { Ok(n + chunk.len() as u64) })
+                .await
+                .unwrap()
+        }
     });
-    stream::iter(downloads)
-        .buffer_unordered(concurrency)
-        .fold(0, |sum, n| async move { sum + n })
-        .await
+    in_tasks(downloads, concurrency).await
+}
+
+/// `download_concurrently`, as the collector reads it (in file order, rows decoded in the
+/// download tasks): the rows counted and dropped.
+async fn download_and_decode(
+    client: &JwtBearerClient,
+    files: &[EventLogFile],
+    concurrency: usize,
+) -> u64 {
+    let mut downloads = client.download_concurrently(files.to_vec(), concurrency);
+    let mut rows = 0u64;
+    while let Some(mut file) = downloads.next().await {
+        while let Some(row) = file.next().await {
+            row.unwrap();
+            rows += 1;
+        }
+    }
+    rows
 }
 
 /// Time spent in each of the one-file-at-a-time stages.
@@ -403,14 +446,15 @@ async fn stages(
     times
 }
 
-/// One collector pass into an `NdjsonFileSink` in `format`; checks one line per row.
+/// One collector pass into an `NdjsonFileSink` in `format`, timed from the pass's start to the
+/// sink's drop; then checks one line per row (untimed).
 async fn end_to_end(
     client: &JwtBearerClient,
     o: &Options,
     info: &MockInfo,
     format: OutputFormat,
     dir: &std::path::Path,
-) -> u64 {
+) -> Measured {
     let out_path = dir.join(format!("events.{format}.ndjson"));
     let store = FileCheckpointStore::new(dir.join(format!("events.{format}.checkpoint.json")));
     let mut collector =
@@ -418,11 +462,13 @@ async fn end_to_end(
     let mut sink = NdjsonFileSink::resume(&out_path, collector.checkpoint())
         .unwrap()
         .with_format(format);
+    let clock = StageClock::start();
     let summary = collector
         .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
         .await
         .unwrap();
     drop(sink);
+    let mut measured = clock.stop(&format!("end to end, --format {format}"));
     assert_eq!(summary.files, info.files, "files collected");
     assert_eq!(summary.rows, info.rows, "rows collected");
     assert_eq!(summary.bytes, info.bytes, "CSV bytes collected");
@@ -433,7 +479,8 @@ async fn end_to_end(
     );
     let bytes = std::fs::metadata(&out_path).unwrap().len();
     std::fs::remove_file(&out_path).unwrap();
-    bytes
+    measured.note = format!("{:.1} MB out, lines = rows", bytes as f64 / 1e6);
+    measured
 }
 
 fn options(o: &Options) -> CollectorOptions {
@@ -522,10 +569,7 @@ pub async fn main() {
         ("e2e-ecs", OutputFormat::Ecs),
     ] {
         if wanted(name) {
-            let label = format!("end to end, --format {format}");
-            let (mut m, bytes) =
-                stage(&label, end_to_end(&client, &o, &info, format, dir.path())).await;
-            m.note = format!("{:.1} MB out, lines = rows", bytes as f64 / 1e6);
+            let m = end_to_end(&client, &o, &info, format, dir.path()).await;
             if format == OutputFormat::Ndjson {
                 e2e_secs = Some(m.secs);
             }
@@ -548,6 +592,15 @@ pub async fn main() {
         )
         .await;
         assert_eq!(bytes, info.bytes, "downloaded bytes");
+        report.push(m);
+    }
+    if wanted("decode") {
+        let (m, rows) = stage(
+            "download + inflate + decode",
+            download_and_decode(&client, &files, o.concurrency),
+        )
+        .await;
+        assert_eq!(rows, info.rows, "rows decoded");
         report.push(m);
     }
     if wanted("stages") {

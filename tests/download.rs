@@ -285,6 +285,49 @@ async fn concurrent_downloads_keep_file_and_row_order() {
     assert_eq!(files[0].event_type, EventType::Uri);
 }
 
+/// The files after the one being consumed download meanwhile, up to `concurrency` at once,
+/// without the consumer reading anything: their tasks do not wait to be asked for.
+#[tokio::test]
+async fn downloads_run_ahead_of_the_file_being_consumed() {
+    let server = MockServer::start().await;
+    let (client, _tokens) = wiremock_client(&server).await;
+    let mut files = Vec::new();
+    for i in 0..6u32 {
+        let id = format!("0AT00000000000{i}CCC");
+        let csv = format!("\"EVENT_TYPE\",\"N\"\n\"URI\",\"{i}\"\n");
+        let f = file(&id, csv.len() as u64);
+        Mock::given(method("GET"))
+            .and(path(f.log_file.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(csv.into_bytes()))
+            .mount(&server)
+            .await;
+        files.push(f);
+    }
+    let mut stream = Box::pin(client.download_concurrently(files.clone(), 3));
+    let first = stream.next().await.unwrap();
+    let downloads = || async {
+        let requests = server.received_requests().await.unwrap_or_default();
+        requests
+            .iter()
+            .filter(|r| r.url.path().ends_with("/LogFile"))
+            .count()
+    };
+    // The first file and the three behind it; the stream is not polled again meanwhile.
+    let ran_ahead = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while downloads().await < 4 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        ran_ahead.is_ok(),
+        "only {} of the 4 downloads started while the consumer held the first file",
+        downloads().await
+    );
+    let rows: Vec<LogRecord> = first.try_collect().await.unwrap();
+    assert_eq!(rows.len(), 1);
+}
+
 /// A download task that never finishes (its runtime shut down under it) must end the file with
 /// a retryable error: an empty or partial file that looks complete would be committed.
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use futures_util::stream::{self, BoxStream};
+use futures_util::stream::BoxStream;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -62,10 +62,11 @@ impl JwtBearerClient {
     /// Downloads several files at once, at most `concurrency` at a time, and yields them in
     /// the given order, each with its rows in file order.
     ///
-    /// Files ahead of the one being consumed keep downloading until a bounded number of bytes
-    /// of their rows are buffered, so memory stays bounded however large the files and their
-    /// rows are. Dropping the stream (or a file's records) stops the downloads behind it. Needs
-    /// a tokio runtime.
+    /// The `concurrency` files after the one being consumed download meanwhile, each until a
+    /// bounded number of bytes of its rows are buffered (32 MiB shared by the files, at least
+    /// 1 MiB each), so memory stays bounded however large the files and their rows are.
+    /// Dropping the stream (or a file's records) stops the downloads behind it. Needs a tokio
+    /// runtime.
     pub fn download_concurrently(
         &self,
         files: Vec<EventLogFile>,
@@ -84,56 +85,107 @@ impl JwtBearerClient {
         encoding: Option<OutputFormat>,
     ) -> impl Stream<Item = FileRecords> + Send + Unpin + 'static + use<> {
         let concurrency = concurrency.max(1);
-        let bytes_ahead = bytes_ahead_per_file(concurrency);
-        let permits = Arc::new(Semaphore::new(concurrency));
-        let client = self.clone();
-        stream::iter(files)
-            .map(move |file| {
-                let client = client.clone();
-                let permits = Arc::clone(&permits);
-                async move {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    let budget = Arc::new(Semaphore::new(bytes_ahead));
-                    // The permit lives as long as the download task, not as long as the
-                    // consumer's handle, so at most `concurrency` downloads run at once.
-                    let permit = permits.acquire_owned().await;
-                    let task_file = file.clone();
-                    let task_budget = Arc::clone(&budget);
-                    tokio::spawn(async move {
-                        let _permit = permit;
-                        let mut sender = BatchSender {
-                            tx,
-                            budget: task_budget,
-                            capacity: u32::try_from(bytes_ahead).unwrap_or(u32::MAX),
-                        };
-                        match client.download_log_file(&task_file).await {
-                            Ok(body) => {
-                                let decoder = LogFileDecoder::for_file(&task_file);
-                                // Stopped early only when the consumer is gone.
-                                let _ = match encoding {
-                                    None => send_rows(body, decoder, &mut sender).await,
-                                    Some(format) => {
-                                        let file = &task_file;
-                                        send_encoded(body, decoder, &mut sender, format, file).await
-                                    }
-                                };
-                            }
-                            Err(e) => {
-                                let _ = sender.tx.send(Piece::Failed(e));
-                            }
+        ConcurrentDownloads {
+            files: files.into_iter(),
+            ahead: VecDeque::with_capacity(concurrency + 1),
+            concurrency,
+            starter: Starter {
+                client: self.clone(),
+                permits: Arc::new(Semaphore::new(concurrency)),
+                encoding,
+                bytes_ahead: bytes_ahead_per_file(concurrency),
+            },
+        }
+    }
+}
+
+/// The stream of [`JwtBearerClient::download_concurrently`]: each file's task is spawned as soon
+/// as the file is among the `concurrency` files after the one being consumed. They are spawned
+/// here, synchronously, and not from futures inside a buffered stream: those make progress only
+/// while the stream itself is polled, which the consumer does once per file, so each download
+/// started only when its file was asked for and nothing ran ahead.
+struct ConcurrentDownloads {
+    files: std::vec::IntoIter<EventLogFile>,
+    /// Files whose tasks are spawned, in order, not yet handed out.
+    ahead: VecDeque<FileRecords>,
+    concurrency: usize,
+    starter: Starter,
+}
+
+impl Stream for ConcurrentDownloads {
+    type Item = FileRecords;
+
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<FileRecords>> {
+        let this = &mut *self;
+        // The one handed out now and `concurrency` behind it: at most `concurrency + 1` files
+        // hold rows at once, each within its budget.
+        while this.ahead.len() <= this.concurrency {
+            let Some(file) = this.files.next() else {
+                break;
+            };
+            this.ahead.push_back(this.starter.start(file));
+        }
+        Poll::Ready(this.ahead.pop_front())
+    }
+}
+
+/// Starts download tasks.
+struct Starter {
+    client: JwtBearerClient,
+    /// Download slots: at most `concurrency` tasks download at once, whatever is spawned.
+    permits: Arc<Semaphore>,
+    encoding: Option<OutputFormat>,
+    bytes_ahead: usize,
+}
+
+impl Starter {
+    fn start(&self, file: EventLogFile) -> FileRecords {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(self.bytes_ahead));
+        let mut sender = BatchSender {
+            tx,
+            budget: Arc::clone(&budget),
+            capacity: u32::try_from(self.bytes_ahead).unwrap_or(u32::MAX),
+        };
+        let (client, permits, encoding) = (
+            self.client.clone(),
+            Arc::clone(&self.permits),
+            self.encoding,
+        );
+        let task_file = file.clone();
+        tokio::spawn(async move {
+            // The slot is held for the whole task, so at most `concurrency` downloads run;
+            // a consumer gone meanwhile (the stream or the file dropped) cancels the wait.
+            let _permit = tokio::select! {
+                // A consumer that left wins over a slot that came free at the same time.
+                biased;
+                () = sender.tx.closed() => return,
+                permit = permits.acquire_owned() => permit,
+            };
+            match client.download_log_file(&task_file).await {
+                Ok(body) => {
+                    let decoder = LogFileDecoder::for_file(&task_file);
+                    // Stopped early only when the consumer is gone.
+                    let _ = match encoding {
+                        None => send_rows(body, decoder, &mut sender).await,
+                        Some(format) => {
+                            send_encoded(body, decoder, &mut sender, format, &task_file).await
                         }
-                    });
-                    FileRecords {
-                        file,
-                        batches: rx,
-                        budget,
-                        current: Vec::new().into_iter(),
-                        held: None,
-                        ended: false,
-                    }
+                    };
                 }
-            })
-            .buffered(concurrency)
+                Err(e) => {
+                    let _ = sender.tx.send(Piece::Failed(e));
+                }
+            }
+        });
+        FileRecords {
+            file,
+            batches: rx,
+            budget,
+            current: Vec::new().into_iter(),
+            held: None,
+            ended: false,
+        }
     }
 }
 
@@ -145,9 +197,10 @@ impl JwtBearerClient {
 /// bound on the whole keeps a collector far under 64 MiB whatever the file sizes.
 const BYTES_AHEAD_TOTAL: usize = 32 << 20;
 
-/// Each download's share of [`BYTES_AHEAD_TOTAL`], at least [`BYTES_AHEAD_MIN`].
+/// Each file's share of [`BYTES_AHEAD_TOTAL`] (`concurrency` downloads and the file being
+/// consumed hold rows at once), at least [`BYTES_AHEAD_MIN`].
 fn bytes_ahead_per_file(concurrency: usize) -> usize {
-    (BYTES_AHEAD_TOTAL / concurrency.max(1)).max(BYTES_AHEAD_MIN)
+    (BYTES_AHEAD_TOTAL / (concurrency.max(1) + 1)).max(BYTES_AHEAD_MIN)
 }
 
 /// The least a download may buffer ahead, however many run at once: enough to keep it busy.
@@ -738,8 +791,8 @@ mod tests {
 
     #[test]
     fn the_budget_is_shared_by_the_downloads_with_a_floor() {
-        assert_eq!(bytes_ahead_per_file(4), 8 << 20);
-        assert_eq!(bytes_ahead_per_file(0), 32 << 20);
+        assert_eq!(bytes_ahead_per_file(4), (32 << 20) / 5);
+        assert_eq!(bytes_ahead_per_file(0), 16 << 20);
         assert_eq!(bytes_ahead_per_file(64), 1 << 20);
     }
 
