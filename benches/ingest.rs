@@ -18,9 +18,11 @@
 //! freed heap counts in its peak RSS):
 //!
 //! - `floor`: every file downloaded with a plain reqwest client asking for gzip, inflated with
-//!   flate2 and thrown away, `--concurrency` at once: the wire and inflate, nothing of ours.
+//!   flate2 and thrown away, `--concurrency` tasks at once: the wire and inflate, nothing of ours.
 //! - `download`: the same through [`JwtBearerClient::download_log_file`] (inflate, length
-//!   check), `--concurrency` at once.
+//!   check), `--concurrency` tasks at once.
+//! - `decode`: `download_concurrently` read as the collector reads it, in file order, rows
+//!   decoded in the download tasks, counted and dropped.
 //! - `stages`: one file at a time, each stage timed on its own over the same bytes (the CSV is
 //!   downloaded first, untimed): `decode` (CSV to typed rows, fed in the chunks the network
 //!   delivered), `encode` NDJSON and `encode-ecs` (rows to lines in memory), `write` (the NDJSON
