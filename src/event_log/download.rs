@@ -239,32 +239,28 @@ impl BatchSender {
                 bytes += row.buffered_size();
                 batch.push(row);
             }
-            // A batch larger than the whole budget (one huge row) waits until nothing else of
-            // this file is buffered, so the bound is the budget or one batch.
-            let permits = u32::try_from(bytes)
-                .unwrap_or(u32::MAX)
-                .clamp(1, self.capacity);
-            // Closed by the consumer's drop: nobody wants the rows any more.
-            let permit = Arc::clone(&self.budget)
-                .acquire_many_owned(permits)
-                .await
-                .map_err(|_| Gone)?;
+            let permit = self.reserve(bytes).await?;
             self.tx.send(Piece::Rows(batch, permit)).map_err(|_| Gone)?;
         }
         Ok(())
     }
-}
 
-impl BatchSender {
-    /// Sends encoded lines holding `rows` rows once the budget has room for them.
-    async fn send_lines(&mut self, lines: Vec<u8>, rows: u64) -> Result<(), Gone> {
-        let permits = u32::try_from(lines.len())
+    /// Waits until the budget has room for `bytes`. A piece larger than the whole budget (one
+    /// huge row) waits until nothing else of this file is buffered, so the bound is the budget
+    /// or one piece. Fails when the consumer's drop closed the budget: nobody wants the rows.
+    async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Gone> {
+        let permits = u32::try_from(bytes)
             .unwrap_or(u32::MAX)
             .clamp(1, self.capacity);
-        let permit = Arc::clone(&self.budget)
+        Arc::clone(&self.budget)
             .acquire_many_owned(permits)
             .await
-            .map_err(|_| Gone)?;
+            .map_err(|_| Gone)
+    }
+
+    /// Sends encoded lines holding `rows` rows once the budget has room for them.
+    async fn send_lines(&mut self, lines: Vec<u8>, rows: u64) -> Result<(), Gone> {
+        let permit = self.reserve(lines.len()).await?;
         self.tx
             .send(Piece::Encoded(lines, rows, permit))
             .map_err(|_| Gone)
