@@ -472,7 +472,7 @@ impl<S: CheckpointStore> Collector<S> {
                 let delivered = match next.take() {
                     Some(mut records) if encoding.is_some() => {
                         sink.begin_file(&file).await?;
-                        let (report, sink) = (&mut report, &mut *sink);
+                        let report = &mut report;
                         deliver_encoded(sink, &file, &mut records, report, started, progress).await
                     }
                     Some(records) => {
