@@ -62,8 +62,8 @@ impl JwtBearerClient {
     /// Downloads several files at once, at most `concurrency` at a time, and yields them in
     /// the given order, each with its rows in file order.
     ///
-    /// The `concurrency` files after the one being consumed download meanwhile, each until a
-    /// bounded number of bytes of its rows are buffered (32 MiB shared by the files, at least
+    /// The `concurrency - 1` files after the one being consumed download meanwhile, each until
+    /// a bounded number of bytes of its rows are buffered (16 MiB shared by the files, at least
     /// 1 MiB each), so memory stays bounded however large the files and their rows are.
     /// Dropping the stream (or a file's records) stops the downloads behind it. Needs a tokio
     /// runtime.
@@ -87,11 +87,10 @@ impl JwtBearerClient {
         let concurrency = concurrency.max(1);
         ConcurrentDownloads {
             files: files.into_iter(),
-            ahead: VecDeque::with_capacity(concurrency + 1),
+            ahead: VecDeque::with_capacity(concurrency),
             concurrency,
             starter: Starter {
                 client: self.clone(),
-                permits: Arc::new(Semaphore::new(concurrency)),
                 encoding,
                 bytes_ahead: bytes_ahead_per_file(concurrency),
             },
@@ -100,7 +99,7 @@ impl JwtBearerClient {
 }
 
 /// The stream of [`JwtBearerClient::download_concurrently`]: each file's task is spawned as soon
-/// as the file is among the `concurrency` files after the one being consumed. They are spawned
+/// as the file is among the `concurrency - 1` files after the one being consumed. They are spawned
 /// here, synchronously, and not from futures inside a buffered stream: those make progress only
 /// while the stream itself is polled, which the consumer does once per file, so each download
 /// started only when its file was asked for and nothing ran ahead.
@@ -117,9 +116,11 @@ impl Stream for ConcurrentDownloads {
 
     fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<FileRecords>> {
         let this = &mut *self;
-        // The one handed out now and `concurrency` behind it: at most `concurrency + 1` files
-        // hold rows at once, each within its budget.
-        while this.ahead.len() <= this.concurrency {
+        // The one handed out now and `concurrency - 1` behind it: `concurrency` files download
+        // at once (a consumer reads one file at a time), each within its budget. No semaphore
+        // decides which of them may download: with one, files behind the head could take every
+        // slot and wait for room in their full budgets while the head waited for a slot.
+        while this.ahead.len() < this.concurrency {
             let Some(file) = this.files.next() else {
                 break;
             };
@@ -132,8 +133,6 @@ impl Stream for ConcurrentDownloads {
 /// Starts download tasks.
 struct Starter {
     client: JwtBearerClient,
-    /// Download slots: at most `concurrency` tasks download at once, whatever is spawned.
-    permits: Arc<Semaphore>,
     encoding: Option<OutputFormat>,
     bytes_ahead: usize,
 }
@@ -147,31 +146,35 @@ impl Starter {
             budget: Arc::clone(&budget),
             capacity: u32::try_from(self.bytes_ahead).unwrap_or(u32::MAX),
         };
-        let (client, permits, encoding) = (
-            self.client.clone(),
-            Arc::clone(&self.permits),
-            self.encoding,
-        );
+        let (client, encoding) = (self.client.clone(), self.encoding);
         let task_file = file.clone();
-        tokio::spawn(async move {
-            // The slot is held for the whole task, so at most `concurrency` downloads run;
-            // a consumer gone meanwhile (the stream or the file dropped) cancels the wait.
-            let _permit = tokio::select! {
-                // A consumer that left wins over a slot that came free at the same time.
-                biased;
-                () = sender.tx.closed() => return,
-                permit = permits.acquire_owned() => permit,
+        if let Some(format) = encoding {
+            // Two tasks: one receives and inflates, the other decodes and encodes, so that a
+            // large file keeps both worker threads busy. What crosses between them is a few
+            // large chunks of CSV, not rows (freeing a row on another thread costs more than
+            // making it).
+            let inflated = spawn_inflate(client, file.clone());
+            tokio::spawn(async move {
+                let decoder = LogFileDecoder::for_file(&task_file);
+                let body = inflated_stream(inflated, &task_file.id);
+                // Stopped early only when the consumer is gone.
+                let _ = send_encoded(body, decoder, &mut sender, format, &task_file).await;
+            });
+            return FileRecords {
+                file,
+                batches: rx,
+                budget,
+                current: Vec::new().into_iter(),
+                held: None,
+                ended: false,
             };
+        }
+        tokio::spawn(async move {
             match client.download_log_file(&task_file).await {
                 Ok(body) => {
                     let decoder = LogFileDecoder::for_file(&task_file);
                     // Stopped early only when the consumer is gone.
-                    let _ = match encoding {
-                        None => send_rows(body, decoder, &mut sender).await,
-                        Some(format) => {
-                            send_encoded(body, decoder, &mut sender, format, &task_file).await
-                        }
-                    };
+                    let _ = send_rows(body, decoder, &mut sender).await;
                 }
                 Err(e) => {
                     let _ = sender.tx.send(Piece::Failed(e));
@@ -189,18 +192,96 @@ impl Starter {
     }
 }
 
-/// Bytes of decoded rows (text and field index, see [`LogRecord::buffered_size`]) buffered
-/// ahead of the consumer by all the downloads of [`JwtBearerClient::download_concurrently`]
-/// together. Large enough that the files behind the one being written are decoded whole while
-/// the consumer encodes and commits it (a download stalled at a small budget leaves the
-/// consumer waiting on one file's inflate and decode, on one core, at every file change); the
-/// bound on the whole keeps a collector far under 64 MiB whatever the file sizes.
-const BYTES_AHEAD_TOTAL: usize = 32 << 20;
+/// The inflated CSV crosses from the receiving task to the decoding task in chunks of about
+/// this size (reqwest hands over 4 KiB at a time)...
+const INFLATED_CHUNK: usize = 256 << 10;
 
-/// Each file's share of [`BYTES_AHEAD_TOTAL`] (`concurrency` downloads and the file being
-/// consumed hold rows at once), at least [`BYTES_AHEAD_MIN`].
+/// ...at most this many waiting: the receiving task runs ahead of the decoder by about 512 KiB.
+const INFLATED_AHEAD: usize = 2;
+
+/// What the receiving task hands the decoding task: CSV bytes, then `End` once the body arrived
+/// whole (its length checked), or the error that ended it.
+enum Inflated {
+    Chunk(Bytes),
+    End,
+}
+
+/// Spawns the task that downloads `file` and passes its inflated CSV on in large chunks.
+fn spawn_inflate(
+    client: JwtBearerClient,
+    file: EventLogFile,
+) -> mpsc::Receiver<Result<Inflated, Error>> {
+    let (tx, rx) = mpsc::channel(INFLATED_AHEAD);
+    tokio::spawn(async move {
+        let mut body = match client.download_log_file(&file).await {
+            Ok(body) => body,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let mut chunk = bytes::BytesMut::with_capacity(INFLATED_CHUNK);
+        while let Some(piece) = body.next().await {
+            match piece {
+                Ok(piece) => chunk.extend_from_slice(&piece),
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+            if chunk.len() >= INFLATED_CHUNK {
+                let full =
+                    std::mem::replace(&mut chunk, bytes::BytesMut::with_capacity(INFLATED_CHUNK));
+                if tx.send(Ok(Inflated::Chunk(full.freeze()))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if !chunk.is_empty() && tx.send(Ok(Inflated::Chunk(chunk.freeze()))).await.is_err() {
+            return;
+        }
+        // Sent only here: a task that dies without it ends the file with `DownloadAborted`.
+        let _ = tx.send(Ok(Inflated::End)).await;
+    });
+    rx
+}
+
+/// The inflated chunks as a body stream: ends at `End`, and with [`Error::DownloadAborted`]
+/// when the receiving task died without it.
+fn inflated_stream(
+    mut rx: mpsc::Receiver<Result<Inflated, Error>>,
+    id: &str,
+) -> impl Stream<Item = Result<Bytes, Error>> + Unpin + use<> {
+    let id = id.to_string();
+    let mut ended = false;
+    futures_util::stream::poll_fn(move |cx| {
+        if ended {
+            return Poll::Ready(None);
+        }
+        let item = match ready!(rx.poll_recv(cx)) {
+            Some(Ok(Inflated::Chunk(chunk))) => return Poll::Ready(Some(Ok(chunk))),
+            Some(Ok(Inflated::End)) => None,
+            Some(Err(e)) => Some(Err(e)),
+            None => Some(Err(Error::DownloadAborted { id: id.clone() })),
+        };
+        ended = true;
+        Poll::Ready(item)
+    })
+}
+
+/// Bytes of decoded rows (text and field index, see [`LogRecord::buffered_size`]) or encoded
+/// lines buffered ahead of the consumer by all the files of
+/// [`JwtBearerClient::download_concurrently`] together. Large enough that a typical file behind
+/// the one being written is decoded whole meanwhile (a download stalled at a small budget leaves
+/// the consumer waiting on one file's work at every file change); small enough that, with each
+/// download's own buffers, a collector stays under 64 MiB whatever the file sizes (measured:
+/// about 38 MiB for NDJSON and 43 MiB for ECS with files of 116 MB, concurrency 4).
+const BYTES_AHEAD_TOTAL: usize = 16 << 20;
+
+/// Each file's share of [`BYTES_AHEAD_TOTAL`] (`concurrency` files, the one being consumed
+/// included, hold rows at once), at least [`BYTES_AHEAD_MIN`].
 fn bytes_ahead_per_file(concurrency: usize) -> usize {
-    (BYTES_AHEAD_TOTAL / (concurrency.max(1) + 1)).max(BYTES_AHEAD_MIN)
+    (BYTES_AHEAD_TOTAL / concurrency.max(1)).max(BYTES_AHEAD_MIN)
 }
 
 /// The least a download may buffer ahead, however many run at once: enough to keep it busy.
@@ -278,7 +359,7 @@ const LINES_CAPACITY: usize = ENCODED_BATCH_BYTES + (64 << 10);
 /// As [`send_rows`], with every row encoded in `format` (as the sink would write it) before it
 /// is sent: decoding and encoding both happen here, on the runtime's worker threads.
 async fn send_encoded(
-    mut body: LogFileBody,
+    mut body: impl Stream<Item = Result<Bytes, Error>> + Unpin,
     mut decoder: LogFileDecoder,
     sender: &mut BatchSender,
     format: OutputFormat,
@@ -785,9 +866,38 @@ mod tests {
         assert!(records.next_encoded().await.is_none());
     }
 
+    #[tokio::test]
+    async fn inflated_chunks_end_cleanly_only_with_end() {
+        let (tx, rx) = mpsc::channel(2);
+        tx.send(Ok(Inflated::Chunk(Bytes::from_static(b"a"))))
+            .await
+            .unwrap();
+        tx.send(Ok(Inflated::End)).await.unwrap();
+        let mut body = inflated_stream(rx, "0AT000000000001AAA");
+        assert_eq!(
+            body.next().await.unwrap().unwrap(),
+            Bytes::from_static(b"a")
+        );
+        assert!(body.next().await.is_none());
+
+        // The receiving task died after a chunk: never a clean end of the body.
+        let (tx, rx) = mpsc::channel(2);
+        tx.send(Ok(Inflated::Chunk(Bytes::from_static(b"a"))))
+            .await
+            .unwrap();
+        drop(tx);
+        let mut body = inflated_stream(rx, "0AT000000000001AAA");
+        assert!(body.next().await.unwrap().is_ok());
+        assert!(matches!(
+            body.next().await,
+            Some(Err(Error::DownloadAborted { .. }))
+        ));
+        assert!(body.next().await.is_none());
+    }
+
     #[test]
     fn the_budget_is_shared_by_the_downloads_with_a_floor() {
-        assert_eq!(bytes_ahead_per_file(4), (32 << 20) / 5);
+        assert_eq!(bytes_ahead_per_file(4), 4 << 20);
         assert_eq!(bytes_ahead_per_file(0), 16 << 20);
         assert_eq!(bytes_ahead_per_file(64), 1 << 20);
     }
