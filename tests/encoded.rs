@@ -174,3 +174,53 @@ async fn a_file_cut_mid_body_is_written_once_after_its_retry() {
         "every row once, as the rows path writes them"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_larger_than_their_share_of_the_look_ahead_finish_in_order() {
+    // 16 MiB shared by 12 files: 1.3 MiB each, and every file's lines are larger, so the files
+    // behind the head fill their budgets and wait while the head goes on.
+    let clock = ManualClock::new(datetime!(2025-06-10 12:00 UTC));
+    let mock = MockOrg::builder()
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .await;
+    let day = datetime!(2025-06-07 00:00 UTC);
+    for i in 0..14u64 {
+        mock.add_file(
+            MockLogFile::builder(["Login", "URI", "API"][i as usize % 3])
+                .interval(Interval::Daily)
+                .log_date(day)
+                .created_date(day + time::Duration::minutes(30 + i as i64))
+                .rows(4_000)
+                .seed(i)
+                .build(),
+        );
+    }
+    mock.precompress_downloads();
+    let client = JwtBearerClient::builder(mock.config_builder().build().unwrap())
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = sink(&dir.path().join("large.ndjson"), OutputFormat::Ndjson);
+    let options = CollectorOptions {
+        since: Duration::from_secs(5 * 86_400),
+        concurrency: 12,
+        ..CollectorOptions::default()
+    };
+    let mut collector = Collector::new(
+        client,
+        EventLogFileQuery::new(),
+        MemoryCheckpointStore::new(),
+        options,
+    )
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    let mut progress = |_: &Progress| {};
+    let pass = collector.run_pass(&mut out, &mut progress, &stop);
+    let summary = tokio::time::timeout(Duration::from_secs(120), pass)
+        .await
+        .expect("the pass finished")
+        .unwrap();
+    assert_eq!((summary.files, summary.rows), (14, 14 * 4_000));
+}
