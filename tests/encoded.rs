@@ -43,27 +43,30 @@ impl RecordSink for RowsOnly {
 /// An org with daily files of several types, the larger ones past one encoded batch (256 KiB)
 /// so that a file's lines arrive in several pieces.
 async fn org() -> (MockOrg, JwtBearerClient) {
+    org_with(&[
+        ("Login", 2_000),
+        ("URI", 7),
+        ("API", 1_500),
+        ("Logout", 1),
+        ("Report", 40),
+    ])
+    .await
+}
+
+/// An org with one daily file per `(EventType, rows)`, created in that order.
+async fn org_with(files: &[(&str, usize)]) -> (MockOrg, JwtBearerClient) {
     let clock = ManualClock::new(datetime!(2025-06-10 12:00 UTC));
     let mock = MockOrg::builder()
         .clock(Arc::new(clock.clone()))
         .start()
         .await;
     let day = datetime!(2025-06-08 00:00 UTC);
-    for (i, (t, rows)) in [
-        ("Login", 2_000),
-        ("URI", 7),
-        ("API", 1_500),
-        ("Logout", 1),
-        ("Report", 40),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, &(t, rows)) in files.iter().enumerate() {
         mock.add_file(
             MockLogFile::builder(t)
                 .interval(Interval::Daily)
                 .log_date(day)
-                .created_date(day + time::Duration::hours(26 + i as i64))
+                .created_date(day + time::Duration::minutes(26 * 60 + i as i64))
                 .rows(rows)
                 .seed(i as u64)
                 .build(),
@@ -85,9 +88,18 @@ async fn org() -> (MockOrg, JwtBearerClient) {
 }
 
 async fn run<K: RecordSink>(client: &JwtBearerClient, sink: &mut K) -> PassSummary {
+    run_with(client, sink, 3).await
+}
+
+/// One pass over every file, `concurrency` downloads at once.
+async fn run_with<K: RecordSink>(
+    client: &JwtBearerClient,
+    sink: &mut K,
+    concurrency: usize,
+) -> PassSummary {
     let options = CollectorOptions {
         since: Duration::from_secs(5 * 86_400),
-        concurrency: 3,
+        concurrency,
         ..CollectorOptions::default()
     };
     let mut collector = Collector::new(
@@ -179,48 +191,15 @@ async fn a_file_cut_mid_body_is_written_once_after_its_retry() {
 async fn files_larger_than_their_share_of_the_look_ahead_finish_in_order() {
     // 16 MiB shared by 12 files: 1.3 MiB each, and every file's lines are larger, so the files
     // behind the head fill their budgets and wait while the head goes on.
-    let clock = ManualClock::new(datetime!(2025-06-10 12:00 UTC));
-    let mock = MockOrg::builder()
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .await;
-    let day = datetime!(2025-06-07 00:00 UTC);
-    for i in 0..14u64 {
-        mock.add_file(
-            MockLogFile::builder(["Login", "URI", "API"][i as usize % 3])
-                .interval(Interval::Daily)
-                .log_date(day)
-                .created_date(day + time::Duration::minutes(30 + i as i64))
-                .rows(4_000)
-                .seed(i)
-                .build(),
-        );
-    }
+    let files: Vec<(&str, usize)> = (0..14)
+        .map(|i| (["Login", "URI", "API"][i % 3], 4_000))
+        .collect();
+    let (mock, client) = org_with(&files).await;
     mock.precompress_downloads();
-    let client = JwtBearerClient::builder(mock.config_builder().build().unwrap())
-        .clock(Arc::new(clock))
-        .build()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut out = sink(&dir.path().join("large.ndjson"), OutputFormat::Ndjson);
-    let options = CollectorOptions {
-        since: Duration::from_secs(5 * 86_400),
-        concurrency: 12,
-        ..CollectorOptions::default()
-    };
-    let mut collector = Collector::new(
-        client,
-        EventLogFileQuery::new(),
-        MemoryCheckpointStore::new(),
-        options,
-    )
-    .unwrap();
-    let stop = AtomicBool::new(false);
-    let mut progress = |_: &Progress| {};
-    let pass = collector.run_pass(&mut out, &mut progress, &stop);
-    let summary = tokio::time::timeout(Duration::from_secs(120), pass)
+    let summary = tokio::time::timeout(Duration::from_secs(120), run_with(&client, &mut out, 12))
         .await
-        .expect("the pass finished")
-        .unwrap();
+        .expect("the pass finished");
     assert_eq!((summary.files, summary.rows), (14, 14 * 4_000));
 }

@@ -139,57 +139,60 @@ struct Starter {
 
 impl Starter {
     fn start(&self, file: EventLogFile) -> FileRecords {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let budget = Arc::new(Semaphore::new(self.bytes_ahead));
-        let mut sender = BatchSender {
-            tx,
-            budget: Arc::clone(&budget),
-            capacity: u32::try_from(self.bytes_ahead).unwrap_or(u32::MAX),
-        };
-        let (client, encoding) = (self.client.clone(), self.encoding);
-        let task_file = file.clone();
-        if let Some(format) = encoding {
-            // Two tasks: one receives and inflates, the other decodes and encodes, so that a
-            // large file keeps both worker threads busy. What crosses between them is a few
-            // large chunks of CSV, not rows (freeing a row on another thread costs more than
-            // making it).
-            let inflated = spawn_inflate(client, file.clone());
-            tokio::spawn(async move {
-                let decoder = LogFileDecoder::for_file(&task_file);
-                let body = inflated_stream(inflated, &task_file.id);
-                // Stopped early only when the consumer is gone.
-                let _ = send_encoded(body, decoder, &mut sender, format, &task_file).await;
-            });
-            return FileRecords {
-                file,
-                batches: rx,
-                budget,
-                current: Vec::new().into_iter(),
-                held: None,
-                ended: false,
-            };
-        }
-        tokio::spawn(async move {
-            match client.download_log_file(&task_file).await {
-                Ok(body) => {
-                    let decoder = LogFileDecoder::for_file(&task_file);
+        let (records, mut sender) = channel(file.clone(), self.bytes_ahead);
+        let client = self.client.clone();
+        match self.encoding {
+            Some(format) => {
+                // Two tasks: one receives and inflates, the other decodes and encodes, so that
+                // a large file keeps both worker threads busy. What crosses between them is a
+                // few large chunks of CSV, not rows (freeing a row on another thread costs more
+                // than making it).
+                let inflated = spawn_inflate(client, file.clone());
+                tokio::spawn(async move {
+                    let decoder = LogFileDecoder::for_file(&file);
+                    let body = inflated_stream(inflated, &file.id);
                     // Stopped early only when the consumer is gone.
-                    let _ = send_rows(body, decoder, &mut sender).await;
-                }
-                Err(e) => {
-                    let _ = sender.tx.send(Piece::Failed(e));
-                }
+                    let _ = send_encoded(body, decoder, &mut sender, format, &file).await;
+                });
             }
-        });
-        FileRecords {
-            file,
-            batches: rx,
-            budget,
-            current: Vec::new().into_iter(),
-            held: None,
-            ended: false,
+            None => {
+                tokio::spawn(async move {
+                    match client.download_log_file(&file).await {
+                        Ok(body) => {
+                            let decoder = LogFileDecoder::for_file(&file);
+                            // Stopped early only when the consumer is gone.
+                            let _ = send_rows(body, decoder, &mut sender).await;
+                        }
+                        Err(e) => {
+                            let _ = sender.tx.send(Piece::Failed(e));
+                        }
+                    }
+                });
+            }
         }
+        records
     }
+}
+
+/// A file's two ends: the consumer's [`FileRecords`], and the sender its download task writes
+/// to, sharing a budget of `bytes_ahead` bytes.
+fn channel(file: EventLogFile, bytes_ahead: usize) -> (FileRecords, BatchSender) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Semaphore::new(bytes_ahead));
+    let sender = BatchSender {
+        tx,
+        budget: Arc::clone(&budget),
+        capacity: u32::try_from(bytes_ahead).unwrap_or(u32::MAX),
+    };
+    let records = FileRecords {
+        file,
+        batches: rx,
+        budget,
+        current: Vec::new().into_iter(),
+        held: None,
+        ended: false,
+    };
+    (records, sender)
 }
 
 /// The inflated CSV crosses from the receiving task to the decoding task in chunks of about
@@ -806,8 +809,8 @@ mod tests {
         assert_eq!(sizes, [3, 3, 2]);
     }
 
-    fn records(batches: mpsc::UnboundedReceiver<Piece>) -> FileRecords {
-        let file = EventLogFile {
+    fn file() -> EventLogFile {
+        EventLogFile {
             id: "0AT000000000001AAA".into(),
             event_type: "Login".into(),
             log_date: time::OffsetDateTime::UNIX_EPOCH,
@@ -820,21 +823,12 @@ mod tests {
             log_file_content_type: None,
             log_file_field_names: None,
             log_file_field_types: None,
-        };
-        FileRecords {
-            file,
-            batches,
-            budget: Arc::new(Semaphore::new(BYTES_AHEAD as usize)),
-            current: Vec::new().into_iter(),
-            held: None,
-            ended: false,
         }
     }
 
     #[tokio::test]
     async fn encoded_lines_arrive_in_order_and_a_dead_task_ends_them_aborted() {
-        let (mut sender, rx) = sender();
-        let mut records = records(rx);
+        let (mut records, mut sender) = channel(file(), BYTES_AHEAD as usize);
         sender.send_lines(b"{\"a\":1}\n".to_vec(), 1).await.unwrap();
         sender
             .send_lines(b"{\"a\":2}\n{\"a\":3}\n".to_vec(), 2)
@@ -858,8 +852,7 @@ mod tests {
 
     #[tokio::test]
     async fn encoded_lines_end_cleanly_only_with_end() {
-        let (mut sender, rx) = sender();
-        let mut records = records(rx);
+        let (mut records, mut sender) = channel(file(), BYTES_AHEAD as usize);
         sender.send_lines(b"x\n".to_vec(), 1).await.unwrap();
         sender.tx.send(Piece::End).unwrap();
         assert_eq!(records.next_encoded().await.unwrap().unwrap().rows, 1);

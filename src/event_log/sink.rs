@@ -238,21 +238,9 @@ pub(crate) struct Encoders {
     ecs: EcsEncoder,
 }
 
-/// Writes the row's line: the same bytes as `serde_json` writes for [`NdjsonRow`] or
-/// [`ecs::EcsRow`] (tests/encode.rs compares them), written directly.
-fn encode_row(
-    line: &mut Vec<u8>,
-    encoders: &mut Encoders,
-    format: OutputFormat,
-    file: &EventLogFile,
-    row: &LogRecord,
-) -> Result<(), Error> {
-    line.clear();
-    append_row(line, encoders, format, file, row)
-}
-
-/// Appends the row's line (newline included) to `out`, as [`encode_row`] writes it. On error
-/// `out` may hold part of the line: the caller drops the buffer with the error.
+/// Appends the row's line (newline included) to `out`: the same bytes as `serde_json` writes
+/// for [`NdjsonRow`] or [`ecs::EcsRow`] (tests/encode.rs compares them), written directly. On
+/// error `out` may hold part of the line: the caller drops the buffer with the error.
 pub(crate) fn append_row(
     out: &mut Vec<u8>,
     encoders: &mut Encoders,
@@ -356,7 +344,8 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
         self.guard()?;
-        encode_row(&mut self.line, &mut self.encoders, self.format, file, row)?;
+        self.line.clear();
+        append_row(&mut self.line, &mut self.encoders, self.format, file, row)?;
         self.write_line()
     }
 

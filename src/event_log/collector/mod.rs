@@ -469,23 +469,11 @@ impl<S: CheckpointStore> Collector<S> {
             let outcome = loop {
                 // The first attempt reads the prefetched download (encoded lines or rows); a
                 // retry downloads the file again and hands the sink rows.
-                let delivered = match next.take() {
-                    Some(mut records) if encoding.is_some() => {
-                        sink.begin_file(&file).await?;
-                        let report = &mut report;
-                        deliver_encoded(sink, &file, &mut records, report, started, progress).await
-                    }
-                    Some(records) => {
-                        sink.begin_file(&file).await?;
-                        let rows: RowStream = Box::pin(records);
-                        deliver(sink, &file, rows, &mut report, started, progress).await
-                    }
+                let source = match next.take() {
+                    Some(records) if encoding.is_some() => Source::Encoded(Box::new(records)),
+                    Some(records) => Source::Rows(Box::pin(records)),
                     None => match self.client.log_records(&file).await {
-                        Ok(rows) => {
-                            sink.begin_file(&file).await?;
-                            let rows: RowStream = Box::pin(rows);
-                            deliver(sink, &file, rows, &mut report, started, progress).await
-                        }
+                        Ok(rows) => Source::Rows(Box::pin(rows)),
                         Err(error) => {
                             if self.pause_before_retry(&file, &error, attempt).await {
                                 attempt += 1;
@@ -494,6 +482,15 @@ impl<S: CheckpointStore> Collector<S> {
                             break Err(error);
                         }
                     },
+                };
+                sink.begin_file(&file).await?;
+                let delivered = match source {
+                    Source::Encoded(records) => {
+                        deliver_encoded(sink, &file, *records, &mut report, started, progress).await
+                    }
+                    Source::Rows(rows) => {
+                        deliver(sink, &file, rows, &mut report, started, progress).await
+                    }
                 };
                 match delivered {
                     Ok(count) => break Ok((count, sink.commit_file(&file).await?)),
@@ -552,11 +549,19 @@ fn concerns_only_this_file(error: &Error) -> bool {
 
 type RowStream = Pin<Box<dyn Stream<Item = Result<LogRecord, Error>> + Send>>;
 
+/// Where a file's rows come from on one attempt.
+enum Source {
+    /// The prefetched download, its rows already encoded for the sink.
+    Encoded(Box<FileRecords>),
+    /// Rows, prefetched or downloaded again.
+    Rows(RowStream),
+}
+
 /// Streams a file's encoded lines into the sink, as [`deliver`] does its rows.
 async fn deliver_encoded<K: RecordSink>(
     sink: &mut K,
     file: &EventLogFile,
-    records: &mut FileRecords,
+    mut records: FileRecords,
     report: &mut Progress,
     started: Instant,
     progress: &mut (dyn FnMut(&Progress) + Send),
