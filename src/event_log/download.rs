@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::client::{InstanceRequest, JwtBearerClient};
 use crate::error::Error;
 use crate::event_log::model::EventLogFile;
+use crate::event_log::record::split::{RowSplitter, Segment};
 use crate::event_log::record::{LogFileDecoder, LogRecord};
 use crate::event_log::sink::{Encoders, append_row};
 use crate::format::OutputFormat;
@@ -152,7 +153,7 @@ impl Starter {
                     let decoder = LogFileDecoder::for_file(&file);
                     let body = inflated_stream(inflated, &file.id);
                     // Stopped early only when the consumer is gone.
-                    let _ = send_encoded(body, decoder, &mut sender, format, &file).await;
+                    let _ = send_encoded(body, decoder, &mut sender, format, Arc::new(file)).await;
                 });
             }
             None => {
@@ -351,69 +352,330 @@ impl BatchSender {
     }
 }
 
-/// Encoded lines are handed over in pieces of about this many bytes (a row's line is never
-/// split), or sooner when the body has nothing more for now.
-const ENCODED_BATCH_BYTES: usize = 256 << 10;
+/// Segments of one file decoded and encoded at once, on the worker threads, beside the task
+/// that cuts them. Two keep both cores busy with a single large file; each holds a segment
+/// (about [`INFLATED_CHUNK`] of CSV) and its lines outside the file's budget, so more would
+/// only add memory.
+const SEGMENTS_IN_FLIGHT: usize = 2;
 
-/// A batch's buffer: the batch and the row that takes it past the mark, without growing, for
-/// rows of usual size.
-const LINES_CAPACITY: usize = ENCODED_BATCH_BYTES + (64 << 10);
+/// Bytes without a probable row boundary after which the rest of a file is decoded in order
+/// on one task: CSV the splitter misreads (an unbalanced quote) must not make it hold the
+/// rest of the file.
+const MAX_PENDING_BYTES: usize = 4 << 20;
 
 /// As [`send_rows`], with every row encoded in `format` (as the sink would write it) before it
-/// is sent: decoding and encoding both happen here, on the runtime's worker threads.
+/// is sent. The file is cut into segments at probable row boundaries
+/// ([`RowSplitter`]) and up to [`SEGMENTS_IN_FLIGHT`] of them are decoded and encoded at once
+/// by their own tasks, each with a decoder that starts at its segment
+/// ([`LogFileDecoder::continuation`]). Their lines are sent in file order. A segment's
+/// work is kept only if the decoder of everything before it ended at a row start, which makes
+/// its rows exactly those a single decoder would produce; otherwise the segment is decoded
+/// again, in order, here, and so is the rest of the file.
 async fn send_encoded(
     mut body: impl Stream<Item = Result<Bytes, Error>> + Unpin,
-    mut decoder: LogFileDecoder,
+    decoder: LogFileDecoder,
     sender: &mut BatchSender,
     format: OutputFormat,
-    file: &EventLogFile,
-) -> Result<(), Gone> {
-    let mut encoders = Encoders::default();
-    let mut rows: Vec<LogRecord> = Vec::new();
-    let mut lines: Vec<u8> = Vec::with_capacity(LINES_CAPACITY);
-    let mut count = 0u64;
-    loop {
-        let next = match body.next().now_or_never() {
-            Some(next) => next,
-            None => {
-                if count > 0 {
-                    let full = std::mem::replace(&mut lines, Vec::with_capacity(LINES_CAPACITY));
-                    sender.send_lines(full, std::mem::take(&mut count)).await?;
+    file: Arc<EventLogFile>,
+) -> Result<SegmentStats, Gone> {
+    let mut stats = SegmentStats::default();
+    let mut splitter = RowSplitter::default();
+    let mut speculate = true;
+    // The decoder of everything sent so far, in file order.
+    let mut current = decoder;
+    let mut work = SegmentWork::default();
+    let mut spare: Vec<SegmentWork> = Vec::new();
+    let mut queue: VecDeque<Slot> = VecDeque::new();
+    // How the body ended, once it has.
+    let mut body_end: Option<Result<(), Error>> = None;
+    let outcome = loop {
+        // Segments are handled in file order; one to decode here is done at once.
+        if queue.front().is_some_and(|slot| slot.task.is_none()) {
+            if let Some(slot) = queue.pop_front() {
+                stats.in_order += 1;
+                match decode_here(&mut current, &slot.segment, &mut work, format, &file) {
+                    Ok((lines, rows)) => {
+                        if rows > 0 {
+                            sender.send_lines(lines, rows).await?;
+                        }
+                    }
+                    Err(e) => break Err(e),
                 }
-                body.next().await
+            }
+            continue;
+        }
+        let running = queue.iter().filter(|slot| slot.task.is_some()).count();
+        let event = if body_end.is_none() && running < SEGMENTS_IN_FLIGHT {
+            match queue.front_mut().and_then(|slot| slot.task.as_mut()) {
+                None => Event::Input(body.next().await),
+                Some(task) => match futures_util::future::select(body.next(), task).await {
+                    futures_util::future::Either::Left((input, _)) => Event::Input(input),
+                    futures_util::future::Either::Right((done, _)) => Event::Done(done),
+                },
+            }
+        } else if let Some(task) = queue.front_mut().and_then(|slot| slot.task.as_mut()) {
+            Event::Done(task.await)
+        } else {
+            // The body has ended (nothing runs and nothing waits, so the `if` above did not
+            // hold for its first half) and every segment is sent.
+            match body_end.take() {
+                Some(Ok(())) => {
+                    // The decoder of the last bytes knows whether the file ended cleanly.
+                    let mut rows = std::mem::take(&mut work.rows);
+                    let finished = current.finish(&mut rows).and_then(|()| {
+                        let mut lines = Vec::new();
+                        let count =
+                            encode_rows(&mut rows, &mut work.encoders, format, &file, &mut lines)?;
+                        Ok((lines, count))
+                    });
+                    match finished {
+                        Ok((lines, count)) => {
+                            if count > 0 {
+                                sender.send_lines(lines, count).await?;
+                            }
+                            break Ok(());
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
+                Some(Err(e)) => break Err(e),
+                None => {
+                    break Err(Error::Internal(format!(
+                        "EventLogFile {}: the decoding of its segments lost track of the body",
+                        file.id
+                    )));
+                }
             }
         };
-        let end = next.is_none();
-        let step = match next {
-            Some(Ok(chunk)) => decoder.feed(&chunk, &mut rows),
-            Some(Err(e)) => Err(e),
-            None => decoder.finish(&mut rows),
-        };
-        // The rows of a chunk that failed are dropped, as in `send_rows`: the lines before it
-        // go first, so the error comes after them.
-        let step = step.and_then(|()| {
-            for row in rows.drain(..) {
-                append_row(&mut lines, &mut encoders, format, file, &row)?;
-                count += 1;
+        match event {
+            Event::Input(Some(Ok(chunk))) => {
+                if !speculate {
+                    queue.push_back(Slot::here(Segment {
+                        pieces: vec![chunk],
+                        line: 0,
+                    }));
+                    continue;
+                }
+                if let Some(segment) = splitter.push(chunk) {
+                    let task = spawn_segment(&current, &segment, &mut spare, format, &file);
+                    stats.spawned += usize::from(task.is_some());
+                    queue.push_back(Slot { task, segment });
+                }
+                if splitter.pending_len() > MAX_PENDING_BYTES {
+                    speculate = false;
+                    queue.extend(splitter.take_pending().map(Slot::here));
+                }
             }
-            Ok(())
-        });
-        if let Err(e) = step {
-            rows.clear();
-            return sender.tx.send(Piece::Failed(e)).map_err(|_| Gone);
-        }
-        if end {
-            if count > 0 {
-                sender.send_lines(lines, count).await?;
+            Event::Input(end) => {
+                // The bytes after the last cut are decoded, here, before the file ends: a row
+                // error in them comes before an error of the body, as with one decoder.
+                queue.extend(splitter.take_pending().map(Slot::here));
+                body_end = Some(match end {
+                    Some(Err(e)) => Err(e),
+                    _ => Ok(()),
+                });
             }
-            // Sent only here, as in `send_rows`.
-            return sender.tx.send(Piece::End).map_err(|_| Gone);
+            Event::Done(done) => {
+                let Some(slot) = queue.pop_front() else {
+                    break Err(Error::Internal(format!(
+                        "EventLogFile {}: a segment finished that was not awaited",
+                        file.id
+                    )));
+                };
+                let Ok(done) = done else {
+                    // The task panicked: as for a download task that dies.
+                    break Err(Error::DownloadAborted {
+                        id: file.id.clone(),
+                    });
+                };
+                if current.at_row_start() {
+                    // The cut was a row boundary: the segment's rows are exactly those of
+                    // decoding in order, and so is how the decoder stands after them.
+                    let done = *done;
+                    current = done.decoder;
+                    spare.push(done.work);
+                    match done.outcome {
+                        Ok(rows) => {
+                            if rows > 0 {
+                                sender.send_lines(done.lines, rows).await?;
+                            }
+                        }
+                        Err(e) => break Err(e),
+                    }
+                } else {
+                    // A misread cut: decode the segment again after what precedes it, and
+                    // the rest of the file in order.
+                    tracing::debug!(id = %file.id, line = slot.segment.line, "a probable row boundary was not one; decoding the rest of the file in order");
+                    stats.redone += 1;
+                    spare.push(done.work);
+                    if speculate {
+                        speculate = false;
+                        queue.extend(splitter.take_pending().map(Slot::here));
+                    }
+                    queue.push_front(Slot::here(slot.segment));
+                    for slot in queue.iter_mut() {
+                        if let Some(task) = slot.task.take() {
+                            task.abort();
+                        }
+                    }
+                }
+            }
         }
-        if lines.len() >= ENCODED_BATCH_BYTES {
-            let full = std::mem::replace(&mut lines, Vec::with_capacity(LINES_CAPACITY));
-            sender.send_lines(full, std::mem::take(&mut count)).await?;
+    };
+    for slot in &queue {
+        if let Some(task) = &slot.task {
+            task.abort();
         }
     }
+    let last = match outcome {
+        Ok(()) => Piece::End,
+        // The lines before the error are sent; the consumer drops the whole file anyway.
+        Err(e) => Piece::Failed(e),
+    };
+    sender.tx.send(last).map_err(|_| Gone)?;
+    Ok(stats)
+}
+
+/// How [`send_encoded`] decoded a file's segments (read by tests).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct SegmentStats {
+    /// Segments decoded by their own tasks.
+    spawned: usize,
+    /// Of those, segments whose cut was not a row boundary, decoded again.
+    redone: usize,
+    /// Segments decoded in order by the sending task (the first, the last bytes, the redone,
+    /// and all after a miss).
+    in_order: usize,
+}
+
+/// A segment of [`send_encoded`], decoded by its own task or, with no task, to be decoded by
+/// the sending task when its turn comes.
+struct Slot {
+    task: Option<tokio::task::JoinHandle<Box<SegmentDone>>>,
+    segment: Segment,
+}
+
+impl Slot {
+    fn here(segment: Segment) -> Slot {
+        Slot {
+            task: None,
+            segment,
+        }
+    }
+}
+
+/// What [`send_encoded`] waits for next.
+enum Event {
+    Input(Option<Result<Bytes, Error>>),
+    Done(Result<Box<SegmentDone>, tokio::task::JoinError>),
+}
+
+/// A decoding task's buffers, handed back and reused: the encoders keep what they worked out
+/// for the file's columns.
+#[derive(Default)]
+struct SegmentWork {
+    encoders: Encoders,
+    rows: Vec<LogRecord>,
+}
+
+/// What a segment's task hands back: its decoder after the segment, its lines and their row
+/// count or the error that ended it, and its buffers.
+struct SegmentDone {
+    decoder: LogFileDecoder,
+    lines: Vec<u8>,
+    outcome: Result<u64, Error>,
+    work: SegmentWork,
+}
+
+/// Spawns the task of a segment that starts at a probable row boundary; `None` (decode it in
+/// order) before the header row was read.
+fn spawn_segment(
+    current: &LogFileDecoder,
+    segment: &Segment,
+    spare: &mut Vec<SegmentWork>,
+    format: OutputFormat,
+    file: &Arc<EventLogFile>,
+) -> Option<tokio::task::JoinHandle<Box<SegmentDone>>> {
+    let mut decoder = current.continuation(segment.line)?;
+    let mut work = spare.pop().unwrap_or_default();
+    let pieces = segment.pieces.clone();
+    let file = Arc::clone(file);
+    Some(tokio::spawn(async move {
+        let mut lines = Vec::with_capacity(lines_capacity(&pieces, format));
+        let outcome = decode_pieces(&mut decoder, &pieces, &mut work, format, &file, &mut lines);
+        // Boxed: the decoder holds csv-core's transition table.
+        Box::new(SegmentDone {
+            decoder,
+            lines,
+            outcome,
+            work,
+        })
+    }))
+}
+
+/// Decodes and encodes a segment on the sending task, after everything before it.
+fn decode_here(
+    decoder: &mut LogFileDecoder,
+    segment: &Segment,
+    work: &mut SegmentWork,
+    format: OutputFormat,
+    file: &EventLogFile,
+) -> Result<(Vec<u8>, u64), Error> {
+    let mut lines = Vec::with_capacity(lines_capacity(&segment.pieces, format));
+    let rows = decode_pieces(decoder, &segment.pieces, work, format, file, &mut lines)?;
+    Ok((lines, rows))
+}
+
+/// Room for the lines of `pieces` of CSV without growing, for rows of usual size: NDJSON
+/// repeats every column name, ECS adds its own fields.
+fn lines_capacity(pieces: &[Bytes], format: OutputFormat) -> usize {
+    let csv: usize = pieces.iter().map(Bytes::len).sum();
+    match format {
+        OutputFormat::Ndjson => csv * 5 / 2,
+        OutputFormat::Ecs => csv * 3,
+    }
+}
+
+/// Feeds `pieces` to `decoder` and appends the lines of the rows they complete to `lines`;
+/// the number of rows.
+fn decode_pieces(
+    decoder: &mut LogFileDecoder,
+    pieces: &[Bytes],
+    work: &mut SegmentWork,
+    format: OutputFormat,
+    file: &EventLogFile,
+    lines: &mut Vec<u8>,
+) -> Result<u64, Error> {
+    let mut count = 0;
+    for piece in pieces {
+        let step = decoder
+            .feed(piece, &mut work.rows)
+            .and_then(|()| encode_rows(&mut work.rows, &mut work.encoders, format, file, lines));
+        match step {
+            Ok(rows) => count += rows,
+            Err(e) => {
+                work.rows.clear();
+                return Err(e);
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// Appends the lines of `rows` (taking them) to `lines`; how many.
+fn encode_rows(
+    rows: &mut Vec<LogRecord>,
+    encoders: &mut Encoders,
+    format: OutputFormat,
+    file: &EventLogFile,
+    lines: &mut Vec<u8>,
+) -> Result<u64, Error> {
+    let mut count = 0;
+    for row in rows.drain(..) {
+        append_row(lines, encoders, format, file, &row)?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// Decodes `body` and sends its rows through `sender`, then [`Piece::End`] or the error that
@@ -929,5 +1191,180 @@ mod tests {
         // What dropping the `FileRecords` does: the download waiting for room ends.
         budget.close();
         assert!(matches!(sending.now_or_never(), Some(Err(Gone))));
+    }
+
+    /// Everything `csv` gives through one decoder: its lines in `format`, or the error's text.
+    fn encoded_in_order(csv: &[u8], format: OutputFormat) -> Result<Vec<u8>, String> {
+        let file = file();
+        let mut decoder = LogFileDecoder::for_file(&file);
+        let (mut rows, mut encoders, mut lines) = (Vec::new(), Encoders::default(), Vec::new());
+        decoder
+            .feed(csv, &mut rows)
+            .and_then(|()| decoder.finish(&mut rows))
+            .and_then(|()| encode_rows(&mut rows, &mut encoders, format, &file, &mut lines))
+            .map_err(|e| e.to_string())?;
+        Ok(lines)
+    }
+
+    /// The same through [`send_encoded`], the body in chunks of `sizes` bytes (cycled).
+    async fn encoded_in_segments(
+        csv: &[u8],
+        sizes: &[usize],
+        format: OutputFormat,
+    ) -> (Result<Vec<u8>, String>, SegmentStats) {
+        let file = file();
+        // Room for every line: nobody reads until the file is done.
+        let (mut records, mut sender) = channel(file.clone(), 256 << 20);
+        let mut chunks = Vec::new();
+        let (mut rest, mut sizes) = (csv, sizes.iter().cycle());
+        while !rest.is_empty() {
+            let n = sizes.next().copied().unwrap_or(1).clamp(1, rest.len());
+            chunks.push(Ok(Bytes::copy_from_slice(&rest[..n])));
+            rest = &rest[n..];
+        }
+        let body = futures_util::stream::iter(chunks);
+        let decoder = LogFileDecoder::for_file(&file);
+        let stats = send_encoded(body, decoder, &mut sender, format, Arc::new(file))
+            .await
+            .unwrap();
+        drop(sender);
+        let mut lines = Vec::new();
+        while let Some(piece) = records.next_encoded().await {
+            match piece {
+                Ok(piece) => lines.extend_from_slice(&piece.lines),
+                Err(e) => return (Err(e.to_string()), stats),
+            }
+        }
+        (Ok(lines), stats)
+    }
+
+    /// A Login file of `n` rows as Salesforce writes it, every field quoted, the last column
+    /// holding doubled quotes, a comma and a line break; `note(i)` replaces row `i`'s last
+    /// field as written (quotes included) when it returns one.
+    fn login_csv(n: usize, note: impl Fn(usize) -> Option<String>) -> Vec<u8> {
+        let mut csv = String::from("\"EVENT_TYPE\",\"TIMESTAMP\",\"USER_ID\",\"NOTE\"\n");
+        for i in 0..n {
+            let note = note(i).unwrap_or_else(|| {
+                format!("\"note {i} with \"\"quotes\"\", a comma\nand a line\"")
+            });
+            // Both line ends Salesforce's files have been seen with.
+            let end = if i % 3 == 0 { "\r\n" } else { "\n" };
+            csv.push_str(&format!(
+                "\"Login\",\"20250608{:06}.000\",\"00500000000{i:04}\",{note}{end}",
+                i % 240_000
+            ));
+        }
+        csv.into_bytes()
+    }
+
+    #[tokio::test]
+    async fn segments_decoded_at_once_give_the_lines_of_one_decoder() {
+        let csv = login_csv(3_000, |_| None);
+        for format in [OutputFormat::Ndjson, OutputFormat::Ecs] {
+            let expected = encoded_in_order(&csv, format).unwrap();
+            let (lines, stats) = encoded_in_segments(&csv, &[4096, 1000, 7919], format).await;
+            assert!(lines.unwrap() == expected, "{format}: same bytes");
+            assert!(
+                stats.spawned >= 40,
+                "{format}: decoded in parallel: {stats:?}"
+            );
+            assert_eq!(stats.redone, 0, "{format}: every cut was a row boundary");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cut_that_was_not_a_row_boundary_is_decoded_again_in_order() {
+        // A stray quote in an unquoted field (row 100) makes every quote count after it odd,
+        // so the splitter cuts inside a quoted field's line break.
+        let csv = login_csv(3_000, |i| (i == 100).then(|| "no\"te".to_string()));
+        for format in [OutputFormat::Ndjson, OutputFormat::Ecs] {
+            let expected = encoded_in_order(&csv, format).unwrap();
+            let (lines, stats) = encoded_in_segments(&csv, &[4096], format).await;
+            assert!(lines.unwrap() == expected, "{format}: same bytes");
+            assert_eq!(stats.redone, 1, "{format}: {stats:?}");
+            assert!(
+                stats.in_order > 20,
+                "{format}: the rest in order: {stats:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_probable_row_boundary_the_rest_is_decoded_in_order() {
+        // After the stray quote no line break looks like a row end: the splitter would hold
+        // the rest of the file. Past `MAX_PENDING_BYTES` it is decoded in order.
+        let csv = login_csv(90_000, |i| match i {
+            3 => Some("no\"te".to_string()),
+            _ => Some("\"note\"".to_string()),
+        });
+        assert!(csv.len() > MAX_PENDING_BYTES + (256 << 10));
+        let expected = encoded_in_order(&csv, OutputFormat::Ndjson).unwrap();
+        let (lines, stats) =
+            encoded_in_segments(&csv, &[INFLATED_CHUNK], OutputFormat::Ndjson).await;
+        assert!(lines.unwrap() == expected, "same bytes");
+        assert_eq!((stats.spawned, stats.redone), (0, 0), "{stats:?}");
+        // The first bytes, the pending 4 MiB, and each chunk after them.
+        assert!(stats.in_order >= 3, "{stats:?}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_row_in_a_segment_ends_the_file_with_the_error_of_one_decoder() {
+        let csv = login_csv(3_000, |i| (i == 2_500).then(|| "\"a\",\"b\"".to_string()));
+        let expected = encoded_in_order(&csv, OutputFormat::Ecs).unwrap_err();
+        assert!(expected.contains("fields but the header has"), "{expected}");
+        let (lines, stats) = encoded_in_segments(&csv, &[4096], OutputFormat::Ecs).await;
+        assert_eq!(lines.unwrap_err(), expected);
+        assert!(stats.spawned >= 40, "{stats:?}");
+    }
+
+    mod segments {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A field as written: quoted (with doubled quotes, commas and line breaks), unquoted,
+        /// and now and then malformed (a stray quote, text after the closing quote).
+        fn field() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => "[a-z]{0,5}".prop_map(|s| format!("\"{s}\"")),
+                4 => "[a-z\",\n]{0,8}".prop_map(|s| format!("\"{}\"", s.replace('"', "\"\""))),
+                2 => "[a-z]{0,4}",
+                1 => "[a-z\"]{1,3}",
+                1 => "\"[a-z]{0,3}\"[a-z]{1,2}",
+            ]
+        }
+
+        fn row() -> impl Strategy<Value = String> {
+            (
+                prop_oneof![20 => Just(3usize), 1 => Just(2usize)],
+                prop_oneof![Just("\n"), Just("\r\n")],
+            )
+                .prop_flat_map(|(n, end)| {
+                    proptest::collection::vec(field(), n).prop_map(move |f| f.join(",") + end)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn decoding_in_segments_never_changes_the_lines_or_the_error(
+                rows in proptest::collection::vec(row(), 1..120),
+                sizes in proptest::collection::vec(1usize..400, 1..8),
+                last_line_end in any::<bool>(),
+            ) {
+                let mut csv = String::from("\"A\",\"B\",\"C\"\n") + &rows.concat();
+                if !last_line_end {
+                    csv.truncate(csv.trim_end_matches(['\r', '\n']).len());
+                }
+                let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let expected = encoded_in_order(csv.as_bytes(), OutputFormat::Ndjson);
+                let (lines, _) = runtime.block_on(encoded_in_segments(
+                    csv.as_bytes(),
+                    &sizes,
+                    OutputFormat::Ndjson,
+                ));
+                prop_assert_eq!(lines, expected);
+            }
+        }
     }
 }

@@ -96,6 +96,43 @@ impl LogFileDecoder {
         self.schema.as_ref()
     }
 
+    /// A decoder that goes on with this file's rows from a row boundary at `line` (the file's
+    /// line number there, counted as this decoder counts), with this one's columns and none of
+    /// its state; `None` before the header row was read. Rows decoded by it are exactly those
+    /// this decoder would decode from there, provided it is at a row start there
+    /// ([`at_row_start`](Self::at_row_start)): that is how one file's rows are decoded on
+    /// several threads (see `event_log::download`).
+    pub(crate) fn continuation(&self, line: u64) -> Option<LogFileDecoder> {
+        let schema = Arc::clone(self.schema.as_ref()?);
+        let mut reader = csv_core::Reader::new();
+        reader.set_line(line);
+        Some(LogFileDecoder {
+            id: self.id.clone(),
+            reader,
+            // Only read to build the schema, which a continuation already has.
+            declared: Declared::ByName(HashMap::new()),
+            schema: Some(schema),
+            fields: vec![0; 4096],
+            ends: vec![0; 64],
+            out_len: 0,
+            ends_len: 0,
+            record_line: line,
+            started: true,
+            head: Vec::new(),
+        })
+    }
+
+    /// Whether everything fed so far ended exactly at the end of a row (after its line end),
+    /// with the header read. After input that ends with `\n` this is exact: a `\n` that does not
+    /// end a row is inside a quoted field, where csv-core copies it out as field text.
+    pub(crate) fn at_row_start(&self) -> bool {
+        self.started
+            && self.schema.is_some()
+            && self.head.is_empty()
+            && self.out_len == 0
+            && self.ends_len == 0
+    }
+
     /// Decodes `chunk`, appending every row it completes to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<LogRecord>) -> Result<(), Error> {
         // csv-core reads empty input as the end of the file; only `finish` may say that.

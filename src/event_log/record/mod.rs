@@ -9,6 +9,7 @@
 
 mod decoder;
 mod serde;
+pub(crate) mod split;
 mod value;
 
 use std::collections::HashMap;
