@@ -636,6 +636,9 @@ fn lines_capacity(pieces: &[Bytes], format: OutputFormat) -> usize {
     }
 }
 
+/// The CSV bytes [`decode_pieces`] decodes before it encodes the rows they complete.
+const DECODE_SLICE: usize = 32 << 10;
+
 /// Feeds `pieces` to `decoder` and appends the lines of the rows they complete to `lines`;
 /// the number of rows.
 fn decode_pieces(
@@ -647,7 +650,9 @@ fn decode_pieces(
     lines: &mut Vec<u8>,
 ) -> Result<u64, Error> {
     let mut count = 0;
-    for piece in pieces {
+    // Fed in slices so that a few rows at a time wait for their lines, not a chunk's worth:
+    // less memory per segment in flight, and each row is encoded while its text is in cache.
+    for piece in pieces.iter().flat_map(|piece| piece.chunks(DECODE_SLICE)) {
         let step = decoder
             .feed(piece, &mut work.rows)
             .and_then(|()| encode_rows(&mut work.rows, &mut work.encoders, format, file, lines));

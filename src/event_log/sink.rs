@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io::{BufWriter, Seek as _, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
@@ -172,6 +173,8 @@ pub struct NdjsonSink<W: Write + Send> {
     format: OutputFormat,
     /// Log-file rows' JSON, with the keys of the current file's columns cached.
     encoders: Encoders,
+    /// Bytes handed to `out` so far.
+    written: u64,
 }
 
 impl<W: Write + Send> NdjsonSink<W> {
@@ -188,6 +191,7 @@ impl<W: Write + Send> NdjsonSink<W> {
             poisoned: None,
             format: OutputFormat::default(),
             encoders: Encoders::default(),
+            written: 0,
         }
     }
 
@@ -299,6 +303,7 @@ impl<W: Write + Send> NdjsonSink<W> {
             .out
             .write_all(bytes)
             .map_err(|e| Error::io(format!("writing {}", self.name), e));
+        self.written += bytes.len() as u64;
         self.poison_on_error(written)
     }
 
@@ -381,6 +386,27 @@ pub struct NdjsonFileSink {
     output: String,
     ndjson: NdjsonSink<BufWriter<File>>,
     committed: u64,
+    writeback: Writeback,
+}
+
+/// Bytes written after which the sink asks the disk, in the background, for what it wrote so
+/// far (see [`Writeback`]).
+const WRITEBACK_BYTES: u64 = 16 << 20;
+
+/// An fdatasync started on a blocking thread every [`WRITEBACK_BYTES`] and not waited for, so
+/// that the disk writes while rows are still arriving. Without it a file's lines reach the disk
+/// only in the commit's fdatasync (the kernel starts writeback on its own only past a tenth of
+/// the memory), and with files of hundreds of MB the pass stood still for most of a second at
+/// every commit: about 2.7 s of a 10 s pass with six 116 MB files in ECS, measured with
+/// strace. The commit still syncs, and waits for this one first, reading its outcome: an
+/// error is reported to one sync only, so the commit fails if this one failed.
+#[derive(Debug, Default)]
+struct Writeback {
+    /// Bytes written when the last one started.
+    started_at: u64,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The first error of one that finished before the commit asked.
+    failed: Option<Error>,
 }
 
 impl NdjsonFileSink {
@@ -503,6 +529,7 @@ impl NdjsonFileSink {
             output,
             ndjson: NdjsonSink::named(BufWriter::with_capacity(256 * 1024, file), name),
             committed,
+            writeback: Writeback::default(),
         };
         sink.cut_back()?;
         Ok(sink)
@@ -550,7 +577,9 @@ impl RecordSink for NdjsonFileSink {
     }
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
-        self.ndjson.write_row(file, row).await
+        self.ndjson.write_row(file, row).await?;
+        self.start_writeback_if_due();
+        Ok(())
     }
 
     fn encoded_format(&self) -> Option<OutputFormat> {
@@ -558,7 +587,9 @@ impl RecordSink for NdjsonFileSink {
     }
 
     async fn write_encoded(&mut self, file: &EventLogFile, lines: &[u8]) -> Result<(), Error> {
-        self.ndjson.write_encoded(file, lines).await
+        self.ndjson.write_encoded(file, lines).await?;
+        self.start_writeback_if_due();
+        Ok(())
     }
 
     async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
@@ -591,7 +622,9 @@ impl ObjectSink for NdjsonFileSink {
     }
 
     async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
-        ObjectSink::write(&mut self.ndjson, batch, record).await
+        ObjectSink::write(&mut self.ndjson, batch, record).await?;
+        self.start_writeback_if_due();
+        Ok(())
     }
 
     async fn commit(&mut self, batch: &Batch<'_>) -> Result<Option<u64>, Error> {
@@ -617,8 +650,63 @@ impl ObjectSink for NdjsonFileSink {
 }
 
 impl NdjsonFileSink {
+    /// Starts a [`Writeback`] once [`WRITEBACK_BYTES`] were written since the last one, unless
+    /// that one still runs. Only an optimization: when the handle cannot be duplicated, the
+    /// commit's sync does all the work, as without it.
+    fn start_writeback_if_due(&mut self) {
+        let written = self.ndjson.written;
+        if written - self.writeback.started_at < WRITEBACK_BYTES {
+            return;
+        }
+        if let Some(task) = &mut self.writeback.running {
+            if !task.is_finished() {
+                return;
+            }
+            // Finished: its outcome is read now and an error kept for the commit.
+            if let Some(outcome) = task.now_or_never() {
+                let outcome = self.writeback_outcome(outcome);
+                if let (Err(e), None) = (outcome, &self.writeback.failed) {
+                    self.writeback.failed = Some(e);
+                }
+            }
+            self.writeback.running = None;
+        }
+        let Ok(handle) = self.ndjson.out.get_ref().try_clone() else {
+            return;
+        };
+        self.writeback.started_at = written;
+        self.writeback.running = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+    }
+
+    /// Waits for the running [`Writeback`], if any; its error is the output's.
+    async fn finish_writeback(&mut self) -> Result<(), Error> {
+        if let Some(task) = self.writeback.running.take() {
+            let outcome = task.await;
+            self.writeback_outcome(outcome)?;
+        }
+        match self.writeback.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn writeback_outcome(
+        &self,
+        outcome: Result<std::io::Result<()>, tokio::task::JoinError>,
+    ) -> Result<(), Error> {
+        let what = || format!("syncing {} in the background", self.path.display());
+        match outcome {
+            Ok(synced) => synced.map_err(|e| Error::io(what(), e)),
+            Err(e) => Err(Error::Internal(format!(
+                "{}: the blocking task failed: {e}",
+                what()
+            ))),
+        }
+    }
+
     /// Makes what was written durable and returns where it ends.
     async fn sync_and_locate(&mut self) -> Result<u64, Error> {
+        self.finish_writeback().await?;
         let path = self.path.display().to_string();
         let file = self.ndjson.out.get_mut();
         on_blocking_thread(file, format!("syncing {path}"), |f| f.sync_data()).await?;
@@ -628,6 +716,7 @@ impl NdjsonFileSink {
 
     /// [`cut_back`](Self::cut_back) with the truncation and fsync on a blocking thread.
     async fn cut_back_in_background(&mut self) -> Result<(), Error> {
+        self.finish_writeback().await?;
         self.discard_buffer()?;
         let committed = self.committed;
         let path = self.path.display().to_string();
@@ -683,5 +772,62 @@ async fn on_blocking_thread(
         Err(e) => Err(Error::Internal(format!(
             "{what}: the blocking task failed: {e}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn file() -> EventLogFile {
+        EventLogFile {
+            id: "0AT000000000001AAA".into(),
+            event_type: "Login".into(),
+            log_date: time::OffsetDateTime::UNIX_EPOCH,
+            created_date: time::OffsetDateTime::UNIX_EPOCH,
+            interval: None,
+            sequence: 0,
+            log_file_length: 0,
+            log_file: String::new(),
+            api_version: None,
+            log_file_content_type: None,
+            log_file_field_names: None,
+            log_file_field_types: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_disk_is_asked_for_written_lines_before_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = NdjsonFileSink::open(dir.path().join("out.ndjson"), None).unwrap();
+        let file = file();
+        let lines = vec![b'x'; 1 << 20];
+        for _ in 0..(WRITEBACK_BYTES >> 20) - 1 {
+            sink.write_encoded(&file, &lines).await.unwrap();
+        }
+        assert!(sink.writeback.running.is_none(), "not before WRITEBACK_BYTES");
+        sink.write_encoded(&file, &lines).await.unwrap();
+        assert!(sink.writeback.running.is_some(), "started");
+        assert_eq!(sink.writeback.started_at, WRITEBACK_BYTES);
+        assert_eq!(sink.commit_file(&file).await.unwrap(), Some(WRITEBACK_BYTES));
+        assert!(sink.writeback.running.is_none(), "waited for by the commit");
+    }
+
+    #[tokio::test]
+    async fn a_failed_background_sync_fails_the_commit_and_poisons_the_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = NdjsonFileSink::open(dir.path().join("out.ndjson"), None).unwrap();
+        let file = file();
+        sink.write_encoded(&file, b"{}\n").await.unwrap();
+        // What `start_writeback_if_due` keeps when a finished one failed (an EIO is reported
+        // to one fdatasync only, so the commit's own sync would not see it).
+        let failed = sink.writeback_outcome(Ok(Err(std::io::Error::other("EIO"))));
+        sink.writeback.failed = Some(failed.unwrap_err());
+        let error = sink.commit_file(&file).await.unwrap_err().to_string();
+        assert!(error.contains("in the background") && error.contains("EIO"), "{error}");
+        assert!(sink.write_encoded(&file, b"{}\n").await.is_err(), "poisoned");
+        assert_eq!(RecordSink::committed_position(&sink), Some(0));
     }
 }
