@@ -580,8 +580,10 @@ impl Serialize for Salesforce<'_, '_> {
 pub(crate) struct EcsEncoder {
     schema: Option<EcsSchema>,
     names: Option<FileNames>,
-    /// The `event.id` fingerprint's message, reused.
+    /// The `event.id` fingerprint's message, reused: its first `message_head` bytes (domain
+    /// and `EventType`) are those of `names`' event type.
     message: Vec<u8>,
+    message_head: usize,
     /// `salesforce.event_log_file` of the last file, written: the same for all its rows.
     event_log_file: Option<FileSegment>,
 }
@@ -635,7 +637,7 @@ impl EcsSchema {
             .into_iter()
             .map(|i| {
                 let start = prefixed_names.len();
-                push_prefixed(&mut prefixed_names, keys.name(i));
+                push_prefixed(&mut prefixed_names, keys.name(i).as_bytes());
                 (i, start..prefixed_names.len())
             })
             .collect();
@@ -674,18 +676,26 @@ impl EcsEncoder {
         let event_type = file.event_type.as_str();
         let names = match &mut self.names {
             Some(names) if names.event_type == event_type => names,
-            slot => slot.insert(FileNames::new(event_type)),
+            slot => {
+                // Every row's message starts with the domain and the file's `EventType`: kept
+                // in the buffer, and each row's columns written after it.
+                let message = &mut self.message;
+                message.clear();
+                message.extend_from_slice(LOG_ROW_DOMAIN.as_bytes());
+                push_prefixed(message, event_type.as_bytes());
+                self.message_head = message.len();
+                slot.insert(FileNames::new(event_type))
+            }
         };
         let general;
         let hex;
         let id = match &schema.by_name {
             Some(order) => {
                 let message = &mut self.message;
-                message.clear();
-                message.extend_from_slice(LOG_ROW_DOMAIN.as_bytes());
-                push_prefixed(message, event_type);
+                message.truncate(self.message_head);
                 for (i, name) in order {
-                    let value = row.raw_at(*i);
+                    // Bytes, not `&str`: an empty column is skipped from `ends` alone.
+                    let value = row.raw_bytes_at(*i);
                     if !value.is_empty() {
                         message.extend_from_slice(
                             schema.prefixed_names.get(name.clone()).unwrap_or_default(),
@@ -779,16 +789,17 @@ fn write_entry(
 fn write_rest(out: &mut Vec<u8>, row: &LogRecord, rest: &RestKeys<'_>) -> bool {
     out.push(b'{');
     let open = out.len();
-    row.for_each_value(|i, value| {
-        if rest.bits.get(i).is_some_and(|bit| bit & rest.consumed != 0) {
-            return;
-        }
-        if out.len() != open {
-            out.push(b',');
-        }
-        out.extend_from_slice(rest.keys.key(i));
-        write_v(out, &field(&value), rest);
-    });
+    let placed = |i: usize| rest.bits.get(i).is_some_and(|bit| bit & rest.consumed != 0);
+    row.for_each_value_where(
+        |i| !placed(i),
+        |i, value| {
+            if out.len() != open {
+                out.push(b',');
+            }
+            out.extend_from_slice(rest.keys.key(i));
+            write_v(out, &field(&value), rest);
+        },
+    );
     if out.len() == open {
         return false;
     }
