@@ -450,7 +450,8 @@ impl<'r> Plan<'r> {
 }
 
 /// The document's top-level entries and `salesforce.event_log_file`, as `V`s borrowing from the
-/// plan; both writers (serde's and the direct one) walk them.
+/// plan, which the serde reference walks; the direct writer (`write_document`) writes the same
+/// entries in the same order by hand.
 type Entries<'a> = [(&'static str, Option<V<'a>>)];
 
 impl Plan<'_> {
