@@ -241,6 +241,130 @@ proptest! {
     }
 }
 
+/// Every column the ECS mapping reads, under its real name and a type Salesforce gives it
+/// (`CLIENT_IP` as text, so that both typings meet the address rules), plus a column of no
+/// mapping; and the same columns with `URI` twice, whose `event.id` takes the general path.
+const ECS_NAMES: &str = "TIMESTAMP_DERIVED,TIMESTAMP,LOGIN_STATUS,REQUEST_STATUS,SUCCESS,\
+ORGANIZATION_ID,USER_ID_DERIVED,USER_ID,USER_NAME,USER_TYPE,SOURCE_IP,CLIENT_IP,USER_AGENT,\
+BROWSER_TYPE,BROWSER_NAME,BROWSER_VERSION,OS_NAME,OS_VERSION,REFERRER_URI,CIPHER_SUITE,\
+HTTP_METHOD,METHOD,REQUEST_METHOD,STATUS_CODE,REQUEST_SIZE,RESPONSE_SIZE,URL,URI,TLS_PROTOCOL,\
+RUN_TIME";
+const ECS_TYPES: &str = "DateTime,String,String,String,Boolean,Id,Id,Id,String,String,IP,\
+String,EscapedString,String,String,String,String,String,EscapedString,String,String,String,\
+String,Number,Number,Number,EscapedString,String,String,Number";
+
+/// A value for a mapped column: one that the mapping takes (most of the time), or not.
+fn ecs_value(column: &str) -> BoxedStrategy<String> {
+    let taken: BoxedStrategy<String> = match column {
+        "TIMESTAMP_DERIVED" | "TIMESTAMP" => datetime_text().boxed(),
+        "LOGIN_STATUS" => prop_oneof![Just("LOGIN_NO_ERROR"), Just("LOGIN_ERROR_INVALID_PASSWORD")]
+            .prop_map(String::from)
+            .boxed(),
+        "REQUEST_STATUS" => proptest::sample::select(vec!["S", "F", "A", "N", "U", "R"])
+            .prop_map(String::from)
+            .boxed(),
+        "SUCCESS" => boolean_text().boxed(),
+        "USER_NAME" => prop_oneof![
+            Just("ak@example.com".to_string()),
+            Just("a k@example.com".to_string()),
+            Just("@example.com".to_string()),
+            Just("ak@example".to_string()),
+        ]
+        .boxed(),
+        "SOURCE_IP" | "CLIENT_IP" => prop_oneof![
+            Just("10.0.0.1".to_string()),
+            Just("10.0.0.2".to_string()),
+            Just(" 10.0.0.1 ".to_string()),
+            ip_text(),
+        ]
+        .boxed(),
+        "USER_AGENT" | "BROWSER_TYPE" => prop_oneof![
+            Just("\"Mozilla/5.0 (X11)\"".to_string()),
+            Just("9999".to_string()),
+            Just("\"130\"".to_string()),
+            Just("\"\"".to_string()),
+        ]
+        .boxed(),
+        "BROWSER_NAME" | "BROWSER_VERSION" | "OS_NAME" | "OS_VERSION" | "REFERRER_URI"
+        | "CIPHER_SUITE" | "URL" | "URI" => prop_oneof![
+            Just("\"https://x.example/a?b=c\"".to_string()),
+            Just("\"".to_string()),
+            Just("Chrome".to_string()),
+        ]
+        .boxed(),
+        "HTTP_METHOD" | "METHOD" | "REQUEST_METHOD" => prop_oneof![
+            Just("GET".to_string()),
+            Just("POST".to_string()),
+            Just("Unknown".to_string()),
+            Just("ABCDEFGHIJKLMNOPQ".to_string()),
+        ]
+        .boxed(),
+        "STATUS_CODE" | "REQUEST_SIZE" | "RESPONSE_SIZE" => prop_oneof![
+            (0u64..70_000).prop_map(|v| v.to_string()),
+            Just("18446744073709551615".to_string()),
+            number_text(),
+        ]
+        .boxed(),
+        "TLS_PROTOCOL" => proptest::sample::select(vec![
+            "TLSv1.2", "TLS 1.3", "TLSv1", "tlsV2", "TLS 13", "TLS", "TLSv1.", "Unknown",
+        ])
+        .prop_map(String::from)
+        .boxed(),
+        _ => "[0-9A-Za-z]{1,18}".boxed(),
+    };
+    prop_oneof![6 => taken, 1 => Just(String::new()), 1 => awkward_text()].boxed()
+}
+
+fn ecs_row_values() -> impl Strategy<Value = Vec<String>> {
+    ECS_NAMES.split(',').map(ecs_value).collect::<Vec<_>>()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Rows with every mapped column, valid or not, present or not: the direct ECS writer
+    /// writes every document field as the serde reference does, and `event.id` both with its
+    /// per-schema column order and (a duplicated column) the general way.
+    #[test]
+    fn mapped_columns_encode_as_serde_json_does(
+        rows in proptest::collection::vec(ecs_row_values(), 1..8),
+        duplicate_uri in proptest::collection::vec(awkward_text(), 1..8),
+        event_type in prop_oneof![
+            Just("Login".to_string()),
+            Just("ApexCallout".to_string()),
+            Just("ApexExecution".to_string()),
+            awkward_text(),
+        ],
+    ) {
+        let a = file("0AT000000000001AAA", &event_type, datetime!(2024-03-11 00:00 UTC), 1);
+        let b = file("0AT000000000002AAA", &event_type, datetime!(2024-03-11 00:00 UTC), 2);
+        let csv = |names: &str, rows: &[Vec<String>]| {
+            let header: Vec<String> = names.split(',').map(csv_field).collect();
+            let mut csv = header.join(",") + "\n";
+            for row in rows {
+                let fields: Vec<String> = row.iter().map(|v| csv_field(v)).collect();
+                csv += &(fields.join(",") + "\n");
+            }
+            csv.into_bytes()
+        };
+        let first = decode(&a.id, ECS_NAMES, ECS_TYPES, &csv(ECS_NAMES, &rows));
+        let with_duplicate: Vec<Vec<String>> = rows
+            .iter()
+            .zip(duplicate_uri.iter().cycle())
+            .map(|(row, uri)| row.iter().cloned().chain([uri.clone()]).collect())
+            .collect();
+        let names = format!("{ECS_NAMES},URI");
+        let types = format!("{ECS_TYPES},String");
+        let second = decode(&b.id, &names, &types, &csv(&names, &with_duplicate));
+        let pairs: Vec<(&EventLogFile, &LogRecord)> = first
+            .iter()
+            .map(|r| (&a, r))
+            .chain(second.iter().map(|r| (&b, r)))
+            .collect();
+        assert_same(OutputFormat::Ecs, &pairs);
+    }
+}
+
 /// An empty row (every value empty) and a row of a file without columns of its own.
 #[test]
 fn empty_rows_encode_as_serde_json_does() {

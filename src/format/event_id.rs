@@ -49,7 +49,7 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
-use aws_lc_rs::digest::{Context, SHA256};
+use aws_lc_rs::digest::{Context, Digest, SHA256, digest};
 use serde_json::{Map, Value};
 
 use crate::event_log::{EventLogFile, LogRecord, sf_datetime};
@@ -83,14 +83,7 @@ impl Fingerprint {
     }
 
     fn finish_hex(self) -> HexId {
-        let digest = self.0.finish();
-        let mut hex = [0u8; ID_BYTES * 2];
-        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.as_ref()) {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            pair[0] = HEX[usize::from(byte >> 4)];
-            pair[1] = HEX[usize::from(byte & 0xf)];
-        }
-        HexId(hex)
+        HexId::new(&self.0.finish())
     }
 }
 
@@ -100,6 +93,17 @@ impl Fingerprint {
 pub(crate) struct HexId([u8; ID_BYTES * 2]);
 
 impl HexId {
+    /// The first [`ID_BYTES`] of `digest` in lower-case hex.
+    fn new(digest: &Digest) -> Self {
+        let mut hex = [0u8; ID_BYTES * 2];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.as_ref()) {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        HexId(hex)
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         // Only ASCII hex digits are ever stored.
         std::str::from_utf8(&self.0).unwrap_or_default()
@@ -125,9 +129,9 @@ pub fn log_row_event_id(file: &EventLogFile, row: &LogRecord) -> String {
 /// [`log_row_event_id`] built in one buffer and hashed in one call by [`hex_digest`], which
 /// gives the same id without a hash update per string.
 #[inline]
-pub(crate) fn push_prefixed(message: &mut Vec<u8>, s: &str) {
+pub(crate) fn push_prefixed(message: &mut Vec<u8>, s: &[u8]) {
     message.extend_from_slice(&(s.len() as u64).to_be_bytes());
-    message.extend_from_slice(s.as_bytes());
+    message.extend_from_slice(s);
 }
 
 /// The domain [`log_row_event_id`]'s message starts with.
@@ -135,9 +139,8 @@ pub(crate) const LOG_ROW_DOMAIN: &str = "salesforce-jwt:EventLogFile:v1";
 
 /// The id of a whole fingerprint message (domain included), as [`Fingerprint::finish`] writes it.
 pub(crate) fn hex_digest(message: &[u8]) -> HexId {
-    let mut context = Context::new(&SHA256);
-    context.update(message);
-    Fingerprint(context).finish_hex()
+    // One shot: no `Context` to set up and copy per row.
+    HexId::new(&digest(&SHA256, message))
 }
 
 /// The `event.id` of a queried record of `sobject_type` (`attributes` dropped or not: it is

@@ -240,12 +240,24 @@ impl LogRecord {
     /// [`values`](Self::values) yields, with the column's index in place of its name, for
     /// encoders that keep per-column data (pre-escaped keys) of a [`Schema`](super::Schema).
     #[inline]
-    pub(crate) fn for_each_value<'a>(&'a self, mut f: impl FnMut(usize, FieldValue<'a>)) {
+    pub(crate) fn for_each_value<'a>(&'a self, f: impl FnMut(usize, FieldValue<'a>)) {
+        self.for_each_value_where(|_| true, f);
+    }
+
+    /// As [`for_each_value`](Self::for_each_value), for the columns `keep` accepts: the others
+    /// are not typed at all (the ECS encoder leaves out the columns it placed in ECS fields,
+    /// a datetime and an address among them, whose parsing would be wasted).
+    #[inline]
+    pub(crate) fn for_each_value_where<'a>(
+        &'a self,
+        keep: impl Fn(usize) -> bool,
+        mut f: impl FnMut(usize, FieldValue<'a>),
+    ) {
         let mut start = 0;
         for (i, &end) in self.ends.iter().enumerate() {
             let raw = self.text.get(start..end).unwrap_or("");
             start = end;
-            if raw.is_empty() {
+            if raw.is_empty() || !keep(i) {
                 continue;
             }
             if let (Some(_), Some(&field_type)) =
@@ -267,5 +279,18 @@ impl LogRecord {
         };
         let end = self.ends.get(i).copied().unwrap_or(start);
         self.text.get(start..end).unwrap_or("")
+    }
+
+    /// The raw bytes of column `i`, as [`raw_at`](Self::raw_at) without its UTF-8 boundary
+    /// checks: those read the row's text, and a caller that only wants to skip empty columns
+    /// (the `event.id` message) should not touch it for them.
+    #[inline]
+    pub(crate) fn raw_bytes_at(&self, i: usize) -> &[u8] {
+        let start = match i.checked_sub(1) {
+            None => 0,
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.text.as_bytes().get(start..end).unwrap_or_default()
     }
 }

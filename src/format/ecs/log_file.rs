@@ -162,7 +162,6 @@ impl Columns {
 /// What a file's `EventType` gives every document of the file.
 #[derive(Debug)]
 pub(crate) struct FileNames {
-    event_type: String,
     dataset: String,
     event_dataset: String,
     action: String,
@@ -173,7 +172,6 @@ impl FileNames {
     pub(crate) fn new(event_type: &str) -> Self {
         let dataset = log_file_dataset(event_type);
         FileNames {
-            event_type: event_type.to_string(),
             event_dataset: format!("salesforce.{dataset}"),
             dataset,
             action: action_name(event_type),
@@ -452,7 +450,8 @@ impl<'r> Plan<'r> {
 }
 
 /// The document's top-level entries and `salesforce.event_log_file`, as `V`s borrowing from the
-/// plan; both writers (serde's and the direct one) walk them.
+/// plan, which the serde reference walks; the direct writer (`write_document`) writes the same
+/// entries in the same order by hand.
 type Entries<'a> = [(&'static str, Option<V<'a>>)];
 
 impl Plan<'_> {
@@ -574,30 +573,97 @@ impl Serialize for Salesforce<'_, '_> {
 
 /// Writes the bytes `serde_json` writes for [`EcsRow`] (tests/encode.rs compares the two), from
 /// the same [`Plan`], caching what is the same for every row of a file: the columns' snake_case
-/// keys, escaped; where the mapped columns are; their order by name for `event.id`; the names
-/// the `EventType` gives. Nothing is allocated per row once the buffers have grown.
+/// keys, escaped; where the mapped columns are; their order by name for `event.id`; and the
+/// parts of the document that only the file decides ([`FileTemplate`]). Nothing is allocated
+/// per row once the buffers have grown.
+///
+/// The document itself is written by hand ([`write_document`]), in the order
+/// [`Plan::with_document`] gives the serde reference. Walking those `V` entries here too cost
+/// more than any one field: an entry written and taken back for every absent value and every
+/// constant re-escaped per row.
 #[derive(Debug, Default)]
 pub(crate) struct EcsEncoder {
     schema: Option<EcsSchema>,
-    names: Option<FileNames>,
-    /// The `event.id` fingerprint's message, reused.
+    file: Option<FileTemplate>,
+    /// The `event.id` fingerprint's message, reused: its first `message_head` bytes (domain
+    /// and `EventType`) are those of `file`'s event type, written when `file` is.
     message: Vec<u8>,
-    /// `salesforce.event_log_file` of the last file, written: the same for all its rows.
-    event_log_file: Option<FileSegment>,
+    message_head: usize,
 }
 
-/// The file fields `salesforce.event_log_file` is written from, and what they give.
+/// What every document of one file has in common, written once per file.
 #[derive(Debug)]
-struct FileSegment {
+struct FileTemplate {
+    /// The file fields the template was written from: it is reused while they are equal.
     id: String,
     event_type: String,
     log_date: OffsetDateTime,
     interval: String,
     sequence: i64,
-    bytes: Vec<u8>,
+    names: FileNames,
+    /// `,"ecs":{...},"event":{"kind":...,"id":"`: what follows `@timestamp` up to the id.
+    before_id: Vec<u8>,
+    /// The id's closing quote, then `event.category` and `event.type`.
+    after_id: Vec<u8>,
+    /// `,"salesforce":{"event_log_file":{...}`.
+    salesforce: Vec<u8>,
+    /// `,"<dataset>":`, the key of `salesforce.<dataset>`.
+    dataset_key: Vec<u8>,
 }
 
-impl FileSegment {
+impl FileTemplate {
+    fn new(file: &EventLogFile) -> Self {
+        let event_type = file.event_type.as_str();
+        let names = FileNames::new(event_type);
+        let interval = file.interval_or_daily();
+
+        let mut before_id = br#","ecs":{"version":"#.to_vec();
+        write_str(&mut before_id, ECS_VERSION);
+        before_id
+            .extend_from_slice(br#"},"event":{"kind":"event","module":"salesforce","dataset":"#);
+        write_str(&mut before_id, &names.event_dataset);
+        before_id.extend_from_slice(br#","action":"#);
+        write_str(&mut before_id, &names.action);
+        before_id.extend_from_slice(br#","id":""#);
+
+        let mut after_id = b"\"".to_vec();
+        if let Some((category, kind)) = names.category {
+            after_id.extend_from_slice(br#","category":["#);
+            write_str(&mut after_id, category);
+            after_id.extend_from_slice(br#"],"type":["#);
+            write_str(&mut after_id, kind);
+            after_id.push(b']');
+        }
+
+        let mut salesforce = br#","salesforce":{"event_log_file":{"id":"#.to_vec();
+        write_str(&mut salesforce, &file.id);
+        salesforce.extend_from_slice(br#","event_type":"#);
+        write_str(&mut salesforce, event_type);
+        salesforce.extend_from_slice(br#","log_date":"#);
+        write_rfc3339_millis(&mut salesforce, file.log_date);
+        salesforce.extend_from_slice(br#","interval":"#);
+        write_str(&mut salesforce, interval.as_str());
+        salesforce.extend_from_slice(br#","sequence":"#);
+        write_i64(&mut salesforce, file.sequence);
+        salesforce.push(b'}');
+
+        let mut dataset_key = vec![b','];
+        write_key(&mut dataset_key, &names.dataset);
+
+        FileTemplate {
+            id: file.id.clone(),
+            event_type: event_type.to_string(),
+            log_date: file.log_date,
+            interval: interval.as_str().to_string(),
+            sequence: file.sequence,
+            names,
+            before_id,
+            after_id,
+            salesforce,
+            dataset_key,
+        }
+    }
+
     fn matches(&self, file: &EventLogFile) -> bool {
         self.id == file.id
             && self.sequence == file.sequence
@@ -635,7 +701,7 @@ impl EcsSchema {
             .into_iter()
             .map(|i| {
                 let start = prefixed_names.len();
-                push_prefixed(&mut prefixed_names, keys.name(i));
+                push_prefixed(&mut prefixed_names, keys.name(i).as_bytes());
                 (i, start..prefixed_names.len())
             })
             .collect();
@@ -671,21 +737,28 @@ impl EcsEncoder {
             Some(cached) if cached.keys.is_for(row.schema()) => cached,
             slot => slot.insert(EcsSchema::new(row)),
         };
-        let event_type = file.event_type.as_str();
-        let names = match &mut self.names {
-            Some(names) if names.event_type == event_type => names,
-            slot => slot.insert(FileNames::new(event_type)),
+        let template = match &mut self.file {
+            Some(template) if template.matches(file) => template,
+            slot => {
+                // Every row's message starts with the domain and the file's `EventType`: kept
+                // in the buffer, and each row's columns written after it.
+                let message = &mut self.message;
+                message.clear();
+                message.extend_from_slice(LOG_ROW_DOMAIN.as_bytes());
+                push_prefixed(message, file.event_type.as_str().as_bytes());
+                self.message_head = message.len();
+                slot.insert(FileTemplate::new(file))
+            }
         };
         let general;
         let hex;
         let id = match &schema.by_name {
             Some(order) => {
                 let message = &mut self.message;
-                message.clear();
-                message.extend_from_slice(LOG_ROW_DOMAIN.as_bytes());
-                push_prefixed(message, event_type);
+                message.truncate(self.message_head);
                 for (i, name) in order {
-                    let value = row.raw_at(*i);
+                    // Bytes, not `&str`: an empty column is skipped from `ends` alone.
+                    let value = row.raw_bytes_at(*i);
                     if !value.is_empty() {
                         message.extend_from_slice(
                             schema.prefixed_names.get(name.clone()).unwrap_or_default(),
@@ -702,76 +775,179 @@ impl EcsEncoder {
             }
         };
         let columns = &schema.columns;
-        let plan = Plan::new(file, row, names, id, |c| columns.get(row, c));
+        let plan = Plan::new(file, row, &template.names, id, |c| columns.get(row, c));
         let rest = RestKeys {
             keys: &schema.keys,
             bits: &schema.bits,
             consumed: plan.consumed,
         };
-        plan.with_document(|document, event_log_file| {
-            out.push(b'{');
-            let mut first = true;
-            for (key, value) in document {
-                if let Some(value) = value {
-                    write_entry(out, &mut first, key, value, &rest);
-                }
-            }
-            if !first {
-                out.push(b',');
-            }
-            out.extend_from_slice(br#""salesforce":{"event_log_file":"#);
-            match &self.event_log_file {
-                Some(cached) if cached.matches(file) => out.extend_from_slice(&cached.bytes),
-                _ => {
-                    let start = out.len();
-                    if !write_v(out, &V::Obj(event_log_file), &rest) {
-                        out.push(b'}');
-                    }
-                    self.event_log_file = Some(FileSegment {
-                        id: file.id.clone(),
-                        event_type: event_type.to_string(),
-                        log_date: file.log_date,
-                        interval: file.interval_or_daily().as_str().to_string(),
-                        sequence: file.sequence,
-                        bytes: out.get(start..).unwrap_or_default().to_vec(),
-                    });
-                }
-            }
-            let mark = out.len();
-            out.push(b',');
-            write_key(out, &plan.names.dataset);
-            if !write_rest(out, row, &rest) {
-                out.truncate(mark);
-            }
-            out.extend_from_slice(b"}}");
-        });
+        write_document(out, &plan, template, &rest);
     }
 }
 
-/// `"key":value`, after a comma unless it is the object's first entry; nothing when the value
-/// is left out (an object with nothing present). Writing and taking it back when empty costs
-/// less than asking every object first whether anything in it is present.
+/// An object being written that may end up empty: where its key starts (with the comma before
+/// it, if any) and where its entries start.
+#[derive(Clone, Copy)]
+struct Obj {
+    mark: usize,
+    entries: usize,
+}
+
+/// Opens the object `key` (`"name":{`) as an entry of `parent`; [`close`] takes it back when
+/// nothing was written in it, as the serde reference leaves out an object with nothing present.
 #[inline]
-fn write_entry(
-    out: &mut Vec<u8>,
-    first: &mut bool,
-    key: &'static str,
-    value: &V<'_>,
-    rest: &RestKeys<'_>,
-) {
+fn open(out: &mut Vec<u8>, parent: Obj, key: &[u8]) -> Obj {
     let mark = out.len();
-    if !*first {
+    entry(out, parent, key);
+    Obj {
+        mark,
+        entries: out.len(),
+    }
+}
+
+#[inline]
+fn close(out: &mut Vec<u8>, obj: Obj) {
+    if out.len() == obj.entries {
+        out.truncate(obj.mark);
+    } else {
+        out.push(b'}');
+    }
+}
+
+/// Starts an entry of `obj`: a comma unless it is the first, then `key` (`"name":`).
+#[inline]
+fn entry(out: &mut Vec<u8>, obj: Obj, key: &[u8]) {
+    if out.len() != obj.entries {
         out.push(b',');
     }
-    // The document's own keys are plain ASCII names: nothing to escape.
-    out.push(b'"');
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":");
-    if write_v(out, value, rest) {
-        *first = false;
-    } else {
+    out.extend_from_slice(key);
+}
+
+/// A string entry, when present.
+#[inline]
+fn str_entry(out: &mut Vec<u8>, obj: Obj, key: &[u8], value: Option<&str>) {
+    if let Some(value) = value {
+        entry(out, obj, key);
+        write_str(out, value);
+    }
+}
+
+/// A number entry, when present.
+#[inline]
+fn u64_entry(out: &mut Vec<u8>, obj: Obj, key: &[u8], value: Option<u64>) {
+    if let Some(value) = value {
+        entry(out, obj, key);
+        write_u64(out, value);
+    }
+}
+
+/// The row's document, entry for entry as [`Plan::with_document`] and the `Serialize` impls
+/// give it to `serde_json` (keep the two in step: tests/encode.rs compares them, on generated
+/// rows with every mapped column among others).
+fn write_document(
+    out: &mut Vec<u8>,
+    plan: &Plan<'_>,
+    template: &FileTemplate,
+    rest: &RestKeys<'_>,
+) {
+    // `@timestamp`, `ecs` and `event` are always there: no entry of the document is taken
+    // back before them, so every later one starts with a comma.
+    out.extend_from_slice(br#"{"@timestamp":"#);
+    write_rfc3339_millis(out, plan.timestamp);
+    out.extend_from_slice(&template.before_id);
+    // Hex digits: nothing to escape.
+    out.extend_from_slice(plan.id.as_bytes());
+    out.extend_from_slice(&template.after_id);
+    if let Some(outcome) = plan.outcome {
+        out.extend_from_slice(br#","outcome":"#);
+        write_str(out, outcome);
+    }
+    out.push(b'}');
+    // The document's own object: it has entries already.
+    let document = Obj {
+        mark: 0,
+        entries: 0,
+    };
+
+    let organization = open(out, document, br#""organization":{"#);
+    str_entry(out, organization, br#""id":"#, plan.organization_id);
+    close(out, organization);
+
+    let user = open(out, document, br#""user":{"#);
+    str_entry(out, user, br#""id":"#, plan.user_id);
+    str_entry(out, user, br#""name":"#, plan.user_name);
+    let email = plan.user_name.filter(|name| is_email(name));
+    str_entry(out, user, br#""email":"#, email);
+    if let Some(role) = plan.user_role {
+        entry(out, user, br#""roles":["#);
+        write_str(out, role);
+        out.push(b']');
+    }
+    close(out, user);
+
+    if let Some(ip) = plan.source_ip {
+        out.extend_from_slice(br#","source":{"ip":"#);
+        write_ip(out, ip);
+        out.push(b'}');
+    }
+
+    // As `V::Ips`: the second address only when it differs from the first.
+    let [a, b] = plan.related_ip;
+    let b = b.filter(|b| Some(*b) != a);
+    if a.is_some() || b.is_some() {
+        out.extend_from_slice(br#","related":{"ip":["#);
+        for (i, ip) in [a, b].into_iter().flatten().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_ip(out, ip);
+        }
+        out.extend_from_slice(b"]}");
+    }
+
+    let [original, name, version, os_name, os_version] = plan.user_agent;
+    let user_agent = open(out, document, br#""user_agent":{"#);
+    str_entry(out, user_agent, br#""original":"#, original);
+    str_entry(out, user_agent, br#""name":"#, name);
+    str_entry(out, user_agent, br#""version":"#, version);
+    let os = open(out, user_agent, br#""os":{"#);
+    str_entry(out, os, br#""name":"#, os_name);
+    str_entry(out, os, br#""version":"#, os_version);
+    close(out, os);
+    close(out, user_agent);
+
+    let http = open(out, document, br#""http":{"#);
+    let request = open(out, http, br#""request":{"#);
+    str_entry(out, request, br#""method":"#, plan.method);
+    u64_entry(out, request, br#""bytes":"#, plan.request_bytes);
+    str_entry(out, request, br#""referrer":"#, plan.referrer);
+    close(out, request);
+    let response = open(out, http, br#""response":{"#);
+    u64_entry(out, response, br#""status_code":"#, plan.status_code);
+    u64_entry(out, response, br#""bytes":"#, plan.response_bytes);
+    close(out, response);
+    close(out, http);
+
+    let url = open(out, document, br#""url":{"#);
+    str_entry(out, url, br#""original":"#, plan.url);
+    close(out, url);
+
+    let tls = open(out, document, br#""tls":{"#);
+    if let Some(version) = plan.tls_version.as_deref() {
+        entry(out, tls, br#""version":"#);
+        write_str(out, version);
+        entry(out, tls, br#""version_protocol":"tls""#);
+    }
+    str_entry(out, tls, br#""cipher":"#, plan.tls_cipher);
+    close(out, tls);
+
+    out.extend_from_slice(&template.salesforce);
+    let mark = out.len();
+    out.extend_from_slice(&template.dataset_key);
+    if !write_rest(out, plan.row, rest) {
         out.truncate(mark);
     }
+    out.extend_from_slice(b"}}");
 }
 
 /// `salesforce.<dataset>` as `V::Rest` serializes; `false` (with a `{` written, for the caller
@@ -779,16 +955,17 @@ fn write_entry(
 fn write_rest(out: &mut Vec<u8>, row: &LogRecord, rest: &RestKeys<'_>) -> bool {
     out.push(b'{');
     let open = out.len();
-    row.for_each_value(|i, value| {
-        if rest.bits.get(i).is_some_and(|bit| bit & rest.consumed != 0) {
-            return;
-        }
-        if out.len() != open {
-            out.push(b',');
-        }
-        out.extend_from_slice(rest.keys.key(i));
-        write_v(out, &field(&value), rest);
-    });
+    let placed = |i: usize| rest.bits.get(i).is_some_and(|bit| bit & rest.consumed != 0);
+    row.for_each_value_where(
+        |i| !placed(i),
+        |i, value| {
+            if out.len() != open {
+                out.push(b',');
+            }
+            out.extend_from_slice(rest.keys.key(i));
+            write_field(out, &value);
+        },
+    );
     if out.len() == open {
         return false;
     }
@@ -796,46 +973,16 @@ fn write_rest(out: &mut Vec<u8>, row: &LogRecord, rest: &RestKeys<'_>) -> bool {
     true
 }
 
-/// `v` as its `Serialize` impl writes it with `serde_json`; `false` when `v` is not
-/// [present](V::present), having written something the caller takes back.
-fn write_v(out: &mut Vec<u8>, v: &V<'_>, rest: &RestKeys<'_>) -> bool {
-    match *v {
-        V::Str(s) => write_str(out, s),
-        V::U64(n) => write_u64(out, n),
-        V::I64(n) => write_i64(out, n),
-        V::F64(f) => write_f64(out, f),
-        V::Bool(b) => write_bool(out, b),
-        V::Ip(ip) => write_ip(out, ip),
-        V::Time(t) => write_rfc3339_millis(out, t),
-        V::One(s) => {
-            out.push(b'[');
-            write_str(out, s);
-            out.push(b']');
-        }
-        V::Ips([a, b]) => {
-            let b = b.filter(|b| Some(*b) != a);
-            out.push(b'[');
-            for (i, ip) in [a, b].into_iter().flatten().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_ip(out, ip);
-            }
-            out.push(b']');
-            return a.is_some() || b.is_some();
-        }
-        V::Obj(entries) => {
-            out.push(b'{');
-            let mut first = true;
-            for (key, value) in entries {
-                if let Some(value) = value {
-                    write_entry(out, &mut first, key, value, rest);
-                }
-            }
-            out.push(b'}');
-            return !first;
-        }
-        V::Rest(row, _) => return write_rest(out, row, rest),
+/// A column's value as `V::Rest` serializes it (`field(value)`): datetimes as `V::Time`, which
+/// is not quite what `FieldValue`'s own `Serialize` writes for years past 9999.
+#[inline]
+fn write_field(out: &mut Vec<u8>, value: &FieldValue<'_>) {
+    match *value {
+        FieldValue::String(s) | FieldValue::Id(s) => write_str(out, s),
+        FieldValue::Integer(i) => write_i64(out, i),
+        FieldValue::Float(f) => write_f64(out, f),
+        FieldValue::Boolean(b) => write_bool(out, b),
+        FieldValue::DateTime(t) => write_rfc3339_millis(out, t),
+        FieldValue::Ip(ip) => write_ip(out, ip),
     }
-    true
 }
