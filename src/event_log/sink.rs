@@ -807,11 +807,17 @@ mod tests {
         for _ in 0..(WRITEBACK_BYTES >> 20) - 1 {
             sink.write_encoded(&file, &lines).await.unwrap();
         }
-        assert!(sink.writeback.running.is_none(), "not before WRITEBACK_BYTES");
+        assert!(
+            sink.writeback.running.is_none(),
+            "not before WRITEBACK_BYTES"
+        );
         sink.write_encoded(&file, &lines).await.unwrap();
         assert!(sink.writeback.running.is_some(), "started");
         assert_eq!(sink.writeback.started_at, WRITEBACK_BYTES);
-        assert_eq!(sink.commit_file(&file).await.unwrap(), Some(WRITEBACK_BYTES));
+        assert_eq!(
+            sink.commit_file(&file).await.unwrap(),
+            Some(WRITEBACK_BYTES)
+        );
         assert!(sink.writeback.running.is_none(), "waited for by the commit");
     }
 
@@ -826,8 +832,14 @@ mod tests {
         let failed = sink.writeback_outcome(Ok(Err(std::io::Error::other("EIO"))));
         sink.writeback.failed = Some(failed.unwrap_err());
         let error = sink.commit_file(&file).await.unwrap_err().to_string();
-        assert!(error.contains("in the background") && error.contains("EIO"), "{error}");
-        assert!(sink.write_encoded(&file, b"{}\n").await.is_err(), "poisoned");
+        assert!(
+            error.contains("in the background") && error.contains("EIO"),
+            "{error}"
+        );
+        assert!(
+            sink.write_encoded(&file, b"{}\n").await.is_err(),
+            "poisoned"
+        );
         assert_eq!(RecordSink::committed_position(&sink), Some(0));
     }
 }
