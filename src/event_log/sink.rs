@@ -782,20 +782,7 @@ mod tests {
     use super::*;
 
     fn file() -> EventLogFile {
-        EventLogFile {
-            id: "0AT000000000001AAA".into(),
-            event_type: "Login".into(),
-            log_date: time::OffsetDateTime::UNIX_EPOCH,
-            created_date: time::OffsetDateTime::UNIX_EPOCH,
-            interval: None,
-            sequence: 0,
-            log_file_length: 0,
-            log_file: String::new(),
-            api_version: None,
-            log_file_content_type: None,
-            log_file_field_names: None,
-            log_file_field_types: None,
-        }
+        crate::event_log::model::test_file()
     }
 
     #[tokio::test]
