@@ -262,9 +262,10 @@ impl SchemaKeys {
     }
 }
 
-/// The file fields a cached trailer was built from: it is reused while they are equal.
+/// The file fields a cached trailer (or the ECS encoder's per-file template) was built from:
+/// it is reused while they are equal.
 #[derive(Debug, PartialEq)]
-struct FileKey {
+pub(crate) struct FileKey {
     id: String,
     event_type: String,
     log_date: OffsetDateTime,
@@ -273,7 +274,17 @@ struct FileKey {
 }
 
 impl FileKey {
-    fn matches(&self, file: &EventLogFile) -> bool {
+    pub(crate) fn of(file: &EventLogFile) -> Self {
+        FileKey {
+            id: file.id.clone(),
+            event_type: file.event_type.as_str().to_string(),
+            log_date: file.log_date,
+            interval: file.interval_or_daily().as_str().to_string(),
+            sequence: file.sequence,
+        }
+    }
+
+    pub(crate) fn matches(&self, file: &EventLogFile) -> bool {
         self.id == file.id
             && self.sequence == file.sequence
             && self.log_date == file.log_date
@@ -350,14 +361,7 @@ fn file_trailer(file: &EventLogFile) -> (FileKey, Vec<u8>) {
     out.push(b',');
     write_key(&mut out, "Sequence");
     write_i64(&mut out, file.sequence);
-    let key = FileKey {
-        id: file.id.clone(),
-        event_type: file.event_type.as_str().to_string(),
-        log_date: file.log_date,
-        interval: interval.as_str().to_string(),
-        sequence: file.sequence,
-    };
-    (key, out)
+    (FileKey::of(file), out)
 }
 
 #[cfg(test)]

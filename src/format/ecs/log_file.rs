@@ -14,8 +14,8 @@ use crate::event_log::{EventLogFile, FieldValue, LogRecord, Schema, parse_log_da
 use crate::format::ecs::ECS_VERSION;
 use crate::format::event_id::{LOG_ROW_DOMAIN, hex_digest, log_row_event_id, push_prefixed};
 use crate::format::json::{
-    SchemaKeys, write_bool, write_f64, write_i64, write_ip, write_key, write_rfc3339_millis,
-    write_str, write_u64,
+    FileKey, SchemaKeys, write_bool, write_f64, write_i64, write_ip, write_key,
+    write_rfc3339_millis, write_str, write_u64,
 };
 use crate::format::names::{SnakeCase, log_file_dataset};
 use crate::format::rfc3339_millis;
@@ -595,11 +595,7 @@ pub(crate) struct EcsEncoder {
 #[derive(Debug)]
 struct FileTemplate {
     /// The file fields the template was written from: it is reused while they are equal.
-    id: String,
-    event_type: String,
-    log_date: OffsetDateTime,
-    interval: String,
-    sequence: i64,
+    key: FileKey,
     names: FileNames,
     /// `,"ecs":{...},"event":{"kind":...,"id":"`: what follows `@timestamp` up to the id.
     before_id: Vec<u8>,
@@ -651,11 +647,7 @@ impl FileTemplate {
         write_key(&mut dataset_key, &names.dataset);
 
         FileTemplate {
-            id: file.id.clone(),
-            event_type: event_type.to_string(),
-            log_date: file.log_date,
-            interval: interval.as_str().to_string(),
-            sequence: file.sequence,
+            key: FileKey::of(file),
             names,
             before_id,
             after_id,
@@ -665,11 +657,7 @@ impl FileTemplate {
     }
 
     fn matches(&self, file: &EventLogFile) -> bool {
-        self.id == file.id
-            && self.sequence == file.sequence
-            && self.log_date == file.log_date
-            && self.event_type == file.event_type.as_str()
-            && self.interval == file.interval_or_daily().as_str()
+        self.key.matches(file)
     }
 }
 
