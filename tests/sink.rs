@@ -7,7 +7,8 @@ use salesforce_jwt::event_log::{
 };
 use time::macros::datetime;
 
-/// Rows of about 1 KiB each: `rows` of them span `rows / 1000` write buffers.
+/// Rows of about 1 KiB each: `rows` of them span about `rows / 256` of the sink's 256 KiB
+/// write buffers.
 fn log_file(number: u32, rows: usize) -> (EventLogFile, Vec<LogRecord>) {
     let mut csv = String::from("\"EVENT_TYPE\",\"REQUEST_ID\",\"USER_ID\",\"URI\"\n");
     for i in 0..rows {
@@ -67,7 +68,7 @@ async fn commit_reports_the_file_length_after_rows_spanning_several_buffers() {
     write_all(&mut sink, &first, &first_rows).await;
     let position = sink.commit_file(&first).await.unwrap();
     let mut want = expected(&first, &first_rows).await;
-    assert!(want.len() > 3 << 20, "the rows span several 1 MiB buffers");
+    assert!(want.len() > 3 << 20, "the rows span many 256 KiB buffers");
     assert_eq!(position, Some(want.len() as u64));
     assert_eq!(std::fs::read(&out).unwrap(), want);
 
@@ -89,7 +90,7 @@ async fn rollback_after_rows_spanning_several_buffers_cuts_back_to_the_last_comm
     write_all(&mut sink, &first, &first_rows).await;
     let committed = sink.commit_file(&first).await.unwrap().unwrap();
 
-    // Several buffers handed to the writer thread, and part of one not yet.
+    // Several buffers written to the file, and part of one not yet.
     write_all(&mut sink, &second, &second_rows).await;
     sink.rollback_file(&second).await.unwrap();
     let want = expected(&first, &first_rows).await;
@@ -117,7 +118,7 @@ async fn dropping_the_sink_writes_what_it_holds_before_returning_and_releases_th
     write_all(&mut sink, &second, &second_rows).await;
     drop(sink);
 
-    // Everything, in order, is in the file once drop returns: the thread was joined.
+    // Everything, in order, is in the file once drop returns: the buffer was flushed.
     let mut want = expected(&first, &first_rows).await;
     want.extend(expected(&second, &second_rows).await);
     assert_eq!(std::fs::read(&out).unwrap(), want);
@@ -130,8 +131,8 @@ async fn dropping_the_sink_writes_what_it_holds_before_returning_and_releases_th
     );
 }
 
-/// `/dev/full` opens like a file but fails every write with "no space left on device": the
-/// writer thread's error must reach the caller and poison the sink.
+/// Lines handed over in one piece larger than the sink's write buffer go around it; what the
+/// buffer held before them must still come first.
 #[tokio::test]
 async fn encoded_lines_larger_than_the_buffer_land_in_order_at_the_committed_position() {
     let dir = tempfile::tempdir().unwrap();

@@ -149,10 +149,11 @@ impl Starter {
         let client = self.client.clone();
         match self.encoding {
             Some(format) => {
-                // Two tasks: one receives and inflates, the other decodes and encodes, so that
-                // a large file keeps both worker threads busy. What crosses between them is a
-                // few large chunks of CSV, not rows (freeing a row on another thread costs more
-                // than making it).
+                // One task receives and inflates; the other cuts the CSV into segments and has
+                // them decoded and encoded, two at once for the file being written
+                // (`send_encoded`), so that a large file keeps both worker threads busy. What
+                // crosses between tasks is large chunks of CSV and of lines, not rows (freeing a
+                // row on another thread costs more than making it).
                 let inflated = spawn_inflate(client, file.clone());
                 tokio::spawn(async move {
                     let decoder = LogFileDecoder::for_file(&file);
@@ -288,8 +289,9 @@ fn inflated_stream(
 /// [`JwtBearerClient::download_concurrently`] together. Large enough that a typical file behind
 /// the one being written is decoded whole meanwhile (a download stalled at a small budget leaves
 /// the consumer waiting on one file's work at every file change); small enough that, with each
-/// download's own buffers, a collector stays under 64 MiB whatever the file sizes (measured:
-/// about 38 MiB for NDJSON and 43 MiB for ECS with files of 116 MB, concurrency 4).
+/// download's own buffers and segments in flight, a collector stays under 64 MiB whatever the
+/// file sizes (measured with files of 116 MB, concurrency 4: 40-50 MiB for NDJSON, 42-57 MiB
+/// for ECS, the spread being the allocator's).
 const BYTES_AHEAD_TOTAL: usize = 16 << 20;
 
 /// Each file's share of [`BYTES_AHEAD_TOTAL`] (`concurrency` files, the one being consumed
@@ -470,6 +472,8 @@ async fn send_encoded(
         match event {
             Event::Input(Some(Ok(chunk))) => {
                 if !speculate {
+                    // Decoded in order by `current`, which counts its own lines: `line` is
+                    // not read.
                     queue.push_back(Slot::here(Segment {
                         pieces: vec![chunk],
                         line: 0,

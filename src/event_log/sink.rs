@@ -694,14 +694,8 @@ impl NdjsonFileSink {
         &self,
         outcome: Result<std::io::Result<()>, tokio::task::JoinError>,
     ) -> Result<(), Error> {
-        let what = || format!("syncing {} in the background", self.path.display());
-        match outcome {
-            Ok(synced) => synced.map_err(|e| Error::io(what(), e)),
-            Err(e) => Err(Error::Internal(format!(
-                "{}: the blocking task failed: {e}",
-                what()
-            ))),
-        }
+        let what = format!("syncing {} in the background", self.path.display());
+        blocking_outcome(what, outcome)
     }
 
     /// Makes what was written durable and returns where it ends.
@@ -767,7 +761,18 @@ async fn on_blocking_thread(
     let handle = file
         .try_clone()
         .map_err(|e| Error::io(format!("{what}: duplicating the file handle"), e))?;
-    match tokio::task::spawn_blocking(move || work(&handle)).await {
+    blocking_outcome(
+        what,
+        tokio::task::spawn_blocking(move || work(&handle)).await,
+    )
+}
+
+/// The error of a file operation run on a blocking thread, described as `what`.
+fn blocking_outcome(
+    what: String,
+    outcome: Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> Result<(), Error> {
+    match outcome {
         Ok(done) => done.map_err(|e| Error::io(what, e)),
         Err(e) => Err(Error::Internal(format!(
             "{what}: the blocking task failed: {e}"

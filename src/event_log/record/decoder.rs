@@ -104,22 +104,14 @@ impl LogFileDecoder {
     /// several threads (see `event_log::download`).
     pub(crate) fn continuation(&self, line: u64) -> Option<LogFileDecoder> {
         let schema = Arc::clone(self.schema.as_ref()?);
-        let mut reader = csv_core::Reader::new();
-        reader.set_line(line);
-        Some(LogFileDecoder {
-            id: self.id.clone(),
-            reader,
-            // Only read to build the schema, which a continuation already has.
-            declared: Declared::ByName(HashMap::new()),
-            schema: Some(schema),
-            fields: vec![0; 4096],
-            ends: vec![0; 64],
-            out_len: 0,
-            ends_len: 0,
-            record_line: line,
-            started: true,
-            head: Vec::new(),
-        })
+        // No declared types: they only build the schema, which a continuation already has.
+        let mut decoder = LogFileDecoder::new(&self.id, None, None);
+        decoder.reader.set_line(line);
+        decoder.record_line = line;
+        decoder.schema = Some(schema);
+        // Past the file's first bytes: no BOM to look for.
+        decoder.started = true;
+        Some(decoder)
     }
 
     /// Whether everything fed so far ended exactly at the end of a row (after its line end),
