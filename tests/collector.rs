@@ -12,7 +12,7 @@ use salesforce_jwt::clock::ManualClock;
 use salesforce_jwt::event_log::{
     Checkpoint, CheckpointStore, Collector, CollectorOptions, EventLogFile, EventLogFileQuery,
     EventLogFileState, EventType, FileCheckpointStore, IntervalFilter, LogRecord,
-    MemoryCheckpointStore, NdjsonFileSink, Progress, RecordSink,
+    MemoryCheckpointStore, NdjsonFileSink, PendingCommit, Progress, RecordSink,
 };
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{Fault, FaultTarget, Interval, MockLogFile, MockOrg};
@@ -1446,4 +1446,139 @@ async fn a_transactional_custom_sink_is_exactly_once_across_a_failure_mid_file_a
         store.get_checkpoint().output.as_deref(),
         Some("test-database/events")
     );
+}
+
+/// What [`DeferredCommits`] tells the test.
+enum Deferred {
+    /// A file's commit started; it resolves with what the test sends.
+    Commit(
+        String,
+        tokio::sync::oneshot::Sender<Result<Option<u64>, Error>>,
+    ),
+    /// A row of a file was written.
+    Row(String),
+}
+
+/// A sink whose commits run in the background until the test resolves them.
+struct DeferredCommits {
+    inner: Recorder,
+    events: tokio::sync::mpsc::UnboundedSender<Deferred>,
+}
+
+impl RecordSink for DeferredCommits {
+    async fn begin_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+        self.inner.begin_file(file).await
+    }
+    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+        self.inner.write_row(file, row).await?;
+        self.events.send(Deferred::Row(file.id.clone())).unwrap();
+        Ok(())
+    }
+    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
+        unreachable!("the collector commits through start_commit")
+    }
+    async fn start_commit(&mut self, file: &EventLogFile) -> Result<PendingCommit, Error> {
+        self.inner.commit_file(file).await?;
+        let (resolve, resolved) = tokio::sync::oneshot::channel();
+        self.events
+            .send(Deferred::Commit(file.id.clone(), resolve))
+            .unwrap();
+        Ok(PendingCommit::running(async move {
+            resolved
+                .await
+                .unwrap_or_else(|_| Err(Error::Internal("the test dropped a commit".into())))
+        }))
+    }
+    async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+        self.inner.rollback_file(file).await
+    }
+}
+
+/// Runs a pass into [`DeferredCommits`], resolving each file's commit once the next file's
+/// first row was written (the last file's at once), the commit of file number `fail` (from 0)
+/// with an error. Checks at every step that the checkpoint records exactly the files whose
+/// commits resolved. Returns the pass's outcome, the files recorded and how many commits ran
+/// while the next file was written.
+async fn run_with_deferred_commits(
+    fail: Option<usize>,
+) -> (Result<usize, Error>, u64, usize, Vec<String>) {
+    let org = org().await;
+    add_files(&org.mock);
+    let mut order = org.mock.files();
+    order.sort_by(|a, b| (a.created_date, &a.id).cmp(&(b.created_date, &b.id)));
+    let last = order.last().unwrap().id.clone();
+    let store = MemoryCheckpointStore::new();
+    let mut collector = org.collector(store.clone());
+    let (events, mut told) = tokio::sync::mpsc::unbounded_channel();
+    let run = tokio::spawn(async move {
+        let mut sink = DeferredCommits {
+            inner: Recorder::default(),
+            events,
+        };
+        pass(&mut collector, &mut sink).await.map(|s| s.files)
+    });
+    let recorded = || store.get().map_or(0, |c| c.files_delivered);
+    let (mut resolved, mut overlapped, mut commits) = (0u64, 0, Vec::new());
+    let mut running = None;
+    let mut resolve = |id: String, gate: tokio::sync::oneshot::Sender<_>, resolved: &mut u64| {
+        if fail == Some(commits.len()) {
+            let _ = gate.send(Err(Error::Internal(format!("the disk lost {id}"))));
+        } else {
+            let _ = gate.send(Ok(None));
+            *resolved += 1;
+        }
+        commits.push(id);
+    };
+    while let Some(event) = told.recv().await {
+        match event {
+            Deferred::Commit(id, gate) => {
+                assert!(running.is_none(), "one commit runs at a time");
+                assert_eq!(
+                    recorded(),
+                    resolved,
+                    "recorded before {id}'s commit started"
+                );
+                if id == last {
+                    resolve(id, gate, &mut resolved);
+                } else {
+                    running = Some((id, gate));
+                }
+            }
+            Deferred::Row(id) => {
+                if let Some((committing, gate)) = running.take() {
+                    assert_ne!(id, committing);
+                    assert_eq!(
+                        recorded(),
+                        resolved,
+                        "{committing} recorded before it resolved"
+                    );
+                    overlapped += 1;
+                    resolve(committing, gate, &mut resolved);
+                }
+            }
+        }
+    }
+    let outcome = run.await.unwrap();
+    assert_eq!(recorded(), resolved);
+    (outcome, resolved, overlapped, commits)
+}
+
+#[tokio::test]
+async fn a_commit_runs_while_the_next_file_is_written_and_is_recorded_once_it_resolved() {
+    let (outcome, recorded, overlapped, commits) = run_with_deferred_commits(None).await;
+    assert_eq!(outcome.unwrap(), commits.len());
+    assert_eq!(recorded, commits.len() as u64);
+    assert_eq!(overlapped, commits.len() - 1, "every commit but the last's");
+}
+
+#[tokio::test]
+async fn a_commit_that_fails_in_the_background_ends_the_pass_unrecorded() {
+    let (outcome, recorded, _, commits) = run_with_deferred_commits(Some(1)).await;
+    let error = outcome.unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("the disk lost {}", commits[1])),
+        "{error}"
+    );
+    assert_eq!(recorded, 1, "only the file before");
+    assert_eq!(commits.len(), 2, "no commit after the failed one");
 }

@@ -94,6 +94,27 @@ fn line_numbers_count_embedded_newlines() {
 }
 
 #[test]
+fn a_row_after_blank_lines_is_numbered_by_its_first_byte_in_any_chunking() {
+    // Blank lines (LF and CRLF) before a row: the row is on line 6, and so is the error of a
+    // bad one, however the bytes arrive.
+    let good = "\"A\",\"B\"\n\"1\",\"2\"\r\n\r\n\n\r\n\"3\",\"4\"\n";
+    let bad = "\"A\",\"B\"\n\"1\",\"2\"\r\n\r\n\n\r\n\"3\"\n";
+    for chunk in 1..good.len() {
+        let chunks = vec![chunk; good.len() / chunk + 1];
+        let rows = decode_chunks(good.as_bytes(), &chunks).unwrap();
+        assert_eq!(
+            rows.iter().map(LogRecord::line).collect::<Vec<_>>(),
+            vec![2, 6],
+            "chunks of {chunk}"
+        );
+        match decode_chunks(bad.as_bytes(), &chunks) {
+            Err(Error::Csv { line, .. }) => assert_eq!(line, 6, "chunks of {chunk}"),
+            other => panic!("expected a CSV error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn columns_are_found_by_name_not_position() {
     let csv = "\"B\",\"A\"\n\"b1\",\"a1\"\n";
     let rows = decode(csv.as_bytes()).unwrap();

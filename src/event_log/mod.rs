@@ -20,4 +20,4 @@ pub use download::{FileRecords, LogFileBody, LogRecords};
 pub use model::{EventLogFile, EventType, Interval, sf_datetime};
 pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
 pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
-pub use sink::{NdjsonFileSink, NdjsonRow, NdjsonSink, RecordSink};
+pub use sink::{NdjsonFileSink, NdjsonRow, NdjsonSink, PendingCommit, RecordSink};

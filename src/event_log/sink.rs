@@ -1,12 +1,14 @@
 //! Where collected rows go: the [`RecordSink`] trait and NDJSON sinks, which also take
 //! real-time object rows ([`ObjectSink`]) into the same output.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{BufWriter, Seek as _, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
@@ -22,14 +24,15 @@ use crate::realtime::{Batch, EventObject, NdjsonObjectRow, ObjectRecord, ObjectS
 /// Receives the rows of each file and makes them durable.
 ///
 /// The [`Collector`](crate::event_log::Collector) calls `begin_file`, `write_row` for every
-/// row, then `commit_file`; only after `commit_file` returns does the checkpoint record the
-/// file as delivered. If the file fails mid-way it calls `rollback_file` instead, and the file
-/// is delivered again from its first row.
+/// row, then [`start_commit`](Self::start_commit) (by default, `commit_file`); only once that
+/// commit completed does the checkpoint record the file as delivered. If the file fails mid-way
+/// it calls `rollback_file` instead, and the file is delivered again from its first row.
 ///
 /// # The restart protocol
 ///
-/// A process can die between `commit_file` and the checkpoint save that follows it, so the
-/// output can hold a file the checkpoint does not count. Exactly-once delivery needs the sink
+/// A process can die between a commit and the checkpoint save that records it (with a commit
+/// running in the background, while the next file is written), so the output can hold rows the
+/// checkpoint does not count. Exactly-once delivery needs the sink
 /// to take part through *positions*, numbers that say how far the committed output reaches (a
 /// file length, a row count, a transaction sequence):
 ///
@@ -80,6 +83,29 @@ pub trait RecordSink: Send {
         file: &EventLogFile,
     ) -> impl Future<Output = Result<Option<u64>, Error>> + Send;
 
+    /// Starts making the file's rows durable, as [`commit_file`](Self::commit_file) does, and
+    /// returns a [`PendingCommit`] that resolves once they are, with the position.
+    ///
+    /// The [`Collector`](crate::event_log::Collector) commits through this. While a commit is
+    /// [running](PendingCommit::running), it begins the next file and writes its rows, so the
+    /// disk works while rows arrive; it records the file in the checkpoint only once the commit
+    /// resolved, waits for it before the next commit, and stops at its error. The sink must
+    /// treat a started commit as final at once: a `rollback_file` of the next file discards only
+    /// what was written after it. If it fails, the output holds the file but the checkpoint
+    /// does not, as when a process dies before the save: the next pass's position check
+    /// refuses to go on, and a restart cuts the file back.
+    ///
+    /// The default commits with `commit_file` and returns a commit that is
+    /// [done](PendingCommit::done): the collector then records the file before it begins the
+    /// next one, the order of every sink that does not override this (a sink that makes rows
+    /// durable in the checkpoint's own save relies on it).
+    fn start_commit(
+        &mut self,
+        file: &EventLogFile,
+    ) -> impl Future<Output = Result<PendingCommit, Error>> + Send {
+        async move { self.commit_file(file).await.map(PendingCommit::done) }
+    }
+
     /// Where everything committed so far ends (what `commit_file` last reported, or where the
     /// sink started). The collector records it before the first row of a run, so that a crash
     /// in the very first file can be cut back too. `None` when the sink has no such notion.
@@ -129,6 +155,65 @@ pub trait RecordSink: Send {
             file.id
         ));
         async move { Err(refused) }
+    }
+}
+
+/// A commit started by [`RecordSink::start_commit`]: a future that resolves once the file's
+/// rows are durable, with the position to store in the checkpoint.
+#[must_use = "the file's rows are durable only once the commit resolved"]
+pub struct PendingCommit(Pending);
+
+enum Pending {
+    Done(Option<u64>),
+    Running(BoxFuture<'static, Result<Option<u64>, Error>>),
+}
+
+impl PendingCommit {
+    /// A commit that completed: the rows are durable, and `position` is what
+    /// [`RecordSink::commit_file`] would return.
+    pub fn done(position: Option<u64>) -> Self {
+        PendingCommit(Pending::Done(position))
+    }
+
+    /// A commit that completes when `durable` resolves, with the position it gives. It must
+    /// make progress without being polled (a task, a blocking thread): the collector polls it
+    /// only while it waits for the next file's rows.
+    pub fn running(
+        durable: impl Future<Output = Result<Option<u64>, Error>> + Send + 'static,
+    ) -> Self {
+        PendingCommit(Pending::Running(durable.boxed()))
+    }
+
+    /// Whether the commit completed when it was made ([`done`](Self::done)).
+    pub fn is_done(&self) -> bool {
+        matches!(self.0, Pending::Done(_))
+    }
+}
+
+/// Resolves once the rows are durable. Not to be polled again after it resolved.
+impl Future for PendingCommit {
+    type Output = Result<Option<u64>, Error>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut self.0 {
+            Pending::Done(position) => std::task::Poll::Ready(Ok(*position)),
+            Pending::Running(durable) => durable.as_mut().poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for PendingCommit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Pending::Done(position) => f
+                .debug_tuple("PendingCommit::done")
+                .field(position)
+                .finish(),
+            Pending::Running(_) => f.write_str("PendingCommit::running(..)"),
+        }
     }
 }
 
@@ -377,7 +462,8 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 /// Writes NDJSON to a file with exactly-once rows across crashes.
 ///
 /// `commit_file` flushes and fsyncs and reports the file's length; the collector stores it in
-/// the checkpoint. On restart, [`open`](Self::open) truncates anything past that length (rows of
+/// the checkpoint. Through [`RecordSink::start_commit`] the fsync runs on a blocking thread
+/// while the collector writes the next file. On restart, [`open`](Self::open) truncates anything past that length (rows of
 /// a file that was not confirmed), and `rollback_file` does the same after a failed file.
 #[derive(Debug)]
 pub struct NdjsonFileSink {
@@ -398,15 +484,29 @@ const WRITEBACK_BYTES: u64 = 16 << 20;
 /// only in the commit's fdatasync (the kernel starts writeback on its own only past a tenth of
 /// the memory), and with files of hundreds of MB the pass stood still for most of a second at
 /// every commit: about 2.7 s of a 10 s pass with six 116 MB files in ECS, measured with
-/// strace. The commit still syncs, and waits for this one first, reading its outcome: an
-/// error is reported to one sync only, so the commit fails if this one failed.
-#[derive(Debug, Default)]
+/// strace. A commit's own sync is started the same way ([`RecordSink::start_commit`]).
+///
+/// Each sync waits for the one before it and fails with its error: an error is reported to
+/// one fdatasync only, so a commit must fail if an earlier background one failed.
+#[derive(Default)]
 struct Writeback {
     /// Bytes written when the last one started.
     started_at: u64,
-    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    /// The first error of one that finished before the commit asked.
-    failed: Option<Error>,
+    /// The last one started; it resolves once it and all before it did.
+    running: Option<BackgroundSync>,
+}
+
+/// An fdatasync of the output on a blocking thread, awaited by the sink and by the commit it
+/// was started for.
+type BackgroundSync = Shared<BoxFuture<'static, Result<(), Error>>>;
+
+impl fmt::Debug for Writeback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writeback")
+            .field("started_at", &self.started_at)
+            .field("running", &self.running.is_some())
+            .finish()
+    }
 }
 
 impl NdjsonFileSink {
@@ -573,7 +673,7 @@ impl NdjsonFileSink {
 
 impl RecordSink for NdjsonFileSink {
     async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
-        self.ndjson.guard()
+        self.check_background()
     }
 
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
@@ -594,9 +694,15 @@ impl RecordSink for NdjsonFileSink {
 
     async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
         self.ndjson.commit_file(file).await?;
-        let synced = self.sync_and_locate().await;
-        self.committed = self.ndjson.poison_on_error(synced)?;
-        Ok(Some(self.committed))
+        self.commit_now().await
+    }
+
+    async fn start_commit(&mut self, file: &EventLogFile) -> Result<PendingCommit, Error> {
+        self.ndjson.commit_file(file).await?;
+        let (sync, position) = self.start_commit_sync()?;
+        Ok(PendingCommit::running(async move {
+            sync.await.map(|()| Some(position))
+        }))
     }
 
     fn committed_position(&self) -> Option<u64> {
@@ -618,7 +724,7 @@ impl RecordSink for NdjsonFileSink {
 /// committed position, so one checkpoint cuts the file back whatever source wrote last.
 impl ObjectSink for NdjsonFileSink {
     async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
-        self.ndjson.guard()
+        self.check_background()
     }
 
     async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
@@ -629,9 +735,7 @@ impl ObjectSink for NdjsonFileSink {
 
     async fn commit(&mut self, batch: &Batch<'_>) -> Result<Option<u64>, Error> {
         ObjectSink::commit(&mut self.ndjson, batch).await?;
-        let synced = self.sync_and_locate().await;
-        self.committed = self.ndjson.poison_on_error(synced)?;
-        Ok(Some(self.committed))
+        self.commit_now().await
     }
 
     async fn rollback(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
@@ -654,58 +758,97 @@ impl NdjsonFileSink {
     /// that one still runs. Only an optimization: when the handle cannot be duplicated, the
     /// commit's sync does all the work, as without it.
     fn start_writeback_if_due(&mut self) {
-        let written = self.ndjson.written;
-        if written - self.writeback.started_at < WRITEBACK_BYTES {
+        if self.ndjson.written - self.writeback.started_at < WRITEBACK_BYTES {
             return;
         }
-        if let Some(task) = &mut self.writeback.running {
-            if !task.is_finished() {
-                return;
+        let finished = |sync: &BackgroundSync| sync.clone().now_or_never().is_some();
+        if self
+            .writeback
+            .running
+            .as_ref()
+            .is_some_and(|s| !finished(s))
+        {
+            return;
+        }
+        let what = format!("syncing {} in the background", self.path.display());
+        let _ = self.start_sync(what);
+    }
+
+    /// Starts an fdatasync of everything written so far on a blocking thread, after the one
+    /// running (see [`Writeback`]).
+    fn start_sync(&mut self, what: String) -> Result<BackgroundSync, Error> {
+        let handle = self
+            .ndjson
+            .out
+            .get_ref()
+            .try_clone()
+            .map_err(|e| Error::io(format!("{what}: duplicating the file handle"), e))?;
+        // Started now, not when first polled: a commit's sync is awaited only after the next
+        // file was written.
+        let task = tokio::task::spawn_blocking(move || handle.sync_data());
+        let previous = self.writeback.running.take();
+        let sync = async move {
+            if let Some(previous) = previous {
+                previous.await?;
             }
-            // Finished: its outcome is read now and an error kept for the commit.
-            if let Some(outcome) = task.now_or_never() {
-                let outcome = self.writeback_outcome(outcome);
-                if let (Err(e), None) = (outcome, &self.writeback.failed) {
-                    self.writeback.failed = Some(e);
-                }
-            }
+            blocking_outcome(what, task.await)
+        }
+        .boxed()
+        .shared();
+        self.writeback.started_at = self.ndjson.written;
+        self.writeback.running = Some(sync.clone());
+        Ok(sync)
+    }
+
+    /// Starts the sync of a commit (the buffer already flushed) and moves the committed
+    /// position to where the output ends: a rollback of the next file must keep this one.
+    fn start_commit_sync(&mut self) -> Result<(BackgroundSync, u64), Error> {
+        let path = self.path.display().to_string();
+        let started = self.start_sync(format!("syncing {path}")).and_then(|sync| {
+            let file = self.ndjson.out.get_mut();
+            let position = file
+                .stream_position()
+                .map_err(|e| Error::io(format!("reading the position in {path}"), e))?;
+            Ok((sync, position))
+        });
+        let (sync, position) = self.ndjson.poison_on_error(started)?;
+        self.committed = position;
+        Ok((sync, position))
+    }
+
+    /// A commit waited for (the buffer already flushed): the position, durable.
+    async fn commit_now(&mut self) -> Result<Option<u64>, Error> {
+        let before = self.committed;
+        let (sync, position) = self.start_commit_sync()?;
+        if let Err(e) = self.ndjson.poison_on_error(sync.await) {
+            self.committed = before;
+            return Err(e);
+        }
+        Ok(Some(position))
+    }
+
+    /// Fails, poisoning the sink, when a sync that finished meanwhile failed: after a commit
+    /// that failed in the background, the next file stops before its first row.
+    fn check_background(&mut self) -> Result<(), Error> {
+        self.ndjson.guard()?;
+        let outcome = self
+            .writeback
+            .running
+            .as_ref()
+            .and_then(|s| s.clone().now_or_never());
+        if let Some(Err(e)) = outcome {
             self.writeback.running = None;
+            return self.ndjson.poison_on_error(Err(e));
         }
-        let Ok(handle) = self.ndjson.out.get_ref().try_clone() else {
-            return;
-        };
-        self.writeback.started_at = written;
-        self.writeback.running = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+        Ok(())
     }
 
     /// Waits for the running [`Writeback`], if any; its error is the output's.
     async fn finish_writeback(&mut self) -> Result<(), Error> {
-        if let Some(task) = self.writeback.running.take() {
-            let outcome = task.await;
-            self.writeback_outcome(outcome)?;
-        }
-        match self.writeback.failed.take() {
-            Some(e) => Err(e),
+        match self.writeback.running.take() {
+            Some(sync) => sync.await,
             None => Ok(()),
         }
-    }
-
-    fn writeback_outcome(
-        &self,
-        outcome: Result<std::io::Result<()>, tokio::task::JoinError>,
-    ) -> Result<(), Error> {
-        let what = format!("syncing {} in the background", self.path.display());
-        blocking_outcome(what, outcome)
-    }
-
-    /// Makes what was written durable and returns where it ends.
-    async fn sync_and_locate(&mut self) -> Result<u64, Error> {
-        self.finish_writeback().await?;
-        let path = self.path.display().to_string();
-        let file = self.ndjson.out.get_mut();
-        on_blocking_thread(file, format!("syncing {path}"), |f| f.sync_data()).await?;
-        file.stream_position()
-            .map_err(|e| Error::io(format!("reading the position in {path}"), e))
     }
 
     /// [`cut_back`](Self::cut_back) with the truncation and fsync on a blocking thread.
@@ -810,7 +953,17 @@ mod tests {
             sink.commit_file(&file).await.unwrap(),
             Some(WRITEBACK_BYTES)
         );
-        assert!(sink.writeback.running.is_none(), "waited for by the commit");
+        let last = sink.writeback.running.clone().unwrap();
+        assert!(
+            matches!(last.now_or_never(), Some(Ok(()))),
+            "the commit's sync, after the background one, finished"
+        );
+    }
+
+    /// What a background sync that failed leaves for the next one to find.
+    fn failed_sync(what: &str) -> BackgroundSync {
+        let error = Error::io(what, std::io::Error::other("EIO"));
+        async move { Err(error) }.boxed().shared()
     }
 
     #[tokio::test]
@@ -819,10 +972,8 @@ mod tests {
         let mut sink = NdjsonFileSink::open(dir.path().join("out.ndjson"), None).unwrap();
         let file = file();
         sink.write_encoded(&file, b"{}\n").await.unwrap();
-        // What `start_writeback_if_due` keeps when a finished one failed (an EIO is reported
-        // to one fdatasync only, so the commit's own sync would not see it).
-        let failed = sink.writeback_outcome(Ok(Err(std::io::Error::other("EIO"))));
-        sink.writeback.failed = Some(failed.unwrap_err());
+        // An EIO is reported to one fdatasync only, so the commit's own sync would not see it.
+        sink.writeback.running = Some(failed_sync("syncing out.ndjson in the background"));
         let error = sink.commit_file(&file).await.unwrap_err().to_string();
         assert!(
             error.contains("in the background") && error.contains("EIO"),
@@ -833,5 +984,42 @@ mod tests {
             "poisoned"
         );
         assert_eq!(RecordSink::committed_position(&sink), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_started_commit_is_final_at_once_and_durable_when_it_resolves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = NdjsonFileSink::open(&path, None).unwrap();
+        let file = file();
+        sink.write_encoded(&file, b"{\"a\":1}\n").await.unwrap();
+        let pending = sink.start_commit(&file).await.unwrap();
+        assert!(!pending.is_done(), "the sync runs in the background");
+        assert_eq!(RecordSink::committed_position(&sink), Some(8));
+        // The next file is written and fails before the commit was waited for: its rollback
+        // keeps the committed file.
+        sink.begin_file(&file).await.unwrap();
+        sink.write_encoded(&file, b"{\"b\":2}\n").await.unwrap();
+        sink.rollback_file(&file).await.unwrap();
+        assert_eq!(pending.await.unwrap(), Some(8));
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");
+    }
+
+    #[tokio::test]
+    async fn a_started_commit_that_fails_stops_the_next_file_and_poisons_the_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = NdjsonFileSink::open(dir.path().join("out.ndjson"), None).unwrap();
+        let file = file();
+        sink.write_encoded(&file, b"{}\n").await.unwrap();
+        sink.writeback.running = Some(failed_sync("syncing out.ndjson in the background"));
+        let pending = sink.start_commit(&file).await.unwrap();
+        let error = pending.await.unwrap_err().to_string();
+        assert!(error.contains("EIO"), "{error}");
+        let next = sink.begin_file(&file).await.unwrap_err().to_string();
+        assert!(next.contains("EIO"), "{next}");
+        assert!(
+            sink.write_encoded(&file, b"{}\n").await.is_err(),
+            "poisoned"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use salesforce_jwt::Error;
 use salesforce_jwt::event_log::{
-    Checkpoint, EventLogFile, LogRecord, NdjsonFileSink, NdjsonSink, RecordSink,
+    Checkpoint, EventLogFile, LogRecord, NdjsonFileSink, NdjsonSink, PendingCommit, RecordSink,
 };
 use salesforce_jwt::realtime::{Batch, ObjectRecord, ObjectSink};
 
@@ -78,6 +78,14 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.commit_file(file).await,
             OutputSink::Stdout(s) => s.commit_file(file).await,
             OutputSink::Postgres(s) => s.commit_file(file).await,
+        }
+    }
+
+    async fn start_commit(&mut self, file: &EventLogFile) -> Result<PendingCommit, Error> {
+        match self {
+            OutputSink::File(s) => s.start_commit(file).await,
+            OutputSink::Stdout(s) => s.start_commit(file).await,
+            OutputSink::Postgres(s) => s.start_commit(file).await,
         }
     }
 

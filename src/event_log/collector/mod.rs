@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{self, Either};
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 use time::OffsetDateTime;
 
@@ -23,7 +24,7 @@ use crate::event_log::download::FileRecords;
 use crate::event_log::model::EventLogFile;
 use crate::event_log::query::{Cursor, EventLogFileQuery};
 use crate::event_log::record::LogRecord;
-use crate::event_log::sink::RecordSink;
+use crate::event_log::sink::{PendingCommit, RecordSink};
 use crate::realtime::collector::{ObjectsRun, collect_objects};
 use crate::realtime::{EventObject, ObjectCollectorOptions, ObjectPassSummary, ObjectSink};
 use crate::retry::full_jitter_backoff;
@@ -440,15 +441,20 @@ impl<S: CheckpointStore> Collector<S> {
             });
         }
         let files = self.pending_files().await?;
-        let mut report = Progress {
-            files_done: 0,
-            files_total: files.len(),
-            rows: 0,
-            bytes: 0,
-            elapsed: Duration::ZERO,
-            current: None,
+        let mut pass = Pass {
+            report: Progress {
+                files_done: 0,
+                files_total: files.len(),
+                rows: 0,
+                bytes: 0,
+                elapsed: Duration::ZERO,
+                current: None,
+            },
+            started,
+            progress,
+            committing: None,
         };
-        progress(&report);
+        (pass.progress)(&pass.report);
         // A sink that takes encoded lines has them encoded in the download tasks, beside the
         // decoding, so that this task only writes and commits.
         let encoding = sink.encoded_format();
@@ -463,7 +469,7 @@ impl<S: CheckpointStore> Collector<S> {
                 break;
             }
             let file = prefetched.file.clone();
-            report.current = Some(file.id.clone());
+            pass.report.current = Some(file.id.clone());
             let mut attempt = 1;
             let mut next = Some(prefetched);
             let outcome = loop {
@@ -484,19 +490,14 @@ impl<S: CheckpointStore> Collector<S> {
                     },
                 };
                 sink.begin_file(&file).await?;
-                let delivered = match source {
-                    Source::Encoded(records) => {
-                        deliver_encoded(sink, &file, *records, &mut report, started, progress).await
-                    }
-                    Source::Rows(rows) => {
-                        deliver(sink, &file, rows, &mut report, started, progress).await
-                    }
-                };
-                match delivered {
-                    Ok(count) => break Ok((count, sink.commit_file(&file).await?)),
+                match self.deliver(sink, &file, source, &mut pass).await? {
+                    Ok(count) => break Ok(count),
                     Err((error, delivered)) => {
+                        // The file before is recorded before this one is taken back and
+                        // waited for again.
+                        self.settle(&mut pass).await?;
                         sink.rollback_file(&file).await?;
-                        report.rows -= delivered;
+                        pass.report.rows -= delivered;
                         if self.pause_before_retry(&file, &error, attempt).await {
                             attempt += 1;
                             continue;
@@ -505,33 +506,172 @@ impl<S: CheckpointStore> Collector<S> {
                     }
                 }
             };
+            // Files are recorded in order: the one before first.
+            self.settle(&mut pass).await?;
             match outcome {
-                Ok((count, position)) => {
-                    self.complete(&file, count, position)?;
-                    report.bytes += file.log_file_length;
+                Ok(rows) => {
+                    let commit = sink.start_commit(&file).await?;
+                    let done = commit.is_done();
+                    pass.committing = Some(Committing { file, rows, commit });
+                    if done {
+                        // A sink that commits at once may rely on the save following its
+                        // commit before the next file begins (PgSink does).
+                        self.settle(&mut pass).await?;
+                    }
                 }
                 Err(error) if self.options.skip_failed_files && concerns_only_this_file(&error) => {
                     tracing::error!(id = %file.id, event_type = %file.event_type, error = %error, "skipping a log file that cannot be collected; it is listed in the checkpoint");
                     self.skip(&file, &error)?;
                     skipped.push((file.clone(), error));
+                    pass.file_done(&file);
                 }
                 Err(error) => return Err(error),
             }
-            report.files_done += 1;
-            report.elapsed = started.elapsed();
-            report.current = None;
-            progress(&report);
         }
-        report.elapsed = started.elapsed();
+        self.settle(&mut pass).await?;
+        let report = pass.report;
         Ok(PassSummary {
             files: report.files_done - skipped.len(),
             skipped,
             rows: report.rows,
             bytes: report.bytes,
             stopped,
-            elapsed: report.elapsed,
+            elapsed: started.elapsed(),
         })
     }
+}
+
+impl<S: CheckpointStore> Collector<S> {
+    /// Streams a file's rows (or encoded lines) into the sink. The inner error is the file's,
+    /// with how many rows had been written (for the progress count); the outer one ends the
+    /// pass (the commit of the file before failed).
+    async fn deliver<K: RecordSink>(
+        &mut self,
+        sink: &mut K,
+        file: &EventLogFile,
+        source: Source,
+        pass: &mut Pass<'_>,
+    ) -> Result<Result<u64, (Error, u64)>, Error> {
+        let mut count = 0u64;
+        match source {
+            Source::Encoded(mut records) => loop {
+                let Some(piece) = self.while_committing(records.next_encoded(), pass).await? else {
+                    break;
+                };
+                let written = match piece {
+                    Ok(piece) => sink
+                        .write_encoded(file, &piece.lines)
+                        .await
+                        .map(|()| piece.rows),
+                    Err(e) => Err(e),
+                };
+                match written {
+                    Ok(rows) => pass.rows_written(&mut count, rows),
+                    Err(e) => return Ok(Err((e, count))),
+                }
+            },
+            Source::Rows(mut rows) => loop {
+                let Some(row) = self.while_committing(rows.next(), pass).await? else {
+                    break;
+                };
+                let written = match row {
+                    Ok(row) => sink.write_row(file, &row).await,
+                    Err(e) => Err(e),
+                };
+                match written {
+                    Ok(()) => pass.rows_written(&mut count, 1),
+                    Err(e) => return Ok(Err((e, count))),
+                }
+            },
+        }
+        Ok(Ok(count))
+    }
+
+    /// Waits for `next` (the next rows of a file); meanwhile, the file whose commit runs is
+    /// recorded as soon as the commit resolves, not when this file ends: a download that hangs
+    /// must not hold back the checkpoint of the file before it.
+    async fn while_committing<F: Future>(
+        &mut self,
+        next: F,
+        pass: &mut Pass<'_>,
+    ) -> Result<F::Output, Error> {
+        let mut next = std::pin::pin!(next);
+        if let Some(committing) = pass.committing.as_mut() {
+            match future::select(next.as_mut(), &mut committing.commit).await {
+                Either::Left((item, _)) => return Ok(item),
+                Either::Right((durable, _)) => self.record_committed(durable, pass)?,
+            }
+        }
+        Ok(next.await)
+    }
+
+    /// Waits until the running commit (if any) made its file's rows durable, then records it.
+    async fn settle(&mut self, pass: &mut Pass<'_>) -> Result<(), Error> {
+        match pass.committing.as_mut() {
+            Some(committing) => {
+                let durable = (&mut committing.commit).await;
+                self.record_committed(durable, pass)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Records the file of the running commit, which resolved with `durable`.
+    fn record_committed(
+        &mut self,
+        durable: Result<Option<u64>, Error>,
+        pass: &mut Pass<'_>,
+    ) -> Result<(), Error> {
+        let Some(Committing { file, rows, .. }) = pass.committing.take() else {
+            return Ok(());
+        };
+        self.complete(&file, rows, durable?)?;
+        pass.report.bytes += file.log_file_length;
+        pass.file_done(&file);
+        Ok(())
+    }
+}
+
+/// A pass's running state: its progress and the file whose commit runs.
+struct Pass<'p> {
+    report: Progress,
+    started: Instant,
+    progress: &'p mut (dyn FnMut(&Progress) + Send),
+    /// The file whose commit runs while the next one is written (at most one).
+    committing: Option<Committing>,
+}
+
+impl Pass<'_> {
+    /// Reports `file` done, delivered or skipped.
+    fn file_done(&mut self, file: &EventLogFile) {
+        self.report.files_done += 1;
+        self.report.elapsed = self.started.elapsed();
+        // A file recorded while the next one is written leaves that one current.
+        if self.report.current.as_ref() == Some(&file.id) {
+            self.report.current = None;
+        }
+        (self.progress)(&self.report);
+    }
+
+    /// Counts `rows` more rows of the current file (`count` so far), reporting progress every
+    /// [`PROGRESS_EVERY_ROWS`].
+    fn rows_written(&mut self, count: &mut u64, rows: u64) {
+        let before = *count;
+        *count += rows;
+        self.report.rows += rows;
+        if before / PROGRESS_EVERY_ROWS != *count / PROGRESS_EVERY_ROWS {
+            self.report.elapsed = self.started.elapsed();
+            (self.progress)(&self.report);
+        }
+    }
+}
+
+/// A delivered file whose commit was started ([`RecordSink::start_commit`]) and that the
+/// checkpoint does not record yet.
+struct Committing {
+    file: EventLogFile,
+    rows: u64,
+    commit: PendingCommit,
 }
 
 /// Rows between progress reports inside a file: often enough for a live display, rare enough to
@@ -555,54 +695,4 @@ enum Source {
     Encoded(Box<FileRecords>),
     /// Rows, prefetched or downloaded again.
     Rows(RowStream),
-}
-
-/// Streams a file's encoded lines into the sink, as [`deliver`] does its rows.
-async fn deliver_encoded<K: RecordSink>(
-    sink: &mut K,
-    file: &EventLogFile,
-    mut records: FileRecords,
-    report: &mut Progress,
-    started: Instant,
-    progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<u64, (Error, u64)> {
-    let mut count = 0u64;
-    while let Some(piece) = records.next_encoded().await {
-        let piece = piece.map_err(|e| (e, count))?;
-        sink.write_encoded(file, &piece.lines)
-            .await
-            .map_err(|e| (e, count))?;
-        let before = count;
-        count += piece.rows;
-        report.rows += piece.rows;
-        if before / PROGRESS_EVERY_ROWS != count / PROGRESS_EVERY_ROWS {
-            report.elapsed = started.elapsed();
-            progress(report);
-        }
-    }
-    Ok(count)
-}
-
-/// Streams a file's rows into the sink; on failure returns the error and how many rows it had
-/// written (for the progress count).
-async fn deliver<K: RecordSink>(
-    sink: &mut K,
-    file: &EventLogFile,
-    mut rows: RowStream,
-    report: &mut Progress,
-    started: Instant,
-    progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<u64, (Error, u64)> {
-    let mut count = 0u64;
-    while let Some(row) = rows.next().await {
-        let row = row.map_err(|e| (e, count))?;
-        sink.write_row(file, &row).await.map_err(|e| (e, count))?;
-        count += 1;
-        report.rows += 1;
-        if count.is_multiple_of(PROGRESS_EVERY_ROWS) {
-            report.elapsed = started.elapsed();
-            progress(report);
-        }
-    }
-    Ok(count)
 }

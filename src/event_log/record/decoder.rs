@@ -24,6 +24,9 @@ pub struct LogFileDecoder {
     out_len: usize,
     ends_len: usize,
     record_line: u64,
+    /// Between rows: the next bytes that are line ends are blank lines, skipped here rather
+    /// than by csv-core (see `decode`).
+    between_rows: bool,
     started: bool,
     head: Vec<u8>,
 }
@@ -77,6 +80,7 @@ impl LogFileDecoder {
             out_len: 0,
             ends_len: 0,
             record_line: 1,
+            between_rows: true,
             started: false,
             head: Vec::new(),
         }
@@ -107,7 +111,6 @@ impl LogFileDecoder {
         // No declared types: they only build the schema, which a continuation already has.
         let mut decoder = LogFileDecoder::new(&self.id, None, None);
         decoder.reader.set_line(line);
-        decoder.record_line = line;
         decoder.schema = Some(schema);
         // Past the file's first bytes: no BOM to look for.
         decoder.started = true;
@@ -152,12 +155,29 @@ impl LogFileDecoder {
     fn decode(&mut self, chunk: &[u8], out: &mut Vec<LogRecord>) -> Result<(), Error> {
         let mut input = chunk;
         loop {
+            if self.between_rows && !input.is_empty() {
+                // csv-core skips line ends between rows (blank lines) without saying so. They
+                // are skipped here instead, so that a row's line is where its first byte is,
+                // counted the same by a decoder that starts there (`continuation`).
+                let blank = input
+                    .iter()
+                    .position(|&b| b != b'\n' && b != b'\r')
+                    .unwrap_or(input.len());
+                let newlines = input[..blank].iter().filter(|&&b| b == b'\n').count();
+                self.reader.set_line(self.reader.line() + newlines as u64);
+                input = &input[blank..];
+                if input.is_empty() {
+                    // Not handed to csv-core: empty input means the end of the file to it.
+                    return Ok(());
+                }
+                self.between_rows = false;
+                self.record_line = self.reader.line();
+            }
             let (result, nin, nout, nend) = self.reader.read_record(
                 input,
                 &mut self.fields[self.out_len..],
                 &mut self.ends[self.ends_len..],
             );
-            let last_consumed = input[..nin].last().copied();
             input = &input[nin..];
             self.out_len += nout;
             self.ends_len += nend;
@@ -192,10 +212,7 @@ impl LogFileDecoder {
                 }
                 ReadRecordResult::Record => {
                     let line = self.record_line;
-                    // csv-core's line() has counted every `\n` consumed, those inside quoted
-                    // fields included. A row ending in `\r` (CRLF) leaves its `\n` unread, so
-                    // the next row starts one line further than line() says.
-                    self.record_line = self.reader.line() + u64::from(last_consumed == Some(b'\r'));
+                    self.between_rows = true;
                     self.complete_record(line, out)?;
                     // An empty chunk is the end of input: csv-core reports the last record
                     // then; asking again would report End.
