@@ -27,6 +27,9 @@ pub struct LogFileDecoder {
     /// Between rows: the next bytes that are line ends are blank lines, skipped here rather
     /// than by csv-core (see `decode`).
     between_rows: bool,
+    /// Whether rows are read by [`fast_row`](Self::fast_row) where it can (always, except in
+    /// the tests that compare it with csv-core alone).
+    fast_rows: bool,
     started: bool,
     head: Vec<u8>,
 }
@@ -81,6 +84,7 @@ impl LogFileDecoder {
             ends_len: 0,
             record_line: 1,
             between_rows: true,
+            fast_rows: true,
             started: false,
             head: Vec::new(),
         }
@@ -172,6 +176,14 @@ impl LogFileDecoder {
                 }
                 self.between_rows = false;
                 self.record_line = self.reader.line();
+                if self.fast_rows
+                    && let Some(consumed) = self.fast_row(input)
+                {
+                    input = &input[consumed..];
+                    self.between_rows = true;
+                    self.complete_record(self.record_line, out)?;
+                    continue;
+                }
             }
             let (result, nin, nout, nend) = self.reader.read_record(
                 input,
@@ -223,6 +235,69 @@ impl LogFileDecoder {
                 ReadRecordResult::End => return Ok(()),
             }
         }
+    }
+
+    /// Reads the row at the start of `input` without csv-core when it is whole there and plain:
+    /// every field unquoted, or quoted with nothing between its closing quote and the next
+    /// comma or line end. That is nearly every row Salesforce writes, and this reads it
+    /// several times faster than csv-core's byte-at-a-time state machine. The field text and
+    /// ends are csv-core's for the same bytes (`""` is one quote, a quoted line end is text);
+    /// for anything else (a row cut by the end of `input`, text after a closing quote, a row
+    /// larger than the buffers) it returns `None` having changed nothing, and csv-core reads
+    /// the row, its errors and buffer growth included. Returns the bytes consumed: the row
+    /// and its `\n` or `\r` (a `\n` after that `\r` is skipped as a blank line).
+    fn fast_row(&mut self, input: &[u8]) -> Option<usize> {
+        let (mut pos, mut out, mut nends, mut newlines) = (0, 0, 0, 0u64);
+        loop {
+            let field_start = *input.get(pos)?;
+            if field_start == b'"' {
+                let mut start = pos + 1;
+                loop {
+                    let hit = start + memchr::memchr2(b'"', b'\n', &input[start..])?;
+                    if input[hit] == b'\n' {
+                        newlines += 1;
+                        let text = input.get(start..=hit)?;
+                        out = copy_field(&mut self.fields, out, text)?;
+                        start = hit + 1;
+                        continue;
+                    }
+                    let doubled = *input.get(hit + 1)? == b'"';
+                    // A doubled quote is one quote of text, the closing quote is not text.
+                    let text = input.get(start..hit + usize::from(doubled))?;
+                    out = copy_field(&mut self.fields, out, text)?;
+                    if doubled {
+                        start = hit + 2;
+                    } else {
+                        pos = hit + 1;
+                        break;
+                    }
+                }
+            } else {
+                let end = pos + memchr::memchr3(b',', b'\n', b'\r', &input[pos..])?;
+                out = copy_field(&mut self.fields, out, &input[pos..end])?;
+                pos = end;
+            }
+            *self.ends.get_mut(nends)? = out;
+            nends += 1;
+            match *input.get(pos)? {
+                b',' => pos += 1,
+                b'\n' => {
+                    newlines += 1;
+                    pos += 1;
+                    break;
+                }
+                b'\r' => {
+                    pos += 1;
+                    break;
+                }
+                // Text after a closing quote: csv-core's lenient reading applies.
+                _ => return None,
+            }
+        }
+        self.out_len = out;
+        self.ends_len = nends;
+        self.reader.set_line(self.reader.line() + newlines);
+        Some(pos)
     }
 
     /// Ends the input: decodes a last row that had no line end.
@@ -344,6 +419,15 @@ fn unwrap_escaped(text: String, ends: Vec<usize>, escaped: &[usize]) -> (String,
     (out, new_ends)
 }
 
+/// Appends `text` to the row's field bytes at `at`; the new length, `None` when the buffer is
+/// full (csv-core then reads the row and grows it).
+#[inline]
+fn copy_field(fields: &mut [u8], at: usize, text: &[u8]) -> Option<usize> {
+    let end = at.checked_add(text.len())?;
+    fields.get_mut(at..end)?.copy_from_slice(text);
+    Some(end)
+}
+
 /// Lossy UTF-8 conversion field by field, recomputing the field ends.
 fn lossy_keeping_ends(bytes: &[u8], ends: &[usize]) -> (String, Vec<usize>) {
     let mut text = String::with_capacity(bytes.len());
@@ -355,4 +439,107 @@ fn lossy_keeping_ends(bytes: &[u8], ends: &[usize]) -> (String, Vec<usize>) {
         start = end;
     }
     (text, new_ends)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every row (line and fields) or the error, decoding `csv` in chunks of `sizes` (cycled).
+    fn decoded(csv: &[u8], sizes: &[usize], fast_rows: bool) -> Result<Vec<String>, String> {
+        let mut decoder = LogFileDecoder::new("0AT000000000001AAA", None, None);
+        decoder.fast_rows = fast_rows;
+        let mut rows = Vec::new();
+        let (mut rest, mut sizes) = (csv, sizes.iter().cycle());
+        let mut fed = || -> Result<(), Error> {
+            while !rest.is_empty() {
+                let n = sizes.next().copied().unwrap_or(1).clamp(1, rest.len());
+                decoder.feed(&rest[..n], &mut rows)?;
+                rest = &rest[n..];
+            }
+            decoder.finish(&mut rows)
+        };
+        fed().map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .map(|r| format!("{}: {:?}", r.line(), r.iter().collect::<Vec<_>>()))
+            .collect())
+    }
+
+    /// A field as written: quoted (with doubled quotes, commas, line breaks of both kinds),
+    /// unquoted (quotes in it are text), and malformed (a stray quote, text after the closing
+    /// quote).
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-z]{0,5}".prop_map(|s| format!("\"{s}\"")),
+            4 => "[a-z\",\r\n]{0,8}".prop_map(|s| format!("\"{}\"", s.replace('"', "\"\""))),
+            2 => "[a-z\"]{0,4}",
+            1 => "\"[a-z,]{0,3}\"[a-z\"]{1,2}",
+            1 => "\"[a-z\n]{0,3}",
+        ]
+    }
+
+    fn row() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![20 => Just(3usize), 1 => Just(2usize), 1 => Just(4usize)],
+            prop_oneof![
+                Just("\n"),
+                Just("\r\n"),
+                Just("\r"),
+                Just("\n\n"),
+                Just("\r\n\r\n")
+            ],
+        )
+            .prop_flat_map(|(n, end)| {
+                proptest::collection::vec(field(), n).prop_map(move |f| f.join(",") + end)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn plain_rows_read_without_csv_core_decode_as_csv_core_does(
+            rows in proptest::collection::vec(row(), 0..40),
+            sizes in proptest::collection::vec(1usize..200, 1..6),
+            bom in any::<bool>(),
+            last_line_end in any::<bool>(),
+        ) {
+            let mut csv = String::from(if bom { "\u{feff}" } else { "" });
+            csv += "\"A\",\"B\",\"C\"\n";
+            csv += &rows.concat();
+            if !last_line_end {
+                csv.truncate(csv.trim_end_matches(['\r', '\n']).len());
+            }
+            prop_assert_eq!(
+                decoded(csv.as_bytes(), &sizes, true),
+                decoded(csv.as_bytes(), &sizes, false)
+            );
+        }
+    }
+
+    #[test]
+    fn plain_rows_are_read_without_csv_core_and_others_with_it() {
+        let csv = b"\"A\",\"B\"\n\"1\",\"x\"\"y\"\"\nz\"\n\"2\"q,\"w\"\n";
+        let mut decoder = LogFileDecoder::new("0AT000000000001AAA", None, None);
+        let mut rows = Vec::new();
+        decoder.feed(csv, &mut rows).unwrap();
+        decoder.finish(&mut rows).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0].iter().collect::<Vec<_>>(),
+            [("A", "1"), ("B", "x\"y\"\nz")]
+        );
+        assert_eq!(
+            rows[1].iter().collect::<Vec<_>>(),
+            [("A", "2q"), ("B", "w")]
+        );
+        assert_eq!((rows[0].line(), rows[1].line()), (2, 4));
+        // csv-core read only the second row (text after a closing quote): its line count
+        // went on from the fast path's.
+        assert_eq!(decoder.reader.line(), 5);
+    }
 }
