@@ -32,9 +32,14 @@ pub struct LogFileDecoder {
     fast_rows: bool,
     started: bool,
     head: Vec<u8>,
+    /// The row lent to [`feed_each`](Self::feed_each)'s callback, its buffers reused.
+    row: Option<LogRecord>,
 }
 
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Where decoded rows go: each is lent to the callback, whose error ends the decoding.
+pub(crate) type EachRow<'a> = dyn FnMut(&LogRecord) -> Result<(), Error> + 'a;
 
 /// The most fields a row may have. Salesforce's widest event types have about 130 columns; the
 /// bound keeps a hostile or broken file (a row of millions of empty fields, each one byte) from
@@ -73,8 +78,14 @@ impl LogFileDecoder {
             }
             _ => Declared::ByName(HashMap::new()),
         };
+        Self::with_declared(id, declared)
+    }
+
+    fn with_declared(id: &str, declared: Declared) -> Self {
         LogFileDecoder {
             id: id.to_string(),
+            // A new reader, never a clone: csv-core 0.1's `Clone` copies only part of its
+            // state table, and a cloned reader loops forever.
             reader: csv_core::Reader::new(),
             declared,
             schema: None,
@@ -87,6 +98,7 @@ impl LogFileDecoder {
             fast_rows: true,
             started: false,
             head: Vec::new(),
+            row: None,
         }
     }
 
@@ -113,7 +125,10 @@ impl LogFileDecoder {
     pub(crate) fn continuation(&self, line: u64) -> Option<LogFileDecoder> {
         let schema = Arc::clone(self.schema.as_ref()?);
         // No declared types: they only build the schema, which a continuation already has.
-        let mut decoder = LogFileDecoder::new(&self.id, None, None);
+        let mut decoder = LogFileDecoder::with_declared(&self.id, Declared::ByName(HashMap::new()));
+        // Room for every field at once: the fast path reads no row with more fields than
+        // `ends` holds.
+        decoder.ends.resize(schema.len().clamp(64, MAX_FIELDS), 0);
         decoder.reader.set_line(line);
         decoder.schema = Some(schema);
         // Past the file's first bytes: no BOM to look for.
@@ -134,12 +149,21 @@ impl LogFileDecoder {
 
     /// Decodes `chunk`, appending every row it completes to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<LogRecord>) -> Result<(), Error> {
+        self.feed_each(chunk, &mut |row| {
+            out.push(row.clone());
+            Ok(())
+        })
+    }
+
+    /// As [`feed`](Self::feed), lending each row to `each` instead: one row's buffers serve
+    /// them all, without an allocation per row.
+    pub(crate) fn feed_each(&mut self, chunk: &[u8], each: &mut EachRow<'_>) -> Result<(), Error> {
         // csv-core reads empty input as the end of the file; only `finish` may say that.
         if chunk.is_empty() {
             return Ok(());
         }
         if self.started {
-            return self.decode(chunk, out);
+            return self.decode(chunk, each);
         }
         // csv-core strips a UTF-8 BOM only when all three bytes come in its first input; a
         // network read can split them, so the first bytes are held back until that is decided.
@@ -147,16 +171,16 @@ impl LogFileDecoder {
         if self.head.len() < UTF8_BOM.len() {
             return Ok(());
         }
-        self.start(out)
+        self.start(each)
     }
 
-    fn start(&mut self, out: &mut Vec<LogRecord>) -> Result<(), Error> {
+    fn start(&mut self, each: &mut EachRow<'_>) -> Result<(), Error> {
         self.started = true;
         let head = std::mem::take(&mut self.head);
-        self.decode(head.strip_prefix(UTF8_BOM).unwrap_or(&head), out)
+        self.decode(head.strip_prefix(UTF8_BOM).unwrap_or(&head), each)
     }
 
-    fn decode(&mut self, chunk: &[u8], out: &mut Vec<LogRecord>) -> Result<(), Error> {
+    fn decode(&mut self, chunk: &[u8], each: &mut EachRow<'_>) -> Result<(), Error> {
         let mut input = chunk;
         loop {
             if self.between_rows && !input.is_empty() {
@@ -181,7 +205,7 @@ impl LogFileDecoder {
                 {
                     input = &input[consumed..];
                     self.between_rows = true;
-                    self.complete_record(self.record_line, out)?;
+                    self.complete_record(self.record_line, each)?;
                     continue;
                 }
             }
@@ -225,7 +249,7 @@ impl LogFileDecoder {
                 ReadRecordResult::Record => {
                     let line = self.record_line;
                     self.between_rows = true;
-                    self.complete_record(line, out)?;
+                    self.complete_record(line, each)?;
                     // An empty chunk is the end of input: csv-core reports the last record
                     // then; asking again would report End.
                     if chunk.is_empty() {
@@ -302,10 +326,19 @@ impl LogFileDecoder {
 
     /// Ends the input: decodes a last row that had no line end.
     pub fn finish(&mut self, out: &mut Vec<LogRecord>) -> Result<(), Error> {
+        self.finish_each(&mut |row| {
+            out.push(row.clone());
+            Ok(())
+        })
+    }
+
+    /// As [`finish`](Self::finish), lending the row to `each` (see
+    /// [`feed_each`](Self::feed_each)).
+    pub(crate) fn finish_each(&mut self, each: &mut EachRow<'_>) -> Result<(), Error> {
         if !self.started {
-            self.start(out)?;
+            self.start(each)?;
         }
-        self.decode(&[], out)?;
+        self.decode(&[], each)?;
         if self.out_len > 0 || self.ends_len > 0 {
             return Err(self.error(self.record_line, "the file ends inside a row"));
         }
@@ -320,7 +353,7 @@ impl LogFileDecoder {
         }
     }
 
-    fn complete_record(&mut self, line: u64, out: &mut Vec<LogRecord>) -> Result<(), Error> {
+    fn complete_record(&mut self, line: u64, each: &mut EachRow<'_>) -> Result<(), Error> {
         let nfields = self.ends_len;
         let len = self.out_len;
         self.out_len = 0;
@@ -358,28 +391,30 @@ impl LogFileDecoder {
                         ),
                     ));
                 }
-                // Salesforce writes UTF-8; a stray invalid byte is replaced rather than losing
-                // the whole row.
-                let text = match std::str::from_utf8(bytes) {
-                    Ok(s) => s.to_owned(),
-                    Err(_) => {
-                        tracing::warn!(id = %self.id, line, "row is not valid UTF-8; replacing invalid bytes");
-                        lossy_keeping_ends(bytes, ends).0
-                    }
-                };
-                let ends = if text.len() == len {
-                    ends.to_vec()
-                } else {
-                    lossy_keeping_ends(bytes, ends).1
-                };
-                let (text, ends) = unwrap_escaped(text, ends, &schema.escaped);
-                out.push(LogRecord {
+                let row = self.row.get_or_insert_with(|| LogRecord {
                     schema: Arc::clone(schema),
-                    text,
-                    ends,
+                    text: String::new(),
+                    ends: Vec::new(),
                     line,
                 });
-                Ok(())
+                row.line = line;
+                row.text.clear();
+                row.ends.clear();
+                // Salesforce writes UTF-8; a stray invalid byte is replaced rather than losing
+                // the whole row.
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => {
+                        row.text.push_str(text);
+                        row.ends.extend_from_slice(ends);
+                    }
+                    Err(_) => {
+                        tracing::warn!(id = %self.id, line, "row is not valid UTF-8; replacing invalid bytes");
+                        (row.text, row.ends) = lossy_keeping_ends(bytes, ends);
+                    }
+                }
+                let (text, ends) = (std::mem::take(&mut row.text), std::mem::take(&mut row.ends));
+                (row.text, row.ends) = unwrap_escaped(text, ends, &schema.escaped);
+                each(row)
             }
         }
     }
