@@ -186,11 +186,49 @@ const COMPACT_MILLIS: DateTimeShape = (
     &[(14, b'.')],
 );
 
-/// `2015-07-27T11:32:59.555Z` (24 bytes) or `20150727113259.555` (18 bytes), exactly.
+/// `2015-07-27T11:32:59Z`: no milliseconds (an empty range reads as 0).
+const ISO_SECONDS: DateTimeShape = (
+    [
+        (0, 4),
+        (5, 7),
+        (8, 10),
+        (11, 13),
+        (14, 16),
+        (17, 19),
+        (19, 19),
+    ],
+    &[
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'Z'),
+    ],
+);
+
+/// `20150727113259`: no milliseconds.
+const COMPACT_SECONDS: DateTimeShape = (
+    [
+        (0, 4),
+        (4, 6),
+        (6, 8),
+        (8, 10),
+        (10, 12),
+        (12, 14),
+        (14, 14),
+    ],
+    &[],
+);
+
+/// `2015-07-27T11:32:59.555Z` (24 bytes), `20150727113259.555` (18 bytes), or either without
+/// the milliseconds (20 and 14 bytes), exactly.
 fn parse_fixed_datetime(b: &[u8]) -> Option<OffsetDateTime> {
     let (fields, separators) = match b.len() {
         24 => ISO_MILLIS,
         18 => COMPACT_MILLIS,
+        20 => ISO_SECONDS,
+        14 => COMPACT_SECONDS,
         _ => return None,
     };
     if separators.iter().any(|&(i, c)| b.get(i) != Some(&c)) {
@@ -261,6 +299,11 @@ mod tests {
             "2024-03-11 15:00:00.123Z",
             "20150727113259.555",
             "20150727113259",
+            "20161231235960",
+            "2016-12-31T23:59:60Z",
+            "2024-02-30T10:00:00Z",
+            "2024-03-11T15:00:00z",
+            "2015072711325x",
             "20150727113259.5",
             "20240230113259.555",
             "20150727113260.555",
