@@ -32,9 +32,9 @@ use crate::realtime::{Batch, EventObject, NdjsonObjectRow, ObjectRecord, ObjectS
 ///
 /// A process can die between a commit and the checkpoint save that records it (with a commit
 /// running in the background, while the next file is written), so the output can hold rows the
-/// checkpoint does not count. Exactly-once delivery needs the sink
-/// to take part through *positions*, numbers that say how far the committed output reaches (a
-/// file length, a row count, a transaction sequence):
+/// checkpoint does not count. Exactly-once delivery needs the sink to take part through
+/// *positions*, numbers that say how far the committed output reaches (a file length, a row
+/// count, a transaction sequence):
 ///
 /// - `commit_file` makes the file's rows durable and returns the position where the committed
 ///   output now ends; the collector stores it as
@@ -166,6 +166,8 @@ pub struct PendingCommit(Pending);
 enum Pending {
     Done(Option<u64>),
     Running(BoxFuture<'static, Result<Option<u64>, Error>>),
+    /// A running commit that failed, kept so that polling again gives the error again.
+    Failed(Error),
 }
 
 impl PendingCommit {
@@ -184,13 +186,14 @@ impl PendingCommit {
         PendingCommit(Pending::Running(durable.boxed()))
     }
 
-    /// Whether the commit completed when it was made ([`done`](Self::done)).
+    /// Whether the commit is known to have completed ([`done`](Self::done), or a running one
+    /// that resolved successfully).
     pub fn is_done(&self) -> bool {
         matches!(self.0, Pending::Done(_))
     }
 }
 
-/// Resolves once the rows are durable. Not to be polled again after it resolved.
+/// Resolves once the rows are durable; polled again, it gives the same outcome.
 impl Future for PendingCommit {
     type Output = Result<Option<u64>, Error>;
 
@@ -198,10 +201,17 @@ impl Future for PendingCommit {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        match &mut self.0 {
-            Pending::Done(position) => std::task::Poll::Ready(Ok(*position)),
-            Pending::Running(durable) => durable.as_mut().poll(cx),
-        }
+        let outcome = match &mut self.0 {
+            Pending::Done(position) => return std::task::Poll::Ready(Ok(*position)),
+            Pending::Failed(error) => return std::task::Poll::Ready(Err(error.clone())),
+            Pending::Running(durable) => std::task::ready!(durable.as_mut().poll(cx)),
+        };
+        // The finished future must not be polled again.
+        self.0 = match &outcome {
+            Ok(position) => Pending::Done(*position),
+            Err(error) => Pending::Failed(error.clone()),
+        };
+        std::task::Poll::Ready(outcome)
     }
 }
 
@@ -213,6 +223,7 @@ impl fmt::Debug for PendingCommit {
                 .field(position)
                 .finish(),
             Pending::Running(_) => f.write_str("PendingCommit::running(..)"),
+            Pending::Failed(error) => f.debug_tuple("PendingCommit::failed").field(error).finish(),
         }
     }
 }
@@ -463,8 +474,9 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 ///
 /// `commit_file` flushes and fsyncs and reports the file's length; the collector stores it in
 /// the checkpoint. Through [`RecordSink::start_commit`] the fsync runs on a blocking thread
-/// while the collector writes the next file. On restart, [`open`](Self::open) truncates anything past that length (rows of
-/// a file that was not confirmed), and `rollback_file` does the same after a failed file.
+/// while the collector writes the next file. On restart, [`open`](Self::open) truncates
+/// anything past that length (rows of a file that was not confirmed), and `rollback_file` does
+/// the same after a failed file.
 #[derive(Debug)]
 pub struct NdjsonFileSink {
     path: PathBuf,
@@ -1012,9 +1024,14 @@ mod tests {
         let file = file();
         sink.write_encoded(&file, b"{}\n").await.unwrap();
         sink.writeback.running = Some(failed_sync("syncing out.ndjson in the background"));
-        let pending = sink.start_commit(&file).await.unwrap();
-        let error = pending.await.unwrap_err().to_string();
+        let mut pending = sink.start_commit(&file).await.unwrap();
+        let error = (&mut pending).await.unwrap_err().to_string();
         assert!(error.contains("EIO"), "{error}");
+        assert_eq!(
+            pending.await.unwrap_err().to_string(),
+            error,
+            "the same outcome when polled again"
+        );
         let next = sink.begin_file(&file).await.unwrap_err().to_string();
         assert!(next.contains("EIO"), "{next}");
         assert!(
