@@ -1443,29 +1443,8 @@ mod tests {
 
     mod segments {
         use super::*;
+        use crate::event_log::record::testing::{csv, row};
         use proptest::prelude::*;
-
-        /// A field as written: quoted (with doubled quotes, commas and line breaks), unquoted,
-        /// and now and then malformed (a stray quote, text after the closing quote).
-        fn field() -> impl Strategy<Value = String> {
-            prop_oneof![
-                4 => "[a-z]{0,5}".prop_map(|s| format!("\"{s}\"")),
-                4 => "[a-z\",\n]{0,8}".prop_map(|s| format!("\"{}\"", s.replace('"', "\"\""))),
-                2 => "[a-z]{0,4}",
-                1 => "[a-z\"]{1,3}",
-                1 => "\"[a-z]{0,3}\"[a-z]{1,2}",
-            ]
-        }
-
-        fn row() -> impl Strategy<Value = String> {
-            (
-                prop_oneof![20 => Just(3usize), 1 => Just(2usize)],
-                prop_oneof![Just("\n"), Just("\r\n")],
-            )
-                .prop_flat_map(|(n, end)| {
-                    proptest::collection::vec(field(), n).prop_map(move |f| f.join(",") + end)
-                })
-        }
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(64))]
@@ -1474,12 +1453,10 @@ mod tests {
             fn decoding_in_segments_never_changes_the_lines_or_the_error(
                 rows in proptest::collection::vec(row(), 1..120),
                 sizes in proptest::collection::vec(1usize..400, 1..8),
+                bom in any::<bool>(),
                 last_line_end in any::<bool>(),
             ) {
-                let mut csv = String::from("\"A\",\"B\",\"C\"\n") + &rows.concat();
-                if !last_line_end {
-                    csv.truncate(csv.trim_end_matches(['\r', '\n']).len());
-                }
+                let csv = csv(&rows, bom, last_line_end);
                 let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
                 let expected = encoded_in_order(csv.as_bytes(), OutputFormat::Ndjson);
                 let (lines, _) = runtime.block_on(encoded_in_segments(

@@ -481,6 +481,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::event_log::record::testing::{csv, row};
     use proptest::prelude::*;
 
     /// Every row (line and fields) or the error, decoding `csv` in chunks of `sizes` (cycled).
@@ -504,35 +505,6 @@ mod tests {
             .collect())
     }
 
-    /// A field as written: quoted (with doubled quotes, commas, line breaks of both kinds),
-    /// unquoted (quotes in it are text), and malformed (a stray quote, text after the closing
-    /// quote).
-    fn field() -> impl Strategy<Value = String> {
-        prop_oneof![
-            4 => "[a-z]{0,5}".prop_map(|s| format!("\"{s}\"")),
-            4 => "[a-z\",\r\n]{0,8}".prop_map(|s| format!("\"{}\"", s.replace('"', "\"\""))),
-            2 => "[a-z\"]{0,4}",
-            1 => "\"[a-z,]{0,3}\"[a-z\"]{1,2}",
-            1 => "\"[a-z\n]{0,3}",
-        ]
-    }
-
-    fn row() -> impl Strategy<Value = String> {
-        (
-            prop_oneof![20 => Just(3usize), 1 => Just(2usize), 1 => Just(4usize)],
-            prop_oneof![
-                Just("\n"),
-                Just("\r\n"),
-                Just("\r"),
-                Just("\n\n"),
-                Just("\r\n\r\n")
-            ],
-        )
-            .prop_flat_map(|(n, end)| {
-                proptest::collection::vec(field(), n).prop_map(move |f| f.join(",") + end)
-            })
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -543,12 +515,7 @@ mod tests {
             bom in any::<bool>(),
             last_line_end in any::<bool>(),
         ) {
-            let mut csv = String::from(if bom { "\u{feff}" } else { "" });
-            csv += "\"A\",\"B\",\"C\"\n";
-            csv += &rows.concat();
-            if !last_line_end {
-                csv.truncate(csv.trim_end_matches(['\r', '\n']).len());
-            }
+            let csv = csv(&rows, bom, last_line_end);
             prop_assert_eq!(
                 decoded(csv.as_bytes(), &sizes, true),
                 decoded(csv.as_bytes(), &sizes, false)

@@ -10,6 +10,8 @@
 mod decoder;
 mod serde;
 pub(crate) mod split;
+#[cfg(test)]
+pub(crate) mod testing;
 mod value;
 
 use std::collections::HashMap;
