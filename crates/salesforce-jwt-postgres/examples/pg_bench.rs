@@ -1,6 +1,7 @@
 //! Rows per second into `salesforce_events`: collectors (the library's `Collector` over
 //! `PgCheckpointStore` and `PgSink`) each collecting its own org double, one alone, then three at
-//! once.
+//! once; then PostgreSQL alone (the one collector's rows committed again the same way, with
+//! nothing else running), the most a collector could reach on this host.
 //!
 //! ```sh
 //! eval "$(scripts/pg-test-cluster start)"      # or set SFJWT_TEST_PG_URL to a server of yours
@@ -18,7 +19,9 @@ use salesforce_jwt::JwtBearerClient;
 use salesforce_jwt::clock::SystemClock;
 use salesforce_jwt::event_log::{Collector, CollectorOptions, EventLogFileQuery};
 use salesforce_jwt_mock::{Interval, MockLogFile, MockOrg};
-use salesforce_jwt_postgres::{DEFAULT_LEASE_TTL, PgCheckpointStore, PgTarget, PgWorker};
+use salesforce_jwt_postgres::{
+    DEFAULT_LEASE_TTL, EventRow, PgCheckpointStore, PgStore, PgTarget, PgWorker,
+};
 
 const FILES: usize = 40;
 const ROWS: usize = 2_500;
@@ -56,7 +59,52 @@ async fn database(admin: &str, name: &str) -> String {
     ] {
         client.batch_execute(&sql).await.unwrap();
     }
+    database_url(admin, name)
+}
+
+/// The URL of the database `name` on the server of `admin`.
+fn database_url(admin: &str, name: &str) -> String {
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+/// PostgreSQL alone: the rows in the database at `collected` (one collector's run) committed
+/// again into a new database as `PgSink` and `PgCheckpointStore` do (a transaction per file of
+/// `ROWS` rows: the lease's fencing check, a binary COPY, the checkpoint), with no org double,
+/// download, decoding or encoding beside it.
+async fn postgres_alone(admin: &str, collected: &str) -> (u64, f64) {
+    let (client, conn) = tokio_postgres::connect(collected, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let events: Vec<EventRow> = client
+        .query(
+            "SELECT event_id, record::text FROM salesforce_events ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| EventRow {
+            event_id: row.get(0),
+            record: row.get::<_, String>(1).into_bytes(),
+        })
+        .collect();
+    let url = database(admin, "sfjwt_bench_postgres_alone").await;
+    let target = PgTarget::parse(&url).unwrap();
+    let store = PgStore::connect(&target, Arc::new(SystemClock), "bench-alone")
+        .await
+        .unwrap();
+    let lease = store
+        .claim("org0", "EventLogFile", DEFAULT_LEASE_TTL)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for (i, file) in events.chunks(ROWS).enumerate() {
+        let checkpoint = serde_json::json!({ "files": i + 1 });
+        store.commit(&lease, file, &checkpoint).await.unwrap();
+    }
+    let rows = events.len() as u64;
+    (rows, rows as f64 / started.elapsed().as_secs_f64())
 }
 
 /// `collectors` processes' worth of collectors (each its own worker, as separate processes
@@ -112,4 +160,10 @@ async fn main() {
             "{collectors} collector(s): {rows} rows into salesforce_events, {per_second:.0} rows/s"
         );
     }
+    let collected = database_url(&admin, "sfjwt_bench_1");
+    let (rows, per_second) = postgres_alone(&admin, &collected).await;
+    println!(
+        "PostgreSQL alone (the same rows and transactions, nothing else running): {rows} rows, \
+         {per_second:.0} rows/s"
+    );
 }
