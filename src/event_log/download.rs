@@ -399,8 +399,8 @@ async fn send_encoded(
     let mut speculate = true;
     // The decoder of everything sent so far, in file order.
     let mut current = decoder;
-    let mut work = SegmentWork::default();
-    let mut spare: Vec<SegmentWork> = Vec::new();
+    let mut encoders = Encoders::default();
+    let mut spare: Vec<Encoders> = Vec::new();
     let mut queue: VecDeque<Slot> = VecDeque::new();
     // How the body ended, once it has.
     let mut body_end: Option<Result<(), Error>> = None;
@@ -409,7 +409,14 @@ async fn send_encoded(
         if queue.front().is_some_and(|slot| slot.task.is_none()) {
             if let Some(slot) = queue.pop_front() {
                 stats.in_order += 1;
-                match decode_here(&mut current, &slot.segment, &mut work, format, &file, &pool) {
+                match decode_here(
+                    &mut current,
+                    &slot.segment,
+                    &mut encoders,
+                    format,
+                    &file,
+                    &pool,
+                ) {
                     Ok((lines, rows)) => {
                         if rows > 0 {
                             sender.send_lines(lines, rows).await?;
@@ -446,7 +453,7 @@ async fn send_encoded(
                     let (mut lines, mut count) = (Vec::new(), 0);
                     let finished = current.finish_each(&mut encode_each(
                         &mut lines,
-                        &mut work.encoders,
+                        &mut encoders,
                         format,
                         &file,
                         &mut count,
@@ -521,7 +528,7 @@ async fn send_encoded(
                     // decoding in order, and so is how the decoder stands after them.
                     let done = *done;
                     current = done.decoder;
-                    spare.push(done.work);
+                    spare.push(done.encoders);
                     match done.outcome {
                         Ok(rows) => {
                             if rows > 0 {
@@ -535,7 +542,7 @@ async fn send_encoded(
                     // the rest of the file in order.
                     tracing::debug!(id = %file.id, line = slot.segment.line, "a probable row boundary was not one; decoding the rest of the file in order");
                     stats.redone += 1;
-                    spare.push(done.work);
+                    spare.push(done.encoders);
                     if speculate {
                         speculate = false;
                         queue.extend(splitter.take_pending().map(Slot::here));
@@ -600,20 +607,14 @@ enum Event {
     Done(Result<Box<SegmentDone>, tokio::task::JoinError>),
 }
 
-/// A decoding task's buffers, handed back and reused: the encoders keep what they worked out
-/// for the file's columns.
-#[derive(Default)]
-struct SegmentWork {
-    encoders: Encoders,
-}
-
 /// What a segment's task hands back: its decoder after the segment, its lines and their row
-/// count or the error that ended it, and its buffers.
+/// count or the error that ended it, and its encoders, reused by a later segment (they keep
+/// what they worked out for the file's columns).
 struct SegmentDone {
     decoder: LogFileDecoder,
     lines: Vec<u8>,
     outcome: Result<u64, Error>,
-    work: SegmentWork,
+    encoders: Encoders,
 }
 
 /// Spawns the task of a segment that starts at a probable row boundary; `None` (decode it in
@@ -621,24 +622,31 @@ struct SegmentDone {
 fn spawn_segment(
     current: &LogFileDecoder,
     segment: &Segment,
-    spare: &mut Vec<SegmentWork>,
+    spare: &mut Vec<Encoders>,
     format: OutputFormat,
     file: &Arc<EventLogFile>,
     pool: &LinePool,
 ) -> Option<tokio::task::JoinHandle<Box<SegmentDone>>> {
     let mut decoder = current.continuation(segment.line)?;
-    let mut work = spare.pop().unwrap_or_default();
+    let mut encoders = spare.pop().unwrap_or_default();
     let pieces = segment.pieces.clone();
     let file = Arc::clone(file);
     let mut lines = pool.take(lines_capacity(&pieces, format));
     Some(tokio::spawn(async move {
-        let outcome = decode_pieces(&mut decoder, &pieces, &mut work, format, &file, &mut lines);
+        let outcome = decode_pieces(
+            &mut decoder,
+            &pieces,
+            &mut encoders,
+            format,
+            &file,
+            &mut lines,
+        );
         // Boxed: the decoder holds csv-core's transition table.
         Box::new(SegmentDone {
             decoder,
             lines,
             outcome,
-            work,
+            encoders,
         })
     }))
 }
@@ -647,13 +655,13 @@ fn spawn_segment(
 fn decode_here(
     decoder: &mut LogFileDecoder,
     segment: &Segment,
-    work: &mut SegmentWork,
+    encoders: &mut Encoders,
     format: OutputFormat,
     file: &EventLogFile,
     pool: &LinePool,
 ) -> Result<(Vec<u8>, u64), Error> {
     let mut lines = pool.take(lines_capacity(&segment.pieces, format));
-    let rows = decode_pieces(decoder, &segment.pieces, work, format, file, &mut lines)?;
+    let rows = decode_pieces(decoder, &segment.pieces, encoders, format, file, &mut lines)?;
     Ok((lines, rows))
 }
 
@@ -673,14 +681,14 @@ fn lines_capacity(pieces: &[Bytes], format: OutputFormat) -> usize {
 fn decode_pieces(
     decoder: &mut LogFileDecoder,
     pieces: &[Bytes],
-    work: &mut SegmentWork,
+    encoders: &mut Encoders,
     format: OutputFormat,
     file: &EventLogFile,
     lines: &mut Vec<u8>,
 ) -> Result<u64, Error> {
     let mut count = 0;
     {
-        let mut each = encode_each(lines, &mut work.encoders, format, file, &mut count);
+        let mut each = encode_each(lines, encoders, format, file, &mut count);
         for piece in pieces {
             decoder.feed_each(piece, &mut each)?;
         }
@@ -1300,14 +1308,13 @@ mod tests {
         let pool = LinePool::default();
         let (mut records, mut sender) = channel(file.clone(), 256 << 20, pool.clone());
         sender.consumed.store(consumed, Ordering::Relaxed);
-        let mut chunks = Vec::new();
-        let (mut rest, mut sizes) = (csv, sizes.iter().cycle());
-        while !rest.is_empty() {
-            let n = sizes.next().copied().unwrap_or(1).clamp(1, rest.len());
-            chunks.push(Ok(Bytes::copy_from_slice(&rest[..n])));
-            rest = &rest[n..];
-        }
-        let body = futures_util::stream::iter(chunks);
+        let chunks = crate::event_log::record::testing::chunked(csv, sizes);
+        let body = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+                .collect::<Vec<_>>(),
+        );
         let decoder = LogFileDecoder::for_file(&file);
         let stats = send_encoded(body, decoder, &mut sender, format, Arc::new(file), pool)
             .await

@@ -512,6 +512,13 @@ struct Writeback {
 /// was started for.
 type BackgroundSync = Shared<BoxFuture<'static, Result<(), Error>>>;
 
+impl Writeback {
+    /// The outcome of the last one started, if it has finished.
+    fn finished(&self) -> Option<Result<(), Error>> {
+        self.running.as_ref()?.clone().now_or_never()
+    }
+}
+
 impl fmt::Debug for Writeback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Writeback")
@@ -773,13 +780,7 @@ impl NdjsonFileSink {
         if self.ndjson.written - self.writeback.started_at < WRITEBACK_BYTES {
             return;
         }
-        let finished = |sync: &BackgroundSync| sync.clone().now_or_never().is_some();
-        if self
-            .writeback
-            .running
-            .as_ref()
-            .is_some_and(|s| !finished(s))
-        {
+        if self.writeback.running.is_some() && self.writeback.finished().is_none() {
             return;
         }
         let what = format!("syncing {} in the background", self.path.display());
@@ -843,12 +844,7 @@ impl NdjsonFileSink {
     /// that failed in the background, the next file stops before its first row.
     fn check_background(&mut self) -> Result<(), Error> {
         self.ndjson.guard()?;
-        let outcome = self
-            .writeback
-            .running
-            .as_ref()
-            .and_then(|s| s.clone().now_or_never());
-        if let Some(Err(e)) = outcome {
+        if let Some(Err(e)) = self.writeback.finished() {
             self.writeback.running = None;
             return self.ndjson.poison_on_error(Err(e));
         }
@@ -965,9 +961,8 @@ mod tests {
             sink.commit_file(&file).await.unwrap(),
             Some(WRITEBACK_BYTES)
         );
-        let last = sink.writeback.running.clone().unwrap();
         assert!(
-            matches!(last.now_or_never(), Some(Ok(()))),
+            matches!(sink.writeback.finished(), Some(Ok(()))),
             "the commit's sync, after the background one, finished"
         );
     }

@@ -267,9 +267,10 @@ impl LogFileDecoder {
     /// several times faster than csv-core's byte-at-a-time state machine. The field text and
     /// ends are csv-core's for the same bytes (`""` is one quote, a quoted line end is text);
     /// for anything else (a row cut by the end of `input`, text after a closing quote, a row
-    /// larger than the buffers) it returns `None` having changed nothing, and csv-core reads
-    /// the row, its errors and buffer growth included. Returns the bytes consumed: the row
-    /// and its `\n` or `\r` (a `\n` after that `\r` is skipped as a blank line).
+    /// larger than the buffers) it returns `None` having read nothing (lengths and line count
+    /// unchanged; the buffers' bytes past them are scratch), and csv-core reads the row, its
+    /// errors and buffer growth included. Returns the bytes consumed: the row and its `\n` or
+    /// `\r` (a `\n` after that `\r` is skipped as a blank line).
     fn fast_row(&mut self, input: &[u8]) -> Option<usize> {
         let (mut pos, mut out, mut nends, mut newlines) = (0, 0, 0, 0u64);
         loop {
@@ -481,7 +482,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::event_log::record::testing::{csv, row};
+    use crate::event_log::record::testing::{chunked, csv, row};
     use proptest::prelude::*;
 
     /// Every row (line and fields) or the error, decoding `csv` in chunks of `sizes` (cycled).
@@ -489,12 +490,9 @@ mod tests {
         let mut decoder = LogFileDecoder::new("0AT000000000001AAA", None, None);
         decoder.fast_rows = fast_rows;
         let mut rows = Vec::new();
-        let (mut rest, mut sizes) = (csv, sizes.iter().cycle());
         let mut fed = || -> Result<(), Error> {
-            while !rest.is_empty() {
-                let n = sizes.next().copied().unwrap_or(1).clamp(1, rest.len());
-                decoder.feed(&rest[..n], &mut rows)?;
-                rest = &rest[n..];
+            for chunk in chunked(csv, sizes) {
+                decoder.feed(chunk, &mut rows)?;
             }
             decoder.finish(&mut rows)
         };

@@ -43,3 +43,17 @@ pub(crate) fn csv(rows: &[String], bom: bool, last_line_end: bool) -> String {
     }
     csv
 }
+
+/// `bytes` cut into chunks of `sizes` bytes, the sizes cycled (a size of 0 counts as 1), as a
+/// network read might deliver them.
+pub(crate) fn chunked<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
+    let (mut rest, mut sizes) = (bytes, sizes.iter().cycle());
+    let mut chunks = Vec::new();
+    while !rest.is_empty() {
+        let n = sizes.next().copied().unwrap_or(1).clamp(1, rest.len());
+        let (chunk, after) = rest.split_at(n);
+        chunks.push(chunk);
+        rest = after;
+    }
+    chunks
+}
