@@ -372,9 +372,8 @@ impl BatchSender {
 /// out of order and are sent in order: a core whose segment finished first waited for the
 /// other's. Three, measured on the 2-core VM with six 116 MB files in ECS: 190-205 MB/s
 /// against 144-173 with two, peak RSS 50-56 MiB against 50-53 (four gained less in its own
-/// paired run: 136-150 against 130-141). The files
-/// behind it run one segment at a time: they stop at their budgets anyway, and should not take
-/// the cores from the file being written.
+/// paired run: 136-150 against 130-141). The files behind it run one segment at a time: they
+/// stop at their budgets anyway, and should not take the cores from the file being written.
 const SEGMENTS_IN_FLIGHT: usize = 3;
 
 /// Bytes without a probable row boundary after which the rest of a file is decoded in order
