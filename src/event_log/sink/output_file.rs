@@ -232,29 +232,38 @@ fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<()> {
 }
 
 #[cfg(windows)]
-fn write_all_at(file: &File, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
+fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
     use std::os::windows::fs::FileExt as _;
-    while !bytes.is_empty() {
-        let n = file.seek_write(bytes, offset)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        bytes = &bytes[n..];
-        offset += n as u64;
-    }
-    Ok(())
+    in_parts(bytes.len(), offset, io::ErrorKind::WriteZero, |done, at| {
+        file.seek_write(&bytes[done..], at)
+    })
 }
 
 #[cfg(windows)]
-fn read_exact_at(file: &File, mut bytes: &mut [u8], mut offset: u64) -> io::Result<()> {
+fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<()> {
     use std::os::windows::fs::FileExt as _;
-    while !bytes.is_empty() {
-        let n = file.seek_read(bytes, offset)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+    in_parts(
+        bytes.len(),
+        offset,
+        io::ErrorKind::UnexpectedEof,
+        |done, at| file.seek_read(&mut bytes[done..], at),
+    )
+}
+
+/// Repeats `part(done, offset + done)` until `len` bytes are done; a part of 0 is `short`.
+#[cfg(windows)]
+fn in_parts(
+    len: usize,
+    offset: u64,
+    short: io::ErrorKind,
+    mut part: impl FnMut(usize, u64) -> io::Result<usize>,
+) -> io::Result<()> {
+    let mut done = 0;
+    while done < len {
+        match part(done, offset + done as u64)? {
+            0 => return Err(short.into()),
+            n => done += n,
         }
-        bytes = &mut bytes[n..];
-        offset += n as u64;
     }
     Ok(())
 }
