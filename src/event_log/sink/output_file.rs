@@ -153,7 +153,8 @@ impl OutputFile {
                 Err(e) if refuses_direct(&e) => {
                     tracing::debug!(error = %e, "the filesystem refuses direct writes to the output; writing through the page cache");
                     self.direct = None;
-                    // Nothing of a refused write reached the file: all of it goes below.
+                    // A refused write may have written a part (a short write, then EINVAL
+                    // for the rest): all of it is written again below.
                     self.in_file = 0;
                 }
                 Err(e) => return Err(e),
