@@ -400,16 +400,21 @@ mod tests {
         }
     }
 
-    /// Where the temporary directory takes `O_DIRECT` (ext4, XFS, tmpfs on recent kernels),
-    /// whole blocks go that way; the test cannot demand it of every machine.
+    /// A writer of a new file in `dir` with direct writes, or `None` where the temporary
+    /// directory's filesystem refuses them (ext4, XFS and tmpfs on recent kernels take them;
+    /// the tests cannot demand it of every machine).
+    fn direct_output(dir: &tempfile::TempDir) -> Option<(std::path::PathBuf, OutputFile)> {
+        let path = dir.path().join("out.ndjson");
+        let out = open(&path, 0, true);
+        out.is_direct().then_some((path, out))
+    }
+
     #[test]
     fn whole_blocks_go_direct_where_the_filesystem_allows() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.ndjson");
-        let mut out = open(&path, 0, true);
-        if !out.is_direct() {
+        let Some((path, mut out)) = direct_output(&dir) else {
             return;
-        }
+        };
         out.write_all(&vec![b'x'; CAPACITY + 10]).unwrap();
         assert!(out.is_direct(), "a whole buffer went out directly");
         assert_eq!((out.base, out.len), (CAPACITY as u64, 10));
@@ -425,11 +430,9 @@ mod tests {
     #[test]
     fn a_refused_direct_write_falls_back_to_the_page_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.ndjson");
-        let mut out = open(&path, 0, true);
-        if !out.is_direct() {
+        let Some((path, mut out)) = direct_output(&dir) else {
             return;
-        }
+        };
         out.start += 1;
         let bytes: Vec<u8> = (0..CAPACITY + 5).map(|i| i as u8).collect();
         out.write_all(&bytes).unwrap();
