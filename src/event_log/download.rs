@@ -1453,7 +1453,7 @@ mod tests {
 
     mod segments {
         use super::*;
-        use crate::event_log::record::testing::{csv, row};
+        use crate::event_log::record::testing::chunked_csv;
         use proptest::prelude::*;
 
         proptest! {
@@ -1461,12 +1461,8 @@ mod tests {
 
             #[test]
             fn decoding_in_segments_never_changes_the_lines_or_the_error(
-                rows in proptest::collection::vec(row(), 1..120),
-                sizes in proptest::collection::vec(1usize..400, 1..8),
-                bom in any::<bool>(),
-                last_line_end in any::<bool>(),
+                (csv, sizes) in chunked_csv(1..120, 400),
             ) {
-                let csv = csv(&rows, bom, last_line_end);
                 let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
                 let expected = encoded_in_order(csv.as_bytes(), OutputFormat::Ndjson);
                 let (lines, _) = runtime.block_on(encoded_in_segments(

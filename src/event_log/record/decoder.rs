@@ -482,7 +482,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::event_log::record::testing::{chunked, csv, row};
+    use crate::event_log::record::testing::{chunked, chunked_csv};
     use proptest::prelude::*;
 
     /// Every row (line and fields) or the error, decoding `csv` in chunks of `sizes` (cycled).
@@ -508,12 +508,8 @@ mod tests {
 
         #[test]
         fn plain_rows_read_without_csv_core_decode_as_csv_core_does(
-            rows in proptest::collection::vec(row(), 0..40),
-            sizes in proptest::collection::vec(1usize..200, 1..6),
-            bom in any::<bool>(),
-            last_line_end in any::<bool>(),
+            (csv, sizes) in chunked_csv(0..40, 200),
         ) {
-            let csv = csv(&rows, bom, last_line_end);
             prop_assert_eq!(
                 decoded(csv.as_bytes(), &sizes, true),
                 decoded(csv.as_bytes(), &sizes, false)

@@ -44,6 +44,21 @@ pub(crate) fn csv(rows: &[String], bom: bool, last_line_end: bool) -> String {
     csv
 }
 
+/// A random file ([`csv`] of `rows` rows, a BOM or not, the last line end or not) and chunk
+/// sizes below `max_chunk` to feed it in ([`chunked`]).
+pub(crate) fn chunked_csv(
+    rows: std::ops::Range<usize>,
+    max_chunk: usize,
+) -> impl Strategy<Value = (String, Vec<usize>)> {
+    (
+        proptest::collection::vec(row(), rows),
+        proptest::collection::vec(1..max_chunk, 1..8),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(rows, sizes, bom, last_line_end)| (csv(&rows, bom, last_line_end), sizes))
+}
+
 /// `bytes` cut into chunks of `sizes` bytes, the sizes cycled (a size of 0 counts as 1), as a
 /// network read might deliver them.
 pub(crate) fn chunked<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
