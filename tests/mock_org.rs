@@ -1014,6 +1014,71 @@ async fn downloads_identity_and_gzip() {
     assert_eq!(record["EventType"], "API");
 }
 
+/// The org's public port is a proxy in front of wiremock that sends a log file's stored body
+/// itself (no copy per request); wiremock's own port still answers in full. Both must give the
+/// same bytes, and the proxy's bookkeeping must not show on the wire.
+#[tokio::test]
+async fn downloads_through_the_front_door_and_around_it() {
+    let (org, _clock, t, ids) = seeded().await;
+    let csv = org.csv_of(&ids[0]).unwrap();
+    let path = format!(
+        "/services/data/v64.0/sobjects/EventLogFile/{}/LogFile",
+        ids[0]
+    );
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let fetch = |base: String, gzip: bool| {
+        let mut request = raw.get(format!("{base}{path}")).bearer_auth(&t);
+        if gzip {
+            request = request.header("Accept-Encoding", "gzip");
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let headers = response.headers().clone();
+            assert!(
+                headers
+                    .keys()
+                    .all(|name| !name.as_str().starts_with("x-sfjwt-mock")),
+                "{headers:?}"
+            );
+            let body = response.bytes().await.unwrap();
+            let length: usize = headers["content-length"].to_str().unwrap().parse().unwrap();
+            assert_eq!(length, body.len());
+            (headers, body)
+        }
+    };
+    assert_ne!(org.uri(), org.server().uri());
+    for gzip in [false, true] {
+        let (front_headers, front) = fetch(org.uri(), gzip).await;
+        let (_, around) = fetch(org.server().uri(), gzip).await;
+        assert_eq!(front, around, "gzip {gzip}");
+        assert_eq!(front_headers["content-type"], "text/csv");
+        let plain = if gzip {
+            assert_eq!(front_headers["content-encoding"], "gzip");
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&front[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+            plain
+        } else {
+            front.to_vec()
+        };
+        assert_eq!(plain, csv);
+    }
+    // Both ways count as downloads in the org's own log.
+    assert_eq!(org.received().downloads, 4);
+
+    // Dropping the org closes the door.
+    let uri = org.uri();
+    drop(org);
+    let refused = reqwest::Client::new()
+        .get(format!("{uri}{path}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+}
+
 #[tokio::test]
 async fn unknown_paths_and_versions() {
     let (org, _clock, t, _ids) = seeded().await;

@@ -9,6 +9,7 @@ use salesforce_jwt::clock::{Clock, SystemClock};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer};
 
+use super::front::{self, Front};
 use super::state::{Settings, Shared, TokenFn};
 use super::{
     DEFAULT_AUDIENCE, DEFAULT_CLIENT_ID, DEFAULT_USERNAME, DEMO_PUBLIC_KEY_PEM, MockOrg, responder,
@@ -267,13 +268,24 @@ impl MockOrgBuilder {
             token_latency: self.token_latency,
             request_log_capacity: self.request_log_capacity,
         };
-        let shared = Arc::new(Shared::new(settings, self.clock, self.key, server.uri()));
+        // Like wiremock's own start, a loopback port that cannot be had is not something a
+        // test could go on from.
+        #[allow(clippy::expect_used)]
+        let (listener, uri) = front::bind().expect("no free loopback port for the mock org");
+        let shared = Arc::new(Shared::new(settings, self.clock, self.key, uri));
         Mock::given(any())
             .respond_with(responder::OrgResponder::new(Arc::clone(&shared)))
             .named("salesforce org")
             .mount(&server)
             .await;
-        tracing::debug!(uri = %server.uri(), "mock Salesforce org started");
-        MockOrg { server, shared }
+        #[allow(clippy::expect_used)]
+        let front = Front::start(listener, *server.address(), Arc::clone(&shared))
+            .expect("the mock org's front door did not start");
+        tracing::debug!(uri = %front.uri(), wiremock = %server.uri(), "mock Salesforce org started");
+        MockOrg {
+            server,
+            shared,
+            _front: front,
+        }
     }
 }

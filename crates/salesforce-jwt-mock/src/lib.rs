@@ -80,6 +80,7 @@
 mod builder;
 mod fault;
 mod file_meta;
+mod front;
 mod generate;
 mod objects;
 mod requests;
@@ -136,6 +137,8 @@ pub const DEFAULT_AUDIENCE: &str = "https://login.salesforce.com";
 pub struct MockOrg {
     server: MockServer,
     shared: Arc<Shared>,
+    /// Held for its `Drop`, which stops the door.
+    _front: front::Front,
 }
 
 impl fmt::Debug for MockOrg {
@@ -258,6 +261,11 @@ impl MockOrg {
 
     /// The underlying wiremock server, to mount extra mocks: give them a priority below 5 (the
     /// default, which the org's catch-all uses) to take precedence.
+    ///
+    /// Send requests to [`uri`](Self::uri), not to this server's own URI: the org's public port
+    /// is a small proxy in front of it that forwards every request and sends a log file's body
+    /// without copying it (wiremock copies a body twice per response, which for a file of
+    /// hundreds of megabytes costs most of a second). Mocks mounted here answer either way.
     pub fn server(&self) -> &MockServer {
         &self.server
     }

@@ -1,0 +1,197 @@
+//! The org's front door: a small HTTP/1 proxy on the org's public port, in front of wiremock.
+//!
+//! Why it exists: wiremock answers with a `Vec<u8>` it clones for every request, and the
+//! responder must copy a stored body into that `Vec` first. For a daily log file of a few
+//! hundred megabytes that is two fresh copies per download, most of it the kernel zeroing new
+//! pages, and a wait of most of a second before the response's headers: a cost of the double,
+//! not of the client under test, and one the ingest benchmark's single-large-file figures paid.
+//!
+//! Every request still goes to wiremock, which decides everything (routes, tokens, faults,
+//! delays, the request log). Only the body of a whole log file download takes the short way:
+//! the responder, seeing a request that came through this door, answers with an empty body and
+//! a ticket header naming the file, and the door sends the org's stored `Bytes` itself, a
+//! reference count and no copy. A request sent to wiremock directly (`MockOrg::server().uri()`)
+//! carries no door header and gets the whole body from wiremock as before.
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, oneshot};
+
+use crate::responder;
+use crate::state::Shared;
+
+/// Set by the door on every request it forwards: the responder may answer with a ticket.
+pub(crate) const VIA_FRONT: &str = "x-sfjwt-mock-front";
+/// Set by the responder instead of a download's body: `{file id};gzip` or `{file id};csv`.
+pub(crate) const BODY_TICKET: &str = "x-sfjwt-mock-body";
+
+type Body = Either<Incoming, Full<Bytes>>;
+
+/// The running door. Dropping it stops the door's thread and closes its connections.
+pub(crate) struct Front {
+    address: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Front {
+    /// Binds a free loopback port and serves it on a thread of its own with a current-thread
+    /// runtime, as wiremock does: the org works under any runtime the caller runs, and tests on
+    /// a current-thread runtime cannot starve it.
+    /// The listener is bound first, by [`bind`], because the org's state carries the door's
+    /// address (token responses name it as the instance URL).
+    pub(crate) fn start(
+        listener: StdTcpListener,
+        upstream: SocketAddr,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Front> {
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("mock-org-front".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = stopped => {}
+                        () = accept_loop(listener, upstream, shared) => {}
+                    }
+                });
+                // Dropping the runtime here drops every connection task with it.
+            })?;
+        Ok(Front {
+            address,
+            _stop: stop,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) fn uri(&self) -> String {
+        format!("http://{}", self.address)
+    }
+}
+
+/// A free loopback port for the door, and its URI.
+pub(crate) fn bind() -> std::io::Result<(StdTcpListener, String)> {
+    let listener = StdTcpListener::bind("127.0.0.1:0")?;
+    let uri = format!("http://{}", listener.local_addr()?);
+    Ok((listener, uri))
+}
+
+async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, say: wait for some to close instead of spinning.
+                tracing::debug!(%error, "mock org front could not accept");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            if let Err(error) = serve(stream, upstream, shared).await {
+                tracing::debug!(%error, "mock org front connection ended");
+            }
+        });
+    }
+}
+
+/// One client connection, forwarded over one connection to wiremock: keep-alive on one side is
+/// keep-alive on the other, and a closed client connection closes the upstream one.
+async fn serve(stream: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) -> hyper::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let sender = match TcpStream::connect(upstream).await {
+        Ok(upstream) => {
+            let _ = upstream.set_nodelay(true);
+            match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
+                Ok((sender, connection)) => {
+                    tokio::spawn(connection);
+                    Some(sender)
+                }
+                Err(_) => None,
+            }
+        }
+        Err(_) => None,
+    };
+    // An HTTP/1 server connection runs one request at a time, so the lock is never contended;
+    // it exists because the service must be `Fn` while sending needs `&mut`. It is an async
+    // lock and is held across the send on purpose: the next request on this connection must
+    // not start before the previous one's response has come back.
+    let sender = Arc::new(Mutex::new(sender));
+    let service = hyper::service::service_fn(move |request| {
+        let sender = Arc::clone(&sender);
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, hyper::Error>(forward(request, &sender, &shared).await) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+}
+
+async fn forward(
+    mut request: Request<Incoming>,
+    sender: &Mutex<Option<SendRequest<Incoming>>>,
+    shared: &Shared,
+) -> Response<Body> {
+    request
+        .headers_mut()
+        .insert(VIA_FRONT, HeaderValue::from_static("1"));
+    let response = {
+        let mut sender = sender.lock().await;
+        match sender.as_mut() {
+            Some(sender) => match sender.ready().await {
+                Ok(()) => sender.send_request(request).await,
+                Err(error) => Err(error),
+            },
+            None => return bad_gateway(),
+        }
+    };
+    let Ok(response) = response else {
+        return bad_gateway();
+    };
+    let (mut parts, body) = response.into_parts();
+    let Some(ticket) = parts.headers.remove(BODY_TICKET) else {
+        return Response::from_parts(parts, Either::Left(body));
+    };
+    let stored = ticket
+        .to_str()
+        .ok()
+        .and_then(|ticket| ticket.split_once(';'))
+        .and_then(|(id, encoding)| responder::stored_body(shared, id, encoding == "gzip"));
+    match stored {
+        Some(stored) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(stored.len()));
+            Response::from_parts(parts, Either::Right(Full::new(stored)))
+        }
+        // The file went away between wiremock's answer and this lookup.
+        None => status(StatusCode::NOT_FOUND),
+    }
+}
+
+fn bad_gateway() -> Response<Body> {
+    status(StatusCode::BAD_GATEWAY)
+}
+
+fn status(code: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+    *response.status_mut() = code;
+    response
+}
