@@ -19,8 +19,9 @@
 //!
 //! - `floor`: every file downloaded with a plain reqwest client asking for gzip, inflated with
 //!   flate2 and thrown away, `--concurrency` tasks at once: the wire and inflate, nothing of ours.
-//!   Its note gives the longest wait for a response's headers (the mock builds a response whole
-//!   before sending it, which with one very large file is a visible share of every stage).
+//!   Its note gives the longest wait for a response's headers: a cost of the double, which
+//!   was most of a second for one very large file until the mock's front door sent stored
+//!   bodies without copying them; a wait here again means the mock got in the way.
 //! - `download`: the same through [`JwtBearerClient::download_log_file`] (inflate, length
 //!   check), `--concurrency` tasks at once.
 //! - `decode`: `download_concurrently` read as the collector reads it, in file order, rows
@@ -278,8 +279,8 @@ async fn stage<T>(name: &str, work: impl Future<Output = T>) -> (Measured, T) {
 }
 
 /// The floor: the bytes over loopback and inflated by flate2, nothing of ours in the way. Also
-/// the longest wait for a response's headers, in seconds: the mock builds a whole response
-/// before it sends any of it, which with one large file is a visible part of every stage.
+/// the longest wait for a response's headers, in seconds: the double's own delay, which every
+/// stage pays too.
 async fn floor(
     client: &JwtBearerClient,
     files: &[EventLogFile],
