@@ -116,49 +116,67 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Sh
 /// keep-alive on the other, and a closed client connection closes the upstream one.
 async fn serve(stream: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) -> hyper::Result<()> {
     let _ = stream.set_nodelay(true);
-    let sender = match TcpStream::connect(upstream).await {
-        Ok(upstream) => {
-            let _ = upstream.set_nodelay(true);
-            match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
-                Ok((sender, connection)) => {
-                    tokio::spawn(connection);
-                    Some(sender)
-                }
-                Err(_) => None,
-            }
-        }
-        Err(_) => None,
-    };
     // An HTTP/1 server connection runs one request at a time, so the lock is never contended;
     // it exists because the service must be `Fn` while sending needs `&mut`. It is an async
     // lock and is held across the send on purpose: the next request on this connection must
     // not start before the previous one's response has come back.
-    let sender = Arc::new(Mutex::new(sender));
+    let upstream = Arc::new(Mutex::new(Upstream {
+        address: upstream,
+        sender: None,
+    }));
     let service = hyper::service::service_fn(move |request| {
-        let sender = Arc::clone(&sender);
+        let upstream = Arc::clone(&upstream);
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, hyper::Error>(forward(request, &sender, &shared).await) }
+        async move { Ok::<_, hyper::Error>(forward(request, &upstream, &shared).await) }
     });
     hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
         .await
 }
 
+/// The connection to wiremock behind one client connection, opened on the first request and
+/// again whenever wiremock closed it between two requests.
+struct Upstream {
+    address: SocketAddr,
+    sender: Option<SendRequest<Incoming>>,
+}
+
+impl Upstream {
+    /// A connection ready to take a request, or `None` if wiremock cannot be reached. Only an
+    /// idle connection is replaced: a request once sent is never sent again.
+    async fn ready(&mut self) -> Option<&mut SendRequest<Incoming>> {
+        if let Some(sender) = &mut self.sender
+            && sender.ready().await.is_err()
+        {
+            self.sender = None;
+        }
+        if self.sender.is_none() {
+            let stream = TcpStream::connect(self.address).await.ok()?;
+            let _ = stream.set_nodelay(true);
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .ok()?;
+            tokio::spawn(connection);
+            sender.ready().await.ok()?;
+            self.sender = Some(sender);
+        }
+        self.sender.as_mut()
+    }
+}
+
 async fn forward(
     mut request: Request<Incoming>,
-    sender: &Mutex<Option<SendRequest<Incoming>>>,
+    upstream: &Mutex<Upstream>,
     shared: &Shared,
 ) -> Response<Body> {
     request
         .headers_mut()
         .insert(VIA_FRONT, HeaderValue::from_static("1"));
     let response = {
-        let mut sender = sender.lock().await;
-        match sender.as_mut() {
-            Some(sender) => match sender.ready().await {
-                Ok(()) => sender.send_request(request).await,
-                Err(error) => Err(error),
-            },
+        let mut upstream = upstream.lock().await;
+        match upstream.ready().await {
+            Some(sender) => sender.send_request(request).await,
             None => return bad_gateway(),
         }
     };
