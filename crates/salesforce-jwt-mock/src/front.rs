@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::responder;
 use crate::state::Shared;
@@ -116,18 +116,28 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Sh
 /// keep-alive on the other, and a closed client connection closes the upstream one.
 async fn serve(stream: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) -> hyper::Result<()> {
     let _ = stream.set_nodelay(true);
-    // An HTTP/1 server connection runs one request at a time, so the lock is never contended;
-    // it exists because the service must be `Fn` while sending needs `&mut`. It is an async
-    // lock and is held across the send on purpose: the next request on this connection must
-    // not start before the previous one's response has come back.
-    let upstream = Arc::new(Mutex::new(Upstream {
-        address: upstream,
-        sender: None,
-    }));
+    // The service must be `Fn` while sending upstream needs `&mut`: the upstream connection
+    // belongs to a task of its own that takes the requests in order from a channel (one at a
+    // time, as an HTTP/1 connection sends them), and ends when the client connection does.
+    let (requests, mut queue) = mpsc::channel::<(Request<Incoming>, oneshot::Sender<_>)>(1);
+    tokio::spawn(async move {
+        let mut upstream = Upstream {
+            address: upstream,
+            sender: None,
+        };
+        while let Some((request, reply)) = queue.recv().await {
+            let _ = reply.send(forward(request, &mut upstream, &shared).await);
+        }
+    });
     let service = hyper::service::service_fn(move |request| {
-        let upstream = Arc::clone(&upstream);
-        let shared = Arc::clone(&shared);
-        async move { Ok::<_, hyper::Error>(forward(request, &upstream, &shared).await) }
+        let requests = requests.clone();
+        async move {
+            let (reply, response) = oneshot::channel();
+            if requests.send((request, reply)).await.is_err() {
+                return Ok::<_, hyper::Error>(bad_gateway());
+            }
+            Ok(response.await.unwrap_or_else(|_| bad_gateway()))
+        }
     });
     hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
@@ -167,18 +177,15 @@ impl Upstream {
 
 async fn forward(
     mut request: Request<Incoming>,
-    upstream: &Mutex<Upstream>,
+    upstream: &mut Upstream,
     shared: &Shared,
 ) -> Response<Body> {
     request
         .headers_mut()
         .insert(VIA_FRONT, HeaderValue::from_static("1"));
-    let response = {
-        let mut upstream = upstream.lock().await;
-        match upstream.ready().await {
-            Some(sender) => sender.send_request(request).await,
-            None => return bad_gateway(),
-        }
+    let response = match upstream.ready().await {
+        Some(sender) => sender.send_request(request).await,
+        None => return bad_gateway(),
     };
     let Ok(response) = response else {
         return bad_gateway();
