@@ -45,6 +45,7 @@ impl Front {
     /// Binds a free loopback port and serves it on a thread of its own with a current-thread
     /// runtime, as wiremock does: the org works under any runtime the caller runs, and tests on
     /// a current-thread runtime cannot starve it.
+    ///
     /// The listener is bound first, by [`bind`], because the org's state carries the door's
     /// address (token responses name it as the instance URL).
     pub(crate) fn start(
