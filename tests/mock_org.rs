@@ -692,13 +692,7 @@ async fn the_clients_query_works() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(ids_of(&body), vec![ids[3].clone(), ids[5].clone()]);
     let record = &body["records"][0];
-    assert_eq!(
-        record["LogFile"],
-        format!(
-            "/services/data/v64.0/sobjects/EventLogFile/{}/LogFile",
-            ids[3]
-        )
-    );
+    assert_eq!(record["LogFile"], log_file_path(&ids[3]));
 }
 
 fn ids_of(body: &Value) -> Vec<String> {
@@ -926,14 +920,16 @@ async fn batch_size_header_is_honoured_within_bounds() {
 // ---------------------------------------------------------------------------------------------
 // Downloads
 
+/// The REST path of file `id`'s `LogFile` body.
+fn log_file_path(id: &str) -> String {
+    format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile")
+}
+
 #[tokio::test]
 async fn downloads_identity_and_gzip() {
     let (org, _clock, t, ids) = seeded().await;
     let csv = org.csv_of(&ids[1]).unwrap();
-    let path = format!(
-        "/services/data/v64.0/sobjects/EventLogFile/{}/LogFile",
-        ids[1]
-    );
+    let path = log_file_path(&ids[1]);
 
     let raw = reqwest::Client::builder().no_gzip().build().unwrap();
     let response = raw
@@ -981,10 +977,7 @@ async fn downloads_identity_and_gzip() {
     assert_eq!(response.bytes().await.unwrap(), csv);
 
     // A 15-character Id finds the file too; unknown Ids are 404 NOT_FOUND.
-    let short = format!(
-        "/services/data/v64.0/sobjects/EventLogFile/{}/LogFile",
-        &ids[1][..15]
-    );
+    let short = log_file_path(&ids[1][..15]);
     assert_eq!(get(&org, &t, &short).await.bytes().await.unwrap(), csv);
     let response = get(
         &org,
@@ -1021,10 +1014,7 @@ async fn downloads_identity_and_gzip() {
 async fn downloads_through_the_front_door_and_around_it() {
     let (org, _clock, t, ids) = seeded().await;
     let csv = org.csv_of(&ids[0]).unwrap();
-    let path = format!(
-        "/services/data/v64.0/sobjects/EventLogFile/{}/LogFile",
-        ids[0]
-    );
+    let path = log_file_path(&ids[0]);
     let raw = reqwest::Client::builder().no_gzip().build().unwrap();
     let fetch = |base: String, gzip: bool| {
         let mut request = raw.get(format!("{base}{path}")).bearer_auth(&t);
@@ -1119,10 +1109,7 @@ async fn unknown_paths_and_versions() {
 #[tokio::test]
 async fn each_fault_fires_once_on_its_target() {
     let (org, clock, t, ids) = seeded().await;
-    let download = format!(
-        "/services/data/v64.0/sobjects/EventLogFile/{}/LogFile",
-        ids[0]
-    );
+    let download = log_file_path(&ids[0]);
     let csv = org.csv_of(&ids[0]).unwrap();
     let count = "SELECT COUNT() FROM EventLogFile";
 
@@ -1602,24 +1589,8 @@ async fn received_counts_every_kind() {
     assert_eq!((received.token_requests, received.token_successes), (1, 1));
     query(&org, &t, "SELECT Id FROM EventLogFile").await;
     query(&org, &t, "SELECT Nope FROM EventLogFile").await;
-    get(
-        &org,
-        &t,
-        &format!(
-            "/services/data/v64.0/sobjects/EventLogFile/{}/LogFile",
-            ids[0]
-        ),
-    )
-    .await;
-    get(
-        &org,
-        "bad",
-        &format!(
-            "/services/data/v64.0/sobjects/EventLogFile/{}/LogFile",
-            ids[0]
-        ),
-    )
-    .await;
+    get(&org, &t, &log_file_path(&ids[0])).await;
+    get(&org, "bad", &log_file_path(&ids[0])).await;
     get(&org, &t, "/services/data/v64.0/query/01gMOCK99-2000").await;
     let received = org.received();
     assert_eq!(received.queries, 2);
