@@ -281,7 +281,7 @@ impl MockOrgBuilder {
         #[allow(clippy::expect_used)]
         let front = Front::start(listener, *server.address(), Arc::clone(&shared))
             .expect("the mock org's front door did not start");
-        tracing::debug!(uri = %front.uri(), wiremock = %server.uri(), "mock Salesforce org started");
+        tracing::debug!(uri = %shared.base_uri, wiremock = %server.uri(), "mock Salesforce org started");
         MockOrg {
             server,
             shared,

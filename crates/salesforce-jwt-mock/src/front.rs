@@ -37,7 +37,6 @@ type Body = Either<Incoming, Full<Bytes>>;
 
 /// The running door. Dropping it stops the door's thread and closes its connections.
 pub(crate) struct Front {
-    address: SocketAddr,
     _stop: oneshot::Sender<()>,
 }
 
@@ -54,7 +53,6 @@ impl Front {
         shared: Arc<Shared>,
     ) -> std::io::Result<Front> {
         listener.set_nonblocking(true)?;
-        let address = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -74,15 +72,7 @@ impl Front {
                 });
                 // Dropping the runtime here drops every connection task with it.
             })?;
-        Ok(Front {
-            address,
-            _stop: stop,
-        })
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub(crate) fn uri(&self) -> String {
-        format!("http://{}", self.address)
+        Ok(Front { _stop: stop })
     }
 }
 
@@ -199,7 +189,14 @@ async fn forward(
         .to_str()
         .ok()
         .and_then(|ticket| ticket.split_once(';'))
-        .and_then(|(id, encoding)| responder::stored_body(shared, id, encoding == "gzip"));
+        .and_then(|(id, encoding)| {
+            let gzip = match encoding {
+                "gzip" => true,
+                "csv" => false,
+                _ => return None,
+            };
+            responder::stored_body(shared, id, gzip)
+        });
     match stored {
         Some(stored) => {
             parts
@@ -207,7 +204,8 @@ async fn forward(
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(stored.len()));
             Response::from_parts(parts, Either::Right(Full::new(stored)))
         }
-        // The file went away between wiremock's answer and this lookup.
+        // The file went away between wiremock's answer and this lookup (or a ticket this door
+        // does not read, which the responder never writes).
         None => status(StatusCode::NOT_FOUND),
     }
 }
