@@ -216,9 +216,23 @@ impl Collectors {
             // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
             assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
         }
+        // Bounded, so that a process that ignores SIGTERM fails the test with its log.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut statuses = Vec::new();
-        for (child, _) in &mut self.children {
-            statuses.push(child.wait().unwrap());
+        for slot in 0..self.children.len() {
+            loop {
+                if let Some(status) = self.children[slot].0.try_wait().unwrap() {
+                    statuses.push(status);
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    while let Ok((slot, generation, line)) = self.rx.try_recv() {
+                        self.log.push(format!("[{slot}.{generation}] {line}"));
+                    }
+                    panic!("process {slot} did not exit on SIGTERM:\n{}", self.tail());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         // The readers end with the processes; keep their last lines.
         while let Ok((slot, generation, line)) = self.rx.recv_timeout(Duration::from_millis(200)) {
@@ -514,12 +528,22 @@ async fn a_paused_collector_that_was_taken_over_stops_and_writes_nothing_behind_
         assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     };
     // Pause the first holder once it has delivered a file (SIGSTOP: a GC pause, a suspended
-    // VM), until another process has taken an org over from it.
+    // VM), until another process has taken an org over from it: from it by name (`host:pid`),
+    // since on a loaded machine a live holder can miss a renewal too, and resuming the paused
+    // one on that takeover could let it renew before anyone took its own org.
     let mut paused = None;
     let mut resumed = false;
     let mut noticed = false;
     let mut done: BTreeMap<String, bool> = BTreeMap::new();
+    // Lines keep coming (`--follow 1`), so `next`'s quiet limit alone would not end a run
+    // whose condition never comes true: fail with the log instead of hanging CI.
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
     while !noticed || done.len() < ORGS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "paused {paused:?}, resumed {resumed}, noticed {noticed}, done {done:?}; the last lines:\n{}",
+            collectors.tail()
+        );
         let (slot, _, line) = collectors.next();
         if paused.is_none() && line.contains("EventLogFile done") {
             signal(&collectors, slot, libc::SIGSTOP);
@@ -529,6 +553,7 @@ async fn a_paused_collector_that_was_taken_over_stops_and_writes_nothing_behind_
             && !resumed
             && slot != p
             && line.contains("took the org over")
+            && line.contains(&format!(r#":{}""#, collectors.children[p].0.id()))
         {
             signal(&collectors, p, libc::SIGCONT);
             resumed = true;
