@@ -408,18 +408,20 @@ fn rewind(
                 if s.watermark.is_some_and(|w| w < to) {
                     return Err(later(source, key));
                 }
-                let mut fresh = BigObjectState::default();
-                fresh.watermark = Some(to);
-                *s = fresh;
+                *s = BigObjectState {
+                    watermark: Some(to),
+                    ..BigObjectState::default()
+                };
             }
             SourceState::Keyset(s) => {
                 let position = s.last.as_ref().map(|l| l.created_date).or(s.scanned_to);
                 if position.is_some_and(|p| p < to) {
                     return Err(later(source, key));
                 }
-                let mut fresh = KeysetState::default();
-                fresh.scanned_to = Some(to);
-                *s = fresh;
+                *s = KeysetState {
+                    scanned_to: Some(to),
+                    ..KeysetState::default()
+                };
             }
             _ => {
                 return Err(failed(format!(
@@ -470,8 +472,10 @@ mod tests {
         let api = EventLogFileState::new(IntervalFilter::All, datetime!(2026-12-02 0:00 UTC));
         c.sources
             .insert("EventLogFile/API".into(), SourceState::EventLogFile(api));
-        let mut big = BigObjectState::default();
-        big.watermark = Some(datetime!(2026-12-06 11:00 UTC));
+        let big = BigObjectState {
+            watermark: Some(datetime!(2026-12-06 11:00 UTC)),
+            ..BigObjectState::default()
+        };
         c.sources
             .insert("LoginEvent".into(), SourceState::BigObject(big));
         c

@@ -308,7 +308,10 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// Holds the exclusive lock a collector holds on `PATH.lock`, like a running collector.
-struct HeldLock(std::fs::File);
+struct HeldLock {
+    // Unlocked when dropped.
+    _file: std::fs::File,
+}
 
 impl HeldLock {
     fn take(checkpoint: &Path) -> HeldLock {
@@ -316,7 +319,7 @@ impl HeldLock {
         name.push(".lock");
         let file = std::fs::OpenOptions::new().write(true).open(name).unwrap();
         file.try_lock().unwrap();
-        HeldLock(file)
+        HeldLock { _file: file }
     }
 }
 
@@ -485,7 +488,7 @@ fn systemd_hears_ready_then_watchdog_pings_and_stopping() {
             .args(["--follow", "60", "--out"])
             .arg(dir.path().join("demo.ndjson")),
     );
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 512];
         let n = socket.recv(&mut buf).unwrap();
         String::from_utf8(buf[..n].to_vec()).unwrap()

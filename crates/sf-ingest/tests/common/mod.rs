@@ -222,7 +222,7 @@ pub fn parse_metrics(text: &str) -> Scrape {
         }
         assert!(!line.starts_with('#'), "bad comment: {line:?}");
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
+            .find(['{', ' '])
             .unwrap_or_else(|| panic!("no value: {line:?}"));
         let name = &line[..name_end];
         assert!(is_metric_name(name), "bad name: {line:?}");
@@ -230,14 +230,12 @@ pub fn parse_metrics(text: &str) -> Scrape {
         let mut labels = BTreeMap::new();
         if let Some(body) = rest.strip_prefix('{') {
             let mut chars = body.char_indices().peekable();
-            let mut end = None;
-            loop {
+            let end = loop {
                 let Some(&(i, c)) = chars.peek() else {
                     panic!("unclosed labels: {line:?}")
                 };
                 if c == '}' {
-                    end = Some(i + 1);
-                    break;
+                    break i + 1;
                 }
                 let start = i;
                 while chars.peek().is_some_and(|&(_, c)| c != '=') {
@@ -282,8 +280,8 @@ pub fn parse_metrics(text: &str) -> Scrape {
                     Some('}') => {}
                     _ => panic!("bad label list: {line:?}"),
                 }
-            }
-            rest = &body[end.unwrap_or_default()..];
+            };
+            rest = &body[end..];
         }
         let fields: Vec<&str> = rest
             .strip_prefix(' ')
