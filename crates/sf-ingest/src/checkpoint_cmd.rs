@@ -361,6 +361,15 @@ async fn reset_postgres(
                     "--source: org {org:?} has no checkpoint for {source}, nothing to rewind"
                 ))
             })?;
+        if checkpoint.output.as_deref() == Some(salesforce_jwt_postgres::PG_OUTPUT) {
+            // Its unique key holds each row once, and a row delivered again is refused as a
+            // bug: the next run would fail on the first row it had already.
+            return Err(failed(format!(
+                "refused: org {org:?} writes {source}'s rows to salesforce_events, whose unique \
+                 key keeps each row once: rows delivered again would stop the next run. Only a \
+                 source with an output file can be rewound"
+            )));
+        }
         let rewound = rewind(&mut checkpoint, source, to)?;
         store
             .save_checkpoint(&lease, &checkpoint)

@@ -927,3 +927,37 @@ async fn checkpoint_show_and_reset_on_postgres_state_read_only_and_refused_under
     assert!(output.status.success(), "{}", common::stderr(&output));
     assert_eq!(login_rows(&out), 60);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_reset_refuses_a_source_whose_rows_go_to_salesforce_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let url = fresh_database(&admin_url(), "reset_pg_out").await;
+    let org = MockOrg::start().await;
+    add_files(&org, 2, 5);
+    let output = common::run(
+        common::sf_ingest_for(&org, &key).args(["--since", "7d", "--state", &url, "--out", &url]),
+    );
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let before = state_tables(&url).await;
+    let refused = common::run(sf_ingest().args([
+        "checkpoint",
+        "reset",
+        "--source",
+        "EventLogFile",
+        "--since",
+        "7d",
+        "--state",
+        &url,
+    ]));
+    assert_eq!(refused.status.code(), Some(1));
+    let err = common::stderr(&refused);
+    assert!(
+        err.contains("refused") && err.contains("salesforce_events, whose unique key"),
+        "{err}"
+    );
+    assert!(!err.contains(&password_of(&url)), "{err}");
+    // Nothing moved; the lease the reset took was released (its token counted).
+    let after = state_tables(&url).await;
+    assert_eq!(after[0], before[0], "the checkpoint changed");
+}
