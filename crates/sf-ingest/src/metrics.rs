@@ -349,7 +349,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 let response = respond(&metrics, &request);
                 async move { Ok::<_, Infallible>(response) }
             });
+            // A client that never finishes its request does not hold a connection forever.
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
