@@ -509,3 +509,35 @@ fn systemd_hears_ready_then_watchdog_pings_and_stopping() {
     }
     assert!(rest.iter().any(|m| m == "STOPPING=1"), "{rest:?}");
 }
+
+#[test]
+fn the_strict_metrics_parser_refuses_what_the_text_format_does_not_allow() {
+    let good =
+        "# HELP a_total Help.\n# TYPE a_total counter\na_total{org=\"x\",source=\"y\\\"z\"} 3\n";
+    let scrape = parse_metrics(good);
+    assert_eq!(
+        scrape.value("a_total", &[("org", "x"), ("source", "y\"z")]),
+        Some(3.0)
+    );
+    for bad in [
+        // No HELP, no TYPE, an unknown type, a comment of another kind.
+        "# TYPE a counter\na 1\n",
+        "# HELP a Help.\na 1\n",
+        "# HELP a Help.\n# TYPE a thing\na 1\n",
+        "# HELP a Help.\n# TYPE a gauge\n# NOTE a\na 1\n",
+        // Labels: unquoted, unterminated, a bad escape, a repeated name, no separator.
+        "# HELP a Help.\n# TYPE a gauge\na{org=x} 1\n",
+        "# HELP a Help.\n# TYPE a gauge\na{org=\"x} 1\n",
+        "# HELP a Help.\n# TYPE a gauge\na{org=\"\\x\"} 1\n",
+        "# HELP a Help.\n# TYPE a gauge\na{org=\"x\",org=\"y\"} 1\n",
+        "# HELP a Help.\n# TYPE a gauge\na{org=\"x\"source=\"y\"} 1\n",
+        // Values, series twice, a family split in two, no final newline.
+        "# HELP a Help.\n# TYPE a gauge\na one\n",
+        "# HELP a Help.\n# TYPE a gauge\na 1\na 2\n",
+        "# HELP a Help.\n# TYPE a gauge\n# HELP b Help.\n# TYPE b gauge\na{x=\"1\"} 1\nb 1\na{x=\"2\"} 1\n",
+        "# HELP a Help.\n# TYPE a gauge\na 1",
+    ] {
+        let parsed = std::panic::catch_unwind(|| parse_metrics(bad));
+        assert!(parsed.is_err(), "accepted: {bad:?}");
+    }
+}
