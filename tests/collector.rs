@@ -1582,3 +1582,53 @@ async fn a_commit_that_fails_in_the_background_ends_the_pass_unrecorded() {
     assert_eq!(recorded, 1, "only the file before");
     assert_eq!(commits.len(), 2, "no commit after the failed one");
 }
+
+#[tokio::test]
+async fn delivery_figures_count_a_file_sent_again_once_and_follow_a_replacing_collector() {
+    let org = org().await;
+    add_files(&org.mock);
+    org.mock.inject(Fault::TruncatedBody);
+    let store = MemoryCheckpointStore::new();
+    let figures = salesforce_jwt::event_log::DeliveryFigures::new();
+    let mut collector = org.collector(store.clone()).with_figures(figures.clone());
+    let mut sink = Recorder::default();
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(sink.rollbacks, 1, "a file was rolled back and sent again");
+
+    let files = org.mock.files();
+    let elf = figures.get("EventLogFile").unwrap();
+    assert_eq!(elf.rows, sink.committed.len() as u64);
+    assert_eq!(
+        elf.rows,
+        files.iter().map(|f| f.row_count as u64).sum::<u64>()
+    );
+    assert_eq!(elf.bytes, files.iter().map(|f| f.length).sum::<u64>());
+    let period_end = |f: &salesforce_jwt_mock::MockLogFileInfo| {
+        f.log_date
+            + match f.interval {
+                Interval::Hourly => time::Duration::HOUR,
+                _ => time::Duration::DAY,
+            }
+    };
+    assert_eq!(elf.newest_event, files.iter().map(period_end).max());
+    assert_eq!(figures.snapshot().len(), 1);
+
+    // A collector that replaces this one (after a failure) goes on counting into the same
+    // figures; with nothing new, they stay.
+    drop(collector);
+    let mut again = org.collector(store).with_figures(figures.clone());
+    pass(&mut again, &mut sink).await.unwrap();
+    assert_eq!(again.figures().get("EventLogFile"), Some(elf));
+    org.mock.add_file(
+        MockLogFile::builder("Login")
+            .interval(Interval::Hourly)
+            .log_date(datetime!(2025-06-10 07:00 UTC))
+            .sequence(1)
+            .created_date(datetime!(2025-06-10 11:00 UTC))
+            .rows(7)
+            .seed(999)
+            .build(),
+    );
+    pass(&mut again, &mut sink).await.unwrap();
+    assert_eq!(figures.get("EventLogFile").unwrap().rows, elf.rows + 7);
+}

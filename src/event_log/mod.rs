@@ -4,6 +4,7 @@
 mod checkpoint;
 mod collector;
 mod download;
+mod figures;
 mod model;
 mod query;
 mod record;
@@ -17,6 +18,7 @@ pub use checkpoint::{
 pub(crate) use collector::begin_output;
 pub use collector::{Collector, CollectorOptions, PassSummary, Progress, SourcesPassSummary};
 pub use download::{FileRecords, LogFileBody, LogRecords};
+pub use figures::{DeliveryFigures, SourceFigures};
 pub use model::{EventLogFile, EventType, Interval, sf_datetime};
 pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
 pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};

@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 
 use crate::client::JwtBearerClient;
 use crate::error::Error;
-use crate::event_log::{Checkpoint, CheckpointStore, Progress, SourceState, sf_datetime};
+use crate::event_log::{
+    Checkpoint, CheckpointStore, DeliveryFigures, Progress, SourceState, sf_datetime,
+};
 use crate::realtime::fetch::{first_page, is_query_timeout, next_page};
 use crate::realtime::object::{EventObject, ObjectKind};
 use crate::realtime::query::{
@@ -49,6 +51,7 @@ pub struct ObjectCollector<S: CheckpointStore> {
     store: S,
     checkpoint: Checkpoint,
     options: ObjectCollectorOptions,
+    figures: DeliveryFigures,
 }
 
 impl<S: CheckpointStore> ObjectCollector<S> {
@@ -69,7 +72,13 @@ impl<S: CheckpointStore> ObjectCollector<S> {
             store,
             checkpoint,
             options,
+            figures: DeliveryFigures::new(),
         })
+    }
+
+    /// What each object delivered: a handle another task can read while a pass runs.
+    pub fn figures(&self) -> &DeliveryFigures {
+        &self.figures
     }
 
     /// The state store.
@@ -114,6 +123,7 @@ impl<S: CheckpointStore> ObjectCollector<S> {
                 options: &self.options,
                 checkpoint: &mut self.checkpoint,
                 store: &mut self.store,
+                figures: &self.figures,
             },
             sink,
             progress,
@@ -131,6 +141,7 @@ pub(crate) struct ObjectsRun<'a, S> {
     pub(crate) options: &'a ObjectCollectorOptions,
     pub(crate) checkpoint: &'a mut Checkpoint,
     pub(crate) store: &'a mut S,
+    pub(crate) figures: &'a DeliveryFigures,
 }
 
 /// One pass over `run.objects`, after the output was checked against the checkpoint.
@@ -177,6 +188,7 @@ pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
             started,
             progress: &mut *progress,
             stop,
+            figures: run.figures,
             stopped: false,
         };
         let saved = pass.checkpoint.sources.get(object.name()).cloned();
@@ -231,6 +243,7 @@ struct Pass<'a, S, K> {
     started: Instant,
     progress: &'a mut (dyn FnMut(&Progress) + Send),
     stop: &'a AtomicBool,
+    figures: &'a DeliveryFigures,
     /// Whether the pass stopped on request before the object was done.
     stopped: bool,
 }
@@ -369,6 +382,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
         let mut seen = 0u64;
         loop {
             let records = std::mem::take(&mut page.records);
+            delivery.bytes += page.bytes;
             seen += records.len() as u64;
             for record in records {
                 let key = record.dedupe_key();
@@ -382,6 +396,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                 if let Err(e) = delivery.write(self.sink, &batch, &record).await {
                     return Err(delivery.fail(self.sink, &batch, e).await);
                 }
+                delivery.newest = Some(delivery.newest.map_or(date, |n| n.max(date)));
                 delivery.new.push((key, sf_datetime::format(date)));
             }
             let Some(next) = page.next_records_url.take().filter(|_| !page.done) else {
@@ -410,6 +425,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
         if let Some(position) = delivery.commit(self.sink, &batch).await? {
             *self.position = Some(position);
         }
+        delivery.count(self.figures, self.object);
         if !delivery.new.is_empty() {
             self.summary.batches += 1;
         }
@@ -446,6 +462,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             let mut read = 0u64;
             let mut batch_last: Option<KeysetPosition> = None;
             loop {
+                delivery.bytes += page.bytes;
                 for record in std::mem::take(&mut page.records) {
                     read += 1;
                     let key = match keyset_key(object, &record) {
@@ -465,6 +482,11 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                     if state.last.as_ref().is_none_or(|last| key > *last) {
                         state.last = Some(key.clone());
                     }
+                    delivery.newest = Some(
+                        delivery
+                            .newest
+                            .map_or(key.created_date, |n| n.max(key.created_date)),
+                    );
                     delivery
                         .new
                         .push((key.id, sf_datetime::format(key.created_date)));
@@ -481,6 +503,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             if let Some(position) = delivery.commit(self.sink, &batch).await? {
                 *self.position = Some(position);
             }
+            delivery.count(self.figures, object);
             if !delivery.new.is_empty() {
                 self.summary.batches += 1;
             }
@@ -555,9 +578,25 @@ struct Delivery {
     begun: bool,
     keys: HashSet<String>,
     new: Vec<(String, String)>,
+    /// Bytes of the query pages read for the batch.
+    bytes: u64,
+    /// The newest `EventDate` (or `CreatedDate`) among `new`.
+    newest: Option<OffsetDateTime>,
 }
 
 impl Delivery {
+    /// Adds the committed batch to `figures` (nothing for a batch with no new row).
+    fn count(&self, figures: &DeliveryFigures, object: &EventObject) {
+        if self.begun {
+            figures.delivered(
+                object.name(),
+                self.new.len() as u64,
+                self.bytes,
+                self.newest,
+            );
+        }
+    }
+
     async fn write<K: ObjectSink>(
         &mut self,
         sink: &mut K,

@@ -18,6 +18,9 @@ pub(crate) struct Page {
     pub(crate) next_records_url: Option<String>,
     #[serde(default)]
     pub(crate) records: Vec<ObjectRecord>,
+    /// The response body's length, for the delivery figures.
+    #[serde(skip)]
+    pub(crate) bytes: u64,
 }
 
 /// The first page of `soql`. The context names the object and the whole query, so a shape the
@@ -54,13 +57,14 @@ async fn fetch(client: &JwtBearerClient, request: &InstanceRequest) -> Result<Pa
         .bytes()
         .await
         .map_err(|e| Error::transport("reading a query page", e))?;
-    let page: Page = serde_json::from_slice(&body)
+    let mut page: Page = serde_json::from_slice(&body)
         .map_err(|e| Error::UnexpectedResponse(format!("a query page could not be read: {e}")))?;
     if !page.done && page.next_records_url.is_none() {
         return Err(Error::UnexpectedResponse(
             "a query page says done=false without a nextRecordsUrl".into(),
         ));
     }
+    page.bytes = body.len() as u64;
     Ok(page)
 }
 

@@ -27,6 +27,7 @@
 mod collect;
 mod connect;
 mod error;
+mod inspect;
 mod lease;
 mod schema;
 mod store;
@@ -35,6 +36,7 @@ mod worker;
 pub use collect::{PG_OUTPUT, PgCheckpointStore, PgSink};
 pub use connect::PgTarget;
 pub use error::PgError;
+pub use inspect::{StoredCheckpoint, stored_checkpoints};
 pub use lease::{DEFAULT_LEASE_TTL, Lease};
 pub use schema::SCHEMA_VERSION;
 pub use store::{EventRow, PgStore};

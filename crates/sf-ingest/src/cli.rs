@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 /// Collects Salesforce Event Monitoring logs (EventLogFile) exactly once, as NDJSON.
 ///
@@ -92,6 +92,28 @@ pub struct Cli {
     /// Less log detail (-q warnings, -qq errors only).
     #[arg(short, long, action = ArgAction::Count)]
     pub quiet: u8,
+
+    /// Serve Prometheus metrics at /metrics and a liveness check at /healthz on HOST:PORT, like
+    /// 127.0.0.1:9464 (port 0 picks a free port, logged); wins over metrics_addr in --config.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools besides collecting.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show (read-only) or rewind the checkpoints of a --state file or postgres:// database.
+    #[command(subcommand)]
+    Checkpoint(crate::checkpoint_cmd::CheckpointCommand),
+    /// GET a URL and exit 0 on 200, else 1: a container HEALTHCHECK without curl.
+    Healthcheck {
+        /// What to check.
+        #[arg(default_value = crate::metrics::DEFAULT_HEALTH_URL)]
+        url: String,
+    },
 }
 
 /// How log lines are written on stderr.

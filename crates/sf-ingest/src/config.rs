@@ -18,7 +18,7 @@ use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan, PgPlan, places};
 /// A first run of a configured org starts this far back unless `since` says otherwise.
 const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
 
-const TOP_KEYS: &[&str] = &["max_downloads", "defaults", "org"];
+const TOP_KEYS: &[&str] = &["max_downloads", "metrics_addr", "defaults", "org"];
 
 /// An `[[org]]` table. Its collection choices are the same keys as `[defaults]`.
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +63,8 @@ const ORG_KEYS: &[&str] = &[
 pub struct FileConfig {
     pub orgs: Vec<OrgPlan>,
     pub max_downloads: usize,
+    /// `metrics_addr = "HOST:PORT"`.
+    pub metrics_addr: Option<String>,
 }
 
 /// Reads and validates `path`. `cli` are the command line's choices, which win over the file's;
@@ -106,6 +108,22 @@ pub fn parse(
                 "max_downloads: {other} is not usable: a whole number, at least 1"
             ));
             DEFAULT_MAX_DOWNLOADS
+        }
+    };
+    let metrics_addr = match table.get("metrics_addr") {
+        None => None,
+        Some(toml::Value::String(addr)) => match crate::metrics::check_addr(addr) {
+            Ok(()) => Some(addr.clone()),
+            Err(e) => {
+                invalid.0.push(format!("metrics_addr: {e}"));
+                None
+            }
+        },
+        Some(other) => {
+            invalid.0.push(format!(
+                "metrics_addr: {other} is not usable: a string \"HOST:PORT\", like \"127.0.0.1:9464\""
+            ));
+            None
         }
     };
     // `state` and `out` in [defaults] are PostgreSQL URLs only: a file cannot be shared.
@@ -232,6 +250,7 @@ pub fn parse(
         Ok(FileConfig {
             orgs,
             max_downloads,
+            metrics_addr,
         })
     } else {
         Err(invalid)

@@ -10,11 +10,14 @@
 )]
 #![deny(clippy::await_holding_lock)]
 
+mod checkpoint_cmd;
 mod cli;
 mod config;
 mod demo;
 mod format;
 mod logging;
+mod metrics;
+mod notify;
 mod options;
 mod plan;
 mod postgres;
@@ -52,6 +55,19 @@ fn main() -> ExitCode {
 }
 
 async fn async_main(cli: cli::Cli, display: progress::Display) -> ExitCode {
+    match &cli.command {
+        Some(cli::Command::Checkpoint(command)) => return checkpoint_cmd::run(command).await,
+        Some(cli::Command::Healthcheck { url }) => {
+            return match metrics::healthcheck(url).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sf-ingest healthcheck: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
+    }
     let stop = Stop::new();
     if let Err(e) = stop::install(stop.clone()) {
         tracing::error!(error = %e, "cannot listen for SIGINT and SIGTERM");
@@ -70,6 +86,30 @@ async fn async_main(cli: cli::Cli, display: progress::Display) -> ExitCode {
         tracing::info!(orgs = ?names, "the configuration is valid");
         return ExitCode::SUCCESS;
     }
+    let metrics = Arc::new(metrics::Metrics::new());
+    if let Some((addr, field)) = &setup.metrics_addr {
+        match metrics::bind(addr, field).await {
+            Ok((listener, bound)) => {
+                tracing::info!(address = %bound, "serving metrics at /metrics and liveness at /healthz");
+                tokio::spawn(metrics::serve(listener, Arc::clone(&metrics)));
+            }
+            Err(e) => {
+                eprintln!("sf-ingest: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let env = |name: &str| std::env::var(name).ok();
+    if let Some(notifier) = notify::ready(
+        notify::Notifier::from_env(&env),
+        notify::watchdog_every(&env),
+    ) {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            stop.wait().await;
+            notifier.notify("STOPPING=1");
+        });
+    }
     tracing::info!(
         orgs = setup.orgs.len(),
         max_downloads = setup.max_downloads,
@@ -87,6 +127,7 @@ async fn async_main(cli: cli::Cli, display: progress::Display) -> ExitCode {
             Duration::from_secs,
         ),
         postgres: Default::default(),
+        metrics,
     });
     let ok = run::run_all(setup.orgs, context).await;
     drop(setup.demo);

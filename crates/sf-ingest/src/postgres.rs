@@ -18,7 +18,7 @@ use crate::sink::OutputSink;
 pub type Workers = tokio::sync::Mutex<Vec<(String, PgWorker)>>;
 
 /// The name other processes see in lease messages: unique per process on a host.
-fn holder() -> String {
+pub fn holder() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -76,6 +76,7 @@ pub async fn collect(
                 Err(PgError::LeaseBusy {
                     holder, expires_at, ..
                 }) => {
+                    progress.metrics().lease(false);
                     progress.note(&format!("held by {holder}"));
                     // Once per holder at info: a poll every few seconds would drown the log.
                     if seen.as_deref() == Some(holder.as_str()) {
@@ -99,6 +100,7 @@ pub async fn collect(
         if let Some(previous) = seen.take() {
             tracing::info!(org = %org.name, source, %previous, fencing_token = lease.fencing_token, "took the org over: the previous holder's lease expired or was released");
         }
+        progress.metrics().lease(true);
         progress.note(&format!("lease {}", lease.fencing_token));
         tracing::info!(org = %org.name, source, fencing_token = lease.fencing_token, ttl_seconds = ttl.as_secs(), "collecting under a lease");
         let (lost_tx, mut lost) = tokio::sync::watch::channel(None::<String>);
@@ -117,12 +119,15 @@ pub async fn collect(
                 // Not a failure of the org: another process has it now. Back to claiming, which
                 // skips it while that process holds it.
                 progress.note("lease lost");
+                progress.metrics().lease(false);
                 let why = lost.borrow().clone().unwrap_or_default();
                 tracing::warn!(org = %org.name, source, reason = %why, "stopped collecting: the lease was lost");
                 drop(_renewal);
                 continue;
             }
         };
+        // Released below, or left to expire after a failure: either way no longer held here.
+        progress.metrics().lease(false);
         if outcome.is_ok() {
             // A clean stop hands the org over at once instead of after the TTL.
             let released = worker
@@ -151,7 +156,7 @@ async fn passes(
     let pg_sink = store.sink();
     // Collector::new loads the checkpoint on this runtime's thread; the store waits for the
     // worker's thread (see PgWorker).
-    let mut collector = crate::run::collector_for(org, store)?;
+    let mut collector = crate::run::collector_for(org, store, progress.metrics())?;
     let mut sink = if plan.rows {
         OutputSink::Postgres(pg_sink)
     } else {

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use salesforce_jwt::event_log::{Progress, SourcesPassSummary};
 
+use crate::metrics::OrgMetrics;
+
 /// How often a log line reports a pass in progress at info level (every file is at debug).
 const LINE_EVERY: Duration = Duration::from_secs(30);
 
@@ -21,8 +23,8 @@ impl Display {
         Display::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
     }
 
-    /// The progress of one org.
-    pub fn org(&self, name: &str) -> OrgProgress {
+    /// The progress of one org (task), reported to `metrics` too.
+    pub fn org(&self, name: &str, metrics: OrgMetrics) -> OrgProgress {
         let bar = match self {
             Display::Bars(multi) => {
                 let bar = multi.add(ProgressBar::new(0));
@@ -43,6 +45,7 @@ impl Display {
             bar,
             files_done: 0,
             last_line: Instant::now(),
+            metrics,
         }
     }
 }
@@ -54,10 +57,12 @@ pub struct OrgProgress {
     bar: Option<ProgressBar>,
     files_done: usize,
     last_line: Instant,
+    metrics: OrgMetrics,
 }
 
 impl OrgProgress {
     pub fn update(&mut self, p: &Progress) {
+        self.metrics.working_on(p.current.as_deref());
         if let Some(bar) = &self.bar {
             bar.set_length(p.files_total as u64);
             bar.set_position(p.files_done as u64);
@@ -83,6 +88,9 @@ impl OrgProgress {
     /// The end of a pass: its figures, and every file given up on.
     pub fn pass_done(&mut self, all: &SourcesPassSummary, rows_delivered_in_all: u64) {
         self.files_done = 0;
+        if !all.stopped() {
+            self.metrics.succeeded(time::OffsetDateTime::now_utc());
+        }
         if let Some(bar) = &self.bar {
             bar.set_message(format!(
                 "{} rows, {} in all",
@@ -109,6 +117,11 @@ impl OrgProgress {
             rows_delivered_in_all,
             "pass done"
         );
+    }
+
+    /// This org task's metrics.
+    pub fn metrics(&self) -> &OrgMetrics {
+        &self.metrics
     }
 
     /// A short state (a lease claimed, held elsewhere, lost) on the bar; the log has the

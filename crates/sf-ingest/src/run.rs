@@ -37,6 +37,8 @@ pub struct Context {
     pub lease_ttl: Duration,
     /// This process's connections to PostgreSQL state databases.
     pub postgres: crate::postgres::Workers,
+    /// What `--metrics-addr` serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Collects every org; `true` when none failed.
@@ -82,7 +84,7 @@ pub async fn run_all(orgs: Vec<OrgPlan>, context: Arc<Context>) -> bool {
 async fn run_org(org: OrgPlan, context: Arc<Context>) -> Result<(), String> {
     // Log lines name the org as configured; a PostgreSQL org's per-source tasks say their
     // source in the lease lines.
-    let mut progress = context.display.org(&org.name);
+    let mut progress = context.display.org(&org.name, context.metrics.org(&org));
     // Without a state file the checkpoint must still survive a retry within this run.
     let memory = MemoryCheckpointStore::new();
     let mut failures: u32 = 0;
@@ -92,6 +94,7 @@ async fn run_org(org: OrgPlan, context: Arc<Context>) -> Result<(), String> {
             Err(e) => e,
         };
         progress.failed();
+        progress.metrics().failed(&error);
         failures += 1;
         let Some(every) = context.follow else {
             tracing::error!(org = %org.name, error = %error, "org failed");
@@ -129,7 +132,7 @@ async fn collect(
         None => Box::new(memory.clone()),
     };
     // Every source of the org in one collector: one checkpoint, one output, one position.
-    let mut collector = collector_for(org, store)?;
+    let mut collector = collector_for(org, store, progress.metrics())?;
     let mut sink = OutputSink::open(
         org.out.as_deref(),
         collector.checkpoint(),
@@ -138,8 +141,12 @@ async fn collect(
     pass_loop(&mut collector, &mut sink, org, context, progress, failures).await
 }
 
-/// A collector of every source `org` names, over `store`.
-pub fn collector_for<S: CheckpointStore>(org: &OrgPlan, store: S) -> Result<Collector<S>, Error> {
+/// A collector of every source `org` names, over `store`, counting into `metrics`.
+pub fn collector_for<S: CheckpointStore>(
+    org: &OrgPlan,
+    store: S,
+    metrics: &crate::metrics::OrgMetrics,
+) -> Result<Collector<S>, Error> {
     let mut event_log_file = false;
     let mut objects = Vec::new();
     for source in &org.collect.sources {
@@ -149,6 +156,7 @@ pub fn collector_for<S: CheckpointStore>(org: &OrgPlan, store: S) -> Result<Coll
         }
     }
     let client = JwtBearerClient::new(org.jwt.clone())?;
+    metrics.client(&client);
     let query = EventLogFileQuery::new()
         .event_types(org.collect.event_types.iter().cloned())
         .interval(org.collect.interval);
@@ -170,6 +178,7 @@ pub fn collector_for<S: CheckpointStore>(org: &OrgPlan, store: S) -> Result<Coll
         options,
         object_options,
     )
+    .map(|collector| collector.with_figures(metrics.figures()))
 }
 
 /// Pass after pass into `sink` until done (one pass, or a stop request with `--follow`) or an

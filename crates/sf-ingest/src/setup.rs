@@ -21,6 +21,8 @@ pub struct Setup {
     pub max_downloads: usize,
     /// The demo org, kept alive for the run.
     pub demo: Option<MockOrg>,
+    /// Where to serve metrics, and the option or key that says so (for errors).
+    pub metrics_addr: Option<(String, &'static str)>,
 }
 
 /// The command line's collection choices, which win over the config file's.
@@ -50,6 +52,9 @@ fn check_cli(cli: &Cli, choices: &Choices) -> Result<(), Invalid> {
     }
     if cli.max_downloads == Some(0) {
         invalid.0.push("--max-downloads: must be at least 1".into());
+    }
+    if let Some(Err(e)) = cli.metrics_addr.as_deref().map(crate::metrics::check_addr) {
+        invalid.0.push(format!("--metrics-addr: {e}"));
     }
     if invalid.is_empty() {
         Ok(())
@@ -88,6 +93,11 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
                 orgs: file.orgs,
                 max_downloads,
                 demo: None,
+                metrics_addr: match (&cli.metrics_addr, file.metrics_addr) {
+                    (Some(addr), _) => Some((addr.clone(), "--metrics-addr")),
+                    (None, Some(addr)) => Some((addr, "metrics_addr")),
+                    (None, None) => None,
+                },
             })
         } else {
             Err(invalid)
@@ -146,5 +156,6 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         }],
         max_downloads,
         demo,
+        metrics_addr: cli.metrics_addr.clone().map(|a| (a, "--metrics-addr")),
     })
 }

@@ -90,6 +90,8 @@ fn the_systemd_unit_is_hardened_and_verifies() {
         ("Service", "ProtectHome", "yes"),
         ("Service", "PrivateTmp", "yes"),
         ("Service", "RestartPreventExitStatus", "2"),
+        ("Service", "Type", "notify"),
+        ("Service", "NotifyAccess", "main"),
         ("Install", "WantedBy", "multi-user.target"),
     ] {
         assert!(
@@ -102,6 +104,13 @@ fn the_systemd_unit_is_hardened_and_verifies() {
         exec.2.contains("--config") && exec.2.contains("--follow"),
         "{exec:?}"
     );
+    // The watchdog: on, and long enough for pings at half of it to be far apart.
+    let watchdog = keys
+        .iter()
+        .find(|(s, k, _)| s == "Service" && k == "WatchdogSec")
+        .expect("WatchdogSec");
+    let seconds: u64 = watchdog.2.parse().expect("WatchdogSec in seconds");
+    assert!((10..=600).contains(&seconds), "{watchdog:?}");
     println!("checked the unit's required keys by parsing it");
 
     match Command::new("systemd-analyze").arg("--version").output() {
@@ -161,4 +170,54 @@ fn the_dockerfile_builds_the_binary_and_runs_it_as_a_non_root_user_with_volumes(
         .expect("a USER line");
     assert!(user.trim() != "root" && user.trim() != "0");
     assert!(dockerfile.contains(r#"VOLUME ["/config", "/state"]"#));
+}
+
+#[test]
+fn the_image_serves_metrics_and_its_healthcheck_asks_healthz_through_the_binary() {
+    let dockerfile = crate_file("packaging/Dockerfile");
+    // The instruction, continuation lines joined.
+    let joined = dockerfile.replace("\\\n", " ");
+    let healthcheck = joined
+        .lines()
+        .find(|l| l.starts_with("HEALTHCHECK "))
+        .expect("a HEALTHCHECK");
+    let exec = healthcheck
+        .split_once(" CMD ")
+        .map(|(_, cmd)| cmd.trim())
+        .expect("HEALTHCHECK ... CMD [...]");
+    let argv: Vec<String> = serde_json::from_str(exec).expect("CMD in exec form");
+    assert_eq!(argv[0], "/usr/local/bin/sf-ingest");
+    assert_eq!(argv[1], "healthcheck");
+    let url = &argv[2];
+    let port = url
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix("/healthz"))
+        .expect("http://127.0.0.1:PORT/healthz");
+    let cmd = joined
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD");
+    let cmd: Vec<String> = serde_json::from_str(cmd).unwrap();
+    let addr = cmd
+        .iter()
+        .skip_while(|a| *a != "--metrics-addr")
+        .nth(1)
+        .expect("the default command serves metrics");
+    assert_eq!(addr, &format!("0.0.0.0:{port}"));
+    assert!(dockerfile.contains(&format!("\nEXPOSE {port}\n")));
+
+    // The same command against a real endpoint: 0 while it runs, 1 once it is gone.
+    let collector =
+        Running::spawn(sf_ingest().args(["--follow", "60", "--metrics-addr", "127.0.0.1:0"]));
+    let bound = collector.metrics_addr();
+    let check = |addr: &str| {
+        run(Command::new(env!("CARGO_BIN_EXE_sf-ingest"))
+            .arg(&argv[1])
+            .arg(url.replace(&format!("127.0.0.1:{port}"), addr)))
+        .status
+        .code()
+    };
+    assert_eq!(check(&bound), Some(0));
+    assert!(collector.stop().success());
+    assert_eq!(check(&bound), Some(1));
 }

@@ -688,3 +688,276 @@ async fn real_time_sources_each_get_their_own_lease_and_every_row_once_in_salesf
     leases.sort();
     assert_eq!(leases, ["EventLogFile", "LoginEvent", "SetupAuditTrail"]);
 }
+
+/// A config collecting EventLogFile of `org` as "acme" into `acme.ndjson` and its LoginEvent as
+/// "acme-rt" into `rt.ndjson` (one file per task), with the checkpoints in `url`.
+async fn acme_with_login_events(dir: &Path, url: &str) -> (MockOrg, PathBuf) {
+    let key = demo_key(dir, "demo.key");
+    let org = MockOrg::start().await;
+    add_files(&org, 3, 5);
+    let now = time::OffsetDateTime::now_utc();
+    let rows = salesforce_jwt_mock::generate_records(
+        "LoginEvent",
+        now - time::Duration::days(2),
+        now - time::Duration::minutes(10),
+        30,
+        3,
+    );
+    org.add_records("LoginEvent", rows).unwrap();
+    let config = dir.join("sf-ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nsince = \"7d\"\nstate = \"{url}\"\n{}{}sources = [\"LoginEvent\"]\n",
+            org_table("acme", &org, &key, "acme.ndjson"),
+            org_table("acme-rt", &org, &key, "rt.ndjson"),
+        ),
+    )
+    .unwrap();
+    (org, config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_which_process_holds_each_sources_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(&admin_url(), "metrics").await;
+    let (_org, config) = acme_with_login_events(dir.path(), &url).await;
+    let spawn = || {
+        common::Running::spawn(sf_ingest().arg("--config").arg(&config).args([
+            "--follow",
+            "60",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ]))
+    };
+    let holder = spawn();
+    let holder_addr = holder.metrics_addr();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while holder.count("pass done") < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", holder.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let other = spawn();
+    let other_addr = other.metrics_addr();
+    other.wait_for("another process collects this org");
+    while other.count("another process collects this org") < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", other.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (addr, held) in [(&holder_addr, 1.0), (&other_addr, 0.0)] {
+        let (status, body) = common::http_get(addr, "/metrics");
+        assert_eq!(status, 200);
+        println!("{body}");
+        let scrape = common::parse_metrics(&body);
+        assert_eq!(scrape.types["sf_ingest_lease_held"], "gauge");
+        for (org, source) in [("acme", "EventLogFile"), ("acme-rt", "LoginEvent")] {
+            assert_eq!(
+                scrape.value("sf_ingest_lease_held", &[("org", org), ("source", source)]),
+                Some(held),
+                "{source} at {addr}"
+            );
+        }
+        assert_eq!(scrape.of("sf_ingest_lease_held").len(), 2);
+    }
+    let (_, body) = common::http_get(&holder_addr, "/metrics");
+    let scrape = common::parse_metrics(&body);
+    let rows = common::rows_in_output(&dir.path().join("acme.ndjson"));
+    assert_eq!(
+        scrape.value(
+            "sf_ingest_rows_total",
+            &[("org", "acme"), ("source", "EventLogFile")]
+        ),
+        Some(rows.values().map(Vec::len).sum::<usize>() as f64)
+    );
+    assert!(other.stop().success());
+    assert!(holder.stop().success());
+}
+
+/// The state tables as text, to tell whether anything wrote to them.
+async fn state_tables(url: &str) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut rows = Vec::new();
+    for query in [
+        "SELECT org || source || fencing_token || checkpoint::text || updated_at::text FROM sfjwt_checkpoints ORDER BY 1",
+        "SELECT org || source || holder || fencing_token || expires_at::text FROM sfjwt_leases ORDER BY 1",
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    ] {
+        match client.query(query, &[]).await {
+            Ok(result) => rows.extend(result.iter().map(|r| r.get::<_, String>(0))),
+            Err(e) => rows.push(format!("{query}: {e}")),
+        }
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_show_and_reset_on_postgres_state_read_only_and_refused_under_a_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(&admin_url(), "ckpt").await;
+    let password = password_of(&url);
+    let (org, config) = acme_with_login_events(dir.path(), &url).await;
+    let show = || {
+        let output = common::run(sf_ingest().args(["checkpoint", "show", "--state", &url]));
+        assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+        let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+        assert!(!stdout.contains(&password) && !common::stderr(&output).contains(&password));
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+
+    // A database no collector used: nothing to show, and no table created.
+    let before = state_tables(&url).await;
+    assert_eq!(show(), serde_json::json!({}));
+    assert_eq!(state_tables(&url).await, before);
+
+    let output = common::run(sf_ingest().arg("--config").arg(&config));
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let out = dir.path().join("rt.ndjson");
+    let login_rows = |path: &Path| {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(r#""SObjectType":"LoginEvent""#))
+            .count()
+    };
+    assert_eq!(login_rows(&out), 30);
+
+    let before = state_tables(&url).await;
+    let shown = show();
+    assert_eq!(
+        state_tables(&url).await,
+        before,
+        "show wrote to the database"
+    );
+    assert_eq!(
+        shown.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["acme", "acme-rt"]
+    );
+    let mut acme = shown["acme"].as_object().unwrap().clone();
+    assert_eq!(acme.keys().collect::<Vec<_>>(), ["EventLogFile"]);
+    let rt = shown["acme-rt"].as_object().unwrap();
+    assert_eq!(rt.keys().collect::<Vec<_>>(), ["LoginEvent"]);
+    acme.insert("LoginEvent".into(), rt["LoginEvent"].clone());
+    let newest = org.files().iter().map(|f| f.created_date).max().unwrap();
+    let elf = &acme["EventLogFile"];
+    assert_eq!(
+        elf["position"],
+        newest
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    // Released at the end of the run.
+    assert_eq!(elf["lease"], serde_json::Value::Null);
+    assert_eq!(acme["LoginEvent"]["kind"], "BigObject");
+    for entry in acme.values() {
+        let mut keys: Vec<&str> = entry
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        let expected: &[&str] = if entry["kind"] == "EventLogFile" {
+            &["kind", "lease", "position", "since", "updated_at"]
+        } else {
+            &["kind", "lease", "position", "updated_at"]
+        };
+        assert_eq!(keys, expected, "{entry}");
+    }
+
+    let reset = || {
+        common::run(sf_ingest().args([
+            "checkpoint",
+            "reset",
+            "--source",
+            "LoginEvent",
+            "--since",
+            "7d",
+            "--state",
+            &url,
+        ]))
+    };
+    // A collector holds LoginEvent's lease: refused, naming the holder.
+    let collector = common::Running::spawn(
+        sf_ingest()
+            .arg("--config")
+            .arg(&config)
+            .args(["--follow", "60"]),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while collector.count("pass done") < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", collector.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let held = show();
+    assert!(
+        held["acme-rt"]["LoginEvent"]["lease"]["holder"]
+            .as_str()
+            .is_some_and(|h| h.ends_with(&format!(":{}", collector.child.id()))),
+        "{held}"
+    );
+    let refused = reset();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = common::stderr(&refused);
+    assert!(
+        err.contains("refused") && err.contains(&format!(":{} collects", collector.child.id())),
+        "{err}"
+    );
+    assert!(!err.contains(&password), "{err}");
+    assert!(collector.stop().success());
+    assert_eq!(login_rows(&out), 30);
+
+    // Rewound: said so, and the next run delivers LoginEvent's rows again.
+    let rewound = reset();
+    assert_eq!(
+        rewound.status.code(),
+        Some(0),
+        "{}",
+        common::stderr(&rewound)
+    );
+    let err = common::stderr(&rewound);
+    assert!(
+        err.contains("LoginEvent rewound to") && err.contains("AGAIN"),
+        "{err}"
+    );
+    assert!(!err.contains(&password), "{err}");
+    let output = common::run(sf_ingest().arg("--config").arg(&config));
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert_eq!(login_rows(&out), 60);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_reset_refuses_a_source_whose_rows_go_to_salesforce_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let url = fresh_database(&admin_url(), "reset_pg_out").await;
+    let org = MockOrg::start().await;
+    add_files(&org, 2, 5);
+    let output = common::run(
+        common::sf_ingest_for(&org, &key).args(["--since", "7d", "--state", &url, "--out", &url]),
+    );
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let before = state_tables(&url).await;
+    let refused = common::run(sf_ingest().args([
+        "checkpoint",
+        "reset",
+        "--source",
+        "EventLogFile",
+        "--since",
+        "7d",
+        "--state",
+        &url,
+    ]));
+    assert_eq!(refused.status.code(), Some(1));
+    let err = common::stderr(&refused);
+    assert!(
+        err.contains("refused") && err.contains("salesforce_events, whose unique key"),
+        "{err}"
+    );
+    assert!(!err.contains(&password_of(&url)), "{err}");
+    // Nothing moved; the lease the reset took was released (its token counted).
+    let after = state_tables(&url).await;
+    assert_eq!(after[0], before[0], "the checkpoint changed");
+}

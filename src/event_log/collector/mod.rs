@@ -21,7 +21,8 @@ use crate::event_log::checkpoint::{
     SkippedFile, SourceState,
 };
 use crate::event_log::download::FileRecords;
-use crate::event_log::model::EventLogFile;
+use crate::event_log::figures::DeliveryFigures;
+use crate::event_log::model::{EventLogFile, Interval};
 use crate::event_log::query::{Cursor, EventLogFileQuery};
 use crate::event_log::record::LogRecord;
 use crate::event_log::sink::{PendingCommit, RecordSink};
@@ -73,6 +74,8 @@ pub struct Collector<S: CheckpointStore> {
     /// [`run_sources_pass`](Collector::run_sources_pass).
     objects: Vec<EventObject>,
     object_options: ObjectCollectorOptions,
+    /// What each source delivered (see [`Collector::figures`]).
+    figures: DeliveryFigures,
 }
 
 impl<S: CheckpointStore> Collector<S> {
@@ -172,7 +175,20 @@ impl<S: CheckpointStore> Collector<S> {
             event_log_file: collect_event_log_file,
             objects,
             object_options,
+            figures: DeliveryFigures::new(),
         })
+    }
+
+    /// Counts deliveries into `figures` instead of the collector's own, so that the figures of
+    /// a collector that replaces another (after a failure) go on from the other's.
+    pub fn with_figures(mut self, figures: DeliveryFigures) -> Self {
+        self.figures = figures;
+        self
+    }
+
+    /// What each source delivered: a handle another task can read while a pass runs.
+    pub fn figures(&self) -> &DeliveryFigures {
+        &self.figures
     }
 
     /// The current checkpoint.
@@ -317,6 +333,7 @@ impl<S: CheckpointStore> Collector<S> {
         if sink_position.is_some() {
             next.sink_position = sink_position;
         }
+        let delivered = skipped.is_none();
         match skipped {
             Some(skipped) => {
                 next.skipped.insert(file.id.clone(), skipped);
@@ -331,6 +348,14 @@ impl<S: CheckpointStore> Collector<S> {
         // meanwhile (bounded), and this works on any runtime flavour.
         self.store.save(&next)?;
         self.checkpoint = next;
+        if delivered {
+            self.figures.delivered(
+                EVENT_LOG_FILE_ALL_TYPES,
+                rows,
+                file.log_file_length,
+                period_end(file),
+            );
+        }
         tracing::debug!(id = %file.id, event_type = %file.event_type, rows, "EventLogFile done");
         Ok(())
     }
@@ -395,6 +420,7 @@ impl<S: CheckpointStore> Collector<S> {
                     options: &self.object_options,
                     checkpoint: &mut self.checkpoint,
                     store: &mut self.store,
+                    figures: &self.figures,
                 },
                 sink,
                 progress,
@@ -677,6 +703,16 @@ struct Committing {
 /// Rows between progress reports inside a file: often enough for a live display, rare enough to
 /// cost nothing next to the rows themselves.
 const PROGRESS_EVERY_ROWS: u64 = 1024;
+
+/// The end of the period `file` covers: its newest event is at most this recent. An `Interval`
+/// this crate does not know counts as a day, the longest there is.
+fn period_end(file: &EventLogFile) -> Option<OffsetDateTime> {
+    let length = match file.interval_or_daily() {
+        Interval::Hourly => time::Duration::HOUR,
+        Interval::Daily | Interval::Other(_) => time::Duration::DAY,
+    };
+    file.log_date.checked_add(length)
+}
 
 /// Whether `error` is about one file rather than the org, the network or the credentials.
 fn concerns_only_this_file(error: &Error) -> bool {
