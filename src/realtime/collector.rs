@@ -140,7 +140,7 @@ pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
     progress: &mut (dyn FnMut(&Progress) + Send),
     stop: &AtomicBool,
 ) -> Result<ObjectPassSummary, Error> {
-    let now = run.client.clock().now();
+    let now = org_now(run.client, run.options).await?;
     let mut summary = ObjectPassSummary::default();
     let mut position = run.checkpoint.sink_position;
     let mut report = Progress {
@@ -212,6 +212,24 @@ pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
         }
     }
     Ok(summary)
+}
+
+/// The org's time, where the pass's windows end: `EventDate` and `CreatedDate` are stamped by
+/// Salesforce's clock, so a window ending at a fast local clock would reach into the org's
+/// future and eat the overlap, and one ending at a slow local clock would hold rows back. The
+/// client learns the org's clock from the `Date` of every answer; before the first one, the
+/// token request (needed for the pass anyway) brings one.
+async fn org_now(
+    client: &JwtBearerClient,
+    options: &ObjectCollectorOptions,
+) -> Result<OffsetDateTime, Error> {
+    if client.org_clock_offset().is_none() {
+        client.access_token().await?;
+    }
+    // Past half the overlap, the rows a skew-blind window would lose or hold back are no
+    // longer a rounding matter: say so, once per crossing.
+    client.check_org_clock(options.overlap / 2, "half the real-time overlap");
+    Ok(client.org_now())
 }
 
 /// The work of one pass on one object.

@@ -165,6 +165,9 @@ impl Respond for OrgResponder {
             None => self.dispatch(&route, request),
         };
         tracing::debug!(method = %request.method, path = request.url.path(), ?route, "mock org request");
+        // Salesforce stamps every answer with its own clock: a collector can tell its clock's
+        // skew from it (set here, it also keeps hyper from adding the machine's time).
+        let response = response.insert_header("Date", http_date(self.shared.clock.now()));
         let mut delay = delay.unwrap_or_default();
         if route == Route::Token {
             delay += self.shared.settings.token_latency;
@@ -551,6 +554,26 @@ impl OrgResponder {
             None => not_found(),
         }
     }
+}
+
+/// An HTTP `Date` (IMF-fixdate, whole seconds, cut down as servers do): `Tue, 10 Jun 2025
+/// 12:00:00 GMT`.
+pub(crate) fn http_date(t: OffsetDateTime) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[usize::from(t.weekday().number_days_from_monday())],
+        t.day(),
+        MONTHS[usize::from(u8::from(t.month()) - 1)],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
