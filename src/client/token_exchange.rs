@@ -50,10 +50,13 @@ impl Inner {
     }
 
     /// When an assertion says it was made: the local time, or the org's once an assertion was
-    /// refused as expired because of this machine's clock.
+    /// refused as expired because of this machine's clock. The org's time is known to the
+    /// `Date` header's second, and taken at the upper end of it; an assertion is signed a
+    /// second earlier, at the lower end, so that its `exp` is never more than its lifetime
+    /// ahead of the org's clock (Salesforce wants it "within 3 minutes").
     fn assertion_time(&self) -> time::OffsetDateTime {
         if self.org_clock.follows_for_assertions() {
-            self.org_clock.now(self.clock.as_ref())
+            self.org_clock.now(self.clock.as_ref()) - time::Duration::SECOND
         } else {
             self.clock.now()
         }

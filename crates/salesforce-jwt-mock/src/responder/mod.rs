@@ -557,8 +557,9 @@ impl OrgResponder {
 }
 
 /// An HTTP `Date` (IMF-fixdate, whole seconds, cut down as servers do): `Tue, 10 Jun 2025
-/// 12:00:00 GMT`.
-pub(crate) fn http_date(t: OffsetDateTime) -> String {
+/// 12:00:00 GMT`. Every answer of the org carries one from its clock; a test double of its own
+/// can stamp its answers the same way.
+pub fn http_date(t: OffsetDateTime) -> String {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
