@@ -10,15 +10,19 @@ use time::OffsetDateTime;
 
 use crate::client::JwtBearerClient;
 use crate::error::Error;
-use crate::event_log::{Checkpoint, CheckpointStore, Progress, SourceState, sf_datetime};
-use crate::realtime::fetch::{first_page, is_query_timeout, next_page};
+use crate::event_log::{
+    Checkpoint, CheckpointStore, Progress, SkippedFile, SourceState, sf_datetime,
+};
+use crate::realtime::fetch::{first_page, is_query_timeout, is_unreadable_page, next_page};
 use crate::realtime::object::{EventObject, ObjectKind};
 use crate::realtime::query::{
     BigObjectQuery, FieldSelection, KeysetQuery, KeysetStart, datetime_millis,
 };
 use crate::realtime::record::ObjectRecord;
 use crate::realtime::sink::{Batch, ObjectSink};
-use crate::realtime::state::{BigObjectState, KeysetPosition, KeysetState, QuietWatch};
+use crate::realtime::state::{
+    BigObjectState, KeysetPosition, KeysetState, QuietWatch, SkippedWindow, bound_overlap,
+};
 
 use crate::realtime::options::{ObjectCollectorOptions, ObjectPassSummary, ObjectSummary};
 
@@ -178,6 +182,8 @@ pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
             progress: &mut *progress,
             stop,
             stopped: false,
+            skipped: Vec::new(),
+            overlap_cut_logged: false,
         };
         let saved = pass.checkpoint.sources.get(object.name()).cloned();
         match (object.kind(), saved) {
@@ -251,6 +257,10 @@ struct Pass<'a, S, K> {
     stop: &'a AtomicBool,
     /// Whether the pass stopped on request before the object was done.
     stopped: bool,
+    /// Skipped windows for the checkpoint's `skipped`, saved with the next save.
+    skipped: Vec<(String, SkippedFile)>,
+    /// Whether this pass has said that the overlap's identifiers were cut to their bound.
+    overlap_cut_logged: bool,
 }
 
 /// How a big-object window went.
@@ -258,9 +268,48 @@ enum Window {
     Delivered,
     /// Too many rows for one query; nothing was written.
     TooLarge,
+    /// A page could not be read (and skipping such pages is on); nothing was written.
+    Unreadable(Error),
 }
 
 const MILLI: time::Duration = time::Duration::milliseconds(1);
+
+/// How many times one pass narrows an object's windows around unreadable pages. One bad row
+/// in an hour's window is found in about 22 halvings; a page that fails in every window is the
+/// org's answers (or a proxy) broken, which skipping would turn into losing everything.
+const MAX_UNREADABLE_SPLITS: u32 = 128;
+
+/// How many windows one pass gives up on per object before it stops with the error instead:
+/// skipping is for a bad row or two, not for an org whose every answer is unreadable.
+const MAX_SKIPPED_WINDOWS: u64 = 16;
+
+/// `windows` without the parts inside `skipped` (each `(after, up_to]`): a window once given
+/// up on is read around, not failed on again, while it is inside the overlap.
+fn around(
+    windows: Vec<(OffsetDateTime, OffsetDateTime)>,
+    skipped: &[SkippedWindow],
+) -> Vec<(OffsetDateTime, OffsetDateTime)> {
+    let mut out = windows;
+    for w in skipped {
+        out = out
+            .into_iter()
+            .flat_map(|(a, b)| {
+                if w.up_to <= a || w.after >= b {
+                    return vec![(a, b)];
+                }
+                let mut parts = Vec::new();
+                if a < w.after {
+                    parts.push((a, w.after));
+                }
+                if w.up_to < b {
+                    parts.push((w.up_to, b));
+                }
+                parts
+            })
+            .collect();
+    }
+    out
+}
 
 fn to_ms(t: OffsetDateTime) -> OffsetDateTime {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -290,12 +339,32 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             next.sink_position = *self.position;
         }
         next.rows_delivered += self.summary.rows - self.saved_rows;
+        next.skipped.extend(self.skipped.iter().cloned());
         if next != *self.checkpoint {
             self.store.save(&next)?;
             *self.checkpoint = next;
         }
         self.saved_rows = self.summary.rows;
+        self.skipped.clear();
         Ok(())
+    }
+
+    /// Keeps `delivered` within `max_overlap_rows`; returns the new floor if it had to cut.
+    fn bound(
+        &mut self,
+        delivered: &mut std::collections::BTreeMap<String, String>,
+    ) -> Option<OffsetDateTime> {
+        let floor = bound_overlap(delivered, self.options.max_overlap_rows)?;
+        if !self.overlap_cut_logged {
+            self.overlap_cut_logged = true;
+            tracing::warn!(
+                object = %self.object,
+                floor = %sf_datetime::format(floor),
+                max_overlap_rows = self.options.max_overlap_rows,
+                "more rows inside the overlap than max_overlap_rows: rows up to the floor are not read again, so a row of that time that becomes queryable later is missed"
+            );
+        }
+        Some(floor)
     }
 
     /// Reports progress after a committed window or batch; whether the pass is asked to stop.
@@ -311,10 +380,13 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
 
     async fn big_object(&mut self, mut state: BigObjectState) -> Result<(), Error> {
         let end = to_ms(self.now);
-        let start = to_ms(match state.watermark {
+        let mut start = to_ms(match state.watermark {
             Some(w) => w - span(self.options.overlap),
             None => self.now - span(self.options.since),
         });
+        if let Some(floor) = state.overlap_floor {
+            start = start.max(to_ms(floor));
+        }
         // Windows oldest first: the watermark can only move past a contiguous delivered prefix.
         let width = span(self.options.window).max(MILLI);
         let mut windows = Vec::new();
@@ -324,10 +396,22 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             windows.push((a, b));
             a = b;
         }
+        let mut windows = around(windows, &state.skipped_windows);
         windows.reverse();
+        let mut unreadable_splits = 0u32;
         while let Some((a, b)) = windows.pop() {
             let rows_before = self.summary.rows;
-            match self.big_object_window(&mut state, a, b).await? {
+            let outcome = match self.big_object_window(&mut state, a, b).await? {
+                Window::Unreadable(error) if b - a < 2 * MILLI => {
+                    if self.summary.skipped_windows >= MAX_SKIPPED_WINDOWS {
+                        return Err(self.broken(error, a, b, unreadable_splits));
+                    }
+                    self.skip_window(&mut state, a, b, &error);
+                    Window::Delivered
+                }
+                other => other,
+            };
+            match outcome {
                 Window::Delivered => {
                     state.watermark = Some(state.watermark.map_or(b, |w| w.max(b)));
                     if let Some(w) = state.watermark {
@@ -335,6 +419,12 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                         state.delivered_in_overlap.retain(|_, date| {
                             sf_datetime::parse(date).is_ok_and(|d| d > keep_after)
                         });
+                        state.skipped_windows.retain(|s| s.up_to > keep_after);
+                        state.overlap_floor = state.overlap_floor.filter(|f| *f > keep_after);
+                    }
+                    if let Some(floor) = self.bound(&mut state.delivered_in_overlap) {
+                        state.overlap_floor =
+                            Some(state.overlap_floor.map_or(floor, |f| f.max(floor)));
                     }
                     self.save(SourceState::BigObject(state.clone()))?;
                     if self.committed(self.summary.rows - rows_before) {
@@ -350,10 +440,79 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                     windows.push((mid, b));
                     windows.push((a, mid));
                 }
+                Window::Unreadable(error) => {
+                    unreadable_splits += 1;
+                    if unreadable_splits > MAX_UNREADABLE_SPLITS {
+                        return Err(self.broken(error, a, b, unreadable_splits - 1));
+                    }
+                    let mid = to_ms(a + (b - a) / 2);
+                    tracing::warn!(object = %self.object, after = %datetime_millis(a), up_to = %datetime_millis(b), error = %error, "a page of this EventDate window cannot be read; narrowing the window around it");
+                    windows.push((mid, b));
+                    windows.push((a, mid));
+                }
             }
         }
         self.quiet_watch(&mut state.quiet);
         self.save(SourceState::BigObject(state))
+    }
+
+    /// Gives up on the window `(a, b]` (one millisecond by now) whose page cannot be read: it
+    /// is listed in the checkpoint's `skipped` with the next save, and read around while it
+    /// is inside the overlap.
+    fn skip_window(
+        &mut self,
+        state: &mut BigObjectState,
+        a: OffsetDateTime,
+        b: OffsetDateTime,
+        error: &Error,
+    ) {
+        let key = format!(
+            "{} EventDate ({}, {}]",
+            self.object,
+            datetime_millis(a),
+            datetime_millis(b)
+        );
+        tracing::error!(object = %self.object, window = %key, error = %error, "skipping an EventDate window whose page cannot be read; it is listed in the checkpoint");
+        self.summary.skipped_windows += 1;
+        state
+            .skipped_windows
+            .push(SkippedWindow { after: a, up_to: b });
+        self.skipped.push((
+            key,
+            SkippedFile {
+                event_type: self.object.name().to_string(),
+                created_date: b,
+                error: error.to_string(),
+            },
+        ));
+    }
+
+    /// The error that ends skipping: too many unreadable pages for a bad row or two.
+    fn broken(&self, error: Error, a: OffsetDateTime, b: OffsetDateTime, splits: u32) -> Error {
+        Error::UnexpectedResponse(format!(
+            "{error} (EventDate window ({}, {}]); this pass already narrowed {splits} windows of \
+             {} around unreadable pages and skipped {}: the org's answers (or a proxy's), not \
+             a row, look broken, so the pass stops",
+            datetime_millis(a),
+            datetime_millis(b),
+            self.object,
+            self.summary.skipped_windows
+        ))
+    }
+
+    /// An unreadable page's error, naming the window and how to skip it.
+    fn unreadable(&self, error: Error, a: OffsetDateTime, b: OffsetDateTime) -> Error {
+        let message = match &error {
+            Error::UnexpectedResponse(message) if is_unreadable_page(&error) => message,
+            _ => return error,
+        };
+        Error::UnexpectedResponse(format!(
+            "{message} (EventDate window ({}, {}]); to skip such a page and go on, recording it \
+             in the checkpoint's `skipped`, run with --skip-bad-files \
+             (ObjectCollectorOptions::skip_unreadable_pages)",
+            datetime_millis(a),
+            datetime_millis(b)
+        ))
     }
 
     /// Reads one window and delivers its new rows, or reports it too large (before writing).
@@ -369,9 +528,12 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             .fields(self.fields())
             .window(a, b)
             .to_soql()?;
+        let skip = self.options.skip_unreadable_pages;
         let mut page = match first_page(self.client, self.object, &soql).await {
             Err(e) if splittable && is_query_timeout(&e) => return Ok(Window::TooLarge),
-            other => other?,
+            Err(e) if skip && is_unreadable_page(&e) => return Ok(Window::Unreadable(e)),
+            Err(e) => return Err(self.unreadable(e, a, b)),
+            Ok(page) => page,
         };
         if splittable && !page.done && page.total_size > max_rows {
             return Ok(Window::TooLarge);
@@ -422,7 +584,14 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             pages += 1;
             page = match next_page(self.client, object, &next, pages).await {
                 Ok(p) => p,
-                Err(e) => return Err(delivery.fail(self.sink, &batch, e).await),
+                Err(e) if skip && is_unreadable_page(&e) => {
+                    delivery.abandon(self.sink, &batch).await?;
+                    return Ok(Window::Unreadable(e));
+                }
+                Err(e) => {
+                    let e = self.unreadable(e, a, b);
+                    return Err(delivery.fail(self.sink, &batch, e).await);
+                }
             };
         }
         if let Some(position) = delivery.commit(self.sink, &batch).await? {
@@ -438,11 +607,14 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
 
     async fn keyset(&mut self, mut state: KeysetState) -> Result<(), Error> {
         let overlap = span(self.options.overlap);
-        let lower = to_ms(match (&state.last, state.scanned_to) {
+        let mut lower = to_ms(match (&state.last, state.scanned_to) {
             (Some(last), _) => last.created_date - overlap,
             (None, Some(scanned)) => scanned - overlap,
             (None, None) => self.now - span(self.options.since),
         });
+        if let Some(floor) = state.overlap_floor {
+            lower = lower.max(to_ms(floor));
+        }
         let end = to_ms(self.now);
         let object = self.object;
         let mut start = KeysetStart::After(lower);
@@ -510,6 +682,10 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                 state
                     .delivered_in_overlap
                     .retain(|_, date| sf_datetime::parse(date).is_ok_and(|d| d > keep_after));
+                state.overlap_floor = state.overlap_floor.filter(|f| *f > keep_after);
+            }
+            if let Some(floor) = self.bound(&mut state.delivered_in_overlap) {
+                state.overlap_floor = Some(state.overlap_floor.map_or(floor, |f| f.max(floor)));
             }
             self.save(SourceState::Keyset(state.clone()))?;
             if self.committed(delivered) {

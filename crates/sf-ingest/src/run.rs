@@ -160,6 +160,7 @@ pub fn collector_for<S: CheckpointStore>(org: &OrgPlan, store: S) -> Result<Coll
     };
     let object_options = ObjectCollectorOptions {
         since: org.collect.since,
+        skip_unreadable_pages: org.collect.skip_bad_files,
         ..ObjectCollectorOptions::default()
     };
     Collector::with_sources(

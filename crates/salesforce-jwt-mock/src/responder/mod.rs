@@ -240,7 +240,7 @@ impl OrgResponder {
                 | Fault::RequestLimitExceeded { target } => route.hit_by(*target),
                 Fault::RevokeSessions => route.needs_session(),
                 Fault::OAuth { .. } => *route == Route::Token,
-                Fault::TruncatedBody | Fault::Delay { .. } => false,
+                Fault::TruncatedBody | Fault::Delay { .. } | Fault::CorruptPage { .. } => false,
                 Fault::OnFile { id, fault } => {
                     matches!(route, Route::Download { id: r, .. } if r == id)
                         && !matches!(**fault, Fault::TruncatedBody | Fault::Delay { .. })
@@ -287,7 +287,10 @@ impl OrgResponder {
                     state.revoke_all_tokens();
                     None
                 }
-                Fault::TruncatedBody | Fault::OnFile { .. } | Fault::Delay { .. } => None,
+                Fault::TruncatedBody
+                | Fault::OnFile { .. }
+                | Fault::Delay { .. }
+                | Fault::CorruptPage { .. } => None,
             };
             (response, delay)
         })
