@@ -426,3 +426,84 @@ async fn the_overlap_sets_stay_within_max_overlap_rows_without_a_duplicate() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_unreadable_setup_audit_trail_page_is_narrowed_to_its_millisecond_and_skipped_on_the_record()
+ {
+    let org = org().await;
+    let mut rows = generate_records(
+        AUDIT,
+        now() - time::Duration::hours(3),
+        now() - time::Duration::minutes(1),
+        60,
+        21,
+    );
+    rows[30].insert("CreatedDate".into(), json!("2025-06-10T11:58:00.123+0000"));
+    let rows = org.mock.add_records(AUDIT, rows).unwrap();
+    let bad = rows[30].clone();
+    let bad_id = key(AUDIT, &bad);
+    let fault = org.mock.inject_always(Fault::CorruptPage {
+        containing: Some(bad_id.clone()),
+    });
+    let store = MemoryCheckpointStore::new();
+    let mut sink = Recorder::default();
+    let error = org
+        .pass(
+            &[AUDIT],
+            &store,
+            ObjectCollectorOptions::default(),
+            &mut sink,
+        )
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("CreatedDate window ("), "{text}");
+    assert!(text.contains("--skip-bad-files"), "{text}");
+
+    let summary = org
+        .pass(&[AUDIT], &store, skipping(), &mut sink)
+        .await
+        .unwrap();
+    assert_eq!(summary.objects[0].skipped_windows, 1, "{summary:?}");
+    let mut expected = org.keys(AUDIT);
+    expected.remove(&bad_id);
+    assert_eq!(
+        sink.keys(AUDIT),
+        expected,
+        "everything but the unreadable row"
+    );
+    let skipped = checkpoint(&store).skipped;
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    let (name, entry) = skipped.iter().next().unwrap();
+    assert!(
+        name.starts_with("SetupAuditTrail CreatedDate (")
+            && name.ends_with("2025-06-10T11:58:00.123Z]"),
+        "{name}"
+    );
+    assert_eq!(entry.event_type, AUDIT);
+    assert!(entry.error.contains("could not be read"), "{}", entry.error);
+    match checkpoint(&store).sources.get(AUDIT) {
+        Some(SourceState::Keyset(state)) => assert_eq!(state.skipped_windows.len(), 1),
+        other => panic!("{other:?}"),
+    }
+
+    // The next pass reads around the skipped range (inside its overlap) and goes on.
+    org.clock.advance(Duration::from_secs(60));
+    org.mock
+        .add_records(
+            AUDIT,
+            generate_records(AUDIT, now(), now() + time::Duration::seconds(50), 4, 22),
+        )
+        .unwrap();
+    let fired = org.mock.times_fired(fault);
+    let summary = org
+        .pass(&[AUDIT], &store, skipping(), &mut sink)
+        .await
+        .unwrap();
+    assert_eq!(summary.objects[0].skipped_windows, 0);
+    assert_eq!(summary.objects[0].rows, 4);
+    assert_eq!(org.mock.times_fired(fault), fired, "read around");
+    let mut expected = org.keys(AUDIT);
+    expected.remove(&bad_id);
+    assert_eq!(sink.keys(AUDIT), expected);
+}

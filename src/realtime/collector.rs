@@ -406,7 +406,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                     if self.summary.skipped_windows >= MAX_SKIPPED_WINDOWS {
                         return Err(self.broken(error, a, b, unreadable_splits));
                     }
-                    self.skip_window(&mut state, a, b, &error);
+                    self.skip_window(&mut state.skipped_windows, a, b, &error);
                     Window::Delivered
                 }
                 other => other,
@@ -461,22 +461,21 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
     /// is inside the overlap.
     fn skip_window(
         &mut self,
-        state: &mut BigObjectState,
+        skipped: &mut Vec<SkippedWindow>,
         a: OffsetDateTime,
         b: OffsetDateTime,
         error: &Error,
     ) {
         let key = format!(
-            "{} EventDate ({}, {}]",
+            "{} {} ({}, {}]",
             self.object,
+            self.time_field(),
             datetime_millis(a),
             datetime_millis(b)
         );
-        tracing::error!(object = %self.object, window = %key, error = %error, "skipping an EventDate window whose page cannot be read; it is listed in the checkpoint");
+        tracing::error!(object = %self.object, window = %key, error = %error, "skipping a window whose page cannot be read; it is listed in the checkpoint");
         self.summary.skipped_windows += 1;
-        state
-            .skipped_windows
-            .push(SkippedWindow { after: a, up_to: b });
+        skipped.push(SkippedWindow { after: a, up_to: b });
         self.skipped.push((
             key,
             SkippedFile {
@@ -487,12 +486,21 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
         ));
     }
 
+    /// The field the object's windows are on.
+    fn time_field(&self) -> &'static str {
+        match self.object.kind() {
+            ObjectKind::BigObject => "EventDate",
+            ObjectKind::Standard => "CreatedDate",
+        }
+    }
+
     /// The error that ends skipping: too many unreadable pages for a bad row or two.
     fn broken(&self, error: Error, a: OffsetDateTime, b: OffsetDateTime, splits: u32) -> Error {
         Error::UnexpectedResponse(format!(
-            "{error} (EventDate window ({}, {}]); this pass already narrowed {splits} windows of \
-             {} around unreadable pages and skipped {}: the org's answers (or a proxy's), not \
-             a row, look broken, so the pass stops",
+            "{error} ({} window ({}, {}]); this pass already narrowed {splits} windows of {} \
+             around unreadable pages and skipped {}: the org's answers (or a proxy's), not a \
+             row, look broken, so the pass stops",
+            self.time_field(),
             datetime_millis(a),
             datetime_millis(b),
             self.object,
@@ -507,9 +515,10 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             _ => return error,
         };
         Error::UnexpectedResponse(format!(
-            "{message} (EventDate window ({}, {}]); to skip such a page and go on, recording it \
-             in the checkpoint's `skipped`, run with --skip-bad-files \
+            "{message} ({} window ({}, {}]); to skip such a page and go on, recording it in the \
+             checkpoint's `skipped`, run with --skip-bad-files \
              (ObjectCollectorOptions::skip_unreadable_pages)",
+            self.time_field(),
             datetime_millis(a),
             datetime_millis(b)
         ))
@@ -617,12 +626,62 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
         }
         let end = to_ms(self.now);
         let object = self.object;
+        let skip = self.options.skip_unreadable_pages;
         let mut start = KeysetStart::After(lower);
+        // While narrowing around an unreadable page: the lowest `CreatedDate` bound known to
+        // take that page in, and its error. Batches read up to halfway there until the range
+        // is a millisecond.
+        let mut failing: Option<(OffsetDateTime, Error)> = None;
+        let mut unreadable_splits = 0u32;
         loop {
+            let from = match &start {
+                KeysetStart::After(t) => *t,
+                KeysetStart::AfterKey { created_date, .. } => *created_date,
+                KeysetStart::Beginning => lower,
+            };
+            if from >= end {
+                break;
+            }
+            // A range given up on before is jumped over, and read up to, never into.
+            if let Some(w) = state
+                .skipped_windows
+                .iter()
+                .find(|w| w.after <= from && from < w.up_to)
+            {
+                start = KeysetStart::After(w.up_to);
+                continue;
+            }
+            let up_to = match failing.take() {
+                Some((f, error)) if f - from < 2 * MILLI => {
+                    // The rows at `from` after the last key were in the failed batches too.
+                    let after = match start {
+                        KeysetStart::AfterKey { .. } => from - MILLI,
+                        _ => from,
+                    };
+                    if self.summary.skipped_windows >= MAX_SKIPPED_WINDOWS {
+                        return Err(self.broken(error, after, f, unreadable_splits));
+                    }
+                    self.skip_window(&mut state.skipped_windows, after, f, &error);
+                    self.save(SourceState::Keyset(state.clone()))?;
+                    start = KeysetStart::After(f);
+                    continue;
+                }
+                Some((f, error)) => {
+                    failing = Some((f, error));
+                    to_ms(from + (f - from) / 2)
+                }
+                None => end,
+            };
+            let up_to = state
+                .skipped_windows
+                .iter()
+                .filter(|w| w.after > from)
+                .map(|w| w.after)
+                .fold(up_to, OffsetDateTime::min);
             let soql = KeysetQuery::new(object)?
                 .fields(self.fields())
                 .start(start.clone())
-                .up_to(end)
+                .up_to(up_to)
                 .limit(self.options.batch_size)
                 .to_soql()?;
             let batch = Batch {
@@ -630,11 +689,25 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                 after: lower,
                 up_to: end,
             };
-            let mut page = first_page(self.client, object, &soql).await?;
+            let mut page = match first_page(self.client, object, &soql).await {
+                Ok(page) => page,
+                Err(e) if skip && is_unreadable_page(&e) => {
+                    unreadable_splits += 1;
+                    if unreadable_splits > MAX_UNREADABLE_SPLITS {
+                        return Err(self.broken(e, from, up_to, unreadable_splits - 1));
+                    }
+                    tracing::warn!(object = %object, after = %datetime_millis(from), up_to = %datetime_millis(up_to), error = %e, "a page of this CreatedDate range cannot be read; narrowing the range around it");
+                    failing = Some((up_to, e));
+                    continue;
+                }
+                Err(e) => return Err(self.unreadable(e, from, up_to)),
+            };
             let mut delivery = Delivery::default();
             let mut pages = 1;
             let mut read = 0u64;
             let mut batch_last: Option<KeysetPosition> = None;
+            let mut batch_best = state.last.clone();
+            let mut unreadable = None;
             loop {
                 for record in std::mem::take(&mut page.records) {
                     read += 1;
@@ -652,8 +725,8 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                     if let Err(e) = delivery.write(self.sink, &batch, &record).await {
                         return Err(delivery.fail(self.sink, &batch, e).await);
                     }
-                    if state.last.as_ref().is_none_or(|last| key > *last) {
-                        state.last = Some(key.clone());
+                    if batch_best.as_ref().is_none_or(|last| key > *last) {
+                        batch_best = Some(key.clone());
                     }
                     delivery
                         .new
@@ -665,12 +738,30 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                 pages += 1;
                 page = match next_page(self.client, object, &next, pages).await {
                     Ok(p) => p,
-                    Err(e) => return Err(delivery.fail(self.sink, &batch, e).await),
+                    Err(e) if skip && is_unreadable_page(&e) => {
+                        delivery.abandon(self.sink, &batch).await?;
+                        unreadable = Some(e);
+                        break;
+                    }
+                    Err(e) => {
+                        let e = self.unreadable(e, from, up_to);
+                        return Err(delivery.fail(self.sink, &batch, e).await);
+                    }
                 };
+            }
+            if let Some(e) = unreadable {
+                unreadable_splits += 1;
+                if unreadable_splits > MAX_UNREADABLE_SPLITS {
+                    return Err(self.broken(e, from, up_to, unreadable_splits - 1));
+                }
+                tracing::warn!(object = %object, after = %datetime_millis(from), up_to = %datetime_millis(up_to), error = %e, "a page of this CreatedDate range cannot be read; narrowing the range around it");
+                failing = Some((up_to, e));
+                continue;
             }
             if let Some(position) = delivery.commit(self.sink, &batch).await? {
                 *self.position = Some(position);
             }
+            state.last = batch_best;
             if !delivery.new.is_empty() {
                 self.summary.batches += 1;
             }
@@ -683,6 +774,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                     .delivered_in_overlap
                     .retain(|_, date| sf_datetime::parse(date).is_ok_and(|d| d > keep_after));
                 state.overlap_floor = state.overlap_floor.filter(|f| *f > keep_after);
+                state.skipped_windows.retain(|w| w.up_to > keep_after);
             }
             if let Some(floor) = self.bound(&mut state.delivered_in_overlap) {
                 state.overlap_floor = Some(state.overlap_floor.map_or(floor, |f| f.max(floor)));
@@ -699,6 +791,8 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                         id: last.id,
                     };
                 }
+                // A range cut short (narrowed, or up to a skipped one) is done: on past it.
+                _ if up_to < end => start = KeysetStart::After(up_to),
                 _ => break,
             }
         }

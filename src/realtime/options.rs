@@ -36,13 +36,15 @@ pub struct ObjectCollectorOptions {
     pub max_overlap_rows: usize,
     /// What to do with a query page that cannot be read (its JSON does not parse): `false`
     /// (the default) stops the pass with the error; `true` (sf-ingest's `--skip-bad-files`,
-    /// as for EventLogFile) narrows a big object's window around it by halves, gives up on
-    /// the narrowest window that still fails (one millisecond of `EventDate`), records it in
-    /// [`Checkpoint::skipped`](crate::event_log::Checkpoint::skipped), logs an error and goes
-    /// on; later passes read around it. Past 128 narrowings or 16 skipped windows of one
-    /// object in one pass, the pass stops with the error all the same: then the org's answers,
-    /// not a row or two, are broken. Standard objects (`SetupAuditTrail`...) are not skipped:
-    /// their unreadable page always stops the pass.
+    /// as for EventLogFile) narrows the window (`EventDate` for big objects, `CreatedDate`
+    /// for standard ones) around it by halves, gives up on the narrowest one that still fails
+    /// (a millisecond), records it in
+    /// [`Checkpoint::skipped`](crate::event_log::Checkpoint::skipped) (keyed
+    /// `OBJECT FIELD (after, up_to]`, with the object as `event_type` and the window's end as
+    /// `created_date`), logs an error and goes on; later passes read around it. A page
+    /// unreadable once only is read again by the narrowing, and nothing is skipped. Past 128
+    /// narrowings or 16 skipped windows of one object in one pass, the pass stops with the
+    /// error all the same: then the org's answers, not a row or two, are broken.
     pub skip_unreadable_pages: bool,
 }
 

@@ -72,6 +72,10 @@ pub struct KeysetState {
         skip_serializing_if = "Option::is_none"
     )]
     pub overlap_floor: Option<OffsetDateTime>,
+    /// `CreatedDate` ranges given up on because a page could not be read, while inside the
+    /// overlap (see [`BigObjectState::skipped_windows`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_windows: Vec<SkippedWindow>,
     /// The zero-row watch.
     #[serde(default)]
     pub quiet: QuietWatch,
@@ -87,7 +91,8 @@ pub struct KeysetPosition {
     pub id: String,
 }
 
-/// An `EventDate` window `(after, up_to]` given up on.
+/// A window `(after, up_to]` of `EventDate` (big objects) or `CreatedDate` (standard
+/// objects) given up on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedWindow {
     /// Its start (exclusive).
