@@ -149,11 +149,13 @@ impl JwtBearerClient {
     /// The org's clock minus this client's [`Clock`], from the HTTP `Date` header of the
     /// last answer that carried one (token endpoint and instance alike); `None` before any.
     ///
-    /// `Date` has whole seconds. A local clock that reads within two seconds after it is taken
-    /// as right (offset zero); otherwise the offset puts the org's time at the header's time
-    /// plus one second, the latest the header allows, so that a window ending at
-    /// [`org_now`](Self::org_now) never ends before the org's now (it may end up to a second
-    /// after it, which the real-time collector's overlap absorbs).
+    /// `Date` has whole seconds, cut down. A local clock that reads within two seconds after
+    /// it when the answer arrives is taken as right (offset zero: a synchronised clock keeps
+    /// its milliseconds); otherwise the offset puts the org's time at the header's time plus
+    /// one second, the latest the header allows, so that a window ending at
+    /// [`org_now`](Self::org_now) ends at most a second after the org's now (which the
+    /// real-time collector's overlap absorbs) and never before it by more than the answer's
+    /// transit.
     pub fn org_clock_offset(&self) -> Option<time::Duration> {
         self.inner.org_clock.offset()
     }
