@@ -6,6 +6,7 @@
 mod common;
 
 use salesforce_jwt::Error;
+use salesforce_jwt::clock::Clock;
 use salesforce_jwt::event_log::sf_datetime;
 use salesforce_jwt::realtime::{
     Batch, EventObject, ObjectCollector, ObjectCollectorOptions, ObjectRecord, ObjectSink,
@@ -19,6 +20,8 @@ use wiremock::{Mock, Request, Respond, ResponseTemplate};
 /// more than two rows and never a `nextRecordsUrl`, while `totalSize` tells the truth.
 struct TwoRowsAtMost {
     dates: Vec<OffsetDateTime>,
+    /// The org's clock, for the `Date` of its answers.
+    clock: salesforce_jwt::clock::ManualClock,
 }
 
 fn bound(q: &str, prefix: &str) -> OffsetDateTime {
@@ -55,6 +58,7 @@ impl Respond for TwoRowsAtMost {
         rows.truncate(2);
         ResponseTemplate::new(200)
             .set_body_json(json!({"totalSize": total, "done": true, "records": rows}))
+            .insert_header("Date", salesforce_jwt_mock::http_date(self.clock.now()))
     }
 }
 
@@ -97,6 +101,7 @@ async fn a_page_short_of_its_total_without_next_records_url_splits_the_window() 
         .and(path("/services/data/v64.0/query"))
         .respond_with(TwoRowsAtMost {
             dates: dates.clone(),
+            clock: clock.clone(),
         })
         .mount(&server)
         .await;

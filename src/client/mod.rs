@@ -5,6 +5,7 @@
 //! bodies both share in `error_body`.
 
 mod error_body;
+mod org_clock;
 mod request;
 mod token_exchange;
 
@@ -49,6 +50,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     cache: TokenCache,
     usage: Mutex<Option<ApiUsage>>,
+    org_clock: org_clock::OrgClock,
 }
 
 impl fmt::Debug for JwtBearerClient {
@@ -113,6 +115,7 @@ impl JwtBearerClientBuilder {
                 clock: self.clock,
                 cache: TokenCache::default(),
                 usage: Mutex::new(None),
+                org_clock: org_clock::OrgClock::default(),
             }),
         })
     }
@@ -141,6 +144,37 @@ impl JwtBearerClient {
     /// The clock the client reads.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    /// The org's clock minus this client's [`Clock`], from the HTTP `Date` header of the
+    /// last answer that carried one (token endpoint and instance alike); `None` before any.
+    ///
+    /// `Date` has whole seconds, cut down. A local clock that reads within two seconds after
+    /// it when the answer arrives is taken as right (offset zero: a synchronised clock keeps
+    /// its milliseconds); otherwise the offset puts the org's time at the header's time plus
+    /// one second, the latest the header allows, so that a window ending at
+    /// [`org_now`](Self::org_now) ends at most a second after the org's now (which the
+    /// real-time collector's overlap absorbs) and never before it by more than the answer's
+    /// transit.
+    pub fn org_clock_offset(&self) -> Option<time::Duration> {
+        self.inner.org_clock.offset()
+    }
+
+    /// The org's current time: this client's clock plus
+    /// [`org_clock_offset`](Self::org_clock_offset) (the local time until an answer with a
+    /// `Date` was seen). Windows over Salesforce's own timestamps (`EventDate`) end here.
+    pub fn org_now(&self) -> time::OffsetDateTime {
+        self.inner.org_clock.now(self.inner.clock.as_ref())
+    }
+
+    /// Warns (once per crossing, not per request) when the org's clock is more than
+    /// `tolerance` away from this client's; returns the offset when it is.
+    pub(crate) fn check_org_clock(
+        &self,
+        tolerance: std::time::Duration,
+        what: &str,
+    ) -> Option<time::Duration> {
+        self.inner.org_clock.check(tolerance, what)
     }
 
     /// A valid access token: the cached one while fresh, else a new one.

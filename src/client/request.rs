@@ -56,6 +56,9 @@ impl JwtBearerClient {
                     .send()
                     .await
                     .map_err(|e| Error::transport(CONTEXT, e))?;
+                inner
+                    .org_clock
+                    .record(response.headers(), inner.clock.now());
                 if !response.status().is_success() {
                     return Err(self.error_from_response(response, CONTEXT).await.into());
                 }
@@ -161,6 +164,9 @@ impl JwtBearerClient {
                 .await
                 .map_err(|e| Error::transport(request.context.clone(), e))?;
             self.record_usage(response.headers());
+            self.inner
+                .org_clock
+                .record(response.headers(), self.inner.clock.now());
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED {
                 if !reauthenticated {

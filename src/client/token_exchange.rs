@@ -8,7 +8,7 @@ use url::Url;
 use super::Inner;
 use super::error_body::{parse_api_error_body, read_limited};
 use crate::assertion::{self, Claims};
-use crate::error::{ApiError, Error, OAuthError};
+use crate::error::{ApiError, Error, OAuthError, OAuthErrorKind};
 use crate::retry::{Failure, parse_retry_after, with_retries};
 use crate::token::{AccessToken, TokenResponse};
 
@@ -20,19 +20,56 @@ impl Inner {
             self.clock.as_ref(),
             self.config.retry,
             "token request",
-            |_| async { self.fetch_token_once().await.map_err(Failure::from) },
+            |_| async {
+                let signed_at = self.assertion_time();
+                match self.fetch_token_once(signed_at).await {
+                    Err(Error::OAuth(e))
+                        if e.kind == OAuthErrorKind::ExpiredAssertion
+                            && self.org_clock.explains_expiry(
+                                signed_at,
+                                self.clock.now(),
+                                self.config.assertion_lifetime,
+                            ) =>
+                    {
+                        // The refusal's `Date` shows this machine's clock behind the org's by
+                        // more than the assertion's lifetime: sign with the org's time from now
+                        // on, and once more at once.
+                        tracing::warn!(
+                            skew_seconds = self.org_clock.offset().map_or(0, |o| o.whole_seconds()),
+                            "Salesforce refused the assertion as expired and its Date header shows                              this machine's clock behind the org's: signing with the org's time;                              synchronise this machine's clock (NTP)"
+                        );
+                        self.org_clock.follow_for_assertions();
+                        self.fetch_token_once(self.assertion_time()).await
+                    }
+                    other => other,
+                }
+                .map_err(Failure::from)
+            },
         )
         .await
     }
 
-    async fn fetch_token_once(&self) -> Result<AccessToken, Error> {
+    /// When an assertion says it was made: the local time, or the org's once an assertion was
+    /// refused as expired because of this machine's clock. The org's time is known to the
+    /// `Date` header's second, and taken at the upper end of it; an assertion is signed a
+    /// second earlier, at the lower end, so that its `exp` is never more than its lifetime
+    /// ahead of the org's clock (Salesforce wants it "within 3 minutes").
+    fn assertion_time(&self) -> time::OffsetDateTime {
+        if self.org_clock.follows_for_assertions() {
+            self.org_clock.now(self.clock.as_ref()) - time::Duration::SECOND
+        } else {
+            self.clock.now()
+        }
+    }
+
+    async fn fetch_token_once(&self, now: time::OffsetDateTime) -> Result<AccessToken, Error> {
         let config = &self.config;
         // A fresh assertion each attempt: a retried one could expire in flight.
         let claims = Claims::new(
             &config.client_id,
             &config.username,
             &config.audience,
-            self.clock.now(),
+            now,
             config.assertion_lifetime,
         );
         let assertion = assertion::sign(&claims, &config.key)?;
@@ -49,6 +86,7 @@ impl Inner {
             .send()
             .await
             .map_err(|e| Error::transport("posting the assertion to the token URL", e))?;
+        self.org_clock.record(response.headers(), self.clock.now());
         let status = response.status();
         if status.is_success() {
             let body = response

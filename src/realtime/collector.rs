@@ -11,16 +11,18 @@ use time::OffsetDateTime;
 use crate::client::JwtBearerClient;
 use crate::error::Error;
 use crate::event_log::{
-    Checkpoint, CheckpointStore, DeliveryFigures, Progress, SourceState, sf_datetime,
+    Checkpoint, CheckpointStore, DeliveryFigures, Progress, SkippedFile, SourceState, sf_datetime,
 };
-use crate::realtime::fetch::{first_page, is_query_timeout, next_page};
+use crate::realtime::fetch::{first_page, is_query_timeout, is_unreadable_page, next_page};
 use crate::realtime::object::{EventObject, ObjectKind};
 use crate::realtime::query::{
     BigObjectQuery, FieldSelection, KeysetQuery, KeysetStart, datetime_millis,
 };
 use crate::realtime::record::ObjectRecord;
 use crate::realtime::sink::{Batch, ObjectSink};
-use crate::realtime::state::{BigObjectState, KeysetPosition, KeysetState, QuietWatch};
+use crate::realtime::state::{
+    BigObjectState, KeysetPosition, KeysetState, QuietWatch, SkippedWindow, bound_overlap,
+};
 
 use crate::realtime::options::{ObjectCollectorOptions, ObjectPassSummary, ObjectSummary};
 
@@ -151,7 +153,7 @@ pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
     progress: &mut (dyn FnMut(&Progress) + Send),
     stop: &AtomicBool,
 ) -> Result<ObjectPassSummary, Error> {
-    let now = run.client.clock().now();
+    let now = org_now(run.client, run.options).await?;
     let mut summary = ObjectPassSummary::default();
     let mut position = run.checkpoint.sink_position;
     let mut report = Progress {
@@ -190,6 +192,8 @@ pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
             stop,
             figures: run.figures,
             stopped: false,
+            skipped: Vec::new(),
+            overlap_cut_logged: false,
         };
         let saved = pass.checkpoint.sources.get(object.name()).cloned();
         match (object.kind(), saved) {
@@ -226,6 +230,24 @@ pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
     Ok(summary)
 }
 
+/// The org's time, where the pass's windows end: `EventDate` and `CreatedDate` are stamped by
+/// Salesforce's clock, so a window ending at a fast local clock would reach into the org's
+/// future and eat the overlap, and one ending at a slow local clock would hold rows back. The
+/// client learns the org's clock from the `Date` of every answer; before the first one, the
+/// token request (needed for the pass anyway) brings one.
+async fn org_now(
+    client: &JwtBearerClient,
+    options: &ObjectCollectorOptions,
+) -> Result<OffsetDateTime, Error> {
+    if client.org_clock_offset().is_none() {
+        client.access_token().await?;
+    }
+    // Past half the overlap, the rows a skew-blind window would lose or hold back are no
+    // longer a rounding matter: say so, once per crossing.
+    client.check_org_clock(options.overlap / 2, "half the real-time overlap");
+    Ok(client.org_now())
+}
+
 /// The work of one pass on one object.
 struct Pass<'a, S, K> {
     client: &'a JwtBearerClient,
@@ -246,6 +268,10 @@ struct Pass<'a, S, K> {
     figures: &'a DeliveryFigures,
     /// Whether the pass stopped on request before the object was done.
     stopped: bool,
+    /// Skipped windows for the checkpoint's `skipped`, saved with the next save.
+    skipped: Vec<(String, SkippedFile)>,
+    /// Whether this pass has said that the overlap's identifiers were cut to their bound.
+    overlap_cut_logged: bool,
 }
 
 /// How a big-object window went.
@@ -253,9 +279,48 @@ enum Window {
     Delivered,
     /// Too many rows for one query; nothing was written.
     TooLarge,
+    /// A page could not be read (and skipping such pages is on); nothing was written.
+    Unreadable(Error),
 }
 
 const MILLI: time::Duration = time::Duration::milliseconds(1);
+
+/// How many times one pass narrows an object's windows around unreadable pages. One bad row
+/// in an hour's window is found in about 22 halvings; a page that fails in every window is the
+/// org's answers (or a proxy) broken, which skipping would turn into losing everything.
+const MAX_UNREADABLE_SPLITS: u32 = 128;
+
+/// How many windows one pass gives up on per object before it stops with the error instead:
+/// skipping is for a bad row or two, not for an org whose every answer is unreadable.
+const MAX_SKIPPED_WINDOWS: u64 = 16;
+
+/// `windows` without the parts inside `skipped` (each `(after, up_to]`): a window once given
+/// up on is read around, not failed on again, while it is inside the overlap.
+fn around(
+    windows: Vec<(OffsetDateTime, OffsetDateTime)>,
+    skipped: &[SkippedWindow],
+) -> Vec<(OffsetDateTime, OffsetDateTime)> {
+    let mut out = windows;
+    for w in skipped {
+        out = out
+            .into_iter()
+            .flat_map(|(a, b)| {
+                if w.up_to <= a || w.after >= b {
+                    return vec![(a, b)];
+                }
+                let mut parts = Vec::new();
+                if a < w.after {
+                    parts.push((a, w.after));
+                }
+                if w.up_to < b {
+                    parts.push((w.up_to, b));
+                }
+                parts
+            })
+            .collect();
+    }
+    out
+}
 
 fn to_ms(t: OffsetDateTime) -> OffsetDateTime {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -285,12 +350,32 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             next.sink_position = *self.position;
         }
         next.rows_delivered += self.summary.rows - self.saved_rows;
+        next.skipped.extend(self.skipped.iter().cloned());
         if next != *self.checkpoint {
             self.store.save(&next)?;
             *self.checkpoint = next;
         }
         self.saved_rows = self.summary.rows;
+        self.skipped.clear();
         Ok(())
+    }
+
+    /// Keeps `delivered` within `max_overlap_rows`; returns the new floor if it had to cut.
+    fn bound(
+        &mut self,
+        delivered: &mut std::collections::BTreeMap<String, String>,
+    ) -> Option<OffsetDateTime> {
+        let floor = bound_overlap(delivered, self.options.max_overlap_rows)?;
+        if !self.overlap_cut_logged {
+            self.overlap_cut_logged = true;
+            tracing::warn!(
+                object = %self.object,
+                floor = %sf_datetime::format(floor),
+                max_overlap_rows = self.options.max_overlap_rows,
+                "more rows inside the overlap than max_overlap_rows: rows up to the floor are not read again, so a row of that time that becomes queryable later is missed"
+            );
+        }
+        Some(floor)
     }
 
     /// Reports progress after a committed window or batch; whether the pass is asked to stop.
@@ -306,10 +391,13 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
 
     async fn big_object(&mut self, mut state: BigObjectState) -> Result<(), Error> {
         let end = to_ms(self.now);
-        let start = to_ms(match state.watermark {
+        let mut start = to_ms(match state.watermark {
             Some(w) => w - span(self.options.overlap),
             None => self.now - span(self.options.since),
         });
+        if let Some(floor) = state.overlap_floor {
+            start = start.max(to_ms(floor));
+        }
         // Windows oldest first: the watermark can only move past a contiguous delivered prefix.
         let width = span(self.options.window).max(MILLI);
         let mut windows = Vec::new();
@@ -319,10 +407,22 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             windows.push((a, b));
             a = b;
         }
+        let mut windows = around(windows, &state.skipped_windows);
         windows.reverse();
+        let mut unreadable_splits = 0u32;
         while let Some((a, b)) = windows.pop() {
             let rows_before = self.summary.rows;
-            match self.big_object_window(&mut state, a, b).await? {
+            let outcome = match self.big_object_window(&mut state, a, b).await? {
+                Window::Unreadable(error) if b - a < 2 * MILLI => {
+                    if self.summary.skipped_windows >= MAX_SKIPPED_WINDOWS {
+                        return Err(self.broken(error, a, b, unreadable_splits));
+                    }
+                    self.skip_window(&mut state.skipped_windows, a, b, &error);
+                    Window::Delivered
+                }
+                other => other,
+            };
+            match outcome {
                 Window::Delivered => {
                     state.watermark = Some(state.watermark.map_or(b, |w| w.max(b)));
                     if let Some(w) = state.watermark {
@@ -330,6 +430,12 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                         state.delivered_in_overlap.retain(|_, date| {
                             sf_datetime::parse(date).is_ok_and(|d| d > keep_after)
                         });
+                        state.skipped_windows.retain(|s| s.up_to > keep_after);
+                        state.overlap_floor = state.overlap_floor.filter(|f| *f > keep_after);
+                    }
+                    if let Some(floor) = self.bound(&mut state.delivered_in_overlap) {
+                        state.overlap_floor =
+                            Some(state.overlap_floor.map_or(floor, |f| f.max(floor)));
                     }
                     self.save(SourceState::BigObject(state.clone()))?;
                     if self.committed(self.summary.rows - rows_before) {
@@ -345,10 +451,88 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                     windows.push((mid, b));
                     windows.push((a, mid));
                 }
+                Window::Unreadable(error) => {
+                    unreadable_splits += 1;
+                    if unreadable_splits > MAX_UNREADABLE_SPLITS {
+                        return Err(self.broken(error, a, b, unreadable_splits - 1));
+                    }
+                    let mid = to_ms(a + (b - a) / 2);
+                    tracing::warn!(object = %self.object, after = %datetime_millis(a), up_to = %datetime_millis(b), error = %error, "a page of this EventDate window cannot be read; narrowing the window around it");
+                    windows.push((mid, b));
+                    windows.push((a, mid));
+                }
             }
         }
         self.quiet_watch(&mut state.quiet);
         self.save(SourceState::BigObject(state))
+    }
+
+    /// Gives up on the window `(a, b]` (one millisecond by now) whose page cannot be read: it
+    /// is listed in the checkpoint's `skipped` with the next save, and read around while it
+    /// is inside the overlap.
+    fn skip_window(
+        &mut self,
+        skipped: &mut Vec<SkippedWindow>,
+        a: OffsetDateTime,
+        b: OffsetDateTime,
+        error: &Error,
+    ) {
+        let key = format!(
+            "{} {} ({}, {}]",
+            self.object,
+            self.time_field(),
+            datetime_millis(a),
+            datetime_millis(b)
+        );
+        tracing::error!(object = %self.object, window = %key, error = %error, "skipping a window whose page cannot be read; it is listed in the checkpoint");
+        self.summary.skipped_windows += 1;
+        skipped.push(SkippedWindow { after: a, up_to: b });
+        self.skipped.push((
+            key,
+            SkippedFile {
+                event_type: self.object.name().to_string(),
+                created_date: b,
+                error: error.to_string(),
+            },
+        ));
+    }
+
+    /// The field the object's windows are on.
+    fn time_field(&self) -> &'static str {
+        match self.object.kind() {
+            ObjectKind::BigObject => "EventDate",
+            ObjectKind::Standard => "CreatedDate",
+        }
+    }
+
+    /// The error that ends skipping: too many unreadable pages for a bad row or two.
+    fn broken(&self, error: Error, a: OffsetDateTime, b: OffsetDateTime, splits: u32) -> Error {
+        Error::UnexpectedResponse(format!(
+            "{error} ({} window ({}, {}]); this pass already narrowed {splits} windows of {} \
+             around unreadable pages and skipped {}: the org's answers (or a proxy's), not a \
+             row, look broken, so the pass stops",
+            self.time_field(),
+            datetime_millis(a),
+            datetime_millis(b),
+            self.object,
+            self.summary.skipped_windows
+        ))
+    }
+
+    /// An unreadable page's error, naming the window and how to skip it.
+    fn unreadable(&self, error: Error, a: OffsetDateTime, b: OffsetDateTime) -> Error {
+        let message = match &error {
+            Error::UnexpectedResponse(message) if is_unreadable_page(&error) => message,
+            _ => return error,
+        };
+        Error::UnexpectedResponse(format!(
+            "{message} ({} window ({}, {}]); to skip such a page and go on, recording it in the \
+             checkpoint's `skipped`, run with --skip-bad-files \
+             (ObjectCollectorOptions::skip_unreadable_pages)",
+            self.time_field(),
+            datetime_millis(a),
+            datetime_millis(b)
+        ))
     }
 
     /// Reads one window and delivers its new rows, or reports it too large (before writing).
@@ -364,9 +548,12 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             .fields(self.fields())
             .window(a, b)
             .to_soql()?;
+        let skip = self.options.skip_unreadable_pages;
         let mut page = match first_page(self.client, self.object, &soql).await {
             Err(e) if splittable && is_query_timeout(&e) => return Ok(Window::TooLarge),
-            other => other?,
+            Err(e) if skip && is_unreadable_page(&e) => return Ok(Window::Unreadable(e)),
+            Err(e) => return Err(self.unreadable(e, a, b)),
+            Ok(page) => page,
         };
         if splittable && !page.done && page.total_size > max_rows {
             return Ok(Window::TooLarge);
@@ -419,7 +606,14 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             pages += 1;
             page = match next_page(self.client, object, &next, pages).await {
                 Ok(p) => p,
-                Err(e) => return Err(delivery.fail(self.sink, &batch, e).await),
+                Err(e) if skip && is_unreadable_page(&e) => {
+                    delivery.abandon(self.sink, &batch).await?;
+                    return Ok(Window::Unreadable(e));
+                }
+                Err(e) => {
+                    let e = self.unreadable(e, a, b);
+                    return Err(delivery.fail(self.sink, &batch, e).await);
+                }
             };
         }
         if let Some(position) = delivery.commit(self.sink, &batch).await? {
@@ -436,19 +630,72 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
 
     async fn keyset(&mut self, mut state: KeysetState) -> Result<(), Error> {
         let overlap = span(self.options.overlap);
-        let lower = to_ms(match (&state.last, state.scanned_to) {
+        let mut lower = to_ms(match (&state.last, state.scanned_to) {
             (Some(last), _) => last.created_date - overlap,
             (None, Some(scanned)) => scanned - overlap,
             (None, None) => self.now - span(self.options.since),
         });
+        if let Some(floor) = state.overlap_floor {
+            lower = lower.max(to_ms(floor));
+        }
         let end = to_ms(self.now);
         let object = self.object;
+        let skip = self.options.skip_unreadable_pages;
         let mut start = KeysetStart::After(lower);
+        // While narrowing around an unreadable page: the lowest `CreatedDate` bound known to
+        // take that page in, and its error. Batches read up to halfway there until the range
+        // is a millisecond.
+        let mut failing: Option<(OffsetDateTime, Error)> = None;
+        let mut unreadable_splits = 0u32;
         loop {
+            let from = match &start {
+                KeysetStart::After(t) => *t,
+                KeysetStart::AfterKey { created_date, .. } => *created_date,
+                KeysetStart::Beginning => lower,
+            };
+            if from >= end {
+                break;
+            }
+            // A range given up on before is jumped over, and read up to, never into.
+            if let Some(w) = state
+                .skipped_windows
+                .iter()
+                .find(|w| w.after <= from && from < w.up_to)
+            {
+                start = KeysetStart::After(w.up_to);
+                continue;
+            }
+            let up_to = match failing.take() {
+                Some((f, error)) if f - from < 2 * MILLI => {
+                    // The rows at `from` after the last key were in the failed batches too.
+                    let after = match start {
+                        KeysetStart::AfterKey { .. } => from - MILLI,
+                        _ => from,
+                    };
+                    if self.summary.skipped_windows >= MAX_SKIPPED_WINDOWS {
+                        return Err(self.broken(error, after, f, unreadable_splits));
+                    }
+                    self.skip_window(&mut state.skipped_windows, after, f, &error);
+                    self.save(SourceState::Keyset(state.clone()))?;
+                    start = KeysetStart::After(f);
+                    continue;
+                }
+                Some((f, error)) => {
+                    failing = Some((f, error));
+                    to_ms(from + (f - from) / 2)
+                }
+                None => end,
+            };
+            let up_to = state
+                .skipped_windows
+                .iter()
+                .filter(|w| w.after > from)
+                .map(|w| w.after)
+                .fold(up_to, OffsetDateTime::min);
             let soql = KeysetQuery::new(object)?
                 .fields(self.fields())
                 .start(start.clone())
-                .up_to(end)
+                .up_to(up_to)
                 .limit(self.options.batch_size)
                 .to_soql()?;
             let batch = Batch {
@@ -456,11 +703,25 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                 after: lower,
                 up_to: end,
             };
-            let mut page = first_page(self.client, object, &soql).await?;
+            let mut page = match first_page(self.client, object, &soql).await {
+                Ok(page) => page,
+                Err(e) if skip && is_unreadable_page(&e) => {
+                    unreadable_splits += 1;
+                    if unreadable_splits > MAX_UNREADABLE_SPLITS {
+                        return Err(self.broken(e, from, up_to, unreadable_splits - 1));
+                    }
+                    tracing::warn!(object = %object, after = %datetime_millis(from), up_to = %datetime_millis(up_to), error = %e, "a page of this CreatedDate range cannot be read; narrowing the range around it");
+                    failing = Some((up_to, e));
+                    continue;
+                }
+                Err(e) => return Err(self.unreadable(e, from, up_to)),
+            };
             let mut delivery = Delivery::default();
             let mut pages = 1;
             let mut read = 0u64;
             let mut batch_last: Option<KeysetPosition> = None;
+            let mut batch_best = state.last.clone();
+            let mut unreadable = None;
             loop {
                 delivery.bytes += page.bytes;
                 for record in std::mem::take(&mut page.records) {
@@ -479,8 +740,8 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                     if let Err(e) = delivery.write(self.sink, &batch, &record).await {
                         return Err(delivery.fail(self.sink, &batch, e).await);
                     }
-                    if state.last.as_ref().is_none_or(|last| key > *last) {
-                        state.last = Some(key.clone());
+                    if batch_best.as_ref().is_none_or(|last| key > *last) {
+                        batch_best = Some(key.clone());
                     }
                     delivery.newest = Some(
                         delivery
@@ -497,13 +758,31 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                 pages += 1;
                 page = match next_page(self.client, object, &next, pages).await {
                     Ok(p) => p,
-                    Err(e) => return Err(delivery.fail(self.sink, &batch, e).await),
+                    Err(e) if skip && is_unreadable_page(&e) => {
+                        delivery.abandon(self.sink, &batch).await?;
+                        unreadable = Some(e);
+                        break;
+                    }
+                    Err(e) => {
+                        let e = self.unreadable(e, from, up_to);
+                        return Err(delivery.fail(self.sink, &batch, e).await);
+                    }
                 };
+            }
+            if let Some(e) = unreadable {
+                unreadable_splits += 1;
+                if unreadable_splits > MAX_UNREADABLE_SPLITS {
+                    return Err(self.broken(e, from, up_to, unreadable_splits - 1));
+                }
+                tracing::warn!(object = %object, after = %datetime_millis(from), up_to = %datetime_millis(up_to), error = %e, "a page of this CreatedDate range cannot be read; narrowing the range around it");
+                failing = Some((up_to, e));
+                continue;
             }
             if let Some(position) = delivery.commit(self.sink, &batch).await? {
                 *self.position = Some(position);
             }
             delivery.count(self.figures, object);
+            state.last = batch_best;
             if !delivery.new.is_empty() {
                 self.summary.batches += 1;
             }
@@ -515,6 +794,11 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                 state
                     .delivered_in_overlap
                     .retain(|_, date| sf_datetime::parse(date).is_ok_and(|d| d > keep_after));
+                state.overlap_floor = state.overlap_floor.filter(|f| *f > keep_after);
+                state.skipped_windows.retain(|w| w.up_to > keep_after);
+            }
+            if let Some(floor) = self.bound(&mut state.delivered_in_overlap) {
+                state.overlap_floor = Some(state.overlap_floor.map_or(floor, |f| f.max(floor)));
             }
             self.save(SourceState::Keyset(state.clone()))?;
             if self.committed(delivered) {
@@ -528,6 +812,8 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                         id: last.id,
                     };
                 }
+                // A range cut short (narrowed, or up to a skipped one) is done: on past it.
+                _ if up_to < end => start = KeysetStart::After(up_to),
                 _ => break,
             }
         }

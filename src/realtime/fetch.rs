@@ -36,7 +36,7 @@ pub(crate) async fn first_page(
             "querying {object} ({}) with `{soql}`",
             object.kind().describe()
         ));
-    fetch(client, &request).await
+    fetch(client, object, &request).await
 }
 
 /// A following page (`nextRecordsUrl`). A 401 here re-authenticates and asks again inside
@@ -48,17 +48,25 @@ pub(crate) async fn next_page(
     page: u32,
 ) -> Result<Page, Error> {
     let request = InstanceRequest::get(url).context(format!("reading page {page} of {object}"));
-    fetch(client, &request).await
+    fetch(client, object, &request).await
 }
 
-async fn fetch(client: &JwtBearerClient, request: &InstanceRequest) -> Result<Page, Error> {
+/// How an unreadable page's error begins ([`is_unreadable_page`] looks for it).
+const UNREADABLE: &str = "a query page of ";
+
+async fn fetch(
+    client: &JwtBearerClient,
+    object: &EventObject,
+    request: &InstanceRequest,
+) -> Result<Page, Error> {
     let response = client.send(request).await?;
     let body = response
         .bytes()
         .await
         .map_err(|e| Error::transport("reading a query page", e))?;
-    let mut page: Page = serde_json::from_slice(&body)
-        .map_err(|e| Error::UnexpectedResponse(format!("a query page could not be read: {e}")))?;
+    let mut page: Page = serde_json::from_slice(&body).map_err(|e| {
+        Error::UnexpectedResponse(format!("{UNREADABLE}{object} could not be read: {e}"))
+    })?;
     if !page.done && page.next_records_url.is_none() {
         return Err(Error::UnexpectedResponse(
             "a query page says done=false without a nextRecordsUrl".into(),
@@ -72,4 +80,11 @@ async fn fetch(client: &JwtBearerClient, request: &InstanceRequest) -> Result<Pa
 /// long"): a big-object window this busy has to be split.
 pub(crate) fn is_query_timeout(error: &Error) -> bool {
     matches!(error, Error::Api(e) if e.error_code.as_deref() == Some("QUERY_TIMEOUT"))
+}
+
+/// A page whose body is not a query result (its JSON does not parse): a problem of that page,
+/// which [`skip_unreadable_pages`](crate::realtime::ObjectCollectorOptions::skip_unreadable_pages)
+/// may skip, unlike the network, the API limit or authentication.
+pub(crate) fn is_unreadable_page(error: &Error) -> bool {
+    matches!(error, Error::UnexpectedResponse(m) if m.starts_with(UNREADABLE))
 }

@@ -32,4 +32,4 @@ pub use options::{ObjectCollectorOptions, ObjectPassSummary, ObjectSummary};
 pub use query::{BigObjectQuery, FieldSelection, KeysetQuery, KeysetStart, datetime_millis};
 pub use record::ObjectRecord;
 pub use sink::{Batch, NdjsonObjectRow, ObjectSink};
-pub use state::{BigObjectState, KeysetPosition, KeysetState, QuietWatch};
+pub use state::{BigObjectState, KeysetPosition, KeysetState, QuietWatch, SkippedWindow};

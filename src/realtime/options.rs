@@ -29,6 +29,23 @@ pub struct ObjectCollectorOptions {
     pub quiet_warning_after: Duration,
     /// The SELECT list per object API name; objects not named here use `FIELDS(STANDARD)`.
     pub fields: BTreeMap<String, FieldSelection>,
+    /// The most identifiers a source keeps to drop rows read again inside the overlap
+    /// (default 20,000, about 2 MB of checkpoint). Past it the oldest go, and the next pass
+    /// does not read their time again: an object busier than this in one overlap gets a
+    /// shorter allowance for late rows (logged), never a duplicate or an unbounded checkpoint.
+    pub max_overlap_rows: usize,
+    /// What to do with a query page that cannot be read (its JSON does not parse): `false`
+    /// (the default) stops the pass with the error; `true` (sf-ingest's `--skip-bad-files`,
+    /// as for EventLogFile) narrows the window (`EventDate` for big objects, `CreatedDate`
+    /// for standard ones) around it by halves, gives up on the narrowest one that still fails
+    /// (a millisecond), records it in
+    /// [`Checkpoint::skipped`](crate::event_log::Checkpoint::skipped) (keyed
+    /// `OBJECT FIELD (after, up_to]`, with the object as `event_type` and the window's end as
+    /// `created_date`), logs an error and goes on; later passes read around it. A page
+    /// unreadable once only is read again by the narrowing, and nothing is skipped. Past 128
+    /// narrowings or 16 skipped windows of one object in one pass, the pass stops with the
+    /// error all the same: then the org's answers, not a row or two, are broken.
+    pub skip_unreadable_pages: bool,
 }
 
 impl Default for ObjectCollectorOptions {
@@ -41,6 +58,8 @@ impl Default for ObjectCollectorOptions {
             batch_size: 2000,
             quiet_warning_after: Duration::from_secs(24 * 3600),
             fields: BTreeMap::new(),
+            max_overlap_rows: 20_000,
+            skip_unreadable_pages: false,
         }
     }
 }
@@ -53,6 +72,9 @@ impl ObjectCollectorOptions {
         }
         if self.max_rows_per_window == 0 {
             problems.push("max_rows_per_window must be at least 1 (default 10,000)");
+        }
+        if self.max_overlap_rows == 0 {
+            problems.push("max_overlap_rows must be at least 1 (default 20,000)");
         }
         if self.batch_size == 0 {
             problems.push("batch_size must be at least 1 (default 2,000)");
@@ -84,6 +106,10 @@ pub struct ObjectSummary {
     pub splits: u64,
     /// Whether this pass logged the "storage may be off" warning.
     pub storage_warning: bool,
+    /// Windows given up on because a page could not be read (only with
+    /// [`ObjectCollectorOptions::skip_unreadable_pages`]); each is listed in the checkpoint's
+    /// `skipped`.
+    pub skipped_windows: u64,
 }
 
 /// What a pass did, per object in the order collected.

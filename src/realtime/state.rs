@@ -13,16 +13,34 @@ use crate::event_log::sf_datetime;
 /// Everything with `EventDate <= watermark` has been delivered, except rows that became
 /// queryable after their window was read: each pass reads `(watermark - overlap, now]` again
 /// and drops the rows whose `EventIdentifier` is in `delivered_in_overlap`. That set only holds
-/// rows with `EventDate` inside the overlap, so it stays bounded by the overlap's traffic.
+/// rows with `EventDate` inside the overlap, and at most
+/// [`max_overlap_rows`](crate::realtime::ObjectCollectorOptions::max_overlap_rows) of them:
+/// past that, the oldest are dropped and `overlap_floor` keeps the next pass from reading
+/// their `EventDate`s again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BigObjectState {
-    /// The end of the last window whose rows were all durably delivered.
+    /// The end of the last window whose rows were all durably delivered (or which was
+    /// skipped, see `skipped_windows`).
     #[serde(default, with = "opt_datetime")]
     pub watermark: Option<OffsetDateTime>,
     /// `EventIdentifier` (or the composite key of a row without one) -> `EventDate`, for the
     /// delivered rows inside the overlap.
     #[serde(default)]
     pub delivered_in_overlap: BTreeMap<String, String>,
+    /// Set when `delivered_in_overlap` was cut to its bound: rows with `EventDate` at or
+    /// before it are not read again, even inside the overlap (their identifiers are gone).
+    #[serde(
+        default,
+        with = "opt_datetime",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub overlap_floor: Option<OffsetDateTime>,
+    /// Windows given up on because a page of theirs could not be read (with
+    /// [`skip_unreadable_pages`](crate::realtime::ObjectCollectorOptions::skip_unreadable_pages)),
+    /// while they are inside the overlap: later passes read around them instead of failing on
+    /// them again. Each is listed for good in the checkpoint's `skipped`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_windows: Vec<SkippedWindow>,
     /// The zero-row watch that tells "storage switched off" apart from a normal pass.
     #[serde(default)]
     pub quiet: QuietWatch,
@@ -42,9 +60,22 @@ pub struct KeysetState {
     /// pass starts when no row was ever delivered.
     #[serde(default, with = "opt_datetime")]
     pub scanned_to: Option<OffsetDateTime>,
-    /// `Id` -> `CreatedDate` of the delivered rows inside the overlap.
+    /// `Id` -> `CreatedDate` of the delivered rows inside the overlap, at most
+    /// [`max_overlap_rows`](crate::realtime::ObjectCollectorOptions::max_overlap_rows).
     #[serde(default)]
     pub delivered_in_overlap: BTreeMap<String, String>,
+    /// Set when `delivered_in_overlap` was cut to its bound: rows with `CreatedDate` at or
+    /// before it are not read again.
+    #[serde(
+        default,
+        with = "opt_datetime",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub overlap_floor: Option<OffsetDateTime>,
+    /// `CreatedDate` ranges given up on because a page could not be read, while inside the
+    /// overlap (see [`BigObjectState::skipped_windows`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_windows: Vec<SkippedWindow>,
     /// The zero-row watch.
     #[serde(default)]
     pub quiet: QuietWatch,
@@ -58,6 +89,39 @@ pub struct KeysetPosition {
     pub created_date: OffsetDateTime,
     /// `Id`.
     pub id: String,
+}
+
+/// A window `(after, up_to]` of `EventDate` (big objects) or `CreatedDate` (standard
+/// objects) given up on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedWindow {
+    /// Its start (exclusive).
+    #[serde(with = "sf_datetime")]
+    pub after: OffsetDateTime,
+    /// Its end (inclusive).
+    #[serde(with = "sf_datetime")]
+    pub up_to: OffsetDateTime,
+}
+
+/// Cuts `delivered` (key -> datetime) to the `max` newest entries. Entries sharing the datetime
+/// at the cut go together, so that the returned floor (the newest datetime dropped) splits
+/// the rows cleanly: everything at or before it is forgotten, everything after it kept. `None`
+/// when nothing had to go.
+pub(crate) fn bound_overlap(
+    delivered: &mut BTreeMap<String, String>,
+    max: usize,
+) -> Option<OffsetDateTime> {
+    if delivered.len() <= max {
+        return None;
+    }
+    let mut dates: Vec<OffsetDateTime> = delivered
+        .values()
+        .filter_map(|d| sf_datetime::parse(d).ok())
+        .collect();
+    dates.sort_unstable_by(|a, b| b.cmp(a));
+    let floor = *dates.get(max)?;
+    delivered.retain(|_, d| sf_datetime::parse(d).is_ok_and(|d| d > floor));
+    Some(floor)
 }
 
 /// Tracks how long a source has returned nothing, to warn once that storage may be off.

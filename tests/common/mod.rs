@@ -337,6 +337,11 @@ impl Respond for TokenEndpoint {
                 }))
             }
         };
+        // Salesforce stamps its answers with its clock (the client reads its skew from it).
+        let response = response.insert_header(
+            "Date",
+            salesforce_jwt_mock::http_date(self.state.clock.now()),
+        );
         match self.delay {
             Some(delay) => response.set_delay(delay),
             None => response,
@@ -364,10 +369,11 @@ pub async fn requests_to(server: &MockServer, request_path: &str) -> Vec<Request
         .collect()
 }
 
-/// A Salesforce OAuth error response.
+/// A Salesforce OAuth error response, stamped (`Date`) with the test clocks' start time.
 pub fn oauth_error(status: u16, error: &str, description: &str) -> ResponseTemplate {
     ResponseTemplate::new(status)
         .set_body_json(json!({ "error": error, "error_description": description }))
+        .insert_header("Date", salesforce_jwt_mock::http_date(start_time()))
 }
 
 /// A Salesforce REST error response: `[{"message": ..., "errorCode": ...}]`.

@@ -63,6 +63,15 @@ pub enum Fault {
         /// The HTTP status; Salesforce uses 400.
         status: u16,
     },
+    /// The next query page (first or `nextRecordsUrl`) that would succeed is served cut in
+    /// half, its JSON unreadable: a proxy that garbles a body, or a row Salesforce cannot
+    /// serialise. With `containing`, only a page whose body holds that text (a row's
+    /// `EventIdentifier`, say) is cut: injected with
+    /// [`inject_always`](crate::MockOrg::inject_always), a row that breaks every page it is on.
+    CorruptPage {
+        /// Text the page must contain to be cut; `None`: any page.
+        containing: Option<String>,
+    },
     /// The answer to a request of `target` is held back for `delay` (the request is otherwise
     /// served normally, faults included): a slow token endpoint or a slow query. Test a client
     /// timeout with a timeout shorter than `delay`, never by sleeping.

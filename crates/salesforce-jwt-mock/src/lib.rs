@@ -107,6 +107,7 @@ pub use builder::{DEFAULT_REQUEST_LOG_CAPACITY, InvalidPublicKey, MockOrgBuilder
 pub use fault::{Fault, FaultId, FaultTarget, Received};
 pub use objects::generate::generate_records;
 pub use requests::{ReceivedRequest, RequestKind};
+pub use responder::http_date;
 
 use file_meta::FileMeta;
 use state::Shared;

@@ -68,8 +68,9 @@ pub struct Cli {
     #[arg(long, value_name = "ndjson|ecs")]
     pub format: Option<String>,
 
-    /// Record a file that cannot be collected (malformed, truncated for good, gone) in the
-    /// checkpoint and go on, instead of stopping that org.
+    /// Record a file that cannot be collected (malformed, truncated for good, gone), or a
+    /// real-time object page that cannot be read, in the checkpoint and go on, instead of
+    /// stopping that org.
     #[arg(long)]
     pub skip_bad_files: bool,
 

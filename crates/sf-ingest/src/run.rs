@@ -168,6 +168,7 @@ pub fn collector_for<S: CheckpointStore>(
     };
     let object_options = ObjectCollectorOptions {
         since: org.collect.since,
+        skip_unreadable_pages: org.collect.skip_bad_files,
         ..ObjectCollectorOptions::default()
     };
     Collector::with_sources(

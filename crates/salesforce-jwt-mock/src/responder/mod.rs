@@ -165,6 +165,9 @@ impl Respond for OrgResponder {
             None => self.dispatch(&route, request),
         };
         tracing::debug!(method = %request.method, path = request.url.path(), ?route, "mock org request");
+        // Salesforce stamps every answer with its own clock: a collector can tell its clock's
+        // skew from it (set here, it also keeps hyper from adding the machine's time).
+        let response = response.insert_header("Date", http_date(self.shared.clock.now()));
         let mut delay = delay.unwrap_or_default();
         if route == Route::Token {
             delay += self.shared.settings.token_latency;
@@ -237,7 +240,7 @@ impl OrgResponder {
                 | Fault::RequestLimitExceeded { target } => route.hit_by(*target),
                 Fault::RevokeSessions => route.needs_session(),
                 Fault::OAuth { .. } => *route == Route::Token,
-                Fault::TruncatedBody | Fault::Delay { .. } => false,
+                Fault::TruncatedBody | Fault::Delay { .. } | Fault::CorruptPage { .. } => false,
                 Fault::OnFile { id, fault } => {
                     matches!(route, Route::Download { id: r, .. } if r == id)
                         && !matches!(**fault, Fault::TruncatedBody | Fault::Delay { .. })
@@ -284,7 +287,10 @@ impl OrgResponder {
                     state.revoke_all_tokens();
                     None
                 }
-                Fault::TruncatedBody | Fault::OnFile { .. } | Fault::Delay { .. } => None,
+                Fault::TruncatedBody
+                | Fault::OnFile { .. }
+                | Fault::Delay { .. }
+                | Fault::CorruptPage { .. } => None,
             };
             (response, delay)
         })
@@ -551,6 +557,27 @@ impl OrgResponder {
             None => not_found(),
         }
     }
+}
+
+/// An HTTP `Date` (IMF-fixdate, whole seconds, cut down as servers do): `Tue, 10 Jun 2025
+/// 12:00:00 GMT`. Every answer of the org carries one from its clock; a test double of its own
+/// can stamp its answers the same way.
+pub fn http_date(t: OffsetDateTime) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[usize::from(t.weekday().number_days_from_monday())],
+        t.day(),
+        MONTHS[usize::from(u8::from(t.month()) - 1)],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

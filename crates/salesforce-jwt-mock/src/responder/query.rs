@@ -9,12 +9,13 @@ use time::{OffsetDateTime, UtcOffset};
 use wiremock::{Request, ResponseTemplate};
 
 use super::{JSON, OrgResponder, api_version, json_response, server_error, sf_error};
+use crate::Fault;
 use crate::file_meta::FileMeta;
 use crate::objects::Row;
 use crate::objects::catalogue::{Kind, ObjectDef, lookup};
 use crate::soql::objects::plan_objects;
 use crate::soql::{self, Field, SoqlError};
-use crate::state::CursorRows;
+use crate::state::{CursorRows, Shared};
 
 impl OrgResponder {
     pub(super) fn query(
@@ -67,7 +68,7 @@ impl OrgResponder {
         } else {
             None
         };
-        page(version, &cursor_rows, 0, page_size, cursor)
+        page(&self.shared, version, &cursor_rows, 0, page_size, cursor)
     }
 
     /// A query on a real-time object: big-object rules, the queryable lag, `QUERY_TIMEOUT` for a
@@ -134,7 +135,7 @@ impl OrgResponder {
         } else {
             None
         };
-        page(version, &cursor_rows, 0, page_size, cursor)
+        page(&self.shared, version, &cursor_rows, 0, page_size, cursor)
     }
 
     pub(super) fn query_more(
@@ -157,7 +158,7 @@ impl OrgResponder {
         if offset > rows.len() {
             return invalid();
         }
-        page(version, &rows, offset, page_size, Some(n))
+        page(&self.shared, version, &rows, offset, page_size, Some(n))
     }
 }
 
@@ -181,6 +182,7 @@ fn parse_locator(locator: &str) -> Option<(u64, usize)> {
 }
 
 fn page(
+    shared: &Shared,
     version: &str,
     rows: &CursorRows,
     offset: usize,
@@ -217,10 +219,23 @@ fn page(
                 .collect::<Vec<_>>(),
         }),
     };
-    match body {
-        Ok(body) => ResponseTemplate::new(200).set_body_raw(body, JSON),
-        Err(_) => server_error(),
+    let Ok(mut body) = body else {
+        return server_error();
+    };
+    let corrupt = shared.with(|state| {
+        state
+            .fire_first(|fault| match fault {
+                Fault::CorruptPage { containing } => containing.as_ref().is_none_or(|text| {
+                    !text.is_empty() && body.windows(text.len()).any(|w| w == text.as_bytes())
+                }),
+                _ => false,
+            })
+            .is_some()
+    });
+    if corrupt {
+        body.truncate(body.len() / 2);
     }
+    ResponseTemplate::new(200).set_body_raw(body, JSON)
 }
 
 #[derive(serde::Serialize)]
