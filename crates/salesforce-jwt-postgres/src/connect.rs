@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr as _;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -45,14 +46,16 @@ impl PgTarget {
         s.starts_with("postgres://") || s.starts_with("postgresql://")
     }
 
-    /// A connection pool of at most `max_size` connections. Connections are made lazily, so this
-    /// does not touch the network.
-    pub(crate) fn pool(&self, max_size: usize) -> Result<Pool, PgError> {
-        let mut config = self.config.clone();
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(std::time::Duration::from_secs(10));
-        }
-        config.application_name("salesforce-jwt");
+    /// A connection pool of at most `max_size` connections, with TCP keepalives after
+    /// `keepalive_idle` on both ends and, if given, a `statement_timeout` for every statement.
+    /// Connections are made lazily, so this does not touch the network.
+    pub(crate) fn pool(
+        &self,
+        max_size: usize,
+        keepalive_idle: Duration,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Pool, PgError> {
+        let config = self.session_config(keepalive_idle, statement_timeout);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -67,6 +70,46 @@ impl PgTarget {
             .map_err(|e| PgError::InvalidUrl {
                 message: format!("cannot build a connection pool: {e}"),
             })
+    }
+}
+
+impl PgTarget {
+    /// The configuration each connection is made with: the URL's, plus a connect timeout, TCP
+    /// keepalives and the session settings. Keepalives on the client notice a server that
+    /// vanished; on the server (`tcp_keepalives_*`, set per session) they end the session of a
+    /// client that vanished, which frees the locks of a commit it was in the middle of.
+    pub(crate) fn session_config(
+        &self,
+        keepalive_idle: Duration,
+        statement_timeout: Option<Duration>,
+    ) -> tokio_postgres::Config {
+        let mut config = self.config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let idle = keepalive_idle.max(Duration::from_secs(1));
+        let interval = (idle / 2).max(Duration::from_secs(1));
+        config.keepalives(true);
+        config.keepalives_idle(idle);
+        config.keepalives_interval(interval);
+        config.keepalives_retries(2);
+        let mut options = config.get_options().unwrap_or_default().to_string();
+        for (name, value) in [
+            ("tcp_keepalives_idle", idle.as_secs()),
+            ("tcp_keepalives_interval", interval.as_secs()),
+            ("tcp_keepalives_count", 2),
+        ] {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
+        if let Some(t) = statement_timeout {
+            options.push_str(&format!(
+                " -c statement_timeout={}",
+                crate::store::millis(t)
+            ));
+        }
+        config.options(options.trim_start());
+        config.application_name("salesforce-jwt");
+        config
     }
 }
 

@@ -178,7 +178,8 @@ impl fmt::Display for Cause {
 }
 
 /// Failures a retry can mend: the connection broke, the server is shutting down or starting,
-/// a serialization conflict.
+/// a serialization conflict, a statement or lock wait that ran into its timeout (a commit stuck
+/// behind another client's lock).
 fn is_transient(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     match e.code() {
@@ -188,6 +189,9 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
                 || *code == SqlState::ADMIN_SHUTDOWN
                 || *code == SqlState::CRASH_SHUTDOWN
                 || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::QUERY_CANCELED
+                || *code == SqlState::LOCK_NOT_AVAILABLE
+                || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
                 || code.code().starts_with("08")
         }
         None => e.is_closed() || std::error::Error::source(e).is_some(),
