@@ -30,8 +30,10 @@ mod collect;
 mod connect;
 mod error;
 mod lease;
+mod passfile;
 mod schema;
 mod store;
+mod tls;
 mod worker;
 
 pub use collect::{PG_OUTPUT, PgCheckpointStore, PgSink};
@@ -40,4 +42,5 @@ pub use error::PgError;
 pub use lease::{DEFAULT_LEASE_TTL, Lease, LeaseTimeouts, new_holder_id, process_holder_id};
 pub use schema::SCHEMA_VERSION;
 pub use store::{EventRow, PgStore};
+pub use tls::SslMode;
 pub use worker::PgWorker;

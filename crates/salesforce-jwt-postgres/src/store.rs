@@ -74,6 +74,9 @@ impl PgStore {
         holder: impl Into<String>,
         timeouts: LeaseTimeouts,
     ) -> Result<PgStore, PgError> {
+        if let Some(warning) = target.unverified_warning() {
+            tracing::warn!("{warning}");
+        }
         let store = PgStore {
             pool: target.pool(POOL_SIZE, timeouts.keepalive_idle, None)?,
             lease_pool: target.pool(
