@@ -20,19 +20,6 @@ fn row(id: &str) -> EventRow {
     }
 }
 
-/// Ends the lease now by the database's clock, as if its TTL had passed there.
-async fn expire(url: &str, org: &str, source: &str) {
-    raw(url)
-        .await
-        .execute(
-            "UPDATE sfjwt_leases SET expires_at = now() - interval '1 second'
-             WHERE org = $1 AND source = $2",
-            &[&org, &source],
-        )
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn migrations_are_idempotent_and_safe_to_race() {
     let url = fresh_database("migrate").await;
@@ -118,7 +105,7 @@ async fn a_taken_over_holder_cannot_write_or_renew() {
 
     // A pauses past its expiry (by the database's clock, which judges it); B takes over with a
     // larger token.
-    expire(&url, "acme", "LoginEvent").await;
+    common::expire_lease(&url, "acme", "LoginEvent").await;
     let lease_b = b
         .claim("acme", "LoginEvent", DEFAULT_LEASE_TTL)
         .await

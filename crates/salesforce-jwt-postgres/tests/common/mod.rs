@@ -89,6 +89,20 @@ pub async fn raw(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// Ends the lease of `(org, source)` now by the database's clock (which judges expiry), as if
+/// its TTL had passed there.
+pub async fn expire_lease(url: &str, org: &str, source: &str) {
+    raw(url)
+        .await
+        .execute(
+            "UPDATE sfjwt_leases SET expires_at = now() - interval '1 second'
+             WHERE org = $1 AND source = $2",
+            &[&org, &source],
+        )
+        .await
+        .unwrap();
+}
+
 /// `host:port` of a `postgres://user:password@host:port/db` URL.
 pub fn host_port(url: &str) -> String {
     let after_at = url.rsplit_once('@').unwrap().1;
