@@ -158,15 +158,10 @@ impl PgTarget {
     }
 
     /// A connection pool of at most `max_size` connections, with TCP keepalives after
-    /// `keepalive_idle` on both ends and, if given, a `statement_timeout` for every statement.
+    /// `keepalive_idle` on both ends.
     /// Connections are made lazily, so this does not touch the network.
-    pub(crate) fn pool(
-        &self,
-        max_size: usize,
-        keepalive_idle: Duration,
-        statement_timeout: Option<Duration>,
-    ) -> Result<Pool, PgError> {
-        let config = self.session_config(keepalive_idle, statement_timeout);
+    pub(crate) fn pool(&self, max_size: usize, keepalive_idle: Duration) -> Result<Pool, PgError> {
+        let config = self.session_config(keepalive_idle);
         let tls = MakeRustls {
             config: tls::client_config(
                 check_for(self.ssl_mode, self.root_cert.as_ref()),
@@ -195,11 +190,7 @@ impl PgTarget {
     /// keepalives and the session settings. Keepalives on the client notice a server that
     /// vanished; on the server (`tcp_keepalives_*`, set per session) they end the session of a
     /// client that vanished, which frees the locks of a commit it was in the middle of.
-    pub(crate) fn session_config(
-        &self,
-        keepalive_idle: Duration,
-        statement_timeout: Option<Duration>,
-    ) -> tokio_postgres::Config {
+    pub(crate) fn session_config(&self, keepalive_idle: Duration) -> tokio_postgres::Config {
         let mut config = self.config.clone();
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
@@ -217,12 +208,6 @@ impl PgTarget {
             ("tcp_keepalives_count", 2),
         ] {
             options.push_str(&format!(" -c {name}={value}"));
-        }
-        if let Some(t) = statement_timeout {
-            options.push_str(&format!(
-                " -c statement_timeout={}",
-                crate::store::millis(t)
-            ));
         }
         config.options(options.trim_start());
         config.application_name("salesforce-jwt");
@@ -412,13 +397,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_session_has_keepalives_on_both_ends_and_the_lease_pool_a_statement_timeout() {
+    fn every_session_has_keepalives_on_both_ends() {
         let target = PgTarget::parse_with_env(
             "postgres://u:p@db.example/siem?options=-c%20search_path%3Dsf",
             &|_| None,
         )
         .unwrap();
-        let config = target.session_config(Duration::from_secs(10), Some(Duration::from_secs(25)));
+        let config = target.session_config(Duration::from_secs(10));
         assert!(config.get_keepalives());
         assert_eq!(config.get_keepalives_idle(), Duration::from_secs(10));
         assert_eq!(
@@ -432,11 +417,8 @@ mod tests {
             "-c tcp_keepalives_idle=10",
             "-c tcp_keepalives_interval=5",
             "-c tcp_keepalives_count=2",
-            "-c statement_timeout=25000",
         ] {
             assert!(options.contains(setting), "{options}");
         }
-        let commits = target.session_config(Duration::from_secs(10), None);
-        assert!(!commits.get_options().unwrap().contains("statement_timeout"));
     }
 }

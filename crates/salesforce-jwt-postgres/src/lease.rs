@@ -66,8 +66,9 @@ pub struct LeaseTimeouts {
     /// after this long with [`PgError::LeaseBusy`](crate::PgError::LeaseBusy) instead of queueing
     /// behind it.
     pub claim_lock: Duration,
-    /// `statement_timeout` of each statement of a commit (`SET LOCAL`), and of the lease pool's
-    /// renewals and releases.
+    /// `statement_timeout` of each statement of a commit (`SET LOCAL`), plus a second per 5,000
+    /// rows the commit inserts, so that a large file's COPY is not cut off on a slow server.
+    /// (While the server waits for a vanished client's COPY data, only the keepalives end it.)
     pub commit_statement: Duration,
     /// `idle_in_transaction_session_timeout` of a commit (`SET LOCAL`): the server ends the
     /// session, and so frees the lease row, when the client stops in the middle of a commit.
@@ -90,8 +91,16 @@ impl Default for LeaseTimeouts {
 }
 
 impl LeaseTimeouts {
+    /// The statement timeout of a commit of `rows` rows.
+    pub(crate) fn commit_statement_for(&self, rows: usize) -> Duration {
+        let extra = u64::try_from(rows / 5_000).unwrap_or(u64::MAX);
+        self.commit_statement
+            .saturating_add(Duration::from_secs(extra))
+    }
+
     /// How long after a holder vanished its locks may still be held: the longest of the
-    /// statement timeout, the idle timeout and the keepalive detection (idle plus two probes).
+    /// statement timeout (of a commit of up to 5,000 rows), the idle timeout and the keepalive
+    /// detection (idle plus two probes).
     pub fn takeover_bound(&self) -> Duration {
         self.commit_statement
             .max(self.commit_idle)
@@ -126,4 +135,18 @@ pub fn new_holder_id() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
     format!("{instance:016x}@{host}:{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_commit_gets_time_for_its_rows_and_the_takeover_bound_holds_for_small_ones() {
+        let t = LeaseTimeouts::default();
+        assert_eq!(t.commit_statement_for(0), Duration::from_secs(25));
+        assert_eq!(t.commit_statement_for(4_999), Duration::from_secs(25));
+        assert_eq!(t.commit_statement_for(1_000_000), Duration::from_secs(225));
+        assert!(t.takeover_bound() <= Duration::from_secs(30));
+    }
 }

@@ -78,12 +78,10 @@ impl PgStore {
             tracing::warn!("{warning}");
         }
         let store = PgStore {
-            pool: target.pool(POOL_SIZE, timeouts.keepalive_idle, None)?,
-            lease_pool: target.pool(
-                LEASE_POOL_SIZE,
-                timeouts.keepalive_idle,
-                Some(timeouts.commit_statement),
-            )?,
+            pool: target.pool(POOL_SIZE, timeouts.keepalive_idle)?,
+            // No statement timeout here: a renewal may wait for this process's own commit,
+            // which holds the lease row, and must not fail for it.
+            lease_pool: target.pool(LEASE_POOL_SIZE, timeouts.keepalive_idle)?,
             target: target.clone(),
             clock,
             holder: holder.into(),
@@ -396,7 +394,7 @@ impl PgStore {
         // statement runs too long: another process can then take the lease over.
         tx.batch_execute(&format!(
             "SET LOCAL statement_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {}",
-            millis(self.timeouts.commit_statement),
+            millis(self.timeouts.commit_statement_for(events.len())),
             millis(self.timeouts.commit_idle)
         ))
         .await
