@@ -481,7 +481,9 @@ async fn a_holder_that_vanished_mid_commit_is_taken_over_within_the_ttl_and_its_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let started = std::time::Instant::now();
-    let bound = ttl + timeouts.takeover_bound().min(timeouts.commit_idle) + Duration::from_secs(3);
+    // The server sees A idle in its transaction: the commit's idle timeout ends A's session and
+    // frees the lease row; the lease itself runs out after the TTL; B's next attempt gets it.
+    let bound = ttl.max(timeouts.commit_idle) + Duration::from_secs(5);
     let lease_b = loop {
         // Each attempt gives up at the claim's lock timeout instead of queueing behind A.
         let attempt = tokio::time::timeout(
