@@ -178,7 +178,8 @@ impl fmt::Display for Cause {
 }
 
 /// Failures a retry can mend: the connection broke, the server is shutting down or starting,
-/// a serialization conflict.
+/// a serialization conflict, a statement or lock wait that ran into its timeout (a commit stuck
+/// behind another client's lock).
 fn is_transient(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     match e.code() {
@@ -188,14 +189,90 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
                 || *code == SqlState::ADMIN_SHUTDOWN
                 || *code == SqlState::CRASH_SHUTDOWN
                 || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::QUERY_CANCELED
+                || *code == SqlState::LOCK_NOT_AVAILABLE
+                || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
                 || code.code().starts_with("08")
         }
         None => e.is_closed() || std::error::Error::source(e).is_some(),
     }
 }
 
+/// The rustls error behind a failed TLS handshake, if that is what failed.
+fn tls_failure(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        source = s.source();
+    }
+    None
+}
+
 fn connect_hint(e: &tokio_postgres::Error) -> (&'static str, bool) {
+    use rustls::CertificateError;
     use tokio_postgres::error::SqlState;
+    if let Some(tls) = tls_failure(e) {
+        return match tls {
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            ) => (
+                "The server's certificate is not for the host name in the connection string \
+                 (sslmode=verify-full checks it): connect by a name the certificate holds, or \
+                 use sslmode=verify-ca to check the CA only",
+                false,
+            ),
+            rustls::Error::InvalidCertificate(_) => (
+                "The server's certificate was not accepted: check that sslrootcert names the PEM \
+                 file of the CA that signed the server's certificate, and that it is valid now",
+                false,
+            ),
+            _ => (
+                "The TLS handshake failed: check sslmode and sslrootcert in the connection \
+                 string and the server's ssl settings",
+                false,
+            ),
+        };
+    }
+    if let Some(db) = e.as_db_error()
+        && *db.code() == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        && db.message().contains("no pg_hba.conf entry")
+    {
+        return if db.message().contains("no encryption") {
+            (
+                "The server accepts this connection only over TLS: set sslmode=verify-full and \
+                 sslrootcert=CA-FILE (or at least sslmode=require) in the connection string",
+                false,
+            )
+        } else {
+            (
+                "The server's pg_hba.conf has no line for this host, user and database: ask its \
+                 administrator to add one",
+                false,
+            )
+        };
+    }
+    if e.as_db_error().is_none() && Cause::of(e).0.contains("password missing") {
+        return (
+            "The server asks for a password and none was given: put it in the connection \
+             string, in PGPASSWORD, or in a line of the password file (PGPASSFILE or \
+             ~/.pgpass, which is ignored unless only its owner can read it: chmod 0600)",
+            false,
+        );
+    }
+    if e.as_db_error().is_none() && Cause::of(e).0.contains("does not support TLS") {
+        return (
+            "The server does not offer TLS: turn ssl on in its postgresql.conf, or set a \
+             weaker sslmode (prefer, disable) in the connection string",
+            false,
+        );
+    }
     match e.code() {
         Some(c)
             if *c == SqlState::INVALID_PASSWORD

@@ -27,7 +27,7 @@ pub struct StoredCheckpoint {
 /// Every stored checkpoint, ordered by org and source, read in a `READ ONLY` transaction from
 /// one connection. A database the collectors never used (no tables yet) has none.
 pub async fn stored_checkpoints(target: &PgTarget) -> Result<Vec<StoredCheckpoint>, PgError> {
-    let pool = target.pool(1)?;
+    let pool = target.pool(1, crate::LeaseTimeouts::default().keepalive_idle)?;
     let mut client = pool
         .get()
         .await

@@ -14,9 +14,11 @@
 //! - [`PgCheckpointStore`] and [`PgSink`]: the library's `CheckpointStore` and `RecordSink` over
 //!   all of this, for a `Collector`, driven by a [`PgWorker`] thread.
 //!
-//! Lease expiry is judged by the collectors' [`Clock`](salesforce_jwt::clock::Clock), so that
-//! tests move time instead of waiting; hosts should keep their clocks in sync (NTP). Skew can only
-//! make a lease change hands early, never let two holders write: the fencing token decides.
+//! Lease expiry is judged by the database's clock (`now()`), the same for every process however
+//! their own clocks are set. A holder judges its own lease by its own
+//! [`Clock`](salesforce_jwt::clock::Clock) only from below: counted from before each claim or
+//! renewal was sent, so it stops before the database lets anyone take over. Either way, the
+//! fencing token decides who may write.
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -29,15 +31,18 @@ mod connect;
 mod error;
 mod inspect;
 mod lease;
+mod passfile;
 mod schema;
 mod store;
+mod tls;
 mod worker;
 
 pub use collect::{PG_OUTPUT, PgCheckpointStore, PgSink};
 pub use connect::PgTarget;
 pub use error::PgError;
 pub use inspect::{StoredCheckpoint, stored_checkpoints};
-pub use lease::{DEFAULT_LEASE_TTL, Lease};
+pub use lease::{DEFAULT_LEASE_TTL, Lease, LeaseTimeouts, new_holder_id, process_holder_id};
 pub use schema::SCHEMA_VERSION;
 pub use store::{EventRow, PgStore};
+pub use tls::SslMode;
 pub use worker::PgWorker;

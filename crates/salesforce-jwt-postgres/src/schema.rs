@@ -3,7 +3,7 @@
 use crate::error::PgError;
 
 /// The newest schema version this crate writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// An arbitrary constant naming the advisory lock that serialises migrations between processes
 /// starting at the same time.
@@ -11,9 +11,10 @@ const MIGRATION_LOCK: i64 = 0x5346_4a57_5047_0001;
 
 /// Each entry upgrades the schema from the version before it; applied in order, each in the
 /// transaction that records it, so a crash mid-migration leaves the previous version intact.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE sfjwt_leases (
     org            text        NOT NULL,
     source         text        NOT NULL,
@@ -40,7 +41,30 @@ CREATE TABLE salesforce_events (
     UNIQUE (org, source, event_id)
 );
 "#,
-)];
+    ),
+    // The highest fencing token ever issued per (org, source), kept apart from the lease row so
+    // that deleting a lease row (an operator clearing a stuck lease) cannot make a token be
+    // issued twice. Seeded from the highest token a lease or a checkpoint carries.
+    (
+        2,
+        r#"
+CREATE TABLE sfjwt_fencing (
+    org            text        NOT NULL,
+    source         text        NOT NULL,
+    last_token     bigint      NOT NULL,
+    PRIMARY KEY (org, source)
+);
+INSERT INTO sfjwt_fencing (org, source, last_token)
+SELECT org, source, max(fencing_token)
+FROM (
+    SELECT org, source, fencing_token FROM sfjwt_leases
+    UNION ALL
+    SELECT org, source, fencing_token FROM sfjwt_checkpoints
+) AS issued
+GROUP BY org, source;
+"#,
+    ),
+];
 
 /// Brings the schema to [`SCHEMA_VERSION`]; a no-op when it is there already.
 pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), PgError> {

@@ -8,12 +8,14 @@ use deadpool_postgres::Pool;
 use salesforce_jwt::clock::Clock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 use crate::connect::PgTarget;
 use crate::error::PgError;
-use crate::lease::{Lease, expiry};
+use crate::lease::{Lease, LeaseTimeouts, expiry};
 use crate::schema;
 
 /// One collected row bound for `salesforce_events`.
@@ -30,9 +32,13 @@ pub struct EventRow {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Claims, renewals and releases, apart from `pool`: a renewal must not wait behind commits
+    /// that hold every connection of `pool`, or a busy process would lose its leases.
+    lease_pool: Pool,
     target: PgTarget,
     clock: Arc<dyn Clock>,
     holder: String,
+    timeouts: LeaseTimeouts,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -44,19 +50,42 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// Connections for commits and reads.
+const POOL_SIZE: usize = 8;
+/// Connections for claims, renewals and releases: each is one short transaction.
+const LEASE_POOL_SIZE: usize = 2;
+
 impl PgStore {
     /// Connects to `target`, brings the schema up to date, and acts as `holder` (a name unique
-    /// to this process, such as `hostname:pid`, shown to other processes in lease errors).
+    /// to this process, such as [`process_holder_id`](crate::process_holder_id), shown to other
+    /// processes in lease errors), with the default [`LeaseTimeouts`].
     pub async fn connect(
         target: &PgTarget,
         clock: Arc<dyn Clock>,
         holder: impl Into<String>,
     ) -> Result<PgStore, PgError> {
+        Self::connect_with(target, clock, holder, LeaseTimeouts::default()).await
+    }
+
+    /// [`connect`](Self::connect) with other timeouts.
+    pub async fn connect_with(
+        target: &PgTarget,
+        clock: Arc<dyn Clock>,
+        holder: impl Into<String>,
+        timeouts: LeaseTimeouts,
+    ) -> Result<PgStore, PgError> {
+        if let Some(warning) = target.unverified_warning() {
+            tracing::warn!("{warning}");
+        }
         let store = PgStore {
-            pool: target.pool(8)?,
+            pool: target.pool(POOL_SIZE, timeouts.keepalive_idle)?,
+            // No statement timeout here: a renewal may wait for this process's own commit,
+            // which holds the lease row, and must not fail for it.
+            lease_pool: target.pool(LEASE_POOL_SIZE, timeouts.keepalive_idle)?,
             target: target.clone(),
             clock,
             holder: holder.into(),
+            timeouts,
         };
         let mut client = store.client("connecting").await?;
         schema::migrate(&mut client).await?;
@@ -75,81 +104,184 @@ impl PgStore {
             .map_err(|e| PgError::pool(context, e, &self.target.to_string()))
     }
 
-    /// Claims `(org, source)` for `ttl`. Succeeds when nobody holds it, the holder's lease
-    /// expired, or the holder is this store's holder name (a collection of this process that
-    /// failed and starts over); each time the fencing token grows, so the previous holder's
-    /// writes are refused from now on. Otherwise [`PgError::LeaseBusy`].
-    pub async fn claim(&self, org: &str, source: &str, ttl: Duration) -> Result<Lease, PgError> {
-        let now = self.clock.now();
-        let expires_at = expiry(now, ttl);
-        let client = self.client("claiming a lease").await?;
-        let row = client
-            .query_opt(
-                "INSERT INTO sfjwt_leases AS l (org, source, holder, fencing_token, expires_at)
-                 VALUES ($1, $2, $3, 1, $5)
-                 ON CONFLICT (org, source) DO UPDATE
-                   SET holder = EXCLUDED.holder,
-                       fencing_token = l.fencing_token + 1,
-                       expires_at = EXCLUDED.expires_at
-                   WHERE l.expires_at <= $4 OR l.holder = EXCLUDED.holder
-                 RETURNING fencing_token",
-                &[&org, &source, &self.holder, &now, &expires_at],
-            )
+    async fn lease_client(&self, context: &str) -> Result<deadpool_postgres::Object, PgError> {
+        self.lease_pool
+            .get()
             .await
-            .map_err(|e| PgError::statement("claiming a lease", e))?;
-        match row {
-            Some(row) => {
-                let lease = Lease {
-                    org: org.to_string(),
-                    source: source.to_string(),
-                    holder: self.holder.clone(),
-                    fencing_token: row.get(0),
-                    expires_at,
-                };
-                tracing::info!(org, source, holder = %self.holder, fencing_token = lease.fencing_token, "lease claimed");
-                Ok(lease)
+            .map_err(|e| PgError::pool(context, e, &self.target.to_string()))
+    }
+
+    /// Claims `(org, source)` for `ttl`. Succeeds when nobody holds it, the holder's lease
+    /// expired by the database's clock (`now()`), or the holder is this store's holder name (a
+    /// collection of this process that failed and starts over); each time the fencing token
+    /// grows past every token issued before for `(org, source)`, so the previous holder's writes
+    /// are refused from now on. Otherwise [`PgError::LeaseBusy`], also when a commit of the
+    /// holder keeps the lease locked for longer than [`LeaseTimeouts::claim_lock`].
+    pub async fn claim(&self, org: &str, source: &str, ttl: Duration) -> Result<Lease, PgError> {
+        let sent_at = self.clock.now();
+        let mut client = self.lease_client("claiming a lease").await?;
+        let claimed = self.try_claim(&mut client, org, source, ttl).await;
+        let (token, expires_at) = match claimed {
+            Ok(Ok(claimed)) => claimed,
+            Ok(Err(busy)) => return Err(busy),
+            Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                // A commit of the holder is running (or its host vanished mid-commit and the
+                // server has not ended its session yet): busy, try again later.
+                return Err(self.busy(&client, org, source).await);
             }
-            None => {
-                let row = client
-                    .query_one(
-                        "SELECT holder, expires_at FROM sfjwt_leases WHERE org = $1 AND source = $2",
-                        &[&org, &source],
-                    )
-                    .await
-                    .map_err(|e| PgError::statement("reading a lease", e))?;
-                Err(PgError::LeaseBusy {
+            Err(e) => return Err(PgError::statement("claiming a lease", e)),
+        };
+        let lease = Lease {
+            org: org.to_string(),
+            source: source.to_string(),
+            holder: self.holder.clone(),
+            fencing_token: token,
+            expires_at,
+            valid_until: expiry(sent_at, ttl),
+        };
+        tracing::info!(org, source, holder = %self.holder, fencing_token = lease.fencing_token, "lease claimed");
+        Ok(lease)
+    }
+
+    /// The claim's transaction: `Ok(Err(busy))` when a live holder has it.
+    async fn try_claim(
+        &self,
+        client: &mut tokio_postgres::Client,
+        org: &str,
+        source: &str,
+        ttl: Duration,
+    ) -> Result<Result<(i64, OffsetDateTime), PgError>, tokio_postgres::Error> {
+        let tx = client.transaction().await?;
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {}",
+            millis(self.timeouts.claim_lock),
+            millis(self.timeouts.commit_idle)
+        ))
+        .await?;
+        // The fencing row serialises the claims of one (org, source), also when no lease row
+        // exists yet; it is never deleted, so its token only grows.
+        tx.execute(
+            "INSERT INTO sfjwt_fencing (org, source, last_token) VALUES ($1, $2, 0)
+             ON CONFLICT (org, source) DO NOTHING",
+            &[&org, &source],
+        )
+        .await?;
+        let last: i64 = tx
+            .query_one(
+                "SELECT last_token FROM sfjwt_fencing WHERE org = $1 AND source = $2 FOR UPDATE",
+                &[&org, &source],
+            )
+            .await?
+            .get(0);
+        // FOR UPDATE waits (up to lock_timeout) for a commit that holds the row FOR SHARE, so a
+        // takeover never happens in the middle of the holder's commit.
+        let current = tx
+            .query_opt(
+                "SELECT holder, fencing_token, expires_at, expires_at > now()
+                 FROM sfjwt_leases WHERE org = $1 AND source = $2 FOR UPDATE",
+                &[&org, &source],
+            )
+            .await?;
+        let mut highest = last;
+        if let Some(row) = current {
+            let holder: String = row.get(0);
+            let live: bool = row.get(3);
+            if live && holder != self.holder {
+                return Ok(Err(PgError::LeaseBusy {
                     org: org.to_string(),
                     source_name: source.to_string(),
-                    holder: row.get(0),
-                    expires_at: row.get(1),
-                })
+                    holder,
+                    expires_at: row.get(2),
+                }));
             }
+            highest = highest.max(row.get(1));
+        }
+        // A checkpoint written by a token that the fencing table does not know (a row restored
+        // from a backup) still counts.
+        if let Some(row) = tx
+            .query_opt(
+                "SELECT fencing_token FROM sfjwt_checkpoints WHERE org = $1 AND source = $2",
+                &[&org, &source],
+            )
+            .await?
+        {
+            highest = highest.max(row.get(0));
+        }
+        let token = highest.saturating_add(1);
+        tx.execute(
+            "UPDATE sfjwt_fencing SET last_token = $3 WHERE org = $1 AND source = $2",
+            &[&org, &source, &token],
+        )
+        .await?;
+        let expires_at: OffsetDateTime = tx
+            .query_one(
+                "INSERT INTO sfjwt_leases AS l (org, source, holder, fencing_token, expires_at)
+                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+                 ON CONFLICT (org, source) DO UPDATE
+                   SET holder = EXCLUDED.holder,
+                       fencing_token = EXCLUDED.fencing_token,
+                       expires_at = EXCLUDED.expires_at
+                 RETURNING expires_at",
+                &[&org, &source, &self.holder, &token, &ttl.as_secs_f64()],
+            )
+            .await?
+            .get(0);
+        tx.commit().await?;
+        Ok(Ok((token, expires_at)))
+    }
+
+    /// [`PgError::LeaseBusy`] naming whoever the lease row names, read without waiting for its
+    /// lock.
+    async fn busy(&self, client: &tokio_postgres::Client, org: &str, source: &str) -> PgError {
+        let row = client
+            .query_opt(
+                "SELECT holder, expires_at FROM sfjwt_leases WHERE org = $1 AND source = $2",
+                &[&org, &source],
+            )
+            .await;
+        let (holder, expires_at) = match row {
+            Ok(Some(row)) => (row.get(0), row.get(1)),
+            _ => ("another process".to_string(), self.clock.now()),
+        };
+        PgError::LeaseBusy {
+            org: org.to_string(),
+            source_name: source.to_string(),
+            holder,
+            expires_at,
         }
     }
 
-    /// Extends `lease` to `now + ttl`. [`PgError::LeaseLost`] when another process took it over.
+    /// Extends `lease` to `ttl` from now by the database's clock. [`PgError::LeaseLost`] when
+    /// another process took it over.
     pub async fn renew(&self, lease: &mut Lease, ttl: Duration) -> Result<(), PgError> {
-        let expires_at = expiry(self.clock.now(), ttl);
-        let client = self.client("renewing a lease").await?;
-        let updated = client
-            .execute(
-                "UPDATE sfjwt_leases SET expires_at = $4
-                 WHERE org = $1 AND source = $2 AND fencing_token = $3",
-                &[&lease.org, &lease.source, &lease.fencing_token, &expires_at],
+        let sent_at = self.clock.now();
+        let client = self.lease_client("renewing a lease").await?;
+        let row = client
+            .query_opt(
+                "UPDATE sfjwt_leases SET expires_at = now() + make_interval(secs => $4)
+                 WHERE org = $1 AND source = $2 AND fencing_token = $3
+                 RETURNING expires_at",
+                &[
+                    &lease.org,
+                    &lease.source,
+                    &lease.fencing_token,
+                    &ttl.as_secs_f64(),
+                ],
             )
             .await
             .map_err(|e| PgError::statement("renewing a lease", e))?;
-        if updated == 0 {
+        let Some(row) = row else {
             return Err(self.lost(&client, lease).await);
-        }
-        lease.expires_at = expires_at;
+        };
+        lease.expires_at = row.get(0);
+        lease.valid_until = expiry(sent_at, ttl);
         tracing::debug!(org = %lease.org, source = %lease.source, fencing_token = lease.fencing_token, "lease renewed");
         Ok(())
     }
 
     /// Gives `lease` up so another process can claim it at once (a clean shutdown).
     pub async fn release(&self, lease: Lease) -> Result<(), PgError> {
-        let client = self.client("releasing a lease").await?;
+        let client = self.lease_client("releasing a lease").await?;
         client
             .execute(
                 "UPDATE sfjwt_leases SET expires_at = '-infinity'
@@ -235,10 +367,38 @@ impl PgStore {
             message: format!("cannot be encoded: {e}"),
         })?;
         let mut client = self.client("committing collected rows").await?;
+        let done = self
+            .commit_on(&mut client, lease, events, &checkpoint)
+            .await;
+        if done.is_err() {
+            // A failed commit may leave the connection mid-protocol (a cancelled COPY): a new
+            // one for the next commit rather than a doubtful one back in the pool.
+            drop(deadpool_postgres::Object::take(client));
+        }
+        done
+    }
+
+    async fn commit_on(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        lease: &Lease,
+        events: &[EventRow],
+        checkpoint: &serde_json::Value,
+    ) -> Result<(), PgError> {
         let tx = client
             .transaction()
             .await
             .map_err(|e| PgError::statement("starting a commit", e))?;
+        // The server ends this transaction, and so frees the lease row, when the client stops
+        // sending in the middle of it (its host vanished, the process was suspended) or a
+        // statement runs too long: another process can then take the lease over.
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {}",
+            millis(self.timeouts.commit_statement_for(events.len())),
+            millis(self.timeouts.commit_idle)
+        ))
+        .await
+        .map_err(|e| PgError::statement("starting a commit", e))?;
         let token: Option<i64> = tx
             .query_opt(
                 "SELECT fencing_token FROM sfjwt_leases WHERE org = $1 AND source = $2 FOR SHARE",
@@ -249,7 +409,7 @@ impl PgStore {
             .map(|row| row.get(0));
         if token != Some(lease.fencing_token) {
             drop(tx);
-            return Err(self.lost(&client, lease).await);
+            return Err(self.lost(client, lease).await);
         }
         if !events.is_empty() {
             insert_events(&tx, lease, events).await?;
@@ -261,7 +421,7 @@ impl PgStore {
                SET fencing_token = EXCLUDED.fencing_token,
                    checkpoint = EXCLUDED.checkpoint,
                    updated_at = now()",
-            &[&lease.org, &lease.source, &lease.fencing_token, &checkpoint],
+            &[&lease.org, &lease.source, &lease.fencing_token, checkpoint],
         )
         .await
         .map_err(|e| PgError::statement("writing the checkpoint", e))?;
@@ -283,6 +443,14 @@ impl PgStore {
             .get(0);
         Ok(u64::try_from(n).unwrap_or(0))
     }
+}
+
+/// A duration as PostgreSQL's integer milliseconds, within what the settings accept (0 would
+/// mean "no limit": at least 1).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, i32::MAX as u64)
 }
 
 /// COPY in binary form: one round trip for a file's rows, far cheaper than row-wise INSERTs.

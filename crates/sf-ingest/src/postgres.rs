@@ -17,15 +17,10 @@ use crate::sink::OutputSink;
 /// The workers of this process, one per database (keyed by its password-free Debug text).
 pub type Workers = tokio::sync::Mutex<Vec<(String, PgWorker)>>;
 
-/// The name other processes see in lease messages: unique per process on a host.
+/// The name other processes see in lease messages: unique per process, also among containers
+/// that share a host name and pid (`INSTANCE@HOST:PID`).
 pub fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
+    salesforce_jwt_postgres::process_holder_id().to_string()
 }
 
 async fn worker(context: &Context, plan: &PgPlan) -> Result<PgWorker, Error> {
