@@ -94,6 +94,23 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         };
     }
     let configured = ENV_VARS.iter().any(|v| env(v).is_some());
+    if !configured {
+        // Synthetic demo rows must never land in a file or database meant for a real org's.
+        let named: Vec<&str> = [("--out", &cli.out), ("--state", &cli.state)]
+            .into_iter()
+            .filter_map(|(flag, value)| value.as_ref().map(|_| flag))
+            .collect();
+        if !named.is_empty() {
+            return Err(Invalid::one(format!(
+                "{}: no org is configured, so nothing real would be collected there: set \
+                 SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH (or SF_CLIENT_KEY_PEM), SF_USERNAME, \
+                 SF_CLIENT_ID, SF_INSTANCE_URL and SF_TOKEN_URL, or pass --config FILE. Without \
+                 {}, sf-ingest runs an embedded demo org to stdout",
+                named.join(" and "),
+                named.join(" and "),
+            )));
+        }
+    }
     let (jwt, demo, since, name) = if configured {
         let jwt = JwtBearerConfig::from_lookup(env).map_err(|e| {
             let mut invalid = Invalid::default();
