@@ -210,11 +210,11 @@ async fn a_toml_syntax_error_says_where_without_echoing_the_line() {
     let output = run(sf_ingest().arg("--check").arg("--config").arg(&config));
     assert_eq!(output.status.code(), Some(2));
     let err = stderr(&output);
-    assert!(err.contains("TOML syntax error at line 4"), "{err}");
     assert!(
         !err.contains("s3cret-pw") && !err.contains("127.0.0.1:1"),
         "{err}"
     );
+    assert!(err.contains("TOML syntax error at line 4"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
