@@ -298,3 +298,86 @@ async fn max_downloads_too_large_is_a_configuration_error_not_a_panic() {
         assert!(!dir.path().join("acme.ndjson").exists());
     }
 }
+
+/// The test server's admin URL (`scripts/test`, or `eval "$(scripts/pg-test-cluster start)"`);
+/// fails, never skips, without it.
+fn admin_url() -> String {
+    std::env::var("SFJWT_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!(
+            "SFJWT_TEST_PG_URL is not set: start the test server first with \
+             `eval \"$(scripts/pg-test-cluster start)\"` (or run scripts/test)"
+        )
+    })
+}
+
+async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_checkpoint_records_its_org_and_refuses_another_leaving_the_rows_as_they_were() {
+    let admin = admin_url();
+    let name = format!("t_orgid_{}", std::process::id());
+    pg_client(&admin)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    chmod(&key, 0o600);
+    let first = MockOrg::builder().org_id("00D00000000PgAa").start().await;
+    let other = MockOrg::builder().org_id("00D00000000PgBb").start().await;
+    add_files(&first, 5, 4);
+    add_files(&other, 3, 4);
+    let config = dir.path().join("sf-ingest.toml");
+    // The same org name, so the same checkpoint rows, for the other org's credentials.
+    let write_config = |org: &MockOrg| {
+        std::fs::write(
+            &config,
+            format!(
+                "[defaults]\nsince = \"7d\"\nstate = \"{url}\"\nout = \"{url}\"\n{}",
+                org_table("acme", org, &key, "unused.ndjson")
+                    .replace("out = \"unused.ndjson\"\n", "")
+            ),
+        )
+        .unwrap();
+        chmod(&config, 0o600);
+    };
+    let rows = || async {
+        let client = pg_client(&url).await;
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM salesforce_events", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let org_id: Option<String> = client
+            .query_one("SELECT checkpoint->>'org_id' FROM sfjwt_checkpoints", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (count, org_id)
+    };
+
+    write_config(&first);
+    let output = run(sf_ingest().arg("--config").arg(&config));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let before = rows().await;
+    assert_eq!(before, (5 * 4, Some(first.org_id())));
+
+    write_config(&other);
+    let output = run(sf_ingest().arg("--config").arg(&config));
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains(&first.org_id()) && err.contains(&other.org_id()),
+        "{err}"
+    );
+    assert_eq!(rows().await, before);
+}
