@@ -160,7 +160,8 @@ pub enum Error {
     #[error(
         "the checkpoint belongs to Salesforce org {checkpoint_org}, but the credentials reach org \
          {org}: its positions mean nothing there, so nothing was collected. Point --state and \
-         --out at this org's own checkpoint and output (new ones start from --since), or use \
+         --out (state and out in a config file) at this org's own checkpoint and output (new \
+         ones start from --since; with postgres:// state, give the org its own name), or use \
          the credentials of org {checkpoint_org}"
     )]
     CheckpointOrg {

@@ -162,7 +162,9 @@ async fn a_checkpoint_records_its_org_and_another_org_is_refused_with_the_output
         assert!(
             err.contains(&first.org_id())
                 && err.contains(&other.org_id())
-                && err.contains("Point --state and --out at this org's own"),
+                && err.contains(
+                    "Point --state and --out (state and out in a config file) at this org's own"
+                ),
             "{err}"
         );
         assert_eq!(
