@@ -154,6 +154,22 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+    /// The checkpoint was written for another Salesforce org than the one the credentials
+    /// reach (see [`Checkpoint::org_id`](crate::event_log::Checkpoint::org_id)): its positions
+    /// mean nothing in this org, and going on would skip or repeat its rows. Never retryable.
+    #[error(
+        "the checkpoint belongs to Salesforce org {checkpoint_org}, but the credentials reach org \
+         {org}: its positions mean nothing there, so nothing was collected. Point --state and \
+         --out (state and out in a config file) at this org's own checkpoint and output (new \
+         ones start from --since; with postgres:// state, give the org its own name), or use \
+         the credentials of org {checkpoint_org}"
+    )]
+    CheckpointOrg {
+        /// The org id the checkpoint records.
+        checkpoint_org: String,
+        /// The org id of the token response.
+        org: String,
+    },
     /// A [`RecordSink`](crate::event_log::RecordSink) failed: the output could not take,
     /// keep or take back rows, or its position does not match the checkpoint's. Custom sinks
     /// return their own errors in it with [`Error::sink`].

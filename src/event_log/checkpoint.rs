@@ -26,6 +26,12 @@ pub const EVENT_LOG_FILE_ALL_TYPES: &str = "EventLogFile";
 /// its selection (see [`Checkpoint::from_json`]).
 pub const MIGRATED_V1_SOURCE: &str = "EventLogFile (migrated from version 1)";
 
+/// The most entries [`Checkpoint::skipped`] keeps. Every checkpoint save writes the whole list,
+/// so an org whose files keep failing (with `skip_failed_files`) must not make each save
+/// larger; a thousand entries is weeks of a failing hourly event type, enough for a person to
+/// notice and look.
+pub const MAX_SKIPPED: usize = 1000;
+
 /// A collector's durable state.
 ///
 /// # Keyed by source
@@ -50,6 +56,12 @@ pub const MIGRATED_V1_SOURCE: &str = "EventLogFile (migrated from version 1)";
 pub struct Checkpoint {
     /// The format version.
     pub version: u32,
+    /// The Salesforce org (`00D...`, as the token response's identity URL gives it) whose
+    /// positions these are. Recorded by the first pass (a checkpoint written before org ids were
+    /// recorded adopts the first org it meets); a pass whose credentials reach another org is
+    /// refused with [`Error::CheckpointOrg`], so one org's positions never go on in another.
+    #[serde(default)]
+    pub org_id: Option<String>,
     /// Which output [`sink_position`](Self::sink_position) positions, as the sink names it
     /// ([`RecordSink::output`](crate::event_log::RecordSink::output)), e.g. the output file's
     /// absolute path. Recorded by the first pass; a later pass (or
@@ -63,9 +75,16 @@ pub struct Checkpoint {
     /// Each source's position, by key (see the type's documentation).
     pub sources: BTreeMap<String, SourceState>,
     /// Files given up on with [`skip_failed_files`](crate::event_log::CollectorOptions::skip_failed_files),
-    /// by Id. Kept (never pruned) until a person removes them, so none is lost silently.
+    /// by Id, until a person removes them. Bounded, since every save writes the whole
+    /// checkpoint: past [`MAX_SKIPPED`] entries the one with the oldest `CreatedDate` goes and
+    /// [`skipped_dropped`](Self::skipped_dropped) counts it, so none is lost silently. Add to it
+    /// with [`record_skipped`](Self::record_skipped).
     #[serde(default)]
     pub skipped: BTreeMap<String, SkippedFile>,
+    /// Entries dropped from [`skipped`](Self::skipped) to keep it within [`MAX_SKIPPED`] (their
+    /// errors were logged when they were skipped).
+    #[serde(default)]
+    pub skipped_dropped: u64,
     /// Files delivered since the checkpoint was created.
     pub files_delivered: u64,
     /// Rows delivered since the checkpoint was created.
@@ -145,10 +164,12 @@ impl Checkpoint {
     pub fn new() -> Checkpoint {
         Checkpoint {
             version: CHECKPOINT_VERSION,
+            org_id: None,
             output: None,
             sink_position: None,
             sources: BTreeMap::new(),
             skipped: BTreeMap::new(),
+            skipped_dropped: 0,
             files_delivered: 0,
             rows_delivered: 0,
         }
@@ -167,6 +188,38 @@ impl Checkpoint {
         match self.sources.get(&Self::event_log_file_key(event_type))? {
             SourceState::EventLogFile(state) => Some(state),
             _ => None,
+        }
+    }
+
+    /// Lists `id` in [`skipped`](Self::skipped), keeping the list within [`MAX_SKIPPED`]: the
+    /// entries with the oldest `CreatedDate` (this one, if it is the oldest) go first and are
+    /// counted in [`skipped_dropped`](Self::skipped_dropped).
+    pub fn record_skipped(&mut self, id: String, file: SkippedFile) {
+        self.skipped.insert(id, file);
+        while self.skipped.len() > MAX_SKIPPED {
+            let oldest = self
+                .skipped
+                .iter()
+                .min_by(|a, b| (a.1.created_date, a.0).cmp(&(b.1.created_date, b.0)))
+                .map(|(id, _)| id.clone());
+            let Some(oldest) = oldest else { break };
+            self.skipped.remove(&oldest);
+            self.skipped_dropped += 1;
+        }
+    }
+
+    /// Whether the org the credentials reach (`org_id`, from the token response) may go on from
+    /// this checkpoint: `Ok(true)` when the checkpoint records no org yet and adopts this one,
+    /// `Ok(false)` when it is the same org, [`Error::CheckpointOrg`] for another. A 15-character
+    /// Id and its 18-character form are the same org.
+    pub fn check_org(&self, org_id: &str) -> Result<bool, Error> {
+        match &self.org_id {
+            None => Ok(true),
+            Some(recorded) if same_org(recorded, org_id) => Ok(false),
+            Some(recorded) => Err(Error::CheckpointOrg {
+                checkpoint_org: recorded.clone(),
+                org: org_id.to_string(),
+            }),
         }
     }
 
@@ -195,6 +248,33 @@ impl Checkpoint {
             )),
         }
     }
+}
+
+/// Salesforce Ids are 15 characters, case-sensitive, or 18 with a case-safe suffix.
+fn same_org(a: &str, b: &str) -> bool {
+    a == b
+        || ((a.len() == 15 || b.len() == 15) && a.get(..15).is_some_and(|x| b.get(..15) == Some(x)))
+}
+
+/// The start of every pass, before anything touches the output: the org the client's token
+/// reaches must be the checkpoint's (one recorded by no pass yet is recorded now, and saved).
+/// A token response without an identity URL names no org, and is let through.
+pub(crate) async fn begin_org<S: CheckpointStore + ?Sized>(
+    client: &crate::client::JwtBearerClient,
+    checkpoint: &mut Checkpoint,
+    store: &mut S,
+) -> Result<(), Error> {
+    let token = client.access_token().await?;
+    let Some(org) = token.org_id() else {
+        return Ok(());
+    };
+    if checkpoint.check_org(org)? {
+        let mut next = checkpoint.clone();
+        next.org_id = Some(org.to_string());
+        store.save(&next)?;
+        *checkpoint = next;
+    }
+    Ok(())
 }
 
 /// The version-1 format, read only to migrate it.
@@ -228,6 +308,8 @@ impl CheckpointV1 {
         };
         Checkpoint {
             version: CHECKPOINT_VERSION,
+            // Version 1 did not record it; the next pass records the org it reaches.
+            org_id: None,
             // Version 1 did not record it; the next pass records the sink's.
             output: None,
             sink_position: self.sink_position,
@@ -236,6 +318,7 @@ impl CheckpointV1 {
                 SourceState::EventLogFile(state),
             )]),
             skipped: self.skipped,
+            skipped_dropped: 0,
             files_delivered: self.files_delivered,
             rows_delivered: self.rows_delivered,
         }
@@ -511,5 +594,79 @@ impl<T: CheckpointStore + ?Sized> CheckpointStore for Box<T> {
 
     fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
         (**self).save(checkpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(minute: i64) -> SkippedFile {
+        SkippedFile {
+            event_type: "Login".into(),
+            created_date: OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(minute),
+            error: "EventLogFile 0AT..., line 2: malformed".into(),
+        }
+    }
+
+    #[test]
+    fn the_skipped_list_keeps_the_newest_entries_and_counts_the_dropped_ones() {
+        let mut checkpoint = Checkpoint::new();
+        // Recorded out of CreatedDate order, as retries and late hourly files make them.
+        for i in 0..(MAX_SKIPPED as i64 + 5) {
+            let minute = if i % 2 == 0 { i } else { 10_000 - i };
+            checkpoint.record_skipped(format!("0AT{i:015}"), skipped(minute));
+        }
+        assert_eq!(checkpoint.skipped.len(), MAX_SKIPPED);
+        assert_eq!(checkpoint.skipped_dropped, 5);
+        // The five oldest CreatedDates went: minutes 0, 2, 4, 6, 8.
+        let oldest = checkpoint
+            .skipped
+            .values()
+            .map(|s| s.created_date)
+            .min()
+            .unwrap();
+        assert_eq!(
+            oldest,
+            OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(10)
+        );
+        // An entry older than every kept one is dropped at once, and counted.
+        checkpoint.record_skipped("0ATold".into(), skipped(-1));
+        assert!(!checkpoint.skipped.contains_key("0ATold"));
+        assert_eq!(
+            (checkpoint.skipped.len(), checkpoint.skipped_dropped),
+            (MAX_SKIPPED, 6)
+        );
+        // The counter survives a save and a load.
+        let json = serde_json::to_vec(&checkpoint).unwrap();
+        assert_eq!(Checkpoint::from_json(&json).unwrap().skipped_dropped, 6);
+    }
+
+    #[test]
+    fn a_checkpoint_knows_its_org_and_an_older_one_adopts_the_first_it_meets() {
+        // Written before org ids were recorded: no `org_id`, no `skipped_dropped`.
+        let mut old = serde_json::to_value(Checkpoint::new()).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("org_id");
+        fields.remove("skipped_dropped");
+        let mut checkpoint = Checkpoint::from_json(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(checkpoint.org_id, None);
+        assert!(checkpoint.check_org("00D000000000001AAA").unwrap());
+
+        checkpoint.org_id = Some("00D000000000001AAA".into());
+        assert!(!checkpoint.check_org("00D000000000001AAA").unwrap());
+        // The 15-character form of the same Id.
+        assert!(!checkpoint.check_org("00D000000000001").unwrap());
+        let error = checkpoint.check_org("00D000000000002AAA").unwrap_err();
+        assert!(matches!(error, Error::CheckpointOrg { .. }), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.contains("00D000000000001AAA")
+                && text.contains("00D000000000002AAA")
+                && text.contains("--state"),
+            "{text}"
+        );
+        // Ids differing only in case are different orgs.
+        assert!(checkpoint.check_org("00d000000000001").is_err());
     }
 }

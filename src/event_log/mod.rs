@@ -10,10 +10,11 @@ mod query;
 mod record;
 mod sink;
 
+pub(crate) use checkpoint::begin_org;
 pub use checkpoint::{
     CHECKPOINT_VERSION, Checkpoint, CheckpointStore, CompletedFile, EVENT_LOG_FILE_ALL_TYPES,
-    EventLogFileState, FileCheckpointStore, MIGRATED_V1_SOURCE, MemoryCheckpointStore, SkippedFile,
-    SourceState,
+    EventLogFileState, FileCheckpointStore, MAX_SKIPPED, MIGRATED_V1_SOURCE, MemoryCheckpointStore,
+    SkippedFile, SourceState,
 };
 pub(crate) use collector::begin_output;
 pub use collector::{Collector, CollectorOptions, PassSummary, Progress, SourcesPassSummary};

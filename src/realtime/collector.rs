@@ -112,6 +112,7 @@ impl<S: CheckpointStore> ObjectCollector<S> {
         progress: &mut (dyn FnMut(&Progress) + Send),
         stop: &AtomicBool,
     ) -> Result<ObjectPassSummary, Error> {
+        crate::event_log::begin_org(&self.client, &mut self.checkpoint, &mut self.store).await?;
         crate::event_log::begin_output(
             &mut self.checkpoint,
             &mut self.store,

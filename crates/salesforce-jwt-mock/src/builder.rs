@@ -21,6 +21,7 @@ pub const DEFAULT_REQUEST_LOG_CAPACITY: usize = 10_000;
 /// Configures and starts a [`MockOrg`].
 #[derive(Clone)]
 pub struct MockOrgBuilder {
+    org_id: String,
     key: DecodingKey,
     key_is_demo: bool,
     client_id: String,
@@ -42,6 +43,7 @@ pub struct MockOrgBuilder {
 impl fmt::Debug for MockOrgBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MockOrgBuilder")
+            .field("org_id", &self.org_id)
             .field("key_is_demo", &self.key_is_demo)
             .field("client_id", &self.client_id)
             .field("username", &self.username)
@@ -89,6 +91,7 @@ impl Default for MockOrgBuilder {
         let key = DecodingKey::from_rsa_pem(DEMO_PUBLIC_KEY_PEM.as_bytes())
             .unwrap_or_else(|_| DecodingKey::from_rsa_raw_components(&[0], &[0]));
         Self {
+            org_id: super::state::ORG_ID_15.to_owned(),
             key,
             key_is_demo: true,
             client_id: DEFAULT_CLIENT_ID.to_owned(),
@@ -230,6 +233,15 @@ impl MockOrgBuilder {
         self
     }
 
+    /// The org's 15-character Id (default `00D000000000001`), as the token response's identity
+    /// URL and the identity service report it (18 characters, with the checksum suffix, like
+    /// Salesforce's), and as the access tokens start. Two orgs with different Ids stand for two
+    /// Salesforce orgs.
+    pub fn org_id(mut self, id15: impl Into<String>) -> Self {
+        self.org_id = id15.into();
+        self
+    }
+
     /// Holds back every token response this long (wiremock's `set_delay`; the org's clock is not
     /// involved): a slow login server. Default zero. For a delay on some requests only, inject
     /// a [`Fault::Delay`](crate::Fault::Delay).
@@ -254,6 +266,7 @@ impl MockOrgBuilder {
             .start()
             .await;
         let settings = Settings {
+            org_id: self.org_id,
             client_id: self.client_id,
             username: self.username,
             audience: self.audience,

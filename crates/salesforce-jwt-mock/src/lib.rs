@@ -255,6 +255,11 @@ impl MockOrg {
         &self.shared.settings.client_id
     }
 
+    /// The org's 18-character Id (`00D...`), as the token response's identity URL reports it.
+    pub fn org_id(&self) -> String {
+        generate::with_checksum(&self.shared.settings.org_id)
+    }
+
     /// The username (`sub`) assertions must carry.
     pub fn username(&self) -> &str {
         &self.shared.settings.username

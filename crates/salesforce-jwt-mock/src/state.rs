@@ -19,7 +19,8 @@ use super::soql::objects::ObjectPlan;
 use super::{Fault, Received};
 use salesforce_jwt::clock::Clock;
 
-/// The org's 15-character Id; the access token starts with it, as Salesforce's do.
+/// The org's 15-character Id unless the builder chooses another; the access token starts with
+/// it, as Salesforce's do.
 pub(crate) const ORG_ID_15: &str = "00D000000000001";
 /// The integration user's 15-character Id.
 pub(crate) const USER_ID_15: &str = "005000000000001";
@@ -79,6 +80,8 @@ impl CursorRows {
 
 /// Settings fixed when the org starts.
 pub(crate) struct Settings {
+    /// The org's 15-character Id (`00D...`).
+    pub(crate) org_id: String,
     pub(crate) client_id: String,
     pub(crate) username: String,
     pub(crate) audience: String,
@@ -265,7 +268,7 @@ impl State {
         let token = match &settings.access_token {
             Some(choose) => choose(self.tokens_issued),
             None => {
-                let mut token = format!("{ORG_ID_15}!AR");
+                let mut token = format!("{}!AR", settings.org_id);
                 const ALPHABET: &[u8] =
                     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._";
                 for _ in 0..96 {

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
-/// Collects Salesforce Event Monitoring logs (EventLogFile) exactly once, as NDJSON.
+/// Collects Salesforce security logs (EventLogFile, Real-Time Event Monitoring objects,
+/// SetupAuditTrail) exactly once, as NDJSON or ECS.
 ///
 /// One org from the six SF_* variables (SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH or
 /// SF_CLIENT_KEY_PEM, SF_USERNAME, SF_CLIENT_ID, SF_INSTANCE_URL, SF_TOKEN_URL), any number from

@@ -13,7 +13,10 @@ use salesforce_jwt::JwtBearerConfig;
 use serde::Deserialize;
 
 use crate::options::{CHOICE_KEYS, Choices, Collect};
-use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan, PgPlan, places};
+use crate::plan::{
+    DEFAULT_MAX_DOWNLOADS, Invalid, MAX_DOWNLOADS, OrgPlan, PgPlan, max_downloads_problem, places,
+    shared_file_problem,
+};
 
 /// A first run of a configured org starts this far back unless `since` says otherwise.
 const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
@@ -80,6 +83,7 @@ pub fn load(
             path.display()
         ))
     })?;
+    warn_if_readable_by_others(path, "config file");
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     parse(&text, &base, cli, env).map_err(|mut i| {
         for line in &mut i.0 {
@@ -96,16 +100,24 @@ pub fn parse(
     cli: &Choices,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<FileConfig, Invalid> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| Invalid::one(e.to_string()))?;
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| Invalid::one(syntax_error(text, &e)))?;
     let mut invalid = Invalid::default();
     unknown_keys(&table, TOP_KEYS, "", &mut invalid);
 
     let max_downloads = match table.get("max_downloads") {
         None => DEFAULT_MAX_DOWNLOADS,
-        Some(toml::Value::Integer(n)) if *n >= 1 => usize::try_from(*n).unwrap_or(usize::MAX),
+        Some(toml::Value::Integer(n)) => match max_downloads_problem(i128::from(*n)) {
+            // Within 1..=MAX_DOWNLOADS, so it fits.
+            None => usize::try_from(*n).unwrap_or(DEFAULT_MAX_DOWNLOADS),
+            Some(problem) => {
+                invalid.0.push(format!("max_downloads: {problem}"));
+                DEFAULT_MAX_DOWNLOADS
+            }
+        },
         Some(other) => {
             invalid.0.push(format!(
-                "max_downloads: {other} is not usable: a whole number, at least 1"
+                "max_downloads: {other} is not usable: a whole number from 1 to {MAX_DOWNLOADS}"
             ));
             DEFAULT_MAX_DOWNLOADS
         }
@@ -257,6 +269,65 @@ pub fn parse(
     }
 }
 
+/// Where a TOML syntax error is and what it is, without the line itself (toml's own message
+/// quotes it, and the line may hold a postgres:// URL with its password).
+fn syntax_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let Some(span) = error.span() else {
+        return format!("TOML syntax error: {message}");
+    };
+    let mut start = span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(
+        "TOML syntax error at line {line}, column {column}: {message} (the line is not shown: \
+         it may hold a password)"
+    )
+}
+
+/// Warns when `path` (a config or key file, `what`) can be read by its group or by others: it
+/// holds a private key, or URLs that may carry a password. A warning, not an error: the file
+/// may be on a filesystem without Unix modes, or guarded otherwise.
+pub fn warn_if_readable_by_others(path: &Path, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o044 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = %format!("{mode:04o}"),
+                "the {what} {} is readable by {} (mode {mode:04o}); it should be readable by its \
+                 owner only: chmod 600 {}",
+                path.display(),
+                match (mode & 0o040 != 0, mode & 0o004 != 0) {
+                    (true, true) => "its group and by others",
+                    (true, false) => "its group",
+                    _ => "others",
+                },
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, what);
+    }
+}
+
 /// The org's output and checkpoint, resolved against the config file's directory (the
 /// checkpoint defaults to `OUT.checkpoint.json`), or PostgreSQL for `postgres://` URLs; and the
 /// problems with them.
@@ -357,7 +428,11 @@ fn org_plan(
     // reported again by the builder as a missing key.
     let mut key_reported = false;
     match (entry.client_key_path, entry.client_key_env) {
-        (Some(path), None) => builder = builder.client_key_path(base.join(path)),
+        (Some(path), None) => {
+            let path = base.join(path);
+            warn_if_readable_by_others(&path, "key file");
+            builder = builder.client_key_path(path);
+        }
         (None, Some(var)) => {
             key_field = "client_key_env";
             match env(&var).filter(|v| !v.trim().is_empty()) {
@@ -409,6 +484,12 @@ fn org_plan(
             None
         }
     };
+    if let Some(collect) = &collect
+        && let Some(problem) =
+            shared_file_problem(collect, out.as_deref(), postgres.as_ref(), false)
+    {
+        invalid.add(prefix, [problem]);
+    }
     if out.is_none() && !postgres.as_ref().is_some_and(|p| p.rows) {
         invalid.0.push(format!(
             "{prefix}out: is required: the NDJSON file this org's rows are appended to, or \

@@ -1,5 +1,6 @@
-//! `sf-ingest`: collects Salesforce Event Monitoring logs (EventLogFile) from one org (the `SF_*`
-//! variables) or many (`--config FILE`), exactly once, as NDJSON. The collection itself is the
+//! `sf-ingest`: collects Salesforce security logs (EventLogFile, Real-Time Event Monitoring
+//! objects, SetupAuditTrail) from one org (the `SF_*` variables) or many (`--config FILE`),
+//! exactly once, as NDJSON or ECS. The collection itself is the
 //! `salesforce-jwt` library's; this program is configuration, signals, progress and output.
 //!
 //! Exit codes: 0 done, or stopped by SIGINT/SIGTERM with checkpoints consistent; 1 an org

@@ -11,6 +11,23 @@ use crate::options::{Collect, Problem};
 /// Default bound on downloads in flight across all orgs.
 pub const DEFAULT_MAX_DOWNLOADS: usize = 16;
 
+/// Highest `max_downloads` accepted: far beyond what one process's network and Salesforce's
+/// per-org limits serve (64 orgs at the highest concurrency), and far below what the download
+/// slots' semaphore can count (a larger count would abort the program instead of running it).
+pub const MAX_DOWNLOADS: usize = 4096;
+
+/// The problem with a `max_downloads` of `n`, if any.
+pub fn max_downloads_problem(n: i128) -> Option<String> {
+    if n < 1 || n > MAX_DOWNLOADS as i128 {
+        Some(format!(
+            "{n} is out of range: a number from 1 to {MAX_DOWNLOADS} (default \
+             {DEFAULT_MAX_DOWNLOADS})"
+        ))
+    } else {
+        None
+    }
+}
+
 /// One org to collect.
 #[derive(Debug, Clone)]
 pub struct OrgPlan {
@@ -106,6 +123,48 @@ pub fn places(
         }),
     };
     Ok((out_file, state_file, postgres))
+}
+
+/// The problem with collecting several sources into one output file with checkpoints in
+/// PostgreSQL, if `collect`, `out` and `postgres` make that combination. There each
+/// (org, source) is its own task with its own lease and checkpoint row (so that several
+/// processes can share an org's sources), and each would open the one file and cut it back to
+/// its own committed position, removing the other sources' rows. `cli` says whether to name
+/// the command line's options or the config file's keys.
+pub fn shared_file_problem(
+    collect: &crate::options::Collect,
+    out: Option<&std::path::Path>,
+    postgres: Option<&PgPlan>,
+    cli: bool,
+) -> Option<Problem> {
+    let pg_state = postgres.is_some_and(|p| !p.rows);
+    if !pg_state || out.is_none() || collect.sources.len() < 2 {
+        return None;
+    }
+    let sources: Vec<String> = collect.sources.iter().map(ToString::to_string).collect();
+    let (field, state, one_per_file) = if cli {
+        (
+            "--out",
+            "--state",
+            "run one sf-ingest per --source, each with its own --out file",
+        )
+    } else {
+        (
+            "out",
+            "state",
+            "give each source its own [[org]] entry (its own name) with its own out file",
+        )
+    };
+    Some((
+        field.to_string(),
+        format!(
+            "one file cannot take several sources ({}) with postgres:// {state}: each source is \
+             collected under its own lease and checkpoint, and each would cut the file back to \
+             its own position, removing the other sources' rows. Set {field} to the same \
+             postgres:// URL as {state} (rows go to the table salesforce_events), or {one_per_file}",
+            sources.join(", ")
+        ),
+    ))
 }
 
 /// Configuration problems, every one found, each naming where it is (an org and a field, a

@@ -10,7 +10,9 @@ use crate::cli::Cli;
 use crate::config;
 use crate::demo;
 use crate::options::{Choices, Collect};
-use crate::plan::{DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan, places};
+use crate::plan::{
+    DEFAULT_MAX_DOWNLOADS, Invalid, OrgPlan, max_downloads_problem, places, shared_file_problem,
+};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -50,8 +52,11 @@ fn check_cli(cli: &Cli, choices: &Choices) -> Result<(), Invalid> {
                 .map(|(field, text)| (flag(&field), text)),
         );
     }
-    if cli.max_downloads == Some(0) {
-        invalid.0.push("--max-downloads: must be at least 1".into());
+    if let Some(problem) = cli
+        .max_downloads
+        .and_then(|n| max_downloads_problem(i128::try_from(n).unwrap_or(i128::MAX)))
+    {
+        invalid.0.push(format!("--max-downloads: {problem}"));
     }
     if let Some(Err(e)) = cli.metrics_addr.as_deref().map(crate::metrics::check_addr) {
         invalid.0.push(format!("--metrics-addr: {e}"));
@@ -104,7 +109,27 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         };
     }
     let configured = ENV_VARS.iter().any(|v| env(v).is_some());
+    if !configured {
+        // Synthetic demo rows must never land in a file or database meant for a real org's.
+        let named: Vec<&str> = [("--out", &cli.out), ("--state", &cli.state)]
+            .into_iter()
+            .filter_map(|(flag, value)| value.as_ref().map(|_| flag))
+            .collect();
+        if !named.is_empty() {
+            return Err(Invalid::one(format!(
+                "{}: no org is configured, so nothing real would be collected there: set \
+                 SF_AUDIENCE_URL, SF_CLIENT_KEY_PATH (or SF_CLIENT_KEY_PEM), SF_USERNAME, \
+                 SF_CLIENT_ID, SF_INSTANCE_URL and SF_TOKEN_URL, or pass --config FILE. Without \
+                 {}, sf-ingest runs an embedded demo org to stdout",
+                named.join(" and "),
+                named.join(" and "),
+            )));
+        }
+    }
     let (jwt, demo, since, name) = if configured {
+        if let Some(key) = env("SF_CLIENT_KEY_PATH") {
+            config::warn_if_readable_by_others(std::path::Path::new(&key), "key file");
+        }
         let jwt = JwtBearerConfig::from_lookup(env).map_err(|e| {
             let mut invalid = Invalid::default();
             invalid.add_jwt("", e, str::to_string);
@@ -136,6 +161,11 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         );
         invalid
     })?;
+    if let Some((field, text)) =
+        shared_file_problem(&collect, out.as_deref(), postgres.as_ref(), true)
+    {
+        return Err(Invalid::one(format!("{field}: {text}")));
+    }
     if state.is_none() && postgres.is_none() && demo.is_none() {
         tracing::warn!(
             "no --state or --out file: the checkpoint is kept in memory, so the next run starts again from --since"

@@ -336,7 +336,7 @@ impl<S: CheckpointStore> Collector<S> {
         let delivered = skipped.is_none();
         match skipped {
             Some(skipped) => {
-                next.skipped.insert(file.id.clone(), skipped);
+                next.record_skipped(file.id.clone(), skipped);
             }
             None => {
                 next.files_delivered += 1;
@@ -450,6 +450,8 @@ impl<S: CheckpointStore> Collector<S> {
         stop: &AtomicBool,
     ) -> Result<PassSummary, Error> {
         let started = Instant::now();
+        // Before the output is checked: another org's checkpoint says nothing about it.
+        crate::event_log::begin_org(&self.client, &mut self.checkpoint, &mut self.store).await?;
         begin_output(
             &mut self.checkpoint,
             &mut self.store,

@@ -21,7 +21,7 @@ use super::front;
 use super::generate::with_checksum;
 use super::requests::{ReceivedRequest, RequestKind};
 use super::soql::Field;
-use super::state::{API_DAILY_LIMIT, ORG_ID_15, Shared, USER_ID_15};
+use super::state::{API_DAILY_LIMIT, Shared, USER_ID_15};
 use super::{Fault, FaultTarget};
 use query::RecordJson;
 
@@ -339,7 +339,7 @@ impl OrgResponder {
             "access_token": token,
             "scope": "api",
             "instance_url": base,
-            "id": format!("{base}/id/{}/{}", with_checksum(ORG_ID_15), with_checksum(USER_ID_15)),
+            "id": format!("{base}/id/{}/{}", with_checksum(&settings.org_id), with_checksum(USER_ID_15)),
             "token_type": "Bearer",
             "issued_at": (now.unix_timestamp_nanos() / 1_000_000).to_string(),
             "signature": signature,
@@ -411,7 +411,7 @@ impl OrgResponder {
             return ResponseTemplate::new(403).set_body_string("Bad_OAuth_Token");
         }
         let base = &self.shared.base_uri;
-        let org = with_checksum(ORG_ID_15);
+        let org = with_checksum(&settings.org_id);
         let user = with_checksum(USER_ID_15);
         json_response(
             200,
