@@ -351,7 +351,10 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             next.sink_position = *self.position;
         }
         next.rows_delivered += self.summary.rows - self.saved_rows;
-        next.skipped.extend(self.skipped.iter().cloned());
+        // Through record_skipped, so that the list keeps its bound (MAX_SKIPPED).
+        for (id, file) in &self.skipped {
+            next.record_skipped(id.clone(), file.clone());
+        }
         if next != *self.checkpoint {
             self.store.save(&next)?;
             *self.checkpoint = next;
