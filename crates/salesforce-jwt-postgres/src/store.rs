@@ -426,9 +426,11 @@ impl PgStore {
     }
 }
 
-/// Connections of [`PgStore`]'s pool for rows' transactions: one per (org, source) collecting at
-/// once in this process, beyond which a file waits for a connection before its rows go on.
-const ROWS_CONNECTIONS: usize = 64;
+/// Connections of [`PgStore`]'s pool for rows' transactions: one per (org, source) writing a
+/// file at once in this process. Beyond that a file waits for a connection before its rows go
+/// on (lease renewals do not: they have the other pool); bounded so that many orgs in a few
+/// processes stay well within the server's `max_connections` (100 by default).
+const ROWS_CONNECTIONS: usize = 16;
 
 /// Batches of rows on their way into a rows' transaction, beside the one being copied and the
 /// one being filled: the memory a file's rows take is these few batches, whatever its size.
