@@ -68,8 +68,9 @@ fn database_url(admin: &str, name: &str) -> String {
 }
 
 /// PostgreSQL alone: the rows in the database at `collected` (one collector's run) committed
-/// again into a new database as `PgSink` and `PgCheckpointStore` do (a transaction per file of
-/// `ROWS` rows: the lease's fencing check, a binary COPY, the checkpoint), with no org double,
+/// again into a new database as `PgSink` and `PgCheckpointStore` do (`PgStore::deliver`, a
+/// transaction per file of `ROWS` rows: a binary COPY into a temporary table, the lease's
+/// fencing check, `INSERT ... ON CONFLICT DO NOTHING`, the checkpoint), with no org double,
 /// download, decoding or encoding beside it.
 async fn postgres_alone(admin: &str, collected: &str) -> (u64, f64) {
     let (client, conn) = tokio_postgres::connect(collected, tokio_postgres::NoTls)
@@ -98,10 +99,11 @@ async fn postgres_alone(admin: &str, collected: &str) -> (u64, f64) {
         .claim("org0", "EventLogFile", DEFAULT_LEASE_TTL)
         .await
         .unwrap();
+    let files: Vec<Vec<EventRow>> = events.chunks(ROWS).map(<[EventRow]>::to_vec).collect();
     let started = Instant::now();
-    for (i, file) in events.chunks(ROWS).enumerate() {
+    for (i, file) in files.into_iter().enumerate() {
         let checkpoint = serde_json::json!({ "files": i + 1 });
-        store.commit(&lease, file, &checkpoint).await.unwrap();
+        store.deliver(&lease, file, &checkpoint).await.unwrap();
     }
     let rows = events.len() as u64;
     (rows, rows as f64 / started.elapsed().as_secs_f64())

@@ -1,5 +1,9 @@
 //! The library's [`CheckpointStore`] and [`RecordSink`] over PostgreSQL: a file's rows and the
 //! checkpoint that records the file are committed in one fenced transaction.
+//!
+//! The rows go into that transaction while the file downloads, a batch at a time (see
+//! [`BATCH_BYTES`]), so a file of any size costs a few batches of memory; the transaction
+//! commits only at the checkpoint's save.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -12,12 +16,19 @@ use salesforce_jwt::realtime::{Batch, NdjsonObjectRow, ObjectRecord, ObjectSink}
 
 use crate::error::PgError;
 use crate::lease::Lease;
-use crate::store::EventRow;
+use crate::nul::escape_nul;
+use crate::store::{Delivered, EventRow, RowsTransaction, encode_checkpoint};
 use crate::worker::PgWorker;
 
 /// What [`PgSink::output`] names: the positions are commit sequence numbers of this table in
 /// the database that also holds the checkpoint.
 pub const PG_OUTPUT: &str = "PostgreSQL table salesforce_events";
+
+/// Rows are handed to PostgreSQL in batches of about this many bytes of JSON. With the
+/// batches the transaction has not taken yet (two at most) and the one it copies, this bounds
+/// the memory a file's rows take, whatever the file's size; large enough that a batch costs
+/// far more in rows than in its round trip.
+const BATCH_BYTES: usize = 256 << 10;
 
 /// Rows handed over from the sink to the store, and the last position known to be durable.
 #[derive(Debug, Default)]
@@ -26,7 +37,18 @@ struct Staging {
     /// table holds for this `(org, source)`, as a sequence number.
     durable: Option<u64>,
     /// A committed file's rows and the position its checkpoint must carry, waiting for `save`.
-    staged: Option<(u64, Vec<EventRow>)>,
+    staged: Option<(u64, Staged)>,
+    /// Rows found already in `salesforce_events` since the store was made.
+    already_present: u64,
+}
+
+/// A committed file's rows, waiting for the save that makes them durable.
+#[derive(Debug)]
+enum Staged {
+    /// All of them, fewer than a batch: they go in with the save.
+    Rows(Vec<EventRow>),
+    /// The transaction that received them while the file downloaded.
+    Streamed(RowsTransaction),
 }
 
 type Shared = Arc<Mutex<Staging>>;
@@ -39,10 +61,14 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Staging> {
 
 /// The checkpoint of one `(org, source)` in PostgreSQL, written only under its [`Lease`].
 ///
-/// Paired with a [`PgSink`] ([`sink`](Self::sink)): the sink stages a file's rows at
-/// `commit_file`, and `save` inserts them into `salesforce_events` in the same transaction that
-/// checks the lease's fencing token and writes the checkpoint. If `save` fails, nothing of the
-/// file is durable and the collector delivers it again.
+/// Paired with a [`PgSink`] ([`sink`](Self::sink)): the sink hands a file's rows to a
+/// transaction as they come, and `save` inserts them into `salesforce_events` in that same
+/// transaction, which checks the lease's fencing token and writes the checkpoint. If `save`
+/// fails, nothing of the file is durable and the collector delivers it again.
+///
+/// A row whose `event_id` the table already holds for the `(org, source)` (Salesforce
+/// publishes the same rows in a daily and an hourly file, and a file can hold a row twice) is
+/// counted as delivered and not inserted again ([`PgSink::already_present`]).
 ///
 /// A `save` whose outcome is unknown (the connection broke during COMMIT) may have committed:
 /// start over from a new collector (which `load`s the checkpoint) after any failed save, as
@@ -94,7 +120,10 @@ impl PgCheckpointStore {
     pub fn sink(&self) -> PgSink {
         PgSink {
             shared: Arc::clone(&self.shared),
+            worker: self.worker.clone(),
             rows: Vec::new(),
+            bytes: 0,
+            streaming: None,
         }
     }
 
@@ -164,10 +193,11 @@ impl CheckpointStore for PgCheckpointStore {
             )));
         };
         // Taken out whatever happens next: a failed save must leave nothing of the file
-        // behind, so the collector's redelivery starts from a clean slate.
+        // behind (its transaction is committed here or rolled back when dropped), so the
+        // collector's redelivery starts from a clean slate.
         let staged = lock(&self.shared).staged.take();
-        let rows = match staged {
-            Some((position, rows)) if checkpoint.sink_position == Some(position) => rows,
+        let staged = match staged {
+            Some((position, staged)) if checkpoint.sink_position == Some(position) => Some(staged),
             Some((position, _)) => {
                 return Err(Error::InvalidArgument(format!(
                     "{}: rows staged at position {position} but the checkpoint records {:?}; \
@@ -176,14 +206,36 @@ impl CheckpointStore for PgCheckpointStore {
                     checkpoint.sink_position
                 )));
             }
-            None => Vec::new(),
+            None => None,
         };
-        let value = checkpoint.clone();
-        self.worker
-            .run_blocking(move |store| async move { store.commit(&lease, &rows, &value).await })
+        let value = encode_checkpoint(&lease, checkpoint)
             .map_err(|e| store_error(self.context("saving"), e))?;
+        let delivered = self
+            .worker
+            .run_blocking(move |store| async move {
+                match staged {
+                    Some(Staged::Streamed(rows)) => rows.commit(lease, value).await,
+                    Some(Staged::Rows(rows)) => store.deliver(&lease, rows, &value).await,
+                    None => store
+                        .commit(&lease, &[], &value)
+                        .await
+                        .map(|()| Delivered::default()),
+                }
+            })
+            .map_err(|e| store_error(self.context("saving"), e))?;
+        if delivered.rows > 0 {
+            tracing::debug!(
+                org = %self.org,
+                source = %self.source,
+                rows = delivered.rows,
+                already_present = delivered.already_present,
+                "rows committed into salesforce_events (already_present: delivered before, not inserted again)"
+            );
+        }
+        let mut shared = lock(&self.shared);
+        shared.already_present += delivered.already_present;
         if checkpoint.sink_position.is_some() {
-            lock(&self.shared).durable = checkpoint.sink_position;
+            shared.durable = checkpoint.sink_position;
         }
         Ok(())
     }
@@ -193,15 +245,24 @@ impl CheckpointStore for PgCheckpointStore {
 /// `save` (see there). Its positions are commit sequence numbers: the checkpoint's
 /// `sink_position` counts the files committed through it, so the collector's start-of-pass
 /// check compares the database's count with its own.
+///
+/// Memory: a file's rows go to PostgreSQL in batches of about 256 KiB while the file
+/// downloads, waiting when PostgreSQL is slower, so a file of any size takes a few batches.
 #[derive(Debug)]
 pub struct PgSink {
     shared: Shared,
+    worker: PgWorker,
+    /// The batch being filled.
     rows: Vec<EventRow>,
+    /// Its size, as JSON.
+    bytes: usize,
+    /// The current file's transaction, once a batch was full.
+    streaming: Option<RowsTransaction>,
 }
 
 impl RecordSink for PgSink {
     async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
-        self.rows.clear();
+        self.restart();
         Ok(())
     }
 
@@ -211,15 +272,20 @@ impl RecordSink for PgSink {
             line: row.line(),
             message: format!("cannot encode the row as JSON: {e}"),
         })?;
-        self.rows.push(EventRow {
-            event_id: log_row_event_id(file, row),
-            record,
-        });
-        Ok(())
+        self.push(
+            EventRow {
+                event_id: log_row_event_id(file, row),
+                record,
+            },
+            || format!("handing the rows of EventLogFile {} to PostgreSQL", file.id),
+        )
+        .await
     }
 
-    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
-        Ok(Some(self.stage()))
+    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
+        self.stage(|| format!("handing the rows of EventLogFile {} to PostgreSQL", file.id))
+            .await
+            .map(Some)
     }
 
     fn committed_position(&self) -> Option<u64> {
@@ -240,7 +306,7 @@ impl RecordSink for PgSink {
 /// `commit` and made durable with the checkpoint that records the window.
 impl ObjectSink for PgSink {
     async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
-        self.rows.clear();
+        self.restart();
         Ok(())
     }
 
@@ -253,15 +319,21 @@ impl ObjectSink for PgSink {
                 false,
             )
         })?;
-        self.rows.push(EventRow {
-            event_id: object_event_id(object.name(), record.fields()),
-            record: json,
-        });
-        Ok(())
+        self.push(
+            EventRow {
+                event_id: object_event_id(object.name(), record.fields()),
+                record: json,
+            },
+            || format!("handing {} rows to PostgreSQL", object.name()),
+        )
+        .await
     }
 
-    async fn commit(&mut self, _batch: &Batch<'_>) -> Result<Option<u64>, Error> {
-        Ok(Some(self.stage()))
+    async fn commit(&mut self, batch: &Batch<'_>) -> Result<Option<u64>, Error> {
+        let object = batch.object;
+        self.stage(|| format!("handing {} rows to PostgreSQL", object.name()))
+            .await
+            .map(Some)
     }
 
     async fn rollback(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
@@ -279,20 +351,87 @@ impl ObjectSink for PgSink {
 }
 
 impl PgSink {
+    /// Rows found already in `salesforce_events` (delivered before: the same rows in a daily
+    /// and an hourly file, or twice in one file) since the paired store was made. They count as
+    /// delivered; only the first of them is in the table.
+    pub fn already_present(&self) -> u64 {
+        lock(&self.shared).already_present
+    }
+
+    /// Adds `row` to the batch, which goes to the file's transaction once full: the wait for
+    /// PostgreSQL bounds the memory.
+    async fn push(
+        &mut self,
+        mut row: EventRow,
+        context: impl FnOnce() -> String,
+    ) -> Result<(), Error> {
+        escape_nul(&mut row);
+        self.bytes += row.record.len() + row.event_id.len();
+        self.rows.push(row);
+        if self.bytes >= BATCH_BYTES {
+            self.flush().await.map_err(|e| sink_error(context(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the batch to the file's transaction, opening it on the first batch.
+    async fn flush(&mut self) -> Result<(), PgError> {
+        let capacity = self.rows.len();
+        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(capacity));
+        self.bytes = 0;
+        let streaming = match self.streaming.as_mut() {
+            Some(streaming) => streaming,
+            None => {
+                let opened = self
+                    .worker
+                    .run(|store| async move { Ok(store.open_rows()) })
+                    .await?;
+                self.streaming.insert(opened)
+            }
+        };
+        if let Err(e) = streaming.send(rows).await {
+            self.streaming = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Hands the rows written since the last commit to the store, under the next position.
-    fn stage(&mut self) -> u64 {
+    async fn stage(&mut self, context: impl FnOnce() -> String) -> Result<u64, Error> {
+        if self.streaming.is_some() && !self.rows.is_empty() {
+            self.flush().await.map_err(|e| sink_error(context(), e))?;
+        }
+        let staged = match self.streaming.take() {
+            Some(streaming) => Staged::Streamed(streaming),
+            None => Staged::Rows(std::mem::take(&mut self.rows)),
+        };
+        self.bytes = 0;
         let mut shared = lock(&self.shared);
         let position = shared.durable.unwrap_or(0) + 1;
-        shared.staged = Some((position, std::mem::take(&mut self.rows)));
-        position
+        shared.staged = Some((position, staged));
+        Ok(position)
     }
 
     fn durable(&self) -> Option<u64> {
         Some(lock(&self.shared).durable.unwrap_or(0))
     }
 
-    fn discard(&mut self) {
+    /// Drops what was written since the last commit; a transaction that received some of it
+    /// rolls back. A staged commit stays for its save.
+    fn restart(&mut self) {
         self.rows.clear();
+        self.bytes = 0;
+        self.streaming = None;
+    }
+
+    /// Drops what was written since the last commit, and a staged commit.
+    fn discard(&mut self) {
+        self.restart();
         lock(&self.shared).staged = None;
     }
+}
+
+fn sink_error(context: String, e: PgError) -> Error {
+    let retryable = e.is_retryable();
+    Error::sink(context, e, retryable)
 }

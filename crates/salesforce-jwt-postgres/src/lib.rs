@@ -10,7 +10,10 @@
 //!   can never move a cursor back or write behind the new holder;
 //! - fenced checkpoints ([`PgStore::load_checkpoint`], [`PgStore::save_checkpoint`]) and the
 //!   `salesforce_events` table, written in the same transaction as the checkpoint
-//!   ([`PgStore::commit`]), which makes collection exactly-once end to end;
+//!   ([`PgStore::commit`], [`PgStore::deliver`]), which makes collection exactly-once end to
+//!   end; a row already there (Salesforce publishes the same rows in a daily and an hourly
+//!   file) counts as delivered, and U+0000, which `jsonb` refuses, is stored escaped
+//!   ([`escape_nul`]);
 //! - [`PgCheckpointStore`] and [`PgSink`]: the library's `CheckpointStore` and `RecordSink` over
 //!   all of this, for a `Collector`, driven by a [`PgWorker`] thread.
 //!
@@ -31,6 +34,7 @@ mod connect;
 mod error;
 mod inspect;
 mod lease;
+mod nul;
 mod passfile;
 mod schema;
 mod store;
@@ -42,7 +46,8 @@ pub use connect::PgTarget;
 pub use error::PgError;
 pub use inspect::{StoredCheckpoint, stored_checkpoints};
 pub use lease::{DEFAULT_LEASE_TTL, Lease, LeaseTimeouts, new_holder_id, process_holder_id};
+pub use nul::{NUL_ESCAPED_KEY, escape_nul, unescape_nul};
 pub use schema::SCHEMA_VERSION;
-pub use store::{EventRow, PgStore};
+pub use store::{Delivered, EventRow, PgStore};
 pub use tls::SslMode;
 pub use worker::PgWorker;

@@ -27,6 +27,19 @@ pub struct EventRow {
     pub record: Vec<u8>,
 }
 
+/// What one delivery ([`PgStore::deliver`], or a file through [`PgSink`](crate::PgSink))
+/// committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Delivered {
+    /// Rows handed over.
+    pub rows: u64,
+    /// Of those, rows whose `event_id` `salesforce_events` already held for the `(org, source)`
+    /// (delivered before, by another file, or earlier in the same one): counted as delivered,
+    /// not inserted again.
+    pub already_present: u64,
+}
+
 /// Checkpoints, leases and collected rows in one PostgreSQL database, shared by any number of
 /// collector processes.
 #[derive(Clone)]
@@ -35,6 +48,10 @@ pub struct PgStore {
     /// Claims, renewals and releases, apart from `pool`: a renewal must not wait behind commits
     /// that hold every connection of `pool`, or a busy process would lose its leases.
     lease_pool: Pool,
+    /// Connections for transactions that receive a file's rows while it downloads. Apart from
+    /// `pool` so that lease claims and renewals never wait for a connection behind them: those
+    /// transactions last as long as their file.
+    rows_pool: Pool,
     target: PgTarget,
     clock: Arc<dyn Clock>,
     holder: String,
@@ -82,6 +99,7 @@ impl PgStore {
             // No statement timeout here: a renewal may wait for this process's own commit,
             // which holds the lease row, and must not fail for it.
             lease_pool: target.pool(LEASE_POOL_SIZE, timeouts.keepalive_idle)?,
+            rows_pool: target.pool(ROWS_CONNECTIONS, timeouts.keepalive_idle)?,
             target: target.clone(),
             clock,
             holder: holder.into(),
@@ -353,6 +371,10 @@ impl PgStore {
     /// In one transaction: checks the lease's fencing token, inserts `events` into
     /// `salesforce_events`, and writes `checkpoint`. Either all of it is durable or none.
     ///
+    /// Strict: a row whose `event_id` the table already holds fails the whole transaction with
+    /// [`PgError::DuplicateEvent`]. [`deliver`](Self::deliver) (what the sink uses) counts such
+    /// rows as delivered instead.
+    ///
     /// The lease row is locked (`FOR SHARE`) for the transaction, so a takeover waits until the
     /// commit is done and every later write of this holder sees the new token.
     pub async fn commit<T: Serialize>(
@@ -361,11 +383,7 @@ impl PgStore {
         events: &[EventRow],
         checkpoint: &T,
     ) -> Result<(), PgError> {
-        let checkpoint = serde_json::to_value(checkpoint).map_err(|e| PgError::Checkpoint {
-            org: lease.org.clone(),
-            source_name: lease.source.clone(),
-            message: format!("cannot be encoded: {e}"),
-        })?;
+        let checkpoint = encode_checkpoint(lease, checkpoint)?;
         let mut client = self.client("committing collected rows").await?;
         let done = self
             .commit_on(&mut client, lease, events, &checkpoint)
@@ -414,20 +432,155 @@ impl PgStore {
         if !events.is_empty() {
             insert_events(&tx, lease, events).await?;
         }
-        tx.execute(
-            "INSERT INTO sfjwt_checkpoints (org, source, fencing_token, checkpoint, updated_at)
-             VALUES ($1, $2, $3, $4, now())
-             ON CONFLICT (org, source) DO UPDATE
-               SET fencing_token = EXCLUDED.fencing_token,
-                   checkpoint = EXCLUDED.checkpoint,
-                   updated_at = now()",
-            &[&lease.org, &lease.source, &lease.fencing_token, checkpoint],
-        )
-        .await
-        .map_err(|e| PgError::statement("writing the checkpoint", e))?;
+        write_checkpoint(&tx, lease, checkpoint).await?;
         tx.commit()
             .await
             .map_err(|e| PgError::statement("committing collected rows", e))
+    }
+
+    /// In one transaction: inserts `events` into `salesforce_events`, skipping (and counting)
+    /// those whose `event_id` the table already holds for the lease's `(org, source)`, checks
+    /// the lease's fencing token and writes `checkpoint`. Either all of it is durable or none.
+    ///
+    /// Each record must be JSON that `jsonb` takes: escape U+0000 first
+    /// ([`escape_nul`](crate::escape_nul)). [`PgSink`](crate::PgSink) takes the same
+    /// transaction, receiving a file's rows while they download rather than from memory.
+    pub async fn deliver<T: Serialize>(
+        &self,
+        lease: &Lease,
+        events: Vec<EventRow>,
+        checkpoint: &T,
+    ) -> Result<Delivered, PgError> {
+        let checkpoint = encode_checkpoint(lease, checkpoint)?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        // Room for both: the channel is new and holds two.
+        let _ = sender.try_send(Incoming::Rows(events));
+        let _ = sender.try_send(Incoming::Commit {
+            lease: lease.clone(),
+            checkpoint,
+        });
+        self.receive(receiver).await
+    }
+
+    /// Opens a transaction that receives rows as they come (see [`RowsTransaction`]). Call it
+    /// on the runtime of this store's connections (a [`PgWorker`](crate::PgWorker) job).
+    pub(crate) fn open_rows(&self) -> RowsTransaction {
+        let (sender, receiver) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+        let (outcome, outcome_receiver) = tokio::sync::oneshot::channel();
+        let store = self.clone();
+        tokio::spawn(async move {
+            let _ = outcome.send(store.receive(receiver).await);
+        });
+        RowsTransaction {
+            sender,
+            outcome: outcome_receiver,
+        }
+    }
+
+    /// The transaction of [`deliver`](Self::deliver) and [`RowsTransaction`]: rows arrive in
+    /// batches and are copied into a temporary table; at `Commit` they go into
+    /// `salesforce_events` (`ON CONFLICT DO NOTHING`) after the fencing check, then the
+    /// checkpoint. A channel closed before `Commit` rolls everything back.
+    ///
+    /// Why a temporary table rather than straight into `salesforce_events`: nothing touches the
+    /// shared table (or its unique index) before the fencing check, so a holder that was taken
+    /// over mid-file never makes the new holder wait on its uncommitted rows, and no deadlock
+    /// between the two is possible. The lease row is locked only at the end, so renewals of the
+    /// lease do not wait for a file to download.
+    async fn receive(
+        &self,
+        mut incoming: tokio::sync::mpsc::Receiver<Incoming>,
+    ) -> Result<Delivered, PgError> {
+        let mut client =
+            self.rows_pool.get().await.map_err(|e| {
+                PgError::pool("committing collected rows", e, &self.target.to_string())
+            })?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| PgError::statement("starting a commit", e))?;
+        let mut writer = None;
+        let mut rows = 0u64;
+        let (lease, checkpoint) = loop {
+            match incoming.recv().await {
+                Some(Incoming::Rows(events)) => {
+                    if events.is_empty() {
+                        continue;
+                    }
+                    if writer.is_none() {
+                        writer = Some(Box::pin(start_copy(&tx).await?));
+                    }
+                    if let Some(writer) = writer.as_mut() {
+                        for event in &events {
+                            let n = i64::try_from(rows).unwrap_or(i64::MAX);
+                            writer
+                                .as_mut()
+                                .write(&[&n, &event.event_id, &RawJson(&event.record)])
+                                .await
+                                .map_err(|e| PgError::statement("receiving collected rows", e))?;
+                            rows += 1;
+                        }
+                    }
+                }
+                Some(Incoming::Commit { lease, checkpoint }) => break (lease, checkpoint),
+                None => {
+                    return Err(PgError::Worker {
+                        message: "the rows' transaction was abandoned (rolled back)".into(),
+                    });
+                }
+            }
+        };
+        if let Some(mut writer) = writer {
+            writer
+                .as_mut()
+                .finish()
+                .await
+                .map_err(|e| PgError::statement("receiving collected rows", e))?;
+        }
+        // From the fence check on, this transaction holds the lease row: the same bounds as a
+        // commit's (`commit_on`), so that a host that vanishes now frees it for a takeover.
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {}",
+            millis(
+                self.timeouts
+                    .commit_statement_for(usize::try_from(rows).unwrap_or(usize::MAX))
+            ),
+            millis(self.timeouts.commit_idle)
+        ))
+        .await
+        .map_err(|e| PgError::statement("committing collected rows", e))?;
+        let token: Option<i64> = tx
+            .query_opt(
+                "SELECT fencing_token FROM sfjwt_leases WHERE org = $1 AND source = $2 FOR SHARE",
+                &[&lease.org, &lease.source],
+            )
+            .await
+            .map_err(|e| PgError::statement("checking the lease", e))?
+            .map(|row| row.get(0));
+        if token != Some(lease.fencing_token) {
+            drop(tx);
+            return Err(self.lost(&client, &lease).await);
+        }
+        let inserted = if rows > 0 {
+            tx.execute(
+                "INSERT INTO salesforce_events (org, source, event_id, record)
+                 SELECT $1, $2, event_id, record FROM sfjwt_incoming ORDER BY n
+                 ON CONFLICT (org, source, event_id) DO NOTHING",
+                &[&lease.org, &lease.source],
+            )
+            .await
+            .map_err(|e| PgError::statement("inserting events", e))?
+        } else {
+            0
+        };
+        write_checkpoint(&tx, &lease, &checkpoint).await?;
+        tx.commit()
+            .await
+            .map_err(|e| PgError::statement("committing collected rows", e))?;
+        Ok(Delivered {
+            rows,
+            already_present: rows.saturating_sub(inserted),
+        })
     }
 
     /// How many rows `salesforce_events` holds for `(org, source)`.
@@ -451,6 +604,133 @@ pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis())
         .unwrap_or(u64::MAX)
         .clamp(1, i32::MAX as u64)
+}
+
+/// Connections of [`PgStore`]'s pool for rows' transactions: one per (org, source) writing a
+/// file at once in this process. Beyond that a file waits for a connection before its rows go
+/// on (lease renewals do not: they have the other pool); bounded so that many orgs in a few
+/// processes stay well within the server's `max_connections` (100 by default).
+const ROWS_CONNECTIONS: usize = 16;
+
+/// Batches of rows on their way into a rows' transaction, beside the one being copied and the
+/// one being filled: the memory a file's rows take is these few batches, whatever its size.
+const BATCHES_AHEAD: usize = 2;
+
+/// What a rows' transaction receives.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// More rows.
+    Rows(Vec<EventRow>),
+    /// No more rows: check the fence, insert them, write the checkpoint, commit.
+    Commit {
+        lease: Lease,
+        checkpoint: serde_json::Value,
+    },
+}
+
+/// A transaction that receives rows while they download ([`PgStore::open_rows`]), run by a task
+/// on the store's runtime; dropped without [`commit`](Self::commit), it rolls back.
+#[derive(Debug)]
+pub(crate) struct RowsTransaction {
+    sender: tokio::sync::mpsc::Sender<Incoming>,
+    outcome: tokio::sync::oneshot::Receiver<Result<Delivered, PgError>>,
+}
+
+impl RowsTransaction {
+    /// Hands `rows` over, waiting while [`BATCHES_AHEAD`] batches wait already. An error is the
+    /// transaction's: it has ended and holds nothing.
+    pub(crate) async fn send(&mut self, rows: Vec<EventRow>) -> Result<(), PgError> {
+        if self.sender.send(Incoming::Rows(rows)).await.is_ok() {
+            return Ok(());
+        }
+        Err(self.failure().await)
+    }
+
+    /// Ends the rows and commits them with `checkpoint`.
+    pub(crate) async fn commit(
+        mut self,
+        lease: Lease,
+        checkpoint: serde_json::Value,
+    ) -> Result<Delivered, PgError> {
+        let _ = self
+            .sender
+            .send(Incoming::Commit { lease, checkpoint })
+            .await;
+        match (&mut self.outcome).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(gone()),
+        }
+    }
+
+    /// Why the transaction ended before its commit.
+    async fn failure(&mut self) -> PgError {
+        match (&mut self.outcome).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) | Err(_) => gone(),
+        }
+    }
+}
+
+fn gone() -> PgError {
+    PgError::Worker {
+        message: "the task receiving the rows ended (the process is shutting down)".into(),
+    }
+}
+
+pub(crate) fn encode_checkpoint<T: Serialize>(
+    lease: &Lease,
+    checkpoint: &T,
+) -> Result<serde_json::Value, PgError> {
+    serde_json::to_value(checkpoint).map_err(|e| PgError::Checkpoint {
+        org: lease.org.clone(),
+        source_name: lease.source.clone(),
+        message: format!("cannot be encoded: {e}"),
+    })
+}
+
+async fn write_checkpoint(
+    tx: &tokio_postgres::Transaction<'_>,
+    lease: &Lease,
+    checkpoint: &serde_json::Value,
+) -> Result<(), PgError> {
+    tx.execute(
+        "INSERT INTO sfjwt_checkpoints (org, source, fencing_token, checkpoint, updated_at)
+         VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (org, source) DO UPDATE
+           SET fencing_token = EXCLUDED.fencing_token,
+               checkpoint = EXCLUDED.checkpoint,
+               updated_at = now()",
+        &[&lease.org, &lease.source, &lease.fencing_token, checkpoint],
+    )
+    .await
+    .map_err(|e| PgError::statement("writing the checkpoint", e))?;
+    Ok(())
+}
+
+/// Starts a binary COPY into this session's `sfjwt_incoming`, created on the session's first
+/// use. `ON COMMIT DELETE ROWS`: each transaction starts with it empty (a rolled-back one leaves
+/// nothing either). The notice that it exists already is not worth a log line. `n` numbers the
+/// rows: a heap scan of a table emptied and filled again need not return them in the order
+/// they came (it did not, in a test), and `id` must follow the file's order.
+async fn start_copy(tx: &tokio_postgres::Transaction<'_>) -> Result<BinaryCopyInWriter, PgError> {
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning;
+         CREATE TEMPORARY TABLE IF NOT EXISTS sfjwt_incoming (
+             n        bigint NOT NULL,
+             event_id text   NOT NULL,
+             record   jsonb  NOT NULL
+         ) ON COMMIT DELETE ROWS",
+    )
+    .await
+    .map_err(|e| PgError::statement("preparing to receive collected rows", e))?;
+    let sink = tx
+        .copy_in("COPY sfjwt_incoming (n, event_id, record) FROM STDIN BINARY")
+        .await
+        .map_err(|e| PgError::statement("starting to receive collected rows", e))?;
+    Ok(BinaryCopyInWriter::new(
+        sink,
+        &[Type::INT8, Type::TEXT, Type::JSONB],
+    ))
 }
 
 /// COPY in binary form: one round trip for a file's rows, far cheaper than row-wise INSERTs.

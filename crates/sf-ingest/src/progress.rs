@@ -85,8 +85,15 @@ impl OrgProgress {
         }
     }
 
-    /// The end of a pass: its figures, and every file given up on.
-    pub fn pass_done(&mut self, all: &SourcesPassSummary, rows_delivered_in_all: u64) {
+    /// The end of a pass: its figures, and every file given up on. `already_present` (for
+    /// `--out postgres://`): rows of the pass that salesforce_events held already, counted as
+    /// delivered.
+    pub fn pass_done(
+        &mut self,
+        all: &SourcesPassSummary,
+        rows_delivered_in_all: u64,
+        already_present: Option<u64>,
+    ) {
         self.files_done = 0;
         if !all.stopped() {
             self.metrics.succeeded(time::OffsetDateTime::now_utc());
@@ -115,6 +122,7 @@ impl OrgProgress {
             seconds = round(s.elapsed.as_secs_f64()),
             stopped = all.stopped(),
             rows_delivered_in_all,
+            already_present,
             "pass done"
         );
     }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use salesforce_jwt::event_log::{
     CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, FileCheckpointStore,
-    MemoryCheckpointStore, RecordSink,
+    MemoryCheckpointStore,
 };
-use salesforce_jwt::realtime::{ObjectCollectorOptions, ObjectSink};
+use salesforce_jwt::realtime::ObjectCollectorOptions;
 use salesforce_jwt::{Error, JwtBearerClient};
 use tokio::sync::Semaphore;
 
@@ -184,9 +184,9 @@ pub fn collector_for<S: CheckpointStore>(
 
 /// Pass after pass into `sink` until done (one pass, or a stop request with `--follow`) or an
 /// error, each pass holding the org's download slots.
-pub async fn pass_loop<S: CheckpointStore, K: RecordSink + ObjectSink>(
+pub async fn pass_loop<S: CheckpointStore>(
     collector: &mut Collector<S>,
-    sink: &mut K,
+    sink: &mut OutputSink,
     org: &OrgPlan,
     context: &Context,
     progress: &mut OrgProgress,
@@ -198,12 +198,20 @@ pub async fn pass_loop<S: CheckpointStore, K: RecordSink + ObjectSink>(
             permit = context.downloads.acquire_many(slots) => permit,
             () = context.stop.wait() => return Ok(()),
         };
+        let present_before = sink.already_present();
         let summary = collector
             .run_sources_pass(sink, &mut |p| progress.update(p), context.stop.flag())
             .await?;
         drop(permit);
         *failures = 0;
-        progress.pass_done(&summary, collector.checkpoint().rows_delivered);
+        let already_present = sink
+            .already_present()
+            .map(|n| n - present_before.unwrap_or(0));
+        progress.pass_done(
+            &summary,
+            collector.checkpoint().rows_delivered,
+            already_present,
+        );
         if context.stop.requested() {
             return Ok(());
         }

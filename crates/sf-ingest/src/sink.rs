@@ -40,6 +40,17 @@ impl OutputSink {
     }
 }
 
+impl OutputSink {
+    /// Rows found already in salesforce_events since the sink was opened (`None` for a file or
+    /// stdout): delivered before, counted as delivered again.
+    pub fn already_present(&self) -> Option<u64> {
+        match self {
+            OutputSink::Postgres(s) => Some(s.already_present()),
+            OutputSink::File(_) | OutputSink::Stdout(_) => None,
+        }
+    }
+}
+
 impl RecordSink for OutputSink {
     async fn begin_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
         match self {
