@@ -13,6 +13,7 @@
 mod cli;
 mod config;
 mod demo;
+mod elasticsearch;
 mod format;
 mod logging;
 mod options;
@@ -38,6 +39,17 @@ use crate::stop::Stop;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let display = logging::init(&cli);
+    if let Some(cli::Command::Elasticsearch(command)) = &cli.command {
+        return match tokio::runtime::Runtime::new() {
+            Ok(rt) => ExitCode::from(rt.block_on(elasticsearch::run_command(command, &|name| {
+                std::env::var(name).ok()
+            }))),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the async runtime");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -24,6 +24,8 @@ pub struct OrgPlan {
     pub state: Option<PathBuf>,
     /// `state = "postgres://…"`: checkpoints and leases in PostgreSQL (then `state` is `None`).
     pub postgres: Option<PgPlan>,
+    /// `out = "http(s)://…"`: an Elasticsearch cluster (then `out` holds the URL as written).
+    pub elasticsearch: Option<crate::elasticsearch::EsPlan>,
 }
 
 /// An org whose checkpoints (and perhaps rows) are in PostgreSQL.
@@ -94,7 +96,20 @@ pub fn places(
         (Some(p), false) => Some(resolve(p)),
         _ => None,
     };
-    let out_file = file(out, out_url.is_some());
+    // An Elasticsearch cluster stays as written; it has no checkpoint beside it.
+    let es_out = out.filter(|o| crate::elasticsearch::is_url_path(o));
+    if es_out.is_some() && state.is_none() {
+        return Err(vec![(
+            "state".into(),
+            "is required with an Elasticsearch out: a checkpoint file (or a postgres:// URL), \
+             saved only once Elasticsearch acknowledged every document of a file or window"
+                .into(),
+        )]);
+    }
+    let out_file = match es_out {
+        Some(url) => Some(url.to_path_buf()),
+        None => file(out, out_url.is_some()),
+    };
     let state_file = match (state, &state_url) {
         (Some(s), None) => Some(resolve(s)),
         (Some(_), Some(_)) => None,

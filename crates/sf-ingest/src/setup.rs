@@ -126,6 +126,25 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         );
         invalid
     })?;
+    let elasticsearch = match out
+        .as_deref()
+        .filter(|o| crate::elasticsearch::is_url_path(o))
+        .and_then(|o| o.to_str())
+    {
+        Some(url) => Some(crate::elasticsearch::plan_from_cli(
+            url,
+            cli.es_ca_file.as_deref(),
+            cli.dead_letter.as_deref(),
+            env,
+        )?),
+        None if cli.dead_letter.is_some() || cli.es_ca_file.is_some() => {
+            return Err(Invalid::one(
+                "--dead-letter and --es-ca-file apply to an Elasticsearch output only: add \
+                 --out https://HOST:9200, or remove them",
+            ));
+        }
+        None => None,
+    };
     if state.is_none() && postgres.is_none() && demo.is_none() {
         tracing::warn!(
             "no --state or --out file: the checkpoint is kept in memory, so the next run starts again from --since"
@@ -143,6 +162,7 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
             out,
             state,
             postgres,
+            elasticsearch,
         }],
         max_downloads,
         demo,

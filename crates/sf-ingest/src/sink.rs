@@ -18,6 +18,8 @@ pub enum OutputSink {
     Stdout(NdjsonSink<BufWriter<Stdout>>),
     /// `salesforce_events`, committed with the PostgreSQL checkpoint.
     Postgres(salesforce_jwt_postgres::PgSink),
+    /// Elasticsearch/OpenSearch data streams.
+    Elasticsearch(Box<salesforce_jwt_elasticsearch::EsSink>),
 }
 
 impl OutputSink {
@@ -27,7 +29,13 @@ impl OutputSink {
         out: Option<&Path>,
         checkpoint: &Checkpoint,
         format: OutputFormat,
+        elasticsearch: Option<&crate::elasticsearch::EsPlan>,
     ) -> Result<Self, Error> {
+        if let Some(plan) = elasticsearch {
+            let sink = salesforce_jwt_elasticsearch::EsSink::new(&plan.config)
+                .map_err(|e| Error::sink("opening the Elasticsearch output", e, false))?;
+            return Ok(OutputSink::Elasticsearch(Box::new(sink)));
+        }
         Ok(match out {
             Some(path) => {
                 OutputSink::File(NdjsonFileSink::resume(path, checkpoint)?.with_format(format))
@@ -46,6 +54,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.begin_file(file).await,
             OutputSink::Stdout(s) => s.begin_file(file).await,
             OutputSink::Postgres(s) => s.begin_file(file).await,
+            OutputSink::Elasticsearch(s) => s.begin_file(file).await,
         }
     }
 
@@ -54,6 +63,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.write_row(file, row).await,
             OutputSink::Stdout(s) => s.write_row(file, row).await,
             OutputSink::Postgres(s) => s.write_row(file, row).await,
+            OutputSink::Elasticsearch(s) => s.write_row(file, row).await,
         }
     }
 
@@ -62,6 +72,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.encoded_format(),
             OutputSink::Stdout(s) => s.encoded_format(),
             OutputSink::Postgres(s) => s.encoded_format(),
+            OutputSink::Elasticsearch(s) => s.encoded_format(),
         }
     }
 
@@ -70,6 +81,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.write_encoded(file, lines).await,
             OutputSink::Stdout(s) => s.write_encoded(file, lines).await,
             OutputSink::Postgres(s) => s.write_encoded(file, lines).await,
+            OutputSink::Elasticsearch(s) => s.write_encoded(file, lines).await,
         }
     }
 
@@ -78,6 +90,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.commit_file(file).await,
             OutputSink::Stdout(s) => s.commit_file(file).await,
             OutputSink::Postgres(s) => s.commit_file(file).await,
+            OutputSink::Elasticsearch(s) => s.commit_file(file).await,
         }
     }
 
@@ -86,6 +99,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.start_commit(file).await,
             OutputSink::Stdout(s) => s.start_commit(file).await,
             OutputSink::Postgres(s) => s.start_commit(file).await,
+            OutputSink::Elasticsearch(s) => s.start_commit(file).await,
         }
     }
 
@@ -94,6 +108,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => RecordSink::committed_position(s),
             OutputSink::Stdout(s) => RecordSink::committed_position(s),
             OutputSink::Postgres(s) => RecordSink::committed_position(s),
+            OutputSink::Elasticsearch(s) => RecordSink::committed_position(&**s),
         }
     }
 
@@ -102,6 +117,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => RecordSink::output(s),
             OutputSink::Stdout(s) => RecordSink::output(s),
             OutputSink::Postgres(s) => RecordSink::output(s),
+            OutputSink::Elasticsearch(s) => RecordSink::output(&**s),
         }
     }
 
@@ -110,6 +126,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.rollback_file(file).await,
             OutputSink::Stdout(s) => s.rollback_file(file).await,
             OutputSink::Postgres(s) => s.rollback_file(file).await,
+            OutputSink::Elasticsearch(s) => s.rollback_file(file).await,
         }
     }
 }
@@ -121,6 +138,7 @@ impl ObjectSink for OutputSink {
             OutputSink::File(s) => s.begin(batch).await,
             OutputSink::Stdout(s) => s.begin(batch).await,
             OutputSink::Postgres(s) => s.begin(batch).await,
+            OutputSink::Elasticsearch(s) => s.begin(batch).await,
         }
     }
 
@@ -129,6 +147,7 @@ impl ObjectSink for OutputSink {
             OutputSink::File(s) => ObjectSink::write(s, batch, record).await,
             OutputSink::Stdout(s) => ObjectSink::write(s, batch, record).await,
             OutputSink::Postgres(s) => ObjectSink::write(s, batch, record).await,
+            OutputSink::Elasticsearch(s) => ObjectSink::write(&mut **s, batch, record).await,
         }
     }
 
@@ -137,6 +156,7 @@ impl ObjectSink for OutputSink {
             OutputSink::File(s) => s.commit(batch).await,
             OutputSink::Stdout(s) => s.commit(batch).await,
             OutputSink::Postgres(s) => s.commit(batch).await,
+            OutputSink::Elasticsearch(s) => s.commit(batch).await,
         }
     }
 
@@ -145,6 +165,7 @@ impl ObjectSink for OutputSink {
             OutputSink::File(s) => s.rollback(batch).await,
             OutputSink::Stdout(s) => s.rollback(batch).await,
             OutputSink::Postgres(s) => s.rollback(batch).await,
+            OutputSink::Elasticsearch(s) => s.rollback(batch).await,
         }
     }
 
