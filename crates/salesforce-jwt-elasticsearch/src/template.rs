@@ -20,6 +20,11 @@ pub fn index_template() -> Value {
         "priority": 200,
         "_meta": {"description": "Salesforce Event Monitoring documents (ECS) from salesforce-jwt"},
         "template": {
+            // This template replaces the built-in `logs` one for these names, so it repeats
+            // its `logs@settings` choice: a value that does not fit its field's type (an
+            // "N/A" where numbers came first) is left unindexed rather than refusing the
+            // whole document.
+            "settings": {"index": {"mapping": {"ignore_malformed": true}}},
             "mappings": {
                 "dynamic_templates": [
                     {"strings_as_keyword": {

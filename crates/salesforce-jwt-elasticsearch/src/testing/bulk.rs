@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::mapping::{check, glob, template_types};
+use super::mapping::{check, glob, ignores_malformed, template_types};
 use super::{State, StoredStream};
 
 /// An error answer: status and body, in Elasticsearch's shape.
@@ -162,6 +162,7 @@ fn one(
             .max_by_key(|t| t.get("priority").and_then(Value::as_i64).unwrap_or(0));
         if let Some(template) = best {
             stream.mappings = template_types(template);
+            stream.ignore_malformed = ignores_malformed(template);
         }
         state.streams.insert(index.to_string(), stream);
     }
@@ -213,7 +214,7 @@ fn one(
             &format!("[{id}]: version conflict, document already exists (current version [1])"),
         );
     }
-    let added = match check(&doc, &stream.mappings, &id) {
+    let added = match check(&doc, &stream.mappings, &id, stream.ignore_malformed) {
         Ok(added) => added,
         Err((kind, reason)) => return fail(400, &kind, &reason),
     };

@@ -57,10 +57,32 @@ pub(crate) fn glob(pattern: &str, name: &str) -> bool {
 }
 
 /// Checks `doc` against `mappings`; the new fields' dynamic types when it fits.
+/// Whether a template's settings turn on `index.mapping.ignore_malformed`, in any of the
+/// spellings Elasticsearch accepts (nested or dotted).
+pub(crate) fn ignores_malformed(template: &Value) -> bool {
+    let Some(settings) = template.pointer("/template/settings") else {
+        return false;
+    };
+    [
+        "/index/mapping/ignore_malformed",
+        "/mapping/ignore_malformed",
+        "/index.mapping.ignore_malformed",
+        "/index/mapping.ignore_malformed",
+    ]
+    .iter()
+    .filter_map(|p| settings.pointer(p))
+    .any(|v| v == true || v == "true")
+}
+
+/// Checks `doc` against `mappings`; the new fields' dynamic types when it fits. With
+/// `ignore_malformed`, a value that does not fit a numeric, date or ip field is left unindexed
+/// instead of refusing the document (an object where a value is mapped, or the reverse, is
+/// still refused).
 pub(crate) fn check(
     doc: &Value,
     mappings: &BTreeMap<String, String>,
     id: &str,
+    ignore_malformed: bool,
 ) -> Result<Vec<(String, String)>, Refusal> {
     let Some(root) = doc.as_object() else {
         return Err((
@@ -69,67 +91,71 @@ pub(crate) fn check(
         ));
     };
     let mut added = BTreeMap::new();
+    let mut walker = Walker { mappings, added: &mut added, id, ignore_malformed };
     for (name, value) in root {
-        walk(name, value, mappings, &mut added, id)?;
+        walker.walk(name, value)?;
     }
     Ok(added.into_iter().collect())
 }
 
-fn walk(
-    path: &str,
-    value: &Value,
-    mappings: &BTreeMap<String, String>,
-    added: &mut BTreeMap<String, String>,
-    id: &str,
-) -> Result<(), Refusal> {
-    let mapped = mappings.get(path).or_else(|| added.get(path)).cloned();
-    match value {
-        Value::Null => Ok(()),
-        Value::Array(values) => values
-            .iter()
-            .try_for_each(|v| walk(path, v, mappings, added, id)),
-        Value::Object(fields) => match mapped.as_deref() {
-            Some("object") | Some("nested") => walk_fields(path, fields, mappings, added, id),
-            Some("geo_point") => Ok(()),
-            Some(kind) => Err(parse_failure(path, kind, id, value)),
-            None => {
-                added.insert(path.to_string(), "object".into());
-                walk_fields(path, fields, mappings, added, id)
-            }
-        },
-        scalar => match mapped.as_deref() {
-            Some("object") | Some("nested") => Err((
-                "mapper_parsing_exception".into(),
-                format!(
-                    "object mapping for [{path}] tried to parse field [{path}] as object, but found a concrete value"
-                ),
-            )),
-            Some(kind) => {
-                if fits(kind, scalar) {
-                    Ok(())
-                } else {
-                    Err(parse_failure(path, kind, id, scalar))
-                }
-            }
-            None => {
-                added.insert(path.to_string(), dynamic_type(scalar).into());
-                Ok(())
-            }
-        },
-    }
+struct Walker<'a> {
+    mappings: &'a BTreeMap<String, String>,
+    added: &'a mut BTreeMap<String, String>,
+    id: &'a str,
+    ignore_malformed: bool,
 }
 
-fn walk_fields(
-    path: &str,
-    fields: &serde_json::Map<String, Value>,
-    mappings: &BTreeMap<String, String>,
-    added: &mut BTreeMap<String, String>,
-    id: &str,
-) -> Result<(), Refusal> {
-    for (name, value) in fields {
-        walk(&format!("{path}.{name}"), value, mappings, added, id)?;
+impl Walker<'_> {
+    fn walk(&mut self, path: &str, value: &Value) -> Result<(), Refusal> {
+        let mapped = self
+            .mappings
+            .get(path)
+            .or_else(|| self.added.get(path))
+            .cloned();
+        match value {
+            Value::Null => Ok(()),
+            Value::Array(values) => values.iter().try_for_each(|v| self.walk(path, v)),
+            Value::Object(fields) => match mapped.as_deref() {
+                Some("object") | Some("nested") => self.walk_fields(path, fields),
+                Some("geo_point") => Ok(()),
+                Some(kind) => Err(parse_failure(path, kind, self.id, value)),
+                None => {
+                    self.added.insert(path.to_string(), "object".into());
+                    self.walk_fields(path, fields)
+                }
+            },
+            scalar => match mapped.as_deref() {
+                Some("object") | Some("nested") => Err((
+                    "mapper_parsing_exception".into(),
+                    format!(
+                        "object mapping for [{path}] tried to parse field [{path}] as object, but found a concrete value"
+                    ),
+                )),
+                Some(kind) => {
+                    if fits(kind, scalar) || (self.ignore_malformed && kind != "boolean") {
+                        Ok(())
+                    } else {
+                        Err(parse_failure(path, kind, self.id, scalar))
+                    }
+                }
+                None => {
+                    self.added.insert(path.to_string(), dynamic_type(scalar).into());
+                    Ok(())
+                }
+            },
+        }
     }
-    Ok(())
+
+    fn walk_fields(
+        &mut self,
+        path: &str,
+        fields: &serde_json::Map<String, Value>,
+    ) -> Result<(), Refusal> {
+        for (name, value) in fields {
+            self.walk(&format!("{path}.{name}"), value)?;
+        }
+        Ok(())
+    }
 }
 
 fn parse_failure(path: &str, kind: &str, id: &str, value: &Value) -> Refusal {
@@ -195,15 +221,19 @@ mod tests {
 
     #[test]
     fn the_first_type_sticks_and_a_conflict_is_a_mapper_parsing_exception() {
-        let first = check(&json!({"a": {"n": 1}, "t": "2024-01-01T00:00:00Z"}), &BTreeMap::new(), "1").unwrap();
+        let first = check(&json!({"a": {"n": 1}, "t": "2024-01-01T00:00:00Z"}), &BTreeMap::new(), "1", false).unwrap();
         let mappings: BTreeMap<String, String> = first.into_iter().collect();
         assert_eq!(mappings["a.n"], "long");
         assert_eq!(mappings["t"], "date");
-        let (kind, reason) = check(&json!({"a": {"n": "x"}}), &mappings, "2").unwrap_err();
+        let (kind, reason) = check(&json!({"a": {"n": "x"}}), &mappings, "2", false).unwrap_err();
         assert_eq!(kind, "mapper_parsing_exception");
         assert!(reason.contains("[a.n] of type [long]") && reason.contains("'2'"), "{reason}");
-        assert!(check(&json!({"a": 3}), &mappings, "3").unwrap_err().1.contains("object mapping for [a]"));
-        assert!(check(&json!({"a": {"n": "12"}}), &mappings, "4").is_ok(), "coerced");
+        assert!(check(&json!({"a": 3}), &mappings, "3", false).unwrap_err().1.contains("object mapping for [a]"));
+        assert!(check(&json!({"a": {"n": "12"}}), &mappings, "4", false).is_ok(), "coerced");
+        // ignore_malformed (the built-in logs template's setting) keeps the document...
+        assert!(check(&json!({"a": {"n": "x"}}), &mappings, "5", true).is_ok());
+        // ...but not one with a value where an object is mapped.
+        assert!(check(&json!({"a": 3}), &mappings, "6", true).is_err());
     }
 
     #[test]

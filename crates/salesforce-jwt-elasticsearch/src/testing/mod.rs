@@ -15,8 +15,12 @@
 //!   name the backing index `.ds-<stream>-<yyyy.MM.dd>-000001`.
 //! - Dynamic mapping (strings as `keyword`, or `date` when they look like one; integers as
 //!   `long`, fractions as `float`, booleans, objects) unless an index template installed with
-//!   `PUT /_index_template/{name}` types the field; a value that does not fit the field's type
-//!   is refused with 400 `mapper_parsing_exception`, the document stored not at all.
+//!   `PUT /_index_template/{name}` types the field (the highest `priority` of the templates
+//!   matching the name applies); a value that does not fit the field's type is refused with
+//!   400 `mapper_parsing_exception`, the document stored not at all, unless the template sets
+//!   `index.mapping.ignore_malformed` (as the built-in `logs` template for `logs-*-*` does,
+//!   [`BUILT_IN_LOGS_TEMPLATE`]): then only a value where an object is mapped (or the reverse)
+//!   is refused.
 //! - Security: with credentials set ([`EsDouble::require_api_key`], [`EsDouble::require_basic`]),
 //!   a request without them is answered 401 `security_exception` "missing authentication
 //!   credentials", with wrong ones 401 "unable to authenticate".
@@ -54,6 +58,8 @@ pub struct StoredStream {
     ids: HashMap<String, usize>,
     /// Field path -> mapped type.
     pub mappings: BTreeMap<String, String>,
+    /// `index.mapping.ignore_malformed`, from the template that created it.
+    pub ignore_malformed: bool,
 }
 
 /// A `_bulk` request as the double received it.
@@ -87,7 +93,7 @@ pub(crate) enum Auth {
     Basic(String, String),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct State {
     pub streams: BTreeMap<String, StoredStream>,
     pub templates: BTreeMap<String, Value>,
@@ -95,6 +101,45 @@ pub(crate) struct State {
     pub auth: Option<Auth>,
     pub requests: Vec<BulkRecord>,
     pub seq_no: u64,
+}
+
+/// The name of the built-in template the double starts with, as Elasticsearch 8 does.
+pub const BUILT_IN_LOGS_TEMPLATE: &str = "logs";
+
+impl Default for State {
+    /// Elasticsearch 8's built-in `logs` template (`logs-*-*`, priority 100, data streams,
+    /// `logs@settings`' `index.mapping.ignore_malformed: true`): a template installed with a
+    /// higher priority replaces it for the names it matches.
+    fn default() -> Self {
+        let mut templates = BTreeMap::new();
+        templates.insert(
+            BUILT_IN_LOGS_TEMPLATE.to_string(),
+            serde_json::json!({
+                "index_patterns": ["logs-*-*"],
+                "data_stream": {},
+                "priority": 100,
+                "template": {
+                    "settings": {"index": {"mapping": {"ignore_malformed": true}}},
+                    "mappings": {"properties": {
+                        "@timestamp": {"type": "date"},
+                        "data_stream": {"properties": {
+                            "type": {"type": "constant_keyword"},
+                            "dataset": {"type": "constant_keyword"},
+                            "namespace": {"type": "constant_keyword"}
+                        }}
+                    }}
+                }
+            }),
+        );
+        State {
+            streams: BTreeMap::new(),
+            templates,
+            faults: Faults::default(),
+            auth: None,
+            requests: Vec::new(),
+            seq_no: 0,
+        }
+    }
 }
 
 pub(crate) type Shared = Arc<Mutex<State>>;
