@@ -129,6 +129,11 @@ impl EsSink {
         if !self.body.is_empty() && self.body.len() + size > self.max_batch_bytes {
             self.flush().await?;
         }
+        if self.body.capacity() == 0 {
+            // Once, at its bound: growing by doubling would copy megabytes and leave the
+            // smaller buffers behind in the allocator.
+            self.body.reserve_exact(self.max_batch_bytes.max(size));
+        }
         let start = self.body.len();
         self.body.extend_from_slice(&action);
         self.body.extend_from_slice(doc);
@@ -172,7 +177,13 @@ impl EsSink {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let body = self.body_of(&pending);
+            let subset;
+            let body: &[u8] = if pending.len() == self.items.len() {
+                &self.body
+            } else {
+                subset = self.body_of(&pending);
+                &subset
+            };
             self.stats.requests += 1;
             let last = match self.client.bulk(body).await {
                 Ok(answer) => {
@@ -247,11 +258,8 @@ impl EsSink {
         }
     }
 
-    /// The body of the items `pending` (the batch's own body when all of them).
+    /// The body of the items `pending`, a part of the batch.
     fn body_of(&self, pending: &[usize]) -> Vec<u8> {
-        if pending.len() == self.items.len() {
-            return self.body.clone();
-        }
         let mut body = Vec::with_capacity(
             pending
                 .iter()

@@ -339,3 +339,37 @@ async fn a_config_file_org_reads_the_variables_it_names() {
     assert_eq!(rows_in_stream(&double, LOGIN), sorted(rows_in_org(&org)));
     assert!(dir.path().join("acme.state.json").is_file());
 }
+
+/// The largest resident set of the children waited for so far, in bytes.
+fn children_peak_rss() -> u64 {
+    // SAFETY: getrusage(2) fills the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        assert_eq!(libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage), 0);
+        usage
+    };
+    u64::try_from(usage.ru_maxrss).unwrap() * 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_stays_bounded_whatever_the_volume_and_requests_stay_under_10_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let org = MockOrg::start().await;
+    // About 30 MB of ECS documents (six 5 MiB batches' worth), in files of 2,500 rows; the
+    // same run into an NDJSON file peaks at about 38 MiB.
+    add_files(&org, 8, 2500);
+    let double = EsDouble::start().unwrap();
+    let output = run(&mut to_double(&org, &key, &double, dir.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let total: usize = rows_in_org(&org).values().map(Vec::len).sum();
+    assert_eq!(double.documents(LOGIN).len(), total);
+    let requests = double.requests();
+    let sent: usize = requests.iter().map(|r| r.body_bytes).sum();
+    assert!(sent > 25_000_000, "{sent} bytes sent");
+    assert!(requests.iter().all(|r| r.gzip && r.body_bytes <= 10 * 1024 * 1024));
+    let peak = children_peak_rss();
+    assert!(peak < 64 * 1024 * 1024, "peak RSS {} MiB", peak >> 20);
+    eprintln!("peak RSS {} MiB for {} MB of documents", peak >> 20, sent / 1_000_000);
+}
+
