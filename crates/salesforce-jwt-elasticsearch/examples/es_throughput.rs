@@ -45,7 +45,10 @@ fn main() {
     } else {
         "release build"
     };
-    println!("{build}; {docs} documents; batches of {} bytes, gzip", config.max_batch_bytes);
+    println!(
+        "{build}; {docs} documents; batches of {} bytes, gzip",
+        config.max_batch_bytes
+    );
     for pass in ["first delivery (201s)", "redelivery (409s)"] {
         let mut sink = EsSink::new(&config).unwrap();
         let started = Instant::now();

@@ -53,16 +53,20 @@ impl EsClient {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(config.request_timeout)
-            .user_agent(concat!("salesforce-jwt-elasticsearch/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!(
+                "salesforce-jwt-elasticsearch/",
+                env!("CARGO_PKG_VERSION")
+            ));
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path).map_err(|e| EsError::Config {
                 field: "ca_file".into(),
                 problem: format!("cannot read {}: {e}", path.display()),
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| EsError::Config {
-                field: "ca_file".into(),
-                problem: format!("{} holds no usable PEM certificate: {e}", path.display()),
-            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| EsError::Config {
+                    field: "ca_file".into(),
+                    problem: format!("{} holds no usable PEM certificate: {e}", path.display()),
+                })?;
             if certs.is_empty() {
                 return Err(EsError::Config {
                     field: "ca_file".into(),
@@ -151,11 +155,13 @@ impl EsClient {
                 })
             }),
             StatusCode::PAYLOAD_TOO_LARGE => Err(SendError::TooLarge),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(SendError::Fatal(EsError::Auth {
-                status: status.as_u16(),
-                what: "_bulk".into(),
-                reason: reason(&text, status),
-            })),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(SendError::Fatal(EsError::Auth {
+                    status: status.as_u16(),
+                    what: "_bulk".into(),
+                    reason: reason(&text, status),
+                }))
+            }
             StatusCode::TOO_MANY_REQUESTS
             | StatusCode::BAD_GATEWAY
             | StatusCode::SERVICE_UNAVAILABLE
@@ -239,7 +245,10 @@ pub(crate) fn reason(body: &[u8], status: StatusCode) -> String {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
         if text.is_empty() {
-            status.canonical_reason().unwrap_or("no reason given").to_string()
+            status
+                .canonical_reason()
+                .unwrap_or("no reason given")
+                .to_string()
         } else {
             text.chars().take(300).collect()
         }

@@ -16,7 +16,10 @@ pub(crate) fn check_part(what: &str, value: &str) -> Result<(), String> {
     let bad = |c: char| {
         c.is_ascii_uppercase()
             || c.is_whitespace()
-            || matches!(c, '-' | '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ',' | '#')
+            || matches!(
+                c,
+                '-' | '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ',' | '#'
+            )
     };
     if value.is_empty() || value.len() > 100 || value.chars().any(bad) {
         return Err(format!(
@@ -103,10 +106,15 @@ mod tests {
             }
         );
         let doc = br#"{"data_stream":{"dataset":"salesforce.apex","namespace":"prod"},"event":{"dataset":"salesforce.login","id":"ab"}}"#;
-        assert_eq!(route(doc, "default").unwrap().index, "logs-salesforce.apex-prod");
-        assert!(route(br#"{"event":{"dataset":"salesforce.login"}}"#, "default")
-            .unwrap_err()
-            .contains("event.id"));
+        assert_eq!(
+            route(doc, "default").unwrap().index,
+            "logs-salesforce.apex-prod"
+        );
+        assert!(
+            route(br#"{"event":{"dataset":"salesforce.login"}}"#, "default")
+                .unwrap_err()
+                .contains("event.id")
+        );
         assert!(route(br#"{"event":{"dataset":"Bad-Set","id":"a"}}"#, "default").is_err());
     }
 }

@@ -202,7 +202,10 @@ pub fn parse(
         let (out, state, _, problems) = paths(&entry, base);
         invalid.add(&prefix, problems);
         for (field, path) in [("out", &out), ("state", &state)] {
-            let Some(path) = path.as_ref().filter(|p| !crate::elasticsearch::is_url_path(p)) else {
+            let Some(path) = path
+                .as_ref()
+                .filter(|p| !crate::elasticsearch::is_url_path(p))
+            else {
                 continue;
             };
             if let Some(other) = files.insert(path.clone(), name.clone()) {

@@ -142,9 +142,9 @@ pub fn plan_from_config(
     // A dead-letter file is the org's own: it is not shared through [defaults].
     let dead_letter = own.dead_letter.clone().map(|p| base.join(p));
     if defaults.dead_letter.is_some() {
-        invalid.0.push(
-            "[defaults]: dead_letter: give each org its own dead_letter file instead".into(),
-        );
+        invalid
+            .0
+            .push("[defaults]: dead_letter: give each org its own dead_letter file instead".into());
     }
     match plan(url, env, &vars, ca_file, dead_letter) {
         Ok(plan) => Some(plan),

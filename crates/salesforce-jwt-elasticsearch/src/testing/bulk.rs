@@ -49,14 +49,21 @@ pub(crate) fn apply(
             error_body(
                 400,
                 "x_content_parse_exception",
-                &format!("[{}:1] Malformed action/metadata line [{}]: {e}", n + 1, n + 1),
+                &format!(
+                    "[{}:1] Malformed action/metadata line [{}]: {e}",
+                    n + 1,
+                    n + 1
+                ),
             )
         })?;
         let Some((op, meta)) = action.as_object().and_then(|o| o.iter().next()) else {
             return Err(error_body(
                 400,
                 "illegal_argument_exception",
-                &format!("Malformed action/metadata line [{}], expected START_OBJECT", n + 1),
+                &format!(
+                    "Malformed action/metadata line [{}], expected START_OBJECT",
+                    n + 1
+                ),
             ));
         };
         if !matches!(op.as_str(), "create" | "index" | "update" | "delete") {
@@ -74,7 +81,11 @@ pub(crate) fn apply(
             .and_then(Value::as_str)
             .or(default_index)
             .ok_or_else(|| {
-                error_body(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
+                error_body(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: index is missing;",
+                )
             })?
             .to_string();
         let source = if op == "delete" {
@@ -86,15 +97,15 @@ pub(crate) fn apply(
                     return Err(error_body(
                         400,
                         "illegal_argument_exception",
-                        &format!("The bulk request must be terminated by a newline [\\n]; action line [{}] has no source", n + 1),
+                        &format!(
+                            "The bulk request must be terminated by a newline [\\n]; action line [{}] has no source",
+                            n + 1
+                        ),
                     ));
                 }
             }
         };
-        let id = meta
-            .get("_id")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let id = meta.get("_id").and_then(Value::as_str).map(str::to_string);
         let (status, result) = one(state, op, &index, id.clone(), source, today);
         let stream = state.streams.get(&index);
         let shown_index = stream.map_or(index.clone(), |s| s.backing_index.clone());
@@ -169,7 +180,10 @@ fn one(
     state.seq_no += 1;
     let seq_no = state.seq_no;
     let Some(stream) = state.streams.get_mut(index) else {
-        return (500, json!({"error": {"type": "exception", "reason": "lost the stream"}}));
+        return (
+            500,
+            json!({"error": {"type": "exception", "reason": "lost the stream"}}),
+        );
     };
     let backing = stream.backing_index.clone();
     let fail = |status: u16, kind: &str, reason: &str| {
@@ -189,15 +203,33 @@ fn one(
         return fail(
             400,
             "illegal_argument_exception",
-            &format!("only write ops with an op_type of create are allowed in data streams"),
+            "only write ops with an op_type of create are allowed in data streams",
         );
     }
     let id = id.unwrap_or_else(|| format!("auto{seq_no:016}"));
     let doc: Value = match source.map(serde_json::from_slice::<Value>) {
         Some(Ok(doc @ Value::Object(_))) => doc,
-        Some(Ok(_)) => return fail(400, "mapper_parsing_exception", "failed to parse, document is empty"),
-        Some(Err(e)) => return fail(400, "mapper_parsing_exception", &format!("failed to parse: {e}")),
-        None => return fail(400, "action_request_validation_exception", "Validation Failed: 1: source is missing;"),
+        Some(Ok(_)) => {
+            return fail(
+                400,
+                "mapper_parsing_exception",
+                "failed to parse, document is empty",
+            );
+        }
+        Some(Err(e)) => {
+            return fail(
+                400,
+                "mapper_parsing_exception",
+                &format!("failed to parse: {e}"),
+            );
+        }
+        None => {
+            return fail(
+                400,
+                "action_request_validation_exception",
+                "Validation Failed: 1: source is missing;",
+            );
+        }
     };
     if stream.data_stream && doc.get("@timestamp").is_none() {
         return fail(

@@ -20,14 +20,21 @@ pub(crate) fn template_types(template: &Value) -> BTreeMap<String, String> {
     out
 }
 
-fn flatten(prefix: &str, props: &serde_json::Map<String, Value>, out: &mut BTreeMap<String, String>) {
+fn flatten(
+    prefix: &str,
+    props: &serde_json::Map<String, Value>,
+    out: &mut BTreeMap<String, String>,
+) {
     for (name, field) in props {
         let path = if prefix.is_empty() {
             name.clone()
         } else {
             format!("{prefix}.{name}")
         };
-        let kind = field.get("type").and_then(Value::as_str).unwrap_or("object");
+        let kind = field
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("object");
         out.insert(path.clone(), kind.to_string());
         if let Some(inner) = field.get("properties").and_then(Value::as_object) {
             flatten(&path, inner, out);
@@ -91,7 +98,12 @@ pub(crate) fn check(
         ));
     };
     let mut added = BTreeMap::new();
-    let mut walker = Walker { mappings, added: &mut added, id, ignore_malformed };
+    let mut walker = Walker {
+        mappings,
+        added: &mut added,
+        id,
+        ignore_malformed,
+    };
     for (name, value) in root {
         walker.walk(name, value)?;
     }
@@ -139,7 +151,8 @@ impl Walker<'_> {
                     }
                 }
                 None => {
-                    self.added.insert(path.to_string(), dynamic_type(scalar).into());
+                    self.added
+                        .insert(path.to_string(), dynamic_type(scalar).into());
                     Ok(())
                 }
             },
@@ -202,8 +215,10 @@ fn fits(kind: &str, value: &Value) -> bool {
             Value::String(s) => s.trim().parse::<f64>().is_ok(),
             _ => false,
         },
-        "boolean" => matches!(value, Value::Bool(_))
-            || matches!(value, Value::String(s) if s == "true" || s == "false" || s.is_empty()),
+        "boolean" => {
+            matches!(value, Value::Bool(_))
+                || matches!(value, Value::String(s) if s == "true" || s == "false" || s.is_empty())
+        }
         "date" => match value {
             Value::Number(_) => true,
             Value::String(s) => looks_like_date(s),
@@ -221,15 +236,32 @@ mod tests {
 
     #[test]
     fn the_first_type_sticks_and_a_conflict_is_a_mapper_parsing_exception() {
-        let first = check(&json!({"a": {"n": 1}, "t": "2024-01-01T00:00:00Z"}), &BTreeMap::new(), "1", false).unwrap();
+        let first = check(
+            &json!({"a": {"n": 1}, "t": "2024-01-01T00:00:00Z"}),
+            &BTreeMap::new(),
+            "1",
+            false,
+        )
+        .unwrap();
         let mappings: BTreeMap<String, String> = first.into_iter().collect();
         assert_eq!(mappings["a.n"], "long");
         assert_eq!(mappings["t"], "date");
         let (kind, reason) = check(&json!({"a": {"n": "x"}}), &mappings, "2", false).unwrap_err();
         assert_eq!(kind, "mapper_parsing_exception");
-        assert!(reason.contains("[a.n] of type [long]") && reason.contains("'2'"), "{reason}");
-        assert!(check(&json!({"a": 3}), &mappings, "3", false).unwrap_err().1.contains("object mapping for [a]"));
-        assert!(check(&json!({"a": {"n": "12"}}), &mappings, "4", false).is_ok(), "coerced");
+        assert!(
+            reason.contains("[a.n] of type [long]") && reason.contains("'2'"),
+            "{reason}"
+        );
+        assert!(
+            check(&json!({"a": 3}), &mappings, "3", false)
+                .unwrap_err()
+                .1
+                .contains("object mapping for [a]")
+        );
+        assert!(
+            check(&json!({"a": {"n": "12"}}), &mappings, "4", false).is_ok(),
+            "coerced"
+        );
         // ignore_malformed (the built-in logs template's setting) keeps the document...
         assert!(check(&json!({"a": {"n": "x"}}), &mappings, "5", true).is_ok());
         // ...but not one with a value where an object is mapped.

@@ -174,7 +174,8 @@ type Answer = Response<Full<Bytes>>;
 
 fn answer(status: u16, body: &Value) -> Answer {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
@@ -243,11 +244,29 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Result<Answer, C
             }),
         ),
         (&Method::POST | &Method::PUT, ["_bulk"]) => {
-            return bulk(shared, &headers, None, &wire, body, gzip, authorization, started);
+            return bulk(
+                shared,
+                &headers,
+                None,
+                &wire,
+                body,
+                gzip,
+                authorization,
+                started,
+            );
         }
         (&Method::POST | &Method::PUT, [index, "_bulk"]) => {
             let index = (*index).to_string();
-            return bulk(shared, &headers, Some(&index), &wire, body, gzip, authorization, started);
+            return bulk(
+                shared,
+                &headers,
+                Some(&index),
+                &wire,
+                body,
+                gzip,
+                authorization,
+                started,
+            );
         }
         (&Method::PUT | &Method::POST, ["_index_template", name]) => {
             match serde_json::from_slice::<Value>(&body) {
@@ -255,23 +274,47 @@ async fn handle(request: Request<Incoming>, shared: &Shared) -> Result<Answer, C
                     lock(shared).templates.insert((*name).to_string(), t);
                     (200, json!({"acknowledged": true}))
                 }
-                _ => error_body(400, "action_request_validation_exception", "Validation Failed: 1: index patterns are missing;"),
+                _ => error_body(
+                    400,
+                    "action_request_validation_exception",
+                    "Validation Failed: 1: index patterns are missing;",
+                ),
             }
         }
         (&Method::GET, ["_index_template", name]) => match lock(shared).templates.get(*name) {
-            Some(t) => (200, json!({"index_templates": [{"name": name, "index_template": t}]})),
-            None => error_body(404, "resource_not_found_exception", &format!("index template matching [{name}] not found")),
+            Some(t) => (
+                200,
+                json!({"index_templates": [{"name": name, "index_template": t}]}),
+            ),
+            None => error_body(
+                404,
+                "resource_not_found_exception",
+                &format!("index template matching [{name}] not found"),
+            ),
         },
-        (&Method::POST | &Method::GET, [index, "_refresh"]) => {
-            (200, json!({"_shards": {"total": 1, "successful": 1, "failed": 0}, "index": index}))
-        }
-        (&Method::GET | &Method::POST, [index, "_count"]) => match lock(shared).streams.get(*index) {
-            Some(s) => (200, json!({"count": s.documents.len(), "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}})),
-            None => error_body(404, "index_not_found_exception", &format!("no such index [{index}]")),
+        (&Method::POST | &Method::GET, [index, "_refresh"]) => (
+            200,
+            json!({"_shards": {"total": 1, "successful": 1, "failed": 0}, "index": index}),
+        ),
+        (&Method::GET | &Method::POST, [index, "_count"]) => match lock(shared).streams.get(*index)
+        {
+            Some(s) => (
+                200,
+                json!({"count": s.documents.len(), "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}),
+            ),
+            None => error_body(
+                404,
+                "index_not_found_exception",
+                &format!("no such index [{index}]"),
+            ),
         },
         (&Method::DELETE, ["_data_stream", name]) => match lock(shared).streams.remove(*name) {
             Some(_) => (200, json!({"acknowledged": true})),
-            None => error_body(404, "index_not_found_exception", &format!("no such index [{name}]")),
+            None => error_body(
+                404,
+                "index_not_found_exception",
+                &format!("no such index [{name}]"),
+            ),
         },
         _ => error_body(
             400,
@@ -308,14 +351,24 @@ fn bulk(
         .unwrap_or("");
     let (status, answer_body) = if state.faults.fail_503 > 0 {
         state.faults.fail_503 -= 1;
-        error_body(503, "cluster_block_exception", "blocked by: [SERVICE_UNAVAILABLE/2/no master];")
-    } else if !content_type.starts_with("application/x-ndjson") && !content_type.starts_with("application/json") {
+        error_body(
+            503,
+            "cluster_block_exception",
+            "blocked by: [SERVICE_UNAVAILABLE/2/no master];",
+        )
+    } else if !content_type.starts_with("application/x-ndjson")
+        && !content_type.starts_with("application/json")
+    {
         error_body(
             406,
             "illegal_argument_exception",
             &format!("Content-Type header [{content_type}] is not supported"),
         )
-    } else if state.faults.max_content_length.is_some_and(|max| body.len() > max) {
+    } else if state
+        .faults
+        .max_content_length
+        .is_some_and(|max| body.len() > max)
+    {
         record.status = 413;
         state.requests.push(record);
         let mut response = Response::new(Full::new(Bytes::new()));
@@ -352,11 +405,17 @@ fn today() -> String {
 }
 
 /// The 401 answer's body when the request's credentials are missing or wrong.
-fn check_auth(state: &State, authorization: Option<&str>, method: &Method, path: &str) -> Option<Value> {
+fn check_auth(
+    state: &State,
+    authorization: Option<&str>,
+    method: &Method,
+    path: &str,
+) -> Option<Value> {
     let required = state.auth.as_ref()?;
     let request = format!("REST request [{path}]");
     let refusal = |reason: String| {
-        let header = json!({"WWW-Authenticate": ["Basic realm=\"security\", charset=\"UTF-8\"", "ApiKey"]});
+        let header =
+            json!({"WWW-Authenticate": ["Basic realm=\"security\", charset=\"UTF-8\"", "ApiKey"]});
         json!({
             "error": {
                 "root_cause": [{"type": "security_exception", "reason": reason, "header": header}],
@@ -369,7 +428,9 @@ fn check_auth(state: &State, authorization: Option<&str>, method: &Method, path:
     };
     let _ = method;
     let Some(given) = authorization else {
-        return Some(refusal(format!("missing authentication credentials for {request}")));
+        return Some(refusal(format!(
+            "missing authentication credentials for {request}"
+        )));
     };
     let (scheme, value) = given.split_once(' ').unwrap_or((given, ""));
     match scheme {
