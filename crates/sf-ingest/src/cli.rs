@@ -22,7 +22,7 @@ pub struct Cli {
     /// NDJSON output (default stdout); with a file, rows are exactly-once across kills; with
     /// postgres://USER:PASSWORD@HOST/DB (and the same --state), rows go to the table
     /// salesforce_events; with http(s)://HOST:PORT (and --state), ECS documents go to
-    /// Elasticsearch/OpenSearch data streams logs-<dataset>-<namespace>, credentials from
+    /// Elasticsearch/OpenSearch data streams logs-DATASET-NAMESPACE, credentials from
     /// ES_API_KEY or ES_USERNAME and ES_PASSWORD. Not with --config, where each org names its
     /// own.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
