@@ -138,11 +138,21 @@ impl EsClient {
         } else {
             body.to_vec()
         };
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SendError::Retry(format!("the request failed: {}", chain(&e))))?;
+        let response = request.body(body).send().await.map_err(|e| {
+            if is_tls_failure(&e) {
+                SendError::Fatal(EsError::Request {
+                    what: "_bulk".into(),
+                    problem: format!(
+                        "the TLS handshake failed ({}): if the cluster's certificate is signed \
+                         by a CA of its own, give that CA's PEM file (es_ca_file, \
+                         sf-ingest --es-ca-file)",
+                        chain(&e)
+                    ),
+                })
+            } else {
+                SendError::Retry(format!("the request failed: {}", chain(&e)))
+            }
+        })?;
         let status = response.status();
         let text = response.bytes().await.map_err(|e| {
             SendError::Retry(format!("the answer was cut off ({status}): {}", chain(&e)))
@@ -253,6 +263,30 @@ pub(crate) fn reason(body: &[u8], status: StatusCode) -> String {
             text.chars().take(300).collect()
         }
     })
+}
+
+/// Whether `e` is a TLS failure (an untrusted certificate, a server that does not speak TLS),
+/// which no retry can fix. rustls reports handshake failures as `InvalidData` I/O errors.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    if !e.is_connect() {
+        return false;
+    }
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(cause) = source {
+        let invalid_data = cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
+        let text = cause.to_string().to_ascii_lowercase();
+        if invalid_data
+            || ["certificate", "tls", "handshake", "fatal alert"]
+                .iter()
+                .any(|w| text.contains(w))
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// An error and its sources on one line (reqwest's own message alone hides the cause).

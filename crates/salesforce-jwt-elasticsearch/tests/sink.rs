@@ -661,3 +661,44 @@ async fn the_double_answers_bulk_as_elasticsearch_documents_it() {
             .contains("terminated by a newline")
     );
 }
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[tokio::test]
+async fn https_trusts_a_ca_file_and_refuses_an_unknown_issuer_at_once() {
+    let Some(_) = double_only("https") else {
+        return;
+    };
+    let double = EsDouble::start_tls(
+        &std::fs::read(fixture("server.pem")).unwrap(),
+        &std::fs::read(fixture("server.key")).unwrap(),
+    )
+    .unwrap();
+    assert!(double.url().starts_with("https://127.0.0.1:"));
+    let mut config = EsConfig::new(&double.url()).unwrap();
+    config.retry = RetryPolicy {
+        initial: Duration::from_millis(1),
+        max: Duration::from_millis(20),
+        attempts: 8,
+    };
+    // The system's roots do not know the test CA: refused without retrying.
+    let mut sink = EsSink::new(&config).unwrap();
+    sink.add_document(&doc("salesforce.login", "h1", json!({})))
+        .await
+        .unwrap();
+    let error = sink.flush().await.unwrap_err().to_string();
+    assert!(
+        error.contains("TLS handshake failed") && error.contains("es_ca_file"),
+        "{error}"
+    );
+    assert_eq!(sink.stats().requests, 1, "not retried");
+
+    config.ca_file = Some(fixture("ca.pem"));
+    let mut sink = EsSink::new(&config).unwrap();
+    send(&mut sink, "salesforce.login", ids("h", 3)).await;
+    assert_eq!(double.documents("logs-salesforce.login-default").len(), 3);
+}

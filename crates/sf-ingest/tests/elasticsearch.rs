@@ -449,3 +449,30 @@ async fn memory_stays_bounded_whatever_the_volume_and_requests_stay_under_10_mib
         sent / 1_000_000
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_es_ca_file_trusts_the_clusters_own_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let org = MockOrg::start().await;
+    add_files(&org, 2, 10);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../salesforce-jwt-elasticsearch/tests/fixtures");
+    let double = EsDouble::start_tls(
+        &std::fs::read(fixtures.join("server.pem")).unwrap(),
+        &std::fs::read(fixtures.join("server.key")).unwrap(),
+    )
+    .unwrap();
+    let output = run(&mut to_double(&org, &key, &double, dir.path()));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("TLS handshake failed"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(to_double(&org, &key, &double, dir.path())
+        .arg("--es-ca-file")
+        .arg(fixtures.join("ca.pem")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(rows_in_stream(&double, LOGIN), sorted(rows_in_org(&org)));
+}

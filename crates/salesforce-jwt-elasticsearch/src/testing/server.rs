@@ -38,6 +38,32 @@ impl EsDouble {
     /// Binds a free port on 127.0.0.1 and serves it on a thread of its own (a current-thread
     /// runtime), so it works under any runtime the test runs, or none.
     pub fn start() -> std::io::Result<EsDouble> {
+        Self::serve(None)
+    }
+
+    /// [`start`](Self::start) over https, with a certificate chain and its PKCS#8 key (PEM).
+    pub fn start_tls(cert_chain_pem: &[u8], key_pem: &[u8]) -> std::io::Result<EsDouble> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |e: &dyn std::fmt::Display| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+        };
+        let certs = CertificateDer::pem_slice_iter(cert_chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(&e))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid(&e))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(&e))?;
+        Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<EsDouble> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr: SocketAddr = listener.local_addr()?;
@@ -46,6 +72,7 @@ impl EsDouble {
             .enable_time()
             .build()?;
         let shared: Shared = Arc::default();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let (stop, stopped) = oneshot::channel::<()>();
         let state = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -57,18 +84,18 @@ impl EsDouble {
                     };
                     tokio::select! {
                         _ = stopped => {}
-                        () = accept_loop(listener, state) => {}
+                        () = accept_loop(listener, state, tls) => {}
                     }
                 });
             })?;
         Ok(EsDouble {
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             shared,
             _stop: stop,
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with [`start_tls`](Self::start_tls)).
     pub fn url(&self) -> String {
         self.url.clone()
     }
@@ -152,20 +179,34 @@ impl EsDouble {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Shared) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Shared,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let shared = Arc::clone(&shared);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let shared = Arc::clone(&shared);
                 async move { handle(request, &shared).await }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some(acceptor) => {
+                    // A client that refuses the certificate ends the handshake: nothing to serve.
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
         });
     }
 }
