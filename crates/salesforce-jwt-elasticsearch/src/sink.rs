@@ -118,8 +118,9 @@ impl EsSink {
         action.extend_from_slice(b"}}\n");
         let size = action.len() + doc.len() + 1;
         self.stats.document_bytes += doc.len() as u64;
-        if size > MAX_REQUEST_BYTES.min(self.max_batch_bytes.max(size.min(MAX_REQUEST_BYTES))) {
-            // Over the request bound on its own: no request may carry it.
+        if size > MAX_REQUEST_BYTES {
+            // Over the request bound on its own: no request may carry it. (A document over
+            // `max_batch_bytes` but within the bound goes in a request of its own.)
             let error = serde_json::json!({
                 "type": "document_too_large",
                 "reason": format!("the document and its action take {size} bytes, over the {MAX_REQUEST_BYTES}-byte bound of a request"),
@@ -150,11 +151,24 @@ impl EsSink {
     /// Sends every batched item until each was answered 201 or 409 (or went to the dead-letter
     /// file), and syncs the dead-letter file.
     pub async fn flush(&mut self) -> Result<(), Error> {
+        let items = self.items.len();
         let sent = self.send_all().await;
         self.body.clear();
         self.items.clear();
         sent?;
-        self.sync_dead_letter()
+        self.sync_dead_letter()?;
+        if items > 0 {
+            let s = self.stats;
+            tracing::debug!(
+                output = %self.output,
+                items,
+                created = s.created,
+                already_delivered = s.already_delivered,
+                dead_lettered = s.dead_lettered,
+                "every item acknowledged"
+            );
+        }
+        Ok(())
     }
 
     async fn send_all(&mut self) -> Result<(), Error> {
