@@ -22,9 +22,22 @@ pub struct Cli {
 
     /// NDJSON output (default stdout); with a file, rows are exactly-once across kills; with
     /// postgres://USER:PASSWORD@HOST/DB (and the same --state), rows go to the table
-    /// salesforce_events. Not with --config, where each org names its own.
+    /// salesforce_events; with http(s)://HOST:PORT (and --state), ECS documents go to
+    /// Elasticsearch/OpenSearch data streams logs-DATASET-NAMESPACE, credentials from
+    /// ES_API_KEY or ES_USERNAME and ES_PASSWORD. Not with --config, where each org names its
+    /// own.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub out: Option<PathBuf>,
+
+    /// With an Elasticsearch --out: documents the cluster refuses for good (a mapping
+    /// conflict) are appended to FILE and the run goes on, instead of stopping the org.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub dead_letter: Option<PathBuf>,
+
+    /// With an https Elasticsearch --out: PEM file of the CA that signed the cluster's
+    /// certificate, trusted beside the system's roots.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub es_ca_file: Option<PathBuf>,
 
     /// Checkpoint file (default FILE.checkpoint.json beside --out, else in memory), or
     /// postgres://USER:PASSWORD@HOST/DB: checkpoints with leases, shared by any number of
@@ -116,6 +129,9 @@ pub enum Command {
         #[arg(default_value = crate::metrics::DEFAULT_HEALTH_URL)]
         url: String,
     },
+    /// Elasticsearch/OpenSearch output: `sf-ingest elasticsearch setup --out URL` installs the
+    /// index template.
+    Elasticsearch(crate::elasticsearch::EsCommand),
 }
 
 /// How log lines are written on stderr.

@@ -140,6 +140,7 @@ pub fn parse(
     };
     // `state` and `out` in [defaults] are PostgreSQL URLs only: a file cannot be shared.
     let mut shared = (None, None);
+    let mut es_defaults = crate::elasticsearch::EsKeys::default();
     let defaults = match table.get("defaults") {
         None => Choices::default(),
         Some(toml::Value::Table(t)) => {
@@ -148,7 +149,8 @@ pub fn parse(
                 match t.remove(key) {
                     None => {}
                     Some(toml::Value::String(url))
-                        if salesforce_jwt_postgres::PgTarget::looks_like_url(&url) =>
+                        if salesforce_jwt_postgres::PgTarget::looks_like_url(&url)
+                            || (key == "out" && crate::elasticsearch::looks_like_url(&url)) =>
                     {
                         *slot = Some(PathBuf::from(url));
                     }
@@ -158,6 +160,7 @@ pub fn parse(
                     )),
                 }
             }
+            es_defaults = crate::elasticsearch::take_keys(&mut t, "[defaults]: ", &mut invalid);
             unknown_keys(&t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
             typed::<Choices>(&t, CHOICE_KEYS, "[defaults]: ", &mut invalid).0
         }
@@ -198,6 +201,9 @@ pub fn parse(
                 .push(format!("{prefix}each org must be a [[org]] table"));
             continue;
         };
+        let mut org_table = org_table.clone();
+        let es_own = crate::elasticsearch::take_keys(&mut org_table, &prefix, &mut invalid);
+        let org_table = &org_table;
         for key in org_table.keys() {
             if !ORG_KEYS.contains(&key.as_str()) && !CHOICE_KEYS.contains(&key.as_str()) {
                 invalid.0.push(format!(
@@ -226,7 +232,12 @@ pub fn parse(
         let (out, state, _, problems) = paths(&entry, base);
         invalid.add(&prefix, problems);
         for (field, path) in [("out", &out), ("state", &state)] {
-            let Some(path) = path else { continue };
+            let Some(path) = path
+                .as_ref()
+                .filter(|p| !crate::elasticsearch::is_url_path(p))
+            else {
+                continue;
+            };
             if let Some(other) = files.insert(path.clone(), name.clone()) {
                 invalid.0.push(format!(
                     "{prefix}{field}: {} is also used by org {other:?}; every org needs its own output and state",
@@ -235,7 +246,8 @@ pub fn parse(
             }
         }
         let before = invalid.0.len();
-        if let Some(org) = org_plan(
+        let es_out = out.clone();
+        if let Some(mut org) = org_plan(
             entry,
             name,
             &prefix,
@@ -245,6 +257,15 @@ pub fn parse(
             env,
             &mut invalid,
         ) {
+            org.elasticsearch = crate::elasticsearch::plan_from_config(
+                es_out.as_deref(),
+                &es_own,
+                &es_defaults,
+                base,
+                env,
+                &prefix,
+                &mut invalid,
+            );
             orgs.push(org);
         }
         // A value of the wrong type was reported as such; it is not also missing.
@@ -504,6 +525,7 @@ fn org_plan(
             out,
             state,
             postgres,
+            elasticsearch: None,
         }),
         _ => None,
     }

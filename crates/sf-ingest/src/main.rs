@@ -15,6 +15,7 @@ mod checkpoint_cmd;
 mod cli;
 mod config;
 mod demo;
+mod elasticsearch;
 mod format;
 mod logging;
 mod metrics;
@@ -58,6 +59,10 @@ fn main() -> ExitCode {
 async fn async_main(cli: cli::Cli, display: progress::Display) -> ExitCode {
     match &cli.command {
         Some(cli::Command::Checkpoint(command)) => return checkpoint_cmd::run(command).await,
+        Some(cli::Command::Elasticsearch(command)) => {
+            let env = |name: &str| std::env::var(name).ok();
+            return ExitCode::from(elasticsearch::run_command(command, &env).await);
+        }
         Some(cli::Command::Healthcheck { url }) => {
             return match metrics::healthcheck(url).await {
                 Ok(()) => ExitCode::SUCCESS,

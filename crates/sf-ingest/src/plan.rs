@@ -41,6 +41,8 @@ pub struct OrgPlan {
     pub state: Option<PathBuf>,
     /// `state = "postgres://…"`: checkpoints and leases in PostgreSQL (then `state` is `None`).
     pub postgres: Option<PgPlan>,
+    /// `out = "http(s)://…"`: an Elasticsearch cluster (then `out` holds the URL as written).
+    pub elasticsearch: Option<crate::elasticsearch::EsPlan>,
 }
 
 /// An org whose checkpoints (and perhaps rows) are in PostgreSQL.
@@ -111,7 +113,20 @@ pub fn places(
         (Some(p), false) => Some(resolve(p)),
         _ => None,
     };
-    let out_file = file(out, out_url.is_some());
+    // An Elasticsearch cluster stays as written; it has no checkpoint beside it.
+    let es_out = out.filter(|o| crate::elasticsearch::is_url_path(o));
+    if es_out.is_some() && state.is_none() {
+        return Err(vec![(
+            "state".into(),
+            "is required with an Elasticsearch out: a checkpoint file (or a postgres:// URL), \
+             saved only once Elasticsearch acknowledged every document of a file or window"
+                .into(),
+        )]);
+    }
+    let out_file = match es_out {
+        Some(url) => Some(url.to_path_buf()),
+        None => file(out, out_url.is_some()),
+    };
     let state_file = match (state, &state_url) {
         (Some(s), None) => Some(resolve(s)),
         (Some(_), Some(_)) => None,
@@ -138,7 +153,9 @@ pub fn shared_file_problem(
     cli: bool,
 ) -> Option<Problem> {
     let pg_state = postgres.is_some_and(|p| !p.rows);
-    if !pg_state || out.is_none() || collect.sources.len() < 2 {
+    // An Elasticsearch output is no file: its documents are keyed by event.id, nothing is cut.
+    let file_out = out.filter(|o| !crate::elasticsearch::is_url_path(o));
+    if !pg_state || file_out.is_none() || collect.sources.len() < 2 {
         return None;
     }
     let sources: Vec<String> = collect.sources.iter().map(ToString::to_string).collect();

@@ -161,6 +161,25 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         );
         invalid
     })?;
+    let elasticsearch = match out
+        .as_deref()
+        .filter(|o| crate::elasticsearch::is_url_path(o))
+        .and_then(|o| o.to_str())
+    {
+        Some(url) => Some(crate::elasticsearch::plan_from_cli(
+            url,
+            cli.es_ca_file.as_deref(),
+            cli.dead_letter.as_deref(),
+            env,
+        )?),
+        None if cli.dead_letter.is_some() || cli.es_ca_file.is_some() => {
+            return Err(Invalid::one(
+                "--dead-letter and --es-ca-file apply to an Elasticsearch output only: add \
+                 --out https://HOST:9200, or remove them",
+            ));
+        }
+        None => None,
+    };
     if let Some((field, text)) =
         shared_file_problem(&collect, out.as_deref(), postgres.as_ref(), true)
     {
@@ -183,6 +202,7 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
             out,
             state,
             postgres,
+            elasticsearch,
         }],
         max_downloads,
         demo,

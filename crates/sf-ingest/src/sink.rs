@@ -18,6 +18,8 @@ pub enum OutputSink {
     Stdout(NdjsonSink<BufWriter<Stdout>>),
     /// `salesforce_events`, committed with the PostgreSQL checkpoint.
     Postgres(salesforce_jwt_postgres::PgSink),
+    /// Elasticsearch/OpenSearch data streams.
+    Elasticsearch(Box<salesforce_jwt_elasticsearch::EsSink>),
 }
 
 impl OutputSink {
@@ -27,7 +29,13 @@ impl OutputSink {
         out: Option<&Path>,
         checkpoint: &Checkpoint,
         format: OutputFormat,
+        elasticsearch: Option<&crate::elasticsearch::EsPlan>,
     ) -> Result<Self, Error> {
+        if let Some(plan) = elasticsearch {
+            let sink = salesforce_jwt_elasticsearch::EsSink::new(&plan.config)
+                .map_err(|e| Error::sink("opening the Elasticsearch output", e, false))?;
+            return Ok(OutputSink::Elasticsearch(Box::new(sink)));
+        }
         Ok(match out {
             Some(path) => {
                 OutputSink::File(NdjsonFileSink::resume(path, checkpoint)?.with_format(format))
@@ -46,7 +54,7 @@ impl OutputSink {
     pub fn already_present(&self) -> Option<u64> {
         match self {
             OutputSink::Postgres(s) => Some(s.already_present()),
-            OutputSink::File(_) | OutputSink::Stdout(_) => None,
+            OutputSink::File(_) | OutputSink::Stdout(_) | OutputSink::Elasticsearch(_) => None,
         }
     }
 }
@@ -57,6 +65,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.begin_file(file).await,
             OutputSink::Stdout(s) => s.begin_file(file).await,
             OutputSink::Postgres(s) => s.begin_file(file).await,
+            OutputSink::Elasticsearch(s) => s.begin_file(file).await,
         }
     }
 
@@ -65,6 +74,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.write_row(file, row).await,
             OutputSink::Stdout(s) => s.write_row(file, row).await,
             OutputSink::Postgres(s) => s.write_row(file, row).await,
+            OutputSink::Elasticsearch(s) => s.write_row(file, row).await,
         }
     }
 
@@ -73,6 +83,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.encoded_format(),
             OutputSink::Stdout(s) => s.encoded_format(),
             OutputSink::Postgres(s) => s.encoded_format(),
+            OutputSink::Elasticsearch(s) => s.encoded_format(),
         }
     }
 
@@ -81,6 +92,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.write_encoded(file, lines).await,
             OutputSink::Stdout(s) => s.write_encoded(file, lines).await,
             OutputSink::Postgres(s) => s.write_encoded(file, lines).await,
+            OutputSink::Elasticsearch(s) => s.write_encoded(file, lines).await,
         }
     }
 
@@ -89,6 +101,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.commit_file(file).await,
             OutputSink::Stdout(s) => s.commit_file(file).await,
             OutputSink::Postgres(s) => s.commit_file(file).await,
+            OutputSink::Elasticsearch(s) => s.commit_file(file).await,
         }
     }
 
@@ -97,6 +110,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.start_commit(file).await,
             OutputSink::Stdout(s) => s.start_commit(file).await,
             OutputSink::Postgres(s) => s.start_commit(file).await,
+            OutputSink::Elasticsearch(s) => s.start_commit(file).await,
         }
     }
 
@@ -105,6 +119,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => RecordSink::committed_position(s),
             OutputSink::Stdout(s) => RecordSink::committed_position(s),
             OutputSink::Postgres(s) => RecordSink::committed_position(s),
+            OutputSink::Elasticsearch(s) => RecordSink::committed_position(&**s),
         }
     }
 
@@ -113,6 +128,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => RecordSink::output(s),
             OutputSink::Stdout(s) => RecordSink::output(s),
             OutputSink::Postgres(s) => RecordSink::output(s),
+            OutputSink::Elasticsearch(s) => RecordSink::output(&**s),
         }
     }
 
@@ -121,6 +137,7 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.rollback_file(file).await,
             OutputSink::Stdout(s) => s.rollback_file(file).await,
             OutputSink::Postgres(s) => s.rollback_file(file).await,
+            OutputSink::Elasticsearch(s) => s.rollback_file(file).await,
         }
     }
 }
@@ -132,6 +149,7 @@ impl ObjectSink for OutputSink {
             OutputSink::File(s) => s.begin(batch).await,
             OutputSink::Stdout(s) => s.begin(batch).await,
             OutputSink::Postgres(s) => s.begin(batch).await,
+            OutputSink::Elasticsearch(s) => s.begin(batch).await,
         }
     }
 
@@ -140,6 +158,7 @@ impl ObjectSink for OutputSink {
             OutputSink::File(s) => ObjectSink::write(s, batch, record).await,
             OutputSink::Stdout(s) => ObjectSink::write(s, batch, record).await,
             OutputSink::Postgres(s) => ObjectSink::write(s, batch, record).await,
+            OutputSink::Elasticsearch(s) => ObjectSink::write(&mut **s, batch, record).await,
         }
     }
 
@@ -148,6 +167,7 @@ impl ObjectSink for OutputSink {
             OutputSink::File(s) => s.commit(batch).await,
             OutputSink::Stdout(s) => s.commit(batch).await,
             OutputSink::Postgres(s) => s.commit(batch).await,
+            OutputSink::Elasticsearch(s) => s.commit(batch).await,
         }
     }
 
@@ -156,6 +176,7 @@ impl ObjectSink for OutputSink {
             OutputSink::File(s) => s.rollback(batch).await,
             OutputSink::Stdout(s) => s.rollback(batch).await,
             OutputSink::Postgres(s) => s.rollback(batch).await,
+            OutputSink::Elasticsearch(s) => s.rollback(batch).await,
         }
     }
 
