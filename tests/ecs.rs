@@ -20,7 +20,10 @@ use salesforce_jwt::event_log::{
     RecordSink, parse_log_datetime,
 };
 use salesforce_jwt::format::OutputFormat;
-use salesforce_jwt::format::ecs::{ECS_VERSION, log_file_document, object_document};
+use salesforce_jwt::format::ecs::{
+    ECS_VERSION, EcsOptions, log_file_document, log_file_document_with, object_document,
+    object_document_with,
+};
 use salesforce_jwt::format::event_id::{log_row_event_id, object_event_id};
 use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_mock::{Fault, Interval, MockLogFile, MockOrg};
@@ -576,4 +579,249 @@ fn a_log_row_without_an_address_or_timestamp_columns() {
     assert_eq!(fields["client_ip"], "Salesforce.com IP");
     assert_eq!(fields["login_status"], "LOGIN_ERROR_INVALID_PASSWORD");
     assert_eq!(fields["tls_protocol"], "Unknown");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parity with Elastic's Salesforce integration: one test per data stream, a document per
+// pipeline test case of elastic/integrations (tests/fixtures/ecs/elastic/, origins in
+// tests/fixtures/README.md).
+
+/// One of Elastic's pipeline test cases: its input as our collector has it and the document
+/// Elastic's pipeline makes of it, without what a collector cannot know (`event.ingested`,
+/// `event.original`, `tags`, the `_id` copy `document_id`) and what Elasticsearch itself adds
+/// (GeoIP `source.geo`/`source.as` and parsed `user_agent` fields).
+#[derive(serde::Deserialize)]
+struct ElasticCase {
+    name: String,
+    provider: String,
+    #[serde(rename = "type")]
+    source_type: String,
+    input: Map<String, Value>,
+    expected: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct ElasticCases {
+    data_stream: String,
+    cases: Vec<ElasticCase>,
+}
+
+fn elastic_cases(stream: &str) -> ElasticCases {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ecs/elastic")
+        .join(format!("{stream}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn csv_text(v: &str) -> String {
+    format!("\"{}\"", v.replace('"', "\"\""))
+}
+
+/// An EventLogFile of `event_type` whose CSV is the one row `columns` (Elastic's agent turned
+/// each CSV row into such an object), column types as Salesforce declares them.
+fn one_row_file(event_type: &str, columns: &Map<String, Value>) -> (EventLogFile, LogRecord) {
+    let header: Vec<String> = columns.keys().map(|k| csv_text(k)).collect();
+    let values: Vec<String> = columns
+        .values()
+        .map(|v| csv_text(v.as_str().unwrap()))
+        .collect();
+    let csv = format!("{}\n{}\n", header.join(","), values.join(","));
+    let placeholder = datetime!(2000-01-01 00:00 UTC);
+    let mock = MockLogFile::builder(event_type)
+        .interval(Interval::Daily)
+        .log_date(placeholder)
+        .sequence(0)
+        .created_date(placeholder)
+        .csv(csv.clone().into_bytes())
+        .build();
+    let id = "0AT300000000001AAA".to_string();
+    let file = EventLogFile {
+        log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
+        id,
+        event_type: event_type.into(),
+        log_date: placeholder,
+        created_date: placeholder,
+        interval: Some(SfInterval::Daily),
+        sequence: 0,
+        log_file_length: csv.len() as u64,
+        api_version: Some(64.0),
+        log_file_content_type: Some("CSV".into()),
+        log_file_field_names: Some(mock.field_names),
+        log_file_field_types: Some(mock.field_types),
+    };
+    let mut decoder = LogFileDecoder::for_file(&file);
+    let mut rows = Vec::new();
+    decoder.feed(csv.as_bytes(), &mut rows).unwrap();
+    decoder.finish(&mut rows).unwrap();
+    assert_eq!(rows.len(), 1);
+    (file, rows.remove(0))
+}
+
+/// Our document of a case, built as the sinks build it. A log-file row's document from the
+/// direct encoder (what a sink writes) must be the reference builder's.
+fn our_document(case: &ElasticCase, options: &EcsOptions) -> Value {
+    if case.provider == "EventLogFile" {
+        let (file, row) = one_row_file(&case.source_type, &case.input);
+        let reference = log_file_document_with(&file, &row, options);
+        let mut sink = NdjsonSink::new(Vec::new())
+            .with_format(OutputFormat::Ecs)
+            .with_ecs_options(options.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            sink.write_row(&file, &row).await.unwrap();
+            sink.commit_file(&file).await.unwrap();
+        });
+        let written: Value = serde_json::from_slice(&sink.into_inner()).unwrap();
+        assert_eq!(written, reference, "{}: the sink's document", case.name);
+        reference
+    } else {
+        object_document_with(&case.source_type, &case.input, options)
+    }
+}
+
+/// Every leaf of a document by its dotted path; arrays are leaves.
+fn flatten(value: &Value, prefix: &str, out: &mut std::collections::BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(v, &path, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+/// Whether our value is Elastic's: equal JSON (so equal type: `1` is not `1.0`), or a float
+/// that Elastic's `Float.parseFloat` rounded to single precision and we keep in double
+/// precision (`DB_TOTAL_TIME` 81604961 is Elastic's 8.160496E7).
+fn same_value(ours: &Value, elastic: &Value) -> bool {
+    if ours == elastic {
+        return true;
+    }
+    match (ours, elastic) {
+        (Value::Number(o), Value::Number(e)) if o.is_f64() && e.is_f64() => {
+            let (o, e) = (o.as_f64().unwrap(), e.as_f64().unwrap());
+            f64::from(e as f32) == e && o as f32 == e as f32
+        }
+        _ => false,
+    }
+}
+
+/// The fields compared whether Elastic's document has them or not: ours has one exactly when
+/// Elastic's does.
+fn always_compared(path: &str) -> bool {
+    matches!(
+        path,
+        "@timestamp"
+            | "event.action"
+            | "event.category"
+            | "event.type"
+            | "event.outcome"
+            | "source.ip"
+    ) || path.starts_with("user.")
+}
+
+/// Compares our document of every case of `stream` with Elastic's, field by field; panics
+/// listing every difference. Returns (fields equal, fields compared) per case.
+fn check_parity(stream: &str) -> Vec<(String, usize, usize)> {
+    let cases = elastic_cases(stream);
+    assert_eq!(cases.data_stream, stream);
+    let options = EcsOptions::default()
+        .with_namespace("parity")
+        .unwrap()
+        .with_instance_url("https://acme.my.salesforce.com/");
+    let mut results = Vec::new();
+    let mut differences = Vec::new();
+    for case in &cases.cases {
+        let ours = our_document(case, &options);
+        let mut expected = std::collections::BTreeMap::new();
+        flatten(&case.expected, "", &mut expected);
+        let mut got = std::collections::BTreeMap::new();
+        flatten(&ours, "", &mut got);
+        let mut equal = 0;
+        for (path, want) in &expected {
+            match got.get(path) {
+                Some(have) if same_value(have, want) => equal += 1,
+                have => differences.push(format!(
+                    "{}: {path}: ours {have:?}, Elastic {want}",
+                    case.name
+                )),
+            }
+        }
+        for path in got.keys().filter(|p| always_compared(p)) {
+            if !expected.contains_key(path) {
+                differences.push(format!(
+                    "{}: {path}: ours {}, Elastic has none",
+                    case.name, got[path]
+                ));
+            }
+        }
+        let dataset = format!("salesforce.{stream}");
+        for (path, want) in [
+            ("data_stream.type", "logs"),
+            ("data_stream.dataset", dataset.as_str()),
+            ("data_stream.namespace", "parity"),
+            ("event.dataset", dataset.as_str()),
+            ("event.module", "salesforce"),
+            ("salesforce.instance_url", "https://acme.my.salesforce.com"),
+        ] {
+            if got.get(path) != Some(&Value::from(want)) {
+                differences.push(format!(
+                    "{}: {path}: ours {:?}, want {want}",
+                    case.name,
+                    got.get(path)
+                ));
+            }
+        }
+        assert!(got.contains_key("event.id"), "{}: no event.id", case.name);
+        results.push((case.name.clone(), equal, expected.len()));
+    }
+    let (equal, total) = results
+        .iter()
+        .fold((0, 0), |(e, t), (_, ce, ct)| (e + ce, t + ct));
+    println!("{stream}: {equal}/{total} fields of Elastic's documents equal");
+    for (name, e, t) in &results {
+        println!("  {name}: {e}/{t}");
+    }
+    assert!(
+        differences.is_empty(),
+        "{stream}:\n{}",
+        differences.join("\n")
+    );
+    assert_eq!(equal, total);
+    results
+}
+
+#[test]
+fn elastic_parity_login() {
+    check_parity("login");
+}
+
+#[test]
+fn elastic_parity_logout() {
+    check_parity("logout");
+}
+
+#[test]
+fn elastic_parity_apex() {
+    check_parity("apex");
+}
+
+#[test]
+fn elastic_parity_setupaudittrail() {
+    check_parity("setupaudittrail");
+}
+
+#[test]
+fn elastic_parity_aura_request() {
+    check_parity("aura_request");
 }

@@ -12,7 +12,7 @@ use salesforce_jwt::event_log::{
     RecordSink,
 };
 use salesforce_jwt::format::OutputFormat;
-use salesforce_jwt::format::ecs::EcsRow;
+use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
 use salesforce_jwt_mock::{Interval, MockLogFile};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -39,7 +39,15 @@ fn reference(format: OutputFormat, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<
     let mut out = Vec::new();
     for &(file, row) in rows {
         match format {
-            OutputFormat::Ecs => serde_json::to_writer(&mut out, &EcsRow { file, row }).unwrap(),
+            OutputFormat::Ecs => serde_json::to_writer(
+                &mut out,
+                &EcsRow {
+                    file,
+                    row,
+                    options: &EcsOptions::default(),
+                },
+            )
+            .unwrap(),
             _ => serde_json::to_writer(&mut out, &NdjsonRow { file, row }).unwrap(),
         }
         out.push(b'\n');
