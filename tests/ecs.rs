@@ -750,7 +750,15 @@ fn check_parity(stream: &str) -> Vec<(String, usize, usize)> {
         let mut equal = 0;
         for (path, want) in &expected {
             match got.get(path) {
-                Some(have) if same_value(have, want) => equal += 1,
+                Some(have) if same_value(have, want) => {
+                    equal += 1;
+                    if have != want {
+                        println!(
+                            "  {}: {path}: ours {have}, Elastic's single precision {want}",
+                            case.name
+                        );
+                    }
+                }
                 have => differences.push(format!(
                     "{}: {path}: ours {have:?}, Elastic {want}",
                     case.name
@@ -824,4 +832,143 @@ fn elastic_parity_setupaudittrail() {
 #[test]
 fn elastic_parity_aura_request() {
     check_parity("aura_request");
+}
+
+/// The JSON type of a field as Elasticsearch would map it.
+fn json_kind(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "boolean".into(),
+        Value::Number(n) if n.is_f64() => "double".into(),
+        Value::Number(_) => "long".into(),
+        Value::String(_) => "keyword".into(),
+        Value::Array(items) => {
+            let kinds: BTreeSet<String> = items.iter().map(json_kind).collect();
+            format!(
+                "array of {}",
+                kinds.into_iter().collect::<Vec<_>>().join("|")
+            )
+        }
+        Value::Object(_) => "object".into(),
+    }
+}
+
+/// Rows of a generated log file of `event_type` (the mock's column set and types).
+fn mock_rows(event_type: &str, seed: u64) -> (EventLogFile, Vec<LogRecord>) {
+    let log_date = datetime!(2024-03-11 00:00 UTC);
+    let mock = MockLogFile::builder(event_type)
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .sequence(0)
+        .created_date(log_date)
+        .rows(200)
+        .seed(seed)
+        .build();
+    let id = format!("0AT50000000{seed:04}AAA");
+    let file = EventLogFile {
+        log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
+        id,
+        event_type: event_type.into(),
+        log_date,
+        created_date: log_date,
+        interval: Some(SfInterval::Daily),
+        sequence: 0,
+        log_file_length: mock.csv.len() as u64,
+        api_version: Some(64.0),
+        log_file_content_type: Some("CSV".into()),
+        log_file_field_names: Some(mock.field_names.clone()),
+        log_file_field_types: Some(mock.field_types.clone()),
+    };
+    let mut decoder = LogFileDecoder::for_file(&file);
+    let mut rows = Vec::new();
+    decoder.feed(&mock.csv, &mut rows).unwrap();
+    decoder.finish(&mut rows).unwrap();
+    (file, rows)
+}
+
+/// Every data stream's documents, from log files and from queried objects, give each field one
+/// JSON type, and never a value where another document has an object: one index mapping fits
+/// them all (today a Login file's `api_version` was a number and LoginEvent's a string).
+#[test]
+fn each_field_has_one_json_type_across_the_sources_of_a_data_stream() {
+    let mut docs: HashMap<String, Vec<(String, Value)>> = HashMap::new();
+    let options = EcsOptions::default();
+    for stream in ["login", "logout", "apex", "setupaudittrail", "aura_request"] {
+        for case in elastic_cases(stream).cases {
+            let doc = our_document(&case, &options);
+            docs.entry(stream.to_string())
+                .or_default()
+                .push((case.name.clone(), doc));
+        }
+    }
+    let mut add_rows = |stream: &str, label: &str, file: &EventLogFile, rows: &[LogRecord]| {
+        for row in rows {
+            docs.entry(stream.to_string()).or_default().push((
+                format!("{label} line {}", row.line()),
+                log_file_document(file, row),
+            ));
+        }
+    };
+    let (file, rows) = real_file("sfdcelf_Login_sample_data3.csv", "Login", 1);
+    add_rows("login", "real Login", &file, &rows);
+    let (file, rows) = real_file("nr_ApexCallout_sample_log_lines.csv", "ApexCallout", 2);
+    add_rows("apex", "real ApexCallout", &file, &rows);
+    for (n, (event_type, stream)) in [
+        ("Login", "login"),
+        ("Logout", "logout"),
+        ("ApexExecution", "apex"),
+        ("ApexCallout", "apex"),
+        ("ApexUnexpectedException", "apex"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (file, rows) = mock_rows(event_type, n as u64);
+        add_rows(stream, &format!("mock {event_type}"), &file, &rows);
+    }
+    for (object, json, stream) in [
+        ("LoginEvent", LOGIN_EVENT, "login"),
+        ("LogoutEvent", LOGOUT_EVENT, "logout"),
+        ("SetupAuditTrail", SETUP_AUDIT_TRAIL, "setupaudittrail"),
+    ] {
+        docs.entry(stream.to_string())
+            .or_default()
+            .push((object.to_string(), object_document(object, &record(json))));
+    }
+
+    let mut problems = Vec::new();
+    for (stream, docs) in &docs {
+        let mut kinds: std::collections::BTreeMap<String, (String, String)> = Default::default();
+        for (label, doc) in docs {
+            assert_eq!(
+                doc["data_stream"]["dataset"],
+                format!("salesforce.{stream}"),
+                "{label}"
+            );
+            let mut fields = std::collections::BTreeMap::new();
+            flatten(doc, "", &mut fields);
+            for (path, value) in fields {
+                let kind = json_kind(&value);
+                match kinds.get(&path) {
+                    Some((first, first_label)) if *first != kind => problems.push(format!(
+                        "{stream}: {path} is {first} in {first_label}, {kind} in {label}"
+                    )),
+                    Some(_) => {}
+                    None => {
+                        kinds.insert(path, (kind, label.clone()));
+                    }
+                }
+            }
+        }
+        let paths: Vec<&String> = kinds.keys().collect();
+        for path in &paths {
+            let prefix = format!("{path}.");
+            if let Some(under) = paths.iter().find(|p| p.starts_with(&prefix)) {
+                problems.push(format!(
+                    "{stream}: {path} is a value and {under} is under it"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
