@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use salesforce_jwt::format::ecs::EcsOptions;
 use salesforce_jwt::{ConfigError, Error, JwtBearerConfig};
 use salesforce_jwt_postgres::PgTarget;
 
@@ -24,6 +25,19 @@ pub struct OrgPlan {
     pub state: Option<PathBuf>,
     /// `state = "postgres://…"`: checkpoints and leases in PostgreSQL (then `state` is `None`).
     pub postgres: Option<PgPlan>,
+}
+
+impl OrgPlan {
+    /// The ECS documents' `data_stream.namespace` and `salesforce.instance_url` (the org's
+    /// configured instance).
+    pub fn ecs_options(&self) -> EcsOptions {
+        let options = EcsOptions::default().with_instance_url(self.jwt.instance_url().as_str());
+        // Validated when the plan was made.
+        match options.clone().with_namespace(&self.collect.namespace) {
+            Ok(with_namespace) => with_namespace,
+            Err(_) => options,
+        }
+    }
 }
 
 /// An org whose checkpoints (and perhaps rows) are in PostgreSQL.

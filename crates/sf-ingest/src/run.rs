@@ -134,6 +134,7 @@ async fn collect(
         org.out.as_deref(),
         collector.checkpoint(),
         org.collect.format,
+        org.ecs_options(),
     )?;
     pass_loop(&mut collector, &mut sink, org, context, progress, failures).await
 }

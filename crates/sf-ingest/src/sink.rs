@@ -10,6 +10,7 @@ use salesforce_jwt::event_log::{
 use salesforce_jwt::realtime::{Batch, ObjectRecord, ObjectSink};
 
 use crate::format::OutputFormat;
+use salesforce_jwt::format::ecs::EcsOptions;
 
 /// An org's sink.
 #[derive(Debug)]
@@ -27,14 +28,18 @@ impl OutputSink {
         out: Option<&Path>,
         checkpoint: &Checkpoint,
         format: OutputFormat,
+        ecs: EcsOptions,
     ) -> Result<Self, Error> {
         Ok(match out {
-            Some(path) => {
-                OutputSink::File(NdjsonFileSink::resume(path, checkpoint)?.with_format(format))
-            }
+            Some(path) => OutputSink::File(
+                NdjsonFileSink::resume(path, checkpoint)?
+                    .with_format(format)
+                    .with_ecs_options(ecs),
+            ),
             None => OutputSink::Stdout(
                 NdjsonSink::new(BufWriter::with_capacity(256 * 1024, std::io::stdout()))
-                    .with_format(format),
+                    .with_format(format)
+                    .with_ecs_options(ecs),
             ),
         })
     }
@@ -62,6 +67,14 @@ impl RecordSink for OutputSink {
             OutputSink::File(s) => s.encoded_format(),
             OutputSink::Stdout(s) => s.encoded_format(),
             OutputSink::Postgres(s) => s.encoded_format(),
+        }
+    }
+
+    fn ecs_options(&self) -> EcsOptions {
+        match self {
+            OutputSink::File(s) => s.ecs_options(),
+            OutputSink::Stdout(s) => s.ecs_options(),
+            OutputSink::Postgres(s) => s.ecs_options(),
         }
     }
 
