@@ -738,7 +738,8 @@ fn check_parity(stream: &str) -> Vec<(String, usize, usize)> {
     let options = EcsOptions::default()
         .with_namespace("parity")
         .unwrap()
-        .with_instance_url("https://acme.my.salesforce.com/");
+        .with_instance_url("https://acme.my.salesforce.com/")
+        .with_organization_id("00D5j000000PRTY");
     let mut results = Vec::new();
     let mut differences = Vec::new();
     for case in &cases.cases {
@@ -791,6 +792,22 @@ fn check_parity(stream: &str) -> Vec<(String, usize, usize)> {
             }
         }
         assert!(got.contains_key("event.id"), "{}: no event.id", case.name);
+        // Records do not name their org: the options do. Log-file rows have ORGANIZATION_ID.
+        if case.provider == "Object" {
+            assert_eq!(
+                got.get("organization.id"),
+                Some(&Value::from("00D5j000000PRTY")),
+                "{}",
+                case.name
+            );
+        } else {
+            assert_eq!(
+                got.get("organization.id"),
+                case.input.get("ORGANIZATION_ID"),
+                "{}",
+                case.name
+            );
+        }
         results.push((case.name.clone(), equal, expected.len()));
     }
     let (equal, total) = results

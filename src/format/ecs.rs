@@ -66,6 +66,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub struct EcsOptions {
     namespace: String,
     instance_url: Option<String>,
+    organization_id: Option<String>,
 }
 
 impl Default for EcsOptions {
@@ -73,6 +74,7 @@ impl Default for EcsOptions {
         EcsOptions {
             namespace: DEFAULT_NAMESPACE.to_string(),
             instance_url: None,
+            organization_id: None,
         }
     }
 }
@@ -113,6 +115,19 @@ impl EcsOptions {
         let url: String = instance_url.into();
         self.instance_url = Some(url.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
         self
+    }
+
+    /// `organization.id` of object documents, whose records do not name their org (log-file
+    /// rows have `ORGANIZATION_ID`): the org's Id, as the token response's identity URL gives it
+    /// (`AccessToken::org_id`).
+    pub fn with_organization_id(mut self, organization_id: impl Into<String>) -> Self {
+        self.organization_id = Some(organization_id.into()).filter(|id| !id.is_empty());
+        self
+    }
+
+    /// `organization.id` of object documents, when set.
+    pub fn organization_id(&self) -> Option<&str> {
+        self.organization_id.as_deref()
     }
 
     /// `data_stream.namespace`.
@@ -430,6 +445,8 @@ pub fn object_document_with(
     }
     if let Some(org) = text("OrganizationId") {
         doc.take("OrganizationId", &["organization", "id"], org);
+    } else if let Some(org) = options.organization_id() {
+        doc.set(&["organization", "id"], org);
     }
 
     let event_date = record_datetime(record, "EventDate");
