@@ -989,3 +989,23 @@ fn each_field_has_one_json_type_across_the_sources_of_a_data_stream() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A column Elastic does not name is kept, but never under a key Elastic's mapping uses for
+/// something else: a Login file's `api` column would be a text where `api` is an object.
+#[test]
+fn a_kept_column_never_takes_a_name_elastic_uses() {
+    let columns: Map<String, Value> = serde_json::from_str(
+        r#"{"TIMESTAMP_DERIVED":"2024-01-01T00:00:00.000Z","API_TYPE":"f","api":"text",
+            "SESSION_KEY":"s1","USER_ID":"005000000000001"}"#,
+    )
+    .unwrap();
+    let (file, row) = one_row_file("Login", &columns);
+    let doc = log_file_document(&file, &row);
+    let login = &doc["salesforce"]["login"];
+    assert_eq!(login["api"], serde_json::json!({"type": "Feed"}));
+    assert_eq!(login["api_column"], "text");
+    assert_eq!(login["session_key"], "s1");
+    assert_eq!(login["user_id"], "005000000000001");
+    // Without USER_ID_DERIVED the 15-character USER_ID still names the user.
+    assert_eq!(doc["user"]["id"], "005000000000001");
+}

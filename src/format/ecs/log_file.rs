@@ -23,7 +23,7 @@ use crate::format::names::{log_file_dataset, snake_case};
 use crate::format::values::{
     API_TYPES, APP_TYPES, PLATFORM_TYPES, REQUEST_STATUSES, SESSION_LEVELS, SESSION_TYPES,
     USER_AGENT_CODES, USER_TYPES, action_name, aura_actions, decode, http_method, ip, is_email,
-    log_file_category, tls_version, unquote, uri_parts, user_agent,
+    log_file_category, tls_version, unquote, uri_parts, user_agent as values_user_agent,
 };
 
 /// A log-file row as the ECS format writes it. It serializes to the document
@@ -674,14 +674,14 @@ impl<'r> Plan<'r> {
         match profile {
             Profile::Apex => {}
             Profile::AuraRequest => {
-                user_agent[0] = get(Col::UserAgent).and_then(user_agent_text);
+                user_agent[0] = get(Col::UserAgent).and_then(values_user_agent);
                 if user_agent[0].is_some() {
                     place(Col::UserAgent);
                 }
             }
             Profile::Login | Profile::Logout | Profile::Other => {
-                let browser = get(Col::BrowserType).and_then(user_agent_text);
-                user_agent[0] = match get(Col::UserAgent).and_then(user_agent_text) {
+                let browser = get(Col::BrowserType).and_then(values_user_agent);
+                user_agent[0] = match get(Col::UserAgent).and_then(values_user_agent) {
                     Some(ua) => {
                         place(Col::UserAgent);
                         Some(ua)
@@ -816,11 +816,6 @@ fn login_outcome(status: &str) -> &'static str {
 /// A finite number, as Elastic's `Float.parseFloat` reads it (kept in double precision).
 fn float(text: &str) -> Option<f64> {
     text.trim().parse::<f64>().ok().filter(|f| f.is_finite())
-}
-
-/// A user-agent column that holds a real user-agent string, not a numeric browser code.
-fn user_agent_text(s: &str) -> Option<&str> {
-    user_agent(s)
 }
 
 /// A node of `salesforce.<dataset>`, resolved once per schema: an object of nodes, or a column
