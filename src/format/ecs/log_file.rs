@@ -292,7 +292,7 @@ const AURA_REQUEST: &[(&str, &[&str], Conv)] = &[
 /// The columns the ECS fields read. A row's plan reads them through a lookup by `Col`: the
 /// direct encoder resolves each to a column index once per schema, where a lookup by name
 /// would hash the name for every row.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Col {
     TimestampDerived,
     Timestamp,
@@ -421,7 +421,9 @@ impl Columns {
 #[derive(Debug)]
 pub(crate) struct FileNames {
     profile: Profile,
-    event_type: String,
+    /// Apex: the column of `event.duration` (Elastic's choice per type) and of `event.url`.
+    apex_duration: Option<Col>,
+    apex_url: Option<Col>,
     /// The key under `salesforce`.
     key: String,
     event_dataset: String,
@@ -465,9 +467,18 @@ impl FileNames {
             ),
             None => (None, None),
         };
+        let (apex_duration, apex_url) = match event_type {
+            _ if profile != Profile::Apex => (None, None),
+            "ApexCallout" => (Some(Col::Time), Some(Col::Url)),
+            "ApexTrigger" | "ApexExecution" => (Some(Col::ExecTime), Some(Col::Uri)),
+            "ApexRestApi" | "ApexSoap" => (Some(Col::RunTime), Some(Col::Uri)),
+            "ExternalCustomApexCallout" => (Some(Col::TotalMs), None),
+            _ => (None, Some(Col::Uri)),
+        };
         FileNames {
             profile,
-            event_type: event_type.to_string(),
+            apex_duration,
+            apex_url,
             key: salesforce_key(&dataset).to_string(),
             event_dataset: format!("salesforce.{dataset}"),
             action,
@@ -579,22 +590,17 @@ impl<'r> Plan<'r> {
             }
         };
 
-        let duration = match (profile, names.event_type.as_str()) {
-            (Profile::Apex, t) => {
-                let column = match t {
-                    "ApexCallout" => Some(Col::Time),
-                    "ApexTrigger" | "ApexExecution" => Some(Col::ExecTime),
-                    "ApexRestApi" | "ApexSoap" => Some(Col::RunTime),
-                    "ExternalCustomApexCallout" => Some(Col::TotalMs),
-                    _ => None,
-                };
-                column.and_then(&get).and_then(float).map(Duration::Millis)
-            }
-            (Profile::AuraRequest, _) => get(Col::RunTime)
+        let duration = match profile {
+            Profile::Apex => names
+                .apex_duration
+                .and_then(&get)
+                .and_then(float)
+                .map(Duration::Millis),
+            Profile::AuraRequest => get(Col::RunTime)
                 .and_then(|t| t.parse::<i64>().ok())
                 .and_then(|ms| ms.checked_mul(1_000_000))
                 .map(Duration::Nanos),
-            _ => None,
+            Profile::Login | Profile::Logout | Profile::Other => None,
         };
 
         let organization_id = take(Col::OrganizationId);
@@ -621,10 +627,10 @@ impl<'r> Plan<'r> {
             }
             Profile::Apex => {
                 user_role = take(Col::UserType);
-                event_url = match names.event_type.as_str() {
-                    "ApexCallout" => take(Col::Url).map(unquote),
-                    "ExternalCustomApexCallout" => None,
-                    _ => get(Col::Uri),
+                event_url = match names.apex_url {
+                    Some(Col::Url) => take(Col::Url).map(unquote),
+                    Some(c) => get(c),
+                    None => None,
                 };
                 take(Col::UserId)
             }
