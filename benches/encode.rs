@@ -22,7 +22,7 @@ use salesforce_jwt::event_log::{
     RecordSink,
 };
 use salesforce_jwt::format::OutputFormat;
-use salesforce_jwt::format::ecs::EcsRow;
+use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
 use salesforce_jwt_mock::{Interval, MockLogFile};
 use time::macros::datetime;
 
@@ -86,7 +86,15 @@ fn reference(input: &Input, format: OutputFormat) -> usize {
         out.clear();
         let file = &input.file;
         match format {
-            OutputFormat::Ecs => serde_json::to_writer(&mut out, &EcsRow { file, row }).unwrap(),
+            OutputFormat::Ecs => serde_json::to_writer(
+                &mut out,
+                &EcsRow {
+                    file,
+                    row,
+                    options: &EcsOptions::default(),
+                },
+            )
+            .unwrap(),
             _ => serde_json::to_writer(&mut out, &NdjsonRow { file, row }).unwrap(),
         }
         out.push(b'\n');

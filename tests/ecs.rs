@@ -20,7 +20,10 @@ use salesforce_jwt::event_log::{
     RecordSink, parse_log_datetime,
 };
 use salesforce_jwt::format::OutputFormat;
-use salesforce_jwt::format::ecs::{ECS_VERSION, log_file_document, object_document};
+use salesforce_jwt::format::ecs::{
+    ECS_VERSION, EcsOptions, log_file_document, log_file_document_with, object_document,
+    object_document_with,
+};
 use salesforce_jwt::format::event_id::{log_row_event_id, object_event_id};
 use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_mock::{Fault, Interval, MockLogFile, MockOrg};
@@ -576,4 +579,433 @@ fn a_log_row_without_an_address_or_timestamp_columns() {
     assert_eq!(fields["client_ip"], "Salesforce.com IP");
     assert_eq!(fields["login_status"], "LOGIN_ERROR_INVALID_PASSWORD");
     assert_eq!(fields["tls_protocol"], "Unknown");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parity with Elastic's Salesforce integration: one test per data stream, a document per
+// pipeline test case of elastic/integrations (tests/fixtures/ecs/elastic/, origins in
+// tests/fixtures/README.md).
+
+/// One of Elastic's pipeline test cases: its input as our collector has it and the document
+/// Elastic's pipeline makes of it, without what a collector cannot know (`event.ingested`,
+/// `event.original`, `tags`, the `_id` copy `document_id`) and what Elasticsearch itself adds
+/// (GeoIP `source.geo`/`source.as` and parsed `user_agent` fields).
+#[derive(serde::Deserialize)]
+struct ElasticCase {
+    name: String,
+    provider: String,
+    #[serde(rename = "type")]
+    source_type: String,
+    input: Map<String, Value>,
+    expected: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct ElasticCases {
+    data_stream: String,
+    cases: Vec<ElasticCase>,
+}
+
+fn elastic_cases(stream: &str) -> ElasticCases {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ecs/elastic")
+        .join(format!("{stream}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn csv_text(v: &str) -> String {
+    format!("\"{}\"", v.replace('"', "\"\""))
+}
+
+/// An EventLogFile of `event_type` whose CSV is the one row `columns` (Elastic's agent turned
+/// each CSV row into such an object), column types as Salesforce declares them.
+fn one_row_file(event_type: &str, columns: &Map<String, Value>) -> (EventLogFile, LogRecord) {
+    let header: Vec<String> = columns.keys().map(|k| csv_text(k)).collect();
+    let values: Vec<String> = columns
+        .values()
+        .map(|v| csv_text(v.as_str().unwrap()))
+        .collect();
+    let csv = format!("{}\n{}\n", header.join(","), values.join(","));
+    let placeholder = datetime!(2000-01-01 00:00 UTC);
+    let mock = MockLogFile::builder(event_type)
+        .interval(Interval::Daily)
+        .log_date(placeholder)
+        .sequence(0)
+        .created_date(placeholder)
+        .csv(csv.clone().into_bytes())
+        .build();
+    let id = "0AT300000000001AAA".to_string();
+    let file = EventLogFile {
+        log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
+        id,
+        event_type: event_type.into(),
+        log_date: placeholder,
+        created_date: placeholder,
+        interval: Some(SfInterval::Daily),
+        sequence: 0,
+        log_file_length: csv.len() as u64,
+        api_version: Some(64.0),
+        log_file_content_type: Some("CSV".into()),
+        log_file_field_names: Some(mock.field_names),
+        log_file_field_types: Some(mock.field_types),
+    };
+    let mut decoder = LogFileDecoder::for_file(&file);
+    let mut rows = Vec::new();
+    decoder.feed(csv.as_bytes(), &mut rows).unwrap();
+    decoder.finish(&mut rows).unwrap();
+    assert_eq!(rows.len(), 1);
+    (file, rows.remove(0))
+}
+
+/// Our document of a case, built as the sinks build it. A log-file row's document from the
+/// direct encoder (what a sink writes) must be the reference builder's.
+fn our_document(case: &ElasticCase, options: &EcsOptions) -> Value {
+    if case.provider == "EventLogFile" {
+        let (file, row) = one_row_file(&case.source_type, &case.input);
+        let reference = log_file_document_with(&file, &row, options);
+        let mut sink = NdjsonSink::new(Vec::new())
+            .with_format(OutputFormat::Ecs)
+            .with_ecs_options(options.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            sink.write_row(&file, &row).await.unwrap();
+            sink.commit_file(&file).await.unwrap();
+        });
+        let written: Value = serde_json::from_slice(&sink.into_inner()).unwrap();
+        assert_eq!(written, reference, "{}: the sink's document", case.name);
+        reference
+    } else {
+        object_document_with(&case.source_type, &case.input, options)
+    }
+}
+
+/// Every leaf of a document by its dotted path; arrays are leaves.
+fn flatten(value: &Value, prefix: &str, out: &mut std::collections::BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(v, &path, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+/// Whether our value is Elastic's: equal JSON (so equal type: `1` is not `1.0`), or a float
+/// that Elastic's `Float.parseFloat` rounded to single precision and we keep in double
+/// precision (`DB_TOTAL_TIME` 81604961 is Elastic's 8.160496E7).
+fn same_value(ours: &Value, elastic: &Value) -> bool {
+    if ours == elastic {
+        return true;
+    }
+    match (ours, elastic) {
+        (Value::Number(o), Value::Number(e)) if o.is_f64() && e.is_f64() => {
+            let (o, e) = (o.as_f64().unwrap(), e.as_f64().unwrap());
+            f64::from(e as f32) == e && o as f32 == e as f32
+        }
+        _ => false,
+    }
+}
+
+/// The fields compared whether Elastic's document has them or not: ours has one exactly when
+/// Elastic's does.
+fn always_compared(path: &str) -> bool {
+    matches!(
+        path,
+        "@timestamp"
+            | "event.action"
+            | "event.category"
+            | "event.type"
+            | "event.outcome"
+            | "source.ip"
+    ) || path.starts_with("user.")
+}
+
+/// Compares our document of every case of `stream` with Elastic's, field by field; panics
+/// listing every difference. Returns (fields equal, fields compared) per case.
+fn check_parity(stream: &str) -> Vec<(String, usize, usize)> {
+    let cases = elastic_cases(stream);
+    assert_eq!(cases.data_stream, stream);
+    let options = EcsOptions::default()
+        .with_namespace("parity")
+        .unwrap()
+        .with_instance_url("https://acme.my.salesforce.com/")
+        .with_organization_id("00D5j000000PRTY");
+    let mut results = Vec::new();
+    let mut differences = Vec::new();
+    for case in &cases.cases {
+        let ours = our_document(case, &options);
+        let mut expected = std::collections::BTreeMap::new();
+        flatten(&case.expected, "", &mut expected);
+        let mut got = std::collections::BTreeMap::new();
+        flatten(&ours, "", &mut got);
+        let mut equal = 0;
+        for (path, want) in &expected {
+            match got.get(path) {
+                Some(have) if same_value(have, want) => {
+                    equal += 1;
+                    if have != want {
+                        println!(
+                            "  {}: {path}: ours {have}, Elastic's single precision {want}",
+                            case.name
+                        );
+                    }
+                }
+                have => differences.push(format!(
+                    "{}: {path}: ours {have:?}, Elastic {want}",
+                    case.name
+                )),
+            }
+        }
+        for path in got.keys().filter(|p| always_compared(p)) {
+            if !expected.contains_key(path) {
+                differences.push(format!(
+                    "{}: {path}: ours {}, Elastic has none",
+                    case.name, got[path]
+                ));
+            }
+        }
+        let dataset = format!("salesforce.{stream}");
+        for (path, want) in [
+            ("data_stream.type", "logs"),
+            ("data_stream.dataset", dataset.as_str()),
+            ("data_stream.namespace", "parity"),
+            ("event.dataset", dataset.as_str()),
+            ("event.module", "salesforce"),
+            ("salesforce.instance_url", "https://acme.my.salesforce.com"),
+        ] {
+            if got.get(path) != Some(&Value::from(want)) {
+                differences.push(format!(
+                    "{}: {path}: ours {:?}, want {want}",
+                    case.name,
+                    got.get(path)
+                ));
+            }
+        }
+        assert!(got.contains_key("event.id"), "{}: no event.id", case.name);
+        // Records do not name their org: the options do. Log-file rows have ORGANIZATION_ID.
+        if case.provider == "Object" {
+            assert_eq!(
+                got.get("organization.id"),
+                Some(&Value::from("00D5j000000PRTY")),
+                "{}",
+                case.name
+            );
+        } else {
+            assert_eq!(
+                got.get("organization.id"),
+                case.input.get("ORGANIZATION_ID"),
+                "{}",
+                case.name
+            );
+        }
+        results.push((case.name.clone(), equal, expected.len()));
+    }
+    let (equal, total) = results
+        .iter()
+        .fold((0, 0), |(e, t), (_, ce, ct)| (e + ce, t + ct));
+    println!("{stream}: {equal}/{total} fields of Elastic's documents equal");
+    for (name, e, t) in &results {
+        println!("  {name}: {e}/{t}");
+    }
+    assert!(
+        differences.is_empty(),
+        "{stream}:\n{}",
+        differences.join("\n")
+    );
+    assert_eq!(equal, total);
+    results
+}
+
+#[test]
+fn elastic_parity_login() {
+    check_parity("login");
+}
+
+#[test]
+fn elastic_parity_logout() {
+    check_parity("logout");
+}
+
+#[test]
+fn elastic_parity_apex() {
+    check_parity("apex");
+}
+
+#[test]
+fn elastic_parity_setupaudittrail() {
+    check_parity("setupaudittrail");
+}
+
+#[test]
+fn elastic_parity_aura_request() {
+    check_parity("aura_request");
+}
+
+/// The JSON type of a field as Elasticsearch would map it.
+fn json_kind(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "boolean".into(),
+        Value::Number(n) if n.is_f64() => "double".into(),
+        Value::Number(_) => "long".into(),
+        Value::String(_) => "keyword".into(),
+        Value::Array(items) => {
+            let kinds: BTreeSet<String> = items.iter().map(json_kind).collect();
+            format!(
+                "array of {}",
+                kinds.into_iter().collect::<Vec<_>>().join("|")
+            )
+        }
+        Value::Object(_) => "object".into(),
+    }
+}
+
+/// Rows of a generated log file of `event_type` (the mock's column set and types).
+fn mock_rows(event_type: &str, seed: u64) -> (EventLogFile, Vec<LogRecord>) {
+    let log_date = datetime!(2024-03-11 00:00 UTC);
+    let mock = MockLogFile::builder(event_type)
+        .interval(Interval::Daily)
+        .log_date(log_date)
+        .sequence(0)
+        .created_date(log_date)
+        .rows(200)
+        .seed(seed)
+        .build();
+    let id = format!("0AT50000000{seed:04}AAA");
+    let file = EventLogFile {
+        log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
+        id,
+        event_type: event_type.into(),
+        log_date,
+        created_date: log_date,
+        interval: Some(SfInterval::Daily),
+        sequence: 0,
+        log_file_length: mock.csv.len() as u64,
+        api_version: Some(64.0),
+        log_file_content_type: Some("CSV".into()),
+        log_file_field_names: Some(mock.field_names.clone()),
+        log_file_field_types: Some(mock.field_types.clone()),
+    };
+    let mut decoder = LogFileDecoder::for_file(&file);
+    let mut rows = Vec::new();
+    decoder.feed(&mock.csv, &mut rows).unwrap();
+    decoder.finish(&mut rows).unwrap();
+    (file, rows)
+}
+
+/// Every data stream's documents, from log files and from queried objects, give each field one
+/// JSON type, and never a value where another document has an object: one index mapping fits
+/// them all (today a Login file's `api_version` was a number and LoginEvent's a string).
+#[test]
+fn each_field_has_one_json_type_across_the_sources_of_a_data_stream() {
+    let mut docs: HashMap<String, Vec<(String, Value)>> = HashMap::new();
+    let options = EcsOptions::default();
+    for stream in ["login", "logout", "apex", "setupaudittrail", "aura_request"] {
+        for case in elastic_cases(stream).cases {
+            let doc = our_document(&case, &options);
+            docs.entry(stream.to_string())
+                .or_default()
+                .push((case.name.clone(), doc));
+        }
+    }
+    let mut add_rows = |stream: &str, label: &str, file: &EventLogFile, rows: &[LogRecord]| {
+        for row in rows {
+            docs.entry(stream.to_string()).or_default().push((
+                format!("{label} line {}", row.line()),
+                log_file_document(file, row),
+            ));
+        }
+    };
+    let (file, rows) = real_file("sfdcelf_Login_sample_data3.csv", "Login", 1);
+    add_rows("login", "real Login", &file, &rows);
+    let (file, rows) = real_file("nr_ApexCallout_sample_log_lines.csv", "ApexCallout", 2);
+    add_rows("apex", "real ApexCallout", &file, &rows);
+    for (n, (event_type, stream)) in [
+        ("Login", "login"),
+        ("Logout", "logout"),
+        ("ApexExecution", "apex"),
+        ("ApexCallout", "apex"),
+        ("ApexUnexpectedException", "apex"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (file, rows) = mock_rows(event_type, n as u64);
+        add_rows(stream, &format!("mock {event_type}"), &file, &rows);
+    }
+    for (object, json, stream) in [
+        ("LoginEvent", LOGIN_EVENT, "login"),
+        ("LogoutEvent", LOGOUT_EVENT, "logout"),
+        ("SetupAuditTrail", SETUP_AUDIT_TRAIL, "setupaudittrail"),
+    ] {
+        docs.entry(stream.to_string())
+            .or_default()
+            .push((object.to_string(), object_document(object, &record(json))));
+    }
+
+    let mut problems = Vec::new();
+    for (stream, docs) in &docs {
+        let mut kinds: std::collections::BTreeMap<String, (String, String)> = Default::default();
+        for (label, doc) in docs {
+            assert_eq!(
+                doc["data_stream"]["dataset"],
+                format!("salesforce.{stream}"),
+                "{label}"
+            );
+            let mut fields = std::collections::BTreeMap::new();
+            flatten(doc, "", &mut fields);
+            for (path, value) in fields {
+                let kind = json_kind(&value);
+                match kinds.get(&path) {
+                    Some((first, first_label)) if *first != kind => problems.push(format!(
+                        "{stream}: {path} is {first} in {first_label}, {kind} in {label}"
+                    )),
+                    Some(_) => {}
+                    None => {
+                        kinds.insert(path, (kind, label.clone()));
+                    }
+                }
+            }
+        }
+        let paths: Vec<&String> = kinds.keys().collect();
+        for path in &paths {
+            let prefix = format!("{path}.");
+            if let Some(under) = paths.iter().find(|p| p.starts_with(&prefix)) {
+                problems.push(format!(
+                    "{stream}: {path} is a value and {under} is under it"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A column Elastic does not name is kept, but never under a key Elastic's mapping uses for
+/// something else: a Login file's `api` column would be a text where `api` is an object.
+#[test]
+fn a_kept_column_never_takes_a_name_elastic_uses() {
+    let columns: Map<String, Value> = serde_json::from_str(
+        r#"{"TIMESTAMP_DERIVED":"2024-01-01T00:00:00.000Z","API_TYPE":"f","api":"text",
+            "SESSION_KEY":"s1","USER_ID":"005000000000001"}"#,
+    )
+    .unwrap();
+    let (file, row) = one_row_file("Login", &columns);
+    let doc = log_file_document(&file, &row);
+    let login = &doc["salesforce"]["login"];
+    assert_eq!(login["api"], serde_json::json!({"type": "Feed"}));
+    assert_eq!(login["api_column"], "text");
+    assert_eq!(login["session_key"], "s1");
+    assert_eq!(login["user_id"], "005000000000001");
+    // Without USER_ID_DERIVED the 15-character USER_ID still names the user.
+    assert_eq!(doc["user"]["id"], "005000000000001");
 }

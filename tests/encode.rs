@@ -12,7 +12,7 @@ use salesforce_jwt::event_log::{
     RecordSink,
 };
 use salesforce_jwt::format::OutputFormat;
-use salesforce_jwt::format::ecs::EcsRow;
+use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
 use salesforce_jwt_mock::{Interval, MockLogFile};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -39,7 +39,15 @@ fn reference(format: OutputFormat, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<
     let mut out = Vec::new();
     for &(file, row) in rows {
         match format {
-            OutputFormat::Ecs => serde_json::to_writer(&mut out, &EcsRow { file, row }).unwrap(),
+            OutputFormat::Ecs => serde_json::to_writer(
+                &mut out,
+                &EcsRow {
+                    file,
+                    row,
+                    options: &EcsOptions::default(),
+                },
+            )
+            .unwrap(),
             _ => serde_json::to_writer(&mut out, &NdjsonRow { file, row }).unwrap(),
         }
         out.push(b'\n');
@@ -248,10 +256,14 @@ const ECS_NAMES: &str = "TIMESTAMP_DERIVED,TIMESTAMP,LOGIN_STATUS,REQUEST_STATUS
 ORGANIZATION_ID,USER_ID_DERIVED,USER_ID,USER_NAME,USER_TYPE,SOURCE_IP,CLIENT_IP,USER_AGENT,\
 BROWSER_TYPE,BROWSER_NAME,BROWSER_VERSION,OS_NAME,OS_VERSION,REFERRER_URI,CIPHER_SUITE,\
 HTTP_METHOD,METHOD,REQUEST_METHOD,STATUS_CODE,REQUEST_SIZE,RESPONSE_SIZE,URL,URI,TLS_PROTOCOL,\
-RUN_TIME";
+RUN_TIME,STATUS,REQUEST_ID,TIME,EXEC_TIME,TOTAL_MS,CPU_TIME,API_TYPE,API_VERSION,SESSION_TYPE,\
+SESSION_LEVEL,PLATFORM_TYPE,APP_TYPE,USER_INITIATED_LOGOUT,ACTION_MESSAGE,ACTION_MESSAGE_LENGTH,\
+ROWS,LIMIT_USAGE_PERCENT,api,uri";
 const ECS_TYPES: &str = "DateTime,String,String,String,Boolean,Id,Id,Id,String,String,IP,\
 String,EscapedString,String,String,String,String,String,EscapedString,String,String,String,\
-String,Number,Number,Number,EscapedString,String,String,Number";
+String,Number,Number,Number,EscapedString,String,String,Number,String,String,Number,Number,\
+Number,Number,String,Number,String,String,String,String,Boolean,EscapedString,Number,Number,\
+Number,String,String";
 
 /// A value for a mapped column: one that the mapping takes (most of the time), or not.
 fn ecs_value(column: &str) -> BoxedStrategy<String> {
@@ -306,9 +318,36 @@ fn ecs_value(column: &str) -> BoxedStrategy<String> {
         ]
         .boxed(),
         "TLS_PROTOCOL" => proptest::sample::select(vec![
-            "TLSv1.2", "TLS 1.3", "TLSv1", "tlsV2", "TLS 13", "TLS", "TLSv1.", "Unknown",
+            "TLSv1.2", "TLS 1.3", "TLSv1", "tlsV2", "TLS 13", "TLS", "TLSv1.", "Unknown", "v1",
         ])
         .prop_map(String::from)
+        .boxed(),
+        "STATUS" | "USER_INITIATED_LOGOUT" => boolean_text().boxed(),
+        "RUN_TIME"
+        | "TIME"
+        | "EXEC_TIME"
+        | "TOTAL_MS"
+        | "CPU_TIME"
+        | "ACTION_MESSAGE_LENGTH"
+        | "ROWS"
+        | "LIMIT_USAGE_PERCENT"
+        | "API_VERSION" => prop_oneof![
+            (0u64..70_000).prop_map(|v| v.to_string()),
+            Just("9223372036854775807".to_string()),
+            Just("-1".to_string()),
+            number_text(),
+        ]
+        .boxed(),
+        "API_TYPE" | "SESSION_TYPE" | "SESSION_LEVEL" | "PLATFORM_TYPE" | "APP_TYPE" => {
+            proptest::sample::select(vec!["f", "fo", "C", "1", "1015", "1000", "X", ""])
+                .prop_map(String::from)
+                .boxed()
+        }
+        "ACTION_MESSAGE" => prop_oneof![
+            Just("1$serviceComponent://a.B/ACTION$getX=87;x;2$aura://C/ACTION$getY=".to_string()),
+            Just("1$java://c/ACTION$m=99999999999999999999".to_string()),
+            awkward_text(),
+        ]
         .boxed(),
         _ => "[0-9A-Za-z]{1,18}".boxed(),
     };
@@ -331,8 +370,14 @@ proptest! {
         duplicate_uri in proptest::collection::vec(awkward_text(), 1..8),
         event_type in prop_oneof![
             Just("Login".to_string()),
+            Just("Logout".to_string()),
             Just("ApexCallout".to_string()),
             Just("ApexExecution".to_string()),
+            Just("ApexTrigger".to_string()),
+            Just("ApexRestApi".to_string()),
+            Just("ExternalCustomApexCallout".to_string()),
+            Just("AuraRequest".to_string()),
+            Just("API".to_string()),
             awkward_text(),
         ],
     ) {
@@ -448,6 +493,8 @@ fn mock_rows_of_every_event_type_encode_as_serde_json_does() {
         "Report",
         "RestApi",
         "ApexCallout",
+        "ApexUnexpectedException",
+        "AuraRequest",
     ]
     .into_iter()
     .enumerate()

@@ -20,6 +20,7 @@ use crate::event_log::record::split::{RowSplitter, Segment};
 use crate::event_log::record::{LogFileDecoder, LogRecord};
 use crate::event_log::sink::{Encoders, append_row};
 use crate::format::OutputFormat;
+use crate::format::ecs::EcsOptions;
 
 impl JwtBearerClient {
     /// Downloads a log file's CSV as a stream of byte chunks (gzip already decoded).
@@ -74,7 +75,7 @@ impl JwtBearerClient {
         files: Vec<EventLogFile>,
         concurrency: usize,
     ) -> impl Stream<Item = FileRecords> + Send + Unpin + 'static + use<> {
-        self.download_files(files, concurrency, None)
+        self.download_files(files, concurrency, None, EcsOptions::default())
     }
 
     /// [`download_concurrently`](Self::download_concurrently), with each file's rows encoded
@@ -85,6 +86,7 @@ impl JwtBearerClient {
         files: Vec<EventLogFile>,
         concurrency: usize,
         encoding: Option<OutputFormat>,
+        ecs: EcsOptions,
     ) -> impl Stream<Item = FileRecords> + Send + Unpin + 'static + use<> {
         let concurrency = concurrency.max(1);
         ConcurrentDownloads {
@@ -94,6 +96,7 @@ impl JwtBearerClient {
             starter: Starter {
                 client: self.clone(),
                 encoding,
+                ecs: Arc::new(ecs),
                 bytes_ahead: bytes_ahead_per_file(concurrency),
                 pool: LinePool::default(),
             },
@@ -137,6 +140,8 @@ impl Stream for ConcurrentDownloads {
 struct Starter {
     client: JwtBearerClient,
     encoding: Option<OutputFormat>,
+    /// The options of ECS documents.
+    ecs: Arc<EcsOptions>,
     bytes_ahead: usize,
     /// The line buffers of all the files.
     pool: LinePool,
@@ -147,6 +152,7 @@ impl Starter {
         let (records, mut sender) = channel(file.clone(), self.bytes_ahead, self.pool.clone());
         let pool = self.pool.clone();
         let client = self.client.clone();
+        let ecs = Arc::clone(&self.ecs);
         match self.encoding {
             Some(format) => {
                 // One task receives and inflates; the other cuts the CSV into segments and has
@@ -159,8 +165,16 @@ impl Starter {
                     let decoder = LogFileDecoder::for_file(&file);
                     let body = inflated_stream(inflated, &file.id);
                     // Stopped early only when the consumer is gone.
-                    let _ = send_encoded(body, decoder, &mut sender, format, Arc::new(file), pool)
-                        .await;
+                    let _ = send_encoded(
+                        body,
+                        decoder,
+                        &mut sender,
+                        format,
+                        &ecs,
+                        Arc::new(file),
+                        pool,
+                    )
+                    .await;
                 });
             }
             None => {
@@ -394,6 +408,7 @@ async fn send_encoded(
     decoder: LogFileDecoder,
     sender: &mut BatchSender,
     format: OutputFormat,
+    ecs: &Arc<EcsOptions>,
     file: Arc<EventLogFile>,
     pool: LinePool,
 ) -> Result<SegmentStats, Gone> {
@@ -402,7 +417,7 @@ async fn send_encoded(
     let mut speculate = true;
     // The decoder of everything sent so far, in file order.
     let mut current = decoder;
-    let mut encoders = Encoders::default();
+    let mut encoders = Encoders::new(ecs);
     let mut spare: Vec<Encoders> = Vec::new();
     let mut queue: VecDeque<Slot> = VecDeque::new();
     // How the body ended, once it has.
@@ -492,7 +507,8 @@ async fn send_encoded(
                     continue;
                 }
                 if let Some(segment) = splitter.push(chunk) {
-                    let task = spawn_segment(&current, &segment, &mut spare, format, &file, &pool);
+                    let task =
+                        spawn_segment(&current, &segment, &mut spare, format, ecs, &file, &pool);
                     stats.spawned += usize::from(task.is_some());
                     stats.most_at_once = stats
                         .most_at_once
@@ -627,11 +643,12 @@ fn spawn_segment(
     segment: &Segment,
     spare: &mut Vec<Encoders>,
     format: OutputFormat,
+    ecs: &EcsOptions,
     file: &Arc<EventLogFile>,
     pool: &LinePool,
 ) -> Option<tokio::task::JoinHandle<Box<SegmentDone>>> {
     let mut decoder = current.continuation(segment.line)?;
-    let mut encoders = spare.pop().unwrap_or_default();
+    let mut encoders = spare.pop().unwrap_or_else(|| Encoders::new(ecs));
     let pieces = segment.pieces.clone();
     let file = Arc::clone(file);
     let mut lines = pool.take(lines_capacity(&pieces, format));
@@ -1319,9 +1336,17 @@ mod tests {
                 .collect::<Vec<_>>(),
         );
         let decoder = LogFileDecoder::for_file(&file);
-        let stats = send_encoded(body, decoder, &mut sender, format, Arc::new(file), pool)
-            .await
-            .unwrap();
+        let stats = send_encoded(
+            body,
+            decoder,
+            &mut sender,
+            format,
+            &Arc::new(EcsOptions::default()),
+            Arc::new(file),
+            pool,
+        )
+        .await
+        .unwrap();
         drop(sender);
         let mut lines = Vec::new();
         while let Some(piece) = records.next_encoded().await {

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::event_log::checkpoint::sync_dir;
 use crate::event_log::model::EventLogFile;
 use crate::event_log::record::LogRecord;
-use crate::format::ecs::EcsEncoder;
+use crate::format::ecs::{EcsEncoder, EcsOptions};
 use crate::format::json::NdjsonEncoder;
 use crate::format::{OutputFormat, ecs, rfc3339_millis};
 use crate::realtime::{Batch, EventObject, NdjsonObjectRow, ObjectRecord, ObjectSink};
@@ -142,6 +142,13 @@ pub trait RecordSink: Send {
     /// lines, `commit_file` or `rollback_file`.
     fn encoded_format(&self) -> Option<OutputFormat> {
         None
+    }
+
+    /// The options of the ECS documents the sink writes, for the encoding done in the
+    /// download tasks ([`encoded_format`](Self::encoded_format)); the defaults unless the sink
+    /// was given others.
+    fn ecs_options(&self) -> EcsOptions {
+        EcsOptions::default()
     }
 
     /// Whole lines of the current file's rows, in file order, encoded in
@@ -271,6 +278,8 @@ pub struct NdjsonSink<W: Write + Send> {
     /// past its last commit is unknown, so only reopening (and cutting back) is safe.
     poisoned: Option<Error>,
     format: OutputFormat,
+    /// `data_stream.namespace` and `salesforce.instance_url` of ECS documents.
+    ecs: EcsOptions,
     /// Log-file rows' JSON, with the keys of the current file's columns cached.
     encoders: Encoders,
     /// Bytes handed to `out` so far.
@@ -290,6 +299,7 @@ impl<W: Write + Send> NdjsonSink<W> {
             name,
             poisoned: None,
             format: OutputFormat::default(),
+            ecs: EcsOptions::default(),
             encoders: Encoders::default(),
             written: 0,
         }
@@ -329,6 +339,14 @@ impl<W: Write + Send> NdjsonSink<W> {
         self
     }
 
+    /// The `data_stream.namespace` and `salesforce.instance_url` of the ECS documents it
+    /// writes ([`OutputFormat::Ecs`]).
+    pub fn with_ecs_options(mut self, options: EcsOptions) -> Self {
+        self.encoders = Encoders::new(&options);
+        self.ecs = options;
+        self
+    }
+
     /// The writer back.
     pub fn into_inner(self) -> W {
         self.out
@@ -340,6 +358,16 @@ impl<W: Write + Send> NdjsonSink<W> {
 pub(crate) struct Encoders {
     ndjson: NdjsonEncoder,
     ecs: EcsEncoder,
+}
+
+impl Encoders {
+    /// Encoders writing ECS documents with `ecs`.
+    pub(crate) fn new(ecs: &EcsOptions) -> Self {
+        Encoders {
+            ndjson: NdjsonEncoder::default(),
+            ecs: EcsEncoder::new(ecs.clone()),
+        }
+    }
 }
 
 /// Appends the row's line (newline included) to `out`: the same bytes as `serde_json` writes
@@ -371,6 +399,7 @@ pub(crate) fn append_row(
 fn encode_object(
     line: &mut Vec<u8>,
     format: OutputFormat,
+    ecs_options: &EcsOptions,
     object: &EventObject,
     record: &ObjectRecord,
 ) -> Result<(), Error> {
@@ -378,7 +407,7 @@ fn encode_object(
     let written = match format {
         OutputFormat::Ecs => serde_json::to_writer(
             &mut *line,
-            &ecs::object_document(object.name(), record.fields()),
+            &ecs::object_document_with(object.name(), record.fields(), ecs_options),
         ),
         OutputFormat::Ndjson => {
             serde_json::to_writer(&mut *line, &NdjsonObjectRow { object, record })
@@ -426,7 +455,7 @@ impl<W: Write + Send> ObjectSink for NdjsonSink<W> {
 
     async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
         self.guard()?;
-        encode_object(&mut self.line, self.format, batch.object, record)?;
+        encode_object(&mut self.line, self.format, &self.ecs, batch.object, record)?;
         self.write_line()
     }
 
@@ -456,6 +485,10 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 
     fn encoded_format(&self) -> Option<OutputFormat> {
         Some(self.format)
+    }
+
+    fn ecs_options(&self) -> EcsOptions {
+        self.ecs.clone()
     }
 
     async fn write_encoded(&mut self, _file: &EventLogFile, lines: &[u8]) -> Result<(), Error> {
@@ -673,6 +706,12 @@ impl NdjsonFileSink {
         self
     }
 
+    /// See [`NdjsonSink::with_ecs_options`].
+    pub fn with_ecs_options(mut self, options: EcsOptions) -> Self {
+        self.ndjson = self.ndjson.with_ecs_options(options);
+        self
+    }
+
     /// The output's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -713,6 +752,10 @@ impl RecordSink for NdjsonFileSink {
 
     fn encoded_format(&self) -> Option<OutputFormat> {
         self.ndjson.encoded_format()
+    }
+
+    fn ecs_options(&self) -> EcsOptions {
+        self.ndjson.ecs_options()
     }
 
     async fn write_encoded(&mut self, file: &EventLogFile, lines: &[u8]) -> Result<(), Error> {

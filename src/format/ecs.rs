@@ -1,13 +1,14 @@
 //! Elastic Common Schema (ECS 8.11) documents for log-file rows and queried records.
 //!
-//! One document per row or record. Columns with an ECS meaning go to ECS fields (`@timestamp`,
-//! `event.*`, `user.*`, `source.ip`, `user_agent.*`, `http.*`, `url.*`, `tls.*`,
-//! `organization.id`); every other non-empty column goes under `salesforce.<dataset>.*` with its
-//! name in snake_case (`USER_NAME` -> `user_name`, `LoginType` -> `login_type`), with typed
-//! values. A column copied into an ECS field unchanged is not repeated there; one that was only
-//! interpreted (`LOGIN_STATUS` for `event.outcome`, `Status`, `REQUEST_STATUS`) is kept. The
-//! mapping follows Elastic's Salesforce integration (data streams login, logout, apex,
-//! setupaudittrail); the README's "ECS output" section has the table.
+//! One document per row or record, shaped as Elastic's Salesforce integration (its data
+//! streams login, logout, apex, setupaudittrail, aura_request) writes the same events: the same
+//! field names, values and JSON types, so that its dashboards, saved searches and detection
+//! rules work on them. Columns Elastic's pipelines drop are kept, under
+//! `salesforce.<dataset>.<snake_case name>` (`USER_NAME` -> `user_name`, `LoginType` ->
+//! `login_type`) with typed values, never under a name Elastic uses for something else. Event
+//! types and objects Elastic does not cover get the same generic mapping. Every document has
+//! `data_stream.{type,dataset,namespace}` ([`EcsOptions`]). The README's "ECS output" section
+//! has the table.
 //!
 //! ```
 //! use salesforce_jwt::format::ecs::object_document;
@@ -18,13 +19,14 @@
 //! }"#)?;
 //! let doc = object_document("LogoutEvent", &record);
 //! assert_eq!(doc["@timestamp"], "2021-10-19T11:38:54.000Z");
-//! assert_eq!(doc["event"]["dataset"], "salesforce.logout");
+//! assert_eq!(doc["data_stream"]["dataset"], "salesforce.logout");
 //! assert_eq!(doc["event"]["id"], "06ce4a9d-8d6b");
 //! assert_eq!(doc["user"]["email"], "user.name@email.com");
-//! assert_eq!(doc["salesforce"]["logout"]["session_level"], "STANDARD");
+//! assert_eq!(doc["salesforce"]["logout"]["session"]["level"], "STANDARD");
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
+use std::fmt;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
@@ -36,16 +38,133 @@ use crate::format::rfc3339_millis;
 use crate::format::values::{action_name, http_method, ip, is_email, object_category, tls_version};
 
 mod log_file;
+pub(crate) mod out;
 
 pub(crate) use log_file::EcsEncoder;
-pub use log_file::{EcsRow, log_file_document};
+pub use log_file::{EcsRow, log_file_document, log_file_document_with};
 
 /// The ECS version the documents follow, written as `ecs.version`.
 pub const ECS_VERSION: &str = "8.11.0";
 
+/// The `data_stream.namespace` documents get unless told otherwise (Fleet's default).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// What the ECS documents take from outside the row: `data_stream.namespace` (default
+/// [`DEFAULT_NAMESPACE`]) and the org's `salesforce.instance_url` (absent unless set).
+///
+/// ```
+/// use salesforce_jwt::format::ecs::EcsOptions;
+///
+/// let options = EcsOptions::default()
+///     .with_namespace("prod")?
+///     .with_instance_url("https://acme.my.salesforce.com");
+/// assert_eq!(options.namespace(), "prod");
+/// assert!(EcsOptions::default().with_namespace("Prod-1").is_err());
+/// # Ok::<(), salesforce_jwt::format::ecs::InvalidNamespace>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsOptions {
+    namespace: String,
+    instance_url: Option<String>,
+    organization_id: Option<String>,
+}
+
+impl Default for EcsOptions {
+    fn default() -> Self {
+        EcsOptions {
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            instance_url: None,
+            organization_id: None,
+        }
+    }
+}
+
+impl EcsOptions {
+    /// `data_stream.namespace`: what Elasticsearch accepts in a data stream name, lower case,
+    /// without `-` (it separates the name's parts), none of `\ / * ? " < > | , # :` or a space,
+    /// at most 100 bytes.
+    pub fn with_namespace(mut self, namespace: &str) -> Result<Self, InvalidNamespace> {
+        let problem = if namespace.is_empty() {
+            Some("is empty")
+        } else if namespace.len() > 100 {
+            Some("is longer than 100 bytes")
+        } else if namespace.chars().any(|c| c.is_uppercase()) {
+            Some("has upper-case letters")
+        } else if namespace
+            .chars()
+            .any(|c| "-\\/*?\"<>|,#: ".contains(c) || c.is_control())
+        {
+            Some("has one of - \\ / * ? \" < > | , # : or a space")
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => Err(InvalidNamespace {
+                given: namespace.to_string(),
+                problem,
+            }),
+            None => {
+                self.namespace = namespace.to_string();
+                Ok(self)
+            }
+        }
+    }
+
+    /// `salesforce.instance_url`, the org's My Domain URL (as Elastic's integration writes it).
+    pub fn with_instance_url(mut self, instance_url: impl Into<String>) -> Self {
+        let url: String = instance_url.into();
+        self.instance_url = Some(url.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+        self
+    }
+
+    /// `organization.id` of object documents, whose records do not name their org (log-file
+    /// rows have `ORGANIZATION_ID`): the org's Id, as the token response's identity URL gives it
+    /// (`AccessToken::org_id`).
+    pub fn with_organization_id(mut self, organization_id: impl Into<String>) -> Self {
+        self.organization_id = Some(organization_id.into()).filter(|id| !id.is_empty());
+        self
+    }
+
+    /// `organization.id` of object documents, when set.
+    pub fn organization_id(&self) -> Option<&str> {
+        self.organization_id.as_deref()
+    }
+
+    /// `data_stream.namespace`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `salesforce.instance_url`, when set.
+    pub fn instance_url(&self) -> Option<&str> {
+        self.instance_url.as_deref()
+    }
+}
+
+/// A `data_stream.namespace` Elasticsearch would refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidNamespace {
+    given: String,
+    problem: &'static str,
+}
+
+impl fmt::Display for InvalidNamespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "data stream namespace {:?} {}: use lower-case letters, digits and _ (like \
+             `default` or `prod_eu`)",
+            self.given, self.problem
+        )
+    }
+}
+
+impl std::error::Error for InvalidNamespace {}
+
 /// The data set of an EventLogFile `EventType`, as in `event.dataset: salesforce.<dataset>`:
-/// `Login` -> `login`, `Logout` -> `logout`, every `Apex*` type -> `apex`, otherwise the type
-/// in snake_case (`API` -> `api`, `RestApi` -> `rest_api`, `URI` -> `uri`).
+/// `Login` -> `login`, `Logout` -> `logout`, every `Apex*` type and
+/// `ExternalCustomApexCallout` -> `apex`, otherwise the type in snake_case (`API` -> `api`,
+/// `RestApi` -> `rest_api`, `AuraRequest` -> `aura_request`).
 pub fn log_file_dataset_name(event_type: &str) -> String {
     log_file_dataset(event_type)
 }
@@ -57,7 +176,17 @@ pub fn object_dataset_name(sobject_type: &str) -> String {
     object_dataset(sobject_type)
 }
 
-/// A document under construction: nested objects, and the source columns already placed in
+/// The key of a data set's own fields under `salesforce`: the data set, except
+/// `setup_audit_trail` for `setupaudittrail` (as Elastic names them).
+pub(crate) fn salesforce_key(dataset: &str) -> &str {
+    if dataset == "setupaudittrail" {
+        "setup_audit_trail"
+    } else {
+        dataset
+    }
+}
+
+/// A document under construction: nested objects, and the source fields already placed in
 /// ECS fields (left out of `salesforce.<dataset>`).
 struct Doc {
     root: Map<String, Value>,
@@ -75,31 +204,17 @@ impl Doc {
     }
 
     fn set(&mut self, path: &[&str], value: impl Into<Value>) {
-        let Some((last, parents)) = path.split_last() else {
-            return;
-        };
-        let mut map = &mut self.root;
-        for &key in parents {
-            let entry = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                *entry = Value::Object(Map::new());
-            }
-            map = match entry {
-                Value::Object(m) => m,
-                _ => return,
-            };
-        }
-        map.insert((*last).to_string(), value.into());
+        set_path(&mut self.root, path, value.into());
     }
 
-    /// Sets `path` from a source column and marks the column as placed.
-    fn take(&mut self, column: &'static str, path: &[&str], value: impl Into<Value>) {
+    /// Sets `path` from a source field and marks the field as placed.
+    fn take(&mut self, field: &'static str, path: &[&str], value: impl Into<Value>) {
         self.set(path, value);
-        self.consumed.push(column);
+        self.consumed.push(field);
     }
 
-    fn is_consumed(&self, column: &str) -> bool {
-        self.consumed.contains(&column)
+    fn is_consumed(&self, field: &str) -> bool {
+        self.consumed.contains(&field)
     }
 
     fn related(&mut self, ip: IpAddr) {
@@ -109,39 +224,39 @@ impl Doc {
         }
     }
 
-    fn event_basics(&mut self, dataset: &str, kind: &str, action: String, id: String) {
-        self.set(&["ecs", "version"], ECS_VERSION);
-        self.set(&["event", "kind"], kind);
-        self.set(&["event", "module"], "salesforce");
-        self.set(&["event", "dataset"], format!("salesforce.{dataset}"));
-        self.set(&["event", "action"], action);
-        self.set(&["event", "id"], id);
-    }
-
-    fn categorize(&mut self, category_and_type: Option<(&str, &str)>) {
-        if let Some((category, kind)) = category_and_type {
-            self.set(&["event", "category"], vec![Value::from(category)]);
-            self.set(&["event", "type"], vec![Value::from(kind)]);
-        }
-    }
-
-    fn user_name(&mut self, column: &'static str, name: &str) {
-        self.take(column, &["user", "name"], name);
-        if is_email(name) {
-            self.set(&["user", "email"], name);
-        }
-    }
-
-    fn finish(mut self, dataset: &str, fields: Map<String, Value>) -> Value {
+    fn finish(mut self, key: &str, fields: Map<String, Value>) -> Value {
         if !self.related_ip.is_empty() {
             let ips = std::mem::take(&mut self.related_ip);
             self.set(&["related", "ip"], ips);
         }
         if !fields.is_empty() {
-            self.set(&["salesforce", dataset], fields);
+            let mut merged = match self.root.get_mut("salesforce").and_then(|s| s.get_mut(key)) {
+                Some(Value::Object(existing)) => std::mem::take(existing),
+                _ => Map::new(),
+            };
+            merged.extend(fields);
+            self.set(&["salesforce", key], merged);
         }
         Value::Object(self.root)
     }
+}
+
+fn set_path(root: &mut Map<String, Value>, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut map = root;
+    for &key in parents {
+        let entry = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        map = match entry {
+            Value::Object(m) => m,
+            _ => return,
+        };
+    }
+    map.insert((*last).to_string(), value);
 }
 
 /// The datetime of a record's field, parsed from Salesforce's `+0000` form or RFC 3339.
@@ -175,14 +290,101 @@ fn record_value(name: &str, value: &Value) -> Option<Value> {
     }
 }
 
-/// The ECS document of one queried record: a Real-Time Event Monitoring storage object
-/// (`LoginEvent`, `LogoutEvent`, `ApiEvent`, the Threat Detection `...EventStore`s) or
-/// `SetupAuditTrail`, as field name -> JSON value. `event.id` is [`object_event_id`].
+/// How a field Elastic names under `salesforce.<dataset>` is converted.
+#[derive(Clone, Copy, PartialEq)]
+enum ObjConv {
+    /// As it is.
+    Raw,
+    /// As text (a number becomes its decimal text): one JSON type with the log file's column.
+    Text,
+    /// A double, as Elastic's `convert` to `double` writes it (`0` -> `0.0`).
+    Double,
+}
+
+/// The fields of each object Elastic names under `salesforce.<dataset>`.
+fn object_fields(
+    sobject_type: &str,
+) -> &'static [(&'static str, &'static [&'static str], ObjConv)] {
+    match sobject_type {
+        "LoginEvent" => &[
+            ("AuthServiceId", &["auth", "service_id"], ObjConv::Raw),
+            ("EvaluationTime", &["evaluation_time"], ObjConv::Double),
+            ("ClientVersion", &["client_version"], ObjConv::Text),
+            ("LoginGeoId", &["geo_id"], ObjConv::Raw),
+            ("LoginHistoryId", &["history_id"], ObjConv::Raw),
+            ("ApiType", &["api", "type"], ObjConv::Text),
+            (
+                "AuthMethodReference",
+                &["auth", "method_reference"],
+                ObjConv::Raw,
+            ),
+            ("LoginType", &["type"], ObjConv::Raw),
+            (
+                "PolicyOutcome",
+                &["transaction_security", "policy", "outcome"],
+                ObjConv::Raw,
+            ),
+            ("ApiVersion", &["api", "version"], ObjConv::Text),
+            (
+                "RelatedEventIdentifier",
+                &["related_event_identifier"],
+                ObjConv::Raw,
+            ),
+            ("LoginKey", &["key"], ObjConv::Raw),
+            ("Application", &["application"], ObjConv::Raw),
+            (
+                "PolicyId",
+                &["transaction_security", "policy", "id"],
+                ObjConv::Raw,
+            ),
+            ("AdditionalInfo", &["additional_info"], ObjConv::Raw),
+        ],
+        "LogoutEvent" => &[
+            (
+                "RelatedEventIdentifier",
+                &["related_event_identifier"],
+                ObjConv::Raw,
+            ),
+            ("LoginKey", &["login_key"], ObjConv::Raw),
+            ("SessionLevel", &["session", "level"], ObjConv::Raw),
+            ("SessionKey", &["session", "key"], ObjConv::Raw),
+        ],
+        "SetupAuditTrail" => &[
+            ("CreatedByContext", &["created_by_context"], ObjConv::Raw),
+            ("CreatedById", &["created_by_id"], ObjConv::Raw),
+            ("CreatedByIssuer", &["created_by_issuer"], ObjConv::Raw),
+            ("DelegateUser", &["delegate_user"], ObjConv::Raw),
+            ("Display", &["display"], ObjConv::Raw),
+            (
+                "ResponsibleNamespacePrefix",
+                &["responsible_namespace_prefix"],
+                ObjConv::Raw,
+            ),
+            ("Section", &["section"], ObjConv::Raw),
+        ],
+        _ => &[],
+    }
+}
+
+/// The ECS document of one queried record with the default [`EcsOptions`]: a Real-Time Event
+/// Monitoring storage object (`LoginEvent`, `LogoutEvent`, `ApiEvent`, the Threat Detection
+/// `...EventStore`s) or `SetupAuditTrail`, as field name -> JSON value. `event.id` is
+/// [`object_event_id`].
 ///
 /// `@timestamp` comes from `EventDate`, else `CreatedDate`; `event.created` from `CreatedDate`.
 /// Threat Detection stores are `event.kind: alert`, everything else `event`.
 pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value {
+    object_document_with(sobject_type, record, &EcsOptions::default())
+}
+
+/// [`object_document`] with `options`.
+pub fn object_document_with(
+    sobject_type: &str,
+    record: &Map<String, Value>,
+    options: &EcsOptions,
+) -> Value {
     let dataset = object_dataset(sobject_type);
+    let key = salesforce_key(&dataset).to_string();
     let text = |name: &str| {
         record
             .get(name)
@@ -196,11 +398,16 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
         "event"
     };
     let id = object_event_id(sobject_type, record);
-    let action = match text("Action") {
-        Some(a) if sobject_type == "SetupAuditTrail" => {
-            doc.consumed.push("Action");
-            a.to_string()
-        }
+    let action = match sobject_type {
+        "SetupAuditTrail" => match text("Action") {
+            Some(a) => {
+                doc.consumed.push("Action");
+                a.to_string()
+            }
+            None => action_name(&dataset),
+        },
+        "LoginEvent" => "login-attempt".to_string(),
+        "LogoutEvent" => "logout".to_string(),
         _ => action_name(dataset.as_str()),
     };
     for column in ["EventIdentifier", "Id"] {
@@ -209,8 +416,38 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
             break;
         }
     }
-    doc.event_basics(&dataset, kind, action, id);
-    doc.categorize(object_category(sobject_type));
+    let event_dataset = format!("salesforce.{dataset}");
+    doc.set(&["ecs", "version"], ECS_VERSION);
+    doc.set(&["data_stream", "type"], "logs");
+    doc.set(&["data_stream", "dataset"], event_dataset.as_str());
+    doc.set(&["data_stream", "namespace"], options.namespace());
+    doc.set(&["event", "kind"], kind);
+    doc.set(&["event", "module"], "salesforce");
+    doc.set(&["event", "dataset"], event_dataset);
+    doc.set(&["event", "provider"], "Object");
+    doc.set(&["event", "action"], action);
+    doc.set(&["event", "id"], id);
+    // Elastic's categories: `info` for logins and logouts, `admin` (no category) for the
+    // audit trail.
+    let category = match sobject_type {
+        "LoginEvent" | "LogoutEvent" => Some(("authentication", "info")),
+        "SetupAuditTrail" => Some(("", "admin")),
+        other => object_category(other),
+    };
+    if let Some((category, event_type)) = category {
+        if !category.is_empty() {
+            doc.set(&["event", "category"], vec![Value::from(category)]);
+        }
+        doc.set(&["event", "type"], vec![Value::from(event_type)]);
+    }
+    if let Some(url) = options.instance_url() {
+        doc.set(&["salesforce", "instance_url"], url);
+    }
+    if let Some(org) = text("OrganizationId") {
+        doc.take("OrganizationId", &["organization", "id"], org);
+    } else if let Some(org) = options.organization_id() {
+        doc.set(&["organization", "id"], org);
+    }
 
     let event_date = record_datetime(record, "EventDate");
     let created = record_datetime(record, "CreatedDate");
@@ -232,17 +469,34 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
         doc.set(&["event", "outcome"], outcome);
     }
 
+    let elastic = matches!(
+        sobject_type,
+        "LoginEvent" | "LogoutEvent" | "SetupAuditTrail"
+    );
     if let Some(user) = text("UserId") {
         doc.take("UserId", &["user", "id"], user);
     } else if let Some(user) = text("CreatedById") {
-        doc.take("CreatedById", &["user", "id"], user);
+        // SetupAuditTrail: also `created_by_id`, as Elastic keeps it.
+        doc.set(&["user", "id"], user);
+        if !elastic {
+            doc.consumed.push("CreatedById");
+        }
     }
     if let Some(name) = text("Username") {
-        doc.user_name("Username", name);
+        if elastic {
+            // Elastic: a login's or logout's Username is `user.email`.
+            doc.take("Username", &["user", "email"], name);
+        } else {
+            doc.take("Username", &["user", "name"], name);
+            if is_email(name) {
+                doc.set(&["user", "email"], name);
+            }
+        }
     } else if let Some(name) = record
         .get("CreatedBy")
         .and_then(|c| c.get("Username"))
         .and_then(Value::as_str)
+        .filter(|_| !elastic)
     {
         doc.set(&["user", "name"], name);
     }
@@ -257,7 +511,6 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
         ("Browser", &["user_agent", "name"][..]),
         ("Platform", &["user_agent", "os", "name"]),
         ("CipherSuite", &["tls", "cipher"]),
-        ("Display", &["message"]),
         ("CountryIso", &["source", "geo", "country_iso_code"]),
         ("Country", &["source", "geo", "country_name"]),
         ("City", &["source", "geo", "city_name"]),
@@ -276,26 +529,26 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
             doc.take(column, path, value.clone());
         }
     }
-    // SetupAuditTrail's Display names the user a change was made to: "For user x@y.z, the ...".
-    if let Some(target) = text("Display")
-        .and_then(|d| d.strip_prefix("For user "))
-        .and_then(|d| d.split_once(", "))
-        .map(|(user, _)| user)
-        .filter(|user| !user.is_empty() && !user.contains(' '))
+    // SetupAuditTrail's Display names the user a change was made to, "For user x@y.z, the
+    // ...": Elastic's `user.name`.
+    if sobject_type == "SetupAuditTrail"
+        && let Some(target) = text("Display")
+            .and_then(|d| d.strip_prefix("For user "))
+            .and_then(|d| d.split_once(", "))
+            .map(|(user, _)| user)
+            .filter(|user| !user.is_empty())
     {
-        doc.set(&["user", "target", "name"], target);
+        doc.set(&["user", "name"], target);
     }
     if let Some(method) = text("HttpMethod").and_then(http_method) {
         doc.take("HttpMethod", &["http", "request", "method"], method);
     }
     if let Some(login_url) = text("LoginUrl") {
-        // LoginEvent's LoginUrl is a host name (`login.salesforce.com`), not a URL.
-        let path: &[&str] = if login_url.contains('/') {
-            &["url", "original"]
-        } else {
-            &["url", "domain"]
-        };
-        doc.take("LoginUrl", path, login_url);
+        // Elastic: `event.url`. LoginEvent's LoginUrl is a host name (`login.salesforce.com`).
+        doc.take("LoginUrl", &["event", "url"], login_url);
+        if !login_url.contains('/') {
+            doc.set(&["url", "domain"], login_url);
+        }
     }
     if let Some(version) = text("TlsProtocol").and_then(tls_version) {
         doc.take("TlsProtocol", &["tls", "version"], version);
@@ -303,13 +556,37 @@ pub fn object_document(sobject_type: &str, record: &Map<String, Value>) -> Value
     }
 
     let mut fields = Map::new();
+    for &(field, path, conv) in object_fields(sobject_type) {
+        let Some(value) = record.get(field).and_then(|v| record_value(field, v)) else {
+            continue;
+        };
+        let value = match (conv, value) {
+            (ObjConv::Text, Value::Number(n)) => Value::from(n.to_string()),
+            (ObjConv::Double, Value::Number(n)) => match n.as_f64() {
+                Some(f) => Value::from(f),
+                None => Value::Number(n),
+            },
+            (_, value) => value,
+        };
+        set_path(&mut fields, path, value);
+    }
+    let mapped_keys: Vec<String> = fields.keys().cloned().collect();
     for (name, value) in record {
-        if name == "attributes" || doc.is_consumed(name) {
+        if name == "attributes"
+            || doc.is_consumed(name)
+            || object_fields(sobject_type)
+                .iter()
+                .any(|(f, _, _)| f == name)
+        {
             continue;
         }
         if let Some(value) = record_value(name, value) {
-            fields.insert(snake_case(name), value);
+            let mut key = snake_case(name);
+            if mapped_keys.contains(&key) {
+                key.push_str("_field");
+            }
+            fields.insert(key, value);
         }
     }
-    doc.finish(&dataset, fields)
+    doc.finish(&key, fields)
 }

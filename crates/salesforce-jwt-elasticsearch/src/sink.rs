@@ -9,7 +9,7 @@ use std::sync::Arc;
 use salesforce_jwt::Error;
 use salesforce_jwt::event_log::{EventLogFile, LogRecord, RecordSink};
 use salesforce_jwt::format::OutputFormat;
-use salesforce_jwt::format::ecs::{EcsRow, object_document};
+use salesforce_jwt::format::ecs::{EcsOptions, EcsRow, object_document_with};
 use salesforce_jwt::realtime::{Batch, ObjectRecord, ObjectSink};
 
 use crate::client::{EsClient, ItemResult, SendError};
@@ -62,6 +62,9 @@ pub struct EsSink {
     stats: SinkStats,
     /// A document line of `write_row`/`write`, reused.
     scratch: Vec<u8>,
+    /// `data_stream.namespace`, `salesforce.instance_url` and `organization.id` of the
+    /// documents this sink encodes itself, and of those the download tasks encode for it.
+    ecs: EcsOptions,
 }
 
 #[derive(Debug)]
@@ -92,7 +95,14 @@ impl EsSink {
             }),
             stats: SinkStats::default(),
             scratch: Vec::new(),
+            ecs: EcsOptions::default(),
         })
+    }
+
+    /// The options of the ECS documents: namespace, instance URL, org Id (see [`EcsOptions`]).
+    pub fn with_ecs_options(mut self, options: EcsOptions) -> Self {
+        self.ecs = options;
+        self
     }
 
     /// What the sink did so far.
@@ -436,7 +446,14 @@ impl RecordSink for EsSink {
     async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
         let mut doc = std::mem::take(&mut self.scratch);
         doc.clear();
-        let encoded = serde_json::to_writer(&mut doc, &EcsRow { file, row });
+        let encoded = serde_json::to_writer(
+            &mut doc,
+            &EcsRow {
+                file,
+                row,
+                options: &self.ecs,
+            },
+        );
         let added = match encoded {
             Ok(()) => self.add_document(&doc).await,
             Err(e) => Err(Error::sink(
@@ -455,6 +472,10 @@ impl RecordSink for EsSink {
 
     fn encoded_format(&self) -> Option<OutputFormat> {
         Some(OutputFormat::Ecs)
+    }
+
+    fn ecs_options(&self) -> EcsOptions {
+        self.ecs.clone()
     }
 
     async fn write_encoded(&mut self, _file: &EventLogFile, lines: &[u8]) -> Result<(), Error> {
@@ -490,7 +511,7 @@ impl ObjectSink for EsSink {
     }
 
     async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
-        let document = object_document(batch.object.name(), record.fields());
+        let document = object_document_with(batch.object.name(), record.fields(), &self.ecs);
         let mut doc = std::mem::take(&mut self.scratch);
         doc.clear();
         let added = match serde_json::to_writer(&mut doc, &document) {

@@ -82,6 +82,11 @@ pub struct Cli {
     #[arg(long, value_name = "ndjson|ecs")]
     pub format: Option<String>,
 
+    /// `data_stream.namespace` of ECS documents (--format ecs): lower-case letters, digits
+    /// and _ [default: default].
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
+
     /// Record a file that cannot be collected (malformed, truncated for good, gone), or a
     /// real-time object page that cannot be read, in the checkpoint and go on, instead of
     /// stopping that org.

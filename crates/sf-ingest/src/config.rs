@@ -44,6 +44,7 @@ struct OrgEntry {
     since: Option<String>,
     concurrency: Option<usize>,
     format: Option<String>,
+    namespace: Option<String>,
     skip_bad_files: Option<bool>,
 }
 
@@ -437,6 +438,7 @@ fn org_plan(
         since: entry.since,
         concurrency: entry.concurrency,
         format: entry.format,
+        namespace: entry.namespace,
         skip_bad_files: entry.skip_bad_files,
     };
     let collect = Collect::resolve(&[cli, &own, defaults], DEFAULT_SINCE)

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::format::OutputFormat;
 use crate::source::Source;
+use salesforce_jwt::format::ecs::{DEFAULT_NAMESPACE, EcsOptions};
 
 /// Highest `concurrency` accepted: more parallel downloads per org buys nothing against
 /// Salesforce's per-org limits and only risks `REQUEST_LIMIT_EXCEEDED`.
@@ -24,6 +25,7 @@ pub struct Choices {
     pub since: Option<String>,
     pub concurrency: Option<usize>,
     pub format: Option<String>,
+    pub namespace: Option<String>,
     pub skip_bad_files: Option<bool>,
 }
 
@@ -35,6 +37,7 @@ pub const CHOICE_KEYS: &[&str] = &[
     "since",
     "concurrency",
     "format",
+    "namespace",
     "skip_bad_files",
 ];
 
@@ -47,6 +50,8 @@ pub struct Collect {
     pub since: Duration,
     pub concurrency: usize,
     pub format: OutputFormat,
+    /// `data_stream.namespace` of ECS documents.
+    pub namespace: String,
     pub skip_bad_files: bool,
 }
 
@@ -133,6 +138,16 @@ impl Collect {
                 }
             },
         };
+        let namespace = match first(layers, |l| l.namespace.as_ref()) {
+            None => DEFAULT_NAMESPACE.to_string(),
+            Some(text) => match EcsOptions::default().with_namespace(text) {
+                Ok(options) => options.namespace().to_string(),
+                Err(e) => {
+                    problem("namespace", e.to_string());
+                    DEFAULT_NAMESPACE.to_string()
+                }
+            },
+        };
         let skip_bad_files = first(layers, |l| l.skip_bad_files.as_ref())
             .copied()
             .unwrap_or(false);
@@ -144,6 +159,7 @@ impl Collect {
                 since,
                 concurrency,
                 format,
+                namespace,
                 skip_bad_files,
             })
         } else {

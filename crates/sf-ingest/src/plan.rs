@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use salesforce_jwt::format::ecs::EcsOptions;
 use salesforce_jwt::{ConfigError, Error, JwtBearerConfig};
 use salesforce_jwt_postgres::PgTarget;
 
@@ -43,6 +44,19 @@ pub struct OrgPlan {
     pub postgres: Option<PgPlan>,
     /// `out = "http(s)://…"`: an Elasticsearch cluster (then `out` holds the URL as written).
     pub elasticsearch: Option<crate::elasticsearch::EsPlan>,
+}
+
+impl OrgPlan {
+    /// The ECS documents' `data_stream.namespace` and `salesforce.instance_url` (the org's
+    /// configured instance).
+    pub fn ecs_options(&self) -> EcsOptions {
+        let options = EcsOptions::default().with_instance_url(self.jwt.instance_url().as_str());
+        // Validated when the plan was made.
+        match options.clone().with_namespace(&self.collect.namespace) {
+            Ok(with_namespace) => with_namespace,
+            Err(_) => options,
+        }
+    }
 }
 
 /// An org whose checkpoints (and perhaps rows) are in PostgreSQL.

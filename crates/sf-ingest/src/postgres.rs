@@ -159,6 +159,7 @@ async fn passes(
             org.out.as_deref(),
             collector.checkpoint(),
             org.collect.format,
+            org.ecs_options(),
             org.elasticsearch.as_ref(),
         )?
     };

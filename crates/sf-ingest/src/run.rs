@@ -137,6 +137,7 @@ async fn collect(
         org.out.as_deref(),
         collector.checkpoint(),
         org.collect.format,
+        org.ecs_options(),
         org.elasticsearch.as_ref(),
     )?;
     pass_loop(&mut collector, &mut sink, org, context, progress, failures).await

@@ -37,6 +37,7 @@ pub fn cli_choices(cli: &Cli) -> Choices {
         since: cli.since.clone(),
         concurrency: cli.concurrency,
         format: cli.format.clone(),
+        namespace: cli.namespace.clone(),
         skip_bad_files: cli.skip_bad_files.then_some(true),
     }
 }

@@ -10,6 +10,7 @@ use salesforce_jwt::event_log::{
 use salesforce_jwt::realtime::{Batch, ObjectRecord, ObjectSink};
 
 use crate::format::OutputFormat;
+use salesforce_jwt::format::ecs::EcsOptions;
 
 /// An org's sink.
 #[derive(Debug)]
@@ -29,20 +30,25 @@ impl OutputSink {
         out: Option<&Path>,
         checkpoint: &Checkpoint,
         format: OutputFormat,
+        ecs: EcsOptions,
         elasticsearch: Option<&crate::elasticsearch::EsPlan>,
     ) -> Result<Self, Error> {
         if let Some(plan) = elasticsearch {
             let sink = salesforce_jwt_elasticsearch::EsSink::new(&plan.config)
-                .map_err(|e| Error::sink("opening the Elasticsearch output", e, false))?;
+                .map_err(|e| Error::sink("opening the Elasticsearch output", e, false))?
+                .with_ecs_options(ecs);
             return Ok(OutputSink::Elasticsearch(Box::new(sink)));
         }
         Ok(match out {
-            Some(path) => {
-                OutputSink::File(NdjsonFileSink::resume(path, checkpoint)?.with_format(format))
-            }
+            Some(path) => OutputSink::File(
+                NdjsonFileSink::resume(path, checkpoint)?
+                    .with_format(format)
+                    .with_ecs_options(ecs),
+            ),
             None => OutputSink::Stdout(
                 NdjsonSink::new(BufWriter::with_capacity(256 * 1024, std::io::stdout()))
-                    .with_format(format),
+                    .with_format(format)
+                    .with_ecs_options(ecs),
             ),
         })
     }
@@ -84,6 +90,15 @@ impl RecordSink for OutputSink {
             OutputSink::Stdout(s) => s.encoded_format(),
             OutputSink::Postgres(s) => s.encoded_format(),
             OutputSink::Elasticsearch(s) => s.encoded_format(),
+        }
+    }
+
+    fn ecs_options(&self) -> EcsOptions {
+        match self {
+            OutputSink::File(s) => s.ecs_options(),
+            OutputSink::Stdout(s) => s.ecs_options(),
+            OutputSink::Postgres(s) => s.ecs_options(),
+            OutputSink::Elasticsearch(s) => s.ecs_options(),
         }
     }
 

@@ -106,6 +106,27 @@ fn the_ecs_format_writes_one_ecs_document_per_row_and_an_unknown_format_exits_2(
         ids.len()
     );
 
+    let output = run(sf_ingest().args(["--format", "ecs", "--namespace", "eu_prod", "-q"]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(doc["data_stream"]["type"], "logs", "{line}");
+        assert_eq!(doc["data_stream"]["namespace"], "eu_prod", "{line}");
+        assert_eq!(
+            doc["data_stream"]["dataset"], doc["event"]["dataset"],
+            "{line}"
+        );
+    }
+    let output = run(sf_ingest().args(["--format", "ecs", "--namespace", "EU-prod"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output)
+            .contains("--namespace: data stream namespace \"EU-prod\" has upper-case letters"),
+        "{}",
+        stderr(&output)
+    );
+
     let output = run(sf_ingest().args(["--format", "xml"]));
     assert_eq!(output.status.code(), Some(2));
     assert!(

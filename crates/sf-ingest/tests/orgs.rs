@@ -418,7 +418,7 @@ async fn an_org_with_event_log_file_and_real_time_sources_gets_every_row_once_as
     std::fs::write(
         &config,
         format!(
-            "[defaults]\nsince = \"7d\"\n{}{sources}{}{sources}format = \"ecs\"\n",
+            "[defaults]\nsince = \"7d\"\n{}{sources}{}{sources}format = \"ecs\"\nnamespace = \"acme_prod\"\n",
             org_table("plain", &org, &key, "plain.ndjson"),
             org_table("ecs", &org, &key, "ecs.ndjson"),
         ),
@@ -463,6 +463,17 @@ async fn an_org_with_event_log_file_and_real_time_sources_gets_every_row_once_as
         for line in text.lines() {
             let doc: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(doc["event"]["module"], "salesforce", "{line}");
+            // The org's `namespace` and instance, on log-file and object documents alike.
+            assert_eq!(doc["data_stream"]["namespace"], "acme_prod", "{line}");
+            assert_eq!(
+                doc["data_stream"]["dataset"], doc["event"]["dataset"],
+                "{line}"
+            );
+            assert_eq!(
+                doc["salesforce"]["instance_url"],
+                org.uri().trim_end_matches('/'),
+                "{line}"
+            );
             assert!(
                 ids.insert(doc["event"]["id"].as_str().unwrap().to_string()),
                 "{line}"

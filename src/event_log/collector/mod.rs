@@ -486,9 +486,12 @@ impl<S: CheckpointStore> Collector<S> {
         // A sink that takes encoded lines has them encoded in the download tasks, beside the
         // decoding, so that this task only writes and commits.
         let encoding = sink.encoded_format();
-        let mut downloads = self
-            .client
-            .download_files(files, self.options.concurrency, encoding);
+        let mut downloads = self.client.download_files(
+            files,
+            self.options.concurrency,
+            encoding,
+            sink.ecs_options(),
+        );
         let mut stopped = false;
         let mut skipped = Vec::new();
         while let Some(prefetched) = downloads.next().await {

@@ -270,6 +270,15 @@ impl LogRecord {
 }
 
 impl LogRecord {
+    /// The typed value of column `i` (`None` when empty or there is no such column): what
+    /// [`value`](Self::value) gives for its name, for encoders that resolved the index once.
+    #[inline]
+    pub(crate) fn value_at(&self, i: usize) -> Option<FieldValue<'_>> {
+        let raw = self.raw_at(i);
+        let &field_type = self.schema.types.get(i)?;
+        (!raw.is_empty()).then(|| typed(raw, field_type))
+    }
+
     /// The raw text of column `i` (empty when the value is empty or there is no such column).
     #[inline]
     pub(crate) fn raw_at(&self, i: usize) -> &str {

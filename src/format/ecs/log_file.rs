@@ -1,26 +1,29 @@
-//! ECS documents of log-file rows, serialized straight from the row: the sinks write one per
-//! row, so no `Value` tree is built on the way (a document borrows every text from the row).
+//! ECS documents of log-file rows, written straight from the row: the sinks write one per row,
+//! so no `Value` tree is built on the way (a document borrows every text from the row).
+//!
+//! The mapping of the event types Elastic's Salesforce integration covers (Login, Logout, the
+//! Apex types, AuraRequest) follows its ingest pipelines field for field; tests/ecs.rs checks
+//! it against the integration's pipeline test cases. Every other type keeps the generic
+//! mapping.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::event_log::{EventLogFile, FieldValue, LogRecord, Schema, parse_log_datetime};
-use crate::format::ecs::ECS_VERSION;
+use crate::event_log::{EventLogFile, LogRecord, parse_log_datetime};
+use crate::format::ecs::out::{Bytes, Out, Tree, TreeOut};
+use crate::format::ecs::{ECS_VERSION, EcsOptions, salesforce_key};
 use crate::format::event_id::{LOG_ROW_DOMAIN, hex_digest, log_row_event_id, push_prefixed};
-use crate::format::json::{
-    FileKey, SchemaKeys, write_bool, write_f64, write_i64, write_ip, write_key,
-    write_rfc3339_millis, write_str, write_u64,
-};
-use crate::format::names::{SnakeCase, log_file_dataset};
-use crate::format::rfc3339_millis;
+use crate::format::json::{FileKey, SchemaKeys};
+use crate::format::names::{log_file_dataset, snake_case};
 use crate::format::values::{
-    action_name, http_method, ip, is_email, log_file_category, tls_version, unquote, user_agent,
+    API_TYPES, APP_TYPES, PLATFORM_TYPES, REQUEST_STATUSES, SESSION_LEVELS, SESSION_TYPES,
+    USER_AGENT_CODES, USER_TYPES, action_name, aura_actions, decode, http_method, ip, is_email,
+    log_file_category, tls_version, unquote, uri_parts, user_agent as values_user_agent,
 };
 
 /// A log-file row as the ECS format writes it. It serializes to the document
@@ -32,27 +35,271 @@ pub struct EcsRow<'a> {
     pub file: &'a EventLogFile,
     /// The row.
     pub row: &'a LogRecord,
+    /// `data_stream.namespace` and `salesforce.instance_url`.
+    pub options: &'a EcsOptions,
 }
 
 impl Serialize for EcsRow<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let names = FileNames::new(self.file.event_type.as_str());
-        let id = log_row_event_id(self.file, self.row);
-        let row = self.row;
-        Plan::new(self.file, row, &names, &id, |c| row.get(c.name())).serialize(s)
+        reference_tree(self.file, self.row, self.options).serialize(s)
     }
 }
 
-/// The columns the mapping reads. A row's plan reads them through a lookup by `Col`: the
+/// The document as the reference tree: the mapping written through [`TreeOut`], every lookup
+/// by column name rather than through the direct encoder's per-schema caches.
+fn reference_tree(file: &EventLogFile, row: &LogRecord, options: &EcsOptions) -> Tree {
+    let names = FileNames::new(file.event_type.as_str());
+    let id = log_row_event_id(file, row);
+    let schema = EcsSchema::new(row, names.profile);
+    let mut out = TreeOut::new();
+    let plan = Plan::new(file, &names, |c| row.get(c.name()));
+    write_document(
+        &mut out,
+        &plan,
+        &names,
+        options,
+        file,
+        row,
+        &schema.rest,
+        &id,
+    );
+    out.finish()
+}
+
+/// The ECS document of one log-file row, with the default [`EcsOptions`]. `event.id` is
+/// [`log_row_event_id`](crate::format::event_id::log_row_event_id).
+///
+/// `@timestamp` comes from `TIMESTAMP_DERIVED`, else `TIMESTAMP` (`yyyyMMddHHmmss.SSS`, GMT),
+/// else the file's `LogDate`. The file is described under `salesforce.event_log_file` (`id`,
+/// `event_type`, `log_date`, `interval`, `sequence`).
+pub fn log_file_document(file: &EventLogFile, row: &LogRecord) -> Value {
+    log_file_document_with(file, row, &EcsOptions::default())
+}
+
+/// [`log_file_document`] with `options`.
+pub fn log_file_document_with(file: &EventLogFile, row: &LogRecord, options: &EcsOptions) -> Value {
+    // Every key is a string and no value's serialization fails, so `Null` is never returned.
+    serde_json::to_value(EcsRow { file, row, options }).unwrap_or(Value::Null)
+}
+
+/// Which of Elastic's pipelines a file's rows follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Profile {
+    Login,
+    Logout,
+    Apex,
+    AuraRequest,
+    /// Every type Elastic's integration does not cover.
+    Other,
+}
+
+impl Profile {
+    fn of(event_type: &str) -> Self {
+        match event_type {
+            "Login" => Profile::Login,
+            "Logout" => Profile::Logout,
+            "AuraRequest" => Profile::AuraRequest,
+            t if log_file_dataset(t) == "apex" => Profile::Apex,
+            _ => Profile::Other,
+        }
+    }
+
+    /// The columns Elastic names under `salesforce.<dataset>`, how it converts each, and the
+    /// columns it places in ECS fields only (`Conv::Never`).
+    fn columns(self) -> &'static [(&'static str, &'static [&'static str], Conv)] {
+        match self {
+            Profile::Login => LOGIN,
+            Profile::Logout => LOGOUT,
+            Profile::Apex => APEX,
+            Profile::AuraRequest => AURA_REQUEST,
+            Profile::Other => &[],
+        }
+    }
+}
+
+/// How a column's text becomes a value under `salesforce.<dataset>`. Empty text is left out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Conv {
+    /// The text, as Elastic's `rename` keeps it.
+    Raw,
+    /// The value typed as the file declares the column (the columns Elastic does not name).
+    Typed,
+    /// A whole number (Elastic's `convert` to `long`); left out when the text is not one.
+    Long,
+    /// A floating-point number (Elastic's `Float.parseFloat` / `convert` to `float`).
+    Float,
+    /// A code decoded by the table; unknown codes stay as they are.
+    Decode(&'static [(&'static str, &'static str)]),
+    /// As `Decode`, in a one-element array.
+    DecodeList(&'static [(&'static str, &'static str)]),
+    /// Decoded by the table from its first three characters.
+    Prefix3(&'static [(&'static str, &'static str)]),
+    /// `true` for `1`, else `false`.
+    Bool1,
+    /// Only when all digits (a numeric code), as text.
+    Digits,
+    /// AuraRequest's `ACTION_MESSAGE` split into actions.
+    Actions,
+    /// Placed in ECS fields only: never under `salesforce.<dataset>`.
+    Never,
+}
+
+const LOGIN: &[(&str, &[&str], Conv)] = &[
+    ("API_TYPE", &["api", "type"], Conv::Decode(API_TYPES)),
+    ("API_VERSION", &["api", "version"], Conv::Raw),
+    (
+        "AUTHENTICATION_METHOD_REFERENCE",
+        &["auth", "service_id"],
+        Conv::Raw,
+    ),
+    (
+        "REQUEST_STATUS",
+        &["request", "status"],
+        Conv::Decode(REQUEST_STATUSES),
+    ),
+    ("REQUEST_ID", &["request", "id"], Conv::Raw),
+    ("USER_ID", &["user_id"], Conv::Raw),
+    ("LOGIN_KEY", &["key"], Conv::Raw),
+    ("EVENT_TYPE", &["event_type"], Conv::Raw),
+    ("ORGANIZATION_ID", &["organization_id"], Conv::Raw),
+    ("RUN_TIME", &["run_time"], Conv::Long),
+    ("CPU_TIME", &["cpu_time"], Conv::Long),
+    ("DB_TOTAL_TIME", &["db_total_time"], Conv::Long),
+    ("CLIENT_IP", &["client", "ip"], Conv::Raw),
+    ("URI_ID_DERIVED", &["uri", "id"], Conv::Raw),
+    ("URI", &[], Conv::Never),
+];
+
+const LOGOUT: &[(&str, &[&str], Conv)] = &[
+    (
+        "SESSION_TYPE",
+        &["session", "type"],
+        Conv::Decode(SESSION_TYPES),
+    ),
+    (
+        "SESSION_LEVEL",
+        &["session", "level"],
+        Conv::Decode(SESSION_LEVELS),
+    ),
+    // LogoutEvent's SessionKey goes to `session.key`: the log file's column goes with it.
+    ("SESSION_KEY", &["session", "key"], Conv::Raw),
+    ("EVENT_TYPE", &["event_type"], Conv::Raw),
+    ("BROWSER_TYPE", &["browser_type"], Conv::Raw),
+    (
+        "PLATFORM_TYPE",
+        &["platform_type"],
+        Conv::Decode(PLATFORM_TYPES),
+    ),
+    ("RESOLUTION_TYPE", &["resolution_type"], Conv::Raw),
+    ("APP_TYPE", &["app_type"], Conv::Decode(APP_TYPES)),
+    ("CLIENT_VERSION", &["client_version"], Conv::Raw),
+    ("API_TYPE", &["api", "type"], Conv::Decode(API_TYPES)),
+    ("API_VERSION", &["api", "version"], Conv::Raw),
+    (
+        "USER_INITIATED_LOGOUT",
+        &["user_initiated_logout"],
+        Conv::Bool1,
+    ),
+    ("LOGIN_KEY", &["login_key"], Conv::Raw),
+    ("USER_ID", &["user_id"], Conv::Raw),
+    ("ORGANIZATION_ID", &["organization_id"], Conv::Raw),
+    (
+        "USER_TYPE",
+        &["user", "roles"],
+        Conv::DecodeList(USER_TYPES),
+    ),
+    ("REQUEST_ID", &[], Conv::Never),
+];
+
+const APEX: &[(&str, &[&str], Conv)] = &[
+    ("CALLOUT_TIME", &["callout_time"], Conv::Float),
+    ("CPU_TIME", &["cpu_time"], Conv::Float),
+    ("DB_CPU_TIME", &["db_cpu_time"], Conv::Float),
+    ("DB_TOTAL_TIME", &["db_total_time"], Conv::Float),
+    ("EXECUTE_MS", &["execute_ms"], Conv::Float),
+    ("FETCH_MS", &["fetch_ms"], Conv::Float),
+    ("LIMIT_USAGE_PERCENT", &["limit_usage_pct"], Conv::Float),
+    ("THROUGHPUT", &["throughput"], Conv::Float),
+    ("RUN_TIME", &["run_time"], Conv::Float),
+    ("DB_BLOCKS", &["db_blocks"], Conv::Long),
+    ("LIMIT", &["limit"], Conv::Long),
+    ("NUMBER_FIELDS", &["fields_count"], Conv::Long),
+    ("NUMBER_SOQL_QUERIES", &["soql_queries_count"], Conv::Long),
+    ("OFFSET", &["offset"], Conv::Long),
+    ("ROWS", &["rows_total"], Conv::Long),
+    ("ROWS_FETCHED", &["rows_fetched"], Conv::Long),
+    ("ROWS_PROCESSED", &["rows_processed"], Conv::Long),
+    ("ACTION", &["action"], Conv::Raw),
+    ("CLASS_NAME", &["class_name"], Conv::Raw),
+    ("CLIENT_NAME", &["client_name"], Conv::Raw),
+    ("ENTITY", &["entity"], Conv::Raw),
+    ("ENTITY_NAME", &["entity_name"], Conv::Raw),
+    ("ENTRY_POINT", &["entry_point"], Conv::Raw),
+    ("EVENT_TYPE", &["event_type"], Conv::Raw),
+    ("FILTER", &["filter"], Conv::Raw),
+    (
+        "IS_LONG_RUNNING_REQUEST",
+        &["is_long_running_request"],
+        Conv::Raw,
+    ),
+    ("LOGIN_KEY", &["login_key"], Conv::Raw),
+    ("MEDIA_TYPE", &["media_type"], Conv::Raw),
+    ("MESSAGE", &["message"], Conv::Raw),
+    ("METHOD_NAME", &["method_name"], Conv::Raw),
+    ("ORDERBY", &["orderby"], Conv::Raw),
+    ("ORGANIZATION_ID", &["organization_id"], Conv::Raw),
+    ("QUERY", &["query"], Conv::Raw),
+    ("QUIDDITY", &["quiddity"], Conv::Raw),
+    ("REQUEST_ID", &["request_id"], Conv::Raw),
+    ("REQUEST_STATUS", &["request_status"], Conv::Raw),
+    ("SELECT", &["select"], Conv::Raw),
+    ("SUBQUERIES", &["subqueries"], Conv::Raw),
+    ("TRIGGER_ID", &["trigger_id"], Conv::Raw),
+    ("TRIGGER_NAME", &["trigger_name"], Conv::Raw),
+    ("TRIGGER_TYPE", &["trigger_type"], Conv::Raw),
+    ("TYPE", &["type"], Conv::Raw),
+    ("URI", &["uri"], Conv::Raw),
+    ("URI_ID_DERIVED", &["uri_derived_id"], Conv::Raw),
+    (
+        "USER_AGENT",
+        &["user_agent"],
+        Conv::Prefix3(USER_AGENT_CODES),
+    ),
+    ("USER_ID_DERIVED", &["user_id_derived"], Conv::Raw),
+];
+
+const AURA_REQUEST: &[(&str, &[&str], Conv)] = &[
+    ("ACTION_MESSAGE", &["action_message"], Conv::Raw),
+    ("ACTION_MESSAGE", &["actions"], Conv::Actions),
+    (
+        "ACTION_MESSAGE_LENGTH",
+        &["action_message_length"],
+        Conv::Long,
+    ),
+    ("RUN_TIME", &["run_time"], Conv::Long),
+    ("CPU_TIME", &["cpu_time"], Conv::Long),
+    ("DB_TOTAL_TIME", &["db_total_time"], Conv::Long),
+    ("REQUEST_STATUS", &["request_status"], Conv::Raw),
+    ("URI_ID_DERIVED", &["uri_id"], Conv::Raw),
+    ("USER_ID", &["user_id"], Conv::Raw),
+    ("USER_TYPE", &["user_type"], Conv::Raw),
+    ("LOGIN_KEY", &["login_key"], Conv::Raw),
+    ("SESSION_KEY", &["session_key"], Conv::Raw),
+    ("EASY_SUITE_VALUE", &["easy_suite_value"], Conv::Raw),
+    ("USER_AGENT", &["user_agent_code"], Conv::Digits),
+];
+
+/// The columns the ECS fields read. A row's plan reads them through a lookup by `Col`: the
 /// direct encoder resolves each to a column index once per schema, where a lookup by name
 /// would hash the name for every row.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Col {
     TimestampDerived,
     Timestamp,
     LoginStatus,
     RequestStatus,
     Success,
+    Status,
     OrganizationId,
     UserIdDerived,
     UserId,
@@ -77,15 +324,21 @@ enum Col {
     Url,
     Uri,
     TlsProtocol,
+    RequestId,
+    Time,
+    ExecTime,
+    RunTime,
+    TotalMs,
 }
 
 /// The header names of the `Col`s, in their order.
-const COLUMN_NAMES: [&str; 29] = [
+const COLUMN_NAMES: [&str; 35] = [
     "TIMESTAMP_DERIVED",
     "TIMESTAMP",
     "LOGIN_STATUS",
     "REQUEST_STATUS",
     "SUCCESS",
+    "STATUS",
     "ORGANIZATION_ID",
     "USER_ID_DERIVED",
     "USER_ID",
@@ -110,6 +363,11 @@ const COLUMN_NAMES: [&str; 29] = [
     "URL",
     "URI",
     "TLS_PROTOCOL",
+    "REQUEST_ID",
+    "TIME",
+    "EXEC_TIME",
+    "RUN_TIME",
+    "TOTAL_MS",
 ];
 
 impl Col {
@@ -117,22 +375,22 @@ impl Col {
         COLUMN_NAMES[self as usize]
     }
 
-    /// Its bit in a [`Consumed`] set.
-    fn bit(self) -> u32 {
+    /// Its bit in a [`Placed`] set.
+    fn bit(self) -> Placed {
         1 << self as u32
     }
 }
 
-/// The columns placed in ECS fields, left out of `salesforce.<dataset>`: a set of `Col` bits
-/// (every column of a schema with a placed column's name is left out).
-type Consumed = u32;
+/// The columns a row placed in ECS fields (left out of `salesforce.<dataset>`): a set of `Col`
+/// bits.
+type Placed = u64;
 
-/// Whether a column named `name` is left out of `salesforce.<dataset>`.
-fn is_consumed(consumed: Consumed, name: &str) -> bool {
+/// The `Placed` bit of a column named `name` (0 for a column the ECS fields do not read).
+fn placed_bit(name: &str) -> Placed {
     COLUMN_NAMES
         .iter()
-        .enumerate()
-        .any(|(bit, &column)| consumed & (1 << bit) != 0 && column == name)
+        .position(|&column| column == name)
+        .map_or(0, |bit| 1 << bit)
 }
 
 /// Where a schema has each `Col`: the index `LogRecord::get` reads for the name (the last
@@ -141,9 +399,9 @@ fn is_consumed(consumed: Consumed, name: &str) -> bool {
 struct Columns([Option<usize>; COLUMN_NAMES.len()]);
 
 impl Columns {
-    fn new(schema: &Schema) -> Self {
+    fn new(row: &LogRecord) -> Self {
         let mut at = [None; COLUMN_NAMES.len()];
-        for (i, name) in schema.names().enumerate() {
+        for (i, name) in row.schema().names().enumerate() {
             if let Some(k) = COLUMN_NAMES.iter().position(|&column| column == name) {
                 at[k] = Some(i);
             }
@@ -162,144 +420,104 @@ impl Columns {
 /// What a file's `EventType` gives every document of the file.
 #[derive(Debug)]
 pub(crate) struct FileNames {
-    dataset: String,
+    profile: Profile,
+    /// Apex: the column of `event.duration` (Elastic's choice per type) and of `event.url`.
+    apex_duration: Option<Col>,
+    apex_url: Option<Col>,
+    /// The key under `salesforce`.
+    key: String,
     event_dataset: String,
     action: String,
-    category: Option<(&'static str, &'static str)>,
+    category: Option<&'static str>,
+    kind: Option<&'static str>,
 }
 
 impl FileNames {
     pub(crate) fn new(event_type: &str) -> Self {
         let dataset = log_file_dataset(event_type);
+        let profile = Profile::of(event_type);
+        let (action, category) = match profile {
+            Profile::Login => (
+                "login-attempt".to_string(),
+                Some(("authentication", "info")),
+            ),
+            Profile::Logout => ("logout".to_string(), Some(("authentication", "info"))),
+            Profile::AuraRequest => ("aura-request".to_string(), Some(("web", "access"))),
+            Profile::Apex => {
+                let action = match event_type {
+                    "ApexRestApi" => "apex-rest".to_string(),
+                    "ExternalCustomApexCallout" => "apex-external-custom-callout".to_string(),
+                    t => action_name(t),
+                };
+                // Elastic: `event.type: connection` but for ApexExecution, `event.category:
+                // network` but for ApexExecution and ApexTrigger.
+                let category = match event_type {
+                    "ApexExecution" => None,
+                    "ApexTrigger" => Some(("", "connection")),
+                    _ => Some(("network", "connection")),
+                };
+                (action, category)
+            }
+            Profile::Other => (action_name(event_type), log_file_category(event_type)),
+        };
+        let (category, kind) = match category {
+            Some((category, kind)) => (
+                Some(category).filter(|c| !c.is_empty()),
+                Some(kind).filter(|k| !k.is_empty()),
+            ),
+            None => (None, None),
+        };
+        let (apex_duration, apex_url) = match event_type {
+            _ if profile != Profile::Apex => (None, None),
+            "ApexCallout" => (Some(Col::Time), Some(Col::Url)),
+            "ApexTrigger" | "ApexExecution" => (Some(Col::ExecTime), Some(Col::Uri)),
+            "ApexRestApi" | "ApexSoap" => (Some(Col::RunTime), Some(Col::Uri)),
+            "ExternalCustomApexCallout" => (Some(Col::TotalMs), None),
+            _ => (None, Some(Col::Uri)),
+        };
         FileNames {
+            profile,
+            apex_duration,
+            apex_url,
+            key: salesforce_key(&dataset).to_string(),
             event_dataset: format!("salesforce.{dataset}"),
-            dataset,
-            action: action_name(event_type),
-            category: log_file_category(event_type),
+            action,
+            category,
+            kind,
         }
+    }
+
+    fn key(&self) -> &str {
+        &self.key
     }
 }
 
-/// The ECS document of one log-file row. `event.id` is
-/// [`log_row_event_id`](crate::format::event_id::log_row_event_id).
-///
-/// `@timestamp` comes from `TIMESTAMP_DERIVED`, else `TIMESTAMP` (`yyyyMMddHHmmss.SSS`, GMT),
-/// else the file's `LogDate`. The file is described under `salesforce.event_log_file` (`id`,
-/// `event_type`, `log_date`, `interval`, `sequence`).
-pub fn log_file_document(file: &EventLogFile, row: &LogRecord) -> Value {
-    // Every key is a string and no value's serialization fails, so `Null` is never returned.
-    serde_json::to_value(EcsRow { file, row }).unwrap_or(Value::Null)
-}
-
-/// A value of the document. Objects are slices of (key, value) on the stack; an absent value or
-/// an object with nothing present is left out.
+/// `event.duration` as Elastic writes it: the Apex pipeline's milliseconds as a float, the
+/// AuraRequest pipeline's nanoseconds as a whole number.
 #[derive(Clone, Copy)]
-enum V<'a> {
-    Str(&'a str),
-    U64(u64),
-    I64(i64),
-    F64(f64),
-    Bool(bool),
-    Ip(IpAddr),
-    Time(OffsetDateTime),
-    /// A one-element array (`event.category`, `user.roles`).
-    One(&'a str),
-    /// `related.ip`: the distinct addresses among two.
-    Ips([Option<IpAddr>; 2]),
-    Obj(&'a [(&'static str, Option<V<'a>>)]),
-    /// `salesforce.<dataset>`: the row's columns not placed in ECS fields.
-    Rest(&'a LogRecord, Consumed),
+enum Duration {
+    Millis(f64),
+    Nanos(i64),
 }
 
-impl V<'_> {
-    fn present(&self) -> bool {
-        match self {
-            V::Obj(entries) => entries
-                .iter()
-                .any(|(_, v)| v.as_ref().is_some_and(V::present)),
-            V::Ips(ips) => ips.iter().any(Option::is_some),
-            V::Rest(row, consumed) => row.iter().any(|(name, _)| !is_consumed(*consumed, name)),
-            _ => true,
-        }
-    }
-}
-
-fn field<'a>(value: &FieldValue<'a>) -> V<'a> {
-    match *value {
-        FieldValue::String(s) | FieldValue::Id(s) => V::Str(s),
-        FieldValue::Integer(i) => V::I64(i),
-        FieldValue::Float(f) => V::F64(f),
-        FieldValue::Boolean(b) => V::Bool(b),
-        FieldValue::DateTime(t) => V::Time(t),
-        FieldValue::Ip(ip) => V::Ip(ip),
-    }
-}
-
-impl Serialize for V<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match *self {
-            V::Str(v) => s.serialize_str(v),
-            V::U64(v) => s.serialize_u64(v),
-            V::I64(v) => s.serialize_i64(v),
-            V::F64(v) => s.serialize_f64(v),
-            V::Bool(v) => s.serialize_bool(v),
-            V::Ip(ip) => s.collect_str(&ip),
-            V::Time(t) => s.serialize_str(&rfc3339_millis(t)),
-            V::One(v) => {
-                let mut seq = s.serialize_seq(Some(1))?;
-                seq.serialize_element(v)?;
-                seq.end()
-            }
-            V::Ips([a, b]) => {
-                let b = b.filter(|b| Some(*b) != a);
-                let mut seq = s.serialize_seq(None)?;
-                for ip in [a, b].into_iter().flatten() {
-                    seq.serialize_element(&V::Ip(ip))?;
-                }
-                seq.end()
-            }
-            V::Obj(entries) => {
-                let mut map = s.serialize_map(None)?;
-                for (key, value) in entries {
-                    if let Some(value) = value.filter(V::present) {
-                        map.serialize_entry(key, &value)?;
-                    }
-                }
-                map.end()
-            }
-            V::Rest(row, consumed) => {
-                let mut map = s.serialize_map(None)?;
-                for (name, value) in row.values() {
-                    if !is_consumed(consumed, name) {
-                        map.serialize_entry(&SnakeCase(name), &field(&value))?;
-                    }
-                }
-                map.end()
-            }
-        }
-    }
-}
-
-fn str(v: Option<&str>) -> Option<V<'_>> {
-    v.map(V::Str)
-}
-
-/// What a row's document holds, every text borrowed from the row.
+/// What a row's document holds at the top level, every text borrowed from the row.
 struct Plan<'r> {
-    file: &'r EventLogFile,
-    row: &'r LogRecord,
-    names: &'r FileNames,
-    id: &'r str,
-    outcome: Option<&'static str>,
     timestamp: OffsetDateTime,
-    consumed: Consumed,
+    placed: Placed,
+    outcome: Option<&'static str>,
+    duration: Option<Duration>,
+    event_code: Option<&'r str>,
+    event_url: Option<&'r str>,
     organization_id: Option<&'r str>,
     user_id: Option<&'r str>,
     user_name: Option<&'r str>,
+    user_email: Option<&'r str>,
     user_role: Option<&'r str>,
     source_ip: Option<IpAddr>,
     related_ip: [Option<IpAddr>; 2],
+    related_user: [Option<&'r str>; 2],
     user_agent: [Option<&'r str>; 5],
+    request_id: Option<&'r str>,
     method: Option<&'r str>,
     referrer: Option<&'r str>,
     status_code: Option<u64>,
@@ -307,6 +525,7 @@ struct Plan<'r> {
     response_bytes: Option<u64>,
     url: Option<&'r str>,
     tls_version: Option<Cow<'r, str>>,
+    tls_protocol: Option<&'r str>,
     tls_cipher: Option<&'r str>,
 }
 
@@ -315,358 +534,661 @@ impl<'r> Plan<'r> {
     #[inline]
     fn new(
         file: &'r EventLogFile,
-        row: &'r LogRecord,
-        names: &'r FileNames,
-        id: &'r str,
+        names: &FileNames,
         get: impl Fn(Col) -> Option<&'r str>,
     ) -> Self {
-        let mut consumed: Consumed = 0;
+        let mut placed: Placed = 0;
+        let derived = get(Col::TimestampDerived).and_then(parse_log_datetime);
+        let compact = get(Col::Timestamp).and_then(parse_log_datetime);
+        let timestamp = derived.or(compact).unwrap_or(file.log_date);
+        if derived.is_some() {
+            placed |= Col::TimestampDerived.bit();
+        }
+        if compact.is_some() {
+            placed |= Col::Timestamp.bit();
+        }
         let mut take = |c: Col| {
             let value = get(c);
             if value.is_some() {
-                consumed |= c.bit();
+                placed |= c.bit();
             }
             value
         };
 
-        let derived = get(Col::TimestampDerived).and_then(parse_log_datetime);
-        let compact = get(Col::Timestamp).and_then(parse_log_datetime);
-        let timestamp = derived.or(compact).unwrap_or(file.log_date);
-        let outcome = if let Some(status) = get(Col::LoginStatus) {
-            Some(if status == "LOGIN_NO_ERROR" {
-                "success"
-            } else {
-                "failure"
-            })
-        } else if let Some(status) = get(Col::RequestStatus) {
-            // S success, F failure, A authorization error, N not found; U undefined, R redirect.
-            match status {
-                "S" => Some("success"),
-                "F" | "A" | "N" => Some("failure"),
+        let profile = names.profile;
+        let outcome = match profile {
+            Profile::Login => get(Col::LoginStatus).map(login_outcome),
+            Profile::Logout => None,
+            Profile::Apex => match (get(Col::Success), get(Col::Status)) {
+                (Some("1"), _) | (_, Some("1")) => Some("success"),
+                (Some(_), _) | (_, Some(_)) => Some("failure"),
                 _ => None,
-            }
-        } else {
-            match get(Col::Success) {
-                Some("1" | "true" | "TRUE" | "True") => Some("success"),
-                Some("0" | "false" | "FALSE" | "False") => Some("failure"),
+            },
+            Profile::AuraRequest => match get(Col::RequestStatus) {
+                Some("S" | "R") => Some("success"),
+                Some("F" | "A" | "N") => Some("failure"),
                 _ => None,
+            },
+            Profile::Other => {
+                if let Some(status) = get(Col::LoginStatus) {
+                    Some(login_outcome(status))
+                } else if let Some(status) = get(Col::RequestStatus) {
+                    // S success, F failure, A authorization error, N not found; U undefined,
+                    // R redirect.
+                    match status {
+                        "S" => Some("success"),
+                        "F" | "A" | "N" => Some("failure"),
+                        _ => None,
+                    }
+                } else {
+                    match get(Col::Success) {
+                        Some("1" | "true" | "TRUE" | "True") => Some("success"),
+                        Some("0" | "false" | "FALSE" | "False") => Some("failure"),
+                        _ => None,
+                    }
+                }
             }
+        };
+
+        let duration = match profile {
+            Profile::Apex => names
+                .apex_duration
+                .and_then(&get)
+                .and_then(float)
+                .map(Duration::Millis),
+            Profile::AuraRequest => get(Col::RunTime)
+                .and_then(|t| t.parse::<i64>().ok())
+                .and_then(|ms| ms.checked_mul(1_000_000))
+                .map(Duration::Nanos),
+            Profile::Login | Profile::Logout | Profile::Other => None,
         };
 
         let organization_id = take(Col::OrganizationId);
-        let user_id = take(Col::UserIdDerived).or_else(|| take(Col::UserId));
-        let user_name = take(Col::UserName);
-        let user_role = take(Col::UserType);
-        let mut unquoted = |c: Col| take(c).map(unquote);
-        let browser_name = unquoted(Col::BrowserName);
-        let browser_version = unquoted(Col::BrowserVersion);
-        let os_name = unquoted(Col::OsName);
-        let os_version = unquoted(Col::OsVersion);
-        let referrer = unquoted(Col::ReferrerUri);
-        let tls_cipher = unquoted(Col::CipherSuite);
-
-        let mut place = |c: Col| consumed |= c.bit();
-        let source = get(Col::SourceIp).and_then(ip);
-        let client = get(Col::ClientIp).and_then(ip);
-        if derived.is_some() {
-            place(Col::TimestampDerived);
-        }
-        if compact.is_some() {
-            place(Col::Timestamp);
-        }
-        if source.is_some() {
-            place(Col::SourceIp);
-        } else if client.is_some() {
-            place(Col::ClientIp);
-        }
-        let user_agent_original = match get(Col::UserAgent).and_then(user_agent) {
-            Some(ua) => {
-                place(Col::UserAgent);
-                Some(ua)
+        let mut user_name = None;
+        let mut user_email = None;
+        let mut user_role = None;
+        let mut event_code = None;
+        let mut event_url = None;
+        let mut request_id = None;
+        let mut related_user = [None, None];
+        let user_id = match profile {
+            Profile::Login => {
+                // Elastic: USER_NAME is `user.email` (Salesforce user names are addresses).
+                user_email = take(Col::UserName);
+                user_role = take(Col::UserType);
+                event_url = take(Col::Uri);
+                // Elastic reads only the 18-character USER_ID_DERIVED; without it (older
+                // files) the 15-character USER_ID still names the user.
+                take(Col::UserIdDerived).or_else(|| get(Col::UserId))
             }
-            None => {
-                let ua = get(Col::BrowserType).and_then(user_agent);
-                if ua.is_some() {
-                    place(Col::BrowserType);
-                }
-                ua
+            Profile::Logout => {
+                event_code = take(Col::RequestId);
+                take(Col::UserIdDerived).or_else(|| get(Col::UserId))
+            }
+            Profile::Apex => {
+                user_role = take(Col::UserType);
+                event_url = match names.apex_url {
+                    Some(Col::Url) => take(Col::Url).map(unquote),
+                    Some(c) => get(c),
+                    None => None,
+                };
+                take(Col::UserId)
+            }
+            Profile::AuraRequest => {
+                request_id = take(Col::RequestId);
+                let user_id = take(Col::UserIdDerived).or_else(|| get(Col::UserId));
+                related_user = [user_id, get(Col::UserId).filter(|&u| Some(u) != user_id)];
+                user_id
+            }
+            Profile::Other => {
+                user_name = take(Col::UserName);
+                user_email = user_name.filter(|name| is_email(name));
+                user_role = take(Col::UserType);
+                take(Col::UserIdDerived).or_else(|| take(Col::UserId))
             }
         };
-        let method = [Col::HttpMethod, Col::Method, Col::RequestMethod]
-            .into_iter()
-            .find_map(|c| Some((c, get(c).and_then(http_method)?)));
-        let number = |c: Col| Some((c, get(c)?.parse::<u64>().ok()?));
+
+        let mut place = |c: Col| placed |= c.bit();
+        let source = get(Col::SourceIp).and_then(ip);
+        let client = get(Col::ClientIp).and_then(ip);
+        let (source_ip, related_ip) = match profile {
+            Profile::Apex | Profile::AuraRequest => {
+                if client.is_some() {
+                    place(Col::ClientIp);
+                }
+                (client, [client, None])
+            }
+            Profile::Logout => {
+                if client.is_some() {
+                    place(Col::ClientIp);
+                } else if source.is_some() {
+                    place(Col::SourceIp);
+                }
+                (client.or(source), [client, source])
+            }
+            Profile::Login | Profile::Other => {
+                if source.is_some() {
+                    place(Col::SourceIp);
+                } else if client.is_some() && profile == Profile::Other {
+                    place(Col::ClientIp);
+                }
+                (source.or(client), [source, client])
+            }
+        };
+
+        let mut user_agent = [None; 5];
+        match profile {
+            Profile::Apex => {}
+            Profile::AuraRequest => {
+                user_agent[0] = get(Col::UserAgent).and_then(values_user_agent);
+                if user_agent[0].is_some() {
+                    place(Col::UserAgent);
+                }
+            }
+            Profile::Login | Profile::Logout | Profile::Other => {
+                let browser = get(Col::BrowserType).and_then(values_user_agent);
+                user_agent[0] = match get(Col::UserAgent).and_then(values_user_agent) {
+                    Some(ua) => {
+                        place(Col::UserAgent);
+                        Some(ua)
+                    }
+                    None => {
+                        // Logout keeps BROWSER_TYPE as `salesforce.logout.browser_type` too.
+                        if browser.is_some() && profile != Profile::Logout {
+                            place(Col::BrowserType);
+                        }
+                        browser
+                    }
+                };
+            }
+        }
+        if profile == Profile::Other {
+            for (slot, c) in [
+                (1, Col::BrowserName),
+                (2, Col::BrowserVersion),
+                (3, Col::OsName),
+                (4, Col::OsVersion),
+            ] {
+                user_agent[slot] = get(c).map(unquote);
+                if user_agent[slot].is_some() {
+                    place(c);
+                }
+            }
+        }
+
+        let method_columns: &[Col] = match profile {
+            Profile::Login | Profile::Logout => &[],
+            Profile::Apex => &[Col::Method],
+            Profile::AuraRequest => &[Col::RequestMethod],
+            Profile::Other => &[Col::HttpMethod, Col::Method, Col::RequestMethod],
+        };
+        let method = method_columns
+            .iter()
+            .find_map(|&c| Some((c, get(c).and_then(http_method)?)));
+        let http_numbers = matches!(profile, Profile::Apex | Profile::Other);
+        let number = |c: Col| Some((c, get(c)?.parse::<u64>().ok()?)).filter(|_| http_numbers);
         let status_code = number(Col::StatusCode).filter(|(_, code)| *code <= u64::from(u16::MAX));
         let request_bytes = number(Col::RequestSize);
         let response_bytes = number(Col::ResponseSize);
-        // An ApexCallout's URL is where the callout went; its URI only names the log line.
-        let url = [Col::Url, Col::Uri]
-            .into_iter()
-            .find_map(|c| Some((c, unquote(get(c)?))));
-        let tls = get(Col::TlsProtocol).and_then(tls_version);
-        if tls.is_some() {
-            place(Col::TlsProtocol);
-        }
-        for c in [method, url].into_iter().flatten().map(|(c, _)| c).chain(
-            [status_code, request_bytes, response_bytes]
+        let referrer = if profile == Profile::Other {
+            let referrer = get(Col::ReferrerUri).map(unquote);
+            if referrer.is_some() {
+                place(Col::ReferrerUri);
+            }
+            referrer
+        } else {
+            None
+        };
+        let url = match profile {
+            Profile::Login | Profile::Logout | Profile::Apex => None,
+            Profile::AuraRequest => get(Col::Uri).map(|u| (Col::Uri, u)),
+            // An ApexCallout's URL is where the callout went; its URI only names the log line.
+            Profile::Other => [Col::Url, Col::Uri]
                 .into_iter()
-                .flatten()
-                .map(|(c, _)| c),
-        ) {
+                .find_map(|c| Some((c, unquote(get(c)?)))),
+        };
+        for c in [method.map(|(c, _)| c), url.map(|(c, _)| c)]
+            .into_iter()
+            .chain([status_code, request_bytes, response_bytes].map(|n| n.map(|(c, _)| c)))
+            .flatten()
+        {
             place(c);
         }
 
+        let (tls_version, tls_protocol) = match get(Col::TlsProtocol) {
+            // Elastic's Login pipeline: `%{tls.version_protocol}v%{tls.version}` (`TLS`, `1.2`).
+            Some(text) if profile == Profile::Login => match text.split_once('v') {
+                Some((protocol, version)) if !protocol.is_empty() && !version.is_empty() => {
+                    (Some(Cow::Borrowed(version)), Some(protocol))
+                }
+                _ => (tls_version(text), tls_version(text).map(|_| "tls")),
+            },
+            Some(text) if matches!(profile, Profile::Logout | Profile::Other) => {
+                let version = tls_version(text);
+                let protocol = version.as_ref().map(|_| "tls");
+                (version, protocol)
+            }
+            _ => (None, None),
+        };
+        if tls_version.is_some() {
+            place(Col::TlsProtocol);
+        }
+        let tls_cipher = match profile {
+            Profile::Login | Profile::Logout | Profile::Other => get(Col::CipherSuite).map(unquote),
+            Profile::Apex | Profile::AuraRequest => None,
+        };
+        if tls_cipher.is_some() {
+            place(Col::CipherSuite);
+        }
+
         Plan {
-            file,
-            row,
-            names,
-            id,
-            outcome,
             timestamp,
-            consumed,
+            placed,
+            outcome,
+            duration,
+            event_code,
+            event_url,
             organization_id,
             user_id,
             user_name,
+            user_email,
             user_role,
-            source_ip: source.or(client),
-            related_ip: [source, client],
-            user_agent: [
-                user_agent_original,
-                browser_name,
-                browser_version,
-                os_name,
-                os_version,
-            ],
+            source_ip,
+            related_ip,
+            related_user,
+            user_agent,
+            request_id,
             method: method.map(|(_, m)| m),
             referrer,
             status_code: status_code.map(|(_, c)| c),
             request_bytes: request_bytes.map(|(_, b)| b),
             response_bytes: response_bytes.map(|(_, b)| b),
             url: url.map(|(_, u)| u),
-            tls_version: tls,
+            tls_version,
+            tls_protocol,
             tls_cipher,
         }
     }
 }
 
-/// The document's top-level entries and `salesforce.event_log_file`, as `V`s borrowing from the
-/// plan, which the serde reference walks; the direct writer (`write_document`) writes the same
-/// entries in the same order by hand.
-type Entries<'a> = [(&'static str, Option<V<'a>>)];
-
-impl Plan<'_> {
-    fn with_document<R>(&self, f: impl FnOnce(&Entries<'_>, &Entries<'_>) -> R) -> R {
-        let (category, kind) = match self.names.category {
-            Some((category, kind)) => (Some(V::One(category)), Some(V::One(kind))),
-            None => (None, None),
-        };
-        let event = [
-            ("kind", Some(V::Str("event"))),
-            ("module", Some(V::Str("salesforce"))),
-            ("dataset", Some(V::Str(&self.names.event_dataset))),
-            ("action", Some(V::Str(&self.names.action))),
-            ("id", Some(V::Str(self.id))),
-            ("category", category),
-            ("type", kind),
-            ("outcome", self.outcome.map(V::Str)),
-        ];
-        let email = self.user_name.filter(|name| is_email(name));
-        let user = [
-            ("id", str(self.user_id)),
-            ("name", str(self.user_name)),
-            ("email", str(email)),
-            ("roles", self.user_role.map(V::One)),
-        ];
-        let [original, name, version, os_name, os_version] = self.user_agent;
-        let os = [("name", str(os_name)), ("version", str(os_version))];
-        let user_agent = [
-            ("original", str(original)),
-            ("name", str(name)),
-            ("version", str(version)),
-            ("os", Some(V::Obj(&os))),
-        ];
-        let request = [
-            ("method", str(self.method)),
-            ("bytes", self.request_bytes.map(V::U64)),
-            ("referrer", str(self.referrer)),
-        ];
-        let response = [
-            ("status_code", self.status_code.map(V::U64)),
-            ("bytes", self.response_bytes.map(V::U64)),
-        ];
-        let http = [
-            ("request", Some(V::Obj(&request))),
-            ("response", Some(V::Obj(&response))),
-        ];
-        let tls = [
-            ("version", self.tls_version.as_deref().map(V::Str)),
-            (
-                "version_protocol",
-                self.tls_version.as_ref().map(|_| V::Str("tls")),
-            ),
-            ("cipher", str(self.tls_cipher)),
-        ];
-        let file = self.file;
-        let interval = file.interval_or_daily();
-        let event_log_file = [
-            ("id", Some(V::Str(&file.id))),
-            ("event_type", Some(V::Str(file.event_type.as_str()))),
-            ("log_date", Some(V::Time(file.log_date))),
-            ("interval", Some(V::Str(interval.as_str()))),
-            ("sequence", Some(V::I64(file.sequence))),
-        ];
-        let ecs = [("version", Some(V::Str(ECS_VERSION)))];
-        let document = [
-            ("@timestamp", Some(V::Time(self.timestamp))),
-            ("ecs", Some(V::Obj(&ecs))),
-            ("event", Some(V::Obj(&event))),
-            (
-                "organization",
-                Some(V::Obj(&[("id", str(self.organization_id))])),
-            ),
-            ("user", Some(V::Obj(&user))),
-            ("source", Some(V::Obj(&[("ip", self.source_ip.map(V::Ip))]))),
-            (
-                "related",
-                Some(V::Obj(&[("ip", Some(V::Ips(self.related_ip)))])),
-            ),
-            ("user_agent", Some(V::Obj(&user_agent))),
-            ("http", Some(V::Obj(&http))),
-            ("url", Some(V::Obj(&[("original", str(self.url))]))),
-            ("tls", Some(V::Obj(&tls))),
-        ];
-        f(&document, &event_log_file)
+fn login_outcome(status: &str) -> &'static str {
+    if status == "LOGIN_NO_ERROR" {
+        "success"
+    } else {
+        "failure"
     }
 }
 
-impl Serialize for Plan<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.with_document(|document, event_log_file| {
-            let mut map = s.serialize_map(None)?;
-            for (key, value) in document {
-                if let Some(value) = value.filter(V::present) {
-                    map.serialize_entry(key, &value)?;
-                }
-            }
-            // `salesforce` on its own: its data-set key is not `'static`.
-            map.serialize_entry("salesforce", &Salesforce(self, event_log_file))?;
-            map.end()
-        })
-    }
+/// A finite number, as Elastic's `Float.parseFloat` reads it (kept in double precision).
+fn float(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
-/// `salesforce`: `event_log_file` and `<dataset>`.
-struct Salesforce<'p, 'r>(&'p Plan<'r>, &'p [(&'static str, Option<V<'p>>)]);
+/// A node of `salesforce.<dataset>`, resolved once per schema: an object of nodes, or a column
+/// written with its conversion unless the row placed it in an ECS field.
+#[derive(Debug)]
+enum Rest {
+    Obj(Box<str>, Vec<Rest>),
+    Leaf {
+        key: Box<str>,
+        column: usize,
+        conv: Conv,
+        /// Left out when the row's `Placed` set has this bit.
+        placed: Placed,
+    },
+}
 
-impl Serialize for Salesforce<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Salesforce(plan, event_log_file) = self;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("event_log_file", &V::Obj(event_log_file))?;
-        let rest = V::Rest(plan.row, plan.consumed);
-        if rest.present() {
-            map.serialize_entry(&plan.names.dataset, &rest)?;
+impl Rest {
+    fn key(&self) -> &str {
+        match self {
+            Rest::Obj(key, _) | Rest::Leaf { key, .. } => key,
         }
-        map.end()
     }
 }
 
-/// Writes the bytes `serde_json` writes for [`EcsRow`] (tests/encode.rs compares the two), from
-/// the same [`Plan`], caching what is the same for every row of a file: the columns' snake_case
-/// keys, escaped; where the mapped columns are; their order by name for `event.id`; and the
-/// parts of the document that only the file decides ([`FileTemplate`]). Nothing is allocated
-/// per row once the buffers have grown.
-///
-/// The document itself is written by hand ([`write_document`]), in the order
-/// [`Plan::with_document`] gives the serde reference. Walking those `V` entries here too cost
-/// more than any one field: an entry written and taken back for every absent value and every
-/// constant re-escaped per row.
+/// Adds a leaf at `path` (the last segment its key), under the objects of the path's first
+/// segments, created or shared with earlier leaves.
+fn insert(nodes: &mut Vec<Rest>, path: &[&str], leaf: Rest) {
+    match path {
+        [] | [_] => nodes.push(leaf),
+        [first, rest @ ..] => {
+            let at = nodes
+                .iter()
+                .position(|n| matches!(n, Rest::Obj(k, _) if k.as_ref() == *first));
+            let at = match at {
+                Some(at) => at,
+                None => {
+                    nodes.push(Rest::Obj((*first).into(), Vec::new()));
+                    nodes.len() - 1
+                }
+            };
+            if let Some(Rest::Obj(_, children)) = nodes.get_mut(at) {
+                insert(children, rest, leaf);
+            }
+        }
+    }
+}
+
+/// What the encoders resolve once per schema (and profile).
+#[derive(Debug)]
+struct EcsSchema {
+    profile: Profile,
+    columns: Columns,
+    rest: Vec<Rest>,
+}
+
+impl EcsSchema {
+    fn new(row: &LogRecord, profile: Profile) -> Self {
+        let names: Vec<&str> = row.schema().names().collect();
+        let mapped = profile.columns();
+        let mut rest = Vec::new();
+        for &(column, path, conv) in mapped {
+            if conv == Conv::Never {
+                continue;
+            }
+            // The last column of the name, as `LogRecord::get` reads.
+            if let Some(i) = names.iter().rposition(|&n| n == column) {
+                let key = path.last().copied().unwrap_or(column);
+                let leaf = Rest::Leaf {
+                    key: key.into(),
+                    column: i,
+                    conv,
+                    placed: 0,
+                };
+                insert(&mut rest, path, leaf);
+            }
+        }
+        let mapped_keys: Vec<String> = rest.iter().map(|n| n.key().to_string()).collect();
+        for (i, &name) in names.iter().enumerate() {
+            if mapped.iter().any(|&(column, _, _)| column == name) {
+                continue;
+            }
+            let mut key = snake_case(name);
+            // Never under a name Elastic's mapping gives something else.
+            if mapped_keys.contains(&key) {
+                key.push_str("_column");
+            }
+            rest.push(Rest::Leaf {
+                key: key.into(),
+                column: i,
+                conv: Conv::Typed,
+                placed: placed_bit(name),
+            });
+        }
+        EcsSchema {
+            profile,
+            columns: Columns::new(row),
+            rest,
+        }
+    }
+}
+
+/// The row's document, written to `o`: the one description of the mapping both encoders use.
+#[allow(clippy::too_many_arguments)]
+fn write_document<O: Out>(
+    o: &mut O,
+    plan: &Plan<'_>,
+    names: &FileNames,
+    options: &EcsOptions,
+    file: &EventLogFile,
+    row: &LogRecord,
+    rest: &[Rest],
+    id: &str,
+) {
+    o.time("@timestamp", plan.timestamp);
+    o.open("ecs");
+    o.str("version", ECS_VERSION);
+    o.close();
+    o.open("data_stream");
+    o.str("type", "logs");
+    o.str("dataset", &names.event_dataset);
+    o.str("namespace", options.namespace());
+    o.close();
+
+    o.open("event");
+    o.str("kind", "event");
+    o.str("module", "salesforce");
+    o.str("dataset", &names.event_dataset);
+    o.str("provider", "EventLogFile");
+    o.str("action", &names.action);
+    o.str("id", id);
+    if let Some(category) = names.category {
+        o.one("category", category);
+    }
+    if let Some(kind) = names.kind {
+        o.one("type", kind);
+    }
+    if let Some(outcome) = plan.outcome {
+        o.str("outcome", outcome);
+    }
+    match plan.duration {
+        Some(Duration::Millis(ms)) => o.f64("duration", ms),
+        Some(Duration::Nanos(ns)) => o.i64("duration", ns),
+        None => {}
+    }
+    opt_str(o, "code", plan.event_code);
+    opt_str(o, "url", plan.event_url);
+    o.close();
+
+    o.open("organization");
+    opt_str(o, "id", plan.organization_id);
+    o.close();
+
+    o.open("user");
+    opt_str(o, "id", plan.user_id);
+    opt_str(o, "name", plan.user_name);
+    opt_str(o, "email", plan.user_email);
+    if let Some(role) = plan.user_role {
+        o.one("roles", role);
+    }
+    o.close();
+
+    if let Some(ip) = plan.source_ip {
+        o.open("source");
+        o.ip("ip", ip);
+        o.close();
+    }
+
+    o.open("related");
+    // The second address or user only when it differs from the first.
+    let [a, b] = plan.related_ip;
+    let b = b.filter(|b| Some(*b) != a);
+    o.open_array("ip");
+    for ip in [a, b].into_iter().flatten() {
+        o.ip("", ip);
+    }
+    o.close();
+    o.open_array("user");
+    for user in plan.related_user.into_iter().flatten() {
+        o.str("", user);
+    }
+    o.close();
+    o.close();
+
+    let [original, name, version, os_name, os_version] = plan.user_agent;
+    o.open("user_agent");
+    opt_str(o, "original", original);
+    opt_str(o, "name", name);
+    opt_str(o, "version", version);
+    o.open("os");
+    opt_str(o, "name", os_name);
+    opt_str(o, "version", os_version);
+    o.close();
+    o.close();
+
+    o.open("http");
+    o.open("request");
+    opt_str(o, "id", plan.request_id);
+    opt_str(o, "method", plan.method);
+    if let Some(bytes) = plan.request_bytes {
+        o.u64("bytes", bytes);
+    }
+    opt_str(o, "referrer", plan.referrer);
+    o.close();
+    o.open("response");
+    if let Some(code) = plan.status_code {
+        o.u64("status_code", code);
+    }
+    if let Some(bytes) = plan.response_bytes {
+        o.u64("bytes", bytes);
+    }
+    o.close();
+    o.close();
+
+    o.open("url");
+    if let Some(url) = plan.url {
+        o.str("original", url);
+        if names.profile == Profile::AuraRequest
+            && let Some(parts) = uri_parts(url)
+        {
+            if !parts.path.is_empty() {
+                o.str("path", &parts.path);
+            }
+            opt_str(o, "extension", parts.extension);
+            opt_str(o, "query", parts.query);
+            opt_str(o, "fragment", parts.fragment);
+        }
+    }
+    o.close();
+
+    o.open("tls");
+    if let Some(version) = plan.tls_version.as_deref() {
+        o.str("version", version);
+    }
+    opt_str(o, "version_protocol", plan.tls_protocol);
+    opt_str(o, "cipher", plan.tls_cipher);
+    o.close();
+
+    o.open("salesforce");
+    opt_str(o, "instance_url", options.instance_url());
+    o.open("event_log_file");
+    o.str("id", &file.id);
+    o.str("event_type", file.event_type.as_str());
+    o.time("log_date", file.log_date);
+    o.str("interval", file.interval_or_daily().as_str());
+    o.i64("sequence", file.sequence);
+    o.close();
+    o.open(names.key());
+    write_rest(o, row, rest, plan.placed);
+    o.close();
+    o.close();
+}
+
+#[inline]
+fn opt_str<O: Out>(o: &mut O, key: &str, value: Option<&str>) {
+    if let Some(value) = value.filter(|v| !v.is_empty()) {
+        o.str(key, value);
+    }
+}
+
+fn write_rest<O: Out>(o: &mut O, row: &LogRecord, nodes: &[Rest], placed: Placed) {
+    for node in nodes {
+        match node {
+            Rest::Obj(key, children) => {
+                o.open(key);
+                write_rest(o, row, children, placed);
+                o.close();
+            }
+            Rest::Leaf {
+                key,
+                column,
+                conv,
+                placed: bit,
+            } => {
+                if bit & placed != 0 {
+                    continue;
+                }
+                let raw = row.raw_at(*column);
+                if raw.is_empty() {
+                    continue;
+                }
+                write_value(o, key, raw, *conv, row, *column);
+            }
+        }
+    }
+}
+
+#[inline]
+fn write_value<O: Out>(
+    o: &mut O,
+    key: &str,
+    raw: &str,
+    conv: Conv,
+    row: &LogRecord,
+    column: usize,
+) {
+    match conv {
+        Conv::Raw => o.str(key, raw),
+        Conv::Typed => {
+            if let Some(value) = row.value_at(column) {
+                o.field(key, &value);
+            }
+        }
+        Conv::Long => {
+            if let Ok(v) = raw.trim().parse::<i64>() {
+                o.i64(key, v);
+            }
+        }
+        Conv::Float => {
+            if let Some(v) = float(raw) {
+                o.f64(key, v);
+            }
+        }
+        Conv::Decode(table) => o.str(key, decode(table, raw)),
+        Conv::DecodeList(table) => o.one(key, decode(table, raw)),
+        Conv::Prefix3(table) => {
+            let decoded = raw
+                .get(..3)
+                .and_then(|prefix| table.iter().find(|(c, _)| *c == prefix))
+                .map_or(raw, |(_, meaning)| meaning);
+            o.str(key, decoded);
+        }
+        Conv::Bool1 => o.bool(key, raw == "1"),
+        Conv::Digits => {
+            if raw.bytes().all(|b| b.is_ascii_digit()) {
+                o.str(key, raw);
+            }
+        }
+        Conv::Actions => {
+            o.open_array(key);
+            for action in aura_actions(raw) {
+                o.open("");
+                o.str("controller", action.controller);
+                if let Some(duration) = action.duration {
+                    o.i64("duration", duration);
+                }
+                opt_str(o, "id", Some(action.id));
+                opt_str(o, "method", Some(action.method));
+                opt_str(o, "scheme", Some(action.scheme));
+                o.close();
+            }
+            o.close();
+        }
+        Conv::Never => {}
+    }
+}
+
+/// Writes the bytes `serde_json` writes for [`EcsRow`] (tests/encode.rs compares the two),
+/// from the same description of the document ([`write_document`]), caching what is the same
+/// for every row of a file: where the mapped columns are, the tree of `salesforce.<dataset>`,
+/// the columns' order by name for `event.id`. Nothing is allocated per row once the buffers
+/// have grown.
 #[derive(Debug, Default)]
 pub(crate) struct EcsEncoder {
-    schema: Option<EcsSchema>,
-    file: Option<FileTemplate>,
+    options: EcsOptions,
+    schema: Option<CachedSchema>,
+    file: Option<(FileKey, FileNames)>,
     /// The `event.id` fingerprint's message, reused: its first `message_head` bytes (domain
     /// and `EventType`) are those of `file`'s event type, written when `file` is.
     message: Vec<u8>,
     message_head: usize,
-}
-
-/// What every document of one file has in common, written once per file.
-#[derive(Debug)]
-struct FileTemplate {
-    /// The file fields the template was written from: it is reused while they are equal.
-    key: FileKey,
-    names: FileNames,
-    /// `,"ecs":{...},"event":{"kind":...,"id":"`: what follows `@timestamp` up to the id.
-    before_id: Vec<u8>,
-    /// The id's closing quote, then `event.category` and `event.type`.
-    after_id: Vec<u8>,
-    /// `,"salesforce":{"event_log_file":{...}`.
-    salesforce: Vec<u8>,
-    /// `,"<dataset>":`, the key of `salesforce.<dataset>`.
-    dataset_key: Vec<u8>,
-}
-
-impl FileTemplate {
-    fn new(file: &EventLogFile) -> Self {
-        let event_type = file.event_type.as_str();
-        let names = FileNames::new(event_type);
-        let interval = file.interval_or_daily();
-
-        let mut before_id = br#","ecs":{"version":"#.to_vec();
-        write_str(&mut before_id, ECS_VERSION);
-        before_id
-            .extend_from_slice(br#"},"event":{"kind":"event","module":"salesforce","dataset":"#);
-        write_str(&mut before_id, &names.event_dataset);
-        before_id.extend_from_slice(br#","action":"#);
-        write_str(&mut before_id, &names.action);
-        before_id.extend_from_slice(br#","id":""#);
-
-        let mut after_id = b"\"".to_vec();
-        if let Some((category, kind)) = names.category {
-            after_id.extend_from_slice(br#","category":["#);
-            write_str(&mut after_id, category);
-            after_id.extend_from_slice(br#"],"type":["#);
-            write_str(&mut after_id, kind);
-            after_id.push(b']');
-        }
-
-        let mut salesforce = br#","salesforce":{"event_log_file":{"id":"#.to_vec();
-        write_str(&mut salesforce, &file.id);
-        salesforce.extend_from_slice(br#","event_type":"#);
-        write_str(&mut salesforce, event_type);
-        salesforce.extend_from_slice(br#","log_date":"#);
-        write_rfc3339_millis(&mut salesforce, file.log_date);
-        salesforce.extend_from_slice(br#","interval":"#);
-        write_str(&mut salesforce, interval.as_str());
-        salesforce.extend_from_slice(br#","sequence":"#);
-        write_i64(&mut salesforce, file.sequence);
-        salesforce.push(b'}');
-
-        let mut dataset_key = vec![b','];
-        write_key(&mut dataset_key, &names.dataset);
-
-        FileTemplate {
-            key: FileKey::of(file),
-            names,
-            before_id,
-            after_id,
-            salesforce,
-            dataset_key,
-        }
-    }
-
-    fn matches(&self, file: &EventLogFile) -> bool {
-        self.key.matches(file)
-    }
+    stack: Vec<crate::format::ecs::out::Open>,
 }
 
 #[derive(Debug)]
-struct EcsSchema {
+struct CachedSchema {
     keys: SchemaKeys,
-    columns: Columns,
-    /// Per column, the `Consumed` bit of its name (0 for a column the mapping does not read).
-    bits: Vec<Consumed>,
+    ecs: EcsSchema,
     /// `event.id`'s columns in the order `log_row_event_id` sorts them, each with its name as
     /// the message holds it (length-prefixed) in `prefixed_names`; `None` when two columns
     /// share a name (then their values decide the order, and the general function does it).
@@ -674,16 +1196,14 @@ struct EcsSchema {
     prefixed_names: Vec<u8>,
 }
 
-impl EcsSchema {
-    fn new(row: &LogRecord) -> Self {
+impl CachedSchema {
+    fn new(row: &LogRecord, profile: Profile) -> Self {
         let schema = row.schema();
         let names: Vec<&str> = schema.names().collect();
         let mut order: Vec<usize> = (0..names.len()).collect();
         order.sort_unstable_by(|&a, &b| names[a].cmp(names[b]));
         let unique = order.windows(2).all(|w| names[w[0]] != names[w[1]]);
-        let keys = SchemaKeys::new(schema, |name, out| {
-            write_str(out, &SnakeCase(name).to_string());
-        });
+        let keys = SchemaKeys::new(schema, |_, _| {});
         let mut prefixed_names = Vec::new();
         let by_name = order
             .into_iter()
@@ -693,40 +1213,28 @@ impl EcsSchema {
                 (i, start..prefixed_names.len())
             })
             .collect();
-        EcsSchema {
+        CachedSchema {
             keys,
-            columns: Columns::new(schema),
-            bits: names
-                .iter()
-                .map(|&name| {
-                    COLUMN_NAMES
-                        .iter()
-                        .position(|&column| column == name)
-                        .map_or(0, |bit| 1 << bit)
-                })
-                .collect(),
+            ecs: EcsSchema::new(row, profile),
             by_name: unique.then_some(by_name),
             prefixed_names,
         }
     }
 }
 
-/// What the direct writer needs for `salesforce.<dataset>`.
-struct RestKeys<'e> {
-    keys: &'e SchemaKeys,
-    bits: &'e [Consumed],
-    consumed: Consumed,
-}
-
 impl EcsEncoder {
+    /// An encoder writing with `options`.
+    pub(crate) fn new(options: EcsOptions) -> Self {
+        EcsEncoder {
+            options,
+            ..EcsEncoder::default()
+        }
+    }
+
     /// Appends the row's ECS document (no newline) to `out`.
     pub(crate) fn encode(&mut self, out: &mut Vec<u8>, file: &EventLogFile, row: &LogRecord) {
-        let schema = match &mut self.schema {
-            Some(cached) if cached.keys.is_for(row.schema()) => cached,
-            slot => slot.insert(EcsSchema::new(row)),
-        };
-        let template = match &mut self.file {
-            Some(template) if template.matches(file) => template,
+        let names = match &mut self.file {
+            Some((key, names)) if key.matches(file) => &*names,
             slot => {
                 // Every row's message starts with the domain and the file's `EventType`: kept
                 // in the buffer, and each row's columns written after it.
@@ -735,8 +1243,17 @@ impl EcsEncoder {
                 message.extend_from_slice(LOG_ROW_DOMAIN.as_bytes());
                 push_prefixed(message, file.event_type.as_str().as_bytes());
                 self.message_head = message.len();
-                slot.insert(FileTemplate::new(file))
+                let names = FileNames::new(file.event_type.as_str());
+                &slot.insert((FileKey::of(file), names)).1
             }
+        };
+        let schema = match &mut self.schema {
+            Some(cached)
+                if cached.keys.is_for(row.schema()) && cached.ecs.profile == names.profile =>
+            {
+                cached
+            }
+            slot => slot.insert(CachedSchema::new(row, names.profile)),
         };
         let general;
         let hex;
@@ -762,215 +1279,19 @@ impl EcsEncoder {
                 general.as_str()
             }
         };
-        let columns = &schema.columns;
-        let plan = Plan::new(file, row, &template.names, id, |c| columns.get(row, c));
-        let rest = RestKeys {
-            keys: &schema.keys,
-            bits: &schema.bits,
-            consumed: plan.consumed,
-        };
-        write_document(out, &plan, template, &rest);
-    }
-}
-
-/// An object being written that may end up empty: where its key starts (with the comma before
-/// it, if any) and where its entries start.
-#[derive(Clone, Copy)]
-struct Obj {
-    mark: usize,
-    entries: usize,
-}
-
-/// Opens the object `key` (`"name":{`) as an entry of `parent`; [`close`] takes it back when
-/// nothing was written in it, as the serde reference leaves out an object with nothing present.
-#[inline]
-fn open(out: &mut Vec<u8>, parent: Obj, key: &[u8]) -> Obj {
-    let mark = out.len();
-    entry(out, parent, key);
-    Obj {
-        mark,
-        entries: out.len(),
-    }
-}
-
-#[inline]
-fn close(out: &mut Vec<u8>, obj: Obj) {
-    if out.len() == obj.entries {
-        out.truncate(obj.mark);
-    } else {
-        out.push(b'}');
-    }
-}
-
-/// Starts an entry of `obj`: a comma unless it is the first, then `key` (`"name":`).
-#[inline]
-fn entry(out: &mut Vec<u8>, obj: Obj, key: &[u8]) {
-    if out.len() != obj.entries {
-        out.push(b',');
-    }
-    out.extend_from_slice(key);
-}
-
-/// A string entry, when present.
-#[inline]
-fn str_entry(out: &mut Vec<u8>, obj: Obj, key: &[u8], value: Option<&str>) {
-    if let Some(value) = value {
-        entry(out, obj, key);
-        write_str(out, value);
-    }
-}
-
-/// A number entry, when present.
-#[inline]
-fn u64_entry(out: &mut Vec<u8>, obj: Obj, key: &[u8], value: Option<u64>) {
-    if let Some(value) = value {
-        entry(out, obj, key);
-        write_u64(out, value);
-    }
-}
-
-/// The row's document, entry for entry as [`Plan::with_document`] and the `Serialize` impls
-/// give it to `serde_json` (keep the two in step: tests/encode.rs compares them, on generated
-/// rows with every mapped column among others).
-fn write_document(
-    out: &mut Vec<u8>,
-    plan: &Plan<'_>,
-    template: &FileTemplate,
-    rest: &RestKeys<'_>,
-) {
-    // `@timestamp`, `ecs` and `event` are always there: no entry of the document is taken
-    // back before them, so every later one starts with a comma.
-    out.extend_from_slice(br#"{"@timestamp":"#);
-    write_rfc3339_millis(out, plan.timestamp);
-    out.extend_from_slice(&template.before_id);
-    // Hex digits: nothing to escape.
-    out.extend_from_slice(plan.id.as_bytes());
-    out.extend_from_slice(&template.after_id);
-    if let Some(outcome) = plan.outcome {
-        out.extend_from_slice(br#","outcome":"#);
-        write_str(out, outcome);
-    }
-    out.push(b'}');
-    // The document's own object: it has entries already.
-    let document = Obj {
-        mark: 0,
-        entries: 0,
-    };
-
-    let organization = open(out, document, br#""organization":{"#);
-    str_entry(out, organization, br#""id":"#, plan.organization_id);
-    close(out, organization);
-
-    let user = open(out, document, br#""user":{"#);
-    str_entry(out, user, br#""id":"#, plan.user_id);
-    str_entry(out, user, br#""name":"#, plan.user_name);
-    let email = plan.user_name.filter(|name| is_email(name));
-    str_entry(out, user, br#""email":"#, email);
-    if let Some(role) = plan.user_role {
-        entry(out, user, br#""roles":["#);
-        write_str(out, role);
-        out.push(b']');
-    }
-    close(out, user);
-
-    if let Some(ip) = plan.source_ip {
-        out.extend_from_slice(br#","source":{"ip":"#);
-        write_ip(out, ip);
-        out.push(b'}');
-    }
-
-    // As `V::Ips`: the second address only when it differs from the first.
-    let [a, b] = plan.related_ip;
-    let b = b.filter(|b| Some(*b) != a);
-    if a.is_some() || b.is_some() {
-        out.extend_from_slice(br#","related":{"ip":["#);
-        for (i, ip) in [a, b].into_iter().flatten().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_ip(out, ip);
-        }
-        out.extend_from_slice(b"]}");
-    }
-
-    let [original, name, version, os_name, os_version] = plan.user_agent;
-    let user_agent = open(out, document, br#""user_agent":{"#);
-    str_entry(out, user_agent, br#""original":"#, original);
-    str_entry(out, user_agent, br#""name":"#, name);
-    str_entry(out, user_agent, br#""version":"#, version);
-    let os = open(out, user_agent, br#""os":{"#);
-    str_entry(out, os, br#""name":"#, os_name);
-    str_entry(out, os, br#""version":"#, os_version);
-    close(out, os);
-    close(out, user_agent);
-
-    let http = open(out, document, br#""http":{"#);
-    let request = open(out, http, br#""request":{"#);
-    str_entry(out, request, br#""method":"#, plan.method);
-    u64_entry(out, request, br#""bytes":"#, plan.request_bytes);
-    str_entry(out, request, br#""referrer":"#, plan.referrer);
-    close(out, request);
-    let response = open(out, http, br#""response":{"#);
-    u64_entry(out, response, br#""status_code":"#, plan.status_code);
-    u64_entry(out, response, br#""bytes":"#, plan.response_bytes);
-    close(out, response);
-    close(out, http);
-
-    let url = open(out, document, br#""url":{"#);
-    str_entry(out, url, br#""original":"#, plan.url);
-    close(out, url);
-
-    let tls = open(out, document, br#""tls":{"#);
-    if let Some(version) = plan.tls_version.as_deref() {
-        entry(out, tls, br#""version":"#);
-        write_str(out, version);
-        entry(out, tls, br#""version_protocol":"tls""#);
-    }
-    str_entry(out, tls, br#""cipher":"#, plan.tls_cipher);
-    close(out, tls);
-
-    out.extend_from_slice(&template.salesforce);
-    let mark = out.len();
-    out.extend_from_slice(&template.dataset_key);
-    if !write_rest(out, plan.row, rest) {
-        out.truncate(mark);
-    }
-    out.extend_from_slice(b"}}");
-}
-
-/// `salesforce.<dataset>` as `V::Rest` serializes; `false` (with a `{` written, for the caller
-/// to take back) when no column is left for it.
-fn write_rest(out: &mut Vec<u8>, row: &LogRecord, rest: &RestKeys<'_>) -> bool {
-    out.push(b'{');
-    let open = out.len();
-    let placed = |i: usize| rest.bits.get(i).is_some_and(|bit| bit & rest.consumed != 0);
-    row.for_each_value_where(
-        |i| !placed(i),
-        |i, value| {
-            if out.len() != open {
-                out.push(b',');
-            }
-            out.extend_from_slice(rest.keys.key(i));
-            write_field(out, &value);
-        },
-    );
-    if out.len() == open {
-        return false;
-    }
-    out.push(b'}');
-    true
-}
-
-/// A column's value as `V::Rest` serializes it (`field(value)`): datetimes as `V::Time`, which
-/// is not quite what `FieldValue`'s own `Serialize` writes for years past 9999.
-#[inline]
-fn write_field(out: &mut Vec<u8>, value: &FieldValue<'_>) {
-    match *value {
-        FieldValue::String(s) | FieldValue::Id(s) => write_str(out, s),
-        FieldValue::Integer(i) => write_i64(out, i),
-        FieldValue::Float(f) => write_f64(out, f),
-        FieldValue::Boolean(b) => write_bool(out, b),
-        FieldValue::DateTime(t) => write_rfc3339_millis(out, t),
-        FieldValue::Ip(ip) => write_ip(out, ip),
+        let columns = &schema.ecs.columns;
+        let plan = Plan::new(file, names, |c| columns.get(row, c));
+        let mut bytes = Bytes::new(out, std::mem::take(&mut self.stack));
+        write_document(
+            &mut bytes,
+            &plan,
+            names,
+            &self.options,
+            file,
+            row,
+            &schema.ecs.rest,
+            id,
+        );
+        self.stack = bytes.finish();
     }
 }
