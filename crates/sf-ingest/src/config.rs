@@ -42,6 +42,7 @@ struct OrgEntry {
     concurrency: Option<usize>,
     format: Option<String>,
     skip_bad_files: Option<bool>,
+    api_budget: Option<i64>,
 }
 
 const ORG_KEYS: &[&str] = &[
@@ -346,6 +347,7 @@ fn org_plan(
         concurrency: entry.concurrency,
         format: entry.format,
         skip_bad_files: entry.skip_bad_files,
+        api_budget: entry.api_budget,
     };
     let collect = Collect::resolve(&[cli, &own, defaults], DEFAULT_SINCE)
         .map_err(|problems| invalid.add(prefix, problems))

@@ -10,6 +10,7 @@
 )]
 #![deny(clippy::await_holding_lock)]
 
+mod budget;
 mod checkpoint_cmd;
 mod cli;
 mod config;

@@ -25,6 +25,7 @@ pub struct Choices {
     pub concurrency: Option<usize>,
     pub format: Option<String>,
     pub skip_bad_files: Option<bool>,
+    pub api_budget: Option<i64>,
 }
 
 /// The keys a [`Choices`] table may hold (for reporting unknown keys all at once).
@@ -36,6 +37,7 @@ pub const CHOICE_KEYS: &[&str] = &[
     "concurrency",
     "format",
     "skip_bad_files",
+    "api_budget",
 ];
 
 /// The resolved choices for one org.
@@ -48,7 +50,12 @@ pub struct Collect {
     pub concurrency: usize,
     pub format: OutputFormat,
     pub skip_bad_files: bool,
+    /// The share of the org's daily API limit, in percent, past which nothing more is sent.
+    pub api_budget: u8,
 }
+
+/// The API budget when no layer sets one, in percent of the org's limit.
+pub const DEFAULT_API_BUDGET: u8 = 50;
 
 /// A problem with one field: `(field, what is wrong and how to fix it)`.
 pub type Problem = (String, String);
@@ -136,6 +143,22 @@ impl Collect {
         let skip_bad_files = first(layers, |l| l.skip_bad_files.as_ref())
             .copied()
             .unwrap_or(false);
+        let api_budget = match first(layers, |l| l.api_budget.as_ref()) {
+            None => DEFAULT_API_BUDGET,
+            Some(&n) => u8::try_from(n)
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .unwrap_or_else(|| {
+                    problem(
+                        "api_budget",
+                        format!(
+                            "{n} is out of range: a percentage of the org's daily API limit \
+                             from 1 to 100 (the default is {DEFAULT_API_BUDGET})"
+                        ),
+                    );
+                    DEFAULT_API_BUDGET
+                }),
+        };
         if problems.is_empty() {
             Ok(Collect {
                 sources,
@@ -145,6 +168,7 @@ impl Collect {
                 concurrency,
                 format,
                 skip_bad_files,
+                api_budget,
             })
         } else {
             Err(problems)

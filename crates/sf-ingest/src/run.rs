@@ -155,7 +155,9 @@ pub fn collector_for<S: CheckpointStore>(
             Source::Object(object) => objects.push(object.clone()),
         }
     }
-    let client = JwtBearerClient::new(org.jwt.clone())?;
+    let client = JwtBearerClient::builder(org.jwt.clone())
+        .api_budget(org.collect.api_budget)
+        .build()?;
     metrics.client(&client);
     let query = EventLogFileQuery::new()
         .event_types(org.collect.event_types.iter().cloned())
@@ -193,6 +195,7 @@ pub async fn pass_loop<S: CheckpointStore, K: RecordSink + ObjectSink>(
     failures: &mut u32,
 ) -> Result<(), Error> {
     let slots = u32::try_from(org.collect.concurrency).unwrap_or(u32::MAX);
+    let mut budget = crate::budget::Pause::default();
     loop {
         let permit = tokio::select! {
             permit = context.downloads.acquire_many(slots) => permit,
@@ -203,6 +206,7 @@ pub async fn pass_loop<S: CheckpointStore, K: RecordSink + ObjectSink>(
             .await?;
         drop(permit);
         *failures = 0;
+        budget.after_pass(&org.name, &summary, collector.client());
         progress.pass_done(&summary, collector.checkpoint().rows_delivered);
         if context.stop.requested() {
             return Ok(());

@@ -36,6 +36,7 @@ pub fn cli_choices(cli: &Cli) -> Choices {
         concurrency: cli.concurrency,
         format: cli.format.clone(),
         skip_bad_files: cli.skip_bad_files.then_some(true),
+        api_budget: cli.api_budget,
     }
 }
 

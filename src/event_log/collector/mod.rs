@@ -191,6 +191,11 @@ impl<S: CheckpointStore> Collector<S> {
         &self.figures
     }
 
+    /// The client the collector sends its requests with (its API usage and budget).
+    pub fn client(&self) -> &JwtBearerClient {
+        &self.client
+    }
+
     /// The current checkpoint.
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.checkpoint
