@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
 use salesforce_jwt::event_log::{
-    CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, MemoryCheckpointStore,
-    NdjsonFileSink,
+    Collector, CollectorOptions, EventLogFileQuery, MemoryCheckpointStore, NdjsonFileSink,
 };
-use salesforce_jwt::{ApiUsage, Error, InstanceRequest, JwtBearerClient};
+use salesforce_jwt::{ApiUsage, InstanceRequest, JwtBearerClient};
 use salesforce_jwt_mock::{Interval, MockLogFile, MockOrg};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -132,7 +131,7 @@ async fn a_pass_that_crosses_the_budget_stops_cleanly_and_the_next_one_delivers_
         client.clone(),
         EventLogFileQuery::new(),
         store.clone(),
-        options.clone(),
+        options,
     )
     .unwrap();
     let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
@@ -156,7 +155,7 @@ async fn a_pass_that_crosses_the_budget_stops_cleanly_and_the_next_one_delivers_
         client.clone(),
         EventLogFileQuery::new(),
         store.clone(),
-        options.clone(),
+        options,
     )
     .unwrap();
     let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
@@ -195,4 +194,62 @@ async fn a_pass_that_crosses_the_budget_stops_cleanly_and_the_next_one_delivers_
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), total);
     assert_eq!(lines.iter().collect::<HashSet<_>>().len(), total);
+}
+
+#[tokio::test]
+async fn a_real_time_source_stopped_by_the_budget_resumes_where_it_stopped() {
+    use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
+    use salesforce_jwt_mock::generate_records;
+    let (mock, client) = org_and_client(50).await;
+    let records = generate_records(
+        "SetupAuditTrail",
+        now() - time::Duration::hours(20),
+        now() - time::Duration::minutes(1),
+        20,
+        7,
+    );
+    mock.add_records("SetupAuditTrail", records).unwrap();
+    // Page size 2: about ten queries for the object; five of room.
+    mock.set_api_usage(7495);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    let store = MemoryCheckpointStore::new();
+    let collector = || {
+        Collector::with_sources(
+            client.clone(),
+            None,
+            vec![EventObject::named("SetupAuditTrail").unwrap()],
+            store.clone(),
+            CollectorOptions::default(),
+            ObjectCollectorOptions::default(),
+        )
+        .unwrap()
+    };
+    let mut first = collector();
+    let mut sink = NdjsonFileSink::resume(&out, first.checkpoint()).unwrap();
+    let summary = first
+        .run_sources_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+        .await
+        .unwrap();
+    drop(sink);
+    assert!(summary.stopped() && summary.objects.stopped);
+    assert!(summary.budget_reached.is_some());
+    assert!(mock.api_usage() <= 7501, "usage {}", mock.api_usage());
+    let partial = std::fs::read_to_string(&out).unwrap().lines().count();
+    assert!(partial > 0 && partial < 20, "{partial}");
+    assert_eq!(store.get().unwrap().rows_delivered, partial as u64);
+
+    mock.set_api_usage(10);
+    let mut second = collector();
+    let mut sink = NdjsonFileSink::resume(&out, second.checkpoint()).unwrap();
+    let summary = second
+        .run_sources_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+        .await
+        .unwrap();
+    drop(sink);
+    assert!(summary.budget_reached.is_none());
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 20);
+    assert_eq!(lines.iter().collect::<HashSet<_>>().len(), 20);
 }
