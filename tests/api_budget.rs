@@ -209,8 +209,8 @@ async fn a_real_time_source_stopped_by_the_budget_resumes_where_it_stopped() {
         7,
     );
     mock.add_records("SetupAuditTrail", records).unwrap();
-    // Page size 2: about ten queries for the object; five of room.
-    mock.set_api_usage(7495);
+    // Five batches of four rows, a query each; three requests of room.
+    mock.set_api_usage(7497);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.ndjson");
     let store = MemoryCheckpointStore::new();
@@ -221,7 +221,11 @@ async fn a_real_time_source_stopped_by_the_budget_resumes_where_it_stopped() {
             vec![EventObject::named("SetupAuditTrail").unwrap()],
             store.clone(),
             CollectorOptions::default(),
-            ObjectCollectorOptions::default(),
+            // Batches of 4 rows, each its own query: a unit of commit every request.
+            ObjectCollectorOptions {
+                batch_size: 4,
+                ..ObjectCollectorOptions::default()
+            },
         )
         .unwrap()
     };
