@@ -55,13 +55,23 @@ impl JwtBearerClient {
     /// Sends one request to learn the org's current API usage, whatever the budget: `GET
     /// /services/data/vXX.X/limits`, which counts as one API request. A collector paused by
     /// its budget calls it before its next pass; the usage it returns (also
-    /// [`last_api_usage`](Self::last_api_usage) from then on) says whether to go on.
+    /// [`last_api_usage`](Self::last_api_usage) from then on) says whether to go on. The
+    /// resource needs the "View Setup and Configuration" permission; when it is refused (403,
+    /// 404) the usage the refusal carried is taken.
     pub async fn probe_api_usage(&self) -> Result<Option<ApiUsage>, Error> {
         let version = &self.inner.config.api_version;
         let request = InstanceRequest::get(format!("/services/data/v{version}/limits"))
             .header(header::ACCEPT, HeaderValue::from_static("application/json"))
             .context("reading the org's API usage (limits)");
-        self.send_within_budget(&request, false).await?;
+        match self.send_within_budget(&request, false).await {
+            Ok(_) => {}
+            // The resource needs "View Setup and Configuration", which a log collector's user
+            // may lack; the refusal still carries `Sforce-Limit-Info`, recorded on arrival.
+            Err(Error::Api(refused)) if matches!(refused.status, 403 | 404) => {
+                tracing::debug!(error = %refused, "the limits resource was refused; using the usage its answer carried");
+            }
+            Err(other) => return Err(other),
+        }
         Ok(self.last_api_usage())
     }
 }
