@@ -84,10 +84,9 @@ async fn check() -> Result<(), Error> {
     println!("EventLogFile    readable ({files} files visible)");
     check_realtime(&client).await?;
     if let Some(usage) = client.last_api_usage() {
-        println!(
-            "API usage       {}/{} requests in the last 24 h",
-            usage.used, usage.limit
-        );
+        // `API usage: 1234/15000 (8%)`: requests in the rolling 24 hours over the org's limit,
+        // what sf-ingest's --api-budget compares with.
+        println!("API usage: {usage}");
     }
     Ok(())
 }

@@ -243,6 +243,22 @@ async fn check_setup_reports_a_working_setup_without_the_token() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn check_setup_prints_the_api_usage_from_the_last_response() {
+    let org = MockOrg::start().await;
+    org.add_demo_data(time::OffsetDateTime::now_utc());
+    org.set_api_usage(1230);
+    let (code, stdout, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    // Every request check_setup sent counted; the last answer reported the total.
+    let used = org.api_usage();
+    assert!(used > 1230, "{used}");
+    assert!(
+        stdout.contains(&format!("API usage: {used}/15000 (8%)")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn check_setup_names_the_missing_permission() {
     let org = MockOrg::builder().event_log_access(false).start().await;
     let (code, stdout, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;

@@ -471,3 +471,39 @@ async fn a_refused_token_for_another_instance_names_that_instance() {
     );
     assert!(!text.contains(&access_token_for(1)), "{text}");
 }
+
+#[tokio::test]
+async fn a_refused_limits_probe_still_yields_the_usage_its_answer_carried() {
+    let clock = manual_clock();
+    let (server, _endpoint) = server_with_token_endpoint(&clock).await;
+    // The limits resource needs "View Setup and Configuration".
+    Mock::given(method("GET"))
+        .and(path(LIMITS))
+        .respond_with(
+            rest_error(403, "INSUFFICIENT_ACCESS", "insufficient access rights")
+                .insert_header("Sforce-Limit-Info", "api-usage=40/100"),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+    let client = client(config(&server.uri()), &clock);
+    client.set_api_budget(Some(50)).unwrap();
+    let usage = client.probe_api_usage().await.unwrap();
+    assert_eq!(
+        usage,
+        Some(ApiUsage {
+            used: 40,
+            limit: 100
+        })
+    );
+    assert!(client.api_budget_reached().is_none());
+    // A request under the budget is sent, and its refusal is an error as ever.
+    let error = client
+        .send(&InstanceRequest::get(LIMITS))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Api(ref e) if e.status == 403),
+        "{error:?}"
+    );
+}

@@ -4,12 +4,14 @@
 //! `token_exchange`, authorized requests to the instance in `request`, and the reading of error
 //! bodies both share in `error_body`.
 
+mod budget;
 mod error_body;
 mod org_clock;
 mod request;
 mod token_exchange;
 
 use std::fmt;
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use futures_util::FutureExt as _;
@@ -50,6 +52,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     cache: TokenCache,
     usage: Mutex<Option<ApiUsage>>,
+    /// The API budget in percent; 0 for none.
+    budget: AtomicU8,
     org_clock: org_clock::OrgClock,
 }
 
@@ -67,6 +71,7 @@ pub struct JwtBearerClientBuilder {
     config: JwtBearerConfig,
     http: Option<reqwest::ClientBuilder>,
     clock: Arc<dyn Clock>,
+    budget: Option<u8>,
 }
 
 impl fmt::Debug for JwtBearerClientBuilder {
@@ -96,6 +101,15 @@ impl JwtBearerClientBuilder {
         self
     }
 
+    /// Sets an API budget in percent of the org's rolling 24-hour limit (1 to 100): while the
+    /// last `Sforce-Limit-Info` seen reports usage at or above it, no request is sent to the
+    /// instance and [`JwtBearerClient::send`] returns [`Error::ApiBudgetReached`]. See
+    /// [`JwtBearerClient::probe_api_usage`] to learn when usage has fallen.
+    pub fn api_budget(mut self, percent: u8) -> Self {
+        self.budget = Some(percent);
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<JwtBearerClient, Error> {
         let builder = self.http.unwrap_or_else(|| {
@@ -108,16 +122,19 @@ impl JwtBearerClientBuilder {
             .read_timeout(self.config.http_timeout)
             .build()
             .map_err(|e| Error::transport("building the HTTP client", e))?;
-        Ok(JwtBearerClient {
+        let client = JwtBearerClient {
             inner: Arc::new(Inner {
                 config: self.config,
                 http,
                 clock: self.clock,
                 cache: TokenCache::default(),
                 usage: Mutex::new(None),
+                budget: AtomicU8::new(0),
                 org_clock: org_clock::OrgClock::default(),
             }),
-        })
+        };
+        client.set_api_budget(self.budget)?;
+        Ok(client)
     }
 }
 
@@ -133,6 +150,7 @@ impl JwtBearerClient {
             config,
             http: None,
             clock: Arc::new(SystemClock),
+            budget: None,
         }
     }
 

@@ -121,14 +121,31 @@ impl JwtBearerClient {
     /// honouring `Retry-After`; TLS and DNS failures are not. Other statuses become
     /// [`Error::Api`] (or [`Error::RequestLimitExceeded`] when the daily API allocation is
     /// spent).
+    ///
+    /// With an [API budget](crate::JwtBearerClientBuilder::api_budget), nothing is sent while
+    /// the last usage seen is at or above it: the error is [`Error::ApiBudgetReached`].
     pub async fn send(&self, request: &InstanceRequest) -> Result<Response, Error> {
+        self.send_within_budget(request, true).await
+    }
+
+    pub(super) async fn send_within_budget(
+        &self,
+        request: &InstanceRequest,
+        budgeted: bool,
+    ) -> Result<Response, Error> {
         let url = self.instance_url_for(&request.target)?;
         let inner = &self.inner;
         with_retries(
             inner.clock.as_ref(),
             inner.config.retry,
             &request.context,
-            |_| self.send_reauthenticating(&url, request),
+            |_| async {
+                // Checked before every attempt, retries included: a retry is a request too.
+                if let Some(reached) = budgeted.then(|| self.api_budget_reached()).flatten() {
+                    return Err(Failure::Final(reached));
+                }
+                self.send_reauthenticating(&url, request).await
+            },
         )
         .await
     }

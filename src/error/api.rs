@@ -107,4 +107,25 @@ impl ApiUsage {
             })
         })
     }
+
+    /// Usage as a whole percentage of the limit, rounded down (0 for a zero limit).
+    pub fn percent(&self) -> u64 {
+        if self.limit == 0 {
+            return 0;
+        }
+        u64::try_from(u128::from(self.used) * 100 / u128::from(self.limit)).unwrap_or(u64::MAX)
+    }
+
+    /// Whether usage is at or above `percent` of the limit, compared exactly (not on the
+    /// rounded [`percent`](Self::percent)). A zero limit counts as reached.
+    pub fn reaches(&self, percent: u8) -> bool {
+        u128::from(self.used) * 100 >= u128::from(self.limit) * u128::from(percent)
+    }
+}
+
+impl fmt::Display for ApiUsage {
+    /// `1234/15000 (8%)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} ({}%)", self.used, self.limit, self.percent())
+    }
 }

@@ -66,6 +66,17 @@ pub enum Error {
         /// The usage reported in `Sforce-Limit-Info`, when the response carried one.
         usage: Option<ApiUsage>,
     },
+    /// No request was sent: the org's API usage, as the last `Sforce-Limit-Info` reported it, is
+    /// at or above the client's [API budget](crate::JwtBearerClientBuilder::api_budget). Not
+    /// retryable within a pass: usage only falls as the rolling 24 hours move on, and only a
+    /// response says so (see [`JwtBearerClient::probe_api_usage`](crate::JwtBearerClient::probe_api_usage)).
+    #[error("API usage {usage} is at or above the budget of {budget}%")]
+    ApiBudgetReached {
+        /// The usage last reported.
+        usage: ApiUsage,
+        /// The budget, in percent of the org's limit.
+        budget: u8,
+    },
     /// The instance refused a freshly issued access token on its first use (HTTP 401 to the
     /// token fetched after a first 401): the tokens are issued for another org or instance, or
     /// their sessions are revoked at once. Fetching new tokens would only be refused the same
@@ -258,6 +269,12 @@ impl Error {
     /// `ORDER BY EventDate ASC`, an aggregate). Never retryable: the same query is refused again.
     pub fn is_query_shape_refused(&self) -> bool {
         matches!(self, Error::Api(e) if e.error_code.as_deref() == Some("BIG_OBJECT_UNSUPPORTED_OPERATION"))
+    }
+
+    /// Whether this is [`Error::ApiBudgetReached`]: the request was not sent because the org's
+    /// API usage is at or above the client's budget. Collectors end their pass cleanly on it.
+    pub fn is_api_budget_reached(&self) -> bool {
+        matches!(self, Error::ApiBudgetReached { .. })
     }
 
     /// How long the server asked us to wait (`Retry-After`), if it did.

@@ -106,6 +106,11 @@ impl<S: CheckpointStore> ObjectCollector<S> {
     /// batch (with [`Progress::files_done`] and [`Progress::files_total`] counting objects and
     /// [`Progress::current`] naming the object), and `stop`: once it is true the pass ends
     /// after the current window or batch, with the checkpoint consistent.
+    ///
+    /// When the client's [API budget](crate::JwtBearerClientBuilder::api_budget) is reached
+    /// the pass returns [`Error::ApiBudgetReached`], with what was committed recorded (the
+    /// next pass goes on from there); [`Collector::run_sources_pass`](crate::event_log::Collector::run_sources_pass)
+    /// turns it into a stopped pass.
     pub async fn run_pass_with<K: ObjectSink>(
         &mut self,
         sink: &mut K,

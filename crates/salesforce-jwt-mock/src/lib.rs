@@ -521,6 +521,24 @@ impl MockOrg {
         self.shared.with(|s| s.revoke_all_tokens());
     }
 
+    /// Sets the org's API usage, as `Sforce-Limit-Info` reports it (`api-usage=USED/15000`):
+    /// each authorized API request adds one to it, and the next response reports that. Tests
+    /// put it near the limit, or let it fall as if the rolling 24 hours moved on.
+    pub fn set_api_usage(&self, used: u64) {
+        self.shared.with(|s| s.api_usage = used);
+    }
+
+    /// The org's API usage: the authorized API requests counted so far (or since
+    /// [`set_api_usage`](Self::set_api_usage)).
+    pub fn api_usage(&self) -> u64 {
+        self.shared.with(|s| s.api_usage)
+    }
+
+    /// The daily API request limit `Sforce-Limit-Info` reports.
+    pub fn api_limit(&self) -> u64 {
+        state::API_DAILY_LIMIT
+    }
+
     /// Counts of the requests received so far.
     pub fn received(&self) -> Received {
         self.shared.with(|s| s.received)

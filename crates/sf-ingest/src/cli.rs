@@ -93,6 +93,12 @@ pub struct Cli {
     #[arg(long)]
     pub skip_bad_files: bool,
 
+    /// Stop sending API requests to an org while its usage (Sforce-Limit-Info) is at or above
+    /// PERCENT of its daily limit, 1 to 100 [default: 50]. A one-shot run ends that org's pass
+    /// (exit 0); with --follow the org is paused until its usage falls.
+    #[arg(long, value_name = "PERCENT", allow_negative_numbers = true)]
+    pub api_budget: Option<i64>,
+
     /// Poll every SECONDS, forever; without it, one pass per org.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub follow: Option<u64>,

@@ -46,6 +46,7 @@ struct OrgEntry {
     format: Option<String>,
     namespace: Option<String>,
     skip_bad_files: Option<bool>,
+    api_budget: Option<i64>,
 }
 
 const ORG_KEYS: &[&str] = &[
@@ -440,6 +441,7 @@ fn org_plan(
         format: entry.format,
         namespace: entry.namespace,
         skip_bad_files: entry.skip_bad_files,
+        api_budget: entry.api_budget,
     };
     let collect = Collect::resolve(&[cli, &own, defaults], DEFAULT_SINCE)
         .map_err(|problems| invalid.add(prefix, problems))

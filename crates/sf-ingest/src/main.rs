@@ -11,6 +11,7 @@
 )]
 #![deny(clippy::await_holding_lock)]
 
+mod budget;
 mod checkpoint_cmd;
 mod cli;
 mod config;
@@ -21,6 +22,7 @@ mod logging;
 mod metrics;
 mod notify;
 mod options;
+mod overlap;
 mod plan;
 mod postgres;
 mod progress;
@@ -87,6 +89,9 @@ async fn async_main(cli: cli::Cli, display: progress::Display) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before --check's answer too: a configuration can be valid and still collect the same
+    // events twice.
+    overlap::warn(&setup.orgs);
     if cli.check {
         let names: Vec<&str> = setup.orgs.iter().map(|o| o.name.as_str()).collect();
         tracing::info!(orgs = ?names, "the configuration is valid");

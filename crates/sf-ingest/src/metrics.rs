@@ -297,7 +297,9 @@ pub fn error_kind(error: &Error) -> &'static str {
     match error {
         Error::Config(_) | Error::Key(_) | Error::InvalidArgument(_) => "config",
         Error::OAuth(_) | Error::SessionRefused { .. } => "auth",
-        Error::RequestLimitExceeded { .. } | Error::ConcurrentRequestLimit { .. } => "api_limit",
+        Error::RequestLimitExceeded { .. }
+        | Error::ConcurrentRequestLimit { .. }
+        | Error::ApiBudgetReached { .. } => "api_limit",
         Error::Api(_) | Error::UnexpectedResponse(_) | Error::ForeignUrl { .. } => "api",
         Error::Transport { .. }
         | Error::DownloadAborted { .. }

@@ -27,6 +27,7 @@ pub struct Choices {
     pub format: Option<String>,
     pub namespace: Option<String>,
     pub skip_bad_files: Option<bool>,
+    pub api_budget: Option<i64>,
 }
 
 /// The keys a [`Choices`] table may hold (for reporting unknown keys all at once).
@@ -39,6 +40,7 @@ pub const CHOICE_KEYS: &[&str] = &[
     "format",
     "namespace",
     "skip_bad_files",
+    "api_budget",
 ];
 
 /// The resolved choices for one org.
@@ -53,7 +55,12 @@ pub struct Collect {
     /// `data_stream.namespace` of ECS documents.
     pub namespace: String,
     pub skip_bad_files: bool,
+    /// The share of the org's daily API limit, in percent, past which nothing more is sent.
+    pub api_budget: u8,
 }
+
+/// The API budget when no layer sets one, in percent of the org's limit.
+pub const DEFAULT_API_BUDGET: u8 = 50;
 
 /// A problem with one field: `(field, what is wrong and how to fix it)`.
 pub type Problem = (String, String);
@@ -151,6 +158,22 @@ impl Collect {
         let skip_bad_files = first(layers, |l| l.skip_bad_files.as_ref())
             .copied()
             .unwrap_or(false);
+        let api_budget = match first(layers, |l| l.api_budget.as_ref()) {
+            None => DEFAULT_API_BUDGET,
+            Some(&n) => u8::try_from(n)
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .unwrap_or_else(|| {
+                    problem(
+                        "api_budget",
+                        format!(
+                            "{n} is out of range: a percentage of the org's daily API limit \
+                             from 1 to 100 (the default is {DEFAULT_API_BUDGET})"
+                        ),
+                    );
+                    DEFAULT_API_BUDGET
+                }),
+        };
         if problems.is_empty() {
             Ok(Collect {
                 sources,
@@ -161,6 +184,7 @@ impl Collect {
                 format,
                 namespace,
                 skip_bad_files,
+                api_budget,
             })
         } else {
             Err(problems)

@@ -157,7 +157,9 @@ pub fn collector_for<S: CheckpointStore>(
             Source::Object(object) => objects.push(object.clone()),
         }
     }
-    let client = JwtBearerClient::new(org.jwt.clone())?;
+    let client = JwtBearerClient::builder(org.jwt.clone())
+        .api_budget(org.collect.api_budget)
+        .build()?;
     metrics.client(&client);
     let query = EventLogFileQuery::new()
         .event_types(org.collect.event_types.iter().cloned())
@@ -195,6 +197,7 @@ pub async fn pass_loop<S: CheckpointStore>(
     failures: &mut u32,
 ) -> Result<(), Error> {
     let slots = u32::try_from(org.collect.concurrency).unwrap_or(u32::MAX);
+    let mut budget = crate::budget::Pause::default();
     loop {
         let permit = tokio::select! {
             permit = context.downloads.acquire_many(slots) => permit,
@@ -206,6 +209,7 @@ pub async fn pass_loop<S: CheckpointStore>(
             .await?;
         drop(permit);
         *failures = 0;
+        budget.after_pass(&org.name, &summary, collector.client());
         let already_present = sink
             .already_present()
             .map(|n| n - present_before.unwrap_or(0));

@@ -39,6 +39,7 @@ pub fn cli_choices(cli: &Cli) -> Choices {
         format: cli.format.clone(),
         namespace: cli.namespace.clone(),
         skip_bad_files: cli.skip_bad_files.then_some(true),
+        api_budget: cli.api_budget,
     }
 }
 

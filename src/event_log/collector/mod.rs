@@ -191,6 +191,11 @@ impl<S: CheckpointStore> Collector<S> {
         &self.figures
     }
 
+    /// The client the collector sends its requests with (its API usage and budget).
+    pub fn client(&self) -> &JwtBearerClient {
+        &self.client
+    }
+
     /// The current checkpoint.
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.checkpoint
@@ -394,14 +399,36 @@ impl<S: CheckpointStore> Collector<S> {
     /// advances (for objects, [`Progress::files_done`] and [`Progress::files_total`] count
     /// objects and [`Progress::current`] names the object). When `stop` becomes true the pass
     /// ends after the current file, window or batch, with the checkpoint consistent.
+    ///
+    /// When the client's [API budget](crate::JwtBearerClientBuilder::api_budget) is reached
+    /// the pass ends the same way, with
+    /// [`SourcesPassSummary::budget_reached`] set. A pass that starts while the last usage
+    /// seen is at or above the budget first sends one
+    /// [`probe_api_usage`](crate::JwtBearerClient::probe_api_usage) request and goes on only
+    /// if usage has fallen below it.
     pub async fn run_sources_pass<K: RecordSink + ObjectSink>(
         &mut self,
         sink: &mut K,
         progress: &mut (dyn FnMut(&Progress) + Send),
         stop: &AtomicBool,
     ) -> Result<SourcesPassSummary, Error> {
-        let event_log_file = self.run_pass(sink, progress, stop).await?;
+        if self.client.api_budget_reached().is_some() {
+            // The last pass stopped at the budget: only a response tells whether usage fell,
+            // so one request asks before any query is sent.
+            self.client.probe_api_usage().await?;
+            if let Some(reached) = self.client.api_budget_reached() {
+                return Ok(SourcesPassSummary::stopped_by_budget(reached));
+            }
+        }
+        let event_log_file = match self.run_pass(sink, progress, stop).await {
+            Ok(summary) => summary,
+            Err(error) if error.is_api_budget_reached() => {
+                return Ok(SourcesPassSummary::stopped_by_budget(error));
+            }
+            Err(error) => return Err(error),
+        };
         let mut objects = ObjectPassSummary::default();
+        let mut budget_reached = None;
         if event_log_file.stopped {
             objects.stopped = true;
         } else if !self.objects.is_empty() {
@@ -413,7 +440,7 @@ impl<S: CheckpointStore> Collector<S> {
                 ObjectSink::output(sink),
                 ObjectSink::committed_position(sink),
             )?;
-            objects = collect_objects(
+            let collected = collect_objects(
                 ObjectsRun {
                     client: &self.client,
                     objects: &self.objects,
@@ -426,11 +453,25 @@ impl<S: CheckpointStore> Collector<S> {
                 progress,
                 stop,
             )
-            .await?;
+            .await;
+            objects = match collected {
+                Ok(summary) => summary,
+                // Units committed so far are recorded; the object being read is taken up again
+                // from its last committed position by the next pass.
+                Err(error) if error.is_api_budget_reached() => {
+                    budget_reached = Some(error);
+                    ObjectPassSummary {
+                        stopped: true,
+                        ..ObjectPassSummary::default()
+                    }
+                }
+                Err(error) => return Err(error),
+            };
         }
         Ok(SourcesPassSummary {
             event_log_file,
             objects,
+            budget_reached,
         })
     }
 

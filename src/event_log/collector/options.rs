@@ -102,6 +102,10 @@ pub struct SourcesPassSummary {
     pub event_log_file: PassSummary,
     /// The real-time objects' part.
     pub objects: ObjectPassSummary,
+    /// The [`Error::ApiBudgetReached`](crate::Error::ApiBudgetReached) that stopped the pass,
+    /// when the org's API usage reached the client's budget: the pass ended cleanly (what was
+    /// committed is recorded) and [`stopped`](Self::stopped) is true.
+    pub budget_reached: Option<crate::Error>,
 }
 
 impl SourcesPassSummary {
@@ -110,8 +114,28 @@ impl SourcesPassSummary {
         self.event_log_file.rows + self.objects.rows()
     }
 
-    /// Whether the pass stopped early because it was asked to.
+    /// Whether the pass stopped early because it was asked to, or because the API budget was
+    /// reached ([`budget_reached`](Self::budget_reached)).
     pub fn stopped(&self) -> bool {
         self.event_log_file.stopped || self.objects.stopped
+    }
+
+    /// A pass that the API budget stopped before EventLogFile's part ended.
+    pub(crate) fn stopped_by_budget(error: crate::Error) -> Self {
+        SourcesPassSummary {
+            event_log_file: PassSummary {
+                files: 0,
+                skipped: Vec::new(),
+                rows: 0,
+                bytes: 0,
+                stopped: true,
+                elapsed: Duration::ZERO,
+            },
+            objects: ObjectPassSummary {
+                stopped: true,
+                ..ObjectPassSummary::default()
+            },
+            budget_reached: Some(error),
+        }
     }
 }

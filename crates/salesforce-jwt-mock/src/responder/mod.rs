@@ -59,6 +59,8 @@ enum Route {
         version: String,
         id: String,
     },
+    /// `GET /services/data/vXX.X/limits`: the org's limits, the daily API requests among them.
+    Limits,
     /// Under `/services/data/` but nothing the org serves (or a method it doesn't allow).
     DataOther {
         method_allowed: bool,
@@ -99,6 +101,7 @@ impl Route {
                 version,
                 locator: locator.to_owned(),
             },
+            ["limits"] => Route::Limits,
             ["sobjects", object, id] if object.eq_ignore_ascii_case("EventLogFile") => {
                 Route::Record {
                     version,
@@ -126,7 +129,7 @@ impl Route {
             Route::QueryMore { .. } => RequestKind::QueryMore,
             Route::Download { .. } => RequestKind::Download,
             Route::Record { .. } => RequestKind::Record,
-            Route::DataOther { .. } | Route::NotFound => RequestKind::Other,
+            Route::Limits | Route::DataOther { .. } | Route::NotFound => RequestKind::Other,
         }
     }
 
@@ -461,6 +464,12 @@ impl OrgResponder {
                 Route::QueryMore { version, locator } => self.query_more(version, locator, now),
                 Route::Download { id, .. } => self.download(id, request),
                 Route::Record { version, id } => self.record(version, id),
+                Route::Limits => ResponseTemplate::new(200).set_body_json(json!({
+                    "DailyApiRequests": {
+                        "Max": API_DAILY_LIMIT,
+                        "Remaining": API_DAILY_LIMIT.saturating_sub(usage),
+                    },
+                })),
                 Route::DataOther {
                     method_allowed: false,
                 } => sf_error(
