@@ -29,7 +29,8 @@
 //! - `stages`: one file at a time, each stage timed on its own over the same bytes (the CSV is
 //!   downloaded first, untimed): `decode` (CSV to typed rows, fed in the chunks the network
 //!   delivered), `encode` NDJSON and `encode-ecs` (rows to lines in memory), `write` (the NDJSON
-//!   lines handed to an `NdjsonFileSink` in 1 MiB pieces, a commit per file).
+//!   lines handed to an `NdjsonFileSink` in 1 MiB pieces, a commit per file, each appended to
+//!   the output before the next file).
 //! - `e2e`: one `Collector` pass into an `NdjsonFileSink` (checkpoint in a
 //!   `FileCheckpointStore`): what `ingest --out FILE` does. `e2e-ecs`: the same with
 //!   `--format ecs`. Both check that the output has exactly one line per row.
@@ -453,10 +454,14 @@ async fn stages(
         drop(rows);
 
         let start = Instant::now();
+        output.begin_file(file).await.unwrap();
         for piece in encoded.chunks(WRITE_SIZE) {
             output.write_encoded(file, piece).await.unwrap();
         }
-        output.commit_file(file).await.unwrap();
+        // Staged and synced, then appended to the output as once the checkpoint recorded it.
+        let position = output.commit_file(file).await.unwrap();
+        output.recorded(position).unwrap();
+        output.published().await.unwrap();
         times.write += start.elapsed();
     }
     times

@@ -423,7 +423,7 @@ fn output_lines(path: &std::path::Path) -> Vec<(String, String)> {
 
 /// The crash: a file's rows are half written (and reach the disk, as buffered writes do when a
 /// process dies), nothing is confirmed, everything is dropped. The restart must discard the half
-/// file and deliver everything exactly once.
+/// file and deliver everything exactly once, and the output never holds the half file.
 #[tokio::test]
 async fn a_run_killed_mid_file_resumes_with_every_row_exactly_once() {
     let org = org().await;
@@ -467,19 +467,26 @@ async fn a_run_killed_mid_file_resumes_with_every_row_exactly_once() {
         }
         // A sink can even have committed its bytes when the kill comes before the checkpoint.
         sink.commit_file(&file).await.unwrap();
+        sink.begin_file(&file).await.unwrap();
         sink.write_row(&file, &rows[rows.len() / 2]).await.unwrap();
         drop(sink);
         drop(collector);
     }
-    let torn = output_lines(&out).len();
+    let after_the_kill = std::fs::read(&out).unwrap();
     // Third run: resume.
     {
         let store = FileCheckpointStore::new(&state);
         let mut collector = org.collector(store);
+        assert_eq!(
+            collector.checkpoint().sink_position,
+            Some(after_the_kill.len() as u64),
+            "the unconfirmed rows never reached the output"
+        );
         let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
-        assert!(
-            output_lines(&out).len() < torn,
-            "the unconfirmed rows were cut off"
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            after_the_kill,
+            "the restart leaves the output as it was"
         );
         pass(&mut collector, &mut sink).await.unwrap();
     }
@@ -497,6 +504,86 @@ async fn a_failure_mid_file_rolls_the_output_file_back() {
     let mut collector = org.collector(store);
     let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
     pass(&mut collector, &mut sink).await.unwrap();
+    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+    assert_eq!(
+        collector.checkpoint().sink_position,
+        Some(std::fs::metadata(&out).unwrap().len())
+    );
+}
+
+/// The output's length, sampled as fast as a thread can until `done` is set: every change a
+/// shipper tailing the file could see.
+fn sample_lengths(
+    path: std::path::PathBuf,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<u64>> {
+    std::thread::spawn(move || {
+        let mut seen: Vec<u64> = Vec::new();
+        while !done.load(Ordering::SeqCst) {
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if seen.last() != Some(&len) {
+                seen.push(len);
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        seen
+    })
+}
+
+fn assert_never_shrinks(lengths: &[u64], what: &str) {
+    if let Some(w) = lengths.windows(2).find(|w| w[1] < w[0]) {
+        panic!(
+            "the output got shorter ({} -> {} bytes) {what}: {lengths:?}",
+            w[0], w[1]
+        );
+    }
+}
+
+/// A shipper tailing the output re-reads it from its start when it gets shorter: a download
+/// that fails in the middle of a large file (after several MB of its rows were written) must
+/// leave the output as it was, and the file is delivered once after the retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_failing_mid_file_never_makes_the_output_shorter() {
+    let org = org().await;
+    let day = datetime!(2025-06-09 00:00 UTC);
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            org.mock.add_file(
+                MockLogFile::builder("URI")
+                    .interval(Interval::Daily)
+                    .log_date(day)
+                    .sequence(0)
+                    .created_date(day + time::Duration::hours(26 + i))
+                    .rows(15_000)
+                    .seed(40 + i as u64)
+                    .build(),
+            )
+        })
+        .collect();
+    // The second file is cut off half-way, twice: its first half reaches the sink each time.
+    let fault = on_file(&ids[1], Fault::TruncatedBody);
+    let fired = org.mock.inject_times(fault, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let store = FileCheckpointStore::new(dir.path().join("state.json"));
+    let mut collector = org.collector(store);
+    let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = sample_lengths(out.clone(), Arc::clone(&done));
+    // Also sampled by the collector's own task, every 1024 rows and after every file.
+    let mut sampled = Vec::new();
+    let mut progress = |_: &Progress| sampled.push(std::fs::metadata(&out).unwrap().len());
+    let summary = collector
+        .run_pass(&mut sink, &mut progress, &AtomicBool::new(false))
+        .await
+        .unwrap();
+    done.store(true, Ordering::SeqCst);
+    let seen = sampler.join().unwrap();
+    assert_eq!(summary.files, 3);
+    assert_eq!(org.mock.times_fired(fired), 2, "both faults fired");
+    assert!(sampled.len() > 30, "sampled mid-file: {}", sampled.len());
+    assert_never_shrinks(&sampled, "between progress reports");
+    assert_never_shrinks(&seen, "while the pass ran");
     assert_exactly_once(&org.mock, &ids, &output_lines(&out));
     assert_eq!(
         collector.checkpoint().sink_position,
@@ -652,7 +739,7 @@ async fn growing_the_lookback_between_runs_delivers_nothing_twice() {
 }
 
 /// A sink that dies in the middle of a file the way a killed process does: no rollback, no
-/// cleanup beyond what dropping does (the buffered rows still reach the file, torn).
+/// cleanup beyond what dropping does (the buffered rows still reach the staging file, torn).
 struct DiesMidFile {
     inner: NdjsonFileSink,
     rows_left: usize,
@@ -671,6 +758,12 @@ impl RecordSink for DiesMidFile {
     }
     async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
         self.inner.commit_file(file).await
+    }
+    fn recorded(&mut self, position: Option<u64>) -> Result<(), Error> {
+        self.inner.recorded(position)
+    }
+    async fn published(&mut self) -> Result<(), Error> {
+        self.inner.published().await
     }
     fn committed_position(&self) -> Option<u64> {
         self.inner.committed_position()
@@ -709,7 +802,11 @@ async fn a_kill_in_the_very_first_file_of_a_first_run_resumes_exactly_once() {
     })
     .await;
     assert!(killed.unwrap_err().is_panic());
-    assert!(output_lines(&out).len() > 1, "torn rows reached the file");
+    assert_eq!(
+        output_lines(&out).len(),
+        1,
+        "the torn rows never reached the output"
+    );
 
     let mut collector = org.collector(FileCheckpointStore::new(&state));
     let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();

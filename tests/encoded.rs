@@ -32,6 +32,12 @@ impl RecordSink for RowsOnly {
     async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
         self.0.commit_file(file).await
     }
+    fn recorded(&mut self, position: Option<u64>) -> Result<(), Error> {
+        RecordSink::recorded(&mut self.0, position)
+    }
+    async fn published(&mut self) -> Result<(), Error> {
+        RecordSink::published(&mut self.0).await
+    }
     fn committed_position(&self) -> Option<u64> {
         RecordSink::committed_position(&self.0)
     }

@@ -211,6 +211,8 @@ pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
             break;
         }
     }
+    // The output shows the last window's rows once the pass returns.
+    sink.published().await?;
     Ok(summary)
 }
 
@@ -275,6 +277,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
         if next != *self.checkpoint {
             self.store.save(&next)?;
             *self.checkpoint = next;
+            self.sink.recorded(self.checkpoint.sink_position)?;
         }
         self.saved_rows = self.summary.rows;
         Ok(())

@@ -56,6 +56,21 @@ pub trait ObjectSink: Send {
     /// Discards what was written since the last commit.
     fn rollback(&mut self, batch: &Batch<'_>) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// The checkpoint was saved with `position` as its sink position (see
+    /// [`RecordSink::recorded`](crate::event_log::RecordSink::recorded)): the collectors call
+    /// it after every save that follows a commit. The default does nothing.
+    fn recorded(&mut self, position: Option<u64>) -> Result<(), Error> {
+        let _ = position;
+        Ok(())
+    }
+
+    /// Waits until everything [`recorded`](Self::recorded) is where readers see it (see
+    /// [`RecordSink::published`](crate::event_log::RecordSink::published)). The default
+    /// returns at once.
+    fn published(&mut self) -> impl Future<Output = Result<(), Error>> + Send {
+        async { Ok(()) }
+    }
+
     /// Where everything committed so far ends (see
     /// [`RecordSink::committed_position`](crate::event_log::RecordSink::committed_position));
     /// `None` when the sink has no such notion.

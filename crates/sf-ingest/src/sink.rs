@@ -22,7 +22,7 @@ pub enum OutputSink {
 
 impl OutputSink {
     /// Opens `out` to go on from `checkpoint` (refused when the checkpoint belongs to another
-    /// output; otherwise cut back to its committed position), or stdout for `None`.
+    /// output; otherwise it goes on from its committed position), or stdout for `None`.
     pub fn open(
         out: Option<&Path>,
         checkpoint: &Checkpoint,
@@ -89,6 +89,22 @@ impl RecordSink for OutputSink {
         }
     }
 
+    fn recorded(&mut self, position: Option<u64>) -> Result<(), Error> {
+        match self {
+            OutputSink::File(s) => RecordSink::recorded(s, position),
+            OutputSink::Stdout(s) => RecordSink::recorded(s, position),
+            OutputSink::Postgres(s) => RecordSink::recorded(s, position),
+        }
+    }
+
+    async fn published(&mut self) -> Result<(), Error> {
+        match self {
+            OutputSink::File(s) => RecordSink::published(s).await,
+            OutputSink::Stdout(s) => RecordSink::published(s).await,
+            OutputSink::Postgres(s) => RecordSink::published(s).await,
+        }
+    }
+
     fn committed_position(&self) -> Option<u64> {
         match self {
             OutputSink::File(s) => RecordSink::committed_position(s),
@@ -146,6 +162,14 @@ impl ObjectSink for OutputSink {
             OutputSink::Stdout(s) => s.rollback(batch).await,
             OutputSink::Postgres(s) => s.rollback(batch).await,
         }
+    }
+
+    fn recorded(&mut self, position: Option<u64>) -> Result<(), Error> {
+        RecordSink::recorded(self, position)
+    }
+
+    async fn published(&mut self) -> Result<(), Error> {
+        RecordSink::published(self).await
     }
 
     fn committed_position(&self) -> Option<u64> {

@@ -486,3 +486,91 @@ async fn an_org_with_event_log_file_and_real_time_sources_gets_every_row_once_as
     assert!(again.status.success(), "{}", stderr(&again));
     check();
 }
+
+/// A random number below `bound`, different on every run.
+fn random_below(bound: u64) -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(bound);
+    hasher.finish() % bound.max(1)
+}
+
+/// A shipper tailing `--out FILE` re-reads it from its start when it gets shorter: SIGKILL at
+/// random points of several runs, each followed by a restart, must never make the output
+/// shorter (sampled by a thread as fast as it can, across kills and restarts), and every row
+/// still reaches it exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_points_never_makes_the_output_shorter_and_every_row_arrives_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let org = MockOrg::start().await;
+    // Files of a few MB of output each: a kill lands in the middle of one most of the time.
+    add_files(&org, 10, 6_000);
+    let out = dir.path().join("events.ndjson");
+    let ingest = || {
+        let mut cmd = sf_ingest_for(&org, &key);
+        cmd.args([
+            "--since",
+            "7d",
+            "--concurrency",
+            "2",
+            "--log-format",
+            "json",
+            "-v",
+        ])
+        .arg("--out")
+        .arg(&out);
+        cmd
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (out, done) = (out.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut seen: Vec<u64> = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+                if seen.last() != Some(&len) {
+                    seen.push(len);
+                }
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+            seen
+        })
+    };
+    let mut kills = Vec::new();
+    for _ in 0..4 {
+        let mut child = ingest().stderr(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        // Some files in, then a random moment: in a file, between its commit and its
+        // checkpoint, or in an append.
+        let files = random_below(3);
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains(r#""message":"progress""#)
+                && line.contains(&format!(r#""files_done":{},"#, files + 1))
+            {
+                break;
+            }
+        }
+        // Drained, so that the child never waits on a full pipe when the kill lands.
+        let drain = std::thread::spawn(move || lines.for_each(drop));
+        let delay = random_below(120);
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        drain.join().unwrap();
+        kills.push((files + 1, delay, status.code()));
+    }
+    let output = run(&mut ingest());
+    assert!(output.status.success(), "{}", stderr(&output));
+    done.store(true, Ordering::SeqCst);
+    let lengths = sampler.join().unwrap();
+    if let Some(w) = lengths.windows(2).find(|w| w[1] < w[0]) {
+        panic!(
+            "the output got shorter, {} -> {} bytes (kills after files and ms: {kills:?}): \
+             {lengths:?}",
+            w[0], w[1]
+        );
+    }
+    assert_eq!(rows_in_output(&out), rows_in_org(&org), "kills: {kills:?}");
+}

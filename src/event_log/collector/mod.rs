@@ -495,7 +495,7 @@ impl<S: CheckpointStore> Collector<S> {
                     Err((error, delivered)) => {
                         // The file before is recorded before this one is taken back and
                         // waited for again.
-                        self.settle(&mut pass).await?;
+                        self.settle(sink, &mut pass).await?;
                         sink.rollback_file(&file).await?;
                         pass.report.rows -= delivered;
                         if self.pause_before_retry(&file, &error, attempt).await {
@@ -507,7 +507,7 @@ impl<S: CheckpointStore> Collector<S> {
                 }
             };
             // Files are recorded in order: the one before first.
-            self.settle(&mut pass).await?;
+            self.settle(sink, &mut pass).await?;
             match outcome {
                 Ok(rows) => {
                     let commit = sink.start_commit(&file).await?;
@@ -516,7 +516,7 @@ impl<S: CheckpointStore> Collector<S> {
                     if done {
                         // A sink that commits at once may rely on the save following its
                         // commit before the next file begins (PgSink does).
-                        self.settle(&mut pass).await?;
+                        self.settle(sink, &mut pass).await?;
                     }
                 }
                 Err(error) if self.options.skip_failed_files && concerns_only_this_file(&error) => {
@@ -528,7 +528,9 @@ impl<S: CheckpointStore> Collector<S> {
                 Err(error) => return Err(error),
             }
         }
-        self.settle(&mut pass).await?;
+        self.settle(sink, &mut pass).await?;
+        // The output shows the last file's rows once the pass returns.
+        sink.published().await?;
         let report = pass.report;
         Ok(PassSummary {
             files: report.files_done - skipped.len(),
@@ -555,7 +557,10 @@ impl<S: CheckpointStore> Collector<S> {
         let mut count = 0u64;
         match source {
             Source::Encoded(mut records) => loop {
-                let Some(piece) = self.while_committing(records.next_encoded(), pass).await? else {
+                let Some(piece) = self
+                    .while_committing(sink, records.next_encoded(), pass)
+                    .await?
+                else {
                     break;
                 };
                 let written = match piece {
@@ -571,7 +576,7 @@ impl<S: CheckpointStore> Collector<S> {
                 }
             },
             Source::Rows(mut rows) => loop {
-                let Some(row) = self.while_committing(rows.next(), pass).await? else {
+                let Some(row) = self.while_committing(sink, rows.next(), pass).await? else {
                     break;
                 };
                 let written = match row {
@@ -590,8 +595,9 @@ impl<S: CheckpointStore> Collector<S> {
     /// Waits for `next` (the next rows of a file); meanwhile, the file whose commit runs is
     /// recorded as soon as the commit resolves, not when this file ends: a download that hangs
     /// must not hold back the checkpoint of the file before it.
-    async fn while_committing<F: Future>(
+    async fn while_committing<K: RecordSink, F: Future>(
         &mut self,
+        sink: &mut K,
         next: F,
         pass: &mut Pass<'_>,
     ) -> Result<F::Output, Error> {
@@ -599,26 +605,32 @@ impl<S: CheckpointStore> Collector<S> {
         if let Some(committing) = pass.committing.as_mut() {
             match future::select(next.as_mut(), &mut committing.commit).await {
                 Either::Left((item, _)) => return Ok(item),
-                Either::Right((durable, _)) => self.record_committed(durable, pass)?,
+                Either::Right((durable, _)) => self.record_committed(sink, durable, pass)?,
             }
         }
         Ok(next.await)
     }
 
     /// Waits until the running commit (if any) made its file's rows durable, then records it.
-    async fn settle(&mut self, pass: &mut Pass<'_>) -> Result<(), Error> {
+    async fn settle<K: RecordSink>(
+        &mut self,
+        sink: &mut K,
+        pass: &mut Pass<'_>,
+    ) -> Result<(), Error> {
         match pass.committing.as_mut() {
             Some(committing) => {
                 let durable = (&mut committing.commit).await;
-                self.record_committed(durable, pass)
+                self.record_committed(sink, durable, pass)
             }
             None => Ok(()),
         }
     }
 
-    /// Records the file of the running commit, which resolved with `durable`.
-    fn record_committed(
+    /// Records the file of the running commit, which resolved with `durable`, and tells the
+    /// sink that the checkpoint holds it.
+    fn record_committed<K: RecordSink>(
         &mut self,
+        sink: &mut K,
         durable: Result<Option<u64>, Error>,
         pass: &mut Pass<'_>,
     ) -> Result<(), Error> {
@@ -626,6 +638,7 @@ impl<S: CheckpointStore> Collector<S> {
             return Ok(());
         };
         self.complete(&file, rows, durable?)?;
+        sink.recorded(self.checkpoint.sink_position)?;
         pass.report.bytes += file.log_file_length;
         pass.file_done(&file);
         Ok(())

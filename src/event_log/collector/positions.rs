@@ -42,7 +42,7 @@ pub(crate) fn begin_output<S: CheckpointStore>(
             format!(
                 "its committed position is {sink} but the checkpoint's is {saved}, so \
                  an earlier commit, checkpoint save or rollback failed. Reopen the output \
-                 from the checkpoint (NdjsonFileSink::resume cuts it back to {saved}) \
+                 from the checkpoint (NdjsonFileSink::resume goes on from {saved}) \
                  and run the pass again"
             ),
             false,

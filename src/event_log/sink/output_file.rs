@@ -34,7 +34,7 @@ use std::path::Path;
 
 /// The alignment of direct writes: the page size, which covers every device's logical block
 /// (512 or 4096 bytes) and ext4's and XFS's filesystem blocks.
-const BLOCK: usize = 4096;
+pub(super) const BLOCK: usize = 4096;
 
 /// The buffer: direct writes of this size, a multiple of [`BLOCK`]. One MiB keeps a device
 /// busy with few system calls and costs one MiB of memory.
@@ -83,6 +83,14 @@ impl OutputFile {
     /// The file, for syncs, truncations and the lock.
     pub(super) fn file(&self) -> &File {
         &self.file
+    }
+
+    /// Writes `file`, opened at `path`, after its first `position` bytes from now on, keeping
+    /// the buffer's memory (one staging file after another). Nothing may be buffered.
+    pub(super) fn retarget(&mut self, file: File, path: &Path, position: u64) -> io::Result<()> {
+        self.file = file;
+        self.direct = open_direct(path);
+        self.reload(position)
     }
 
     /// Whether whole blocks bypass the page cache (so no background writeback is needed).
@@ -217,23 +225,116 @@ impl std::fmt::Debug for OutputFile {
     }
 }
 
+/// Reads `len` bytes of the file at `path` from `offset` (a multiple of [`BLOCK`]) and hands
+/// them to `each` in order, in pieces of at most [`CAPACITY`], through `buffer`.
+///
+/// Straight from the disk (`O_DIRECT`) where the filesystem allows it: the staged rows were
+/// written that way, so the page cache does not hold them, and reading through it would cost a
+/// kernel copy of every byte and evict other pages for bytes read once.
+pub(super) fn read_at(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    buffer: &mut AlignedBuffer,
+    mut each: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut direct = open_direct_read(path);
+    let plain = File::open(path)?;
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(CAPACITY as u64) as usize;
+        let at = offset + done;
+        let got = match &direct {
+            Some(file) => {
+                // Whole blocks: the last read may ask past the end, and gets what there is.
+                let whole = want.div_ceil(BLOCK) * BLOCK;
+                match read_some_at(file, buffer.slice(whole), at) {
+                    Ok(n) => n.min(want),
+                    Err(e) if refuses_direct(&e) => {
+                        direct = None;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => read_some_at(&plain, buffer.slice(want), at)?,
+        };
+        if got == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} ends {} bytes before the {len} staged bytes",
+                    path.display(),
+                    len - done
+                ),
+            ));
+        }
+        each(&buffer.slice(got)[..])?;
+        done += got as u64;
+    }
+    Ok(())
+}
+
+/// [`CAPACITY`] bytes of [`BLOCK`]-aligned memory, for direct reads.
+pub(super) struct AlignedBuffer {
+    storage: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedBuffer {
+    pub(super) fn new() -> Self {
+        let storage = vec![0u8; CAPACITY + BLOCK];
+        let start = storage.as_ptr().align_offset(BLOCK).min(BLOCK);
+        AlignedBuffer { storage, start }
+    }
+
+    /// The first `len` bytes (at most [`CAPACITY`]).
+    fn slice(&mut self, len: usize) -> &mut [u8] {
+        let start = self.start;
+        &mut self.storage[start..start + len.min(CAPACITY)]
+    }
+}
+
+impl std::fmt::Debug for AlignedBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AlignedBuffer")
+    }
+}
+
+/// One read at `offset`, retried when interrupted; 0 at the end of the file.
+fn read_some_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<usize> {
+    loop {
+        #[cfg(unix)]
+        let read = file.read_at(bytes, offset);
+        #[cfg(windows)]
+        let read = {
+            use std::os::windows::fs::FileExt as _;
+            file.seek_read(bytes, offset)
+        };
+        match read {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Whether a direct write failed for being direct: `EINVAL` (alignment or no support).
 fn refuses_direct(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::InvalidInput
 }
 
 #[cfg(unix)]
-fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+pub(super) fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
     file.write_all_at(bytes, offset)
 }
 
 #[cfg(unix)]
-fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<()> {
+pub(super) fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<()> {
     file.read_exact_at(bytes, offset)
 }
 
 #[cfg(windows)]
-fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+pub(super) fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
     use std::os::windows::fs::FileExt as _;
     in_parts(bytes.len(), offset, io::ErrorKind::WriteZero, |done, at| {
         file.seek_write(&bytes[done..], at)
@@ -241,7 +342,7 @@ fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
 }
 
 #[cfg(windows)]
-fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<()> {
+pub(super) fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<()> {
     use std::os::windows::fs::FileExt as _;
     in_parts(
         bytes.len(),
@@ -287,6 +388,21 @@ fn open_direct(path: &Path) -> Option<File> {
 
 #[cfg(not(target_os = "linux"))]
 fn open_direct(_path: &Path) -> Option<File> {
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn open_direct_read(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct_read(_path: &Path) -> Option<File> {
     None
 }
 
