@@ -99,7 +99,7 @@ pub trait RecordSink: Send {
     /// treat a started commit as final at once: a `rollback_file` of the next file discards only
     /// what was written after it. If it fails, the output holds the file but the checkpoint
     /// does not, as when a process dies before the save: the next pass's position check
-    /// refuses to go on, and a restart cuts the file back.
+    /// refuses to go on, and a restart discards the file's rows.
     ///
     /// The default commits with `commit_file` and returns a commit that is
     /// [done](PendingCommit::done): the collector then records the file before it begins the
@@ -136,7 +136,7 @@ pub trait RecordSink: Send {
 
     /// Where everything committed so far ends (what `commit_file` last reported, or where the
     /// sink started). The collector records it before the first row of a run, so that a crash
-    /// in the very first file can be cut back too. `None` when the sink has no such notion.
+    /// in the very first file can be discarded too. `None` when the sink has no such notion.
     fn committed_position(&self) -> Option<u64> {
         None
     }
@@ -501,7 +501,7 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 /// Writes NDJSON to a file with exactly-once rows across crashes, a file that only grows.
 ///
 /// A file's (or a window's) rows are written to a staging file beside the output
-/// (`OUTPUT.staging.0` or `.1`, in turn), not to the output: a shipper tailing the output
+/// (`OUTPUT.staging.0` to `.3`, in turn), not to the output: a shipper tailing the output
 /// re-reads it from its start when it shrinks, so rows that might be taken back never reach
 /// it. `commit_file` fsyncs the staged rows and reports where the output will end with them;
 /// the collector stores that position in the checkpoint, and then tells the sink
@@ -549,9 +549,9 @@ const STAGING_HEADER: u64 = output_file::BLOCK as u64;
 
 const STAGING_MAGIC: &str = "salesforce-jwt staged rows v1";
 
-/// Staging files, used in turn: one holds a commit waiting for its append while the next file
-/// is written to the other.
-const STAGING_SLOTS: usize = 2;
+/// Staging files, used in turn: some hold commits waiting for their appends (a slow fsync
+/// holds them up) while the next file is written to another.
+const STAGING_SLOTS: usize = 4;
 
 /// A staging file.
 struct Slot {
@@ -592,9 +592,9 @@ struct Appender {
 }
 
 impl Appender {
-    /// Appends the `count` rows staged at `staging` to the output at `start`, durably.
-    /// Idempotent: after a crash mid-way, doing it again writes the same bytes at the same
-    /// place, and the output never gets shorter.
+    /// Appends the `count` rows staged at `staging` to the output at `start` (durable after
+    /// [`sync`](Self::sync)). Idempotent: after a crash mid-way, doing it again writes the same
+    /// bytes at the same place, and the output never gets shorter.
     fn append(&mut self, staging: &Path, start: u64, count: u64) -> std::io::Result<()> {
         if self.out.position() != start {
             self.out.reload(start)?;
@@ -603,8 +603,11 @@ impl Appender {
         output_file::read_at(staging, STAGING_HEADER, count, buffer, |bytes| {
             out.write_all(bytes)
         })?;
-        out.flush()?;
-        out.file().sync_data()
+        out.flush()
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.out.file().sync_data()
     }
 }
 
@@ -629,7 +632,8 @@ struct Appends {
 }
 
 impl Appends {
-    fn start(mut appender: Appender) -> std::io::Result<Self> {
+    /// Starts the thread; `output` names the output in errors.
+    fn start(mut appender: Appender, output: String) -> std::io::Result<Self> {
         let (jobs, queued) = std::sync::mpsc::channel::<(
             AppendJob,
             tokio::sync::oneshot::Sender<Result<(), Error>>,
@@ -639,17 +643,45 @@ impl Appends {
             .spawn(move || {
                 // After a failure the output's end is unknown: every later append fails too.
                 let mut failed: Option<Error> = None;
-                for (job, done) in queued {
-                    let outcome = match &failed {
+                // Appended, not synced yet: one fdatasync covers every append queued by then.
+                let mut unsynced: Vec<tokio::sync::oneshot::Sender<Result<(), Error>>> = Vec::new();
+                loop {
+                    let next = if unsynced.is_empty() {
+                        queued.recv().ok()
+                    } else {
+                        queued.try_recv().ok()
+                    };
+                    let Some((job, done)) = next else {
+                        if unsynced.is_empty() {
+                            break;
+                        }
+                        let synced = match &failed {
+                            Some(e) => Err(e.clone()),
+                            None => appender
+                                .sync()
+                                .map_err(|e| Error::io(format!("syncing {output}"), e)),
+                        };
+                        if let Err(e) = &synced {
+                            failed.get_or_insert_with(|| e.clone());
+                        }
+                        for done in unsynced.drain(..) {
+                            let _ = done.send(synced.clone());
+                        }
+                        continue;
+                    };
+                    let appended = match &failed {
                         Some(e) => Err(e.clone()),
                         None => appender
                             .append(&job.staging, job.start, job.count)
                             .map_err(|e| Error::io(job.what, e)),
                     };
-                    if let Err(e) = &outcome {
-                        failed.get_or_insert_with(|| e.clone());
+                    match appended {
+                        Ok(()) => unsynced.push(done),
+                        Err(e) => {
+                            failed.get_or_insert_with(|| e.clone());
+                            let _ = done.send(Err(e));
+                        }
                     }
-                    let _ = done.send(outcome);
                 }
             })?;
         Ok(Appends {
@@ -770,7 +802,7 @@ impl NdjsonFileSink {
     ///
     /// A file shorter than `committed` without the staged rows that make up the difference is
     /// refused: rows that were delivered are missing from it, so it was truncated or replaced.
-    /// A file longer than `committed` was written by a version before 0.x that appended rows
+    /// A file longer than `committed` was left by an earlier version, which appended rows
     /// before the checkpoint recorded them: it is cut back once, as that version did.
     pub fn open(path: impl AsRef<Path>, committed: Option<u64>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
@@ -887,6 +919,11 @@ impl NdjsonFileSink {
             })?;
             at = start + count;
         }
+        if len < committed {
+            appender
+                .sync()
+                .map_err(|e| Error::io(context("syncing"), e))?;
+        }
         // Every recorded row is in the output now. Staged rows left from earlier runs must
         // never be taken for this run's, whose headers are the only ones from here on.
         for slot in &slots {
@@ -906,7 +943,7 @@ impl NdjsonFileSink {
             .map_err(|e| Error::io(context("duplicating a staging file handle of"), e))?;
         let writer = OutputFile::new(writer_file, &slots[0].path, STAGING_HEADER)
             .map_err(|e| Error::io(context("opening the staging file of"), e))?;
-        let appends = Appends::start(appender)
+        let appends = Appends::start(appender, path.display().to_string())
             .map_err(|e| Error::io(context("starting the thread that appends to"), e))?;
         let name = path.display().to_string();
         let output = output_name(&path)?;

@@ -54,7 +54,7 @@ pub(crate) fn begin_output<S: CheckpointStore>(
     }
     if next.sink_position.is_none() {
         // The sink's starting point, recorded before its first row: without it a crash in
-        // the first file would leave a torn file that the restart could not cut back.
+        // the first file would leave rows that the restart could not discard.
         next.sink_position = committed;
     }
     if next != *checkpoint {
