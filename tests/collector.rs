@@ -511,37 +511,73 @@ async fn a_failure_mid_file_rolls_the_output_file_back() {
     );
 }
 
-/// The output's length, sampled as fast as a thread can until `done` is set: every change a
-/// shipper tailing the file could see.
-fn sample_lengths(
-    path: std::path::PathBuf,
-    done: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Vec<u64>> {
-    std::thread::spawn(move || {
-        let mut seen: Vec<u64> = Vec::new();
-        while !done.load(Ordering::SeqCst) {
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if seen.last() != Some(&len) {
-                seen.push(len);
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        seen
-    })
+/// An `NdjsonFileSink` that samples the output's length after every call the collector makes:
+/// after each write, rollback and commit (and after each append it waits for).
+struct SamplesLength {
+    inner: NdjsonFileSink,
+    out: std::path::PathBuf,
+    lengths: Vec<u64>,
+    rollbacks: usize,
 }
 
-fn assert_never_shrinks(lengths: &[u64], what: &str) {
-    if let Some(w) = lengths.windows(2).find(|w| w[1] < w[0]) {
-        panic!(
-            "the output got shorter ({} -> {} bytes) {what}: {lengths:?}",
-            w[0], w[1]
-        );
+impl SamplesLength {
+    fn sample(&mut self) {
+        let len = std::fs::metadata(&self.out).unwrap().len();
+        if self.lengths.last() != Some(&len) {
+            self.lengths.push(len);
+        }
+    }
+}
+
+impl RecordSink for SamplesLength {
+    async fn begin_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+        let begun = self.inner.begin_file(file).await;
+        self.sample();
+        begun
+    }
+    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+        let written = self.inner.write_row(file, row).await;
+        self.sample();
+        written
+    }
+    fn encoded_format(&self) -> Option<salesforce_jwt::format::OutputFormat> {
+        self.inner.encoded_format()
+    }
+    async fn write_encoded(&mut self, file: &EventLogFile, lines: &[u8]) -> Result<(), Error> {
+        let written = self.inner.write_encoded(file, lines).await;
+        self.sample();
+        written
+    }
+    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
+        let committed = self.inner.commit_file(file).await;
+        self.sample();
+        committed
+    }
+    fn recorded(&mut self, position: Option<u64>) -> Result<(), Error> {
+        self.inner.recorded(position)
+    }
+    async fn published(&mut self) -> Result<(), Error> {
+        let published = self.inner.published().await;
+        self.sample();
+        published
+    }
+    fn committed_position(&self) -> Option<u64> {
+        self.inner.committed_position()
+    }
+    fn output(&self) -> Option<String> {
+        self.inner.output()
+    }
+    async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+        self.rollbacks += 1;
+        let rolled_back = self.inner.rollback_file(file).await;
+        self.sample();
+        rolled_back
     }
 }
 
 /// A shipper tailing the output re-reads it from its start when it gets shorter: a download
-/// that fails in the middle of a large file (after several MB of its rows were written) must
-/// leave the output as it was, and the file is delivered once after the retry.
+/// that fails in the middle of a large file (after MBs of its rows were written) must leave
+/// the output as it was, and the file is delivered once after the retries.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_failing_mid_file_never_makes_the_output_shorter() {
     let org = org().await;
@@ -560,30 +596,33 @@ async fn a_download_failing_mid_file_never_makes_the_output_shorter() {
             )
         })
         .collect();
-    // The second file is cut off half-way, twice: its first half reaches the sink each time.
-    let fault = on_file(&ids[1], Fault::TruncatedBody);
-    let fired = org.mock.inject_times(fault, 2);
+    // The second file is cut off half-way, twice.
+    let fired = org
+        .mock
+        .inject_times(on_file(&ids[1], Fault::TruncatedBody), 2);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.ndjson");
     let store = FileCheckpointStore::new(dir.path().join("state.json"));
     let mut collector = org.collector(store);
-    let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = sample_lengths(out.clone(), Arc::clone(&done));
-    // Also sampled by the collector's own task, every 1024 rows and after every file.
-    let mut sampled = Vec::new();
-    let mut progress = |_: &Progress| sampled.push(std::fs::metadata(&out).unwrap().len());
-    let summary = collector
-        .run_pass(&mut sink, &mut progress, &AtomicBool::new(false))
-        .await
-        .unwrap();
-    done.store(true, Ordering::SeqCst);
-    let seen = sampler.join().unwrap();
+    let inner = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
+    let mut sink = SamplesLength {
+        inner,
+        out: out.clone(),
+        lengths: Vec::new(),
+        rollbacks: 0,
+    };
+    let summary = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(summary.files, 3);
     assert_eq!(org.mock.times_fired(fired), 2, "both faults fired");
-    assert!(sampled.len() > 30, "sampled mid-file: {}", sampled.len());
-    assert_never_shrinks(&sampled, "between progress reports");
-    assert_never_shrinks(&seen, "while the pass ran");
+    assert_eq!(sink.rollbacks, 2, "rolled back after rows were written");
+    assert!(sink.lengths.len() > 3, "{:?}", sink.lengths);
+    if let Some(w) = sink.lengths.windows(2).find(|w| w[1] < w[0]) {
+        panic!(
+            "the output got shorter, {} -> {} bytes: {:?}",
+            w[0], w[1], sink.lengths
+        );
+    }
+    drop(sink);
     assert_exactly_once(&org.mock, &ids, &output_lines(&out));
     assert_eq!(
         collector.checkpoint().sink_position,

@@ -513,7 +513,8 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 /// interrupted, from the staging file (writing the same bytes at the same offset again is
 /// harmless): nothing is appended before the checkpoint names it, so the output never holds
 /// rows to take back. Through [`RecordSink::start_commit`] the fsync runs while the next file
-/// is written.
+/// is written. Dropping the sink waits for the appends already recorded, then releases the
+/// output.
 ///
 /// On Linux, whole 4 KiB blocks go straight to the disk (`O_DIRECT`) where the filesystem
 /// allows it, staged and appended, and only each commit's last partial block through the page
