@@ -491,7 +491,10 @@ async fn an_org_with_event_log_file_and_real_time_sources_gets_every_row_once_as
 fn random_below(bound: u64) -> u64 {
     use std::hash::{BuildHasher as _, Hasher as _};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(bound);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
     hasher.finish() % bound.max(1)
 }
 
