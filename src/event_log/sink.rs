@@ -537,8 +537,9 @@ pub struct NdjsonFileSink {
     writing: Option<usize>,
     /// The slot of the last commit that staged rows.
     last_slot: usize,
-    /// The thread that appends recorded rows to the output, one commit after another.
-    appends: Appends,
+    /// The thread that appends recorded rows to the output, one commit after another (boxed:
+    /// a sink is moved around whole, inside enums of sinks).
+    appends: Box<Appends>,
     /// The last append started; it resolves once it and all before it did.
     publishing: Option<BackgroundSync>,
 }
@@ -621,24 +622,22 @@ struct AppendJob {
     what: String,
 }
 
+/// Where an [`AppendJob`]'s outcome goes: once its rows are durable in the output.
+type AppendDone = tokio::sync::oneshot::Sender<Result<(), Error>>;
+
 /// A thread that appends staged rows to the output in the order they were queued, and owns
 /// the output's writer (and so its lock). A thread rather than tokio's blocking pool: dropping
 /// the sink waits for the appends queued, whatever runtime (or none) it is dropped on, so that
 /// the output is complete and unlocked once the drop returns.
 struct Appends {
-    jobs: Option<
-        std::sync::mpsc::Sender<(AppendJob, tokio::sync::oneshot::Sender<Result<(), Error>>)>,
-    >,
+    jobs: Option<std::sync::mpsc::Sender<(AppendJob, AppendDone)>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Appends {
     /// Starts the thread; `output` names the output in errors.
     fn start(mut appender: Appender, output: String) -> std::io::Result<Self> {
-        let (jobs, queued) = std::sync::mpsc::channel::<(
-            AppendJob,
-            tokio::sync::oneshot::Sender<Result<(), Error>>,
-        )>();
+        let (jobs, queued) = std::sync::mpsc::channel::<(AppendJob, AppendDone)>();
         let thread = std::thread::Builder::new()
             .name("output-appends".into())
             .spawn(move || {
@@ -945,6 +944,7 @@ impl NdjsonFileSink {
         let writer = OutputFile::new(writer_file, &slots[0].path, STAGING_HEADER)
             .map_err(|e| Error::io(context("opening the staging file of"), e))?;
         let appends = Appends::start(appender, path.display().to_string())
+            .map(Box::new)
             .map_err(|e| Error::io(context("starting the thread that appends to"), e))?;
         let name = path.display().to_string();
         let output = output_name(&path)?;
