@@ -268,7 +268,10 @@ impl<S: CheckpointStore> Collector<S> {
 
     /// Records `file` as delivered (its rows durably written up to `sink_position`) and saves
     /// the checkpoint. Confirm files in the order [`pending_files`](Self::pending_files) gave
-    /// them.
+    /// them, and then tell the sink ([`RecordSink::recorded`]): an [`NdjsonFileSink`]
+    /// appends the file's rows to its output only then.
+    ///
+    /// [`NdjsonFileSink`]: crate::event_log::NdjsonFileSink
     pub fn complete(
         &mut self,
         file: &EventLogFile,
