@@ -14,6 +14,7 @@ use salesforce_jwt_elasticsearch::{
 };
 
 use crate::plan::Invalid;
+pub use crate::plan::{EsPlan, is_url_path, looks_like_url};
 
 /// The variables read by default.
 pub const API_KEY_ENV: &str = "ES_API_KEY";
@@ -28,23 +29,6 @@ pub const CONFIG_KEYS: &[&str] = &[
     "es_ca_file",
     "dead_letter",
 ];
-
-/// Whether `out` names a cluster rather than a file.
-pub fn looks_like_url(out: &str) -> bool {
-    let lower = out.trim_start().to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
-}
-
-/// [`looks_like_url`] for a path as written.
-pub fn is_url_path(out: &Path) -> bool {
-    out.to_str().is_some_and(looks_like_url)
-}
-
-/// What an org sends to a cluster with.
-#[derive(Debug, Clone)]
-pub struct EsPlan {
-    pub config: EsConfig,
-}
 
 /// The module's keys of one config table, as written.
 #[derive(Debug, Clone, Default)]

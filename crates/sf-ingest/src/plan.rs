@@ -43,7 +43,7 @@ pub struct OrgPlan {
     /// `state = "postgres://…"`: checkpoints and leases in PostgreSQL (then `state` is `None`).
     pub postgres: Option<PgPlan>,
     /// `out = "http(s)://…"`: an Elasticsearch cluster (then `out` holds the URL as written).
-    pub elasticsearch: Option<crate::elasticsearch::EsPlan>,
+    pub elasticsearch: Option<EsPlan>,
 }
 
 impl OrgPlan {
@@ -128,7 +128,7 @@ pub fn places(
         _ => None,
     };
     // An Elasticsearch cluster stays as written; it has no checkpoint beside it.
-    let es_out = out.filter(|o| crate::elasticsearch::is_url_path(o));
+    let es_out = out.filter(|o| is_url_path(o));
     if es_out.is_some() && state.is_none() {
         return Err(vec![(
             "state".into(),
@@ -168,7 +168,7 @@ pub fn shared_file_problem(
 ) -> Option<Problem> {
     let pg_state = postgres.is_some_and(|p| !p.rows);
     // An Elasticsearch output is no file: its documents are keyed by event.id, nothing is cut.
-    let file_out = out.filter(|o| !crate::elasticsearch::is_url_path(o));
+    let file_out = out.filter(|o| !is_url_path(o));
     if !pg_state || file_out.is_none() || collect.sources.len() < 2 {
         return None;
     }
@@ -249,4 +249,21 @@ impl fmt::Display for Invalid {
             }
         }
     }
+}
+
+/// Whether `out` names a cluster rather than a file.
+pub fn looks_like_url(out: &str) -> bool {
+    let lower = out.trim_start().to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// [`looks_like_url`] for a path as written.
+pub fn is_url_path(out: &std::path::Path) -> bool {
+    out.to_str().is_some_and(looks_like_url)
+}
+
+/// What an org sends to a cluster with.
+#[derive(Debug, Clone)]
+pub struct EsPlan {
+    pub config: salesforce_jwt_elasticsearch::EsConfig,
 }
