@@ -396,6 +396,36 @@ impl PgStore {
         done
     }
 
+    /// Bounds the rest of `tx` and checks the fence: whether `lease` is still this process's.
+    /// From here `tx` holds the lease row (FOR SHARE) until it ends, so the server must end it,
+    /// and free the row, when the client stops sending in the middle (its host vanished, the
+    /// process was suspended) or a statement runs too long: another process can then take the
+    /// lease over. `rows` sizes the statement timeout.
+    async fn bound_and_fence(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        lease: &Lease,
+        rows: usize,
+        context: &'static str,
+    ) -> Result<bool, PgError> {
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {}",
+            millis(self.timeouts.commit_statement_for(rows)),
+            millis(self.timeouts.commit_idle)
+        ))
+        .await
+        .map_err(|e| PgError::statement(context, e))?;
+        let token: Option<i64> = tx
+            .query_opt(
+                "SELECT fencing_token FROM sfjwt_leases WHERE org = $1 AND source = $2 FOR SHARE",
+                &[&lease.org, &lease.source],
+            )
+            .await
+            .map_err(|e| PgError::statement("checking the lease", e))?
+            .map(|row| row.get(0));
+        Ok(token == Some(lease.fencing_token))
+    }
+
     async fn commit_on(
         &self,
         client: &mut deadpool_postgres::Object,
@@ -407,25 +437,10 @@ impl PgStore {
             .transaction()
             .await
             .map_err(|e| PgError::statement("starting a commit", e))?;
-        // The server ends this transaction, and so frees the lease row, when the client stops
-        // sending in the middle of it (its host vanished, the process was suspended) or a
-        // statement runs too long: another process can then take the lease over.
-        tx.batch_execute(&format!(
-            "SET LOCAL statement_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {}",
-            millis(self.timeouts.commit_statement_for(events.len())),
-            millis(self.timeouts.commit_idle)
-        ))
-        .await
-        .map_err(|e| PgError::statement("starting a commit", e))?;
-        let token: Option<i64> = tx
-            .query_opt(
-                "SELECT fencing_token FROM sfjwt_leases WHERE org = $1 AND source = $2 FOR SHARE",
-                &[&lease.org, &lease.source],
-            )
-            .await
-            .map_err(|e| PgError::statement("checking the lease", e))?
-            .map(|row| row.get(0));
-        if token != Some(lease.fencing_token) {
+        let held = self
+            .bound_and_fence(&tx, lease, events.len(), "starting a commit")
+            .await?;
+        if !held {
             drop(tx);
             return Err(self.lost(client, lease).await);
         }
@@ -537,27 +552,11 @@ impl PgStore {
                 .await
                 .map_err(|e| PgError::statement("receiving collected rows", e))?;
         }
-        // From the fence check on, this transaction holds the lease row: the same bounds as a
-        // commit's (`commit_on`), so that a host that vanishes now frees it for a takeover.
-        tx.batch_execute(&format!(
-            "SET LOCAL statement_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {}",
-            millis(
-                self.timeouts
-                    .commit_statement_for(usize::try_from(rows).unwrap_or(usize::MAX))
-            ),
-            millis(self.timeouts.commit_idle)
-        ))
-        .await
-        .map_err(|e| PgError::statement("committing collected rows", e))?;
-        let token: Option<i64> = tx
-            .query_opt(
-                "SELECT fencing_token FROM sfjwt_leases WHERE org = $1 AND source = $2 FOR SHARE",
-                &[&lease.org, &lease.source],
-            )
-            .await
-            .map_err(|e| PgError::statement("checking the lease", e))?
-            .map(|row| row.get(0));
-        if token != Some(lease.fencing_token) {
+        let rows_count = usize::try_from(rows).unwrap_or(usize::MAX);
+        let held = self
+            .bound_and_fence(&tx, &lease, rows_count, "committing collected rows")
+            .await?;
+        if !held {
             drop(tx);
             return Err(self.lost(&client, &lease).await);
         }
