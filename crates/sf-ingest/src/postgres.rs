@@ -159,7 +159,7 @@ async fn passes(
             org.out.as_deref(),
             collector.checkpoint(),
             org.collect.format,
-            org.ecs_options(),
+            crate::run::ecs_options(org, &collector).await,
             org.elasticsearch.as_ref(),
         )?
     };

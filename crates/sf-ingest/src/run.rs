@@ -137,10 +137,31 @@ async fn collect(
         org.out.as_deref(),
         collector.checkpoint(),
         org.collect.format,
-        org.ecs_options(),
+        ecs_options(org, &collector).await,
         org.elasticsearch.as_ref(),
     )?;
     pass_loop(&mut collector, &mut sink, org, context, progress, failures).await
+}
+
+/// The org's ECS options, with `organization.id` for object documents (Elastic's integration
+/// writes the org's Id there) when documents are ECS: the Id comes with the access token, which
+/// the pass asks for anyway (cached, so no extra request). A token that cannot be had now is
+/// left to the pass to report.
+pub async fn ecs_options<S: CheckpointStore>(
+    org: &OrgPlan,
+    collector: &Collector<S>,
+) -> salesforce_jwt::format::ecs::EcsOptions {
+    let options = org.ecs_options();
+    if org.collect.format != crate::format::OutputFormat::Ecs && org.elasticsearch.is_none() {
+        return options;
+    }
+    match collector.client().access_token().await {
+        Ok(token) => match token.org_id() {
+            Some(id) => options.with_organization_id(id),
+            None => options,
+        },
+        Err(_) => options,
+    }
 }
 
 /// A collector of every source `org` names, over `store`, counting into `metrics`.

@@ -474,6 +474,11 @@ async fn an_org_with_event_log_file_and_real_time_sources_gets_every_row_once_as
                 org.uri().trim_end_matches('/'),
                 "{line}"
             );
+            // Object documents carry the org's Id from the token, as Elastic's integration
+            // writes it; log-file documents their ORGANIZATION_ID column.
+            if doc["salesforce"]["event_log_file"].is_null() {
+                assert_eq!(doc["organization"]["id"], org.org_id(), "{line}");
+            }
             assert!(
                 ids.insert(doc["event"]["id"].as_str().unwrap().to_string()),
                 "{line}"
