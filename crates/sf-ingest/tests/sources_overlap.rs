@@ -109,3 +109,16 @@ async fn interval_all_warns_that_events_repeat_and_the_default_does_not() {
     assert_eq!(log.matches("repeat").count(), 1, "{log}");
     assert!(log.contains("org acme-prod: interval all"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_with_interval_all_warns_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = MockOrg::start().await;
+    org.add_demo_data(time::OffsetDateTime::now_utc());
+    let config = config(dir.path(), &org, "interval = \"all\"\n");
+    let output = run(sf_ingest().arg("--config").arg(&config));
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let warned = log.find("those events repeat").expect(&log);
+    assert!(warned < log.find("starting").unwrap(), "{log}");
+}
