@@ -130,7 +130,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                     "daily" => IntervalFilter::Daily,
                     "hourly" => IntervalFilter::Hourly,
                     "all" => IntervalFilter::All,
-                    other => return Err(format!("--interval {other:?}: use daily, hourly or all")),
+                    "auto" => IntervalFilter::Auto,
+                    other => {
+                        return Err(format!(
+                            "--interval {other:?}: use auto, daily, hourly or all"
+                        ));
+                    }
                 }
             }
             "--since" => o.since = Some(parse_duration(&value("--since")?)?),

@@ -127,6 +127,11 @@ pub struct EventLogFileState {
     /// lookback grows between runs.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub window_start: Option<OffsetDateTime>,
+    /// With [`IntervalFilter::Auto`]: which `Interval` each day was collected with, under
+    /// `"{EventType} {YYYY-MM-DD}"` of the file's `LogDate`, so that the other copy of the
+    /// day's events, published later, is left out. Days before the window are pruned.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub days: BTreeMap<String, IntervalFilter>,
 }
 
 impl EventLogFileState {
@@ -138,6 +143,7 @@ impl EventLogFileState {
             cursor: None,
             completed: BTreeMap::new(),
             window_start: None,
+            days: BTreeMap::new(),
         }
     }
 }
@@ -305,6 +311,7 @@ impl CheckpointV1 {
             cursor: self.cursor,
             completed: self.completed,
             window_start: self.window_start,
+            days: BTreeMap::new(),
         };
         Checkpoint {
             version: CHECKPOINT_VERSION,

@@ -24,6 +24,9 @@ pub enum IntervalFilter {
     Daily,
     /// Only `Hourly` files (Event Monitoring licence).
     Hourly,
+    /// Each event once: for each EventType and day, the `Hourly` files where the org publishes
+    /// them, else the `Daily` file, never both (they hold the same events).
+    Auto,
 }
 
 /// A position in `(CreatedDate, Id)` order: everything after it is still to be collected.
@@ -173,7 +176,7 @@ impl EventLogFileQuery {
             ));
         }
         match self.interval {
-            IntervalFilter::All => {}
+            IntervalFilter::All | IntervalFilter::Auto => {}
             IntervalFilter::Daily => conditions.push("Interval = 'Daily'".to_string()),
             IntervalFilter::Hourly => conditions.push("Interval = 'Hourly'".to_string()),
         }

@@ -61,8 +61,9 @@ pub struct Cli {
     #[arg(long = "event-type", value_name = "TYPE")]
     pub event_types: Vec<String>,
 
-    /// Which files: daily, hourly or all [default: all].
-    #[arg(long, value_name = "daily|hourly|all")]
+    /// Which files: auto (each event once: hourly files where the org publishes them, else
+    /// daily), daily, hourly or all (both copies: events repeat) [default: auto].
+    #[arg(long, value_name = "auto|daily|hourly|all")]
     pub interval: Option<String>,
 
     /// How far back a first run starts: 36h, 7d [default: 1d; 7d in the demo].

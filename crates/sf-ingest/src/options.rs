@@ -111,10 +111,10 @@ impl Collect {
             })
             .collect();
         let interval = match first(layers, |l| l.interval.as_ref()) {
-            None => IntervalFilter::All,
+            None => IntervalFilter::Auto,
             Some(text) => parse_interval(text).unwrap_or_else(|e| {
                 problem("interval", e);
-                IntervalFilter::All
+                IntervalFilter::Auto
             }),
         };
         let since = match first(layers, |l| l.since.as_ref()) {
@@ -197,8 +197,9 @@ fn parse_interval(text: &str) -> Result<IntervalFilter, String> {
         "daily" => Ok(IntervalFilter::Daily),
         "hourly" => Ok(IntervalFilter::Hourly),
         "all" => Ok(IntervalFilter::All),
+        "auto" => Ok(IntervalFilter::Auto),
         _ => Err(format!(
-            "{text:?} is not an interval: use daily, hourly or all"
+            "{text:?} is not an interval: use auto, daily, hourly or all"
         )),
     }
 }
@@ -244,6 +245,20 @@ mod tests {
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("7y").unwrap_err().contains("unit"));
         assert!(parse_duration("0d").is_err());
+    }
+
+    #[test]
+    fn the_interval_is_auto_unless_chosen() {
+        let none = Collect::resolve(&[&Choices::default()], Duration::from_secs(1)).unwrap();
+        assert_eq!(none.interval, IntervalFilter::Auto);
+        for (text, interval) in [
+            ("auto", IntervalFilter::Auto),
+            ("All", IntervalFilter::All),
+            ("daily", IntervalFilter::Daily),
+        ] {
+            assert_eq!(parse_interval(text), Ok(interval));
+        }
+        assert!(parse_interval("weekly").unwrap_err().contains("auto"));
     }
 
     #[test]

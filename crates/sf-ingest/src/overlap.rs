@@ -6,6 +6,8 @@
 //! Event Log Objects that record the same activity. It is kept by hand: Salesforce documents
 //! each source on its own page, not the correspondence.
 
+use salesforce_jwt::event_log::IntervalFilter;
+
 use crate::plan::OrgPlan;
 use crate::source::Source;
 
@@ -91,9 +93,23 @@ pub fn overlaps(orgs: &[OrgPlan]) -> Vec<Overlap> {
     found
 }
 
-/// Warns of every overlap, once.
+/// Warns of every overlap, once, and of each org whose EventLogFile interval `all` takes
+/// both the hourly and the daily copy of the same events.
 pub fn warn(orgs: &[OrgPlan]) {
     for overlap in overlaps(orgs) {
         tracing::warn!(org = %overlap.org, category = overlap.category, "{overlap}");
+    }
+    for org in orgs {
+        if org.collect.sources.contains(&Source::EventLogFile)
+            && org.collect.interval == IntervalFilter::All
+        {
+            tracing::warn!(
+                org = %org.name,
+                "org {}: interval all collects both the hourly and the daily EventLogFile of a \
+                 day where the org publishes both: those events repeat; use interval auto (the \
+                 default) to get each event once",
+                org.name
+            );
+        }
     }
 }

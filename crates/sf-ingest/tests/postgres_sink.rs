@@ -101,7 +101,8 @@ async fn rows_already_in_salesforce_events_never_stop_the_org_and_a_second_run_a
             .csv(format!("{HEADER}{a}{b}{c}{nul}"))
             .build(),
     );
-    let first = common::run(&mut collect_into(&org, &key, &url));
+    // `all`: the sink, not the interval choice, is what must keep the day's rows once here.
+    let first = common::run(collect_into(&org, &key, &url).args(["--interval", "all"]));
     let log = common::stderr(&first);
     assert!(first.status.success(), "{log}");
     let done = log
@@ -122,7 +123,7 @@ async fn rows_already_in_salesforce_events_never_stop_the_org_and_a_second_run_a
         .collect();
     assert_eq!(stored(query(&url, sql).await), want);
 
-    let second = common::run(&mut collect_into(&org, &key, &url));
+    let second = common::run(collect_into(&org, &key, &url).args(["--interval", "all"]));
     let log = common::stderr(&second);
     assert!(second.status.success(), "{log}");
     assert!(log.contains(r#""files":0"#), "{log}");

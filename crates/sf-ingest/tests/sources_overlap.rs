@@ -85,3 +85,40 @@ async fn a_run_warns_once_before_it_starts_and_still_collects() {
     let start = log.find("starting").unwrap();
     assert!(log.find(LOGIN_TWICE).unwrap() < start, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interval_all_warns_that_events_repeat_and_the_default_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = MockOrg::start().await;
+    let config = config(dir.path(), &org, "");
+    let output = run(sf_ingest().arg("--check").arg("--config").arg(&config));
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(
+        !log.contains("repeat"),
+        "the default interval is auto: {log}"
+    );
+
+    let output = run(sf_ingest()
+        .arg("--check")
+        .args(["--interval", "all"])
+        .arg("--config")
+        .arg(&config));
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert_eq!(log.matches("repeat").count(), 1, "{log}");
+    assert!(log.contains("org acme-prod: interval all"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_with_interval_all_warns_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = MockOrg::start().await;
+    org.add_demo_data(time::OffsetDateTime::now_utc());
+    let config = config(dir.path(), &org, "interval = \"all\"\n");
+    let output = run(sf_ingest().arg("--config").arg(&config));
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let warned = log.find("those events repeat").expect(&log);
+    assert!(warned < log.find("starting").unwrap(), "{log}");
+}

@@ -6,6 +6,7 @@
 //! re-queries a lookback window before the cursor and skips the files the checkpoint lists as
 //! completed there.
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use crate::event_log::checkpoint::{
 use crate::event_log::download::FileRecords;
 use crate::event_log::figures::DeliveryFigures;
 use crate::event_log::model::{EventLogFile, Interval};
-use crate::event_log::query::{Cursor, EventLogFileQuery};
+use crate::event_log::query::{Cursor, EventLogFileQuery, IntervalFilter};
 use crate::event_log::record::LogRecord;
 use crate::event_log::sink::{PendingCommit, RecordSink};
 use crate::realtime::collector::{ObjectsRun, collect_objects};
@@ -263,7 +264,15 @@ impl<S: CheckpointStore> Collector<S> {
         let Some(state) = self.key_of(file).and_then(|k| self.state(&k)) else {
             return false;
         };
-        !state.completed.contains_key(&file.id)
+        // Under `auto` the query selects every interval; a position created with another
+        // interval keeps taking only its own.
+        let interval_selected = match state.interval {
+            IntervalFilter::All | IntervalFilter::Auto => true,
+            IntervalFilter::Daily => file.interval_or_daily() == Interval::Daily,
+            IntervalFilter::Hourly => file.interval_or_daily() == Interval::Hourly,
+        };
+        interval_selected
+            && !state.completed.contains_key(&file.id)
             && file.log_date >= state.log_date_floor
             && state
                 .cursor
@@ -271,15 +280,47 @@ impl<S: CheckpointStore> Collector<S> {
                 .is_none_or(|c| file.created_date >= window_start(state, c, self.options.lookback))
     }
 
+    /// Whether `file`, under [`IntervalFilter::Auto`], holds events its day's other interval
+    /// delivers: a daily file of a day published hourly, or an hourly file of a day already
+    /// collected from its daily file.
+    fn is_repeat(&self, file: &EventLogFile, hourly_days: &BTreeSet<String>) -> bool {
+        let Some(state) = self.key_of(file).and_then(|k| self.state(&k)) else {
+            return false;
+        };
+        if state.interval != IntervalFilter::Auto {
+            return false;
+        }
+        let day = day_key(file);
+        let repeat = match (file.interval_or_daily(), state.days.get(&day)) {
+            (Interval::Daily, Some(IntervalFilter::Hourly)) => true,
+            (Interval::Daily, _) => hourly_days.contains(&day),
+            (Interval::Hourly, Some(IntervalFilter::Daily)) => true,
+            _ => false,
+        };
+        if repeat {
+            tracing::debug!(id = %file.id, event_type = %file.event_type, interval = file.interval_or_daily().as_str(), day, "EventLogFile left out: its events come from the day's other interval");
+        }
+        repeat
+    }
+
     /// The files the next pass will collect, in `(CreatedDate, Id)` order, completed ones left
     /// out.
     pub async fn pending_files(&self) -> Result<Vec<EventLogFile>, Error> {
-        let mut files: Vec<EventLogFile> = self
+        let listed: Vec<EventLogFile> = self
             .client
             .event_log_files(&self.pass_query())
-            .try_filter(|f| std::future::ready(self.is_pending(f)))
             .try_collect()
             .await?;
+        // The days published hourly, completed files included: their daily file repeats them.
+        let hourly_days: BTreeSet<String> = listed
+            .iter()
+            .filter(|f| f.interval_or_daily() == Interval::Hourly)
+            .map(day_key)
+            .collect();
+        let mut files: Vec<EventLogFile> = listed
+            .into_iter()
+            .filter(|f| self.is_pending(f) && !self.is_repeat(f, &hourly_days))
+            .collect();
         // Salesforce already orders them; sorting again costs nothing and makes the order a
         // property of this code rather than of the server.
         files.sort_by(|a, b| (a.created_date, &a.id).cmp(&(b.created_date, &b.id)));
@@ -325,6 +366,13 @@ impl<S: CheckpointStore> Collector<S> {
                 rows,
             },
         );
+        if state.interval == IntervalFilter::Auto {
+            let collected_as = match file.interval_or_daily() {
+                Interval::Hourly => IntervalFilter::Hourly,
+                _ => IntervalFilter::Daily,
+            };
+            state.days.entry(day_key(file)).or_insert(collected_as);
+        }
         let cursor = Cursor::of(file);
         if state.cursor.as_ref().is_none_or(|c| *c < cursor) {
             state.cursor = Some(cursor);
@@ -334,6 +382,15 @@ impl<S: CheckpointStore> Collector<S> {
             let start = window_start(state, &cursor, self.options.lookback);
             state.completed.retain(|_, f| f.created_date >= start);
             state.window_start = Some(start);
+            // A day's files are all created within two days of its end (daily ones the day
+            // after, hourly ones hours after the event), so days ending more than two days
+            // before the window have no file left to come.
+            if let Some(oldest) = start.checked_sub(time::Duration::days(3)) {
+                let oldest = oldest.date().to_string();
+                state
+                    .days
+                    .retain(|day, _| day.rsplit(' ').next().is_some_and(|d| d >= oldest.as_str()));
+            }
         }
         if sink_position.is_some() {
             next.sink_position = sink_position;
@@ -777,4 +834,11 @@ enum Source {
     Encoded(Box<FileRecords>),
     /// Rows, prefetched or downloaded again.
     Rows(RowStream),
+}
+
+/// `"{EventType} {YYYY-MM-DD}"`: the day of `file`'s `LogDate` (UTC) for its event type, the
+/// unit [`IntervalFilter::Auto`] takes from one interval.
+fn day_key(file: &EventLogFile) -> String {
+    let day = file.log_date.to_offset(time::UtcOffset::UTC).date();
+    format!("{} {day}", file.event_type.as_str())
 }

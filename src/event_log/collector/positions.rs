@@ -127,6 +127,9 @@ pub(super) fn adopt_sources(
     };
     for key in keys {
         match checkpoint.sources.get(&key) {
+            // `auto` became the default after checkpoints were written with `all`: such a
+            // position keeps the interval it was created with rather than being refused.
+            Some(SourceState::EventLogFile(_)) if interval == IntervalFilter::Auto => {}
             Some(SourceState::EventLogFile(state)) if state.interval != interval => {
                 return Err(Error::InvalidArgument(format!(
                     "the checkpoint collected {key} files with interval {:?}, this collector \
