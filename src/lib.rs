@@ -30,6 +30,7 @@
 pub mod assertion;
 mod client;
 pub mod clock;
+pub mod collect;
 mod config;
 mod error;
 pub mod event_log;
@@ -38,6 +39,7 @@ pub mod key;
 mod query;
 pub mod realtime;
 mod retry;
+pub mod sink;
 pub mod soql;
 mod token;
 mod token_cache;

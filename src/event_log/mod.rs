@@ -1,26 +1,25 @@
-//! Event Monitoring: the EventLogFile model, typed queries, streaming downloads and
-//! exactly-once collection.
+//! Event Monitoring's log files: the EventLogFile model, typed queries, streaming downloads
+//! and CSV decoding. This module only reads Salesforce; collecting the files exactly once is
+//! the engine's ([`collect`](crate::collect)).
 
-mod checkpoint;
-mod collector;
 mod download;
-mod figures;
+pub(crate) mod encode;
 mod model;
 mod query;
 mod record;
-mod sink;
 
-pub(crate) use checkpoint::begin_org;
-pub use checkpoint::{
-    CHECKPOINT_VERSION, Checkpoint, CheckpointStore, CompletedFile, EVENT_LOG_FILE_ALL_TYPES,
-    EventLogFileState, FileCheckpointStore, MAX_SKIPPED, MIGRATED_V1_SOURCE, MemoryCheckpointStore,
-    SkippedFile, SourceState,
-};
-pub(crate) use collector::begin_output;
-pub use collector::{Collector, CollectorOptions, PassSummary, Progress, SourcesPassSummary};
 pub use download::{FileRecords, LogFileBody, LogRecords};
-pub use figures::{DeliveryFigures, SourceFigures};
 pub use model::{EventLogFile, EventType, Interval, sf_datetime};
 pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
 pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
-pub use sink::{NdjsonFileSink, NdjsonRow, NdjsonSink, PendingCommit, RecordSink};
+
+// Moved to the engine (`collect`) and the sinks (`sink`) in 0.x; the old paths stay one release.
+#[deprecated(note = "moved to salesforce_jwt::collect")]
+pub use crate::collect::{
+    CHECKPOINT_VERSION, Checkpoint, CheckpointStore, Collector, CollectorOptions, CompletedFile,
+    DeliveryFigures, EVENT_LOG_FILE_ALL_TYPES, EventLogFileState, FileCheckpointStore,
+    MAX_SKIPPED, MIGRATED_V1_SOURCE, MemoryCheckpointStore, PassSummary, PendingCommit, Progress,
+    SkippedFile, SourceFigures, SourceState,
+};
+#[deprecated(note = "moved to salesforce_jwt::sink")]
+pub use crate::sink::{NdjsonFileSink, NdjsonRow, NdjsonSink};

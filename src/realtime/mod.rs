@@ -6,30 +6,30 @@
 //!   decides the SOQL it accepts.
 //! - [`ObjectRecord`] for any row; [`LoginEvent`], [`LogoutEvent`], [`SetupAuditTrail`] typed.
 //! - [`BigObjectQuery`] and [`KeysetQuery`]: SOQL builders that can only emit accepted shapes.
-//! - [`ObjectCollector`]: windows, keysets, overlap and deduplication, delivering into an
-//!   [`ObjectSink`] and saving each source's position in the same
-//!   [`Checkpoint`](crate::event_log::Checkpoint) as EventLogFile's, under the object's API
-//!   name ([`BigObjectState`] or [`KeysetState`]).
+//!
+//! This module only reads Salesforce. Collecting the objects exactly once (windows, keysets,
+//! overlap and deduplication) is the engine's: [`Collector::with_sources`](crate::collect::Collector::with_sources).
 //!
 //! Reading these objects needs the Salesforce Shield or Event Monitoring add-on and the View
 //! Real-Time Event Monitoring Data permission; storage is switched on per object in Setup >
 //! Event Manager.
 
-pub(crate) mod collector;
-mod fetch;
+pub(crate) mod fetch;
 mod model;
 mod object;
-mod options;
 mod query;
 mod record;
-mod sink;
-mod state;
 
-pub use collector::ObjectCollector;
 pub use model::{LoginEvent, LogoutEvent, SetupAuditTrail};
 pub use object::{EventObject, ObjectKind, Retention};
-pub use options::{ObjectCollectorOptions, ObjectPassSummary, ObjectSummary};
 pub use query::{BigObjectQuery, FieldSelection, KeysetQuery, KeysetStart, datetime_millis};
 pub use record::ObjectRecord;
-pub use sink::{Batch, NdjsonObjectRow, ObjectSink};
-pub use state::{BigObjectState, KeysetPosition, KeysetState, QuietWatch, SkippedWindow};
+
+// Moved to the engine (`collect`) and the sinks (`sink`) in 0.x; the old paths stay one release.
+#[deprecated(note = "moved to salesforce_jwt::collect")]
+pub use crate::collect::{
+    Batch, BigObjectState, KeysetPosition, KeysetState, ObjectCollectorOptions, ObjectSummary,
+    QuietWatch, SkippedWindow,
+};
+#[deprecated(note = "moved to salesforce_jwt::sink")]
+pub use crate::sink::NdjsonObjectRow;

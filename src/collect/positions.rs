@@ -6,15 +6,15 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::event_log::checkpoint::{
+use crate::collect::checkpoint::{
     Checkpoint, CheckpointStore, EventLogFileState, MIGRATED_V1_SOURCE, SourceState,
 };
-use crate::event_log::query::{Cursor, IntervalFilter};
+use crate::event_log::{Cursor, IntervalFilter};
 
 /// The start of every pass, whatever its sources: refuses a sink of another output than the
 /// checkpoint's, or at another position (an earlier commit, save or rollback failed), and
 /// records the output and its starting position before the first row.
-pub(crate) fn begin_output<S: CheckpointStore>(
+pub(crate) fn begin_output<S: CheckpointStore + ?Sized>(
     checkpoint: &mut Checkpoint,
     store: &mut S,
     output: Option<String>,

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use crate::collect::ObjectSummary;
 use crate::error::Error;
-use crate::event_log::model::EventLogFile;
-use crate::realtime::ObjectPassSummary;
+use crate::event_log::EventLogFile;
 
 /// Tuning for a [`Collector`](super::Collector).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct CollectorOptions {
     /// What to do with a file that cannot be collected for reasons of its own (a malformed
     /// row, a body that stays shorter than `LogFileLength`, a file that is gone): `false` (the
     /// default) stops the pass with the error, so nothing is lost without a person deciding;
-    /// `true` records it in [`Checkpoint::skipped`](crate::event_log::Checkpoint::skipped),
+    /// `true` records it in [`Checkpoint::skipped`](crate::collect::Checkpoint::skipped),
     /// logs an error, and goes on, so one bad file does not block every later one. Failures
     /// that are not about one file (the network, the API limit, authentication) always stop
     /// the pass.
@@ -46,28 +46,38 @@ impl Default for CollectorOptions {
     }
 }
 
-/// Progress of a pass, reported after every file and every 1024 rows within a file; for
-/// real-time objects, at each object's start and after every committed window or batch, with
-/// `files_done`/`files_total` counting objects, `current` naming the object and `bytes` 0.
-#[derive(Debug, Clone, PartialEq)]
+/// Progress of a pass, reported when a source starts, after every delivered unit (an
+/// EventLogFile, an object's window or batch) and every 1024 rows within a log file. Its counts
+/// mean the same for every source and run over the whole pass.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct Progress {
-    /// Files completed in this pass.
+    /// The source being collected: `EventLogFile`, or an object's API name.
+    pub source: Option<String>,
+    /// Sources finished in this pass.
+    pub sources_done: usize,
+    /// Sources this pass collects (EventLogFile counts as one).
+    pub sources_total: usize,
+    /// Units delivered in this pass, every source: EventLogFiles, object windows and batches.
+    pub units_done: u64,
+    /// EventLogFiles completed (delivered or skipped) in this pass.
     pub files_done: usize,
-    /// Files this pass will collect.
+    /// EventLogFiles this pass will collect (known once their listing returned).
     pub files_total: usize,
-    /// Rows delivered in this pass (rows of a file that failed and was retried are counted
-    /// again).
+    /// Rows delivered in this pass, every source (rows of a file that failed and was retried
+    /// are counted again).
     pub rows: u64,
-    /// CSV bytes of completed files.
+    /// Bytes read from Salesforce for the delivered units: the CSV of log files, the query
+    /// pages of objects.
     pub bytes: u64,
     /// Time since the pass started.
     pub elapsed: Duration,
-    /// The file being collected.
+    /// The unit being delivered: the EventLogFile's Id, or the object's API name.
     pub current: Option<String>,
 }
 
 impl Progress {
-    /// Throughput of completed files, in MB/s of CSV.
+    /// Throughput of delivered units, in MB/s of what was read from Salesforce.
     pub fn megabytes_per_second(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
@@ -78,64 +88,40 @@ impl Progress {
     }
 }
 
-/// What a pass did.
-#[derive(Debug, Clone)]
+/// What a pass did, over every source.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PassSummary {
-    /// Files delivered.
+    /// EventLogFiles delivered.
     pub files: usize,
-    /// Files given up on (only with [`CollectorOptions::skip_failed_files`]), with why.
+    /// EventLogFiles given up on (only with [`CollectorOptions::skip_failed_files`]), with why.
     pub skipped: Vec<(EventLogFile, Error)>,
-    /// Rows delivered.
+    /// Rows delivered, every source.
     pub rows: u64,
-    /// CSV bytes delivered.
+    /// Bytes read from Salesforce for the delivered units: the CSV of log files, the query
+    /// pages of objects.
     pub bytes: u64,
-    /// Whether the pass stopped early because it was asked to.
+    /// What each object delivered, in the order collected.
+    pub objects: Vec<ObjectSummary>,
+    /// Whether the pass stopped early: asked to, or at the API budget
+    /// ([`budget_reached`](Self::budget_reached)).
     pub stopped: bool,
+    /// The [`Error::ApiBudgetReached`](crate::Error::ApiBudgetReached) that stopped the pass,
+    /// when the org's API usage reached the client's budget: the pass ended cleanly (what was
+    /// committed is recorded) and [`stopped`](Self::stopped) is true.
+    pub budget_reached: Option<Error>,
     /// How long it took.
     pub elapsed: Duration,
 }
 
-/// What a [`Collector::run_sources_pass`](super::Collector::run_sources_pass) did.
-#[derive(Debug, Clone)]
-pub struct SourcesPassSummary {
-    /// EventLogFile's part (all zero when EventLogFile is not collected).
-    pub event_log_file: PassSummary,
-    /// The real-time objects' part.
-    pub objects: ObjectPassSummary,
-    /// The [`Error::ApiBudgetReached`](crate::Error::ApiBudgetReached) that stopped the pass,
-    /// when the org's API usage reached the client's budget: the pass ended cleanly (what was
-    /// committed is recorded) and [`stopped`](Self::stopped) is true.
-    pub budget_reached: Option<crate::Error>,
-}
-
-impl SourcesPassSummary {
-    /// Rows delivered from every source.
-    pub fn rows(&self) -> u64 {
-        self.event_log_file.rows + self.objects.rows()
+impl PassSummary {
+    /// Rows delivered from EventLogFile.
+    pub fn event_log_file_rows(&self) -> u64 {
+        self.rows - self.object_rows()
     }
 
-    /// Whether the pass stopped early because it was asked to, or because the API budget was
-    /// reached ([`budget_reached`](Self::budget_reached)).
-    pub fn stopped(&self) -> bool {
-        self.event_log_file.stopped || self.objects.stopped
-    }
-
-    /// A pass that the API budget stopped before EventLogFile's part ended.
-    pub(crate) fn stopped_by_budget(error: crate::Error) -> Self {
-        SourcesPassSummary {
-            event_log_file: PassSummary {
-                files: 0,
-                skipped: Vec::new(),
-                rows: 0,
-                bytes: 0,
-                stopped: true,
-                elapsed: Duration::ZERO,
-            },
-            objects: ObjectPassSummary {
-                stopped: true,
-                ..ObjectPassSummary::default()
-            },
-            budget_reached: Some(error),
-        }
+    /// Rows delivered from objects.
+    pub fn object_rows(&self) -> u64 {
+        self.objects.iter().map(|o| o.rows).sum()
     }
 }

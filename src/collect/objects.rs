@@ -1,218 +1,91 @@
-//! Exactly-once collection of real-time objects: `EventDate` windows for big objects, a
-//! `(CreatedDate, Id)` keyset for standard objects, each with an overlap for rows that become
-//! queryable late.
+//! The object sources' walks: `EventDate` windows for big objects, a `(CreatedDate, Id)`
+//! keyset for standard objects, each with an overlap for rows that become queryable late.
+//!
+//! - Big objects are read in `EventDate` windows `(start, end]` up to the org's time when the
+//!   pass began, newest first inside a window (the only order they accept), following
+//!   `nextRecordsUrl`. The saved watermark moves to a window's end only after the sink
+//!   committed all of it. Each pass reads the overlap again and drops rows whose
+//!   `EventIdentifier` was delivered. A window too large for one query is halved until it
+//!   fits.
+//! - Standard objects are read in `(CreatedDate, Id)` order in batches, each committed, with
+//!   the same overlap.
+//!
+//! A failure stops the pass with the current batch rolled back; the next pass resumes from the
+//! last committed one. An object the checkpoint does not know yet starts `since` ago; the
+//! others go on where they were, and objects no longer collected keep their positions.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use crate::client::JwtBearerClient;
-use crate::error::Error;
-use crate::event_log::{
-    Checkpoint, CheckpointStore, DeliveryFigures, Progress, SkippedFile, SourceState, sf_datetime,
-};
-use crate::realtime::fetch::{first_page, is_query_timeout, is_unreadable_page, next_page};
-use crate::realtime::object::{EventObject, ObjectKind};
-use crate::realtime::query::{
-    BigObjectQuery, FieldSelection, KeysetQuery, KeysetStart, datetime_millis,
-};
-use crate::realtime::record::ObjectRecord;
-use crate::realtime::sink::{Batch, ObjectSink};
-use crate::realtime::state::{
+use crate::collect::checkpoint::{CheckpointStore, SkippedFile, SourceState};
+use crate::collect::object_options::{ObjectCollectorOptions, ObjectSummary};
+use crate::collect::object_state::{
     BigObjectState, KeysetPosition, KeysetState, QuietWatch, SkippedWindow, bound_overlap,
 };
+use crate::collect::pass::{Delivered, Pass};
+use crate::collect::sink::{Batch, Row, Sink, Unit};
+use crate::error::Error;
+use crate::event_log::sf_datetime;
+use crate::realtime::fetch::{first_page, is_query_timeout, is_unreadable_page, next_page};
+use crate::realtime::{
+    BigObjectQuery, EventObject, FieldSelection, KeysetQuery, KeysetStart, ObjectKind,
+    ObjectRecord, datetime_millis,
+};
 
-use crate::realtime::options::{ObjectCollectorOptions, ObjectPassSummary, ObjectSummary};
-
-/// Collects real-time objects exactly once into an [`ObjectSink`], keeping each source's
-/// position in the [`Checkpoint`] of a [`CheckpointStore`] (the same one, file lock, output
-/// check and sink position as EventLogFile's), under the object's API name.
-///
-/// - Big objects are read in `EventDate` windows `(start, end]` up to the time the pass began,
-///   newest first inside a window (the only order they accept), following `nextRecordsUrl`.
-///   The saved watermark moves to a window's end only after the sink committed all of it. Each
-///   pass reads the overlap again and drops rows whose `EventIdentifier` was delivered. A
-///   window too large for one query is halved until it fits.
-/// - Standard objects are read in `(CreatedDate, Id)` order in batches, each committed, with the
-///   same overlap.
-///
-/// A failure stops the pass with the current batch rolled back; the next pass resumes from the
-/// last committed one. `REQUEST_LIMIT_EXCEEDED` stops the pass; 401 (re-authentication), 503
-/// and timeouts are handled by the client's retries. An object the checkpoint does not know yet
-/// starts `since` ago; the others go on where they were, and objects no longer collected keep
-/// their positions.
-///
-/// To collect EventLogFile and objects together, into one output, use
-/// [`Collector::with_sources`](crate::event_log::Collector::with_sources).
-#[derive(Debug)]
-pub struct ObjectCollector<S: CheckpointStore> {
-    client: JwtBearerClient,
-    objects: Vec<EventObject>,
-    store: S,
-    checkpoint: Checkpoint,
-    options: ObjectCollectorOptions,
-    figures: DeliveryFigures,
+/// One object's part of a pass.
+pub(crate) struct ObjectWalk<'a> {
+    object: &'a EventObject,
+    options: &'a ObjectCollectorOptions,
+    /// The org's time when the pass began: where every window ends.
+    now: OffsetDateTime,
 }
 
-impl<S: CheckpointStore> ObjectCollector<S> {
-    /// A collector of `objects` (see [`EventObject::catalogue`]). Takes the store's lock
-    /// ([`CheckpointStore::acquire`]) and loads its checkpoint.
-    pub fn new(
-        client: JwtBearerClient,
-        objects: Vec<EventObject>,
-        mut store: S,
-        options: ObjectCollectorOptions,
-    ) -> Result<Self, Error> {
-        options.validate()?;
-        store.acquire()?;
-        let checkpoint = store.load()?.unwrap_or_default();
-        Ok(ObjectCollector {
-            client,
-            objects,
-            store,
-            checkpoint,
-            options,
-            figures: DeliveryFigures::new(),
-        })
-    }
-
-    /// What each object delivered: a handle another task can read while a pass runs.
-    pub fn figures(&self) -> &DeliveryFigures {
-        &self.figures
-    }
-
-    /// The state store.
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
-    /// The current checkpoint.
-    pub fn checkpoint(&self) -> &Checkpoint {
-        &self.checkpoint
-    }
-
-    /// Collects every object once, up to the time the pass begins.
-    pub async fn run_pass<K: ObjectSink>(
-        &mut self,
-        sink: &mut K,
-    ) -> Result<ObjectPassSummary, Error> {
-        self.run_pass_with(sink, &mut |_| {}, &AtomicBool::new(false))
-            .await
-    }
-
-    /// [`run_pass`](Self::run_pass) with `progress` called after every committed window or
-    /// batch (with [`Progress::files_done`] and [`Progress::files_total`] counting objects and
-    /// [`Progress::current`] naming the object), and `stop`: once it is true the pass ends
-    /// after the current window or batch, with the checkpoint consistent.
-    ///
-    /// When the client's [API budget](crate::JwtBearerClientBuilder::api_budget) is reached
-    /// the pass returns [`Error::ApiBudgetReached`], with what was committed recorded (the
-    /// next pass goes on from there); [`Collector::run_sources_pass`](crate::event_log::Collector::run_sources_pass)
-    /// turns it into a stopped pass.
-    pub async fn run_pass_with<K: ObjectSink>(
-        &mut self,
-        sink: &mut K,
-        progress: &mut (dyn FnMut(&Progress) + Send),
-        stop: &AtomicBool,
-    ) -> Result<ObjectPassSummary, Error> {
-        crate::event_log::begin_org(&self.client, &mut self.checkpoint, &mut self.store).await?;
-        crate::event_log::begin_output(
-            &mut self.checkpoint,
-            &mut self.store,
-            sink.output(),
-            sink.committed_position(),
-        )?;
-        collect_objects(
-            ObjectsRun {
-                client: &self.client,
-                objects: &self.objects,
-                options: &self.options,
-                checkpoint: &mut self.checkpoint,
-                store: &mut self.store,
-                figures: &self.figures,
-            },
-            sink,
-            progress,
-            stop,
-        )
-        .await
-    }
-}
-
-/// What [`collect_objects`] works with: borrowed from an [`ObjectCollector`] or a
-/// [`Collector`](crate::event_log::Collector) with objects.
-pub(crate) struct ObjectsRun<'a, S> {
-    pub(crate) client: &'a JwtBearerClient,
-    pub(crate) objects: &'a [EventObject],
-    pub(crate) options: &'a ObjectCollectorOptions,
-    pub(crate) checkpoint: &'a mut Checkpoint,
-    pub(crate) store: &'a mut S,
-    pub(crate) figures: &'a DeliveryFigures,
-}
-
-/// One pass over `run.objects`, after the output was checked against the checkpoint.
-pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
-    run: ObjectsRun<'_, S>,
-    sink: &mut K,
-    progress: &mut (dyn FnMut(&Progress) + Send),
-    stop: &AtomicBool,
-) -> Result<ObjectPassSummary, Error> {
-    let now = org_now(run.client, run.options).await?;
-    let mut summary = ObjectPassSummary::default();
-    let mut position = run.checkpoint.sink_position;
-    let mut report = Progress {
-        files_done: 0,
-        files_total: run.objects.len(),
-        rows: 0,
-        bytes: 0,
-        elapsed: Duration::ZERO,
-        current: None,
-    };
-    let started = Instant::now();
-    for object in run.objects {
-        if stop.load(Ordering::SeqCst) {
-            summary.stopped = true;
-            break;
-        }
-        report.current = Some(object.name().to_string());
-        progress(&report);
-        let mut pass = Pass {
-            client: run.client,
-            options: run.options,
-            store: &mut *run.store,
-            checkpoint: &mut *run.checkpoint,
-            sink: &mut *sink,
+impl<'a> ObjectWalk<'a> {
+    pub(crate) fn new(
+        object: &'a EventObject,
+        options: &'a ObjectCollectorOptions,
+        now: OffsetDateTime,
+    ) -> Self {
+        ObjectWalk {
             object,
+            options,
             now,
-            position: &mut position,
+        }
+    }
+
+    /// Walks the object from its saved position up to `now`, unit after unit, through `pass`.
+    pub(crate) async fn collect<S: CheckpointStore + ?Sized, K: Sink>(
+        self,
+        pass: &mut Pass<'_, S>,
+        sink: &mut K,
+    ) -> Result<ObjectSummary, Error> {
+        let object = self.object;
+        let saved = pass.checkpoint.sources.get(object.name()).cloned();
+        let mut walk = Walker {
+            engine: pass,
+            sink,
+            object,
+            options: self.options,
+            now: self.now,
+            position: None,
             summary: ObjectSummary {
                 object: object.name().to_string(),
                 ..ObjectSummary::default()
             },
             saved_rows: 0,
-            report: &mut report,
-            started,
-            progress: &mut *progress,
-            stop,
-            figures: run.figures,
-            stopped: false,
             skipped: Vec::new(),
             overlap_cut_logged: false,
         };
-        let saved = pass.checkpoint.sources.get(object.name()).cloned();
         match (object.kind(), saved) {
-            (ObjectKind::BigObject, None) => {
-                pass.big_object(BigObjectState::default()).await?;
-            }
+            (ObjectKind::BigObject, None) => walk.big_object(BigObjectState::default()).await?,
             (ObjectKind::BigObject, Some(SourceState::BigObject(state))) => {
-                pass.big_object(state).await?;
+                walk.big_object(state).await?
             }
-            (ObjectKind::Standard, None) => pass.keyset(KeysetState::default()).await?,
-            (ObjectKind::Standard, Some(SourceState::Keyset(state))) => {
-                pass.keyset(state).await?;
-            }
+            (ObjectKind::Standard, None) => walk.keyset(KeysetState::default()).await?,
+            (ObjectKind::Standard, Some(SourceState::Keyset(state))) => walk.keyset(state).await?,
             (kind, Some(_)) => {
                 return Err(Error::InvalidArgument(format!(
                     "the saved state of {object} is for another kind of object than the \
@@ -222,18 +95,8 @@ pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
                 )));
             }
         }
-        let stopped = pass.stopped;
-        summary.objects.push(pass.summary);
-        report.files_done += 1;
-        report.current = None;
-        report.elapsed = started.elapsed();
-        progress(&report);
-        if stopped {
-            summary.stopped = true;
-            break;
-        }
+        Ok(walk.summary)
     }
-    Ok(summary)
 }
 
 /// The org's time, where the pass's windows end: `EventDate` and `CreatedDate` are stamped by
@@ -241,7 +104,7 @@ pub(crate) async fn collect_objects<S: CheckpointStore, K: ObjectSink>(
 /// future and eat the overlap, and one ending at a slow local clock would hold rows back. The
 /// client learns the org's clock from the `Date` of every answer; before the first one, the
 /// token request (needed for the pass anyway) brings one.
-async fn org_now(
+pub(crate) async fn org_now(
     client: &JwtBearerClient,
     options: &ObjectCollectorOptions,
 ) -> Result<OffsetDateTime, Error> {
@@ -255,25 +118,17 @@ async fn org_now(
 }
 
 /// The work of one pass on one object.
-struct Pass<'a, S, K> {
-    client: &'a JwtBearerClient,
-    options: &'a ObjectCollectorOptions,
-    store: &'a mut S,
-    checkpoint: &'a mut Checkpoint,
-    sink: &'a mut K,
-    object: &'a EventObject,
+struct Walker<'w, 'p, S: ?Sized, K> {
+    engine: &'w mut Pass<'p, S>,
+    sink: &'w mut K,
+    object: &'w EventObject,
+    options: &'w ObjectCollectorOptions,
     now: OffsetDateTime,
-    position: &'a mut Option<u64>,
+    /// The sink's position after the last commit, saved with the next save.
+    position: Option<u64>,
     summary: ObjectSummary,
     /// `summary.rows` at the last save, for the checkpoint's `rows_delivered`.
     saved_rows: u64,
-    report: &'a mut Progress,
-    started: Instant,
-    progress: &'a mut (dyn FnMut(&Progress) + Send),
-    stop: &'a AtomicBool,
-    figures: &'a DeliveryFigures,
-    /// Whether the pass stopped on request before the object was done.
-    stopped: bool,
     /// Skipped windows for the checkpoint's `skipped`, saved with the next save.
     skipped: Vec<(String, SkippedFile)>,
     /// Whether this pass has said that the overlap's identifiers were cut to their bound.
@@ -338,7 +193,7 @@ fn span(d: Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
-impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
+impl<S: CheckpointStore + ?Sized, K: Sink> Walker<'_, '_, S, K> {
     fn fields(&self) -> FieldSelection {
         self.options
             .fields
@@ -347,23 +202,25 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             .unwrap_or_default()
     }
 
-    /// Saves `state` with the sink's position; the in-memory checkpoint changes only once the
-    /// save succeeded.
+    /// Saves `state` with the sink's position, through the pass's one save.
     fn save(&mut self, state: SourceState) -> Result<(), Error> {
-        let mut next = self.checkpoint.clone();
-        next.sources.insert(self.object.name().to_string(), state);
-        if self.position.is_some() {
-            next.sink_position = *self.position;
-        }
-        next.rows_delivered += self.summary.rows - self.saved_rows;
-        // Through record_skipped, so that the list keeps its bound (MAX_SKIPPED).
-        for (id, file) in &self.skipped {
-            next.record_skipped(id.clone(), file.clone());
-        }
-        if next != *self.checkpoint {
-            self.store.save(&next)?;
-            *self.checkpoint = next;
-        }
+        let name = self.object.name().to_string();
+        let skipped = self.skipped.clone();
+        let delivered = Delivered {
+            source: self.object.name(),
+            files: 0,
+            rows: self.summary.rows - self.saved_rows,
+            bytes: 0,
+            newest: None,
+        };
+        self.engine.save(self.position, Some(&delivered), |next| {
+            next.sources.insert(name, state);
+            // Through record_skipped, so that the list keeps its bound (MAX_SKIPPED).
+            for (id, file) in skipped {
+                next.record_skipped(id, file);
+            }
+            Ok(())
+        })?;
         self.saved_rows = self.summary.rows;
         self.skipped.clear();
         Ok(())
@@ -389,13 +246,12 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
 
     /// Reports progress after a committed window or batch; whether the pass is asked to stop.
     fn committed(&mut self, rows: u64) -> bool {
-        self.report.rows += rows;
-        self.report.elapsed = self.started.elapsed();
-        (self.progress)(self.report);
-        if self.stop.load(Ordering::SeqCst) {
-            self.stopped = true;
+        self.engine.report.rows += rows;
+        self.engine.report();
+        if self.engine.stop_requested() {
+            self.engine.summary.stopped = true;
         }
-        self.stopped
+        self.engine.summary.stopped
     }
 
     async fn big_object(&mut self, mut state: BigObjectState) -> Result<(), Error> {
@@ -536,8 +392,8 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
         };
         Error::UnexpectedResponse(format!(
             "{message} ({} window ({}, {}]); to skip such a page and go on, recording it in the \
-             checkpoint's `skipped`, run with --skip-bad-files \
-             (ObjectCollectorOptions::skip_unreadable_pages)",
+             checkpoint's `skipped`, set \
+             ObjectCollectorOptions::skip_unreadable_pages",
             self.time_field(),
             datetime_millis(a),
             datetime_millis(b)
@@ -558,7 +414,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             .window(a, b)
             .to_soql()?;
         let skip = self.options.skip_unreadable_pages;
-        let mut page = match first_page(self.client, self.object, &soql).await {
+        let mut page = match first_page(self.engine.client, self.object, &soql).await {
             Err(e) if splittable && is_query_timeout(&e) => return Ok(Window::TooLarge),
             Err(e) if skip && is_unreadable_page(&e) => return Ok(Window::Unreadable(e)),
             Err(e) => return Err(self.unreadable(e, a, b)),
@@ -613,7 +469,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                 return Ok(Window::TooLarge);
             }
             pages += 1;
-            page = match next_page(self.client, object, &next, pages).await {
+            page = match next_page(self.engine.client, object, &next, pages).await {
                 Ok(p) => p,
                 Err(e) if skip && is_unreadable_page(&e) => {
                     delivery.abandon(self.sink, &batch).await?;
@@ -626,9 +482,9 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
             };
         }
         if let Some(position) = delivery.commit(self.sink, &batch).await? {
-            *self.position = Some(position);
+            self.position = Some(position);
         }
-        delivery.count(self.figures, self.object);
+        delivery.count(self.engine, self.object);
         if !delivery.new.is_empty() {
             self.summary.batches += 1;
         }
@@ -712,7 +568,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                 after: lower,
                 up_to: end,
             };
-            let mut page = match first_page(self.client, object, &soql).await {
+            let mut page = match first_page(self.engine.client, object, &soql).await {
                 Ok(page) => page,
                 Err(e) if skip && is_unreadable_page(&e) => {
                     unreadable_splits += 1;
@@ -765,7 +621,7 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                     break;
                 };
                 pages += 1;
-                page = match next_page(self.client, object, &next, pages).await {
+                page = match next_page(self.engine.client, object, &next, pages).await {
                     Ok(p) => p,
                     Err(e) if skip && is_unreadable_page(&e) => {
                         delivery.abandon(self.sink, &batch).await?;
@@ -788,9 +644,9 @@ impl<S: CheckpointStore, K: ObjectSink> Pass<'_, S, K> {
                 continue;
             }
             if let Some(position) = delivery.commit(self.sink, &batch).await? {
-                *self.position = Some(position);
+                self.position = Some(position);
             }
-            delivery.count(self.figures, object);
+            delivery.count(self.engine, object);
             state.last = batch_best;
             if !delivery.new.is_empty() {
                 self.summary.batches += 1;
@@ -881,31 +737,36 @@ struct Delivery {
 
 impl Delivery {
     /// Adds the committed batch to `figures` (nothing for a batch with no new row).
-    fn count(&self, figures: &DeliveryFigures, object: &EventObject) {
+    fn count<S: CheckpointStore + ?Sized>(&self, pass: &mut Pass<'_, S>, object: &EventObject) {
         if self.begun {
-            figures.delivered(
-                object.name(),
-                self.new.len() as u64,
-                self.bytes,
-                self.newest,
-            );
+            pass.count(Delivered {
+                source: object.name(),
+                files: 0,
+                rows: self.new.len() as u64,
+                bytes: self.bytes,
+                newest: self.newest,
+            });
         }
     }
 
-    async fn write<K: ObjectSink>(
+    async fn write<K: Sink>(
         &mut self,
         sink: &mut K,
         batch: &Batch<'_>,
         record: &ObjectRecord,
     ) -> Result<(), Error> {
         if !self.begun {
-            sink.begin(batch).await?;
+            sink.begin(&Unit::Batch(*batch)).await?;
             self.begun = true;
         }
-        sink.write(batch, record).await
+        sink.write(Row::Object {
+            object: batch.object,
+            record,
+        })
+        .await
     }
 
-    async fn commit<K: ObjectSink>(
+    async fn commit<K: Sink>(
         &mut self,
         sink: &mut K,
         batch: &Batch<'_>,
@@ -913,34 +774,34 @@ impl Delivery {
         if !self.begun {
             return Ok(None);
         }
-        match sink.commit(batch).await {
+        match sink.commit(&Unit::Batch(*batch)).await {
             Ok(position) => Ok(position),
             Err(e) => Err(self.fail(sink, batch, e).await),
         }
     }
 
     /// Takes back what was written (the window is read again, narrower).
-    async fn abandon<K: ObjectSink>(
+    async fn abandon<K: Sink>(
         &mut self,
         sink: &mut K,
         batch: &Batch<'_>,
     ) -> Result<(), Error> {
         if self.begun {
-            sink.rollback(batch).await?;
+            sink.rollback(&Unit::Batch(*batch)).await?;
         }
         Ok(())
     }
 
     /// Rolls the batch back after `error`, which is returned (a rollback failure is logged: the
     /// original error is the one to act on).
-    async fn fail<K: ObjectSink>(
+    async fn fail<K: Sink>(
         &mut self,
         sink: &mut K,
         batch: &Batch<'_>,
         error: Error,
     ) -> Error {
         if self.begun
-            && let Err(e) = sink.rollback(batch).await
+            && let Err(e) = sink.rollback(&Unit::Batch(*batch)).await
         {
             tracing::error!(object = %batch.object, error = %e, "rolling back a failed batch failed too");
         }

@@ -1,12 +1,13 @@
-//! What an [`ObjectCollector`](crate::realtime::ObjectCollector) is told and what it reports.
+//! What the [`Collector`](crate::collect::Collector) is told about objects, and what it
+//! reports for each.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::realtime::query::FieldSelection;
+use crate::realtime::FieldSelection;
 
-/// Settings of an [`ObjectCollector`](crate::realtime::ObjectCollector).
+/// How the [`Collector`](crate::collect::Collector) reads objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectCollectorOptions {
     /// How far back the first pass of a source starts (default 1 day).
@@ -39,7 +40,7 @@ pub struct ObjectCollectorOptions {
     /// as for EventLogFile) narrows the window (`EventDate` for big objects, `CreatedDate`
     /// for standard ones) around it by halves, gives up on the narrowest one that still fails
     /// (a millisecond), records it in
-    /// [`Checkpoint::skipped`](crate::event_log::Checkpoint::skipped) (keyed
+    /// [`Checkpoint::skipped`](crate::collect::Checkpoint::skipped) (keyed
     /// `OBJECT FIELD (after, up_to]`, with the object as `event_type` and the window's end as
     /// `created_date`), logs an error and goes on; later passes read around it. A page
     /// unreadable once only is read again by the narrowing, and nothing is skipped. Past 128
@@ -110,20 +111,4 @@ pub struct ObjectSummary {
     /// [`ObjectCollectorOptions::skip_unreadable_pages`]); each is listed in the checkpoint's
     /// `skipped`.
     pub skipped_windows: u64,
-}
-
-/// What a pass did, per object in the order collected.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ObjectPassSummary {
-    /// One entry per object.
-    pub objects: Vec<ObjectSummary>,
-    /// Whether the pass stopped early because it was asked to.
-    pub stopped: bool,
-}
-
-impl ObjectPassSummary {
-    /// Rows delivered in all.
-    pub fn rows(&self) -> u64 {
-        self.objects.iter().map(|o| o.rows).sum()
-    }
 }

@@ -1,9 +1,8 @@
-//! Where collected rows go: the [`RecordSink`] trait and NDJSON sinks, which also take
-//! real-time object rows ([`ObjectSink`]) into the same output.
+//! Where collected rows go: NDJSON to a file, exactly once ([`NdjsonFileSink`]), or to any
+//! stream, at least once ([`NdjsonSink`]); both implement the one [`Sink`] trait.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,231 +12,17 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use crate::error::Error;
-use crate::event_log::checkpoint::sync_dir;
-use crate::event_log::model::EventLogFile;
-use crate::event_log::record::LogRecord;
-use crate::format::ecs::{EcsEncoder, EcsOptions};
-use crate::format::json::NdjsonEncoder;
+use crate::collect::checkpoint::sync_dir;
+use crate::collect::{PendingCommit, Row, Sink, Unit};
+use crate::event_log::encode::{Encoders, append_row};
+use crate::event_log::{EventLogFile, LogRecord};
+use crate::format::ecs::EcsOptions;
 use crate::format::{OutputFormat, ecs, rfc3339_millis};
-use crate::realtime::{Batch, EventObject, NdjsonObjectRow, ObjectRecord, ObjectSink};
+use crate::realtime::{EventObject, ObjectRecord};
 
 mod output_file;
 
 use output_file::OutputFile;
-
-/// Receives the rows of each file and makes them durable.
-///
-/// The [`Collector`](crate::event_log::Collector) calls `begin_file`, `write_row` for every
-/// row, then [`start_commit`](Self::start_commit) (by default, `commit_file`); only once that
-/// commit completed does the checkpoint record the file as delivered. If the file fails mid-way
-/// it calls `rollback_file` instead, and the file is delivered again from its first row.
-///
-/// # The restart protocol
-///
-/// A process can die between a commit and the checkpoint save that records it (with a commit
-/// running in the background, while the next file is written), so the output can hold rows the
-/// checkpoint does not count. Exactly-once delivery needs the sink to take part through
-/// *positions*, numbers that say how far the committed output reaches (a file length, a row
-/// count, a transaction sequence):
-///
-/// - `commit_file` makes the file's rows durable and returns the position where the committed
-///   output now ends; the collector stores it as
-///   [`Checkpoint::sink_position`](crate::event_log::Checkpoint::sink_position) in the same
-///   save that records the file.
-/// - `committed_position` returns where the committed output ends now: the last commit's
-///   position, or, before any, where the sink started. The collector records it before the
-///   first row of a new checkpoint, and at the start of every pass compares it with the
-///   checkpoint's: a difference means a commit, checkpoint save or rollback failed earlier,
-///   and the pass is refused with an [`Error::Sink`] rather than going on from a position
-///   nobody can prove.
-/// - On restart, open the sink at the checkpoint's `sink_position` and **cut back** everything
-///   past it before taking rows: that is the file whose commit the checkpoint never recorded,
-///   and it is delivered again. [`NdjsonFileSink::resume`] does this.
-/// - `output` names the output, so a checkpoint is never applied to another one.
-///
-/// A sink without positions (`None` everywhere, like [`NdjsonSink`]) is at-least-once: after a
-/// crash, the file being delivered may appear twice.
-///
-/// # Errors
-///
-/// Return the sink's own failures with [`Error::sink`], saying whether a retry may help: a
-/// retryable error from `write_row` makes the collector roll the file back and download it
-/// again, any other ends the pass. After an error whose effect on the output is unknown, refuse
-/// every later call until the sink is reopened (the provided sinks do).
-///
-/// tests/collector.rs holds a complete example over an in-memory transactional store
-/// (`TransactionalSink`), tested for exactly-once across a failure mid-file and a restart.
-pub trait RecordSink: Send {
-    /// A file starts.
-    fn begin_file(&mut self, file: &EventLogFile)
-    -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// One row of the current file.
-    fn write_row(
-        &mut self,
-        file: &EventLogFile,
-        row: &LogRecord,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// Makes the file's rows durable. Returns a position to store in the checkpoint (such as
-    /// the output's length), handed back on restart so the sink can discard anything written
-    /// past it; `None` when the sink has no such notion.
-    fn commit_file(
-        &mut self,
-        file: &EventLogFile,
-    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send;
-
-    /// Starts making the file's rows durable, as [`commit_file`](Self::commit_file) does, and
-    /// returns a [`PendingCommit`] that resolves once they are, with the position.
-    ///
-    /// The [`Collector`](crate::event_log::Collector) commits through this. While a commit is
-    /// [running](PendingCommit::running), it begins the next file and writes its rows, so the
-    /// disk works while rows arrive; it records the file in the checkpoint only once the commit
-    /// resolved, waits for it before the next commit, and stops at its error. The sink must
-    /// treat a started commit as final at once: a `rollback_file` of the next file discards only
-    /// what was written after it. If it fails, the output holds the file but the checkpoint
-    /// does not, as when a process dies before the save: the next pass's position check
-    /// refuses to go on, and a restart cuts the file back.
-    ///
-    /// The default commits with `commit_file` and returns a commit that is
-    /// [done](PendingCommit::done): the collector then records the file before it begins the
-    /// next one, the order of every sink that does not override this (a sink that makes rows
-    /// durable in the checkpoint's own save relies on it).
-    fn start_commit(
-        &mut self,
-        file: &EventLogFile,
-    ) -> impl Future<Output = Result<PendingCommit, Error>> + Send {
-        async move { self.commit_file(file).await.map(PendingCommit::done) }
-    }
-
-    /// Where everything committed so far ends (what `commit_file` last reported, or where the
-    /// sink started). The collector records it before the first row of a run, so that a crash
-    /// in the very first file can be cut back too. `None` when the sink has no such notion.
-    fn committed_position(&self) -> Option<u64> {
-        None
-    }
-
-    /// Which output the positions refer to (for a file, its absolute path), recorded in
-    /// [`Checkpoint::output`](crate::event_log::Checkpoint::output) by the first pass; a later
-    /// pass with a sink naming another output is refused. `None` (the default) when positions
-    /// mean nothing or the sink cannot tell.
-    fn output(&self) -> Option<String> {
-        None
-    }
-
-    /// Discards what was written since the last commit.
-    fn rollback_file(
-        &mut self,
-        file: &EventLogFile,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// The format this sink writes rows in, when it takes them already encoded through
-    /// [`write_encoded`](Self::write_encoded); `None` (the default) when it takes rows.
-    ///
-    /// With `Some`, the [`Collector`](crate::event_log::Collector) encodes each file's rows in
-    /// that file's download task, where they are decoded, so that decoding and encoding run on
-    /// the runtime's worker threads beside the collector's own task, which only writes and
-    /// commits (bounded by the same byte budget as the rows; a retried file takes
-    /// [`write_row`](Self::write_row)). The protocol is unchanged: `begin_file`, the file's
-    /// lines, `commit_file` or `rollback_file`.
-    fn encoded_format(&self) -> Option<OutputFormat> {
-        None
-    }
-
-    /// The options of the ECS documents the sink writes, for the encoding done in the
-    /// download tasks ([`encoded_format`](Self::encoded_format)); the defaults unless the sink
-    /// was given others.
-    fn ecs_options(&self) -> EcsOptions {
-        EcsOptions::default()
-    }
-
-    /// Whole lines of the current file's rows, in file order, encoded in
-    /// [`encoded_format`](Self::encoded_format) exactly as [`write_row`](Self::write_row) would
-    /// have written them. Called only when `encoded_format` returns `Some`; the default refuses.
-    fn write_encoded(
-        &mut self,
-        file: &EventLogFile,
-        lines: &[u8],
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        let refused = Error::Internal(format!(
-            "the sink was handed {} bytes of encoded rows of EventLogFile {} but takes rows \
-             (its encoded_format is None)",
-            lines.len(),
-            file.id
-        ));
-        async move { Err(refused) }
-    }
-}
-
-/// A commit started by [`RecordSink::start_commit`]: a future that resolves once the file's
-/// rows are durable, with the position to store in the checkpoint.
-#[must_use = "the file's rows are durable only once the commit resolved"]
-pub struct PendingCommit(Pending);
-
-enum Pending {
-    Done(Option<u64>),
-    Running(BoxFuture<'static, Result<Option<u64>, Error>>),
-    /// A running commit that failed, kept so that polling again gives the error again.
-    Failed(Error),
-}
-
-impl PendingCommit {
-    /// A commit that completed: the rows are durable, and `position` is what
-    /// [`RecordSink::commit_file`] would return.
-    pub fn done(position: Option<u64>) -> Self {
-        PendingCommit(Pending::Done(position))
-    }
-
-    /// A commit that completes when `durable` resolves, with the position it gives. It must
-    /// make progress without being polled (a task, a blocking thread): the collector polls it
-    /// only while it waits for the next file's rows.
-    pub fn running(
-        durable: impl Future<Output = Result<Option<u64>, Error>> + Send + 'static,
-    ) -> Self {
-        PendingCommit(Pending::Running(durable.boxed()))
-    }
-
-    /// Whether the commit is known to have completed ([`done`](Self::done), or a running one
-    /// that resolved successfully).
-    pub fn is_done(&self) -> bool {
-        matches!(self.0, Pending::Done(_))
-    }
-}
-
-/// Resolves once the rows are durable; polled again, it gives the same outcome.
-impl Future for PendingCommit {
-    type Output = Result<Option<u64>, Error>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let outcome = match &mut self.0 {
-            Pending::Done(position) => return std::task::Poll::Ready(Ok(*position)),
-            Pending::Failed(error) => return std::task::Poll::Ready(Err(error.clone())),
-            Pending::Running(durable) => std::task::ready!(durable.as_mut().poll(cx)),
-        };
-        // The finished future must not be polled again.
-        self.0 = match &outcome {
-            Ok(position) => Pending::Done(*position),
-            Err(error) => Pending::Failed(error.clone()),
-        };
-        std::task::Poll::Ready(outcome)
-    }
-}
-
-impl fmt::Debug for PendingCommit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Pending::Done(position) => f
-                .debug_tuple("PendingCommit::done")
-                .field(position)
-                .finish(),
-            Pending::Running(_) => f.write_str("PendingCommit::running(..)"),
-            Pending::Failed(error) => f.debug_tuple("PendingCommit::failed").field(error).finish(),
-        }
-    }
-}
 
 /// A row as the NDJSON sinks write it: every CSV column under its header name with typed
 /// values, plus `EventLogFileId`, `EventType`, `LogDate`, `Interval` and `Sequence`. Datetimes,
@@ -261,6 +46,39 @@ impl Serialize for NdjsonRow<'_> {
         map.serialize_entry("LogDate", &rfc3339_millis(self.file.log_date))?;
         map.serialize_entry("Interval", self.file.interval_or_daily().as_str())?;
         map.serialize_entry("Sequence", &self.file.sequence)?;
+        map.end()
+    }
+}
+
+/// A row as the NDJSON sinks write it: every field under its API name with its JSON value
+/// (relationships nested), plus `"SObjectType": "<object name>"`.
+#[derive(Debug, Clone, Copy)]
+pub struct NdjsonObjectRow<'a> {
+    /// The object the row comes from.
+    pub object: &'a EventObject,
+    /// The row.
+    pub record: &'a ObjectRecord,
+}
+
+impl NdjsonObjectRow<'_> {
+    /// Appends the row's JSON line (without the newline) to `out`: the same bytes as
+    /// `serde_json::to_writer(out, self)`, with the values copied from the record's JSON texts
+    /// ([`ObjectRecord::write_ndjson`]) rather than serialized from a map.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.record.write_ndjson(self.object.name(), out);
+    }
+}
+
+impl Serialize for NdjsonObjectRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // From the fields' JSON texts, not `fields()`: no map is built for a row on its way out.
+        let mut map = s.serialize_map(Some(self.record.len() + 1))?;
+        for (name, value) in self.record.serializable_fields() {
+            if name != "SObjectType" {
+                map.serialize_entry(name, &value)?;
+            }
+        }
+        map.serialize_entry("SObjectType", self.object.name())?;
         map.end()
     }
 }
@@ -353,49 +171,6 @@ impl<W: Write + Send> NdjsonSink<W> {
     }
 }
 
-/// The direct encoders of log-file rows, one per format.
-#[derive(Debug, Default)]
-pub(crate) struct Encoders {
-    ndjson: NdjsonEncoder,
-    ecs: EcsEncoder,
-}
-
-impl Encoders {
-    /// Encoders writing ECS documents with `ecs`.
-    pub(crate) fn new(ecs: &EcsOptions) -> Self {
-        Encoders {
-            ndjson: NdjsonEncoder::default(),
-            ecs: EcsEncoder::new(ecs.clone()),
-        }
-    }
-}
-
-/// Appends the row's line (newline included) to `out`: the same bytes as `serde_json` writes
-/// for [`NdjsonRow`] or [`ecs::EcsRow`] (tests/encode.rs compares them), written directly. On
-/// error `out` may hold part of the line: the caller drops the buffer with the error.
-pub(crate) fn append_row(
-    out: &mut Vec<u8>,
-    encoders: &mut Encoders,
-    format: OutputFormat,
-    file: &EventLogFile,
-    row: &LogRecord,
-) -> Result<(), Error> {
-    let written = match format {
-        OutputFormat::Ecs => {
-            encoders.ecs.encode(out, file, row);
-            Ok(())
-        }
-        OutputFormat::Ndjson => encoders.ndjson.encode(out, file, row),
-    };
-    written.map_err(|e| Error::Csv {
-        id: file.id.clone(),
-        line: row.line(),
-        message: format!("cannot encode the row as JSON: {e}"),
-    })?;
-    out.push(b'\n');
-    Ok(())
-}
-
 fn encode_object(
     line: &mut Vec<u8>,
     format: OutputFormat,
@@ -446,40 +221,24 @@ impl<W: Write + Send> NdjsonSink<W> {
     }
 }
 
-/// Object rows as one JSON object a line: [`NdjsonObjectRow`] with [`OutputFormat::Ndjson`],
-/// [`ecs::object_document`] with [`OutputFormat::Ecs`].
-impl<W: Write + Send> ObjectSink for NdjsonSink<W> {
-    async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+/// Log-file rows as [`NdjsonRow`] and object rows as [`NdjsonObjectRow`] with
+/// [`OutputFormat::Ndjson`]; ECS documents with [`OutputFormat::Ecs`]; one JSON object a line.
+impl<W: Write + Send> Sink for NdjsonSink<W> {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.guard()
     }
 
-    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
-        self.guard()?;
-        encode_object(&mut self.line, self.format, &self.ecs, batch.object, record)?;
-        self.write_line()
-    }
-
-    async fn commit(&mut self, _batch: &Batch<'_>) -> Result<Option<u64>, Error> {
-        self.flush_out()?;
-        Ok(None)
-    }
-
-    async fn rollback(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
-        self.guard()?;
-        tracing::warn!(object = %batch.object, "batch failed mid-way; rows already written to the stream cannot be taken back and will be written again");
-        Ok(())
-    }
-}
-
-impl<W: Write + Send> RecordSink for NdjsonSink<W> {
-    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
-        Ok(())
-    }
-
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
         self.guard()?;
         self.line.clear();
-        append_row(&mut self.line, &mut self.encoders, self.format, file, row)?;
+        match row {
+            Row::LogFile { file, record } => {
+                append_row(&mut self.line, &mut self.encoders, self.format, file, record)?
+            }
+            Row::Object { object, record } => {
+                encode_object(&mut self.line, self.format, &self.ecs, object, record)?
+            }
+        }
         self.write_line()
     }
 
@@ -495,24 +254,24 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
         self.write_bytes(lines)
     }
 
-    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         self.flush_out()?;
         Ok(None)
     }
 
-    async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+    async fn rollback(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
         self.guard()?;
-        tracing::warn!(id = %file.id, "file failed mid-way; rows already written to the stream cannot be taken back and will be written again");
+        tracing::warn!(unit = %unit, "a unit failed mid-way; rows already written to the stream cannot be taken back and will be written again");
         Ok(())
     }
 }
 
 /// Writes NDJSON to a file with exactly-once rows across crashes.
 ///
-/// `commit_file` flushes and fsyncs and reports the file's length; the collector stores it in
-/// the checkpoint. Through [`RecordSink::start_commit`] the fsync runs on a blocking thread
+/// `commit` flushes and fsyncs and reports the file's length; the collector stores it in
+/// the checkpoint. Through [`Sink::start_commit`] the fsync runs on a blocking thread
 /// while the collector writes the next file. On restart, [`open`](Self::open) truncates
-/// anything past that length (rows of a file that was not confirmed), and `rollback_file` does
+/// anything past that length (rows of a file that was not confirmed), and `rollback` does
 /// the same after a failed file.
 ///
 /// On Linux, whole 4 KiB blocks of the output go straight to the disk (`O_DIRECT`) where the
@@ -523,7 +282,7 @@ impl<W: Write + Send> RecordSink for NdjsonSink<W> {
 #[derive(Debug)]
 pub struct NdjsonFileSink {
     path: PathBuf,
-    /// The absolute path, for [`RecordSink::output`].
+    /// The absolute path, for [`Sink::output`].
     output: String,
     ndjson: NdjsonSink<OutputFile>,
     committed: u64,
@@ -539,7 +298,7 @@ const WRITEBACK_BYTES: u64 = 16 << 20;
 /// only in the commit's fdatasync (the kernel starts writeback on its own only past a tenth of
 /// the memory), and with files of hundreds of MB the pass stood still for most of a second at
 /// every commit: about 2.7 s of a 10 s pass with six 116 MB files in ECS, measured with
-/// strace. A commit's own sync is started the same way ([`RecordSink::start_commit`]).
+/// strace. A commit's own sync is started the same way ([`Sink::start_commit`]).
 ///
 /// Each sync waits for the one before it and fails with its error: an error is reported to
 /// one fdatasync only, so a commit must fail if an earlier background one failed.
@@ -573,15 +332,15 @@ impl fmt::Debug for Writeback {
 
 impl NdjsonFileSink {
     /// Opens (or creates) `path` to go on from `checkpoint`: the file is cut back to the
-    /// checkpoint's [`sink_position`](crate::event_log::Checkpoint::sink_position), as with
+    /// checkpoint's [`sink_position`](crate::collect::Checkpoint::sink_position), as with
     /// [`open`](Self::open), but only after checking that the checkpoint belongs to this file
-    /// ([`Checkpoint::output`](crate::event_log::Checkpoint::output)). A checkpoint of another
+    /// ([`Checkpoint::output`](crate::collect::Checkpoint::output)). A checkpoint of another
     /// output is refused before the file is touched, so reusing a checkpoint with the wrong
     /// output never cuts back an unrelated file. (A checkpoint migrated from version 1 names
     /// no output and cannot be checked; the first pass records this one.)
     pub fn resume(
         path: impl AsRef<Path>,
-        checkpoint: &crate::event_log::Checkpoint,
+        checkpoint: &crate::collect::Checkpoint,
     ) -> Result<Self, Error> {
         let path = path.as_ref();
         if let Some(recorded) = &checkpoint.output {
@@ -603,7 +362,7 @@ impl NdjsonFileSink {
 
     /// Opens (or creates) `path` at a position, without checking which output the checkpoint
     /// belongs to: prefer [`resume`](Self::resume). `committed` is the checkpoint's
-    /// [`sink_position`](crate::event_log::Checkpoint::sink_position): the file is cut back to
+    /// [`sink_position`](crate::collect::Checkpoint::sink_position): the file is cut back to
     /// it. With `None` (no checkpoint yet) new rows are appended after what the file holds.
     ///
     /// A file shorter than `committed` is refused: rows that were delivered are missing from it,
@@ -739,13 +498,15 @@ impl NdjsonFileSink {
     }
 }
 
-impl RecordSink for NdjsonFileSink {
-    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+/// Log-file and object rows share one committed position, so one checkpoint cuts the file
+/// back whatever source wrote last.
+impl Sink for NdjsonFileSink {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.check_background()
     }
 
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
-        self.ndjson.write_row(file, row).await?;
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        self.ndjson.write(row).await?;
         self.start_writeback_if_due();
         Ok(())
     }
@@ -764,13 +525,13 @@ impl RecordSink for NdjsonFileSink {
         Ok(())
     }
 
-    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
-        self.ndjson.commit_file(file).await?;
+    async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
+        self.ndjson.commit(unit).await?;
         self.commit_now().await
     }
 
-    async fn start_commit(&mut self, file: &EventLogFile) -> Result<PendingCommit, Error> {
-        self.ndjson.commit_file(file).await?;
+    async fn start_commit(&mut self, unit: &Unit<'_>) -> Result<PendingCommit, Error> {
+        self.ndjson.commit(unit).await?;
         let (sync, position) = self.start_commit_sync()?;
         Ok(PendingCommit::running(async move {
             sync.await.map(|()| Some(position))
@@ -785,43 +546,10 @@ impl RecordSink for NdjsonFileSink {
         Some(self.output.clone())
     }
 
-    async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.ndjson.guard()?;
         let rolled_back = self.cut_back_in_background().await;
         self.ndjson.poison_on_error(rolled_back)
-    }
-}
-
-/// The same file and protocol as [`RecordSink`]: object rows and EventLogFile rows share one
-/// committed position, so one checkpoint cuts the file back whatever source wrote last.
-impl ObjectSink for NdjsonFileSink {
-    async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
-        self.check_background()
-    }
-
-    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
-        ObjectSink::write(&mut self.ndjson, batch, record).await?;
-        self.start_writeback_if_due();
-        Ok(())
-    }
-
-    async fn commit(&mut self, batch: &Batch<'_>) -> Result<Option<u64>, Error> {
-        ObjectSink::commit(&mut self.ndjson, batch).await?;
-        self.commit_now().await
-    }
-
-    async fn rollback(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
-        self.ndjson.guard()?;
-        let rolled_back = self.cut_back_in_background().await;
-        self.ndjson.poison_on_error(rolled_back)
-    }
-
-    fn committed_position(&self) -> Option<u64> {
-        Some(self.committed)
-    }
-
-    fn output(&self) -> Option<String> {
-        Some(self.output.clone())
     }
 }
 
@@ -1011,7 +739,7 @@ mod tests {
         assert!(sink.writeback.running.is_some(), "started");
         assert_eq!(sink.writeback.started_at, WRITEBACK_BYTES);
         assert_eq!(
-            sink.commit_file(&file).await.unwrap(),
+            sink.commit(&Unit::LogFile(&file)).await.unwrap(),
             Some(WRITEBACK_BYTES)
         );
         assert!(
@@ -1038,7 +766,7 @@ mod tests {
         assert!(sink.writeback.running.is_none());
         sink.write_encoded(&file, b"\n").await.unwrap();
         let position = WRITEBACK_BYTES + (1 << 20) + 1;
-        assert_eq!(sink.commit_file(&file).await.unwrap(), Some(position));
+        assert_eq!(sink.commit(&Unit::LogFile(&file)).await.unwrap(), Some(position));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), position);
     }
 
@@ -1056,7 +784,7 @@ mod tests {
         sink.write_encoded(&file, b"{}\n").await.unwrap();
         // An EIO is reported to one fdatasync only, so the commit's own sync would not see it.
         sink.writeback.running = Some(failed_sync("syncing out.ndjson in the background"));
-        let error = sink.commit_file(&file).await.unwrap_err().to_string();
+        let error = sink.commit(&Unit::LogFile(&file)).await.unwrap_err().to_string();
         assert!(
             error.contains("in the background") && error.contains("EIO"),
             "{error}"
@@ -1065,7 +793,7 @@ mod tests {
             sink.write_encoded(&file, b"{}\n").await.is_err(),
             "poisoned"
         );
-        assert_eq!(RecordSink::committed_position(&sink), Some(0));
+        assert_eq!(Sink::committed_position(&sink), Some(0));
     }
 
     #[tokio::test]
@@ -1075,14 +803,14 @@ mod tests {
         let mut sink = NdjsonFileSink::open(&path, None).unwrap();
         let file = file();
         sink.write_encoded(&file, b"{\"a\":1}\n").await.unwrap();
-        let pending = sink.start_commit(&file).await.unwrap();
+        let pending = sink.start_commit(&Unit::LogFile(&file)).await.unwrap();
         assert!(!pending.is_done(), "the sync runs in the background");
-        assert_eq!(RecordSink::committed_position(&sink), Some(8));
+        assert_eq!(Sink::committed_position(&sink), Some(8));
         // The next file is written and fails before the commit was waited for: its rollback
         // keeps the committed file.
-        sink.begin_file(&file).await.unwrap();
+        sink.begin(&Unit::LogFile(&file)).await.unwrap();
         sink.write_encoded(&file, b"{\"b\":2}\n").await.unwrap();
-        sink.rollback_file(&file).await.unwrap();
+        sink.rollback(&Unit::LogFile(&file)).await.unwrap();
         assert_eq!(pending.await.unwrap(), Some(8));
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");
     }
@@ -1094,7 +822,7 @@ mod tests {
         let file = file();
         sink.write_encoded(&file, b"{}\n").await.unwrap();
         sink.writeback.running = Some(failed_sync("syncing out.ndjson in the background"));
-        let mut pending = sink.start_commit(&file).await.unwrap();
+        let mut pending = sink.start_commit(&Unit::LogFile(&file)).await.unwrap();
         let error = (&mut pending).await.unwrap_err().to_string();
         assert!(error.contains("EIO"), "{error}");
         assert_eq!(
@@ -1102,7 +830,7 @@ mod tests {
             error,
             "the same outcome when polled again"
         );
-        let next = sink.begin_file(&file).await.unwrap_err().to_string();
+        let next = sink.begin(&Unit::LogFile(&file)).await.unwrap_err().to_string();
         assert!(next.contains("EIO"), "{next}");
         assert!(
             sink.write_encoded(&file, b"{}\n").await.is_err(),
