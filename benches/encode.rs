@@ -17,9 +17,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
+use salesforce_jwt::collect::{Row, Sink};
 use salesforce_jwt::event_log::{
     EventLogFile, Interval as SfInterval, LogFileDecoder, LogRecord, NdjsonRow, NdjsonSink,
-    RecordSink,
 };
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
@@ -114,7 +114,12 @@ fn through_sink(input: &Input, format: OutputFormat, runtime: &tokio::runtime::R
         let mut sink = NdjsonSink::new(&mut *out).with_format(format);
         runtime.block_on(async {
             for row in &input.rows {
-                sink.write_row(&input.file, row).await.unwrap();
+                sink.write(Row::LogFile {
+                    file: &input.file,
+                    record: row,
+                })
+                .await
+                .unwrap();
             }
         });
         out.len()

@@ -45,9 +45,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log::{
     Collector, CollectorOptions, EventLogFile, EventLogFileQuery, FileCheckpointStore,
-    LogFileDecoder, LogRecord, NdjsonFileSink, NdjsonSink, RecordSink as _,
+    LogFileDecoder, LogRecord, NdjsonFileSink, NdjsonSink,
 };
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::{Bytes, JwtBearerClient, JwtBearerConfig};
@@ -444,7 +445,9 @@ async fn stages(
             let mut sink =
                 NdjsonSink::new(Vec::with_capacity(encoded.capacity())).with_format(format);
             for row in &rows {
-                sink.write_row(file, row).await.unwrap();
+                sink.write(Row::LogFile { file, record: row })
+                    .await
+                    .unwrap();
             }
             encoded = sink.into_inner();
             *time += start.elapsed();
@@ -456,7 +459,7 @@ async fn stages(
         for piece in encoded.chunks(WRITE_SIZE) {
             output.write_encoded(file, piece).await.unwrap();
         }
-        output.commit_file(file).await.unwrap();
+        output.commit(&Unit::LogFile(file)).await.unwrap();
         times.write += start.elapsed();
     }
     times

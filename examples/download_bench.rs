@@ -28,7 +28,8 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use futures_util::StreamExt as _;
-use salesforce_jwt::event_log::{EventLogFile, NdjsonSink, RecordSink as _};
+use salesforce_jwt::collect::{Row, Sink, Unit};
+use salesforce_jwt::event_log::{EventLogFile, NdjsonSink};
 use salesforce_jwt::{JwtBearerClient, JwtBearerConfig};
 use salesforce_jwt_mock::{CsvRowGenerator, DEMO_PRIVATE_KEY_PEM, Interval, MockLogFile};
 use serde_json::json;
@@ -336,11 +337,16 @@ async fn main() {
     while let Some(row) = records.next().await {
         let row = row.unwrap();
         if o.json {
-            sink.write_row(&file, &row).await.unwrap();
+            sink.write(Row::LogFile {
+                file: &file,
+                record: &row,
+            })
+            .await
+            .unwrap();
         }
         rows += 1;
     }
-    sink.commit_file(&file).await.unwrap();
+    sink.commit(&Unit::LogFile(&file)).await.unwrap();
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu_start;
     let received = records.bytes_received();

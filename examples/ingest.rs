@@ -38,12 +38,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use salesforce_jwt::collect::Sink;
 use salesforce_jwt::event_log::{
     CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, EventType,
     FileCheckpointStore, IntervalFilter, MemoryCheckpointStore, NdjsonFileSink, NdjsonSink,
-    Progress, RecordSink, SourcesPassSummary,
+    Progress,
 };
-use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions, ObjectKind, ObjectSink};
+use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions, ObjectKind};
 use salesforce_jwt::{ENV_VARS, Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
 use salesforce_jwt_mock::{Fault, FaultTarget, MockOrg, generate_records};
 
@@ -371,7 +372,7 @@ fn demo_faults(file: Option<&String>) -> Result<Vec<Fault>, Error> {
     Ok(faults)
 }
 
-async fn passes<S: CheckpointStore, K: RecordSink + ObjectSink>(
+async fn passes<S: CheckpointStore, K: Sink>(
     collector: &mut Collector<S>,
     sink: &mut K,
     options: &Options,
@@ -408,7 +409,7 @@ async fn passes<S: CheckpointStore, K: RecordSink + ObjectSink>(
                 );
             }
         };
-        let summary = match collector.run_sources_pass(sink, &mut progress, stop).await {
+        let summary = match collector.run_pass(sink, &mut progress, stop).await {
             Ok(summary) => Some(summary),
             // An outage must not end a long-running collector: the checkpoint is consistent
             // and the next pass resumes where this one stopped.
@@ -448,14 +449,13 @@ enum Ended {
     Stopped,
 }
 
-fn report(summary: &SourcesPassSummary, total_rows: u64) {
-    for object in &summary.objects.objects {
+fn report(summary: &salesforce_jwt::collect::PassSummary, total_rows: u64) {
+    for object in &summary.objects {
         eprintln!(
             "ingest: {}: {} rows in {} windows or batches",
             object.object, object.rows, object.batches
         );
     }
-    let summary = &summary.event_log_file;
     for (file, error) in &summary.skipped {
         eprintln!(
             "ingest: SKIPPED EventLogFile {} ({}, LogDate {}): {error}",
@@ -467,7 +467,7 @@ fn report(summary: &SourcesPassSummary, total_rows: u64) {
     eprintln!(
         "ingest: {} files, {} rows, {:.2} MB of CSV in {:.2} s ({:.1} MB/s, {:.0} rows/s){}; {} rows delivered in all",
         summary.files,
-        summary.rows,
+        summary.event_log_file_rows(),
         mb,
         secs,
         if secs > 0.0 { mb / secs } else { 0.0 },

@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use salesforce_jwt::event_log::{FileCheckpointStore, NdjsonFileSink};
-use salesforce_jwt::realtime::{EventObject, ObjectCollector, ObjectCollectorOptions};
+use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
 use salesforce_jwt::{JwtBearerClient, OffsetDateTime};
 use salesforce_jwt_mock::{MockOrg, generate_records};
 
@@ -60,7 +60,7 @@ async fn main() {
         ..ObjectCollectorOptions::default()
     };
     let login_event = EventObject::named("LoginEvent").unwrap();
-    let mut collector = ObjectCollector::new(client, vec![login_event], store, options).unwrap();
+    let mut collector = object_collector(client, vec![login_event], store, options).unwrap();
     let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
 
     let uptime = || {
@@ -70,11 +70,18 @@ async fn main() {
     let uptime_before = uptime();
     let cpu_before = thread_cpu();
     let started = Instant::now();
-    let summary = collector.run_pass(&mut sink).await.unwrap();
+    let summary = collector
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .await
+        .unwrap();
     let secs = started.elapsed().as_secs_f64();
     let cpu_after = thread_cpu();
     let uptime_after = uptime();
-    let delivered = summary.rows();
+    let delivered = summary.rows;
     let lines = std::fs::read_to_string(&out).unwrap().lines().count();
     assert_eq!(delivered as usize, rows, "every row once");
     assert_eq!(lines, rows, "one line per row");
@@ -121,4 +128,21 @@ fn thread_cpu() -> std::collections::HashMap<u32, (String, f64)> {
         out.insert(tid, (name, ticks as f64 / 100.0));
     }
     out
+}
+
+/// A collector of `objects` only (what `ObjectCollector::new` was).
+fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
+    client: salesforce_jwt::JwtBearerClient,
+    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    store: S,
+    options: salesforce_jwt::collect::ObjectCollectorOptions,
+) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
+    salesforce_jwt::collect::Collector::with_sources(
+        client,
+        None,
+        objects,
+        store,
+        salesforce_jwt::collect::CollectorOptions::default(),
+        options,
+    )
 }

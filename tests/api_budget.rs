@@ -136,11 +136,11 @@ async fn a_pass_that_crosses_the_budget_stops_cleanly_and_the_next_one_delivers_
     .unwrap();
     let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
     let summary = collector
-        .run_sources_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+        .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
         .await
         .expect("a pass stopped by the budget is not a failure");
     drop(sink);
-    assert!(summary.stopped());
+    assert!(summary.stopped);
     let reached = summary.budget_reached.expect("the budget stopped the pass");
     assert!(reached.is_api_budget_reached(), "{reached:?}");
     // A few requests at most past the last one under the budget (those already in flight).
@@ -161,7 +161,7 @@ async fn a_pass_that_crosses_the_budget_stops_cleanly_and_the_next_one_delivers_
     let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
     mock.clear_requests();
     let summary = collector
-        .run_sources_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+        .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
         .await
         .unwrap();
     drop(sink);
@@ -185,11 +185,11 @@ async fn a_pass_that_crosses_the_budget_stops_cleanly_and_the_next_one_delivers_
     .unwrap();
     let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
     let summary = collector
-        .run_sources_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+        .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
         .await
         .unwrap();
     drop(sink);
-    assert!(summary.budget_reached.is_none() && !summary.stopped());
+    assert!(summary.budget_reached.is_none() && !summary.stopped);
     let text = std::fs::read_to_string(&out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), total);
@@ -232,11 +232,11 @@ async fn a_real_time_source_stopped_by_the_budget_resumes_where_it_stopped() {
     let mut first = collector();
     let mut sink = NdjsonFileSink::resume(&out, first.checkpoint()).unwrap();
     let summary = first
-        .run_sources_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+        .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
         .await
         .unwrap();
     drop(sink);
-    assert!(summary.stopped() && summary.objects.stopped);
+    assert!(summary.stopped);
     assert!(summary.budget_reached.is_some());
     assert!(mock.api_usage() <= 7501, "usage {}", mock.api_usage());
     let partial = std::fs::read_to_string(&out).unwrap().lines().count();
@@ -247,7 +247,7 @@ async fn a_real_time_source_stopped_by_the_budget_resumes_where_it_stopped() {
     let mut second = collector();
     let mut sink = NdjsonFileSink::resume(&out, second.checkpoint()).unwrap();
     let summary = second
-        .run_sources_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+        .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
         .await
         .unwrap();
     drop(sink);

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use salesforce_jwt::event_log::{
     Collector, CollectorOptions, EventLogFileQuery, MemoryCheckpointStore, NdjsonFileSink,
 };
-use salesforce_jwt::realtime::{EventObject, ObjectCollector, ObjectCollectorOptions};
+use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
 use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_mock::{MockLogFile, MockOrg};
 
@@ -56,7 +56,7 @@ async fn the_object_collector_and_the_collector_refuse_another_orgs_checkpoint()
     let store = MemoryCheckpointStore::new();
 
     // The real-time collector records the org on its first pass.
-    let mut objects = ObjectCollector::new(
+    let mut objects = object_collector(
         client(&first),
         login_event(),
         store.clone(),
@@ -64,7 +64,14 @@ async fn the_object_collector_and_the_collector_refuse_another_orgs_checkpoint()
     )
     .unwrap();
     let mut sink = NdjsonFileSink::resume(&out, objects.checkpoint()).unwrap();
-    objects.run_pass(&mut sink).await.unwrap();
+    objects
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .await
+        .unwrap();
     drop(sink);
     assert_eq!(store.get().unwrap().org_id, Some(first.org_id()));
 
@@ -86,7 +93,7 @@ async fn the_object_collector_and_the_collector_refuse_another_orgs_checkpoint()
     let before = (std::fs::read(&out).unwrap(), store.get());
 
     // Another org's credentials: refused by both, the output and the checkpoint as they were.
-    let mut objects = ObjectCollector::new(
+    let mut objects = object_collector(
         client(&other),
         login_event(),
         store.clone(),
@@ -94,7 +101,14 @@ async fn the_object_collector_and_the_collector_refuse_another_orgs_checkpoint()
     )
     .unwrap();
     let mut sink = NdjsonFileSink::resume(&out, objects.checkpoint()).unwrap();
-    let error = objects.run_pass(&mut sink).await.unwrap_err();
+    let error = objects
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .await
+        .unwrap_err();
     assert_other_org(error, &first, &other);
     drop(sink);
 
@@ -113,4 +127,21 @@ async fn the_object_collector_and_the_collector_refuse_another_orgs_checkpoint()
     assert_other_org(error, &first, &other);
     drop(sink);
     assert_eq!((std::fs::read(&out).unwrap(), store.get()), before);
+}
+
+/// A collector of `objects` only (what `ObjectCollector::new` was).
+fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
+    client: salesforce_jwt::JwtBearerClient,
+    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    store: S,
+    options: salesforce_jwt::collect::ObjectCollectorOptions,
+) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
+    salesforce_jwt::collect::Collector::with_sources(
+        client,
+        None,
+        objects,
+        store,
+        salesforce_jwt::collect::CollectorOptions::default(),
+        options,
+    )
 }

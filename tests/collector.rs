@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use salesforce_jwt::clock::ManualClock;
+use salesforce_jwt::collect::{PendingCommit, Row, Sink, Unit};
 use salesforce_jwt::event_log::{
     Checkpoint, CheckpointStore, Collector, CollectorOptions, EventLogFile, EventLogFileQuery,
-    EventLogFileState, EventType, FileCheckpointStore, IntervalFilter, LogRecord,
-    MemoryCheckpointStore, NdjsonFileSink, PendingCommit, Progress, RecordSink,
+    EventLogFileState, EventType, FileCheckpointStore, IntervalFilter, MemoryCheckpointStore,
+    NdjsonFileSink, Progress,
 };
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{Fault, FaultTarget, Interval, MockLogFile, MockOrg};
@@ -142,25 +143,29 @@ struct Recorder {
     rollbacks: usize,
 }
 
-impl RecordSink for Recorder {
-    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+impl Sink for Recorder {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         assert!(
             self.pending.is_empty(),
             "a file began before the last one ended"
         );
         Ok(())
     }
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::LogFile { file, record: row } = row else {
+            panic!("a log-file row")
+        };
         self.pending
             .push((file.id.clone(), serde_json::to_string(row).unwrap()));
         Ok(())
     }
-    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
+        let file = unit.log_file().expect("a log file");
         self.committed.append(&mut self.pending);
         self.commits.push(file.id.clone());
         Ok(None)
     }
-    async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.pending.clear();
         self.rollbacks += 1;
         Ok(())
@@ -197,7 +202,7 @@ fn all_types(checkpoint: &Checkpoint) -> &EventLogFileState {
         .expect("an all-types EventLogFile source")
 }
 
-async fn pass<S: CheckpointStore, K: RecordSink>(
+async fn pass<S: CheckpointStore, K: Sink>(
     collector: &mut Collector<S>,
     sink: &mut K,
 ) -> Result<salesforce_jwt::event_log::PassSummary, Error> {
@@ -463,11 +468,21 @@ async fn a_run_killed_mid_file_resumes_with_every_row_exactly_once() {
             .collect()
             .await;
         for row in &rows[..rows.len() / 2] {
-            sink.write_row(&file, row).await.unwrap();
+            sink.write(Row::LogFile {
+                file: &file,
+                record: row,
+            })
+            .await
+            .unwrap();
         }
         // A sink can even have committed its bytes when the kill comes before the checkpoint.
-        sink.commit_file(&file).await.unwrap();
-        sink.write_row(&file, &rows[rows.len() / 2]).await.unwrap();
+        sink.commit(&Unit::LogFile(&file)).await.unwrap();
+        sink.write(Row::LogFile {
+            file: &file,
+            record: &rows[rows.len() / 2],
+        })
+        .await
+        .unwrap();
         drop(sink);
         drop(collector);
     }
@@ -658,25 +673,31 @@ struct DiesMidFile {
     rows_left: usize,
 }
 
-impl RecordSink for DiesMidFile {
-    async fn begin_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
-        self.inner.begin_file(file).await
+impl Sink for DiesMidFile {
+    async fn begin(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        let file = unit.log_file().expect("a log file");
+        self.inner.begin(&Unit::LogFile(file)).await
     }
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::LogFile { file, record: row } = row else {
+            panic!("a log-file row")
+        };
         if self.rows_left == 0 {
             panic!("killed");
         }
         self.rows_left -= 1;
-        self.inner.write_row(file, row).await
+        self.inner.write(Row::LogFile { file, record: row }).await
     }
-    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
-        self.inner.commit_file(file).await
+    async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
+        let file = unit.log_file().expect("a log file");
+        self.inner.commit(&Unit::LogFile(file)).await
     }
     fn committed_position(&self) -> Option<u64> {
         self.inner.committed_position()
     }
-    async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
-        self.inner.rollback_file(file).await
+    async fn rollback(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        let file = unit.log_file().expect("a log file");
+        self.inner.rollback(&Unit::LogFile(file)).await
     }
 }
 
@@ -1314,17 +1335,29 @@ async fn a_sink_that_hit_a_write_error_refuses_everything_until_reopened() {
         fail: true,
         written: Vec::new(),
     });
-    sink.begin_file(&file).await.unwrap();
-    let first = sink.write_row(&file, &rows[0]).await.unwrap_err();
+    sink.begin(&Unit::LogFile(&file)).await.unwrap();
+    let first = sink
+        .write(Row::LogFile {
+            file: &file,
+            record: &rows[0],
+        })
+        .await
+        .unwrap_err();
     assert!(matches!(first, Error::Io { .. }), "{first:?}");
     // The writer works again, but the sink cannot know what the output holds now.
-    let again = sink.write_row(&file, &rows[1]).await.unwrap_err();
+    let again = sink
+        .write(Row::LogFile {
+            file: &file,
+            record: &rows[1],
+        })
+        .await
+        .unwrap_err();
     assert!(
         matches!(again, Error::Sink { .. }) && again.to_string().contains("reopened"),
         "{again}"
     );
-    assert!(sink.commit_file(&file).await.is_err());
-    assert!(sink.rollback_file(&file).await.is_err());
+    assert!(sink.commit(&Unit::LogFile(&file)).await.is_err());
+    assert!(sink.rollback(&Unit::LogFile(&file)).await.is_err());
     assert!(sink.into_inner().written.is_empty());
 }
 
@@ -1368,12 +1401,15 @@ impl TransactionalSink {
     }
 }
 
-impl RecordSink for TransactionalSink {
-    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+impl Sink for TransactionalSink {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.transaction.clear();
         Ok(())
     }
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::LogFile { file, record: row } = row else {
+            panic!("a log-file row")
+        };
         self.written += 1;
         if self.fail_at_row == Some(self.written) {
             self.fail_at_row = None;
@@ -1387,7 +1423,7 @@ impl RecordSink for TransactionalSink {
             .push((file.id.clone(), serde_json::to_string(row).unwrap()));
         Ok(())
     }
-    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         let mut rows = self.db.rows.lock().unwrap();
         rows.append(&mut self.transaction);
         Ok(Some(rows.len() as u64))
@@ -1398,7 +1434,7 @@ impl RecordSink for TransactionalSink {
     fn output(&self) -> Option<String> {
         Some("test-database/events".to_string())
     }
-    async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.transaction.clear();
         Ok(())
     }
@@ -1465,20 +1501,25 @@ struct DeferredCommits {
     events: tokio::sync::mpsc::UnboundedSender<Deferred>,
 }
 
-impl RecordSink for DeferredCommits {
-    async fn begin_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
-        self.inner.begin_file(file).await
+impl Sink for DeferredCommits {
+    async fn begin(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        let file = unit.log_file().expect("a log file");
+        self.inner.begin(&Unit::LogFile(file)).await
     }
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
-        self.inner.write_row(file, row).await?;
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::LogFile { file, record: row } = row else {
+            panic!("a log-file row")
+        };
+        self.inner.write(Row::LogFile { file, record: row }).await?;
         self.events.send(Deferred::Row(file.id.clone())).unwrap();
         Ok(())
     }
-    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         unreachable!("the collector commits through start_commit")
     }
-    async fn start_commit(&mut self, file: &EventLogFile) -> Result<PendingCommit, Error> {
-        self.inner.commit_file(file).await?;
+    async fn start_commit(&mut self, unit: &Unit<'_>) -> Result<PendingCommit, Error> {
+        let file = unit.log_file().expect("a log file");
+        self.inner.commit(&Unit::LogFile(file)).await?;
         let (resolve, resolved) = tokio::sync::oneshot::channel();
         self.events
             .send(Deferred::Commit(file.id.clone(), resolve))
@@ -1489,8 +1530,9 @@ impl RecordSink for DeferredCommits {
                 .unwrap_or_else(|_| Err(Error::Internal("the test dropped a commit".into())))
         }))
     }
-    async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
-        self.inner.rollback_file(file).await
+    async fn rollback(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        let file = unit.log_file().expect("a log file");
+        self.inner.rollback(&Unit::LogFile(file)).await
     }
 }
 

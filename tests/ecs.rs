@@ -14,10 +14,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
+use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log::{
     Collector, CollectorOptions, EventLogFile, EventLogFileQuery, Interval as SfInterval,
     LogFileDecoder, LogRecord, MemoryCheckpointStore, NdjsonFileSink, NdjsonSink, Progress,
-    RecordSink, parse_log_datetime,
+    parse_log_datetime,
 };
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{
@@ -310,7 +311,7 @@ async fn demo_org() -> (MockOrg, JwtBearerClient) {
     (mock, client)
 }
 
-async fn collect<K: RecordSink>(client: &JwtBearerClient, sink: &mut K) -> usize {
+async fn collect<K: Sink>(client: &JwtBearerClient, sink: &mut K) -> usize {
     let options = CollectorOptions {
         since: Duration::from_secs(7 * 24 * 3600),
         ..CollectorOptions::default()
@@ -336,20 +337,23 @@ struct EventIds {
     pending: Vec<(String, String)>,
 }
 
-impl RecordSink for EventIds {
-    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+impl Sink for EventIds {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         Ok(())
     }
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::LogFile { file, record: row } = row else {
+            panic!("a log-file row")
+        };
         self.pending
             .push((file.id.clone(), log_row_event_id(file, row)));
         Ok(())
     }
-    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         self.committed.append(&mut self.pending);
         Ok(None)
     }
-    async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.pending.clear();
         Ok(())
     }
@@ -491,9 +495,14 @@ async fn ndjson_rows_write_rfc3339_utc_datetimes() {
         NdjsonSink::new(Vec::new()).with_format(OutputFormat::Ndjson),
     ] {
         let mut sink = sink;
-        sink.begin_file(&file).await.unwrap();
-        sink.write_row(&file, &rows[0]).await.unwrap();
-        sink.commit_file(&file).await.unwrap();
+        sink.begin(&Unit::LogFile(&file)).await.unwrap();
+        sink.write(Row::LogFile {
+            file: &file,
+            record: &rows[0],
+        })
+        .await
+        .unwrap();
+        sink.commit(&Unit::LogFile(&file)).await.unwrap();
         let out = String::from_utf8(sink.into_inner()).unwrap();
         let row: Value = serde_json::from_str(out.trim_end()).unwrap();
         assert_eq!(row["LogDate"], "2024-03-11T00:00:00.000Z");
@@ -670,8 +679,13 @@ fn our_document(case: &ElasticCase, options: &EcsOptions) -> Value {
             .build()
             .unwrap();
         runtime.block_on(async {
-            sink.write_row(&file, &row).await.unwrap();
-            sink.commit_file(&file).await.unwrap();
+            sink.write(Row::LogFile {
+                file: &file,
+                record: &row,
+            })
+            .await
+            .unwrap();
+            sink.commit(&Unit::LogFile(&file)).await.unwrap();
         });
         let written: Value = serde_json::from_slice(&sink.into_inner()).unwrap();
         assert_eq!(written, reference, "{}: the sink's document", case.name);

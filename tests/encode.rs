@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 
 use proptest::prelude::*;
+use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log::{
     EventLogFile, Interval as SfInterval, LogFileDecoder, LogRecord, NdjsonRow, NdjsonSink,
-    RecordSink,
 };
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
@@ -63,9 +63,11 @@ fn through_sink(format: OutputFormat, rows: &[(&EventLogFile, &LogRecord)]) -> V
         .unwrap();
     runtime.block_on(async {
         for &(file, row) in rows {
-            sink.write_row(file, row).await.unwrap();
+            sink.write(Row::LogFile { file, record: row })
+                .await
+                .unwrap();
         }
-        sink.commit_file(rows[0].0).await.unwrap();
+        sink.commit(&Unit::LogFile(rows[0].0)).await.unwrap();
     });
     sink.into_inner()
 }

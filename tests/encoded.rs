@@ -1,4 +1,4 @@
-//! Rows encoded in the download tasks (`RecordSink::encoded_format`): the output is the same,
+//! Rows encoded in the download tasks (`Sink::encoded_format`): the output is the same,
 //! byte for byte, as when the collector hands the sink rows, in both formats, also when a file
 //! fails mid-body and is downloaded again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,9 +9,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
+use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log::{
-    Collector, CollectorOptions, EventLogFile, EventLogFileQuery, LogRecord, MemoryCheckpointStore,
-    NdjsonFileSink, PassSummary, Progress, RecordSink,
+    Collector, CollectorOptions, EventLogFileQuery, MemoryCheckpointStore, NdjsonFileSink,
+    PassSummary, Progress,
 };
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
@@ -22,21 +23,27 @@ use time::macros::datetime;
 /// before encoded lines: the reference output.
 struct RowsOnly(NdjsonFileSink);
 
-impl RecordSink for RowsOnly {
-    async fn begin_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
-        self.0.begin_file(file).await
+impl Sink for RowsOnly {
+    async fn begin(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        let file = unit.log_file().expect("a log file");
+        self.0.begin(&Unit::LogFile(file)).await
     }
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
-        self.0.write_row(file, row).await
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::LogFile { file, record: row } = row else {
+            panic!("a log-file row")
+        };
+        self.0.write(Row::LogFile { file, record: row }).await
     }
-    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
-        self.0.commit_file(file).await
+    async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
+        let file = unit.log_file().expect("a log file");
+        self.0.commit(&Unit::LogFile(file)).await
     }
     fn committed_position(&self) -> Option<u64> {
-        RecordSink::committed_position(&self.0)
+        Sink::committed_position(&self.0)
     }
-    async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
-        self.0.rollback_file(file).await
+    async fn rollback(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        let file = unit.log_file().expect("a log file");
+        self.0.rollback(&Unit::LogFile(file)).await
     }
 }
 
@@ -87,12 +94,12 @@ async fn org_with(files: &[(&str, usize)]) -> (MockOrg, JwtBearerClient) {
     (mock, client)
 }
 
-async fn run<K: RecordSink>(client: &JwtBearerClient, sink: &mut K) -> PassSummary {
+async fn run<K: Sink>(client: &JwtBearerClient, sink: &mut K) -> PassSummary {
     run_with(client, sink, 3).await
 }
 
 /// One pass over every file, `concurrency` downloads at once.
-async fn run_with<K: RecordSink>(
+async fn run_with<K: Sink>(
     client: &JwtBearerClient,
     sink: &mut K,
     concurrency: usize,

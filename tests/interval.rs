@@ -7,9 +7,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
+use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log::{
-    CheckpointStore, Collector, CollectorOptions, EventLogFile, EventLogFileQuery, IntervalFilter,
-    LogRecord, MemoryCheckpointStore, Progress, RecordSink,
+    CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, IntervalFilter,
+    MemoryCheckpointStore, Progress,
 };
 use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_mock::{Interval, MockLogFile, MockOrg};
@@ -85,11 +86,18 @@ struct Events {
     pending: Vec<String>,
 }
 
-impl RecordSink for Events {
-    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+impl Sink for Events {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         Ok(())
     }
-    async fn write_row(&mut self, _file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::LogFile {
+            file: _file,
+            record: row,
+        } = row
+        else {
+            panic!("a log-file row")
+        };
         let json = serde_json::to_value(row).unwrap();
         let id = json["REQUEST_ID"]
             .as_str()
@@ -98,11 +106,11 @@ impl RecordSink for Events {
         self.pending.push(id);
         Ok(())
     }
-    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         self.committed.append(&mut self.pending);
         Ok(None)
     }
-    async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.pending.clear();
         Ok(())
     }

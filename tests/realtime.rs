@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
+use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log::{MemoryCheckpointStore, NdjsonFileSink, SourceState};
 use salesforce_jwt::realtime::{
-    Batch, EventObject, FieldSelection, ObjectCollector, ObjectCollectorOptions, ObjectKind,
-    ObjectPassSummary, ObjectRecord, ObjectSink,
+    EventObject, FieldSelection, ObjectCollectorOptions, ObjectKind, ObjectRecord,
 };
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{Fault, FaultTarget, MockOrg, generate_records};
@@ -60,8 +60,8 @@ impl Org {
         objects: Vec<EventObject>,
         store: MemoryCheckpointStore,
         options: ObjectCollectorOptions,
-    ) -> ObjectCollector<MemoryCheckpointStore> {
-        ObjectCollector::new(self.client.clone(), objects, store, options).unwrap()
+    ) -> salesforce_jwt::collect::Collector<MemoryCheckpointStore> {
+        object_collector(self.client.clone(), objects, store, options).unwrap()
     }
 
     /// Adds `count` generated rows of `object` with times in `(after, up_to]`.
@@ -114,25 +114,28 @@ struct Recorder {
     hook: Option<Hook>,
 }
 
-impl ObjectSink for Recorder {
-    async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+impl Sink for Recorder {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         assert!(self.staged.is_empty(), "begin inside an open batch");
         Ok(())
     }
-    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::Object { object, record } = row else {
+            panic!("an object row")
+        };
         if let Some(hook) = &mut self.hook {
             hook(self.writes);
         }
         self.writes += 1;
         self.staged
-            .push((batch.object.name().to_string(), record.clone()));
+            .push((object.name().to_string(), record.clone()));
         Ok(())
     }
-    async fn commit(&mut self, _batch: &Batch<'_>) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         self.committed.append(&mut self.staged);
         Ok(None)
     }
-    async fn rollback(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.rollbacks += 1;
         self.staged.clear();
         Ok(())
@@ -213,7 +216,14 @@ async fn every_row_of_every_object_is_collected_once_and_a_second_run_collects_n
     };
     let mut collector = org.collector(EventObject::catalogue(), store.clone(), options.clone());
     let mut sink = Recorder::default();
-    let summary = collector.run_pass(&mut sink).await.unwrap();
+    let summary = collector
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .await
+        .unwrap();
     assert_exactly_once(&org.mock, ALL, &sink.keys());
     assert_eq!(summary.objects.len(), ALL.len());
     assert!(
@@ -224,8 +234,15 @@ async fn every_row_of_every_object_is_collected_once_and_a_second_run_collects_n
     org.clock.advance(Duration::from_secs(600));
     let mut collector = org.collector(EventObject::catalogue(), store.clone(), options);
     let mut again = Recorder::default();
-    let summary = collector.run_pass(&mut again).await.unwrap();
-    assert_eq!(summary.rows(), 0, "{summary:?}");
+    let summary = collector
+        .run_pass(
+            &mut again,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.rows, 0, "{summary:?}");
     assert!(again.committed.is_empty());
     // The state only remembers identifiers inside the overlap: none after ten quiet minutes.
     match saved_state(&store, "LoginEvent") {
@@ -277,7 +294,11 @@ async fn rows_that_become_queryable_late_inside_the_overlap_are_delivered_once()
     let store = MemoryCheckpointStore::new();
     let mut sink = Recorder::default();
     org.collector(objects.clone(), store.clone(), options())
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
 
@@ -303,7 +324,11 @@ async fn rows_that_become_queryable_late_inside_the_overlap_are_delivered_once()
     );
     let summary = org
         .collector(objects.clone(), store.clone(), options())
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
     assert!(
@@ -320,10 +345,14 @@ async fn rows_that_become_queryable_late_inside_the_overlap_are_delivered_once()
     org.clock.advance(Duration::from_secs(60));
     let summary = org
         .collector(objects, store, options())
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
-    assert_eq!(summary.rows(), 0);
+    assert_eq!(summary.rows, 0);
     assert_exactly_once(&org.mock, &[login, "SetupAuditTrail"], &sink.keys());
 }
 
@@ -358,13 +387,17 @@ async fn a_page_failing_mid_window_with_503_then_401_leaves_no_gap_and_no_repeat
             MemoryCheckpointStore::new(),
             options(),
         )
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
     assert_eq!(org.mock.pending_faults(), 0);
     assert_eq!(org.mock.received().faults_fired, 2);
     assert!(org.mock.received().unauthorized >= 1);
-    assert_eq!(summary.rows(), 45);
+    assert_eq!(summary.rows, 45);
     assert_exactly_once(&org.mock, &["LoginEvent"], &sink.keys());
 }
 
@@ -393,7 +426,11 @@ async fn the_request_limit_stops_the_run_and_a_later_run_completes_exactly_once(
     let objects = vec![object("LoginEvent")];
     let error = org
         .collector(objects.clone(), store.clone(), options())
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -404,7 +441,11 @@ async fn the_request_limit_stops_the_run_and_a_later_run_completes_exactly_once(
     assert!(sink.committed.is_empty());
     sink.hook = None;
     org.collector(objects, store, options())
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
     assert_exactly_once(&org.mock, &["LoginEvent"], &sink.keys());
@@ -463,11 +504,15 @@ async fn a_window_with_50000_logins_completes_by_splitting_on_query_timeout() {
             MemoryCheckpointStore::new(),
             options,
         )
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
     assert!(summary.objects[0].splits >= 3, "{summary:?}");
-    assert_eq!(summary.rows(), 50_000);
+    assert_eq!(summary.rows, 50_000);
     assert_eq!(
         sink.rollbacks, 0,
         "splits happen before anything is written"
@@ -492,7 +537,11 @@ async fn a_window_over_the_row_bound_is_split_before_anything_is_written() {
             MemoryCheckpointStore::new(),
             options,
         )
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
     assert!(summary.objects[0].splits >= 3, "{summary:?}");
@@ -514,7 +563,11 @@ async fn a_query_shape_the_platform_refuses_is_an_error_not_a_retry_loop() {
     let wrong = EventObject::custom("LoginEvent", ObjectKind::Standard).unwrap();
     let error = org
         .collector(vec![wrong], MemoryCheckpointStore::new(), options())
-        .run_pass(&mut Recorder::default())
+        .run_pass(
+            &mut Recorder::default(),
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap_err();
     assert!(error.is_query_shape_refused(), "{error:?}");
@@ -534,22 +587,25 @@ struct DiesMidBatch {
     rows_left: usize,
 }
 
-impl ObjectSink for DiesMidBatch {
-    async fn begin(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
-        self.inner.begin(batch).await
+impl Sink for DiesMidBatch {
+    async fn begin(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        self.inner.begin(unit).await
     }
-    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::Object { object, record } = row else {
+            panic!("an object row")
+        };
         if self.rows_left == 0 {
             panic!("killed");
         }
         self.rows_left -= 1;
-        self.inner.write(batch, record).await
+        self.inner.write(Row::Object { object, record }).await
     }
-    async fn commit(&mut self, batch: &Batch<'_>) -> Result<Option<u64>, Error> {
-        self.inner.commit(batch).await
+    async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
+        self.inner.commit(unit).await
     }
-    async fn rollback(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
-        self.inner.rollback(batch).await
+    async fn rollback(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        self.inner.rollback(unit).await
     }
 }
 
@@ -605,8 +661,14 @@ async fn interrupted_runs_resume_with_every_row_exactly_once() {
             let position = store.get().and_then(|c| c.sink_position);
             let inner = NdjsonFileSink::open(&out, position).unwrap();
             let mut sink = DiesMidBatch { inner, rows_left };
-            let mut collector = ObjectCollector::new(client, objects, store, options).unwrap();
-            let _ = collector.run_pass(&mut sink).await;
+            let mut collector = object_collector(client, objects, store, options).unwrap();
+            let _ = collector
+                .run_pass(
+                    &mut sink,
+                    &mut |_| {},
+                    &std::sync::atomic::AtomicBool::new(false),
+                )
+                .await;
         })
         .await;
         assert!(killed.unwrap_err().is_panic());
@@ -619,7 +681,11 @@ async fn interrupted_runs_resume_with_every_row_exactly_once() {
         "the unconfirmed rows were cut off"
     );
     org.collector(objects, store, options)
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
     drop(sink);
@@ -662,7 +728,11 @@ async fn setup_audit_trail_rows_sharing_a_created_date_are_split_across_batches_
             store.clone(),
             options.clone(),
         )
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
     assert!(summary.objects[0].batches >= 6, "{summary:?}");
@@ -670,13 +740,17 @@ async fn setup_audit_trail_rows_sharing_a_created_date_are_split_across_batches_
     org.clock.advance(Duration::from_secs(30));
     let summary = org
         .collector(vec![object("SetupAuditTrail")], store, options)
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
-    assert_eq!(summary.rows(), 0);
+    assert_eq!(summary.rows, 0);
 }
 
-fn warned(summary: &ObjectPassSummary) -> bool {
+fn warned(summary: &salesforce_jwt::collect::PassSummary) -> bool {
     summary.objects.iter().any(|o| o.storage_warning)
 }
 
@@ -688,7 +762,11 @@ async fn a_source_quiet_for_a_day_warns_once_about_event_manager_storage() {
     let mut sink = Recorder::default();
     let mut pass = async || {
         org.collector(objects.clone(), store.clone(), options())
-            .run_pass(&mut sink)
+            .run_pass(
+                &mut sink,
+                &mut |_| {},
+                &std::sync::atomic::AtomicBool::new(false),
+            )
             .await
             .unwrap()
     };
@@ -709,7 +787,7 @@ async fn a_source_quiet_for_a_day_warns_once_about_event_manager_storage() {
     );
     org.clock.advance(Duration::from_secs(600));
     let summary = pass().await;
-    assert_eq!(summary.rows(), 2);
+    assert_eq!(summary.rows, 2);
     match saved_state(&store, "FileEventStore") {
         Some(SourceState::BigObject(state)) => {
             assert_eq!(state.quiet.empty_since, None);
@@ -722,7 +800,7 @@ async fn a_source_quiet_for_a_day_warns_once_about_event_manager_storage() {
 #[tokio::test]
 async fn options_out_of_range_are_refused_naming_the_option() {
     let org = org().await;
-    let error = ObjectCollector::new(
+    let error = object_collector(
         org.client.clone(),
         vec![object("LoginEvent")],
         MemoryCheckpointStore::new(),
@@ -741,7 +819,11 @@ async fn a_state_saved_for_another_kind_is_refused() {
     let store = MemoryCheckpointStore::new();
     let mut sink = Recorder::default();
     org.collector(vec![object("LoginEvent")], store.clone(), options())
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
     let error = org
@@ -750,7 +832,11 @@ async fn a_state_saved_for_another_kind_is_refused() {
             store,
             options(),
         )
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap_err();
     assert!(error.to_string().contains("another kind"), "{error}");
@@ -772,10 +858,14 @@ async fn a_pass_delivers_every_row_queryable_when_it_starts_even_a_second_old() 
     let mut sink = Recorder::default();
     let summary = org
         .collector(vec![object("LoginEvent")], store.clone(), options())
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
-    assert_eq!(summary.rows(), 1, "not held back for the overlap");
+    assert_eq!(summary.rows, 1, "not held back for the overlap");
     match saved_state(&store, "LoginEvent") {
         Some(SourceState::BigObject(state)) => {
             assert_eq!(
@@ -815,7 +905,7 @@ async fn the_stop_flag_ends_the_pass_after_a_committed_window_and_the_next_pass_
     let mut reports = Vec::new();
     let mut collector = org.collector(objects.clone(), store.clone(), options());
     let summary = collector
-        .run_pass_with(
+        .run_pass(
             &mut sink,
             &mut |p| {
                 reports.push(p.clone());
@@ -846,7 +936,7 @@ async fn the_stop_flag_ends_the_pass_after_a_committed_window_and_the_next_pass_
     let stop = AtomicBool::new(false);
     let summary = org
         .collector(objects, store.clone(), options())
-        .run_pass_with(&mut sink, &mut |_| {}, &stop)
+        .run_pass(&mut sink, &mut |_| {}, &stop)
         .await
         .unwrap();
     assert!(!summary.stopped);
@@ -894,11 +984,11 @@ async fn event_log_file_and_objects_share_one_checkpoint_and_one_ecs_file() {
         .unwrap()
         .with_format(OutputFormat::Ecs);
     let summary = collector
-        .run_sources_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+        .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
         .await
         .unwrap();
-    assert!(summary.event_log_file.rows > 0);
-    assert_eq!(summary.objects.rows(), 50);
+    assert!(summary.event_log_file_rows() > 0);
+    assert_eq!(summary.object_rows(), 50);
     drop(sink);
 
     let checkpoint = store.get().unwrap();
@@ -914,7 +1004,7 @@ async fn event_log_file_and_objects_share_one_checkpoint_and_one_ecs_file() {
         checkpoint.sources["SetupAuditTrail"],
         SourceState::Keyset(_)
     ));
-    assert_eq!(checkpoint.rows_delivered, summary.rows());
+    assert_eq!(checkpoint.rows_delivered, summary.rows);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(
         checkpoint.sink_position,
@@ -928,7 +1018,7 @@ async fn event_log_file_and_objects_share_one_checkpoint_and_one_ecs_file() {
             doc["event"]["id"].as_str().unwrap().to_string()
         })
         .collect();
-    assert_eq!(ids.len() as u64, summary.rows(), "every document once");
+    assert_eq!(ids.len() as u64, summary.rows, "every document once");
     for name in ["LoginEvent", "SetupAuditTrail"] {
         for record in org.mock.records(name) {
             let doc = salesforce_jwt::format::ecs::object_document(name, &record);
@@ -955,7 +1045,11 @@ async fn an_object_collector_refuses_a_checkpoint_of_another_output_and_leaves_i
     let first = dir.path().join("a.ndjson");
     let mut sink = NdjsonFileSink::resume(&first, &Default::default()).unwrap();
     org.collector(vec![object("LoginEvent")], store.clone(), options())
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap();
     drop(sink);
@@ -966,10 +1060,31 @@ async fn an_object_collector_refuses_a_checkpoint_of_another_output_and_leaves_i
     let mut sink = NdjsonFileSink::open(&other, None).unwrap();
     let error = org
         .collector(vec![object("LoginEvent")], store.clone(), options())
-        .run_pass(&mut sink)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
         .await
         .unwrap_err();
     assert!(error.to_string().contains("a.ndjson"), "{error}");
     assert_eq!(store.get().unwrap(), saved, "nothing moved");
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "");
+}
+
+/// A collector of `objects` only (what `ObjectCollector::new` was).
+fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
+    client: salesforce_jwt::JwtBearerClient,
+    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    store: S,
+    options: salesforce_jwt::collect::ObjectCollectorOptions,
+) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
+    salesforce_jwt::collect::Collector::with_sources(
+        client,
+        None,
+        objects,
+        store,
+        salesforce_jwt::collect::CollectorOptions::default(),
+        options,
+    )
 }

@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
+use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log::{Checkpoint, MemoryCheckpointStore, SourceState};
-use salesforce_jwt::realtime::{
-    Batch, EventObject, ObjectCollector, ObjectCollectorOptions, ObjectPassSummary, ObjectRecord,
-    ObjectSink,
-};
+use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{Fault, MockOrg, generate_records};
 use serde_json::{Map, Value, json};
@@ -65,14 +63,18 @@ impl Org {
         store: &MemoryCheckpointStore,
         options: ObjectCollectorOptions,
         sink: &mut Recorder,
-    ) -> Result<ObjectPassSummary, Error> {
+    ) -> Result<salesforce_jwt::collect::PassSummary, Error> {
         let objects = objects
             .iter()
             .map(|o| EventObject::named(o).unwrap())
             .collect();
-        ObjectCollector::new(self.client.clone(), objects, store.clone(), options)
+        object_collector(self.client.clone(), objects, store.clone(), options)
             .unwrap()
-            .run_pass(sink)
+            .run_pass(
+                sink,
+                &mut |_| {},
+                &std::sync::atomic::AtomicBool::new(false),
+            )
             .await
     }
 
@@ -111,21 +113,24 @@ struct Recorder {
     staged: Vec<(String, String)>,
 }
 
-impl ObjectSink for Recorder {
-    async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+impl Sink for Recorder {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         Ok(())
     }
-    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
-        let object = batch.object.name().to_string();
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::Object { object, record } = row else {
+            panic!("an object row")
+        };
+        let object = object.name().to_string();
         let key = key(&object, record.fields());
         self.staged.push((object, key));
         Ok(())
     }
-    async fn commit(&mut self, _batch: &Batch<'_>) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         self.committed.append(&mut self.staged);
         Ok(None)
     }
-    async fn rollback(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.staged.clear();
         Ok(())
     }
@@ -506,4 +511,21 @@ async fn an_unreadable_setup_audit_trail_page_is_narrowed_to_its_millisecond_and
     let mut expected = org.keys(AUDIT);
     expected.remove(&bad_id);
     assert_eq!(sink.keys(AUDIT), expected);
+}
+
+/// A collector of `objects` only (what `ObjectCollector::new` was).
+fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
+    client: salesforce_jwt::JwtBearerClient,
+    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    store: S,
+    options: salesforce_jwt::collect::ObjectCollectorOptions,
+) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
+    salesforce_jwt::collect::Collector::with_sources(
+        client,
+        None,
+        objects,
+        store,
+        salesforce_jwt::collect::CollectorOptions::default(),
+        options,
+    )
 }

@@ -7,10 +7,9 @@ mod common;
 
 use salesforce_jwt::Error;
 use salesforce_jwt::clock::Clock;
+use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log::sf_datetime;
-use salesforce_jwt::realtime::{
-    Batch, EventObject, ObjectCollector, ObjectCollectorOptions, ObjectRecord, ObjectSink,
-};
+use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
 use serde_json::json;
 use time::OffsetDateTime;
 use wiremock::matchers::{method, path};
@@ -69,20 +68,23 @@ struct Recorder {
     rollbacks: usize,
 }
 
-impl ObjectSink for Recorder {
-    async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+impl Sink for Recorder {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         Ok(())
     }
-    async fn write(&mut self, _batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::Object { record, .. } = row else {
+            panic!("an object row")
+        };
         self.staged
             .push(record.event_identifier().unwrap().to_string());
         Ok(())
     }
-    async fn commit(&mut self, _batch: &Batch<'_>) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         self.committed.append(&mut self.staged);
         Ok(None)
     }
-    async fn rollback(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.rollbacks += 1;
         self.staged.clear();
         Ok(())
@@ -107,14 +109,18 @@ async fn a_page_short_of_its_total_without_next_records_url_splits_the_window() 
         .await;
     let client = common::client(common::config(&server.uri()), &clock);
     let mut sink = Recorder::default();
-    let summary = ObjectCollector::new(
+    let summary = object_collector(
         client,
         vec![EventObject::named("LoginEvent").unwrap()],
         salesforce_jwt::event_log::MemoryCheckpointStore::new(),
         ObjectCollectorOptions::default(),
     )
     .unwrap()
-    .run_pass(&mut sink)
+    .run_pass(
+        &mut sink,
+        &mut |_| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    )
     .await
     .unwrap();
     assert!(summary.objects[0].splits >= 2, "{summary:?}");
@@ -127,4 +133,21 @@ async fn a_page_short_of_its_total_without_next_records_url_splits_the_window() 
     got.dedup();
     assert_eq!(got.len(), 7, "every row, once");
     assert_eq!(sink.committed.len(), 7);
+}
+
+/// A collector of `objects` only (what `ObjectCollector::new` was).
+fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
+    client: salesforce_jwt::JwtBearerClient,
+    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    store: S,
+    options: salesforce_jwt::collect::ObjectCollectorOptions,
+) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
+    salesforce_jwt::collect::Collector::with_sources(
+        client,
+        None,
+        objects,
+        store,
+        salesforce_jwt::collect::CollectorOptions::default(),
+        options,
+    )
 }

@@ -4,8 +4,9 @@
 
 mod common;
 
+use salesforce_jwt::collect::{Batch, Row, Sink, Unit};
 use salesforce_jwt::realtime::{
-    Batch, EventObject, LoginEvent, LogoutEvent, ObjectRecord, ObjectSink, SetupAuditTrail,
+    EventObject, LoginEvent, LogoutEvent, ObjectRecord, SetupAuditTrail,
 };
 use serde_json::Value;
 use time::macros::datetime;
@@ -97,9 +98,14 @@ async fn ndjson_rows_carry_every_field_and_the_object_name() {
         up_to: datetime!(2022-08-17 00:00 UTC),
     };
     let row = record("setup_audit_trail.json");
-    sink.begin(&batch).await.unwrap();
-    sink.write(&batch, &row).await.unwrap();
-    sink.commit(&batch).await.unwrap();
+    sink.begin(&Unit::Batch(batch)).await.unwrap();
+    sink.write(Row::Object {
+        object: &trail,
+        record: &row,
+    })
+    .await
+    .unwrap();
+    sink.commit(&Unit::Batch(batch)).await.unwrap();
     let out = String::from_utf8(sink.into_inner()).unwrap();
     assert_eq!(out.lines().count(), 1);
     let line: serde_json::Map<String, Value> = serde_json::from_str(out.trim()).unwrap();

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use salesforce_jwt::clock::{Clock, ManualClock};
+use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log::{MemoryCheckpointStore, SourceState};
-use salesforce_jwt::realtime::{
-    Batch, EventObject, ObjectCollector, ObjectCollectorOptions, ObjectRecord, ObjectSink,
-};
+use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{MockOrg, generate_records};
 use serde_json::{Map, Value, json};
@@ -109,8 +108,11 @@ impl Skewed {
             .collect()
     }
 
-    fn collector(&self, store: &MemoryCheckpointStore) -> ObjectCollector<MemoryCheckpointStore> {
-        ObjectCollector::new(
+    fn collector(
+        &self,
+        store: &MemoryCheckpointStore,
+    ) -> salesforce_jwt::collect::Collector<MemoryCheckpointStore> {
+        object_collector(
             self.client.clone(),
             vec![
                 EventObject::named(LOGIN).unwrap(),
@@ -138,21 +140,24 @@ struct Recorder {
     staged: Vec<(String, String)>,
 }
 
-impl ObjectSink for Recorder {
-    async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+impl Sink for Recorder {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         Ok(())
     }
-    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
-        let object = batch.object.name().to_string();
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::Object { object, record } = row else {
+            panic!("an object row")
+        };
+        let object = object.name().to_string();
         let key = key(&object, record.fields());
         self.staged.push((object, key));
         Ok(())
     }
-    async fn commit(&mut self, _batch: &Batch<'_>) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         self.committed.append(&mut self.staged);
         Ok(None)
     }
-    async fn rollback(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.staged.clear();
         Ok(())
     }
@@ -258,7 +263,14 @@ async fn collect_through_skew(skew: time::Duration) {
         }
         let expected_login = org.queryable(LOGIN);
         let expected_audit = org.queryable(AUDIT);
-        org.collector(&store).run_pass(&mut sink).await.unwrap();
+        org.collector(&store)
+            .run_pass(
+                &mut sink,
+                &mut |_| {},
+                &std::sync::atomic::AtomicBool::new(false),
+            )
+            .await
+            .unwrap();
         assert_eq!(
             sink.keys(LOGIN),
             expected_login,
@@ -317,11 +329,35 @@ async fn a_skew_within_half_the_overlap_is_followed_without_a_warning() {
     );
     let store = MemoryCheckpointStore::new();
     let mut sink = Recorder::default();
-    org.collector(&store).run_pass(&mut sink).await.unwrap();
+    org.collector(&store)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .await
+        .unwrap();
     assert_eq!(
         sink.keys(LOGIN).len(),
         1,
         "stamped 30 s before the org's now, 90 s after ours"
     );
     assert_eq!(log.lines_with("WARN"), 0);
+}
+
+/// A collector of `objects` only (what `ObjectCollector::new` was).
+fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
+    client: salesforce_jwt::JwtBearerClient,
+    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    store: S,
+    options: salesforce_jwt::collect::ObjectCollectorOptions,
+) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
+    salesforce_jwt::collect::Collector::with_sources(
+        client,
+        None,
+        objects,
+        store,
+        salesforce_jwt::collect::CollectorOptions::default(),
+        options,
+    )
 }

@@ -2,8 +2,9 @@
 //! positions, rollbacks and drop behaving as if every row were written in place.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log::{
-    EventLogFile, Interval, LogFileDecoder, LogRecord, NdjsonFileSink, NdjsonSink, RecordSink,
+    EventLogFile, Interval, LogFileDecoder, LogRecord, NdjsonFileSink, NdjsonSink,
 };
 use time::macros::datetime;
 
@@ -44,16 +45,20 @@ fn log_file(number: u32, rows: usize) -> (EventLogFile, Vec<LogRecord>) {
 async fn expected(file: &EventLogFile, rows: &[LogRecord]) -> Vec<u8> {
     let mut sink = NdjsonSink::new(Vec::new());
     for row in rows {
-        sink.write_row(file, row).await.unwrap();
+        sink.write(Row::LogFile { file, record: row })
+            .await
+            .unwrap();
     }
-    sink.commit_file(file).await.unwrap();
+    sink.commit(&Unit::LogFile(file)).await.unwrap();
     sink.into_inner()
 }
 
 async fn write_all(sink: &mut NdjsonFileSink, file: &EventLogFile, rows: &[LogRecord]) {
-    sink.begin_file(file).await.unwrap();
+    sink.begin(&Unit::LogFile(file)).await.unwrap();
     for row in rows {
-        sink.write_row(file, row).await.unwrap();
+        sink.write(Row::LogFile { file, record: row })
+            .await
+            .unwrap();
     }
 }
 
@@ -66,14 +71,14 @@ async fn commit_reports_the_file_length_after_rows_spanning_several_buffers() {
     let mut sink = NdjsonFileSink::open(&out, None).unwrap();
 
     write_all(&mut sink, &first, &first_rows).await;
-    let position = sink.commit_file(&first).await.unwrap();
+    let position = sink.commit(&Unit::LogFile(&first)).await.unwrap();
     let mut want = expected(&first, &first_rows).await;
     assert!(want.len() > 3 << 20, "the rows span many 256 KiB buffers");
     assert_eq!(position, Some(want.len() as u64));
     assert_eq!(std::fs::read(&out).unwrap(), want);
 
     write_all(&mut sink, &second, &second_rows).await;
-    let position = sink.commit_file(&second).await.unwrap();
+    let position = sink.commit(&Unit::LogFile(&second)).await.unwrap();
     want.extend(expected(&second, &second_rows).await);
     assert_eq!(position, Some(want.len() as u64));
     assert_eq!(sink.committed_position(), position);
@@ -88,18 +93,18 @@ async fn rollback_after_rows_spanning_several_buffers_cuts_back_to_the_last_comm
     let (second, second_rows) = log_file(2, 3_500);
     let mut sink = NdjsonFileSink::open(&out, None).unwrap();
     write_all(&mut sink, &first, &first_rows).await;
-    let committed = sink.commit_file(&first).await.unwrap().unwrap();
+    let committed = sink.commit(&Unit::LogFile(&first)).await.unwrap().unwrap();
 
     // Several buffers written to the file, and part of one not yet.
     write_all(&mut sink, &second, &second_rows).await;
-    sink.rollback_file(&second).await.unwrap();
+    sink.rollback(&Unit::LogFile(&second)).await.unwrap();
     let want = expected(&first, &first_rows).await;
     assert_eq!(std::fs::read(&out).unwrap(), want);
     assert_eq!(sink.committed_position(), Some(committed));
 
     // The file is delivered again after the rollback, right after the committed rows.
     write_all(&mut sink, &second, &second_rows).await;
-    let position = sink.commit_file(&second).await.unwrap();
+    let position = sink.commit(&Unit::LogFile(&second)).await.unwrap();
     let mut want = want;
     want.extend(expected(&second, &second_rows).await);
     assert_eq!(position, Some(want.len() as u64));
@@ -114,7 +119,7 @@ async fn dropping_the_sink_writes_what_it_holds_before_returning_and_releases_th
     let (second, second_rows) = log_file(2, 4_500);
     let mut sink = NdjsonFileSink::open(&out, None).unwrap();
     write_all(&mut sink, &first, &first_rows).await;
-    let committed = sink.commit_file(&first).await.unwrap().unwrap();
+    let committed = sink.commit(&Unit::LogFile(&first)).await.unwrap().unwrap();
     write_all(&mut sink, &second, &second_rows).await;
     drop(sink);
 
@@ -149,7 +154,7 @@ async fn encoded_lines_larger_than_the_buffer_land_in_order_at_the_committed_pos
     sink.write_encoded(&big, &big_lines).await.unwrap();
     let small_lines = expected(&small, &small_rows).await;
     sink.write_encoded(&small, &small_lines).await.unwrap();
-    let position = sink.commit_file(&small).await.unwrap();
+    let position = sink.commit(&Unit::LogFile(&small)).await.unwrap();
 
     let mut want = expected(&first, &first_rows).await;
     want.extend(big_lines);

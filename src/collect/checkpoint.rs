@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::collect::object_state::{BigObjectState, KeysetState};
 use crate::error::Error;
 use crate::event_log::{Cursor, IntervalFilter};
-use crate::collect::object_state::{BigObjectState, KeysetState};
 
 /// The format version written by this crate. Version 1 (one EventLogFile cursor for the whole
 /// selection, no record of the output) is migrated on load; any other version is refused rather

@@ -3,7 +3,9 @@
 use std::sync::atomic::AtomicBool;
 
 use crate::client::JwtBearerClient;
-use crate::collect::checkpoint::{Checkpoint, CheckpointStore, EVENT_LOG_FILE_ALL_TYPES, begin_org};
+use crate::collect::checkpoint::{
+    Checkpoint, CheckpointStore, EVENT_LOG_FILE_ALL_TYPES, begin_org,
+};
 use crate::collect::event_log_files::EventLogFiles;
 use crate::collect::figures::DeliveryFigures;
 use crate::collect::object_options::ObjectCollectorOptions;

@@ -98,10 +98,7 @@ impl EventLogFiles {
 
     /// Whether `file` is still to be collected by its type's position.
     fn is_pending(&self, checkpoint: &Checkpoint, file: &EventLogFile) -> bool {
-        let Some(state) = self
-            .key_of(file)
-            .and_then(|k| Self::state(checkpoint, &k))
-        else {
+        let Some(state) = self.key_of(file).and_then(|k| Self::state(checkpoint, &k)) else {
             return false;
         };
         // Under `auto` the query selects every interval; a position created with another
@@ -129,10 +126,7 @@ impl EventLogFiles {
         file: &EventLogFile,
         hourly_days: &BTreeSet<String>,
     ) -> bool {
-        let Some(state) = self
-            .key_of(file)
-            .and_then(|k| Self::state(checkpoint, &k))
-        else {
+        let Some(state) = self.key_of(file).and_then(|k| Self::state(checkpoint, &k)) else {
             return false;
         };
         if state.interval != IntervalFilter::Auto {
@@ -170,7 +164,9 @@ impl EventLogFiles {
             .collect();
         let mut files: Vec<EventLogFile> = listed
             .into_iter()
-            .filter(|f| self.is_pending(checkpoint, f) && !self.is_repeat(checkpoint, f, &hourly_days))
+            .filter(|f| {
+                self.is_pending(checkpoint, f) && !self.is_repeat(checkpoint, f, &hourly_days)
+            })
             .collect();
         // Salesforce already orders them; sorting again costs nothing and makes the order a
         // property of this code rather than of the server.
@@ -269,8 +265,12 @@ impl EventLogFiles {
         // A sink that takes encoded lines has them encoded in the download tasks, beside the
         // decoding, so that this task only writes and commits.
         let encoding = sink.encoded_format();
-        let mut downloads =
-            client.download_files(files, self.options.concurrency, encoding, sink.ecs_options());
+        let mut downloads = client.download_files(
+            files,
+            self.options.concurrency,
+            encoding,
+            sink.ecs_options(),
+        );
         let mut walk = Walk { committing: None };
         while let Some(prefetched) = downloads.next().await {
             if pass.stop_requested() {
@@ -290,7 +290,10 @@ impl EventLogFiles {
                     None => match client.log_records(&file).await {
                         Ok(rows) => Source::Rows(Box::pin(rows)),
                         Err(error) => {
-                            if self.pause_before_retry(client, &file, &error, attempt).await {
+                            if self
+                                .pause_before_retry(client, &file, &error, attempt)
+                                .await
+                            {
                                 attempt += 1;
                                 continue;
                             }
@@ -307,7 +310,10 @@ impl EventLogFiles {
                         self.settle(pass, &mut walk).await?;
                         sink.rollback(&Unit::LogFile(&file)).await?;
                         pass.report.rows -= delivered;
-                        if self.pause_before_retry(client, &file, &error, attempt).await {
+                        if self
+                            .pause_before_retry(client, &file, &error, attempt)
+                            .await
+                        {
                             attempt += 1;
                             continue;
                         }

@@ -781,11 +781,7 @@ impl Delivery {
     }
 
     /// Takes back what was written (the window is read again, narrower).
-    async fn abandon<K: Sink>(
-        &mut self,
-        sink: &mut K,
-        batch: &Batch<'_>,
-    ) -> Result<(), Error> {
+    async fn abandon<K: Sink>(&mut self, sink: &mut K, batch: &Batch<'_>) -> Result<(), Error> {
         if self.begun {
             sink.rollback(&Unit::Batch(*batch)).await?;
         }
@@ -794,12 +790,7 @@ impl Delivery {
 
     /// Rolls the batch back after `error`, which is returned (a rollback failure is logged: the
     /// original error is the one to act on).
-    async fn fail<K: Sink>(
-        &mut self,
-        sink: &mut K,
-        batch: &Batch<'_>,
-        error: Error,
-    ) -> Error {
+    async fn fail<K: Sink>(&mut self, sink: &mut K, batch: &Batch<'_>, error: Error) -> Error {
         if self.begun
             && let Err(e) = sink.rollback(&Unit::Batch(*batch)).await
         {

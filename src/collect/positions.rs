@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::error::Error;
 use crate::collect::checkpoint::{
     Checkpoint, CheckpointStore, EventLogFileState, MIGRATED_V1_SOURCE, SourceState,
 };
+use crate::error::Error;
 use crate::event_log::{Cursor, IntervalFilter};
 
 /// The start of every pass, whatever its sources: refuses a sink of another output than the

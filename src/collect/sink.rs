@@ -309,4 +309,3 @@ impl fmt::Debug for PendingCommit {
         }
     }
 }
-

@@ -15,10 +15,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::client::{InstanceRequest, JwtBearerClient};
 use crate::error::Error;
+use crate::event_log::encode::{Encoders, append_row};
 use crate::event_log::model::EventLogFile;
 use crate::event_log::record::split::{RowSplitter, Segment};
 use crate::event_log::record::{LogFileDecoder, LogRecord};
-use crate::event_log::encode::{Encoders, append_row};
 use crate::format::OutputFormat;
 use crate::format::ecs::EcsOptions;
 

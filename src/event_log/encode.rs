@@ -50,4 +50,3 @@ pub(crate) fn append_row(
     out.push(b'\n');
     Ok(())
 }
-

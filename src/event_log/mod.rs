@@ -9,6 +9,8 @@ mod query;
 mod record;
 
 pub use download::{FileRecords, LogFileBody, LogRecords};
+#[cfg(test)]
+pub(crate) use model::test_file;
 pub use model::{EventLogFile, EventType, Interval, sf_datetime};
 pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
 pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
@@ -17,9 +19,9 @@ pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse
 #[deprecated(note = "moved to salesforce_jwt::collect")]
 pub use crate::collect::{
     CHECKPOINT_VERSION, Checkpoint, CheckpointStore, Collector, CollectorOptions, CompletedFile,
-    DeliveryFigures, EVENT_LOG_FILE_ALL_TYPES, EventLogFileState, FileCheckpointStore,
-    MAX_SKIPPED, MIGRATED_V1_SOURCE, MemoryCheckpointStore, PassSummary, PendingCommit, Progress,
-    SkippedFile, SourceFigures, SourceState,
+    DeliveryFigures, EVENT_LOG_FILE_ALL_TYPES, EventLogFileState, FileCheckpointStore, MAX_SKIPPED,
+    MIGRATED_V1_SOURCE, MemoryCheckpointStore, PassSummary, PendingCommit, Progress, SkippedFile,
+    SourceFigures, SourceState,
 };
 #[deprecated(note = "moved to salesforce_jwt::sink")]
 pub use crate::sink::{NdjsonFileSink, NdjsonRow, NdjsonSink};

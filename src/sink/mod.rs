@@ -11,9 +11,9 @@ use futures_util::future::{BoxFuture, Shared};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use crate::error::Error;
 use crate::collect::checkpoint::sync_dir;
 use crate::collect::{PendingCommit, Row, Sink, Unit};
+use crate::error::Error;
 use crate::event_log::encode::{Encoders, append_row};
 use crate::event_log::{EventLogFile, LogRecord};
 use crate::format::ecs::EcsOptions;
@@ -232,9 +232,13 @@ impl<W: Write + Send> Sink for NdjsonSink<W> {
         self.guard()?;
         self.line.clear();
         match row {
-            Row::LogFile { file, record } => {
-                append_row(&mut self.line, &mut self.encoders, self.format, file, record)?
-            }
+            Row::LogFile { file, record } => append_row(
+                &mut self.line,
+                &mut self.encoders,
+                self.format,
+                file,
+                record,
+            )?,
             Row::Object { object, record } => {
                 encode_object(&mut self.line, self.format, &self.ecs, object, record)?
             }
@@ -718,7 +722,7 @@ mod tests {
     use super::*;
 
     fn file() -> EventLogFile {
-        crate::event_log::model::test_file()
+        crate::event_log::test_file()
     }
 
     #[tokio::test]
@@ -766,7 +770,10 @@ mod tests {
         assert!(sink.writeback.running.is_none());
         sink.write_encoded(&file, b"\n").await.unwrap();
         let position = WRITEBACK_BYTES + (1 << 20) + 1;
-        assert_eq!(sink.commit(&Unit::LogFile(&file)).await.unwrap(), Some(position));
+        assert_eq!(
+            sink.commit(&Unit::LogFile(&file)).await.unwrap(),
+            Some(position)
+        );
         assert_eq!(std::fs::metadata(&path).unwrap().len(), position);
     }
 
@@ -784,7 +791,11 @@ mod tests {
         sink.write_encoded(&file, b"{}\n").await.unwrap();
         // An EIO is reported to one fdatasync only, so the commit's own sync would not see it.
         sink.writeback.running = Some(failed_sync("syncing out.ndjson in the background"));
-        let error = sink.commit(&Unit::LogFile(&file)).await.unwrap_err().to_string();
+        let error = sink
+            .commit(&Unit::LogFile(&file))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("in the background") && error.contains("EIO"),
             "{error}"
@@ -830,7 +841,11 @@ mod tests {
             error,
             "the same outcome when polled again"
         );
-        let next = sink.begin(&Unit::LogFile(&file)).await.unwrap_err().to_string();
+        let next = sink
+            .begin(&Unit::LogFile(&file))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(next.contains("EIO"), "{next}");
         assert!(
             sink.write_encoded(&file, b"{}\n").await.is_err(),

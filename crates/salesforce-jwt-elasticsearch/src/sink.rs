@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use salesforce_jwt::Error;
-use salesforce_jwt::event_log::{EventLogFile, LogRecord, RecordSink};
+use salesforce_jwt::collect::{Row, Sink, Unit};
+use salesforce_jwt::event_log::EventLogFile;
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{EcsOptions, EcsRow, object_document_with};
-use salesforce_jwt::realtime::{Batch, ObjectRecord, ObjectSink};
 
 use crate::client::{EsClient, ItemResult, SendError};
 use crate::config::{EsConfig, MAX_REQUEST_BYTES, RetryPolicy};
@@ -437,32 +437,55 @@ fn describe(result: &ItemResult) -> String {
     format!("{} {}: {}", result.status, field("type"), field("reason"))
 }
 
-impl RecordSink for EsSink {
-    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+/// Log-file and object rows take the same path: a unit's documents are all acknowledged
+/// before its `commit` returns.
+impl Sink for EsSink {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.discard();
         Ok(())
     }
 
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
         let mut doc = std::mem::take(&mut self.scratch);
         doc.clear();
-        let encoded = serde_json::to_writer(
-            &mut doc,
-            &EcsRow {
-                file,
-                row,
-                options: &self.ecs,
-            },
-        );
-        let added = match encoded {
-            Ok(()) => self.add_document(&doc).await,
-            Err(e) => Err(Error::sink(
+        let added = match row {
+            Row::LogFile { file, record } => {
+                let encoded = serde_json::to_writer(
+                    &mut doc,
+                    &EcsRow {
+                        file,
+                        row: record,
+                        options: &self.ecs,
+                    },
+                );
+                match encoded {
+                    Ok(()) => self.add_document(&doc).await,
+                    Err(e) => Err(Error::sink(
+                        self.context(),
+                        EsError::Document(format!(
+                            "cannot encode row {} of EventLogFile {}: {e}",
+                            record.line(),
+                            file.id
+                        )),
+                        false,
+                    )),
+                }
+            }
+            Row::Object { object, record } => {
+                let document = object_document_with(object.name(), record.fields(), &self.ecs);
+                match serde_json::to_writer(&mut doc, &document) {
+                    Ok(()) => self.add_document(&doc).await,
+                    Err(e) => Err(Error::sink(
+                        self.context(),
+                        EsError::Document(format!("cannot encode a {} row: {e}", object.name())),
+                        false,
+                    )),
+                }
+            }
+            // A source this sink does not know yet: refused rather than dropped.
+            _ => Err(Error::sink(
                 self.context(),
-                EsError::Document(format!(
-                    "cannot encode row {} of EventLogFile {}: {e}",
-                    row.line(),
-                    file.id
-                )),
+                EsError::Document("a row of a source this sink does not know".to_string()),
                 false,
             )),
         };
@@ -487,7 +510,7 @@ impl RecordSink for EsSink {
         Ok(())
     }
 
-    async fn commit_file(&mut self, _file: &EventLogFile) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         self.flush().await?;
         Ok(None)
     }
@@ -496,47 +519,8 @@ impl RecordSink for EsSink {
         Some(self.output.clone())
     }
 
-    async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.discard();
         Ok(())
-    }
-}
-
-/// Real-time rows take the same path: a window's documents are all acknowledged before its
-/// `commit` returns.
-impl ObjectSink for EsSink {
-    async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
-        self.discard();
-        Ok(())
-    }
-
-    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
-        let document = object_document_with(batch.object.name(), record.fields(), &self.ecs);
-        let mut doc = std::mem::take(&mut self.scratch);
-        doc.clear();
-        let added = match serde_json::to_writer(&mut doc, &document) {
-            Ok(()) => self.add_document(&doc).await,
-            Err(e) => Err(Error::sink(
-                self.context(),
-                EsError::Document(format!("cannot encode a {} row: {e}", batch.object.name())),
-                false,
-            )),
-        };
-        self.scratch = doc;
-        added
-    }
-
-    async fn commit(&mut self, _batch: &Batch<'_>) -> Result<Option<u64>, Error> {
-        self.flush().await?;
-        Ok(None)
-    }
-
-    async fn rollback(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
-        self.discard();
-        Ok(())
-    }
-
-    fn output(&self) -> Option<String> {
-        Some(self.output.clone())
     }
 }

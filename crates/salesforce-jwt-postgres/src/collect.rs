@@ -8,11 +8,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use salesforce_jwt::Error;
-use salesforce_jwt::event_log::{
-    Checkpoint, CheckpointStore, EventLogFile, LogRecord, NdjsonRow, RecordSink,
-};
+use salesforce_jwt::collect::{Checkpoint, CheckpointStore, Row, Sink, Unit};
 use salesforce_jwt::format::event_id::{log_row_event_id, object_event_id};
-use salesforce_jwt::realtime::{Batch, NdjsonObjectRow, ObjectRecord, ObjectSink};
+use salesforce_jwt::sink::{NdjsonObjectRow, NdjsonRow};
 
 use crate::error::PgError;
 use crate::lease::Lease;
@@ -260,85 +258,68 @@ pub struct PgSink {
     streaming: Option<RowsTransaction>,
 }
 
-impl RecordSink for PgSink {
-    async fn begin_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
+/// Log-file and object rows take the same path: a unit's rows are staged at `commit` and made
+/// durable with the checkpoint that records the unit.
+impl Sink for PgSink {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.restart();
         Ok(())
     }
 
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
-        let record = serde_json::to_vec(&NdjsonRow { file, row }).map_err(|e| Error::Csv {
-            id: file.id.clone(),
-            line: row.line(),
-            message: format!("cannot encode the row as JSON: {e}"),
-        })?;
-        self.push(
-            EventRow {
-                event_id: log_row_event_id(file, row),
-                record,
-            },
-            || format!("handing the rows of EventLogFile {} to PostgreSQL", file.id),
-        )
-        .await
-    }
-
-    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
-        self.stage(|| format!("handing the rows of EventLogFile {} to PostgreSQL", file.id))
-            .await
-            .map(Some)
-    }
-
-    fn committed_position(&self) -> Option<u64> {
-        self.durable()
-    }
-
-    fn output(&self) -> Option<String> {
-        Some(PG_OUTPUT.to_string())
-    }
-
-    async fn rollback_file(&mut self, _file: &EventLogFile) -> Result<(), Error> {
-        self.discard();
-        Ok(())
-    }
-}
-
-/// Real-time rows take the same path: a window's (or keyset batch's) rows are staged at
-/// `commit` and made durable with the checkpoint that records the window.
-impl ObjectSink for PgSink {
-    async fn begin(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
-        self.restart();
-        Ok(())
-    }
-
-    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
-        let object = batch.object;
-        let json = serde_json::to_vec(&NdjsonObjectRow { object, record }).map_err(|e| {
-            Error::sink(
-                format!("encoding a {} row as JSON", object.name()),
-                e,
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        match row {
+            Row::LogFile { file, record } => {
+                let json = serde_json::to_vec(&NdjsonRow { file, row: record }).map_err(|e| {
+                    Error::Csv {
+                        id: file.id.clone(),
+                        line: record.line(),
+                        message: format!("cannot encode the row as JSON: {e}"),
+                    }
+                })?;
+                self.push(
+                    EventRow {
+                        event_id: log_row_event_id(file, record),
+                        record: json,
+                    },
+                    || format!("handing the rows of EventLogFile {} to PostgreSQL", file.id),
+                )
+                .await
+            }
+            Row::Object { object, record } => {
+                let json =
+                    serde_json::to_vec(&NdjsonObjectRow { object, record }).map_err(|e| {
+                        Error::sink(
+                            format!("encoding a {} row as JSON", object.name()),
+                            e,
+                            false,
+                        )
+                    })?;
+                self.push(
+                    EventRow {
+                        event_id: object_event_id(object.name(), record.fields()),
+                        record: json,
+                    },
+                    || format!("handing {} rows to PostgreSQL", object.name()),
+                )
+                .await
+            }
+            // A source this sink does not know yet: refused rather than dropped.
+            _ => Err(Error::sink(
+                "handing rows to PostgreSQL",
+                "a row of a source this sink does not know",
                 false,
-            )
-        })?;
-        self.push(
-            EventRow {
-                event_id: object_event_id(object.name(), record.fields()),
-                record: json,
-            },
-            || format!("handing {} rows to PostgreSQL", object.name()),
-        )
-        .await
+            )),
+        }
     }
 
-    async fn commit(&mut self, batch: &Batch<'_>) -> Result<Option<u64>, Error> {
-        let object = batch.object;
-        self.stage(|| format!("handing {} rows to PostgreSQL", object.name()))
-            .await
-            .map(Some)
-    }
-
-    async fn rollback(&mut self, _batch: &Batch<'_>) -> Result<(), Error> {
-        self.discard();
-        Ok(())
+    async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
+        let context = match unit {
+            Unit::LogFile(file) => {
+                format!("handing the rows of EventLogFile {} to PostgreSQL", file.id)
+            }
+            other => format!("handing {} rows to PostgreSQL", other.source()),
+        };
+        self.stage(|| context.clone()).await.map(Some)
     }
 
     fn committed_position(&self) -> Option<u64> {
@@ -347,6 +328,11 @@ impl ObjectSink for PgSink {
 
     fn output(&self) -> Option<String> {
         Some(PG_OUTPUT.to_string())
+    }
+
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
+        self.discard();
+        Ok(())
     }
 }
 

@@ -13,9 +13,8 @@ use common::{clock, fresh_database};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use salesforce_jwt::JwtBearerClient;
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::event_log::{
-    Collector, CollectorOptions, EventLogFileQuery, NdjsonRow, RecordSink as _,
-};
+use salesforce_jwt::collect::Sink as _;
+use salesforce_jwt::event_log::{Collector, CollectorOptions, EventLogFileQuery, NdjsonRow};
 use salesforce_jwt_mock::{Interval, MockLogFile, MockOrg};
 use salesforce_jwt_postgres::{
     DEFAULT_LEASE_TTL, PG_OUTPUT, PgCheckpointStore, PgTarget, PgWorker,

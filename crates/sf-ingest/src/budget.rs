@@ -7,7 +7,7 @@
 //! resource is free but carries no usage).
 
 use salesforce_jwt::JwtBearerClient;
-use salesforce_jwt::event_log::SourcesPassSummary;
+use salesforce_jwt::collect::PassSummary;
 
 /// Whether an org is paused by its budget, so that pausing and resuming are each said once.
 #[derive(Debug, Default)]
@@ -18,12 +18,7 @@ pub struct Pause {
 impl Pause {
     /// Says on stderr when `summary`'s pass was stopped by the budget (once per pause), and
     /// when a pass ran again after a pause.
-    pub fn after_pass(
-        &mut self,
-        org: &str,
-        summary: &SourcesPassSummary,
-        client: &JwtBearerClient,
-    ) {
+    pub fn after_pass(&mut self, org: &str, summary: &PassSummary, client: &JwtBearerClient) {
         match &summary.budget_reached {
             Some(reached) if !self.paused => {
                 self.paused = true;

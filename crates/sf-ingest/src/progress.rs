@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use salesforce_jwt::event_log::{Progress, SourcesPassSummary};
+use salesforce_jwt::collect::{PassSummary, Progress};
 
 use crate::metrics::OrgMetrics;
 
@@ -90,37 +90,35 @@ impl OrgProgress {
     /// delivered.
     pub fn pass_done(
         &mut self,
-        all: &SourcesPassSummary,
+        all: &PassSummary,
         rows_delivered_in_all: u64,
         already_present: Option<u64>,
     ) {
         self.files_done = 0;
-        if !all.stopped() {
+        if !all.stopped {
             self.metrics.succeeded(time::OffsetDateTime::now_utc());
         }
         if let Some(bar) = &self.bar {
             bar.set_message(format!(
                 "{} rows, {} in all",
-                all.rows(),
-                rows_delivered_in_all
+                all.rows, rows_delivered_in_all
             ));
         }
-        for o in &all.objects.objects {
+        for o in &all.objects {
             tracing::info!(org = %self.name, object = %o.object, rows = o.rows, batches = o.batches, duplicates_dropped = o.duplicates_dropped, storage_warning = o.storage_warning, "object done");
         }
-        let s = &all.event_log_file;
-        for (file, error) in &s.skipped {
+        for (file, error) in &all.skipped {
             tracing::error!(org = %self.name, id = %file.id, event_type = %file.event_type, log_date = %file.log_date, error = %error, "SKIPPED EventLogFile");
         }
         // Two decimals are all a person or a dashboard needs.
         let round = |x: f64| (x * 100.0).round() / 100.0;
         tracing::info!(
             org = %self.name,
-            files = s.files,
-            rows = s.rows,
-            megabytes = round(s.bytes as f64 / 1e6),
-            seconds = round(s.elapsed.as_secs_f64()),
-            stopped = all.stopped(),
+            files = all.files,
+            rows = all.event_log_file_rows(),
+            megabytes = round(all.bytes as f64 / 1e6),
+            seconds = round(all.elapsed.as_secs_f64()),
+            stopped = all.stopped,
             rows_delivered_in_all,
             already_present,
             "pass done"

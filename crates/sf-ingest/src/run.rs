@@ -226,7 +226,7 @@ pub async fn pass_loop<S: CheckpointStore>(
         };
         let present_before = sink.already_present();
         let summary = collector
-            .run_sources_pass(sink, &mut |p| progress.update(p), context.stop.flag())
+            .run_pass(sink, &mut |p| progress.update(p), context.stop.flag())
             .await?;
         drop(permit);
         *failures = 0;

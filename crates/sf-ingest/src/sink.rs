@@ -4,10 +4,9 @@ use std::io::{BufWriter, Stdout};
 use std::path::Path;
 
 use salesforce_jwt::Error;
-use salesforce_jwt::event_log::{
-    Checkpoint, EventLogFile, LogRecord, NdjsonFileSink, NdjsonSink, PendingCommit, RecordSink,
-};
-use salesforce_jwt::realtime::{Batch, ObjectRecord, ObjectSink};
+use salesforce_jwt::collect::{Checkpoint, PendingCommit, Row, Sink, Unit};
+use salesforce_jwt::event_log::EventLogFile;
+use salesforce_jwt::sink::{NdjsonFileSink, NdjsonSink};
 
 use crate::format::OutputFormat;
 use salesforce_jwt::format::ecs::EcsOptions;
@@ -65,22 +64,23 @@ impl OutputSink {
     }
 }
 
-impl RecordSink for OutputSink {
-    async fn begin_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+/// Every source's rows go to the same output with the same positions.
+impl Sink for OutputSink {
+    async fn begin(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
         match self {
-            OutputSink::File(s) => s.begin_file(file).await,
-            OutputSink::Stdout(s) => s.begin_file(file).await,
-            OutputSink::Postgres(s) => s.begin_file(file).await,
-            OutputSink::Elasticsearch(s) => s.begin_file(file).await,
+            OutputSink::File(s) => s.begin(unit).await,
+            OutputSink::Stdout(s) => s.begin(unit).await,
+            OutputSink::Postgres(s) => s.begin(unit).await,
+            OutputSink::Elasticsearch(s) => s.begin(unit).await,
         }
     }
 
-    async fn write_row(&mut self, file: &EventLogFile, row: &LogRecord) -> Result<(), Error> {
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
         match self {
-            OutputSink::File(s) => s.write_row(file, row).await,
-            OutputSink::Stdout(s) => s.write_row(file, row).await,
-            OutputSink::Postgres(s) => s.write_row(file, row).await,
-            OutputSink::Elasticsearch(s) => s.write_row(file, row).await,
+            OutputSink::File(s) => s.write(row).await,
+            OutputSink::Stdout(s) => s.write(row).await,
+            OutputSink::Postgres(s) => s.write(row).await,
+            OutputSink::Elasticsearch(s) => s.write(row).await,
         }
     }
 
@@ -111,95 +111,48 @@ impl RecordSink for OutputSink {
         }
     }
 
-    async fn commit_file(&mut self, file: &EventLogFile) -> Result<Option<u64>, Error> {
+    async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         match self {
-            OutputSink::File(s) => s.commit_file(file).await,
-            OutputSink::Stdout(s) => s.commit_file(file).await,
-            OutputSink::Postgres(s) => s.commit_file(file).await,
-            OutputSink::Elasticsearch(s) => s.commit_file(file).await,
+            OutputSink::File(s) => s.commit(unit).await,
+            OutputSink::Stdout(s) => s.commit(unit).await,
+            OutputSink::Postgres(s) => s.commit(unit).await,
+            OutputSink::Elasticsearch(s) => s.commit(unit).await,
         }
     }
 
-    async fn start_commit(&mut self, file: &EventLogFile) -> Result<PendingCommit, Error> {
+    async fn start_commit(&mut self, unit: &Unit<'_>) -> Result<PendingCommit, Error> {
         match self {
-            OutputSink::File(s) => s.start_commit(file).await,
-            OutputSink::Stdout(s) => s.start_commit(file).await,
-            OutputSink::Postgres(s) => s.start_commit(file).await,
-            OutputSink::Elasticsearch(s) => s.start_commit(file).await,
+            OutputSink::File(s) => s.start_commit(unit).await,
+            OutputSink::Stdout(s) => s.start_commit(unit).await,
+            OutputSink::Postgres(s) => s.start_commit(unit).await,
+            OutputSink::Elasticsearch(s) => s.start_commit(unit).await,
         }
     }
 
     fn committed_position(&self) -> Option<u64> {
         match self {
-            OutputSink::File(s) => RecordSink::committed_position(s),
-            OutputSink::Stdout(s) => RecordSink::committed_position(s),
-            OutputSink::Postgres(s) => RecordSink::committed_position(s),
-            OutputSink::Elasticsearch(s) => RecordSink::committed_position(&**s),
+            OutputSink::File(s) => s.committed_position(),
+            OutputSink::Stdout(s) => s.committed_position(),
+            OutputSink::Postgres(s) => s.committed_position(),
+            OutputSink::Elasticsearch(s) => s.committed_position(),
         }
     }
 
     fn output(&self) -> Option<String> {
         match self {
-            OutputSink::File(s) => RecordSink::output(s),
-            OutputSink::Stdout(s) => RecordSink::output(s),
-            OutputSink::Postgres(s) => RecordSink::output(s),
-            OutputSink::Elasticsearch(s) => RecordSink::output(&**s),
+            OutputSink::File(s) => s.output(),
+            OutputSink::Stdout(s) => s.output(),
+            OutputSink::Postgres(s) => s.output(),
+            OutputSink::Elasticsearch(s) => s.output(),
         }
     }
 
-    async fn rollback_file(&mut self, file: &EventLogFile) -> Result<(), Error> {
+    async fn rollback(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
         match self {
-            OutputSink::File(s) => s.rollback_file(file).await,
-            OutputSink::Stdout(s) => s.rollback_file(file).await,
-            OutputSink::Postgres(s) => s.rollback_file(file).await,
-            OutputSink::Elasticsearch(s) => s.rollback_file(file).await,
+            OutputSink::File(s) => s.rollback(unit).await,
+            OutputSink::Stdout(s) => s.rollback(unit).await,
+            OutputSink::Postgres(s) => s.rollback(unit).await,
+            OutputSink::Elasticsearch(s) => s.rollback(unit).await,
         }
-    }
-}
-
-/// Real-time object rows go to the same output with the same positions.
-impl ObjectSink for OutputSink {
-    async fn begin(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
-        match self {
-            OutputSink::File(s) => s.begin(batch).await,
-            OutputSink::Stdout(s) => s.begin(batch).await,
-            OutputSink::Postgres(s) => s.begin(batch).await,
-            OutputSink::Elasticsearch(s) => s.begin(batch).await,
-        }
-    }
-
-    async fn write(&mut self, batch: &Batch<'_>, record: &ObjectRecord) -> Result<(), Error> {
-        match self {
-            OutputSink::File(s) => ObjectSink::write(s, batch, record).await,
-            OutputSink::Stdout(s) => ObjectSink::write(s, batch, record).await,
-            OutputSink::Postgres(s) => ObjectSink::write(s, batch, record).await,
-            OutputSink::Elasticsearch(s) => ObjectSink::write(&mut **s, batch, record).await,
-        }
-    }
-
-    async fn commit(&mut self, batch: &Batch<'_>) -> Result<Option<u64>, Error> {
-        match self {
-            OutputSink::File(s) => s.commit(batch).await,
-            OutputSink::Stdout(s) => s.commit(batch).await,
-            OutputSink::Postgres(s) => s.commit(batch).await,
-            OutputSink::Elasticsearch(s) => s.commit(batch).await,
-        }
-    }
-
-    async fn rollback(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
-        match self {
-            OutputSink::File(s) => s.rollback(batch).await,
-            OutputSink::Stdout(s) => s.rollback(batch).await,
-            OutputSink::Postgres(s) => s.rollback(batch).await,
-            OutputSink::Elasticsearch(s) => s.rollback(batch).await,
-        }
-    }
-
-    fn committed_position(&self) -> Option<u64> {
-        RecordSink::committed_position(self)
-    }
-
-    fn output(&self) -> Option<String> {
-        RecordSink::output(self)
     }
 }
