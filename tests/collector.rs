@@ -11,8 +11,8 @@ use futures_util::StreamExt as _;
 use salesforce_jwt::clock::ManualClock;
 use salesforce_jwt::collect::{PendingCommit, Row, Sink, Unit};
 use salesforce_jwt::event_log::{
-    Checkpoint, CheckpointStore, Collector, CollectorOptions, EventLogFile, EventLogFileQuery,
-    EventLogFileState, EventType, FileCheckpointStore, IntervalFilter, MemoryCheckpointStore,
+    Checkpoint, CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, EventLogFileState,
+    EventType, FileCheckpointStore, IntervalFilter, LogRecord, MemoryCheckpointStore,
     NdjsonFileSink, Progress,
 };
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
