@@ -923,7 +923,7 @@ async fn the_stop_flag_ends_the_pass_after_a_committed_window_and_the_next_pass_
     let partial = sink.committed.len();
     assert!(partial > 0 && partial < 80, "{partial} rows");
     assert!(sink.staged.is_empty(), "stopped between windows");
-    assert!(reports.iter().all(|p| p.files_total == 2));
+    assert!(reports.iter().all(|p| p.sources_total == 2));
     // The checkpoint holds where it stopped: exactly what was committed.
     let checkpoint = store.get().unwrap();
     assert_eq!(checkpoint.rows_delivered, partial as u64);

@@ -191,7 +191,7 @@ async fn an_unreadable_object_page_stops_the_pass_unless_skipping_then_only_its_
     assert!(text.contains("could not be read"), "{text}");
     assert!(text.contains("LoginEvent"), "{text}");
     assert!(text.contains("EventDate window ("), "{text}");
-    assert!(text.contains("--skip-bad-files"), "{text}");
+    assert!(text.contains("skip_unreadable_pages"), "{text}");
     assert!(
         store.get().is_none_or(|c| c.skipped.is_empty()),
         "nothing skipped without being told to"
@@ -463,7 +463,7 @@ async fn an_unreadable_setup_audit_trail_page_is_narrowed_to_its_millisecond_and
         .unwrap_err();
     let text = error.to_string();
     assert!(text.contains("CreatedDate window ("), "{text}");
-    assert!(text.contains("--skip-bad-files"), "{text}");
+    assert!(text.contains("skip_unreadable_pages"), "{text}");
 
     let summary = org
         .pass(&[AUDIT], &store, skipping(), &mut sink)

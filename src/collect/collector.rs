@@ -301,11 +301,13 @@ async fn walk_sources<S: CheckpointStore + ?Sized, K: Sink>(
         }
         pass.source_started(object.name());
         pass.report.current = Some(object.name().to_string());
+        pass.report();
         let summary = ObjectWalk::new(object, object_options, now)
             .collect(pass, sink)
             .await?;
         pass.summary.objects.push(summary);
         pass.source_done();
+        pass.report();
         if pass.summary.stopped {
             break;
         }

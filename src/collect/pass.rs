@@ -120,18 +120,17 @@ impl<'p, S: CheckpointStore + ?Sized> Pass<'p, S> {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// A source starts.
+    /// A source starts; the source reports when it has something to say (EventLogFile once
+    /// its files are listed, an object at once).
     pub(crate) fn source_started(&mut self, name: &str) {
         self.report.source = Some(name.to_string());
         self.report.current = None;
-        self.report();
     }
 
     /// The source started last is done.
     pub(crate) fn source_done(&mut self) {
         self.report.sources_done += 1;
         self.report.current = None;
-        self.report();
     }
 
     /// Counts `rows` more rows of the current unit (`count` so far), reporting progress every
