@@ -15,6 +15,7 @@ mod budget;
 mod checkpoint_cmd;
 mod cli;
 mod config;
+mod context;
 mod demo;
 mod elasticsearch;
 mod format;
@@ -39,7 +40,7 @@ use std::time::Duration;
 use clap::Parser as _;
 use tokio::sync::Semaphore;
 
-use crate::run::Context;
+use crate::context::Context;
 use crate::stop::Stop;
 
 fn main() -> ExitCode {
