@@ -19,6 +19,7 @@ mod context;
 mod demo;
 mod elasticsearch;
 mod format;
+mod keys;
 mod logging;
 mod metrics;
 mod notify;
