@@ -720,6 +720,78 @@ out = "{out}"
     }
 
     #[test]
+    fn the_keys_an_unknown_key_message_lists_are_the_structs_fields_and_each_is_accepted() {
+        let p = problems(&format!("{}tokn_url = \"x\"\n", org("a", "a.ndjson")));
+        let listed = p
+            .iter()
+            .find_map(|l| l.strip_prefix(r#"org "a": tokn_url: unknown key; an org takes "#))
+            .unwrap_or_else(|| panic!("{p:?}"));
+        let expected = format!(
+            "{} and {}",
+            keys_of::<OrgEntry>().join(", "),
+            keys_of::<Choices>().join(", ")
+        );
+        assert_eq!(listed, expected);
+        assert!(listed.starts_with("name, audience_url, client_key_path, client_key_env,"));
+        assert!(listed.ends_with(" and sources, event_types, interval, since, concurrency, format, namespace, skip_bad_files, api_budget"));
+        // Every listed key is one an org takes: none is reported unknown.
+        for key in keys_of::<OrgEntry>().iter().chain(keys_of::<Choices>()) {
+            let mut text: String = org("b", "b.ndjson")
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key} =")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            text.push_str(&format!("{key} = 1\n"));
+            let p = parse(&text, Path::new("/"), &Choices::default(), &env)
+                .err()
+                .map(|i| i.0)
+                .unwrap_or_default();
+            assert!(
+                !p.iter()
+                    .any(|l| l.contains("unknown key") || l.contains("TOML")),
+                "{key}: {p:?}"
+            );
+            // The value of the wrong type is reported, with its key: the struct took it.
+            if *key != "concurrency" && *key != "api_budget" {
+                assert!(
+                    p.iter()
+                        .any(|l| l.contains(&format!("{key}: invalid type"))),
+                    "{key}: {p:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn elasticsearch_keys_are_taken_by_their_struct_and_refused_for_a_file_output() {
+        let p = problems(&format!(
+            "{}es_ca_file = \"ca.pem\"\n",
+            org("a", "a.ndjson")
+        ));
+        assert!(
+            p.iter().any(|l| l
+                .starts_with(r#"org "a": es_ca_file: applies to an Elasticsearch output only"#)),
+            "{p:?}"
+        );
+        let p = problems(&format!("{}es_username_env = 3\n", org("a", "a.ndjson")));
+        assert!(
+            p.iter().any(|l| l
+                == r#"org "a": es_username_env: must be a non-empty string, the name of an environment variable"#),
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|l| l.contains("applies to")), "{p:?}");
+        let p = problems(&format!(
+            "[defaults]\nes_ca_fil = \"x\"\n{}",
+            org("a", "a.ndjson")
+        ));
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("[defaults]: es_ca_fil: unknown key")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn a_file_without_orgs_or_with_broken_toml_says_so() {
         assert!(problems("[defaults]\n")[0].starts_with("no org"));
         assert!(
