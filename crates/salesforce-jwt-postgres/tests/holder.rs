@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{clock, expire_lease, fresh_database};
+use common::{clock, expire_lease, fresh_database, host_port};
 use futures_util::FutureExt as _;
 use salesforce_jwt::clock::{Clock, Sleep};
 use salesforce_jwt_postgres::{LeaseBusy, LeaseHolder, LeaseLoss, PgTarget, PgWorker};
@@ -149,4 +149,82 @@ async fn a_held_lease_is_renewed_on_the_clock_and_its_loss_is_reported_once_take
         .unwrap()
         .unwrap();
     assert_eq!(again.fencing_token(), 3);
+}
+
+/// A TCP proxy in front of the test server that can be cut: its connections closed and new ones
+/// refused, as when the database host goes away.
+struct CuttableProxy {
+    addr: String,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: String) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let spawned = Arc::clone(&tasks);
+        let accept = tokio::spawn(async move {
+            loop {
+                let (mut client, _) = listener.accept().await.unwrap();
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+                spawned.lock().unwrap().push(task);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        CuttableProxy { addr, tasks }
+    }
+
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renewals_that_fail_until_the_lease_runs_out_by_the_holders_clock_report_its_loss() {
+    let url = fresh_database("holder_cut").await;
+    let proxy = CuttableProxy::start(host_port(&url)).await;
+    let via_proxy = url.replace(&host_port(&url), &proxy.addr);
+    let stepped = SteppedClock::new();
+    let worker = PgWorker::connect(
+        &PgTarget::parse(&via_proxy).unwrap(),
+        Arc::new(stepped.clone()),
+        "host-a",
+    )
+    .await
+    .unwrap();
+    let holder = LeaseHolder::new(worker, "acme", "EventLogFile", TTL);
+    let held = holder
+        .acquire(|busy| panic!("busy: {busy:?}"), std::future::pending())
+        .await
+        .unwrap()
+        .unwrap();
+    let claimed = held.lease();
+
+    // PostgreSQL unreachable: two renewals fail while the lease is still valid by the holder's
+    // clock, and the holder goes on; the third finds it run out.
+    proxy.cut();
+    for _ in 0..2 {
+        stepped.advance(TTL / 3);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(held.lost().now_or_never().is_none());
+    }
+    stepped.advance(TTL / 3);
+    let loss = tokio::time::timeout(Duration::from_secs(10), held.lost())
+        .await
+        .expect("the loss is reported");
+    assert!(matches!(loss, LeaseLoss::RanOut { .. }), "{loss:?}");
+    assert!(
+        loss.to_string()
+            .starts_with("the lease ran out while it could not be renewed: "),
+        "{loss}"
+    );
+    assert!(!stepped.now().lt(&claimed.valid_until));
+    assert_eq!(held.lease(), claimed);
 }
