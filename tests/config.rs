@@ -580,3 +580,100 @@ async fn a_served_api_version_passes_the_check_without_a_session() {
     assert_eq!(served, ["62.0", "63.0", "64.0", "65.0", "66.0"]);
     assert_eq!(org.received().token_successes, 0, "no token was needed");
 }
+
+/// A configuration file's names: the key from a file or from an environment variable.
+const FILE_FIELDS: &[(&str, &str)] = &[
+    ("client_key_path", "client_key_path"),
+    ("client_key_pem", "client_key_env"),
+    ("username", "user"),
+];
+
+fn file_settings(name: &str) -> Option<String> {
+    match name {
+        "audience_url" => Some(AUDIENCE.into()),
+        "user" => Some(USERNAME.into()),
+        "client_id" => Some(CLIENT_ID.into()),
+        "instance_url" => Some("https://acme.my.salesforce.com".into()),
+        "token_url" => Some("https://login.salesforce.com".into()),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_key_source_rule_and_the_settings_go_by_the_callers_field_names() {
+    let builder = || {
+        JwtBearerConfig::builder()
+            .field_names(FILE_FIELDS)
+            .settings_from(file_settings)
+    };
+    let pem = fixture("test_rsa_pkcs1.pem");
+
+    // Either source alone builds, settings read by the caller's names.
+    let config = builder()
+        .client_key_from(Some(fixture_path("test_rsa_pkcs1.pem")), None)
+        .build()
+        .unwrap();
+    assert_eq!(config.username(), USERNAME);
+    let config = builder()
+        .client_key_from(None, Some(Ok(pem.clone())))
+        .build()
+        .unwrap();
+    assert_eq!(config.key().origin(), "the in-memory PEM");
+
+    // Neither: one missing key naming both fields.
+    let error = config_error(builder().client_key_from(None, None).build());
+    only_problem(&error, "client_key_path (or client_key_env)");
+    // A blank PEM counts as not given.
+    let error = config_error(
+        builder()
+            .client_key_from(None, Some(Ok("  ".into())))
+            .build(),
+    );
+    only_problem(&error, "client_key_path (or client_key_env)");
+
+    // Both: one problem under the path's name, not also a missing key; the PEM not in it.
+    let both = builder().client_key_from(
+        Some(fixture_path("test_rsa_pkcs1.pem")),
+        Some(Ok(pem.clone())),
+    );
+    assert!(!format!("{both:?}").contains("PRIVATE KEY"), "{both:?}");
+    let error = config_error(both.build());
+    let text = only_problem(&error, "client_key_path");
+    assert!(
+        text.contains("client_key_env") && text.contains("only one"),
+        "{text}"
+    );
+    assert!(!error.to_string().contains("PRIVATE KEY"), "{error}");
+
+    // A PEM field whose text cannot be had: its problem under its name, the key not missing.
+    let error = config_error(
+        builder()
+            .client_key_from(None, Some(Err("the variable KEY is not set".into())))
+            .build(),
+    );
+    assert_eq!(
+        only_problem(&error, "client_key_env"),
+        "the variable KEY is not set"
+    );
+
+    // A bad PEM is reported under the field it came from; a renamed setting by its name.
+    let error = config_error(
+        JwtBearerConfig::builder()
+            .field_names(FILE_FIELDS)
+            .settings_from(|name| (name != "user").then(|| file_settings(name)).flatten())
+            .client_key_from(None, Some(Ok(fixture("test_rsa_cert.pem"))))
+            .build(),
+    );
+    let mut named = fields(&error);
+    named.sort_unstable();
+    assert_eq!(named, ["client_key_env", "user"]);
+
+    // A name for a field that does not exist is a mistake of the caller's, said as such.
+    let error = config_error(
+        builder()
+            .field_names(&[("client_key", "key")])
+            .client_key_from(Some(fixture_path("test_rsa_pkcs1.pem")), None)
+            .build(),
+    );
+    assert!(only_problem(&error, "field_names").contains("\"client_key\""));
+}

@@ -1,8 +1,10 @@
 //! Loading a configuration: the `SF_*` environment variables, and the private key read from
 //! its file or PEM text.
 
+use std::path::PathBuf;
+
 use super::{FieldNames, JwtBearerConfig, KeySource};
-use crate::error::{ConfigProblem, Error, KeyError};
+use crate::error::{Error, KeyError};
 use crate::key::SigningKey;
 
 /// The names of the environment variables [`JwtBearerConfig::from_env`] reads.
@@ -38,31 +40,17 @@ impl JwtBearerConfig {
     /// Like [`from_env`](Self::from_env), reading variables through `lookup` (for tests, or a
     /// secret store with the same names).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<JwtBearerConfig, Error> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let mut b = JwtBearerConfig::builder().field_names(FieldNames::ENV);
-        b.audience = get("SF_AUDIENCE_URL");
-        b.username = get("SF_USERNAME");
-        b.client_id = get("SF_CLIENT_ID");
-        b.instance_url = get("SF_INSTANCE_URL");
-        b.token_url = get("SF_TOKEN_URL");
-        b.api_version = get("SF_API_VERSION");
-        match (get("SF_CLIENT_KEY_PATH"), get("SF_CLIENT_KEY_PEM")) {
-            (Some(path), None) => b.key = Some(KeySource::Path(path.into())),
-            (None, Some(pem)) => {
-                b.names.key = "SF_CLIENT_KEY_PEM";
-                b.key = Some(KeySource::Pem(pem));
-            }
-            (None, None) => b.names.key = "SF_CLIENT_KEY_PATH (or SF_CLIENT_KEY_PEM)",
-            (Some(_), Some(_)) => {
-                b.key = Some(KeySource::Conflicting);
-                b.extra_problems.push(ConfigProblem {
-                    field: "SF_CLIENT_KEY_PATH".into(),
-                    problem: "both SF_CLIENT_KEY_PATH and SF_CLIENT_KEY_PEM are set; set only one"
-                        .into(),
-                });
-            }
-        }
-        b.build()
+        let names = FieldNames::ENV;
+        JwtBearerConfig::builder()
+            .names(names)
+            .settings_from(&lookup)
+            .client_key_from(
+                lookup(names.client_key_path)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(PathBuf::from),
+                lookup(names.client_key_pem).map(Ok),
+            )
+            .build()
     }
 }
 
@@ -77,7 +65,7 @@ pub(super) fn read_key(
         Some(KeySource::Parsed(k)) => Some(k),
         Some(KeySource::Path(p)) => key_or_problem(SigningKey::from_pem_file(&p), field, problem),
         Some(KeySource::Pem(pem)) => key_or_problem(SigningKey::from_pem(pem), field, problem),
-        Some(KeySource::Conflicting) => None,
+        Some(KeySource::Conflicting | KeySource::PemUnavailable) => None,
         None => {
             problem(field, "is required: the RSA private key whose certificate was uploaded to the External Client App".into());
             None

@@ -161,45 +161,77 @@ impl JwtBearerConfig {
     }
 }
 
-#[derive(Clone, Copy)]
-struct FieldNames {
-    audience: &'static str,
-    key: &'static str,
-    username: &'static str,
-    client_id: &'static str,
-    instance_url: &'static str,
-    token_url: &'static str,
-    api_version: &'static str,
+/// The names a configuration source gives the fields of a [`JwtBearerConfig`]: what its
+/// problems ([`ConfigProblem::field`](crate::ConfigProblem::field)) call them. Set with
+/// [`JwtBearerConfigBuilder::field_names`].
+///
+/// The private key comes from one of two fields, a file path or the PEM itself; a missing key
+/// is reported as `PATH (or PEM)`, or as one name when both fields have the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldNames {
+    /// The JWT audience URL.
+    pub(crate) audience_url: &'static str,
+    /// The private key as a file path.
+    pub(crate) client_key_path: &'static str,
+    /// The private key as PEM text.
+    pub(crate) client_key_pem: &'static str,
+    /// The integration user's username.
+    pub(crate) username: &'static str,
+    /// The consumer key.
+    pub(crate) client_id: &'static str,
+    /// The instance URL.
+    pub(crate) instance_url: &'static str,
+    /// The token endpoint.
+    pub(crate) token_url: &'static str,
+    /// The REST API version.
+    pub(crate) api_version: &'static str,
 }
 
 impl FieldNames {
-    const BUILDER: FieldNames = FieldNames {
-        audience: "audience_url",
-        key: "client_key",
+    /// The builder's method names (the key is `client_key` however it is given).
+    pub(crate) const BUILDER: FieldNames = FieldNames {
+        audience_url: "audience_url",
+        client_key_path: "client_key",
+        client_key_pem: "client_key",
         username: "username",
         client_id: "client_id",
         instance_url: "instance_url",
         token_url: "token_url",
         api_version: "api_version",
     };
-    const ENV: FieldNames = FieldNames {
-        audience: "SF_AUDIENCE_URL",
-        key: "SF_CLIENT_KEY_PATH",
+    /// The environment variables of [`JwtBearerConfig::from_env`].
+    pub(crate) const ENV: FieldNames = FieldNames {
+        audience_url: "SF_AUDIENCE_URL",
+        client_key_path: "SF_CLIENT_KEY_PATH",
+        client_key_pem: "SF_CLIENT_KEY_PEM",
         username: "SF_USERNAME",
         client_id: "SF_CLIENT_ID",
         instance_url: "SF_INSTANCE_URL",
         token_url: "SF_TOKEN_URL",
         api_version: "SF_API_VERSION",
     };
+
+    /// What a problem with the key is reported under, given where the key came from.
+    fn key_field(&self, source: Option<&KeySource>) -> String {
+        match source {
+            Some(KeySource::Pem(_) | KeySource::PemUnavailable) => self.client_key_pem.to_string(),
+            Some(_) => self.client_key_path.to_string(),
+            None if self.client_key_path == self.client_key_pem => self.client_key_path.to_string(),
+            None => format!("{} (or {})", self.client_key_path, self.client_key_pem),
+        }
+    }
 }
 
 enum KeySource {
     Path(PathBuf),
     Pem(String),
     Parsed(SigningKey),
-    /// Two sources were given (`from_lookup`); that problem is already recorded, and the key
-    /// must not also be reported as missing.
+    /// Two sources were given ([`JwtBearerConfigBuilder::client_key_from`]); that problem is
+    /// already recorded, and the key must not also be reported as missing.
     Conflicting,
+    /// The PEM field was given but its text could not be had; that problem is already
+    /// recorded.
+    PemUnavailable,
 }
 
 /// Builds a [`JwtBearerConfig`]; see [`JwtBearerConfig::builder`].
@@ -277,8 +309,106 @@ impl fmt::Debug for JwtBearerConfigBuilder {
 }
 
 impl JwtBearerConfigBuilder {
-    fn field_names(mut self, names: FieldNames) -> Self {
+    /// Names the fields in problems (and in [`settings_from`](Self::settings_from)) as the
+    /// caller's configuration source does: each pair is a setter's name (`audience_url`,
+    /// `client_key_path`, `client_key_pem`, `username`, `client_id`, `instance_url`,
+    /// `token_url`, `api_version`) and the caller's name for that field. Fields not named keep
+    /// the setter's name (the key's is `client_key`, however it is given).
+    ///
+    /// A missing key is reported as `PATH (or PEM)` with the two key fields' names.
+    ///
+    /// ```
+    /// use salesforce_jwt::JwtBearerConfig;
+    ///
+    /// // A configuration file whose key comes from a file or an environment variable.
+    /// let error = JwtBearerConfig::builder()
+    ///     .field_names(&[("client_key_path", "client_key_path"), ("client_key_pem", "client_key_env")])
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(error.to_string().contains("client_key_path (or client_key_env): is required"));
+    /// ```
+    pub fn field_names(mut self, names: &[(&str, &'static str)]) -> Self {
+        for &(setter, name) in names {
+            let slot = match setter {
+                "audience_url" => &mut self.names.audience_url,
+                "client_key_path" => &mut self.names.client_key_path,
+                "client_key_pem" => &mut self.names.client_key_pem,
+                "username" => &mut self.names.username,
+                "client_id" => &mut self.names.client_id,
+                "instance_url" => &mut self.names.instance_url,
+                "token_url" => &mut self.names.token_url,
+                "api_version" => &mut self.names.api_version,
+                other => {
+                    self.extra_problems.push(ConfigProblem {
+                        field: "field_names".into(),
+                        problem: format!(
+                            "{other:?} is not a field; name one of audience_url, \
+                             client_key_path, client_key_pem, username, client_id, \
+                             instance_url, token_url, api_version"
+                        ),
+                    });
+                    continue;
+                }
+            };
+            *slot = name;
+        }
+        self
+    }
+
+    /// [`field_names`](Self::field_names) all at once.
+    pub(crate) fn names(mut self, names: FieldNames) -> Self {
         self.names = names;
+        self
+    }
+
+    /// Sets every Salesforce field but the key from `lookup`, which returns a field's value by
+    /// its name (see [`field_names`](Self::field_names)). A blank value counts as unset.
+    pub fn settings_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let n = self.names;
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        self.audience = get(n.audience_url);
+        self.username = get(n.username);
+        self.client_id = get(n.client_id);
+        self.instance_url = get(n.instance_url);
+        self.token_url = get(n.token_url);
+        self.api_version = get(n.api_version);
+        self
+    }
+
+    /// The key from whichever of its two fields is given: `path`, a PEM file, or `pem`, the
+    /// PEM text. Exactly one must be: both are a problem under the path field's name, neither
+    /// a missing key under `PATH (or PEM)`. A `pem` of `Err(problem)` (the field is given but
+    /// its text cannot be had, such as an unset environment variable it names) reports
+    /// `problem` under the PEM field's name, and the key not also as missing. A blank PEM
+    /// counts as not given.
+    pub fn client_key_from(
+        mut self,
+        path: Option<PathBuf>,
+        pem: Option<Result<String, String>>,
+    ) -> Self {
+        let pem = pem.filter(|p| !matches!(p, Ok(p) if p.trim().is_empty()));
+        self.key = match (path, pem) {
+            (Some(path), None) => Some(KeySource::Path(path)),
+            (None, Some(Ok(pem))) => Some(KeySource::Pem(pem)),
+            (None, Some(Err(problem))) => {
+                self.extra_problems.push(ConfigProblem {
+                    field: self.names.client_key_pem.into(),
+                    problem,
+                });
+                Some(KeySource::PemUnavailable)
+            }
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.extra_problems.push(ConfigProblem {
+                    field: self.names.client_key_path.into(),
+                    problem: format!(
+                        "both {} and {} are set; set only one",
+                        self.names.client_key_path, self.names.client_key_pem
+                    ),
+                });
+                Some(KeySource::Conflicting)
+            }
+        };
         self
     }
 

@@ -36,7 +36,7 @@ impl JwtBearerConfigBuilder {
 
         let audience = required(
             self.audience.as_deref(),
-            n.audience,
+            n.audience_url,
             "https://login.salesforce.com for production, https://test.salesforce.com for sandboxes",
             parse_audience,
             &mut problem,
@@ -107,7 +107,8 @@ impl JwtBearerConfigBuilder {
         if self.retry.max_attempts == 0 {
             problem("retry_policy", "max_attempts must be at least 1".into());
         }
-        let key = read_key(self.key, n.key, &mut problem);
+        let key_field = n.key_field(self.key.as_ref());
+        let key = read_key(self.key, &key_field, &mut problem);
         problems.extend(self.extra_problems);
         match (
             audience,

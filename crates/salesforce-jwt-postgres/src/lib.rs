@@ -7,7 +7,8 @@
 //! - [`Lease`]s with fencing: one holder per `(org, source)` at a time, renewed while it works,
 //!   taken over by any other process once it expires; every checkpoint write carries the lease's
 //!   fencing token and is refused when a newer holder exists, so a paused or partitioned process
-//!   can never move a cursor back or write behind the new holder;
+//!   can never move a cursor back or write behind the new holder; a [`LeaseHolder`] claims one,
+//!   renews it in the background and says when it was lost;
 //! - fenced checkpoints ([`PgStore::load_checkpoint`], [`PgStore::save_checkpoint`]) and the
 //!   `salesforce_events` table, written in the same transaction as the checkpoint
 //!   ([`PgStore::commit`], [`PgStore::deliver`]), which makes collection exactly-once end to
@@ -32,6 +33,7 @@
 mod collect;
 mod connect;
 mod error;
+mod holder;
 mod inspect;
 mod lease;
 mod nul;
@@ -44,6 +46,7 @@ mod worker;
 pub use collect::{PG_OUTPUT, PgCheckpointStore, PgSink};
 pub use connect::PgTarget;
 pub use error::PgError;
+pub use holder::{Claim, HeldLease, LeaseBusy, LeaseHolder, LeaseLoss};
 pub use inspect::{StoredCheckpoint, stored_checkpoints};
 pub use lease::{DEFAULT_LEASE_TTL, Lease, LeaseTimeouts, new_holder_id, process_holder_id};
 pub use nul::{NUL_ESCAPED_KEY, escape_nul, unescape_nul};

@@ -115,6 +115,11 @@ impl PgStore {
         &self.holder
     }
 
+    /// The clock that dates claims and renewals ([`Lease::valid_until`]).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     async fn client(&self, context: &str) -> Result<deadpool_postgres::Object, PgError> {
         self.pool
             .get()

@@ -12,7 +12,8 @@ use std::time::Duration;
 use salesforce_jwt::JwtBearerConfig;
 use serde::Deserialize;
 
-use crate::options::{CHOICE_KEYS, Choices, Collect};
+use crate::keys::keys_of;
+use crate::options::{Choices, Collect};
 use crate::plan::{
     DEFAULT_MAX_DOWNLOADS, Invalid, MAX_DOWNLOADS, OrgPlan, PgPlan, max_downloads_problem, places,
     shared_file_problem,
@@ -21,9 +22,17 @@ use crate::plan::{
 /// A first run of a configured org starts this far back unless `since` says otherwise.
 const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);
 
-const TOP_KEYS: &[&str] = &["max_downloads", "metrics_addr", "defaults", "org"];
+/// The top level of the file. The values are checked one by one, each with its own message.
+#[derive(Debug, Default, Deserialize)]
+struct TopLevel {
+    max_downloads: Option<toml::Value>,
+    metrics_addr: Option<toml::Value>,
+    defaults: Option<toml::Value>,
+    org: Option<toml::Value>,
+}
 
-/// An `[[org]]` table. Its collection choices are the same keys as `[defaults]`.
+/// An `[[org]]` table's own keys. It also takes the collection choices of `[defaults]`
+/// ([`Choices`]) and the Elasticsearch keys.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OrgEntry {
@@ -38,29 +47,13 @@ struct OrgEntry {
     api_version: Option<String>,
     out: Option<PathBuf>,
     state: Option<PathBuf>,
-    sources: Option<Vec<String>>,
-    event_types: Option<Vec<String>>,
-    interval: Option<String>,
-    since: Option<String>,
-    concurrency: Option<usize>,
-    format: Option<String>,
-    namespace: Option<String>,
-    skip_bad_files: Option<bool>,
-    api_budget: Option<i64>,
 }
 
-const ORG_KEYS: &[&str] = &[
-    "name",
-    "audience_url",
-    "client_key_path",
-    "client_key_env",
-    "username",
-    "client_id",
-    "instance_url",
-    "token_url",
-    "api_version",
-    "out",
-    "state",
+/// The library's names of the key's two fields, as this file calls them (its other fields
+/// have the library's names).
+const KEY_FIELDS: &[(&str, &str)] = &[
+    ("client_key_path", "client_key_path"),
+    ("client_key_pem", "client_key_env"),
 ];
 
 /// The orgs of a config file and the global download bound.
@@ -105,9 +98,11 @@ pub fn parse(
     let table: toml::Table =
         toml::from_str(text).map_err(|e| Invalid::one(syntax_error(text, &e)))?;
     let mut invalid = Invalid::default();
-    unknown_keys(&table, TOP_KEYS, "", &mut invalid);
+    unknown_keys(&table, keys_of::<TopLevel>(), "", &mut invalid);
+    // Cannot fail: every field takes any value, and unknown keys were reported above.
+    let top: TopLevel = toml::Value::Table(table).try_into().unwrap_or_default();
 
-    let max_downloads = match table.get("max_downloads") {
+    let max_downloads = match &top.max_downloads {
         None => DEFAULT_MAX_DOWNLOADS,
         Some(toml::Value::Integer(n)) => match max_downloads_problem(i128::from(*n)) {
             // Within 1..=MAX_DOWNLOADS, so it fits.
@@ -124,7 +119,7 @@ pub fn parse(
             DEFAULT_MAX_DOWNLOADS
         }
     };
-    let metrics_addr = match table.get("metrics_addr") {
+    let metrics_addr = match &top.metrics_addr {
         None => None,
         Some(toml::Value::String(addr)) => match crate::metrics::check_addr(addr) {
             Ok(()) => Some(addr.clone()),
@@ -143,7 +138,7 @@ pub fn parse(
     // `state` and `out` in [defaults] are PostgreSQL URLs only: a file cannot be shared.
     let mut shared = (None, None);
     let mut es_defaults = crate::elasticsearch::EsKeys::default();
-    let defaults = match table.get("defaults") {
+    let defaults = match &top.defaults {
         None => Choices::default(),
         Some(toml::Value::Table(t)) => {
             let mut t = t.clone();
@@ -163,8 +158,8 @@ pub fn parse(
                 }
             }
             es_defaults = crate::elasticsearch::take_keys(&mut t, "[defaults]: ", &mut invalid);
-            unknown_keys(&t, CHOICE_KEYS, "[defaults]: ", &mut invalid);
-            typed::<Choices>(&t, CHOICE_KEYS, "[defaults]: ", &mut invalid).0
+            unknown_keys(&t, keys_of::<Choices>(), "[defaults]: ", &mut invalid);
+            typed::<Choices>(&t, "[defaults]: ", &mut invalid).0
         }
         Some(_) => {
             invalid
@@ -173,7 +168,7 @@ pub fn parse(
             Choices::default()
         }
     };
-    let entries: &[toml::Value] = match table.get("org") {
+    let entries: &[toml::Value] = match &top.org {
         Some(toml::Value::Array(orgs)) if !orgs.is_empty() => orgs,
         Some(_) | None => {
             invalid.0.push(
@@ -206,17 +201,19 @@ pub fn parse(
         let mut org_table = org_table.clone();
         let es_own = crate::elasticsearch::take_keys(&mut org_table, &prefix, &mut invalid);
         let org_table = &org_table;
+        let (org_keys, choice_keys) = (keys_of::<OrgEntry>(), keys_of::<Choices>());
         for key in org_table.keys() {
-            if !ORG_KEYS.contains(&key.as_str()) && !CHOICE_KEYS.contains(&key.as_str()) {
+            if !org_keys.contains(&key.as_str()) && !choice_keys.contains(&key.as_str()) {
                 invalid.0.push(format!(
                     "{prefix}{key}: unknown key; an org takes {} and {}",
-                    ORG_KEYS.join(", "),
-                    CHOICE_KEYS.join(", ")
+                    org_keys.join(", "),
+                    choice_keys.join(", ")
                 ));
             }
         }
-        let allowed: Vec<&str> = ORG_KEYS.iter().chain(CHOICE_KEYS).copied().collect();
-        let (mut entry, mistyped) = typed::<OrgEntry>(org_table, &allowed, &prefix, &mut invalid);
+        let (mut entry, mut mistyped) = typed::<OrgEntry>(org_table, &prefix, &mut invalid);
+        let (own, also) = typed::<Choices>(org_table, &prefix, &mut invalid);
+        mistyped.extend(also);
         entry.out = entry.out.take().or_else(|| shared.0.clone());
         entry.state = entry.state.take().or_else(|| shared.1.clone());
         let Some(name) = entry.name.take().filter(|n| !n.trim().is_empty()) else {
@@ -251,6 +248,7 @@ pub fn parse(
         let es_out = out.clone();
         if let Some(mut org) = org_plan(
             entry,
+            own,
             name,
             &prefix,
             base,
@@ -371,15 +369,15 @@ fn paths(
     }
 }
 
-/// Deserializes the `allowed` keys of `table` into `T`, one key at a time first so that a value
-/// of the wrong type is reported with its key (serde's message alone does not name it). Returns
-/// `T` from the well-typed keys, and the keys that were not.
+/// Deserializes the keys of `table` that `T` has ([`keys_of`]) into `T`, one key at a time
+/// first so that a value of the wrong type is reported with its key (serde's message alone does
+/// not name it). Returns `T` from the well-typed keys, and the keys that were not.
 fn typed<T: serde::de::DeserializeOwned + Default>(
     table: &toml::Table,
-    allowed: &[&str],
     prefix: &str,
     invalid: &mut Invalid,
 ) -> (T, Vec<String>) {
+    let allowed = keys_of::<T>();
     let mut good = toml::Table::new();
     let mut mistyped = Vec::new();
     for (key, value) in table {
@@ -421,6 +419,7 @@ fn unknown_keys(table: &toml::Table, allowed: &[&str], prefix: &str, invalid: &m
 #[allow(clippy::too_many_arguments)]
 fn org_plan(
     entry: OrgEntry,
+    own: Choices,
     name: String,
     prefix: &str,
     base: &Path,
@@ -432,75 +431,47 @@ fn org_plan(
     let before = invalid.0.len();
     // Their problems were reported by the caller.
     let (out, state, postgres, _) = paths(&entry, base);
-    let own = Choices {
-        sources: entry.sources,
-        event_types: entry.event_types,
-        interval: entry.interval,
-        since: entry.since,
-        concurrency: entry.concurrency,
-        format: entry.format,
-        namespace: entry.namespace,
-        skip_bad_files: entry.skip_bad_files,
-        api_budget: entry.api_budget,
-    };
     let collect = Collect::resolve(&[cli, &own, defaults], DEFAULT_SINCE)
         .map_err(|problems| invalid.add(prefix, problems))
         .ok();
 
-    let mut builder = JwtBearerConfig::builder();
-    let mut key_field = "client_key_path";
-    // A key problem reported here (the variable is unset, or both are set) must not be
-    // reported again by the builder as a missing key.
-    let mut key_reported = false;
-    match (entry.client_key_path, entry.client_key_env) {
-        (Some(path), None) => {
-            let path = base.join(path);
+    // The library's rule for the key's two fields; client_key_env names the variable that
+    // holds the PEM.
+    let key_pem = entry.client_key_env.map(|var| {
+        env(&var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            format!(
+                "the environment variable {var} is not set or empty; put the PEM private key \
+                 in it, or use client_key_path"
+            )
+        })
+    });
+    let key_path = entry.client_key_path.map(|path| {
+        let path = base.join(path);
+        if key_pem.is_none() {
             warn_if_readable_by_others(&path, "key file");
-            builder = builder.client_key_path(path);
         }
-        (None, Some(var)) => {
-            key_field = "client_key_env";
-            match env(&var).filter(|v| !v.trim().is_empty()) {
-                Some(pem) => builder = builder.client_key_pem(pem),
-                None => {
-                    key_reported = true;
-                    invalid.0.push(format!(
-                        "{prefix}client_key_env: the environment variable {var} is not set or \
-                         empty; put the PEM private key in it, or use client_key_path"
-                    ));
-                }
-            }
-        }
-        (Some(_), Some(_)) => {
-            key_reported = true;
-            invalid.0.push(format!(
-                "{prefix}client_key_path: both client_key_path and client_key_env are set; keep one"
-            ));
-        }
-        (None, None) => key_field = "client_key_path (or client_key_env)",
-    }
-    for (value, set) in [
-        (entry.audience_url, Field::Audience),
-        (entry.username, Field::Username),
-        (entry.client_id, Field::ClientId),
-        (entry.instance_url, Field::InstanceUrl),
-        (entry.token_url, Field::TokenUrl),
-        (entry.api_version, Field::ApiVersion),
-    ] {
-        if let Some(v) = value {
-            builder = set.apply(builder, v);
-        }
-    }
-    let jwt = match builder.build() {
+        path
+    });
+    let jwt = JwtBearerConfig::builder()
+        .field_names(KEY_FIELDS)
+        .settings_from(|field| match field {
+            "audience_url" => entry.audience_url.clone(),
+            "username" => entry.username.clone(),
+            "client_id" => entry.client_id.clone(),
+            "instance_url" => entry.instance_url.clone(),
+            "token_url" => entry.token_url.clone(),
+            "api_version" => entry.api_version.clone(),
+            _ => None,
+        })
+        .client_key_from(key_path, key_pem)
+        .build();
+    let jwt = match jwt {
         Ok(jwt) => Some(jwt),
         Err(salesforce_jwt::Error::Config(error)) => {
             for p in error.problems {
-                let field = match p.field.as_str() {
-                    "client_key" if key_reported => continue,
-                    "client_key" => key_field,
-                    other => other,
-                };
-                invalid.0.push(format!("{prefix}{field}: {}", p.problem));
+                invalid
+                    .0
+                    .push(format!("{prefix}{}: {}", p.field, p.problem));
             }
             None
         }
@@ -532,34 +503,6 @@ fn org_plan(
             elasticsearch: None,
         }),
         _ => None,
-    }
-}
-
-/// The builder's setters by field, so the fields can be set in one loop.
-#[derive(Clone, Copy)]
-enum Field {
-    Audience,
-    Username,
-    ClientId,
-    InstanceUrl,
-    TokenUrl,
-    ApiVersion,
-}
-
-impl Field {
-    fn apply(
-        self,
-        b: salesforce_jwt::JwtBearerConfigBuilder,
-        v: String,
-    ) -> salesforce_jwt::JwtBearerConfigBuilder {
-        match self {
-            Self::Audience => b.audience_url(v),
-            Self::Username => b.username(v),
-            Self::ClientId => b.client_id(v),
-            Self::InstanceUrl => b.instance_url(v),
-            Self::TokenUrl => b.token_url(v),
-            Self::ApiVersion => b.api_version(v),
-        }
     }
 }
 
@@ -772,6 +715,78 @@ out = "{out}"
         assert!(
             !p.iter()
                 .any(|l| l.starts_with(r#"org "a": out: is required"#)),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn the_keys_an_unknown_key_message_lists_are_the_structs_fields_and_each_is_accepted() {
+        let p = problems(&format!("{}tokn_url = \"x\"\n", org("a", "a.ndjson")));
+        let listed = p
+            .iter()
+            .find_map(|l| l.strip_prefix(r#"org "a": tokn_url: unknown key; an org takes "#))
+            .unwrap_or_else(|| panic!("{p:?}"));
+        let expected = format!(
+            "{} and {}",
+            keys_of::<OrgEntry>().join(", "),
+            keys_of::<Choices>().join(", ")
+        );
+        assert_eq!(listed, expected);
+        assert!(listed.starts_with("name, audience_url, client_key_path, client_key_env,"));
+        assert!(listed.ends_with(" and sources, event_types, interval, since, concurrency, format, namespace, skip_bad_files, api_budget"));
+        // Every listed key is one an org takes: none is reported unknown.
+        for key in keys_of::<OrgEntry>().iter().chain(keys_of::<Choices>()) {
+            let mut text: String = org("b", "b.ndjson")
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key} =")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            text.push_str(&format!("{key} = 1\n"));
+            let p = parse(&text, Path::new("/"), &Choices::default(), &env)
+                .err()
+                .map(|i| i.0)
+                .unwrap_or_default();
+            assert!(
+                !p.iter()
+                    .any(|l| l.contains("unknown key") || l.contains("TOML")),
+                "{key}: {p:?}"
+            );
+            // The value of the wrong type is reported, with its key: the struct took it.
+            if *key != "concurrency" && *key != "api_budget" {
+                assert!(
+                    p.iter()
+                        .any(|l| l.contains(&format!("{key}: invalid type"))),
+                    "{key}: {p:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn elasticsearch_keys_are_taken_by_their_struct_and_refused_for_a_file_output() {
+        let p = problems(&format!(
+            "{}es_ca_file = \"ca.pem\"\n",
+            org("a", "a.ndjson")
+        ));
+        assert!(
+            p.iter().any(|l| l
+                .starts_with(r#"org "a": es_ca_file: applies to an Elasticsearch output only"#)),
+            "{p:?}"
+        );
+        let p = problems(&format!("{}es_username_env = 3\n", org("a", "a.ndjson")));
+        assert!(
+            p.iter().any(|l| l
+                == r#"org "a": es_username_env: must be a non-empty string, the name of an environment variable"#),
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|l| l.contains("applies to")), "{p:?}");
+        let p = problems(&format!(
+            "[defaults]\nes_ca_fil = \"x\"\n{}",
+            org("a", "a.ndjson")
+        ));
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("[defaults]: es_ca_fil: unknown key")),
             "{p:?}"
         );
     }

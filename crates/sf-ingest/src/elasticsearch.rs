@@ -13,6 +13,9 @@ use salesforce_jwt_elasticsearch::{
     Credentials, EsClient, EsConfig, INDEX_TEMPLATE_NAME, index_template,
 };
 
+use serde::Deserialize;
+
+use crate::keys::keys_of;
 use crate::plan::Invalid;
 pub use crate::plan::{EsPlan, is_url_path, looks_like_url};
 
@@ -21,60 +24,52 @@ pub const API_KEY_ENV: &str = "ES_API_KEY";
 pub const USERNAME_ENV: &str = "ES_USERNAME";
 pub const PASSWORD_ENV: &str = "ES_PASSWORD";
 
-/// The config file's keys of this module (per org, or in `[defaults]`).
-pub const CONFIG_KEYS: &[&str] = &[
-    "es_api_key_env",
-    "es_username_env",
-    "es_password_env",
-    "es_ca_file",
-    "dead_letter",
-];
-
-/// The module's keys of one config table, as written.
-#[derive(Debug, Clone, Default)]
+/// The module's keys of one config table (per org, or in `[defaults]`), as written: the
+/// struct is their schema.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EsKeys {
+    #[serde(rename = "es_api_key_env")]
     api_key_env: Option<String>,
+    #[serde(rename = "es_username_env")]
     username_env: Option<String>,
+    #[serde(rename = "es_password_env")]
     password_env: Option<String>,
+    #[serde(rename = "es_ca_file")]
     ca_file: Option<PathBuf>,
     dead_letter: Option<PathBuf>,
-}
-
-impl EsKeys {
-    fn any(&self) -> bool {
-        self.api_key_env.is_some()
-            || self.username_env.is_some()
-            || self.password_env.is_some()
-            || self.ca_file.is_some()
-            || self.dead_letter.is_some()
-    }
+    /// The first of them the table sets to a usable value, for a message that names one.
+    #[serde(skip)]
+    first: Option<&'static str>,
 }
 
 /// Takes the module's keys out of `table` (so the rest is checked as before), reporting values
 /// that are not strings.
 pub fn take_keys(table: &mut toml::Table, prefix: &str, invalid: &mut Invalid) -> EsKeys {
-    let mut text = |key: &str| match table.remove(key) {
-        None => None,
-        Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s),
-        Some(_) => {
-            invalid.0.push(format!(
-                "{prefix}{key}: must be a non-empty string{}",
-                if key.ends_with("_env") {
-                    ", the name of an environment variable"
-                } else {
-                    ", a file path"
-                }
-            ));
-            None
+    let mut ours = toml::Table::new();
+    let mut first = None;
+    for &key in keys_of::<EsKeys>() {
+        match table.remove(key) {
+            None => {}
+            Some(toml::Value::String(s)) if !s.trim().is_empty() => {
+                first = first.or(Some(key));
+                ours.insert(key.to_string(), toml::Value::String(s));
+            }
+            Some(_) => {
+                invalid.0.push(format!(
+                    "{prefix}{key}: must be a non-empty string{}",
+                    if key.ends_with("_env") {
+                        ", the name of an environment variable"
+                    } else {
+                        ", a file path"
+                    }
+                ));
+            }
         }
-    };
-    EsKeys {
-        api_key_env: text("es_api_key_env"),
-        username_env: text("es_username_env"),
-        password_env: text("es_password_env"),
-        ca_file: text("es_ca_file").map(PathBuf::from),
-        dead_letter: text("dead_letter").map(PathBuf::from),
     }
+    // Cannot fail: only strings, under the struct's own keys.
+    let keys: EsKeys = toml::Value::Table(ours).try_into().unwrap_or_default();
+    EsKeys { first, ..keys }
 }
 
 /// An org's plan from its config keys (its own first, then `[defaults]`), when `out` is a
@@ -89,20 +84,9 @@ pub fn plan_from_config(
     invalid: &mut Invalid,
 ) -> Option<EsPlan> {
     let Some(url) = out.filter(|o| is_url_path(o)).and_then(Path::to_str) else {
-        if own.any() {
+        if let Some(key) = own.first {
             invalid.0.push(format!(
-                "{prefix}{}: applies to an Elasticsearch output only; set out = \"https://HOST:9200\" or remove it",
-                CONFIG_KEYS
-                    .iter()
-                    .zip([
-                        own.api_key_env.is_some(),
-                        own.username_env.is_some(),
-                        own.password_env.is_some(),
-                        own.ca_file.is_some(),
-                        own.dead_letter.is_some(),
-                    ])
-                    .find(|(_, set)| *set)
-                    .map_or("es_*", |(k, _)| k)
+                "{prefix}{key}: applies to an Elasticsearch output only; set out = \"https://HOST:9200\" or remove it",
             ));
         }
         return None;

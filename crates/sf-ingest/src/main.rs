@@ -15,9 +15,11 @@ mod budget;
 mod checkpoint_cmd;
 mod cli;
 mod config;
+mod context;
 mod demo;
 mod elasticsearch;
 mod format;
+mod keys;
 mod logging;
 mod metrics;
 mod notify;
@@ -39,7 +41,7 @@ use std::time::Duration;
 use clap::Parser as _;
 use tokio::sync::Semaphore;
 
-use crate::run::Context;
+use crate::context::Context;
 use crate::stop::Stop;
 
 fn main() -> ExitCode {

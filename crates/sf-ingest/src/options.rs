@@ -30,19 +30,6 @@ pub struct Choices {
     pub api_budget: Option<i64>,
 }
 
-/// The keys a [`Choices`] table may hold (for reporting unknown keys all at once).
-pub const CHOICE_KEYS: &[&str] = &[
-    "sources",
-    "event_types",
-    "interval",
-    "since",
-    "concurrency",
-    "format",
-    "namespace",
-    "skip_bad_files",
-    "api_budget",
-];
-
 /// The resolved choices for one org.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Collect {

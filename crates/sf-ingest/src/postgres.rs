@@ -1,21 +1,19 @@
 //! `--state postgres://…`: each (org, source) collected under its own lease, so that any number
 //! of sf-ingest processes with the same configuration share the orgs, one collector per
 //! (org, source) at a time, and take over a dead one's orgs once its lease expires.
+//!
+//! The lease itself (claims, renewals, loss) is `salesforce_jwt_postgres::LeaseHolder`'s; here
+//! are what an operator sees of it: log lines, metrics and the progress bar.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use salesforce_jwt::Error;
 use salesforce_jwt::clock::SystemClock;
-use salesforce_jwt_postgres::{Lease, PgCheckpointStore, PgError, PgWorker};
+use salesforce_jwt_postgres::{HeldLease, LeaseBusy, LeaseHolder, LeaseLoss, PgError, PgWorker};
 
+use crate::context::Context;
 use crate::plan::{OrgPlan, PgPlan};
 use crate::progress::OrgProgress;
-use crate::run::Context;
-use crate::sink::OutputSink;
-
-/// The workers of this process, one per database (keyed by its password-free Debug text).
-pub type Workers = tokio::sync::Mutex<Vec<(String, PgWorker)>>;
 
 /// The name other processes see in lease messages: unique per process, also among containers
 /// that share a host name and pid (`INSTANCE@HOST:PID`).
@@ -41,177 +39,104 @@ pub fn pg_error(context: &str, e: PgError) -> Error {
     Error::checkpoint_store(context.to_string(), e, retryable)
 }
 
-/// Collects `source` of `org` whenever this process holds its lease; `Ok` on a stop request, or
-/// after one pass without `--follow` (a lease held elsewhere counts as done: that process
-/// collects it).
-pub async fn collect(
-    org: &OrgPlan,
-    plan: &PgPlan,
-    context: &Context,
-    progress: &mut OrgProgress,
-    failures: &mut u32,
-) -> Result<(), Error> {
-    // run_all gives each (org, source) of a PostgreSQL org its own task.
-    let source_name = match org.collect.sources.as_slice() {
-        [source] => source.to_string(),
-        _ => "EventLogFile".to_string(),
-    };
-    let source = source_name.as_str();
-    let ttl = context.lease_ttl;
-    let worker = worker(context, plan).await?;
-    let mut seen: Option<String> = None;
-    loop {
-        let lease = loop {
-            let (o, s) = (org.name.clone(), source.to_string());
-            match worker
-                .run(move |store| async move { store.claim(&o, &s, ttl).await })
-                .await
-            {
-                Ok(lease) => break lease,
-                Err(PgError::LeaseBusy {
-                    holder, expires_at, ..
-                }) => {
-                    progress.metrics().lease(false);
-                    progress.note(&format!("held by {holder}"));
-                    // Once per holder at info: a poll every few seconds would drown the log.
-                    if seen.as_deref() == Some(holder.as_str()) {
-                        tracing::debug!(org = %org.name, source, %holder, %expires_at, "another process collects this org; skipping it this round");
-                    } else {
-                        tracing::info!(org = %org.name, source, %holder, %expires_at, "another process collects this org; skipping it this round");
-                        seen = Some(holder);
-                    }
-                    *failures = 0;
-                    let Some(every) = context.follow else {
-                        return Ok(());
-                    };
-                    // Often enough to take over soon after the holder's lease runs out.
-                    if context.stop.sleep(every.min(ttl / 2)).await {
-                        return Ok(());
-                    }
-                }
-                Err(e) => return Err(pg_error("claiming the lease", e)),
-            }
+/// The lease of one (org, source) task, as the operator sees it.
+pub struct OrgLease<'a> {
+    org: &'a OrgPlan,
+    context: &'a Context,
+    holder: LeaseHolder,
+    /// The holder last seen holding it, logged at info once and not again while it holds it.
+    seen: Option<String>,
+}
+
+impl<'a> OrgLease<'a> {
+    /// The lease of `org`'s one source (run_all gives each (org, source) of a PostgreSQL org
+    /// its own task), in `plan`'s database.
+    pub async fn new(
+        org: &'a OrgPlan,
+        plan: &PgPlan,
+        context: &'a Context,
+    ) -> Result<OrgLease<'a>, Error> {
+        let source = match org.collect.sources.as_slice() {
+            [source] => source.to_string(),
+            _ => "EventLogFile".to_string(),
         };
-        if let Some(previous) = seen.take() {
-            tracing::info!(org = %org.name, source, %previous, fencing_token = lease.fencing_token, "took the org over: the previous holder's lease expired or was released");
+        let worker = worker(context, plan).await?;
+        Ok(OrgLease {
+            org,
+            context,
+            holder: LeaseHolder::new(worker, &org.name, source, context.lease_ttl),
+            seen: None,
+        })
+    }
+
+    /// Claims until this process holds the lease; `None` on a stop request, or when another
+    /// process holds it and there is no `--follow` (that process collects it).
+    pub async fn acquire(
+        &mut self,
+        progress: &mut OrgProgress,
+        failures: &mut u32,
+    ) -> Result<Option<HeldLease>, Error> {
+        let (org, source) = (&self.org.name, self.holder.source());
+        let seen = &mut self.seen;
+        let on_busy = |busy: &LeaseBusy| {
+            let LeaseBusy { holder, expires_at } = busy;
+            progress.metrics().lease(false);
+            progress.note(&format!("held by {holder}"));
+            // Once per holder at info: a poll every few seconds would drown the log.
+            if seen.as_deref() == Some(holder.as_str()) {
+                tracing::debug!(org = %org, source, %holder, %expires_at, "another process collects this org; skipping it this round");
+            } else {
+                tracing::info!(org = %org, source, %holder, %expires_at, "another process collects this org; skipping it this round");
+                *seen = Some(holder.clone());
+            }
+            *failures = 0;
+            self.context.follow
+        };
+        let held = self
+            .holder
+            .acquire(on_busy, self.context.stop.wait())
+            .await
+            .map_err(|e| pg_error("claiming the lease", e))?;
+        let Some(held) = held else {
+            return Ok(None);
+        };
+        let fencing_token = held.fencing_token();
+        if let Some(previous) = self.seen.take() {
+            tracing::info!(org = %org, source, %previous, fencing_token, "took the org over: the previous holder's lease expired or was released");
         }
         progress.metrics().lease(true);
-        progress.note(&format!("lease {}", lease.fencing_token));
-        tracing::info!(org = %org.name, source, fencing_token = lease.fencing_token, ttl_seconds = ttl.as_secs(), "collecting under a lease");
-        let (lost_tx, mut lost) = tokio::sync::watch::channel(None::<String>);
-        let renewer = tokio::spawn(renew(worker.clone(), lease.clone(), ttl, lost_tx));
-        // The renewal stops with this collection, however it ends.
-        let _renewal = AbortOnDrop(renewer);
-        let passed = tokio::select! {
-            r = passes(org, plan, context, progress, failures, &worker, lease.clone()) => Some(r),
-            // At once: the fence already refuses this holder's writes; whatever it was doing is
-            // dropped uncommitted, and the new holder delivers it.
-            _ = lost.wait_for(Option::is_some) => None,
-        };
+        progress.note(&format!("lease {fencing_token}"));
+        tracing::info!(org = %org, source, fencing_token, ttl_seconds = self.holder.ttl().as_secs(), "collecting under a lease");
+        Ok(Some(held))
+    }
+
+    /// After collecting under `held`: the outcome to return (the lease released when it is
+    /// `Ok`, left to expire after a failure), or `None` when the lease was lost and the task
+    /// claims again.
+    pub async fn end(
+        &mut self,
+        held: HeldLease,
+        passed: Result<Result<(), Error>, LeaseLoss>,
+        progress: &mut OrgProgress,
+    ) -> Option<Result<(), Error>> {
+        // Released below, lost, or left to expire after a failure: no longer held here.
+        progress.metrics().lease(false);
         let outcome = match passed {
-            Some(r) => r,
-            None => {
-                // Not a failure of the org: another process has it now. Back to claiming, which
-                // skips it while that process holds it.
+            Ok(outcome) => outcome,
+            Err(why) => {
+                // Not a failure of the org: another process has it now. Back to claiming,
+                // which skips it while that process holds it.
                 progress.note("lease lost");
-                progress.metrics().lease(false);
-                let why = lost.borrow().clone().unwrap_or_default();
-                tracing::warn!(org = %org.name, source, reason = %why, "stopped collecting: the lease was lost");
-                drop(_renewal);
-                continue;
+                tracing::warn!(org = %self.org.name, source = self.holder.source(), reason = %why, "stopped collecting: the lease was lost");
+                return None;
             }
         };
-        // Released below, or left to expire after a failure: either way no longer held here.
-        progress.metrics().lease(false);
         if outcome.is_ok() {
             // A clean stop hands the org over at once instead of after the TTL.
-            let released = worker
-                .run(move |store| async move { store.release(lease).await })
-                .await;
-            if let Err(e) = released {
-                tracing::warn!(org = %org.name, error = %e, "cannot release the lease; it expires on its own");
+            if let Err(e) = held.release().await {
+                tracing::warn!(org = %self.org.name, error = %e, "cannot release the lease; it expires on its own");
             }
         }
-        return outcome;
-    }
-}
-
-async fn passes(
-    org: &OrgPlan,
-    plan: &PgPlan,
-    context: &Context,
-    progress: &mut OrgProgress,
-    failures: &mut u32,
-    worker: &PgWorker,
-    lease: Lease,
-) -> Result<(), Error> {
-    let store =
-        PgCheckpointStore::new(worker.clone(), &lease.org, &lease.source, context.lease_ttl)
-            .with_lease(lease);
-    let pg_sink = store.sink();
-    // Collector::new loads the checkpoint on this runtime's thread; the store waits for the
-    // worker's thread (see PgWorker).
-    let mut collector = crate::run::collector_for(org, store, progress.metrics())?;
-    let mut sink = if plan.rows {
-        OutputSink::Postgres(pg_sink)
-    } else {
-        OutputSink::open(
-            org.out.as_deref(),
-            collector.checkpoint(),
-            org.collect.format,
-            crate::run::ecs_options(org, &collector).await,
-            org.elasticsearch.as_ref(),
-        )?
-    };
-    crate::run::pass_loop(&mut collector, &mut sink, org, context, progress, failures).await
-}
-
-/// Renews `lease` a third of the TTL before it runs out, for as long as the collection runs.
-/// Sends why on `lost` when another process took it over, or when renewals failed (the
-/// database unreachable) until the lease ran out by this process's clock.
-async fn renew(
-    worker: PgWorker,
-    mut lease: Lease,
-    ttl: Duration,
-    lost: tokio::sync::watch::Sender<Option<String>>,
-) {
-    let every = (ttl / 3).max(Duration::from_millis(100));
-    loop {
-        tokio::time::sleep(every).await;
-        let current = lease.clone();
-        let renewed = worker
-            .run(move |store| async move {
-                let mut lease = current;
-                store.renew(&mut lease, ttl).await.map(|()| lease)
-            })
-            .await;
-        match renewed {
-            // The store logs each renewal at debug level.
-            Ok(next) => lease = next,
-            Err(e @ PgError::LeaseLost { .. }) => {
-                tracing::warn!(org = %lease.org, source = %lease.source, error = %e, "lease taken over; stopping this collection");
-                let _ = lost.send(Some(e.to_string()));
-                return;
-            }
-            Err(e) => {
-                let now = time::OffsetDateTime::now_utc();
-                if !lease.is_live(now) {
-                    tracing::warn!(org = %lease.org, source = %lease.source, error = %e, "lease ran out while PostgreSQL could not be reached; stopping this collection");
-                    let _ = lost.send(Some(format!(
-                        "the lease ran out while it could not be renewed: {e}"
-                    )));
-                    return;
-                }
-                tracing::warn!(org = %lease.org, source = %lease.source, error = %e, "cannot renew the lease; trying again");
-            }
-        }
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+        Some(outcome)
     }
 }

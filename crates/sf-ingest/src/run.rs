@@ -10,36 +10,16 @@ use salesforce_jwt::event_log::{
 };
 use salesforce_jwt::realtime::ObjectCollectorOptions;
 use salesforce_jwt::{Error, JwtBearerClient};
-use tokio::sync::Semaphore;
+use salesforce_jwt_postgres::PgSink;
 
+use crate::context::Context;
 use crate::plan::OrgPlan;
-use crate::progress::{Display, OrgProgress};
+use crate::progress::OrgProgress;
 use crate::sink::OutputSink;
 use crate::source::Source;
-use crate::stop::Stop;
 
 /// The longest wait before a failed org is tried again in `--follow` mode.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(3600);
-
-/// What every org's task shares.
-#[derive(Debug)]
-pub struct Context {
-    /// Download slots across all orgs. An org's pass holds `concurrency` of them from its start
-    /// to its end, so the downloads in flight never exceed the total however many orgs there
-    /// are. The semaphore is fair (first come, first served), so a wide org is not starved by
-    /// narrow ones.
-    pub downloads: Semaphore,
-    pub stop: Stop,
-    /// `--follow`: the time between passes; `None` is one pass per org.
-    pub follow: Option<Duration>,
-    pub display: Display,
-    /// `--lease-ttl`, for orgs with PostgreSQL state.
-    pub lease_ttl: Duration,
-    /// This process's connections to PostgreSQL state databases.
-    pub postgres: crate::postgres::Workers,
-    /// What `--metrics-addr` serves.
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
 
 /// Collects every org; `true` when none failed.
 pub async fn run_all(orgs: Vec<OrgPlan>, context: Arc<Context>) -> bool {
@@ -124,22 +104,54 @@ async fn collect(
     failures: &mut u32,
 ) -> Result<(), Error> {
     if let Some(plan) = &org.postgres {
-        return crate::postgres::collect(org, plan, context, progress, failures).await;
+        let mut lease = crate::postgres::OrgLease::new(org, plan, context).await?;
+        while let Some(held) = lease.acquire(progress, failures).await? {
+            let store = held.store();
+            let rows = plan.rows.then(|| store.sink());
+            let passed = tokio::select! {
+                r = passes(org, store, rows, context, progress, failures) => Ok(r),
+                // At once: the fence already refuses this holder's writes; whatever it was
+                // doing is dropped uncommitted, and the new holder delivers it.
+                loss = held.lost() => Err(loss),
+            };
+            if let Some(outcome) = lease.end(held, passed, progress).await {
+                return outcome;
+            }
+        }
+        return Ok(());
     }
     // Sync: the collector is borrowed across awaits inside a task that may move between threads.
     let store: Box<dyn CheckpointStore + Sync> = match &org.state {
         Some(path) => Box::new(FileCheckpointStore::new(path)),
         None => Box::new(memory.clone()),
     };
+    passes(org, store, None, context, progress, failures).await
+}
+
+/// Passes over `store` until done or an error, into `rows` (`salesforce_events` of the
+/// store's database) or else the org's output.
+async fn passes<S: CheckpointStore>(
+    org: &OrgPlan,
+    store: S,
+    rows: Option<PgSink>,
+    context: &Context,
+    progress: &mut OrgProgress,
+    failures: &mut u32,
+) -> Result<(), Error> {
     // Every source of the org in one collector: one checkpoint, one output, one position.
+    // (Collector::new loads the checkpoint on this runtime's thread; a PostgreSQL store waits
+    // for its worker's thread, see PgWorker.)
     let mut collector = collector_for(org, store, progress.metrics())?;
-    let mut sink = OutputSink::open(
-        org.out.as_deref(),
-        collector.checkpoint(),
-        org.collect.format,
-        ecs_options(org, &collector).await,
-        org.elasticsearch.as_ref(),
-    )?;
+    let mut sink = match rows {
+        Some(rows) => OutputSink::Postgres(rows),
+        None => OutputSink::open(
+            org.out.as_deref(),
+            collector.checkpoint(),
+            org.collect.format,
+            ecs_options(org, &collector).await,
+            org.elasticsearch.as_ref(),
+        )?,
+    };
     pass_loop(&mut collector, &mut sink, org, context, progress, failures).await
 }
 
