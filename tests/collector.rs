@@ -1150,7 +1150,8 @@ async fn a_selection_that_would_skip_or_repeat_files_is_refused_with_what_to_do(
     // All types after collecting them one by one: Login would come again.
     let err = collector_for(&org, store.clone(), &[], options()).unwrap_err();
     assert!(
-        err.to_string().contains("--event-type") && err.to_string().contains("Login"),
+        err.to_string().contains("EventLogFileQuery::event_types")
+            && err.to_string().contains("Login"),
         "{err}"
     );
 }

@@ -459,7 +459,7 @@ impl CheckpointStore for FileCheckpointStore {
             Err(fs::TryLockError::WouldBlock) => {
                 return Err(self.error(format!(
                     "is in use by another collector (it holds {}). Run one collector per \
-                     checkpoint, or give this one its own --state",
+                     checkpoint, or give this one its own checkpoint file",
                     lock_path.display()
                 )));
             }
@@ -483,7 +483,7 @@ impl CheckpointStore for FileCheckpointStore {
         if bytes.is_empty() {
             return Err(self.error(
                 "is corrupted (it is empty). It was not written by this collector or was \
-                 damaged; restore it from a backup, or delete it to start over from --since \
+                 damaged; restore it from a backup, or delete it to start over from `since` \
                  (rows already delivered would be delivered again)"
                     .to_string(),
             ));
@@ -494,7 +494,7 @@ impl CheckpointStore for FileCheckpointStore {
             }
             self.error(format!(
                 "is corrupted ({e}). It was not written by this collector or was damaged; \
-                 restore it from a backup, or delete it to start over from --since (rows \
+                 restore it from a backup, or delete it to start over from `since` (rows \
                  already delivered would be delivered again)"
             ))
         })?;
@@ -670,7 +670,7 @@ mod tests {
         assert!(
             text.contains("00D000000000001AAA")
                 && text.contains("00D000000000002AAA")
-                && text.contains("--state"),
+                && text.contains("own checkpoint"),
             "{text}"
         );
         // Ids differing only in case are different orgs.

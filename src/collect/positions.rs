@@ -25,8 +25,8 @@ pub(crate) fn begin_output<S: CheckpointStore + ?Sized>(
     {
         return Err(Error::InvalidArgument(format!(
             "the checkpoint belongs to the output {recorded}, not {current}: its position \
-             means nothing there. Use the checkpoint (--state) that belongs to {current}, \
-             or a new one (which starts from --since)"
+             means nothing there. Use the checkpoint that belongs to {current}, \
+             or a new one (which starts from `since`)"
         )));
     }
     if let (Some(saved), Some(sink)) = (checkpoint.sink_position, committed)
@@ -114,7 +114,7 @@ pub(super) fn adopt_sources(
             return Err(Error::InvalidArgument(format!(
                 "this checkpoint collects EventLogFile by event type ({}); collecting all types \
                  with it would deliver those rows again. Select the event types you want \
-                 explicitly (--event-type), or start a new checkpoint",
+                 explicitly (EventLogFileQuery::event_types), or start a new checkpoint",
                 one_by_one.join(", ")
             )));
         }

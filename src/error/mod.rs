@@ -166,14 +166,14 @@ pub enum Error {
         message: String,
     },
     /// The checkpoint was written for another Salesforce org than the one the credentials
-    /// reach (see [`Checkpoint::org_id`](crate::event_log::Checkpoint::org_id)): its positions
+    /// reach (see [`Checkpoint::org_id`](crate::collect::Checkpoint::org_id)): its positions
     /// mean nothing in this org, and going on would skip or repeat its rows. Never retryable.
     #[error(
         "the checkpoint belongs to Salesforce org {checkpoint_org}, but the credentials reach org \
-         {org}: its positions mean nothing there, so nothing was collected. Point --state and \
-         --out (state and out in a config file) at this org's own checkpoint and output (new \
-         ones start from --since; with postgres:// state, give the org its own name), or use \
-         the credentials of org {checkpoint_org}"
+         {org}: its positions mean nothing there, so nothing was collected. Point the checkpoint \
+         and the output at this org's own checkpoint and output (new ones start from `since`; \
+         with a PostgreSQL checkpoint store, give the org its own name), or use the \
+         credentials of org {checkpoint_org}"
     )]
     CheckpointOrg {
         /// The org id the checkpoint records.
@@ -181,7 +181,7 @@ pub enum Error {
         /// The org id of the token response.
         org: String,
     },
-    /// A [`RecordSink`](crate::event_log::RecordSink) failed: the output could not take,
+    /// A [`Sink`](crate::collect::Sink) failed: the output could not take,
     /// keep or take back rows, or its position does not match the checkpoint's. Custom sinks
     /// return their own errors in it with [`Error::sink`].
     #[error("{context}: {source}")]
@@ -195,7 +195,7 @@ pub enum Error {
         /// judged; [`Error::is_retryable`] reports it.
         retryable: bool,
     },
-    /// A [`CheckpointStore`](crate::event_log::CheckpointStore) other than the file store
+    /// A [`CheckpointStore`](crate::collect::CheckpointStore) other than the file store
     /// failed. Custom stores return their own errors in it with [`Error::checkpoint_store`].
     #[error("{context}: {source}")]
     CheckpointStore {
@@ -285,7 +285,7 @@ impl Error {
         }
     }
 
-    /// An error of a custom [`RecordSink`](crate::event_log::RecordSink): `context` says what
+    /// An error of a custom [`Sink`](crate::collect::Sink): `context` says what
     /// was being done and to which output, `source` is the sink's own error, `retryable`
     /// whether the collector may roll the file back and try it again.
     pub fn sink(
@@ -300,7 +300,7 @@ impl Error {
         }
     }
 
-    /// An error of a custom [`CheckpointStore`](crate::event_log::CheckpointStore): `context`
+    /// An error of a custom [`CheckpointStore`](crate::collect::CheckpointStore): `context`
     /// says what was being done and to which store, `source` is the store's own error,
     /// `retryable` whether trying again later may succeed.
     pub fn checkpoint_store(

@@ -355,8 +355,8 @@ impl NdjsonFileSink {
                     message: format!(
                         "the checkpoint given for this output belongs to another output, \
                          {recorded}; its position means nothing here, so this file was left \
-                         untouched. Use the checkpoint (--state) that belongs to {current}, or \
-                         a new one (which starts from --since)"
+                         untouched. Use the checkpoint that belongs to {current}, or \
+                         a new one (which starts from `since`)"
                     ),
                 });
             }

@@ -18,6 +18,7 @@ mod config;
 mod context;
 mod demo;
 mod elasticsearch;
+mod flags;
 mod format;
 mod keys;
 mod logging;

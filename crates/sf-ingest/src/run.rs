@@ -77,7 +77,7 @@ async fn run_org(org: OrgPlan, context: Arc<Context>) -> Result<(), String> {
         progress.metrics().failed(&error);
         failures += 1;
         let Some(every) = context.follow else {
-            tracing::error!(org = %org.name, error = %error, "org failed");
+            tracing::error!(org = %org.name, error = %crate::flags::Shown(&error), "org failed");
             return Err(org.name);
         };
         let wait = every
@@ -85,7 +85,7 @@ async fn run_org(org: OrgPlan, context: Arc<Context>) -> Result<(), String> {
             .min(MAX_RETRY_WAIT.max(every));
         tracing::error!(
             org = %org.name,
-            error = %error,
+            error = %crate::flags::Shown(&error),
             retry_in_seconds = wait.as_secs(),
             "org failed; the other orgs go on and this one is tried again later"
         );
