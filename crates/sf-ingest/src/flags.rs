@@ -21,9 +21,12 @@ const FLAGS: &[(&str, &str)] = &[
         "its own checkpoint file (--state)",
     ),
     (
-        "at this org's own checkpoint and output",
-        "at this org's own checkpoint and output (--state and --out; state and out in a config \
-         file)",
+        "Point the checkpoint and the output at",
+        "Point --state and --out (state and out in a config file) at",
+    ),
+    (
+        "with a PostgreSQL checkpoint store",
+        "with postgres:// state",
     ),
 ];
 
@@ -56,7 +59,10 @@ mod tests {
             org: "00D000000000002AAA".into(),
         };
         let shown = Shown(&error).to_string();
-        assert!(shown.contains("(--state and --out;"), "{shown}");
+        assert!(
+            shown.contains("Point --state and --out (state and out in a config file) at"),
+            "{shown}"
+        );
         assert!(shown.contains("new ones start from --since"), "{shown}");
         assert_eq!(
             with_flags("set ObjectCollectorOptions::skip_unreadable_pages"),
