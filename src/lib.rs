@@ -31,6 +31,7 @@ pub mod assertion;
 mod client;
 pub mod clock;
 mod config;
+pub mod datetime;
 mod error;
 pub mod event_log;
 pub mod format;

@@ -10,7 +10,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 
-use crate::event_log::FieldValue;
+use crate::format::row::FieldValue;
 use crate::format::json::{
     write_bool, write_f64, write_i64, write_ip, write_rfc3339_millis, write_str, write_u64,
 };
