@@ -12,7 +12,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-
 /// One row of a query on any object, as Salesforce returned it: every field under its API name
 /// with its JSON value. Relationship fields stay nested objects (`"CreatedBy": {"Username": ...}`);
 /// the `attributes` entries Salesforce adds (object type and URL) are dropped at every level.

@@ -59,7 +59,11 @@ impl<F: LogFileInfo + ?Sized> Serialize for EcsRow<'_, F> {
 
 /// The document as the reference tree: the mapping written through [`TreeOut`], every lookup
 /// by column name rather than through the direct encoder's per-schema caches.
-fn reference_tree<F: LogFileInfo + ?Sized>(file: &F, row: &LogRecord, options: &EcsOptions) -> Tree {
+fn reference_tree<F: LogFileInfo + ?Sized>(
+    file: &F,
+    row: &LogRecord,
+    options: &EcsOptions,
+) -> Tree {
     let names = FileNames::new(file.event_type());
     let id = log_row_event_id(file, row);
     let schema = EcsSchema::new(row, names.profile);
