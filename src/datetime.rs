@@ -1,6 +1,6 @@
 //! Salesforce's datetimes, read and written in one place.
 //!
-//! - [`parse`] / [`format`]: the REST API's form, `2024-03-11T15:00:00.000+0000` (the offset
+//! - [`parse`] / [`format`](format()): the REST API's form, `2024-03-11T15:00:00.000+0000` (the offset
 //!   has no colon, so it is not RFC 3339); [`parse`] also reads RFC 3339 and 0 to 9 digits of
 //!   fraction. Both give UTC.
 //! - [`serialize`] / [`deserialize`]: the same as serde functions, for
