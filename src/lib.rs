@@ -32,6 +32,7 @@ mod client;
 pub mod clock;
 pub mod collect;
 mod config;
+pub mod datetime;
 mod error;
 pub mod event_log;
 pub mod format;

@@ -46,21 +46,13 @@ pub fn datetime(value: OffsetDateTime) -> String {
         .unwrap_or_else(|_| "9999-12-31T23:59:59Z".to_string())
 }
 
-/// An unquoted SOQL datetime literal in UTC with milliseconds, `2024-07-08T07:26:18.239Z`
-/// (also RFC 3339, the form the NDJSON and ECS outputs write).
-///
-/// Big-object `EventDate`s have millisecond precision, so windows are cut at the millisecond:
-/// [`datetime`] drops the fraction, which would make two adjacent windows overlap or leave a
-/// gap. Salesforce returns datetimes as `…+0000`, which is not a safe literal: always
-/// re-rendered here.
-pub fn datetime_millis(value: OffsetDateTime) -> String {
-    let utc = value.to_offset(time::UtcOffset::UTC);
-    let format =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    // Formatting only fails for years beyond 9999, which Salesforce does not store either.
-    utc.format(&format)
-        .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_string())
-}
+/// An unquoted SOQL datetime literal in UTC with milliseconds, `2024-07-08T07:26:18.239Z`:
+/// [`datetime::rfc3339_millis`](crate::datetime::rfc3339_millis), its home now.
+#[deprecated(
+    since = "0.1.0",
+    note = "moved to salesforce_jwt::datetime::rfc3339_millis"
+)]
+pub use crate::datetime::rfc3339_millis as datetime_millis;
 
 /// A parenthesised list of string literals for `IN (...)`, `('Login', 'API')`.
 pub fn string_list<I, S>(values: I) -> String

@@ -11,7 +11,10 @@ mod record;
 pub use download::{FileRecords, LogFileBody, LogRecords};
 #[cfg(test)]
 pub(crate) use model::test_file;
-pub use model::{EventLogFile, EventType, Interval, sf_datetime};
+pub use model::{EventLogFile, EventType, Interval};
+/// Salesforce's REST datetimes: moved to [`crate::datetime`].
+#[deprecated(since = "0.1.0", note = "moved to salesforce_jwt::datetime")]
+pub use crate::datetime as sf_datetime;
 pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
 pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
 

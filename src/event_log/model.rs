@@ -6,6 +6,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
+use crate::format::row::LogFileInfo;
+
 /// One Event Monitoring log file: the metadata of a CSV of events of one type, for one day
 /// (`Daily`) or one hour (`Hourly`).
 ///
@@ -21,10 +23,10 @@ pub struct EventLogFile {
     /// The event type.
     pub event_type: EventType,
     /// Start of the day or hour the file covers.
-    #[serde(with = "sf_datetime")]
+    #[serde(with = "crate::datetime")]
     pub log_date: OffsetDateTime,
     /// When Salesforce generated the file: the cursor for incremental collection.
-    #[serde(with = "sf_datetime")]
+    #[serde(with = "crate::datetime")]
     pub created_date: OffsetDateTime,
     /// `Daily` or `Hourly`; absent before API 37.0.
     pub interval: Option<Interval>,
@@ -52,6 +54,31 @@ impl EventLogFile {
     /// The `Interval`, treating a missing one (API < 37.0) as `Daily`, the only kind then.
     pub fn interval_or_daily(&self) -> Interval {
         self.interval.clone().unwrap_or(Interval::Daily)
+    }
+}
+
+/// What the output formats write of the file a row comes from.
+impl LogFileInfo for EventLogFile {
+    #[inline]
+    fn id(&self) -> &str {
+        &self.id
+    }
+    #[inline]
+    fn event_type(&self) -> &str {
+        self.event_type.as_str()
+    }
+    #[inline]
+    fn log_date(&self) -> OffsetDateTime {
+        self.log_date
+    }
+    /// [`interval_or_daily`](Self::interval_or_daily)'s name, without cloning it.
+    #[inline]
+    fn interval(&self) -> &str {
+        self.interval.as_ref().map_or("Daily", Interval::as_str)
+    }
+    #[inline]
+    fn sequence(&self) -> i64 {
+        self.sequence
     }
 }
 
@@ -112,7 +139,7 @@ impl TryFrom<RawEventLogFile> for EventLogFile {
         let event_type = raw.event_type.ok_or_else(|| missing("EventType"))?;
         let datetime = |field: &str, value: Option<String>| {
             let value = value.ok_or_else(|| missing(field))?;
-            sf_datetime::parse(&value)
+            crate::datetime::parse(&value)
                 .map_err(|e| format!("{named}: {field} {value:?} is not a datetime ({e})"))
         };
         let log_date = datetime("LogDate", raw.log_date)?;
@@ -155,53 +182,6 @@ impl TryFrom<RawEventLogFile> for EventLogFile {
 fn length_out<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     // Written back as Salesforce writes it, so a round trip is lossless for the mock and logs.
     s.serialize_f64(*v as f64)
-}
-
-/// Salesforce's REST datetimes, `2024-03-11T15:00:00.000+0000`: the offset has no colon, so
-/// this is not RFC 3339. RFC 3339 is accepted too when reading.
-pub mod sf_datetime {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use time::format_description::well_known::Rfc3339;
-    use time::macros::format_description;
-    use time::{OffsetDateTime, UtcOffset};
-
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory][offset_minute]"
-    );
-    /// Salesforce writes milliseconds, but other tools (and some proxies) write 1 to 9 digits.
-    const ANY_FRACTION: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:1+][offset_hour sign:mandatory][offset_minute]"
-    );
-    const NO_FRACTION: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory][offset_minute]"
-    );
-
-    /// Parses `2024-03-11T15:00:00.000+0000` (or RFC 3339) into UTC.
-    pub fn parse(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
-        OffsetDateTime::parse(s, FORMAT)
-            .or_else(|_| OffsetDateTime::parse(s, ANY_FRACTION))
-            .or_else(|_| OffsetDateTime::parse(s, NO_FRACTION))
-            .or_else(|_| OffsetDateTime::parse(s, &Rfc3339))
-            .map(|t| t.to_offset(UtcOffset::UTC))
-    }
-
-    /// Formats in Salesforce's form, in UTC.
-    pub fn format(t: OffsetDateTime) -> String {
-        t.to_offset(UtcOffset::UTC)
-            .format(FORMAT)
-            .unwrap_or_else(|_| t.unix_timestamp().to_string())
-    }
-
-    /// serde: deserialize.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        parse(&s).map_err(|e| serde::de::Error::custom(format!("datetime {s:?}: {e}")))
-    }
-
-    /// serde: serialize.
-    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*t))
-    }
 }
 
 /// `Daily` or `Hourly`. Open for picklist values Salesforce may add.
@@ -421,6 +401,8 @@ mod tests {
 
     #[test]
     fn datetime_offsets() {
+        // The former path of `crate::datetime` still reaches it.
+        use crate::event_log::sf_datetime;
         assert_eq!(
             sf_datetime::parse("2024-03-11T16:00:00.000+0100").unwrap(),
             datetime!(2024-03-11 15:00 UTC)

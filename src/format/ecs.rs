@@ -31,7 +31,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use crate::event_log::sf_datetime;
+use crate::datetime;
 use crate::format::event_id::object_event_id;
 use crate::format::names::{is_threat_detection, log_file_dataset, object_dataset, snake_case};
 use crate::format::rfc3339_millis;
@@ -264,7 +264,7 @@ fn record_datetime(record: &Map<String, Value>, name: &str) -> Option<time::Offs
     record
         .get(name)
         .and_then(Value::as_str)
-        .and_then(|s| sf_datetime::parse(s).ok())
+        .and_then(|s| datetime::parse(s).ok())
 }
 
 /// A value kept under `salesforce.<dataset>`: `None` for nulls and empty strings (Salesforce
@@ -274,7 +274,7 @@ fn record_value(name: &str, value: &Value) -> Option<Value> {
     match value {
         Value::Null => None,
         Value::String(s) if s.is_empty() => None,
-        Value::String(s) if name.ends_with("Date") => Some(match sf_datetime::parse(s) {
+        Value::String(s) if name.ends_with("Date") => Some(match datetime::parse(s) {
             Ok(t) => Value::from(rfc3339_millis(t)),
             Err(_) => value.clone(),
         }),

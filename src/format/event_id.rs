@@ -52,9 +52,10 @@
 use aws_lc_rs::digest::{Context, Digest, SHA256, digest};
 use serde_json::{Map, Value};
 
-use crate::event_log::{EventLogFile, LogRecord, sf_datetime};
+use crate::datetime;
 use crate::format::names::is_threat_detection;
 use crate::format::rfc3339_millis;
+use crate::format::row::{LogFileInfo, LogRecord};
 
 /// Bytes of the digest kept: 128 bits, far beyond any org's row count for collisions.
 const ID_BYTES: usize = 16;
@@ -113,11 +114,11 @@ impl HexId {
 /// The `event.id` of a log-file row: a fingerprint of the file's `EventType` and the row's
 /// non-empty columns, the same for the same row in any file (see the [module](self) docs for
 /// the exact rule).
-pub fn log_row_event_id(file: &EventLogFile, row: &LogRecord) -> String {
+pub fn log_row_event_id<F: LogFileInfo + ?Sized>(file: &F, row: &LogRecord) -> String {
     let mut fields: Vec<(&str, &str)> = row.iter().collect();
     fields.sort_unstable();
     let mut fingerprint = Fingerprint::new(LOG_ROW_DOMAIN);
-    fingerprint.push(file.event_type.as_str());
+    fingerprint.push(file.event_type());
     for (name, value) in fields {
         fingerprint.push(name);
         fingerprint.push(value);
@@ -168,7 +169,7 @@ pub fn object_event_id(sobject_type: &str, record: &Map<String, Value>) -> Strin
         fingerprint.push(name);
         match record.get(name) {
             None | Some(Value::Null) => fingerprint.push(""),
-            Some(Value::String(s)) if name == "EventDate" => match sf_datetime::parse(s) {
+            Some(Value::String(s)) if name == "EventDate" => match datetime::parse(s) {
                 // `2021-10-19T11:38:54Z` and `2021-10-19T11:38:54.000+0000` are one instant.
                 Ok(t) => fingerprint.push(&rfc3339_millis(t)),
                 Err(_) => fingerprint.push(s),

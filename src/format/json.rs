@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::event_log::{EventLogFile, FieldValue, LogRecord, Schema};
+use crate::format::row::{FieldValue, LogFileInfo, LogRecord, Schema};
 
 /// `serde_json`'s escape for each byte: 0 none, `u` a `\u00XX` escape, else the letter after
 /// the backslash. Only control bytes, `"` and `\` are escaped; DEL and non-ASCII are not.
@@ -274,22 +274,23 @@ pub(crate) struct FileKey {
 }
 
 impl FileKey {
-    pub(crate) fn of(file: &EventLogFile) -> Self {
+    pub(crate) fn of<F: LogFileInfo + ?Sized>(file: &F) -> Self {
         FileKey {
-            id: file.id.clone(),
-            event_type: file.event_type.as_str().to_string(),
-            log_date: file.log_date,
-            interval: file.interval_or_daily().as_str().to_string(),
-            sequence: file.sequence,
+            id: file.id().to_string(),
+            event_type: file.event_type().to_string(),
+            log_date: file.log_date(),
+            interval: file.interval().to_string(),
+            sequence: file.sequence(),
         }
     }
 
-    pub(crate) fn matches(&self, file: &EventLogFile) -> bool {
-        self.id == file.id
-            && self.sequence == file.sequence
-            && self.log_date == file.log_date
-            && self.event_type == file.event_type.as_str()
-            && self.interval == file.interval_or_daily().as_str()
+    #[inline]
+    pub(crate) fn matches<F: LogFileInfo + ?Sized>(&self, file: &F) -> bool {
+        self.id == file.id()
+            && self.sequence == file.sequence()
+            && self.log_date == file.log_date()
+            && self.event_type == file.event_type()
+            && self.interval == file.interval()
     }
 }
 
@@ -304,10 +305,10 @@ pub(crate) struct NdjsonEncoder {
 
 impl NdjsonEncoder {
     /// Appends the row's JSON object (no newline) to `out`.
-    pub(crate) fn encode(
+    pub(crate) fn encode<F: LogFileInfo + ?Sized>(
         &mut self,
         out: &mut Vec<u8>,
-        file: &EventLogFile,
+        file: &F,
         row: &LogRecord,
     ) -> serde_json::Result<()> {
         let schema = row.schema();
@@ -344,23 +345,22 @@ impl NdjsonEncoder {
     }
 }
 
-fn file_trailer(file: &EventLogFile) -> (FileKey, Vec<u8>) {
-    let interval = file.interval_or_daily();
+fn file_trailer<F: LogFileInfo + ?Sized>(file: &F) -> (FileKey, Vec<u8>) {
     let mut out = Vec::with_capacity(128);
     write_key(&mut out, "EventLogFileId");
-    write_str(&mut out, &file.id);
+    write_str(&mut out, file.id());
     out.push(b',');
     write_key(&mut out, "EventType");
-    write_str(&mut out, file.event_type.as_str());
+    write_str(&mut out, file.event_type());
     out.push(b',');
     write_key(&mut out, "LogDate");
-    write_rfc3339_millis(&mut out, file.log_date);
+    write_rfc3339_millis(&mut out, file.log_date());
     out.push(b',');
     write_key(&mut out, "Interval");
-    write_str(&mut out, interval.as_str());
+    write_str(&mut out, file.interval());
     out.push(b',');
     write_key(&mut out, "Sequence");
-    write_i64(&mut out, file.sequence);
+    write_i64(&mut out, file.sequence());
     (FileKey::of(file), out)
 }
 

@@ -3,7 +3,7 @@
 //! The NDJSON sinks ([`NdjsonSink`](crate::event_log::NdjsonSink),
 //! [`NdjsonFileSink`](crate::event_log::NdjsonFileSink)) write either, chosen with their
 //! `with_format`; the exactly-once protocol is the same for both. [`ecs`] builds the documents
-//! and [`event_id`] their deterministic `event.id`.
+//! and [`event_id`] their deterministic `event.id`, from the rows of [`row`].
 //!
 //! ```
 //! use salesforce_jwt::format::OutputFormat;
@@ -22,6 +22,7 @@ pub mod ecs;
 pub mod event_id;
 pub(crate) mod json;
 mod names;
+pub mod row;
 mod values;
 
 /// What the NDJSON sinks write for each row.
@@ -116,4 +117,4 @@ impl<'de> serde::Deserialize<'de> for OutputFormat {
 
 /// RFC 3339 in UTC with milliseconds, `2024-03-11T00:00:00.000Z`: the one datetime form both
 /// formats write (the same as a typed CSV DateTime value serializes to, and as a SOQL literal).
-pub(crate) use crate::soql::datetime_millis as rfc3339_millis;
+pub(crate) use crate::datetime::rfc3339_millis;

@@ -11,8 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::event_log::sf_datetime;
-
 /// A `LoginEvent` row (API 36.0+): one login to the org, successful or not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -21,12 +19,12 @@ pub struct LoginEvent {
     /// The unique identifier of the event: the primary key (`Id` is not one).
     pub event_identifier: String,
     /// When the login happened, millisecond precision.
-    #[serde(with = "sf_datetime")]
+    #[serde(with = "crate::datetime")]
     pub event_date: OffsetDateTime,
     /// When the stored row was written; lags `EventDate` by seconds.
     #[serde(
         default,
-        with = "opt_datetime",
+        with = "crate::datetime::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub created_date: Option<OffsetDateTime>,
@@ -142,12 +140,12 @@ pub struct LogoutEvent {
     #[serde(default, deserialize_with = "opt_text")]
     pub event_identifier: Option<String>,
     /// When the logout happened.
-    #[serde(with = "sf_datetime")]
+    #[serde(with = "crate::datetime")]
     pub event_date: OffsetDateTime,
     /// When the stored row was written.
     #[serde(
         default,
-        with = "opt_datetime",
+        with = "crate::datetime::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub created_date: Option<OffsetDateTime>,
@@ -191,7 +189,7 @@ pub struct SetupAuditTrail {
     /// The 18-character Id.
     pub id: String,
     /// When the change was recorded; second precision, so ties are common.
-    #[serde(with = "sf_datetime")]
+    #[serde(with = "crate::datetime")]
     pub created_date: OffsetDateTime,
     /// The change, `PermSetCreate`, `insertConnectedApplication`.
     #[serde(default, deserialize_with = "opt_text")]
@@ -265,34 +263,5 @@ fn opt_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::
         other => Err(serde::de::Error::custom(format!(
             "expected a number, got {other}"
         ))),
-    }
-}
-
-/// An optional Salesforce datetime (`2024-07-08T07:26:22.128+0000`).
-mod opt_datetime {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use time::OffsetDateTime;
-
-    use crate::event_log::sf_datetime;
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<OffsetDateTime>, D::Error> {
-        let Some(s) = Option::<std::borrow::Cow<'de, str>>::deserialize(d)? else {
-            return Ok(None);
-        };
-        sf_datetime::parse(&s)
-            .map(Some)
-            .map_err(|e| serde::de::Error::custom(format!("datetime {s:?}: {e}")))
-    }
-
-    pub(super) fn serialize<S: Serializer>(
-        t: &Option<OffsetDateTime>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_str(&sf_datetime::format(*t)),
-            None => s.serialize_none(),
-        }
     }
 }

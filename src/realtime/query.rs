@@ -7,6 +7,7 @@
 
 use time::OffsetDateTime;
 
+use crate::datetime::rfc3339_millis;
 use crate::error::Error;
 use crate::realtime::object::{EventObject, ObjectKind, is_api_name};
 use crate::soql;
@@ -49,7 +50,12 @@ impl FieldSelection {
     }
 }
 
-pub use crate::soql::datetime_millis;
+/// Moved to [`crate::datetime::rfc3339_millis`].
+#[deprecated(
+    since = "0.1.0",
+    note = "moved to salesforce_jwt::datetime::rfc3339_millis"
+)]
+pub use crate::datetime::rfc3339_millis as datetime_millis;
 
 /// A query on a big object: `SELECT … FROM X [WHERE EventDate > a AND EventDate <= b]
 /// ORDER BY EventDate DESC [LIMIT n]`.
@@ -136,18 +142,18 @@ impl BigObjectQuery {
             return Err(Error::InvalidArgument(format!(
                 "an EventDate window on {} must end after it starts ({} .. {})",
                 self.object,
-                datetime_millis(a),
-                datetime_millis(b)
+                rfc3339_millis(a),
+                rfc3339_millis(b)
             )));
         }
         let select = self.fields.render(&["EventDate", "EventIdentifier"])?;
         let mut soql = format!("SELECT {select} FROM {}", self.object.name());
         let mut filters = Vec::new();
         if let Some(a) = self.after {
-            filters.push(format!("EventDate > {}", datetime_millis(a)));
+            filters.push(format!("EventDate > {}", rfc3339_millis(a)));
         }
         if let Some(b) = self.up_to {
-            filters.push(format!("EventDate <= {}", datetime_millis(b)));
+            filters.push(format!("EventDate <= {}", rfc3339_millis(b)));
         }
         if !filters.is_empty() {
             soql.push_str(" WHERE ");
@@ -265,9 +271,9 @@ impl KeysetQuery {
         let mut filters = Vec::new();
         match &self.start {
             KeysetStart::Beginning => {}
-            KeysetStart::After(t) => filters.push(format!("CreatedDate > {}", datetime_millis(*t))),
+            KeysetStart::After(t) => filters.push(format!("CreatedDate > {}", rfc3339_millis(*t))),
             KeysetStart::AfterKey { created_date, id } => {
-                let t = datetime_millis(*created_date);
+                let t = rfc3339_millis(*created_date);
                 filters.push(format!(
                     "(CreatedDate > {t} OR (CreatedDate = {t} AND Id > {}))",
                     soql::string(id)
@@ -275,7 +281,7 @@ impl KeysetQuery {
             }
         }
         if let Some(b) = self.up_to {
-            filters.push(format!("CreatedDate <= {}", datetime_millis(b)));
+            filters.push(format!("CreatedDate <= {}", rfc3339_millis(b)));
         }
         if !filters.is_empty() {
             soql.push_str(" WHERE ");

@@ -12,8 +12,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::event_log::sf_datetime;
-
 /// One row of a query on any object, as Salesforce returned it: every field under its API name
 /// with its JSON value. Relationship fields stay nested objects (`"CreatedBy": {"Username": ...}`);
 /// the `attributes` entries Salesforce adds (object type and URL) are dropped at every level.
@@ -415,7 +413,7 @@ impl ObjectRecord {
     /// A datetime field's value (`2024-07-08T07:26:18.239+0000`), in UTC; `None` when absent,
     /// null or not a datetime.
     pub fn get_datetime(&self, name: &str) -> Option<OffsetDateTime> {
-        sf_datetime::parse(self.get_str(name)?).ok()
+        crate::datetime::parse(self.get_str(name)?).ok()
     }
 
     /// Every field, in the order of the map (sorted by name). Built on first use:

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use csv_core::ReadRecordResult;
 
-use super::value::FieldType;
-use super::{Declared, LogRecord, Schema};
+use super::{Declared, FieldType, LogRecord, Schema};
 use crate::error::Error;
 use crate::event_log::model::EventLogFile;
 
@@ -375,7 +374,8 @@ impl LogFileDecoder {
                 if names.iter().all(|n| n.is_empty()) {
                     return Err(self.error(line, "the header row is empty"));
                 }
-                self.schema = Some(Arc::new(Schema::new(&self.id, names, &self.declared)));
+                let types = self.declared.types_of(&self.id, &names);
+                self.schema = Some(Arc::new(Schema::new(&self.id, names, types)));
                 Ok(())
             }
             Some(schema) => {
@@ -414,7 +414,7 @@ impl LogFileDecoder {
                     }
                 }
                 let (text, ends) = (std::mem::take(&mut row.text), std::mem::take(&mut row.ends));
-                (row.text, row.ends) = unwrap_escaped(text, ends, &schema.escaped);
+                (row.text, row.ends) = unwrap_escaped(text, ends, schema.escaped());
                 each(row)
             }
         }

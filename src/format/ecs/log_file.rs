@@ -14,12 +14,12 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::event_log::{EventLogFile, LogRecord, parse_log_datetime};
 use crate::format::ecs::out::{Bytes, Out, Tree, TreeOut};
 use crate::format::ecs::{ECS_VERSION, EcsOptions, salesforce_key};
 use crate::format::event_id::{LOG_ROW_DOMAIN, hex_digest, log_row_event_id, push_prefixed};
 use crate::format::json::{FileKey, SchemaKeys};
 use crate::format::names::{log_file_dataset, snake_case};
+use crate::format::row::{LogFileInfo, LogRecord, parse_log_datetime};
 use crate::format::values::{
     API_TYPES, APP_TYPES, PLATFORM_TYPES, REQUEST_STATUSES, SESSION_LEVELS, SESSION_TYPES,
     USER_AGENT_CODES, USER_TYPES, action_name, aura_actions, decode, http_method, ip, is_email,
@@ -29,17 +29,29 @@ use crate::format::values::{
 /// A log-file row as the ECS format writes it. It serializes to the document
 /// [`log_file_document`] returns, without building that `Value` first; the NDJSON sinks write
 /// it with [`OutputFormat::Ecs`](crate::format::OutputFormat::Ecs).
-#[derive(Debug, Clone, Copy)]
-pub struct EcsRow<'a> {
+///
+/// `F` is the file's type, [`EventLogFile`](crate::event_log::EventLogFile) for rows the
+/// crate collects; the default, a trait object, only serves to name the type as `EcsRow<'a>`.
+#[derive(Debug)]
+pub struct EcsRow<'a, F: ?Sized = dyn LogFileInfo + 'a> {
     /// The file the row came from.
-    pub file: &'a EventLogFile,
+    pub file: &'a F,
     /// The row.
     pub row: &'a LogRecord,
     /// `data_stream.namespace` and `salesforce.instance_url`.
     pub options: &'a EcsOptions,
 }
 
-impl Serialize for EcsRow<'_> {
+// By hand: derived, they would ask `F: Clone` / `F: Copy` of the file, not only of the reference.
+impl<F: ?Sized> Clone for EcsRow<'_, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F: ?Sized> Copy for EcsRow<'_, F> {}
+
+impl<F: LogFileInfo + ?Sized> Serialize for EcsRow<'_, F> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         reference_tree(self.file, self.row, self.options).serialize(s)
     }
@@ -47,8 +59,12 @@ impl Serialize for EcsRow<'_> {
 
 /// The document as the reference tree: the mapping written through [`TreeOut`], every lookup
 /// by column name rather than through the direct encoder's per-schema caches.
-fn reference_tree(file: &EventLogFile, row: &LogRecord, options: &EcsOptions) -> Tree {
-    let names = FileNames::new(file.event_type.as_str());
+fn reference_tree<F: LogFileInfo + ?Sized>(
+    file: &F,
+    row: &LogRecord,
+    options: &EcsOptions,
+) -> Tree {
+    let names = FileNames::new(file.event_type());
     let id = log_row_event_id(file, row);
     let schema = EcsSchema::new(row, names.profile);
     let mut out = TreeOut::new();
@@ -72,12 +88,16 @@ fn reference_tree(file: &EventLogFile, row: &LogRecord, options: &EcsOptions) ->
 /// `@timestamp` comes from `TIMESTAMP_DERIVED`, else `TIMESTAMP` (`yyyyMMddHHmmss.SSS`, GMT),
 /// else the file's `LogDate`. The file is described under `salesforce.event_log_file` (`id`,
 /// `event_type`, `log_date`, `interval`, `sequence`).
-pub fn log_file_document(file: &EventLogFile, row: &LogRecord) -> Value {
+pub fn log_file_document<F: LogFileInfo + ?Sized>(file: &F, row: &LogRecord) -> Value {
     log_file_document_with(file, row, &EcsOptions::default())
 }
 
 /// [`log_file_document`] with `options`.
-pub fn log_file_document_with(file: &EventLogFile, row: &LogRecord, options: &EcsOptions) -> Value {
+pub fn log_file_document_with<F: LogFileInfo + ?Sized>(
+    file: &F,
+    row: &LogRecord,
+    options: &EcsOptions,
+) -> Value {
     // Every key is a string and no value's serialization fails, so `Null` is never returned.
     serde_json::to_value(EcsRow { file, row, options }).unwrap_or(Value::Null)
 }
@@ -532,15 +552,15 @@ struct Plan<'r> {
 impl<'r> Plan<'r> {
     /// `get` reads a column as `row.get(name)` does.
     #[inline]
-    fn new(
-        file: &'r EventLogFile,
+    fn new<F: LogFileInfo + ?Sized>(
+        file: &F,
         names: &FileNames,
         get: impl Fn(Col) -> Option<&'r str>,
     ) -> Self {
         let mut placed: Placed = 0;
         let derived = get(Col::TimestampDerived).and_then(parse_log_datetime);
         let compact = get(Col::Timestamp).and_then(parse_log_datetime);
-        let timestamp = derived.or(compact).unwrap_or(file.log_date);
+        let timestamp = derived.or(compact).unwrap_or_else(|| file.log_date());
         if derived.is_some() {
             placed |= Col::TimestampDerived.bit();
         }
@@ -925,12 +945,12 @@ impl EcsSchema {
 
 /// The row's document, written to `o`: the one description of the mapping both encoders use.
 #[allow(clippy::too_many_arguments)]
-fn write_document<O: Out>(
+fn write_document<O: Out, F: LogFileInfo + ?Sized>(
     o: &mut O,
     plan: &Plan<'_>,
     names: &FileNames,
     options: &EcsOptions,
-    file: &EventLogFile,
+    file: &F,
     row: &LogRecord,
     rest: &[Rest],
     id: &str,
@@ -1062,11 +1082,11 @@ fn write_document<O: Out>(
     o.open("salesforce");
     opt_str(o, "instance_url", options.instance_url());
     o.open("event_log_file");
-    o.str("id", &file.id);
-    o.str("event_type", file.event_type.as_str());
-    o.time("log_date", file.log_date);
-    o.str("interval", file.interval_or_daily().as_str());
-    o.i64("sequence", file.sequence);
+    o.str("id", file.id());
+    o.str("event_type", file.event_type());
+    o.time("log_date", file.log_date());
+    o.str("interval", file.interval());
+    o.i64("sequence", file.sequence());
     o.close();
     o.open(names.key());
     write_rest(o, row, rest, plan.placed);
@@ -1232,7 +1252,12 @@ impl EcsEncoder {
     }
 
     /// Appends the row's ECS document (no newline) to `out`.
-    pub(crate) fn encode(&mut self, out: &mut Vec<u8>, file: &EventLogFile, row: &LogRecord) {
+    pub(crate) fn encode<F: LogFileInfo + ?Sized>(
+        &mut self,
+        out: &mut Vec<u8>,
+        file: &F,
+        row: &LogRecord,
+    ) {
         let names = match &mut self.file {
             Some((key, names)) if key.matches(file) => &*names,
             slot => {
@@ -1241,9 +1266,9 @@ impl EcsEncoder {
                 let message = &mut self.message;
                 message.clear();
                 message.extend_from_slice(LOG_ROW_DOMAIN.as_bytes());
-                push_prefixed(message, file.event_type.as_str().as_bytes());
+                push_prefixed(message, file.event_type().as_bytes());
                 self.message_head = message.len();
-                let names = FileNames::new(file.event_type.as_str());
+                let names = FileNames::new(file.event_type());
                 &slot.insert((FileKey::of(file), names)).1
             }
         };

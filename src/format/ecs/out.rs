@@ -10,11 +10,11 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 
-use crate::event_log::FieldValue;
 use crate::format::json::{
     write_bool, write_f64, write_i64, write_ip, write_rfc3339_millis, write_str, write_u64,
 };
 use crate::format::rfc3339_millis;
+use crate::format::row::FieldValue;
 
 /// A document being written. Keys are written as given (escaped); values are never empty
 /// strings (the mapping leaves those out before calling).
