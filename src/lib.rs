@@ -34,10 +34,20 @@ pub mod collect;
 mod config;
 pub mod datetime;
 mod error;
+#[deprecated(
+    since = "0.1.0",
+    note = "the EventLogFile source is salesforce_jwt::event_log_file, the engine salesforce_jwt::collect, the NDJSON sinks salesforce_jwt::sink"
+)]
 pub mod event_log;
+pub mod event_log_file;
 pub mod format;
 pub mod key;
 mod query;
+pub mod objects;
+#[deprecated(
+    since = "0.1.0",
+    note = "the objects source is salesforce_jwt::objects, their collection salesforce_jwt::collect"
+)]
 pub mod realtime;
 mod retry;
 pub mod sink;

@@ -15,8 +15,8 @@ use crate::collect::pass::Pass;
 use crate::collect::positions::{adopt_sources, begin_output, earlier};
 use crate::collect::sink::Sink;
 use crate::error::Error;
-use crate::event_log::{EventLogFile, EventLogFileQuery};
-use crate::realtime::EventObject;
+use crate::event_log_file::{EventLogFile, EventLogFileQuery};
+use crate::objects::EventObject;
 
 /// Collects every selected source exactly once across restarts, into one [`Sink`] with one
 /// [`Checkpoint`]: EventLogFile ([`new`](Self::new)), real-time objects and SetupAuditTrail, or

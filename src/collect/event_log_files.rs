@@ -23,7 +23,7 @@ use crate::collect::pass::{Delivered, Pass};
 use crate::collect::positions::window_start;
 use crate::collect::sink::{PendingCommit, Row, Sink, Unit};
 use crate::error::Error;
-use crate::event_log::{
+use crate::event_log_file::{
     Cursor, EventLogFile, EventLogFileQuery, FileRecords, Interval, IntervalFilter, LogRecord,
 };
 use crate::retry::full_jitter_backoff;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::realtime::FieldSelection;
+use crate::objects::FieldSelection;
 
 /// How the [`Collector`](crate::collect::Collector) reads objects.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::collect::ObjectSummary;
 use crate::error::Error;
-use crate::event_log::EventLogFile;
+use crate::event_log_file::EventLogFile;
 
 /// Tuning for a [`Collector`](super::Collector).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use crate::collect::checkpoint::{
     Checkpoint, CheckpointStore, EventLogFileState, MIGRATED_V1_SOURCE, SourceState,
 };
 use crate::error::Error;
-use crate::event_log::{Cursor, IntervalFilter};
+use crate::event_log_file::{Cursor, IntervalFilter};
 
 /// The start of every pass, whatever its sources: refuses a sink of another output than the
 /// checkpoint's, or at another position (an earlier commit, save or rollback failed), and

@@ -9,10 +9,10 @@ use futures_util::future::BoxFuture;
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::event_log::{EventLogFile, LogRecord};
+use crate::event_log_file::{EventLogFile, LogRecord};
 use crate::format::OutputFormat;
 use crate::format::ecs::EcsOptions;
-use crate::realtime::{EventObject, ObjectRecord};
+use crate::objects::{EventObject, ObjectRecord};
 
 /// A unit of delivery: what a [`Sink`] makes durable in one commit, and what the checkpoint
 /// moves past only after that commit.

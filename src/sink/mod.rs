@@ -14,11 +14,11 @@ use serde::ser::SerializeMap;
 use crate::collect::checkpoint::sync_dir;
 use crate::collect::{PendingCommit, Row, Sink, Unit};
 use crate::error::Error;
-use crate::event_log::encode::{Encoders, append_row};
-use crate::event_log::{EventLogFile, LogRecord};
+use crate::event_log_file::encode::{Encoders, append_row};
+use crate::event_log_file::{EventLogFile, LogRecord};
 use crate::format::ecs::EcsOptions;
 use crate::format::{OutputFormat, ecs, rfc3339_millis};
-use crate::realtime::{EventObject, ObjectRecord};
+use crate::objects::{EventObject, ObjectRecord};
 
 mod output_file;
 
@@ -722,7 +722,7 @@ mod tests {
     use super::*;
 
     fn file() -> EventLogFile {
-        crate::event_log::test_file()
+        crate::event_log_file::test_file()
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ use crate::format::values::{
 /// [`log_file_document`] returns, without building that `Value` first; the NDJSON sinks write
 /// it with [`OutputFormat::Ecs`](crate::format::OutputFormat::Ecs).
 ///
-/// `F` is the file's type, [`EventLogFile`](crate::event_log::EventLogFile) for rows the
+/// `F` is the file's type, [`EventLogFile`](crate::event_log_file::EventLogFile) for rows the
 /// crate collects; the default, a trait object, only serves to name the type as `EcsRow<'a>`.
 #[derive(Debug)]
 pub struct EcsRow<'a, F: ?Sized = dyn LogFileInfo + 'a> {

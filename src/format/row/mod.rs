@@ -3,7 +3,7 @@
 //! [`FieldType`]) and [`LogFileInfo`], what the encoders need of the file a row comes from.
 //!
 //! The rows are built by the CSV decoder
-//! ([`LogFileDecoder`](crate::event_log::LogFileDecoder)); this module holds what they are, so
+//! ([`LogFileDecoder`](crate::event_log_file::LogFileDecoder)); this module holds what they are, so
 //! that the formats depend on the row type only, not on where rows come from. Typed values
 //! and datetime parsing are in `value`, serde support in `serde`.
 //!
@@ -49,7 +49,7 @@ pub use value::{FieldType, FieldValue, parse_log_datetime};
 /// What the encoders read of the log file a row comes from: the `EventLogFile` fields the
 /// NDJSON rows and ECS documents carry (`salesforce.event_log_file`) and `event.id` hashes.
 ///
-/// [`EventLogFile`](crate::event_log::EventLogFile) implements it; the encoders are generic
+/// [`EventLogFile`](crate::event_log_file::EventLogFile) implements it; the encoders are generic
 /// over it, so each use compiles for the concrete type (no call through a vtable per row).
 pub trait LogFileInfo {
     /// The EventLogFile `Id`.

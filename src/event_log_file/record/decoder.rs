@@ -8,7 +8,7 @@ use csv_core::ReadRecordResult;
 
 use super::{Declared, FieldType, LogRecord, Schema};
 use crate::error::Error;
-use crate::event_log::model::EventLogFile;
+use crate::event_log_file::model::EventLogFile;
 
 /// Turns a log file's bytes, fed in chunks of any size, into [`LogRecord`]s.
 ///
@@ -482,7 +482,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::event_log::record::testing::{chunked, chunked_csv};
+    use crate::event_log_file::record::testing::{chunked, chunked_csv};
     use proptest::prelude::*;
 
     /// Every row (line and fields) or the error, decoding `csv` in chunks of `sizes` (cycled).

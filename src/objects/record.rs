@@ -446,7 +446,7 @@ impl ObjectRecord {
     /// The row as one JSON line of the NDJSON output, without the newline: every field in name
     /// order, then `"SObjectType": "<sobject_type>"` (a field of that name is replaced).
     /// Appends to `out` exactly the bytes `serde_json::to_writer` writes for
-    /// [`NdjsonObjectRow`](crate::realtime::NdjsonObjectRow), copying the values' JSON texts
+    /// [`NdjsonObjectRow`](crate::objects::NdjsonObjectRow), copying the values' JSON texts
     /// instead of building and serializing a map.
     pub fn write_ndjson(&self, sobject_type: &str, out: &mut Vec<u8>) {
         out.push(b'{');
@@ -486,8 +486,8 @@ impl ObjectRecord {
         self.get_str("Id").filter(|s| !s.is_empty())
     }
 
-    /// The row deserialized into a typed model ([`LoginEvent`](crate::realtime::LoginEvent),
-    /// [`SetupAuditTrail`](crate::realtime::SetupAuditTrail), or a struct of one's own).
+    /// The row deserialized into a typed model ([`LoginEvent`](crate::objects::LoginEvent),
+    /// [`SetupAuditTrail`](crate::objects::SetupAuditTrail), or a struct of one's own).
     pub fn to_typed<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         // From the fields' JSON texts: no copy of the record into a `Value` tree first.
         T::deserialize(RecordDeserializer(self))

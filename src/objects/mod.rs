@@ -24,12 +24,3 @@ pub use model::{LoginEvent, LogoutEvent, SetupAuditTrail};
 pub use object::{EventObject, ObjectKind, Retention};
 pub use query::{BigObjectQuery, FieldSelection, KeysetQuery, KeysetStart, datetime_millis};
 pub use record::ObjectRecord;
-
-// Moved to the engine (`collect`) and the sinks (`sink`) in 0.x; the old paths stay one release.
-#[deprecated(note = "moved to salesforce_jwt::collect")]
-pub use crate::collect::{
-    Batch, BigObjectState, KeysetPosition, KeysetState, ObjectCollectorOptions, ObjectSummary,
-    QuietWatch, SkippedWindow,
-};
-#[deprecated(note = "moved to salesforce_jwt::sink")]
-pub use crate::sink::NdjsonObjectRow;

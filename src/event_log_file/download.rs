@@ -15,10 +15,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::client::{InstanceRequest, JwtBearerClient};
 use crate::error::Error;
-use crate::event_log::encode::{Encoders, append_row};
-use crate::event_log::model::EventLogFile;
-use crate::event_log::record::split::{RowSplitter, Segment};
-use crate::event_log::record::{LogFileDecoder, LogRecord};
+use crate::event_log_file::encode::{Encoders, append_row};
+use crate::event_log_file::model::EventLogFile;
+use crate::event_log_file::record::split::{RowSplitter, Segment};
+use crate::event_log_file::record::{LogFileDecoder, LogRecord};
 use crate::format::OutputFormat;
 use crate::format::ecs::EcsOptions;
 
@@ -1181,7 +1181,7 @@ mod tests {
     }
 
     fn file() -> EventLogFile {
-        crate::event_log::model::test_file()
+        crate::event_log_file::model::test_file()
     }
 
     #[tokio::test]
@@ -1328,7 +1328,7 @@ mod tests {
         let pool = LinePool::default();
         let (mut records, mut sender) = channel(file.clone(), 256 << 20, pool.clone());
         sender.consumed.store(consumed, Ordering::Relaxed);
-        let chunks = crate::event_log::record::testing::chunked(csv, sizes);
+        let chunks = crate::event_log_file::record::testing::chunked(csv, sizes);
         let body = futures_util::stream::iter(
             chunks
                 .into_iter()
@@ -1478,7 +1478,7 @@ mod tests {
 
     mod segments {
         use super::*;
-        use crate::event_log::record::testing::chunked_csv;
+        use crate::event_log_file::record::testing::chunked_csv;
         use proptest::prelude::*;
 
         proptest! {

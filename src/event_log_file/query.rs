@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use crate::client::JwtBearerClient;
 use crate::error::Error;
-use crate::event_log::model::{EventLogFile, EventType};
+use crate::event_log_file::model::{EventLogFile, EventType};
 use crate::query::QueryOptions;
 use crate::soql;
 

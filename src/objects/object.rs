@@ -180,11 +180,12 @@ impl EventObject {
                  underscores, starting with a letter (for example LoginEvent or My_Event__b)"
             )));
         }
-        if name.eq_ignore_ascii_case(crate::event_log::EVENT_LOG_FILE_ALL_TYPES) {
+        // The object's own name, which is also its checkpoint key (`EventLogFile`).
+        if name.eq_ignore_ascii_case("EventLogFile") {
             // Its files are downloaded, not queried as rows, and its checkpoint key is taken.
             return Err(crate::Error::InvalidArgument(
-                "EventLogFile is not a real-time object: collect it with the event_log \
-                 Collector (Collector::with_sources takes it beside the objects)"
+                "EventLogFile is not a real-time object: collect it with the Collector \
+                 (Collector::with_sources takes it beside the objects)"
                     .to_string(),
             ));
         }

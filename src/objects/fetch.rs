@@ -5,8 +5,8 @@ use serde::Deserialize;
 
 use crate::client::{InstanceRequest, JwtBearerClient};
 use crate::error::Error;
-use crate::realtime::object::EventObject;
-use crate::realtime::record::ObjectRecord;
+use crate::objects::object::EventObject;
+use crate::objects::record::ObjectRecord;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,7 +83,7 @@ pub(crate) fn is_query_timeout(error: &Error) -> bool {
 }
 
 /// A page whose body is not a query result (its JSON does not parse): a problem of that page,
-/// which [`skip_unreadable_pages`](crate::realtime::ObjectCollectorOptions::skip_unreadable_pages)
+/// which [`skip_unreadable_pages`](crate::objects::ObjectCollectorOptions::skip_unreadable_pages)
 /// may skip, unlike the network, the API limit or authentication.
 pub(crate) fn is_unreadable_page(error: &Error) -> bool {
     matches!(error, Error::UnexpectedResponse(m) if m.starts_with(UNREADABLE))

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::datetime::rfc3339_millis;
 use crate::error::Error;
-use crate::realtime::object::{EventObject, ObjectKind, is_api_name};
+use crate::objects::object::{EventObject, ObjectKind, is_api_name};
 use crate::soql;
 
 /// The SELECT list.

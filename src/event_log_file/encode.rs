@@ -2,8 +2,8 @@
 //! takes encoded lines ([`Sink::encoded_format`](crate::collect::Sink::encoded_format)).
 
 use crate::error::Error;
-use crate::event_log::model::EventLogFile;
-use crate::event_log::record::LogRecord;
+use crate::event_log_file::model::EventLogFile;
+use crate::event_log_file::record::LogRecord;
 use crate::format::OutputFormat;
 use crate::format::ecs::{EcsEncoder, EcsOptions};
 use crate::format::json::NdjsonEncoder;

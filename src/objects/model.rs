@@ -1,6 +1,6 @@
 //! Typed rows for the objects whose fields Salesforce documents: [`LoginEvent`],
 //! [`LogoutEvent`] and [`SetupAuditTrail`]. Every other object is read as an
-//! [`ObjectRecord`](crate::realtime::ObjectRecord).
+//! [`ObjectRecord`](crate::objects::ObjectRecord).
 //!
 //! Fields a row may lack are `Option`; fields the structs do not name are kept in `other`, so
 //! nothing a newer API version adds is lost.

@@ -1,0 +1,16 @@
+//! Event Monitoring's log files: the EventLogFile model, typed queries, streaming downloads
+//! and CSV decoding. This module only reads Salesforce; collecting the files exactly once is
+//! the engine's ([`collect`](crate::collect)).
+
+mod download;
+pub(crate) mod encode;
+mod model;
+mod query;
+mod record;
+
+pub use download::{FileRecords, LogFileBody, LogRecords};
+#[cfg(test)]
+pub(crate) use model::test_file;
+pub use model::{EventLogFile, EventType, Interval};
+pub use query::{Cursor, EVENT_LOG_FILE_FIELDS, EventLogFileQuery, IntervalFilter};
+pub use record::{FieldType, FieldValue, LogFileDecoder, LogRecord, Schema, parse_log_datetime};
