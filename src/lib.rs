@@ -42,8 +42,8 @@ pub mod event_log;
 pub mod event_log_file;
 pub mod format;
 pub mod key;
-mod query;
 pub mod objects;
+mod query;
 #[deprecated(
     since = "0.1.0",
     note = "the objects source is salesforce_jwt::objects, their collection salesforce_jwt::collect"

@@ -1,4 +1,4 @@
-//! Where a [`Collector`](crate::event_log_file::Collector) remembers how far it got.
+//! Where a [`Collector`](crate::collect::Collector) remembers how far it got.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -63,9 +63,9 @@ pub struct Checkpoint {
     #[serde(default)]
     pub org_id: Option<String>,
     /// Which output [`sink_position`](Self::sink_position) positions, as the sink names it
-    /// ([`RecordSink::output`](crate::event_log_file::RecordSink::output)), e.g. the output file's
+    /// ([`RecordSink::output`](crate::collect::Sink::output)), e.g. the output file's
     /// absolute path. Recorded by the first pass; a later pass (or
-    /// [`NdjsonFileSink::resume`](crate::event_log_file::NdjsonFileSink::resume)) with another
+    /// [`NdjsonFileSink::resume`](crate::sink::NdjsonFileSink::resume)) with another
     /// output is refused, so a checkpoint never cuts back an unrelated file.
     #[serde(default)]
     pub output: Option<String>,
@@ -74,7 +74,7 @@ pub struct Checkpoint {
     pub sink_position: Option<u64>,
     /// Each source's position, by key (see the type's documentation).
     pub sources: BTreeMap<String, SourceState>,
-    /// Files given up on with [`skip_failed_files`](crate::event_log_file::CollectorOptions::skip_failed_files),
+    /// Files given up on with [`skip_failed_files`](crate::collect::CollectorOptions::skip_failed_files),
     /// by Id, until a person removes them. Bounded, since every save writes the whole
     /// checkpoint: past [`MAX_SKIPPED`] entries the one with the oldest `CreatedDate` goes and
     /// [`skipped_dropped`](Self::skipped_dropped) counts it, so none is lost silently. Add to it
@@ -231,7 +231,7 @@ impl Checkpoint {
 
     /// Reads a checkpoint in this crate's JSON, migrating version 1: its single EventLogFile
     /// position goes to [`MIGRATED_V1_SOURCE`], and the next
-    /// [`Collector::new`](crate::event_log_file::Collector::new) adopts it for the event types it
+    /// [`Collector::new`](crate::collect::Collector::new) adopts it for the event types it
     /// selects (run it with the same event types and interval as before the upgrade). The
     /// error says what is wrong, for a store to put in its own error.
     pub fn from_json(bytes: &[u8]) -> Result<Checkpoint, String> {
@@ -360,13 +360,13 @@ pub struct SkippedFile {
 /// - A failed `save` leaves the collector at its previous checkpoint. The store may still have
 ///   persisted the new one (the write arrived, its acknowledgement did not): that is safe,
 ///   because a restart compares the sink's position with whatever `load` returns and cuts the
-///   output back to it (see [`RecordSink`](crate::event_log_file::RecordSink)'s restart protocol).
+///   output back to it (see [`RecordSink`](crate::collect::Sink)'s restart protocol).
 /// - Return the store's own failures with [`Error::checkpoint_store`], saying whether a retry
 ///   may help.
 pub trait CheckpointStore: Send {
     /// Takes exclusive use of the checkpoint for as long as this store lives, or fails at once
     /// if another collector has it: two collectors moving one checkpoint would each deliver
-    /// what the other already did. [`Collector::new`](crate::event_log_file::Collector::new) calls
+    /// what the other already did. [`Collector::new`](crate::collect::Collector::new) calls
     /// it before `load`. The default does nothing (a store that cannot be shared, or is
     /// guarded elsewhere).
     fn acquire(&mut self) -> Result<(), Error> {

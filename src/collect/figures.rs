@@ -23,7 +23,7 @@ pub struct SourceFigures {
 /// Per-source figures, counted when a file or batch is committed (rows rolled back and sent
 /// again are counted once). Cheap to clone; clones share the figures, so one set can follow
 /// the collectors that replace each other after failures
-/// ([`Collector::with_figures`](crate::event_log_file::Collector::with_figures)), and be read by
+/// ([`Collector::with_figures`](crate::collect::Collector::with_figures)), and be read by
 /// another task while a pass runs. Sources are keyed by name: `EventLogFile` (every event
 /// type together) or the object's API name.
 #[derive(Debug, Clone, Default)]

@@ -1,5 +1,5 @@
 //! The persisted position of each real-time source, kept in the collector's
-//! [`Checkpoint`](crate::event_log_file::Checkpoint) under the object's API name.
+//! [`Checkpoint`](crate::collect::Checkpoint) under the object's API name.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,7 @@ use crate::datetime as sf_datetime;
 /// queryable after their window was read: each pass reads `(watermark - overlap, now]` again
 /// and drops the rows whose `EventIdentifier` is in `delivered_in_overlap`. That set only holds
 /// rows with `EventDate` inside the overlap, and at most
-/// [`max_overlap_rows`](crate::objects::ObjectCollectorOptions::max_overlap_rows) of them:
+/// [`max_overlap_rows`](crate::collect::ObjectCollectorOptions::max_overlap_rows) of them:
 /// past that, the oldest are dropped and `overlap_floor` keeps the next pass from reading
 /// their `EventDate`s again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ pub struct BigObjectState {
     )]
     pub overlap_floor: Option<OffsetDateTime>,
     /// Windows given up on because a page of theirs could not be read (with
-    /// [`skip_unreadable_pages`](crate::objects::ObjectCollectorOptions::skip_unreadable_pages)),
+    /// [`skip_unreadable_pages`](crate::collect::ObjectCollectorOptions::skip_unreadable_pages)),
     /// while they are inside the overlap: later passes read around them instead of failing on
     /// them again. Each is listed for good in the checkpoint's `skipped`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -61,7 +61,7 @@ pub struct KeysetState {
     #[serde(default, with = "opt_datetime")]
     pub scanned_to: Option<OffsetDateTime>,
     /// `Id` -> `CreatedDate` of the delivered rows inside the overlap, at most
-    /// [`max_overlap_rows`](crate::objects::ObjectCollectorOptions::max_overlap_rows).
+    /// [`max_overlap_rows`](crate::collect::ObjectCollectorOptions::max_overlap_rows).
     #[serde(default)]
     pub delivered_in_overlap: BTreeMap<String, String>,
     /// Set when `delivered_in_overlap` was cut to its bound: rows with `CreatedDate` at or
@@ -166,7 +166,7 @@ mod opt_datetime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event_log_file::SourceState;
+    use crate::collect::SourceState;
     use time::macros::datetime;
 
     #[test]

@@ -27,8 +27,8 @@ use crate::collect::object_state::{
 };
 use crate::collect::pass::{Delivered, Pass};
 use crate::collect::sink::{Batch, Row, Sink, Unit};
-use crate::error::Error;
 use crate::datetime as sf_datetime;
+use crate::error::Error;
 use crate::objects::fetch::{first_page, is_query_timeout, is_unreadable_page, next_page};
 use crate::objects::{
     BigObjectQuery, EventObject, FieldSelection, KeysetQuery, KeysetStart, ObjectKind,

@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn datetime_offsets() {
         // The former path of `crate::datetime` still reaches it.
-        use crate::event_log_file::sf_datetime;
+        use crate::datetime as sf_datetime;
         assert_eq!(
             sf_datetime::parse("2024-03-11T16:00:00.000+0100").unwrap(),
             datetime!(2024-03-11 15:00 UTC)

@@ -1,5 +1,5 @@
 //! A direct JSON writer for the sinks' hot path: log-file rows encoded straight into the line
-//! buffer, byte for byte what `serde_json` writes for [`NdjsonRow`](crate::event_log_file::NdjsonRow)
+//! buffer, byte for byte what `serde_json` writes for [`NdjsonRow`](crate::sink::NdjsonRow)
 //! (tests/encode.rs and the tests below compare the two on generated and real rows).
 //!
 //! Why not `serde_json`: every row escapes the same header names again, goes through serde's
@@ -294,7 +294,7 @@ impl FileKey {
     }
 }
 
-/// Encodes log-file rows as [`NdjsonRow`](crate::event_log_file::NdjsonRow) JSON, caching what is
+/// Encodes log-file rows as [`NdjsonRow`](crate::sink::NdjsonRow) JSON, caching what is
 /// the same for every row of a file.
 #[derive(Debug, Default)]
 pub(crate) struct NdjsonEncoder {

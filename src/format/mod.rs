@@ -1,7 +1,7 @@
 //! Output formats: plain NDJSON rows, or Elastic Common Schema (ECS) documents.
 //!
-//! The NDJSON sinks ([`NdjsonSink`](crate::event_log_file::NdjsonSink),
-//! [`NdjsonFileSink`](crate::event_log_file::NdjsonFileSink)) write either, chosen with their
+//! The NDJSON sinks ([`NdjsonSink`](crate::sink::NdjsonSink),
+//! [`NdjsonFileSink`](crate::sink::NdjsonFileSink)) write either, chosen with their
 //! `with_format`; the exactly-once protocol is the same for both. [`ecs`] builds the documents
 //! and [`event_id`] their deterministic `event.id`, from the rows of [`row`].
 //!
@@ -30,7 +30,7 @@ mod values;
 #[non_exhaustive]
 pub enum OutputFormat {
     /// Every column under its header name with typed values, plus the file's `EventLogFileId`,
-    /// `EventType`, `LogDate`, `Interval` and `Sequence` ([`NdjsonRow`](crate::event_log_file::NdjsonRow)).
+    /// `EventType`, `LogDate`, `Interval` and `Sequence` ([`NdjsonRow`](crate::sink::NdjsonRow)).
     #[default]
     Ndjson,
     /// One ECS document per row ([`ecs::log_file_document`]).

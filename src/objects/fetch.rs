@@ -83,7 +83,7 @@ pub(crate) fn is_query_timeout(error: &Error) -> bool {
 }
 
 /// A page whose body is not a query result (its JSON does not parse): a problem of that page,
-/// which [`skip_unreadable_pages`](crate::objects::ObjectCollectorOptions::skip_unreadable_pages)
+/// which [`skip_unreadable_pages`](crate::collect::ObjectCollectorOptions::skip_unreadable_pages)
 /// may skip, unlike the network, the API limit or authentication.
 pub(crate) fn is_unreadable_page(error: &Error) -> bool {
     matches!(error, Error::UnexpectedResponse(m) if m.starts_with(UNREADABLE))

@@ -446,7 +446,7 @@ impl ObjectRecord {
     /// The row as one JSON line of the NDJSON output, without the newline: every field in name
     /// order, then `"SObjectType": "<sobject_type>"` (a field of that name is replaced).
     /// Appends to `out` exactly the bytes `serde_json::to_writer` writes for
-    /// [`NdjsonObjectRow`](crate::objects::NdjsonObjectRow), copying the values' JSON texts
+    /// [`NdjsonObjectRow`](crate::sink::NdjsonObjectRow), copying the values' JSON texts
     /// instead of building and serializing a map.
     pub fn write_ndjson(&self, sobject_type: &str, out: &mut Vec<u8>) {
         out.push(b'{');
