@@ -19,17 +19,21 @@ pub struct QueryOptions {
     pub batch_size: Option<u16>,
 }
 
-/// One page of a query response.
+/// One page of a query response: the one page reader of every query the crate sends (this
+/// module's streams, and the object sources' windows and keysets).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct QueryPage<T> {
+pub(crate) struct QueryPage<T> {
     #[serde(default)]
-    total_size: u64,
-    done: bool,
+    pub(crate) total_size: u64,
+    pub(crate) done: bool,
     #[serde(default)]
-    next_records_url: Option<String>,
+    pub(crate) next_records_url: Option<String>,
     #[serde(default = "Vec::new")]
-    records: Vec<T>,
+    pub(crate) records: Vec<T>,
+    /// The response body's length, for the delivery figures.
+    #[serde(skip)]
+    pub(crate) bytes: u64,
 }
 
 struct Paging<T> {
@@ -87,7 +91,7 @@ impl JwtBearerClient {
                     );
                 }
                 state.page += 1;
-                let page: QueryPage<T> = fetch_page(&state.client, &request).await?;
+                let page: QueryPage<T> = read_page(&state.client, &request, None).await?;
                 tracing::debug!(
                     page = state.page,
                     records = page.records.len(),
@@ -95,12 +99,7 @@ impl JwtBearerClient {
                     "query page"
                 );
                 state.buffered = page.records.into();
-                if !page.done {
-                    let Some(next) = page.next_records_url else {
-                        return Err(Error::UnexpectedResponse(
-                            "a query page says done=false without a nextRecordsUrl".into(),
-                        ));
-                    };
+                if let Some(next) = page.next_records_url.filter(|_| !page.done) {
                     // Not checked here: `send` refuses a URL off the instance before sending
                     // anything, and only when the consumer asks for the page.
                     state.next = Some(
@@ -117,20 +116,39 @@ impl JwtBearerClient {
         let request = InstanceRequest::get(format!("{}/query", self.config().data_path()))
             .query("q", soql)
             .context("running a SOQL COUNT() query");
-        let page: QueryPage<serde::de::IgnoredAny> = fetch_page(self, &request).await?;
+        let page: QueryPage<serde::de::IgnoredAny> = read_page(self, &request, None).await?;
         Ok(page.total_size)
     }
 }
 
-async fn fetch_page<T: DeserializeOwned>(
+/// How an unreadable page's error begins when the query is about one object.
+pub(crate) const UNREADABLE_PAGE_OF: &str = "a query page of ";
+
+/// Sends `request` and reads one page of its answer, checked: a body that is not a query page
+/// is an [`Error::UnexpectedResponse`] naming `object` when given (`a query page of
+/// LoginEvent could not be read: ...`), and a page that says `done=false` without a
+/// `nextRecordsUrl` is refused, since following it is impossible and stopping would lose rows.
+pub(crate) async fn read_page<T: DeserializeOwned>(
     client: &JwtBearerClient,
     request: &InstanceRequest,
+    object: Option<&str>,
 ) -> Result<QueryPage<T>, Error> {
     let response = client.send(request).await?;
     let body = response
         .bytes()
         .await
         .map_err(|e| Error::transport("reading a query page", e))?;
-    serde_json::from_slice(&body)
-        .map_err(|e| Error::UnexpectedResponse(format!("a query page could not be read: {e}")))
+    let mut page: QueryPage<T> = serde_json::from_slice(&body).map_err(|e| {
+        Error::UnexpectedResponse(match object {
+            Some(object) => format!("{UNREADABLE_PAGE_OF}{object} could not be read: {e}"),
+            None => format!("a query page could not be read: {e}"),
+        })
+    })?;
+    if !page.done && page.next_records_url.is_none() {
+        return Err(Error::UnexpectedResponse(
+            "a query page says done=false without a nextRecordsUrl".into(),
+        ));
+    }
+    page.bytes = body.len() as u64;
+    Ok(page)
 }

@@ -1,5 +1,6 @@
 //! The [`Collector`]: every selected source, one after the other, through one pass.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::client::JwtBearerClient;
@@ -9,11 +10,12 @@ use crate::collect::checkpoint::{
 use crate::collect::event_log_files::EventLogFiles;
 use crate::collect::figures::DeliveryFigures;
 use crate::collect::object_options::ObjectCollectorOptions;
-use crate::collect::objects::{ObjectWalk, org_now};
+use crate::collect::objects::ObjectSource;
 use crate::collect::options::{CollectorOptions, PassSummary, Progress};
 use crate::collect::pass::Pass;
 use crate::collect::positions::{adopt_sources, begin_output, earlier};
 use crate::collect::sink::Sink;
+use crate::collect::source::{AnySource, Source};
 use crate::error::Error;
 use crate::event_log_file::{EventLogFile, EventLogFileQuery};
 use crate::objects::EventObject;
@@ -47,11 +49,9 @@ pub struct Collector<S: CheckpointStore> {
     client: JwtBearerClient,
     store: S,
     checkpoint: Checkpoint,
-    /// EventLogFile, when it is collected (see [`Collector::with_sources`]).
-    event_log_files: Option<EventLogFiles>,
-    /// Objects collected after EventLogFile, each its own source.
-    objects: Vec<EventObject>,
-    object_options: ObjectCollectorOptions,
+    /// What it collects, in order: EventLogFile (when selected, see
+    /// [`Collector::with_sources`]), then each object.
+    sources: Vec<AnySource>,
     /// What each source delivered (see [`Collector::figures`]).
     figures: DeliveryFigures,
 }
@@ -146,17 +146,26 @@ impl<S: CheckpointStore> Collector<S> {
         let template = EventLogFileQuery::new()
             .event_types(template.selected_event_types().iter().cloned())
             .interval(template.selected_interval());
+        let object_options = Arc::new(object_options);
+        let sources = collect_event_log_file
+            .then_some(AnySource::EventLogFile(EventLogFiles {
+                template,
+                event_types,
+                options,
+            }))
+            .into_iter()
+            .chain(objects.into_iter().map(|object| {
+                AnySource::Object(ObjectSource {
+                    object,
+                    options: Arc::clone(&object_options),
+                })
+            }))
+            .collect();
         Ok(Collector {
             client,
             store,
             checkpoint,
-            event_log_files: collect_event_log_file.then_some(EventLogFiles {
-                template,
-                event_types,
-                options,
-            }),
-            objects,
-            object_options,
+            sources,
             figures: DeliveryFigures::new(),
         })
     }
@@ -188,11 +197,19 @@ impl<S: CheckpointStore> Collector<S> {
         &self.store
     }
 
+    /// The EventLogFile source, when selected.
+    fn event_log_files(&self) -> Option<&EventLogFiles> {
+        self.sources.iter().find_map(|s| match s {
+            AnySource::EventLogFile(files) => Some(files),
+            AnySource::Object(_) => None,
+        })
+    }
+
     /// The EventLogFile query the next pass sends: one for the whole selection, from the
     /// lowest position among the selected event types (each file is then checked against its
     /// own type's). Without EventLogFile, the selection's query without dates.
     pub fn pass_query(&self) -> EventLogFileQuery {
-        match &self.event_log_files {
+        match self.event_log_files() {
             Some(files) => files.pass_query(&self.checkpoint),
             None => EventLogFileQuery::new(),
         }
@@ -201,7 +218,7 @@ impl<S: CheckpointStore> Collector<S> {
     /// The EventLogFiles the next pass will collect, in `(CreatedDate, Id)` order, completed
     /// ones left out (none without EventLogFile).
     pub async fn pending_files(&self) -> Result<Vec<EventLogFile>, Error> {
-        match &self.event_log_files {
+        match self.event_log_files() {
             Some(files) => files.pending_files(&self.client, &self.checkpoint).await,
             None => Ok(Vec::new()),
         }
@@ -236,7 +253,7 @@ impl<S: CheckpointStore> Collector<S> {
                 });
             }
         }
-        let sources_total = usize::from(self.event_log_files.is_some()) + self.objects.len();
+        let sources_total = self.sources.len();
         let mut pass = Pass::new(
             &self.client,
             &mut self.store,
@@ -246,15 +263,7 @@ impl<S: CheckpointStore> Collector<S> {
             stop,
             sources_total,
         );
-        match walk_sources(
-            &mut pass,
-            self.event_log_files.as_ref(),
-            &self.objects,
-            &self.object_options,
-            sink,
-        )
-        .await
-        {
+        match walk_sources(&mut pass, &self.sources, sink).await {
             Ok(()) => {}
             // Units committed so far are recorded; the source being read is taken up again
             // from its last committed position by the next pass.
@@ -272,9 +281,7 @@ impl<S: CheckpointStore> Collector<S> {
 /// turn until all are done or a stop is asked for.
 async fn walk_sources<S: CheckpointStore + ?Sized, K: Sink>(
     pass: &mut Pass<'_, S>,
-    event_log_files: Option<&EventLogFiles>,
-    objects: &[EventObject],
-    object_options: &ObjectCollectorOptions,
+    sources: &[AnySource],
     sink: &mut K,
 ) -> Result<(), Error> {
     // Before the output is checked: another org's checkpoint says nothing about it.
@@ -285,32 +292,16 @@ async fn walk_sources<S: CheckpointStore + ?Sized, K: Sink>(
         sink.output(),
         sink.committed_position(),
     )?;
-    if let Some(files) = event_log_files {
-        pass.source_started(EVENT_LOG_FILE_ALL_TYPES);
-        files.collect(pass, sink).await?;
-        pass.source_done();
-    }
-    if objects.is_empty() || pass.summary.stopped {
-        return Ok(());
-    }
-    let now = org_now(pass.client, object_options).await?;
-    for object in objects {
+    for source in sources {
         if pass.stop_requested() {
             pass.summary.stopped = true;
-            break;
         }
-        pass.source_started(object.name());
-        pass.report.current = Some(object.name().to_string());
-        pass.report();
-        let summary = ObjectWalk::new(object, object_options, now)
-            .collect(pass, sink)
-            .await?;
-        pass.summary.objects.push(summary);
-        pass.source_done();
-        pass.report();
         if pass.summary.stopped {
             break;
         }
+        pass.source_started(source.name());
+        source.collect(pass, sink).await?;
+        pass.source_done();
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ use crate::collect::options::CollectorOptions;
 use crate::collect::pass::{Delivered, Pass};
 use crate::collect::positions::window_start;
 use crate::collect::sink::{PendingCommit, Row, Sink, Unit};
+use crate::collect::source::Source;
 use crate::error::Error;
 use crate::event_log_file::{
     Cursor, EventLogFile, EventLogFileQuery, FileRecords, Interval, IntervalFilter, LogRecord,
@@ -248,12 +249,18 @@ impl EventLogFiles {
         client.clock().sleep(delay).await;
         true
     }
+}
 
-    /// The source's part of a pass: queries the pending files, streams each one's rows into
-    /// `sink` in order, commits, and records it. A file that fails in a retryable way is
-    /// rolled back and downloaded again (up to `max_file_attempts`). A stop request ends the
-    /// walk after the current file, with the checkpoint consistent.
-    pub(crate) async fn collect<S: CheckpointStore + ?Sized, K: Sink>(
+impl Source for EventLogFiles {
+    fn name(&self) -> &str {
+        EVENT_LOG_FILE_ALL_TYPES
+    }
+
+    /// Queries the pending files, streams each one's rows into `sink` in order, commits, and
+    /// records it. A file that fails in a retryable way is rolled back and downloaded again (up
+    /// to `max_file_attempts`). A stop request ends the walk after the current file, with the
+    /// checkpoint consistent.
+    async fn collect<S: CheckpointStore + ?Sized, K: Sink>(
         &self,
         pass: &mut Pass<'_, S>,
         sink: &mut K,
@@ -285,10 +292,10 @@ impl EventLogFiles {
                 // The first attempt reads the prefetched download (encoded lines or rows); a
                 // retry downloads the file again and hands the sink rows.
                 let source = match next.take() {
-                    Some(records) if encoding.is_some() => Source::Encoded(Box::new(records)),
-                    Some(records) => Source::Rows(Box::pin(records)),
+                    Some(records) if encoding.is_some() => Rows::Encoded(Box::new(records)),
+                    Some(records) => Rows::Rows(Box::pin(records)),
                     None => match client.log_records(&file).await {
-                        Ok(rows) => Source::Rows(Box::pin(rows)),
+                        Ok(rows) => Rows::Rows(Box::pin(rows)),
                         Err(error) => {
                             if self
                                 .pause_before_retry(client, &file, &error, attempt)
@@ -349,7 +356,9 @@ impl EventLogFiles {
         }
         self.settle(pass, &mut walk).await
     }
+}
 
+impl EventLogFiles {
     /// Streams a file's rows (or encoded lines) into the sink. The inner error is the file's,
     /// with how many rows had been written (for the progress count); the outer one ends the
     /// pass (the commit of the file before failed).
@@ -357,13 +366,13 @@ impl EventLogFiles {
         &self,
         sink: &mut K,
         file: &EventLogFile,
-        source: Source,
+        source: Rows,
         pass: &mut Pass<'_, S>,
         walk: &mut Walk,
     ) -> Result<Result<u64, (Error, u64)>, Error> {
         let mut count = 0u64;
         match source {
-            Source::Encoded(mut records) => loop {
+            Rows::Encoded(mut records) => loop {
                 let Some(piece) = self
                     .while_committing(records.next_encoded(), pass, walk)
                     .await?
@@ -382,7 +391,7 @@ impl EventLogFiles {
                     Err(e) => return Ok(Err((e, count))),
                 }
             },
-            Source::Rows(mut rows) => loop {
+            Rows::Rows(mut rows) => loop {
                 let Some(row) = self.while_committing(rows.next(), pass, walk).await? else {
                     break;
                 };
@@ -530,7 +539,7 @@ fn concerns_only_this_file(error: &Error) -> bool {
 type RowStream = Pin<Box<dyn Stream<Item = Result<LogRecord, Error>> + Send>>;
 
 /// Where a file's rows come from on one attempt.
-enum Source {
+enum Rows {
     /// The prefetched download, its rows already encoded for the sink.
     Encoded(Box<FileRecords>),
     /// Rows, prefetched or downloaded again.

@@ -44,6 +44,7 @@ mod options;
 mod pass;
 mod positions;
 mod sink;
+mod source;
 
 pub use checkpoint::{
     CHECKPOINT_VERSION, Checkpoint, CheckpointStore, CompletedFile, EVENT_LOG_FILE_ALL_TYPES,

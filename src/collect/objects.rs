@@ -15,6 +15,7 @@
 //! others go on where they were, and objects no longer collected keep their positions.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -27,6 +28,7 @@ use crate::collect::object_state::{
 };
 use crate::collect::pass::{Delivered, Pass};
 use crate::collect::sink::{Batch, Row, Sink, Unit};
+use crate::collect::source::Source;
 use crate::datetime as sf_datetime;
 use crate::error::Error;
 use crate::objects::fetch::{first_page, is_query_timeout, is_unreadable_page, next_page};
@@ -35,8 +37,44 @@ use crate::objects::{
     ObjectRecord, datetime_millis,
 };
 
+/// An object as a source: its walk, with the options every object of the collector shares.
+#[derive(Debug)]
+pub(crate) struct ObjectSource {
+    pub(crate) object: EventObject,
+    pub(crate) options: Arc<ObjectCollectorOptions>,
+}
+
+impl Source for ObjectSource {
+    fn name(&self) -> &str {
+        self.object.name()
+    }
+
+    async fn collect<S: CheckpointStore + ?Sized, K: Sink>(
+        &self,
+        pass: &mut Pass<'_, S>,
+        sink: &mut K,
+    ) -> Result<(), Error> {
+        // One time for every object of the pass: the pass's windows all end there.
+        let now = match pass.org_now {
+            Some(now) => now,
+            None => {
+                let now = org_now(pass.client, &self.options).await?;
+                pass.org_now = Some(now);
+                now
+            }
+        };
+        pass.report.current = Some(self.object.name().to_string());
+        pass.report();
+        let summary = ObjectWalk::new(&self.object, &self.options, now)
+            .collect(pass, sink)
+            .await?;
+        pass.summary.objects.push(summary);
+        Ok(())
+    }
+}
+
 /// One object's part of a pass.
-pub(crate) struct ObjectWalk<'a> {
+struct ObjectWalk<'a> {
     object: &'a EventObject,
     options: &'a ObjectCollectorOptions,
     /// The org's time when the pass began: where every window ends.
@@ -44,7 +82,7 @@ pub(crate) struct ObjectWalk<'a> {
 }
 
 impl<'a> ObjectWalk<'a> {
-    pub(crate) fn new(
+    fn new(
         object: &'a EventObject,
         options: &'a ObjectCollectorOptions,
         now: OffsetDateTime,
@@ -57,7 +95,7 @@ impl<'a> ObjectWalk<'a> {
     }
 
     /// Walks the object from its saved position up to `now`, unit after unit, through `pass`.
-    pub(crate) async fn collect<S: CheckpointStore + ?Sized, K: Sink>(
+    async fn collect<S: CheckpointStore + ?Sized, K: Sink>(
         self,
         pass: &mut Pass<'_, S>,
         sink: &mut K,
@@ -104,7 +142,7 @@ impl<'a> ObjectWalk<'a> {
 /// future and eat the overlap, and one ending at a slow local clock would hold rows back. The
 /// client learns the org's clock from the `Date` of every answer; before the first one, the
 /// token request (needed for the pass anyway) brings one.
-pub(crate) async fn org_now(
+async fn org_now(
     client: &JwtBearerClient,
     options: &ObjectCollectorOptions,
 ) -> Result<OffsetDateTime, Error> {

@@ -21,6 +21,8 @@ pub(crate) struct Pass<'p, S: ?Sized> {
     pub(crate) figures: &'p DeliveryFigures,
     pub(crate) report: Progress,
     pub(crate) summary: PassSummary,
+    /// The org's time when the first object source began: every object's windows end there.
+    pub(crate) org_now: Option<OffsetDateTime>,
     started: Instant,
     progress: &'p mut (dyn FnMut(&Progress) + Send),
     stop: &'p AtomicBool,
@@ -59,6 +61,7 @@ impl<'p, S: CheckpointStore + ?Sized> Pass<'p, S> {
                 ..Progress::default()
             },
             summary: PassSummary::default(),
+            org_now: None,
             started: Instant::now(),
             progress,
             stop,
@@ -131,6 +134,7 @@ impl<'p, S: CheckpointStore + ?Sized> Pass<'p, S> {
     pub(crate) fn source_done(&mut self) {
         self.report.sources_done += 1;
         self.report.current = None;
+        self.report();
     }
 
     /// Counts `rows` more rows of the current unit (`count` so far), reporting progress every
