@@ -1,4 +1,27 @@
 //! The JWT bearer assertion: claims and RS256 signature. Pure functions, no I/O.
+//!
+//! ```
+//! use std::time::Duration;
+//! use salesforce_jwt::SigningKey;
+//! use salesforce_jwt::assertion::{Claims, sign};
+//! use salesforce_jwt::time::macros::datetime;
+//!
+//! let key = SigningKey::from_pem(std::fs::read("tests/fixtures/test_rsa_pkcs8.pem").unwrap())?;
+//! let now = datetime!(2025-06-10 12:00 UTC);
+//! let claims = Claims::new(
+//!     "3MVG9...client-id",
+//!     "integration@example.com",
+//!     "https://login.salesforce.com",
+//!     now,
+//!     Duration::from_secs(180),
+//! );
+//! assert_eq!(claims.exp, now.unix_timestamp() + 180);
+//! let assertion = sign(&claims, &key)?;
+//! // header.claims.signature, and a Debug output that hides it.
+//! assert_eq!(assertion.expose_secret().split('.').count(), 3);
+//! assert!(!format!("{assertion:?}").contains(assertion.expose_secret()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 use std::time::Duration;

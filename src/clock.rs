@@ -4,6 +4,16 @@
 //! refresh-ahead, retry backoff, the collector's lookback) asks a [`Clock`]. Production code uses
 //! [`SystemClock`]; tests use [`ManualClock`], which they move forward instead of sleeping.
 //! (tokio's paused clock is no substitute: it makes reqwest's real I/O time out.)
+//!
+//! ```
+//! use std::time::Duration;
+//! use salesforce_jwt::clock::{Clock, ManualClock};
+//! use salesforce_jwt::time::macros::datetime;
+//!
+//! let clock = ManualClock::new(datetime!(2025-06-10 12:00 UTC));
+//! clock.advance(Duration::from_secs(90));
+//! assert_eq!(clock.now(), datetime!(2025-06-10 12:01:30 UTC));
+//! ```
 
 use std::fmt;
 use std::future::Future;

@@ -4,6 +4,18 @@
 //! surrounding whitespace, literal `\n` sequences (a PEM pasted into an environment variable) or
 //! its line breaks lost altogether. Everything else gets its own [`KeyError`] that says what the
 //! file is and what to give instead.
+//!
+//! ```
+//! use salesforce_jwt::SigningKey;
+//!
+//! let pem = std::fs::read("tests/fixtures/test_rsa_pkcs8.pem").unwrap();
+//! let key = SigningKey::from_pem(&pem)?;
+//! // Debug output never shows the key.
+//! assert!(!format!("{key:?}").contains("PRIVATE"));
+//! let error = SigningKey::from_pem("-----BEGIN PUBLIC KEY-----").unwrap_err();
+//! assert!(error.to_string().contains("public key"), "{error}");
+//! # Ok::<(), salesforce_jwt::KeyError>(())
+//! ```
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! # salesforce-jwt
 //!
-//! Salesforce OAuth 2.0 JWT bearer authentication and exactly-once collection of Event
-//! Monitoring logs (`EventLogFile`), for services that feed a SIEM.
+//! Salesforce OAuth 2.0 JWT bearer authentication and exactly-once collection of Salesforce's
+//! security logs (EventLogFile, the Real-Time Event Monitoring storage objects,
+//! SetupAuditTrail), for services that feed a SIEM.
 //!
 //! From the six fields a Salesforce administrator hands over (JWT audience URL, client key,
 //! username, client ID, instance URL, token URL) the crate builds and signs assertions,
@@ -17,6 +18,57 @@
 //! let client = JwtBearerClient::new(config)?;
 //! let token = client.access_token().await?;
 //! println!("authenticated to org {}", token.org_id().unwrap_or("?"));
+//! # Ok(()) }
+//! ```
+//!
+//! # The modules
+//!
+//! Every arrow points down: a source only reads Salesforce, the engine moves rows from the
+//! sources into a sink, and a sink only writes.
+//!
+//! | layer | module | what it holds |
+//! |---|---|---|
+//! | requests | crate root | [`JwtBearerConfig`], [`JwtBearerClient`] (token cache, authorized requests, [`query`](JwtBearerClient::query) streams, API usage and budget) |
+//! | | [`key`], [`assertion`] | the RSA signing key, the signed JWT |
+//! | | [`soql`], [`datetime`], [`clock`] | SOQL literals, Salesforce's datetime forms, the time tests move |
+//! | sources | [`event_log_file`] | EventLogFile: listing, streaming download, CSV decoding |
+//! | | [`objects`] | real-time storage objects, threat-detection stores, SetupAuditTrail: catalogue, SOQL, rows |
+//! | engine | [`collect`] | [`Collector`](collect::Collector), the one [`Sink`](collect::Sink) trait, the pass loop, [`Checkpoint`](collect::Checkpoint) and its stores, [`Progress`](collect::Progress) |
+//! | outputs | [`sink`] | NDJSON to a file (exactly once) or a stream (at least once) |
+//! | | [`format`] | NDJSON and ECS encoders over [`format::row`], with deterministic `event.id`s |
+//!
+//! `event_log` and `realtime` are the former homes of these items, kept one release as
+//! deprecated re-exports.
+//!
+//! Each module's page opens with an example; this one collects a mock org's log file (the org
+//! double of the `salesforce-jwt-mock` crate) exactly once:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), salesforce_jwt::Error> {
+//! use std::sync::atomic::AtomicBool;
+//! use salesforce_jwt::collect::{Collector, CollectorOptions, MemoryCheckpointStore};
+//! use salesforce_jwt::event_log_file::EventLogFileQuery;
+//! use salesforce_jwt::sink::NdjsonSink;
+//! use salesforce_jwt::{JwtBearerClient, OffsetDateTime};
+//! use salesforce_jwt_mock::{MockLogFile, MockOrg};
+//!
+//! let org = MockOrg::start().await;
+//! let yesterday = (OffsetDateTime::now_utc() - time::Duration::DAY).replace_time(time::Time::MIDNIGHT);
+//! org.add_file(MockLogFile::builder("Login").log_date(yesterday).rows(3).build());
+//!
+//! let client = JwtBearerClient::new(org.config_builder().build()?)?;
+//! let store = MemoryCheckpointStore::new();
+//! let mut collector =
+//!     Collector::new(client, EventLogFileQuery::new(), store.clone(), CollectorOptions::default())?;
+//! let mut sink = NdjsonSink::new(Vec::new());
+//! let summary = collector.run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false)).await?;
+//! assert_eq!((summary.files, summary.rows), (1, 3));
+//! assert_eq!(String::from_utf8_lossy(&sink.into_inner()).lines().count(), 3);
+//!
+//! // The checkpoint remembers the file: the next pass delivers nothing again.
+//! let summary = collector.run_pass(&mut NdjsonSink::new(Vec::new()), &mut |_| {}, &AtomicBool::new(false)).await?;
+//! assert_eq!(summary.rows, 0);
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]

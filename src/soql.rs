@@ -2,6 +2,22 @@
 //!
 //! No value from outside the crate reaches a query except through these functions: a string
 //! always comes out as one complete single-quoted literal, whatever it holds.
+//!
+//! ```
+//! use salesforce_jwt::soql;
+//! use salesforce_jwt::time::macros::datetime;
+//!
+//! let name = "O'Brien";
+//! let query = format!(
+//!     "SELECT Id FROM User WHERE LastName = {} AND CreatedDate > {}",
+//!     soql::string(name),
+//!     soql::datetime(datetime!(2025-06-10 12:00 UTC)),
+//! );
+//! assert_eq!(
+//!     query,
+//!     r"SELECT Id FROM User WHERE LastName = 'O\'Brien' AND CreatedDate > 2025-06-10T12:00:00Z"
+//! );
+//! ```
 
 use std::fmt::Write as _;
 

@@ -13,6 +13,60 @@
 //! - big objects by `EventDate` windows with an overlap deduplicated by `EventIdentifier`, and
 //!   standard objects by `(CreatedDate, Id)` keysets ([`ObjectCollectorOptions`]).
 //!
+//! Against a mock org (the `salesforce-jwt-mock` crate), EventLogFile and two objects into one
+//! output, with the progress every source reports the same way:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), salesforce_jwt::Error> {
+//! use std::sync::atomic::AtomicBool;
+//! use salesforce_jwt::collect::{
+//!     Collector, CollectorOptions, MemoryCheckpointStore, ObjectCollectorOptions,
+//! };
+//! use salesforce_jwt::event_log_file::EventLogFileQuery;
+//! use salesforce_jwt::objects::EventObject;
+//! use salesforce_jwt::sink::NdjsonSink;
+//! use salesforce_jwt::{JwtBearerClient, OffsetDateTime};
+//! use salesforce_jwt_mock::{MockLogFile, MockOrg, generate_records};
+//!
+//! let org = MockOrg::start().await;
+//! let now = OffsetDateTime::now_utc();
+//! let yesterday = (now - time::Duration::DAY).replace_time(time::Time::MIDNIGHT);
+//! org.add_file(MockLogFile::builder("Logout").log_date(yesterday).rows(4).build());
+//! let hour_ago = now - time::Duration::HOUR;
+//! let two_hours_ago = now - 2 * time::Duration::HOUR;
+//! org.add_records("LoginEvent", generate_records("LoginEvent", two_hours_ago, hour_ago, 5, 1))
+//!     .unwrap();
+//! org.add_records("SetupAuditTrail", generate_records("SetupAuditTrail", two_hours_ago, hour_ago, 2, 2))
+//!     .unwrap();
+//!
+//! let client = JwtBearerClient::new(org.config_builder().build()?)?;
+//! let objects = ["LoginEvent", "SetupAuditTrail"].map(|o| EventObject::named(o).unwrap());
+//! let mut collector = Collector::with_sources(
+//!     client,
+//!     Some(EventLogFileQuery::new()),
+//!     objects.to_vec(),
+//!     MemoryCheckpointStore::new(),
+//!     CollectorOptions::default(),
+//!     ObjectCollectorOptions::default(),
+//! )?;
+//! let mut sources_seen = Vec::new();
+//! let mut sink = NdjsonSink::new(Vec::new());
+//! let summary = collector
+//!     .run_pass(
+//!         &mut sink,
+//!         &mut |p| sources_seen.extend(p.source.clone().filter(|s| !sources_seen.contains(s))),
+//!         &AtomicBool::new(false),
+//!     )
+//!     .await?;
+//! assert_eq!(sources_seen, ["EventLogFile", "LoginEvent", "SetupAuditTrail"]);
+//! assert_eq!((summary.event_log_file_rows(), summary.object_rows()), (4, 7));
+//! assert_eq!(String::from_utf8_lossy(&sink.into_inner()).lines().count(), 11);
+//! # Ok(()) }
+//! ```
+//!
+//! Against a real org, with the checkpoint in a file and the rows appended to another:
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), salesforce_jwt::Error> {
 //! use std::sync::atomic::AtomicBool;

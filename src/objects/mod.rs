@@ -13,6 +13,20 @@
 //! Reading these objects needs the Salesforce Shield or Event Monitoring add-on and the View
 //! Real-Time Event Monitoring Data permission; storage is switched on per object in Setup >
 //! Event Manager.
+//!
+//! ```
+//! use salesforce_jwt::objects::{BigObjectQuery, EventObject, ObjectKind};
+//! use salesforce_jwt::time::macros::datetime;
+//!
+//! let login = EventObject::named("LoginEvent").unwrap();
+//! assert_eq!(login.kind(), ObjectKind::BigObject);
+//! // Big objects take an EventDate window, newest first: the only shape they accept.
+//! let soql = BigObjectQuery::new(&login)?
+//!     .window(datetime!(2025-06-10 11:00 UTC), datetime!(2025-06-10 12:00 UTC))
+//!     .to_soql()?;
+//! assert!(soql.contains("ORDER BY EventDate DESC"), "{soql}");
+//! # Ok::<(), salesforce_jwt::Error>(())
+//! ```
 
 pub(crate) mod fetch;
 mod model;

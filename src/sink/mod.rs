@@ -1,5 +1,41 @@
 //! Where collected rows go: NDJSON to a file, exactly once ([`NdjsonFileSink`]), or to any
 //! stream, at least once ([`NdjsonSink`]); both implement the one [`Sink`] trait.
+//!
+//! A file output and its restart protocol: a commit reports the file's length, which the
+//! checkpoint saves; reopening at that position cuts off whatever came after it.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), salesforce_jwt::Error> {
+//! use salesforce_jwt::collect::{Batch, Row, Sink, Unit};
+//! use salesforce_jwt::objects::{EventObject, ObjectRecord};
+//! use salesforce_jwt::sink::NdjsonFileSink;
+//! use salesforce_jwt::time::macros::datetime;
+//!
+//! let dir = std::env::temp_dir().join(format!("sink-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("events.ndjson");
+//! let trail = EventObject::named("SetupAuditTrail").unwrap();
+//! let row: ObjectRecord = serde_json::from_str(r#"{"Id": "0Ym1", "Action": "login"}"#).unwrap();
+//! let unit = Unit::Batch(Batch {
+//!     object: &trail,
+//!     after: datetime!(2025-06-10 11:00 UTC),
+//!     up_to: datetime!(2025-06-10 12:00 UTC),
+//! });
+//!
+//! let mut sink = NdjsonFileSink::open(&path, None)?;
+//! sink.begin(&unit).await?;
+//! sink.write(Row::Object { object: &trail, record: &row }).await?;
+//! let committed = sink.commit(&unit).await?; // the length the checkpoint saves
+//! sink.begin(&unit).await?;
+//! sink.write(Row::Object { object: &trail, record: &row }).await?;
+//! drop(sink); // a crash before this second commit
+//!
+//! let sink = NdjsonFileSink::open(&path, committed)?; // cut back to the checkpoint
+//! assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+//! # drop(sink); std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
