@@ -1,5 +1,5 @@
 //! A [`PgStore`] driven by a thread of its own, so that synchronous callers (the library's
-//! [`CheckpointStore`](salesforce_jwt::event_log::CheckpointStore) trait) can wait for it.
+//! [`CheckpointStore`](salesforce_jwt::collect::CheckpointStore) trait) can wait for it.
 
 use std::future::Future;
 use std::pin::Pin;

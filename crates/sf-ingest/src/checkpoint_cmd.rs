@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use salesforce_jwt::clock::SystemClock;
-use salesforce_jwt::event_log::{
-    Checkpoint, CheckpointStore, EVENT_LOG_FILE_ALL_TYPES, EventLogFileState, FileCheckpointStore,
-    SourceState,
+use salesforce_jwt::collect::{
+    BigObjectState, Checkpoint, CheckpointStore, EVENT_LOG_FILE_ALL_TYPES, EventLogFileState,
+    FileCheckpointStore, KeysetState, SourceState,
 };
-use salesforce_jwt::realtime::{BigObjectState, KeysetState};
 use salesforce_jwt_postgres::{PgError, PgStore, PgTarget};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -464,7 +463,7 @@ fn later(source: &str, key: &str) -> Failed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use salesforce_jwt::event_log::{Cursor, IntervalFilter};
+    use salesforce_jwt::event_log_file::{Cursor, IntervalFilter};
     use time::macros::datetime;
 
     fn checkpoint() -> Checkpoint {

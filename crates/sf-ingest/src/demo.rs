@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use salesforce_jwt::realtime::EventObject;
+use salesforce_jwt::objects::EventObject;
 use salesforce_jwt::{Error, JwtBearerConfig};
 use salesforce_jwt_mock::{MockOrg, generate_records};
 

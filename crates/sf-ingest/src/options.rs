@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use salesforce_jwt::event_log::{EventType, IntervalFilter};
+use salesforce_jwt::event_log_file::{EventType, IntervalFilter};
 use serde::Deserialize;
 
 use crate::format::OutputFormat;

@@ -6,7 +6,7 @@
 //! Event Log Objects that record the same activity. It is kept by hand: Salesforce documents
 //! each source on its own page, not the correspondence.
 
-use salesforce_jwt::event_log::IntervalFilter;
+use salesforce_jwt::event_log_file::IntervalFilter;
 
 use crate::plan::OrgPlan;
 use crate::source::Source;

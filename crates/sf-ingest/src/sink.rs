@@ -5,7 +5,7 @@ use std::path::Path;
 
 use salesforce_jwt::Error;
 use salesforce_jwt::collect::{Checkpoint, PendingCommit, Row, Sink, Unit};
-use salesforce_jwt::event_log::EventLogFile;
+use salesforce_jwt::event_log_file::EventLogFile;
 use salesforce_jwt::sink::{NdjsonFileSink, NdjsonSink};
 
 use crate::format::OutputFormat;

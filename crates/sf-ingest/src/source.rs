@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use salesforce_jwt::realtime::{EventObject, ObjectKind};
+use salesforce_jwt::objects::{EventObject, ObjectKind};
 
 /// A kind of log, in Salesforce's own names.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
