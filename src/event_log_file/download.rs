@@ -15,12 +15,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::client::{InstanceRequest, JwtBearerClient};
 use crate::error::Error;
-use crate::event_log_file::encode::{Encoders, append_row};
 use crate::event_log_file::model::EventLogFile;
 use crate::event_log_file::record::split::{RowSplitter, Segment};
 use crate::event_log_file::record::{LogFileDecoder, LogRecord};
 use crate::format::OutputFormat;
 use crate::format::ecs::EcsOptions;
+use crate::format::encoders::{Encoders, append_row};
 
 impl JwtBearerClient {
     /// Downloads a log file's CSV as a stream of byte chunks (gzip already decoded).

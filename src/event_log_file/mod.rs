@@ -15,7 +15,6 @@
 //! ```
 
 mod download;
-pub(crate) mod encode;
 mod model;
 mod query;
 mod record;

@@ -19,6 +19,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub mod ecs;
+pub(crate) mod encoders;
 pub mod event_id;
 pub(crate) mod json;
 mod names;

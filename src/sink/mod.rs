@@ -50,9 +50,9 @@ use serde::ser::SerializeMap;
 use crate::collect::checkpoint::sync_dir;
 use crate::collect::{PendingCommit, Row, Sink, Unit};
 use crate::error::Error;
-use crate::event_log_file::encode::{Encoders, append_row};
 use crate::event_log_file::{EventLogFile, LogRecord};
 use crate::format::ecs::EcsOptions;
+use crate::format::encoders::{Encoders, append_row};
 use crate::format::{OutputFormat, ecs, rfc3339_millis};
 use crate::objects::{EventObject, ObjectRecord};
 

@@ -1,12 +1,12 @@
-//! Log-file rows encoded where they are decoded: in each file's download task, for a sink that
-//! takes encoded lines ([`Sink::encoded_format`](crate::collect::Sink::encoded_format)).
+//! Log-file rows encoded directly into lines, one encoder per format: where the rows are
+//! decoded (each file's download task, for a sink that takes encoded lines), and in the NDJSON
+//! sinks.
 
 use crate::error::Error;
-use crate::event_log_file::model::EventLogFile;
-use crate::event_log_file::record::LogRecord;
 use crate::format::OutputFormat;
 use crate::format::ecs::{EcsEncoder, EcsOptions};
 use crate::format::json::NdjsonEncoder;
+use crate::format::row::{LogFileInfo, LogRecord};
 
 /// The direct encoders of log-file rows, one per format.
 #[derive(Debug, Default)]
@@ -32,7 +32,7 @@ pub(crate) fn append_row(
     out: &mut Vec<u8>,
     encoders: &mut Encoders,
     format: OutputFormat,
-    file: &EventLogFile,
+    file: &(impl LogFileInfo + ?Sized),
     row: &LogRecord,
 ) -> Result<(), Error> {
     let written = match format {
@@ -43,7 +43,7 @@ pub(crate) fn append_row(
         OutputFormat::Ndjson => encoders.ndjson.encode(out, file, row),
     };
     written.map_err(|e| Error::Csv {
-        id: file.id.clone(),
+        id: file.id().to_string(),
         line: row.line(),
         message: format!("cannot encode the row as JSON: {e}"),
     })?;
