@@ -62,8 +62,8 @@ impl fmt::Display for Unit<'_> {
                 f,
                 "{} ({}, {}]",
                 batch.object,
-                crate::soql::datetime_millis(batch.after),
-                crate::soql::datetime_millis(batch.up_to)
+                crate::datetime::rfc3339_millis(batch.after),
+                crate::datetime::rfc3339_millis(batch.up_to)
             ),
         }
     }
