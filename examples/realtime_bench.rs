@@ -1,4 +1,4 @@
-//! Real-time collection benchmark: one `ObjectCollector` pass over a mock org holding many
+//! Real-time collection benchmark: one objects-only `Collector` pass over a mock org holding many
 //! LoginEvent rows, into an NDJSON file, with rows/s.
 //!
 //! ```sh

@@ -1372,7 +1372,7 @@ impl Database {
     }
 }
 
-/// The example implementation of the restart protocol documented on [`RecordSink`]: a sink
+/// The example implementation of the restart protocol documented on [`Sink`]: a sink
 /// over a transactional store whose position is its committed row count.
 struct TransactionalSink {
     db: Database,
