@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use salesforce_jwt::collect::{Row, Sink};
-use salesforce_jwt::event_log::{
-    EventLogFile, Interval as SfInterval, LogFileDecoder, LogRecord, NdjsonRow, NdjsonSink,
+use salesforce_jwt::event_log_file::{
+    EventLogFile, Interval as SfInterval, LogFileDecoder, LogRecord,
 };
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
+use salesforce_jwt::sink::{NdjsonRow, NdjsonSink};
 use salesforce_jwt_mock::{Interval, MockLogFile};
 use time::macros::datetime;
 

@@ -45,12 +45,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
-use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::{
-    Collector, CollectorOptions, EventLogFile, EventLogFileQuery, FileCheckpointStore,
-    LogFileDecoder, LogRecord, NdjsonFileSink, NdjsonSink,
-};
+use salesforce_jwt::collect::{Collector, CollectorOptions, FileCheckpointStore, Row, Sink, Unit};
+use salesforce_jwt::event_log_file::{EventLogFile, EventLogFileQuery, LogFileDecoder, LogRecord};
 use salesforce_jwt::format::OutputFormat;
+use salesforce_jwt::sink::{NdjsonFileSink, NdjsonSink};
 use salesforce_jwt::{Bytes, JwtBearerClient, JwtBearerConfig};
 use salesforce_jwt_mock::{DEMO_PRIVATE_KEY_PEM, Interval, MockLogFile, MockOrg};
 use serde::{Deserialize, Serialize};

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
-use salesforce_jwt::event_log::{FieldValue, LogFileDecoder, LogRecord};
+use salesforce_jwt::event_log_file::{FieldValue, LogFileDecoder, LogRecord};
 use salesforce_jwt_mock::{Interval, MockLogFile};
 use time::macros::datetime;
 

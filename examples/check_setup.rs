@@ -16,8 +16,8 @@
 use std::process::ExitCode;
 
 use futures_util::TryStreamExt as _;
-use salesforce_jwt::event_log::EventLogFileQuery;
-use salesforce_jwt::realtime::{BigObjectQuery, EventObject, FieldSelection};
+use salesforce_jwt::event_log_file::EventLogFileQuery;
+use salesforce_jwt::objects::{BigObjectQuery, EventObject, FieldSelection};
 use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, QueryOptions};
 
 #[tokio::main]

@@ -29,7 +29,8 @@ use std::time::Instant;
 
 use futures_util::StreamExt as _;
 use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::{EventLogFile, NdjsonSink};
+use salesforce_jwt::event_log_file::EventLogFile;
+use salesforce_jwt::sink::NdjsonSink;
 use salesforce_jwt::{JwtBearerClient, JwtBearerConfig};
 use salesforce_jwt_mock::{CsvRowGenerator, DEMO_PRIVATE_KEY_PEM, Interval, MockLogFile};
 use serde_json::json;

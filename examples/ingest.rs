@@ -38,13 +38,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use salesforce_jwt::collect::Sink;
-use salesforce_jwt::event_log::{
-    CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, EventType,
-    FileCheckpointStore, IntervalFilter, MemoryCheckpointStore, NdjsonFileSink, NdjsonSink,
-    Progress,
+use salesforce_jwt::collect::{
+    CheckpointStore, Collector, CollectorOptions, FileCheckpointStore, MemoryCheckpointStore,
+    ObjectCollectorOptions, Progress, Sink,
 };
-use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions, ObjectKind};
+use salesforce_jwt::event_log_file::{EventLogFileQuery, EventType, IntervalFilter};
+use salesforce_jwt::objects::{EventObject, ObjectKind};
+use salesforce_jwt::sink::{NdjsonFileSink, NdjsonSink};
 use salesforce_jwt::{ENV_VARS, Error, JwtBearerClient, JwtBearerConfig, RetryPolicy};
 use salesforce_jwt_mock::{Fault, FaultTarget, MockOrg, generate_records};
 

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use futures_util::TryStreamExt as _;
-use salesforce_jwt::event_log::{EventLogFile, EventLogFileQuery, sf_datetime};
+use salesforce_jwt::datetime;
+use salesforce_jwt::event_log_file::{EventLogFile, EventLogFileQuery};
 use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig};
 
 #[tokio::main]
@@ -64,8 +65,8 @@ async fn list(days: u64) -> Result<(), Error> {
             f.event_type.as_str(),
             f.interval_or_daily().as_str(),
             f.sequence,
-            sf_datetime::format(f.log_date),
-            sf_datetime::format(f.created_date),
+            datetime::format(f.log_date),
+            datetime::format(f.created_date),
             f.log_file_length
         );
     }

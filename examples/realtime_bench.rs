@@ -1,4 +1,4 @@
-//! Real-time collection benchmark: one `ObjectCollector` pass over a mock org holding many
+//! Real-time collection benchmark: one objects-only `Collector` pass over a mock org holding many
 //! LoginEvent rows, into an NDJSON file, with rows/s.
 //!
 //! ```sh
@@ -19,8 +19,9 @@
 
 use std::time::{Duration, Instant};
 
-use salesforce_jwt::event_log::{FileCheckpointStore, NdjsonFileSink};
-use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
+use salesforce_jwt::collect::{FileCheckpointStore, ObjectCollectorOptions};
+use salesforce_jwt::objects::EventObject;
+use salesforce_jwt::sink::NdjsonFileSink;
 use salesforce_jwt::{JwtBearerClient, OffsetDateTime};
 use salesforce_jwt_mock::{MockOrg, generate_records};
 
@@ -133,7 +134,7 @@ fn thread_cpu() -> std::collections::HashMap<u32, (String, f64)> {
 /// A collector of `objects` only (what `ObjectCollector::new` was).
 fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
     client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    objects: Vec<salesforce_jwt::objects::EventObject>,
     store: S,
     options: salesforce_jwt::collect::ObjectCollectorOptions,
 ) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {

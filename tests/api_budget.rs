@@ -8,9 +8,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::event_log::{
-    Collector, CollectorOptions, EventLogFileQuery, MemoryCheckpointStore, NdjsonFileSink,
-};
+use salesforce_jwt::collect::{Collector, CollectorOptions, MemoryCheckpointStore};
+use salesforce_jwt::event_log_file::EventLogFileQuery;
+use salesforce_jwt::sink::NdjsonFileSink;
 use salesforce_jwt::{ApiUsage, InstanceRequest, JwtBearerClient};
 use salesforce_jwt_mock::{Interval, MockLogFile, MockOrg};
 use time::OffsetDateTime;
@@ -198,7 +198,8 @@ async fn a_pass_that_crosses_the_budget_stops_cleanly_and_the_next_one_delivers_
 
 #[tokio::test]
 async fn a_real_time_source_stopped_by_the_budget_resumes_where_it_stopped() {
-    use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
+    use salesforce_jwt::collect::ObjectCollectorOptions;
+    use salesforce_jwt::objects::EventObject;
     use salesforce_jwt_mock::generate_records;
     let (mock, client) = org_and_client(50).await;
     let records = generate_records(

@@ -4,10 +4,12 @@
 
 use std::sync::atomic::AtomicBool;
 
-use salesforce_jwt::event_log::{
-    Collector, CollectorOptions, EventLogFileQuery, MemoryCheckpointStore, NdjsonFileSink,
+use salesforce_jwt::collect::{
+    Collector, CollectorOptions, MemoryCheckpointStore, ObjectCollectorOptions,
 };
-use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
+use salesforce_jwt::event_log_file::EventLogFileQuery;
+use salesforce_jwt::objects::EventObject;
+use salesforce_jwt::sink::NdjsonFileSink;
 use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_mock::{MockLogFile, MockOrg};
 
@@ -132,7 +134,7 @@ async fn the_object_collector_and_the_collector_refuse_another_orgs_checkpoint()
 /// A collector of `objects` only (what `ObjectCollector::new` was).
 fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
     client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    objects: Vec<salesforce_jwt::objects::EventObject>,
     store: S,
     options: salesforce_jwt::collect::ObjectCollectorOptions,
 ) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {

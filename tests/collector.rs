@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::collect::{PendingCommit, Row, Sink, Unit};
-use salesforce_jwt::event_log::{
-    Checkpoint, CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, EventLogFileState,
-    EventType, FileCheckpointStore, IntervalFilter, LogRecord, MemoryCheckpointStore,
-    NdjsonFileSink, Progress,
+use salesforce_jwt::collect::{
+    Checkpoint, CheckpointStore, Collector, CollectorOptions, EventLogFileState,
+    FileCheckpointStore, MemoryCheckpointStore, PendingCommit, Progress, Row, Sink, Unit,
 };
+use salesforce_jwt::event_log_file::{EventLogFileQuery, EventType, IntervalFilter, LogRecord};
+use salesforce_jwt::sink::NdjsonFileSink;
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{Fault, FaultTarget, Interval, MockLogFile, MockOrg};
 use time::OffsetDateTime;
@@ -205,7 +205,7 @@ fn all_types(checkpoint: &Checkpoint) -> &EventLogFileState {
 async fn pass<S: CheckpointStore, K: Sink>(
     collector: &mut Collector<S>,
     sink: &mut K,
-) -> Result<salesforce_jwt::event_log::PassSummary, Error> {
+) -> Result<salesforce_jwt::collect::PassSummary, Error> {
     collector
         .run_pass(sink, &mut |_: &Progress| {}, &AtomicBool::new(false))
         .await
@@ -541,7 +541,7 @@ async fn a_corrupted_checkpoint_is_refused_with_a_clear_error() {
         );
     }
     // Another format version is refused too, not misread.
-    let mut checkpoint = salesforce_jwt::event_log::Checkpoint::new();
+    let mut checkpoint = salesforce_jwt::collect::Checkpoint::new();
     checkpoint.version = 99;
     std::fs::write(&state, serde_json::to_vec(&checkpoint).unwrap()).unwrap();
     let err = FileCheckpointStore::new(&state).load().unwrap_err();
@@ -1044,7 +1044,7 @@ async fn whatever_sits_at_the_old_fixed_temp_name_never_blocks_a_save() {
     // A crashed save's leftover that cannot even be replaced.
     std::fs::create_dir(dir.path().join("state.json.tmp")).unwrap();
     let mut store = FileCheckpointStore::new(&state);
-    let checkpoint = salesforce_jwt::event_log::Checkpoint::new();
+    let checkpoint = salesforce_jwt::collect::Checkpoint::new();
     store.save(&checkpoint).unwrap();
     assert_eq!(store.load().unwrap(), Some(checkpoint));
 }
@@ -1189,14 +1189,11 @@ async fn a_version_1_checkpoint_is_migrated_and_goes_on_where_it_was() {
         .unwrap();
     }
     let loaded = FileCheckpointStore::new(&state).load().unwrap().unwrap();
-    assert_eq!(
-        loaded.version,
-        salesforce_jwt::event_log::CHECKPOINT_VERSION
-    );
+    assert_eq!(loaded.version, salesforce_jwt::collect::CHECKPOINT_VERSION);
     assert!(
         loaded
             .sources
-            .contains_key(salesforce_jwt::event_log::MIGRATED_V1_SOURCE)
+            .contains_key(salesforce_jwt::collect::MIGRATED_V1_SOURCE)
     );
     let mut collector = org.collector(FileCheckpointStore::new(&state));
     assert_eq!(pass(&mut collector, &mut sink).await.unwrap().files, 0);
@@ -1332,7 +1329,7 @@ async fn a_sink_that_hit_a_write_error_refuses_everything_until_reopened() {
         .map(|r| r.unwrap())
         .collect()
         .await;
-    let mut sink = salesforce_jwt::event_log::NdjsonSink::new(FailsOnce {
+    let mut sink = salesforce_jwt::sink::NdjsonSink::new(FailsOnce {
         fail: true,
         written: Vec::new(),
     });
@@ -1375,7 +1372,7 @@ impl Database {
     }
 }
 
-/// The example implementation of the restart protocol documented on [`RecordSink`]: a sink
+/// The example implementation of the restart protocol documented on [`Sink`]: a sink
 /// over a transactional store whose position is its committed row count.
 struct TransactionalSink {
     db: Database,
@@ -1632,7 +1629,7 @@ async fn delivery_figures_count_a_file_sent_again_once_and_follow_a_replacing_co
     add_files(&org.mock);
     org.mock.inject(Fault::TruncatedBody);
     let store = MemoryCheckpointStore::new();
-    let figures = salesforce_jwt::event_log::DeliveryFigures::new();
+    let figures = salesforce_jwt::collect::DeliveryFigures::new();
     let mut collector = org.collector(store.clone()).with_figures(figures.clone());
     let mut sink = Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use salesforce_jwt::event_log::{EventLogFile, EventType, LogRecord};
+use salesforce_jwt::event_log_file::{EventLogFile, EventType, LogRecord};
 use salesforce_jwt::{Error, JwtBearerClient};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;

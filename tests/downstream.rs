@@ -4,7 +4,7 @@
 
 mod common;
 
-use salesforce_jwt::event_log::{EventLogFileQuery, LogFileDecoder};
+use salesforce_jwt::event_log_file::{EventLogFileQuery, LogFileDecoder};
 use salesforce_jwt::{
     Bytes, ClientBuilder, HeaderName, HeaderValue, InstanceRequest, JwtBearerClient, Method,
     OffsetDateTime, QueryOptions, StreamExt as _, Url,

@@ -14,10 +14,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::{
-    Collector, CollectorOptions, EventLogFile, EventLogFileQuery, Interval as SfInterval,
-    LogFileDecoder, LogRecord, MemoryCheckpointStore, NdjsonFileSink, NdjsonSink, Progress,
+use salesforce_jwt::collect::{
+    Collector, CollectorOptions, MemoryCheckpointStore, Progress, Row, Sink, Unit,
+};
+use salesforce_jwt::event_log_file::{
+    EventLogFile, EventLogFileQuery, Interval as SfInterval, LogFileDecoder, LogRecord,
     parse_log_datetime,
 };
 use salesforce_jwt::format::OutputFormat;
@@ -26,6 +27,7 @@ use salesforce_jwt::format::ecs::{
     object_document_with,
 };
 use salesforce_jwt::format::event_id::{log_row_event_id, object_event_id};
+use salesforce_jwt::sink::{NdjsonFileSink, NdjsonSink};
 use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_mock::{Fault, Interval, MockLogFile, MockOrg};
 use serde_json::{Map, Value};

@@ -8,11 +8,12 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::{
-    EventLogFile, Interval as SfInterval, LogFileDecoder, LogRecord, NdjsonRow, NdjsonSink,
+use salesforce_jwt::event_log_file::{
+    EventLogFile, Interval as SfInterval, LogFileDecoder, LogRecord,
 };
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
+use salesforce_jwt::sink::{NdjsonRow, NdjsonSink};
 use salesforce_jwt_mock::{Interval, MockLogFile};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -144,7 +145,7 @@ fn datetime_text() -> impl Strategy<Value = String> {
     prop_oneof![
         (0i64..253_402_300_799_999).prop_map(|ms| {
             let t = OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
-            salesforce_jwt::soql::datetime_millis(t)
+            salesforce_jwt::datetime::rfc3339_millis(t)
         }),
         (0i64..253_402_300_799).prop_map(|s| {
             let t = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);

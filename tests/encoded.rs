@@ -9,12 +9,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::{
-    Collector, CollectorOptions, EventLogFileQuery, MemoryCheckpointStore, NdjsonFileSink,
-    PassSummary, Progress,
+use salesforce_jwt::collect::{
+    Collector, CollectorOptions, MemoryCheckpointStore, PassSummary, Progress, Row, Sink, Unit,
 };
+use salesforce_jwt::event_log_file::EventLogFileQuery;
 use salesforce_jwt::format::OutputFormat;
+use salesforce_jwt::sink::NdjsonFileSink;
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{Fault, Interval, MockLogFile, MockOrg};
 use time::macros::datetime;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use salesforce_jwt::event_log::{EventLogFile, Interval, LogFileDecoder};
+use salesforce_jwt::event_log_file::{EventLogFile, Interval, LogFileDecoder};
 use salesforce_jwt::format::ecs::{EcsOptions, EcsRow, log_file_document, log_file_document_with};
 use salesforce_jwt::format::event_id::log_row_event_id;
 use salesforce_jwt::format::row::{FieldType, FieldValue, LogFileInfo, LogRecord, Schema};
@@ -56,7 +56,7 @@ fn event_log_file(interval: Option<Interval>) -> EventLogFile {
     }
 }
 
-fn rows(file: &EventLogFile) -> Vec<salesforce_jwt::event_log::LogRecord> {
+fn rows(file: &EventLogFile) -> Vec<LogRecord> {
     let mut decoder = LogFileDecoder::for_file(file);
     let mut rows = Vec::new();
     decoder
@@ -85,7 +85,7 @@ fn the_decoder_yields_format_rows() {
     );
     assert_eq!(
         salesforce_jwt::format::row::parse_log_datetime("20250601130405.678"),
-        salesforce_jwt::event_log::parse_log_datetime("2025-06-01T13:04:05.678Z"),
+        salesforce_jwt::event_log_file::parse_log_datetime("2025-06-01T13:04:05.678Z"),
     );
 }
 

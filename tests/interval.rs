@@ -7,11 +7,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::{
-    CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, IntervalFilter,
-    MemoryCheckpointStore, Progress,
+use salesforce_jwt::collect::{
+    CheckpointStore, Collector, CollectorOptions, MemoryCheckpointStore, Progress, Row, Sink, Unit,
 };
+use salesforce_jwt::event_log_file::{EventLogFileQuery, IntervalFilter};
 use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_mock::{Interval, MockLogFile, MockOrg};
 use time::OffsetDateTime;

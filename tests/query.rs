@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use salesforce_jwt::event_log::{EventLogFile, EventLogFileQuery, EventType, Interval};
+use salesforce_jwt::event_log_file::{EventLogFile, EventLogFileQuery, EventType, Interval};
 use salesforce_jwt::{Error, QueryOptions};
 use serde::Deserialize;
 use serde_json::json;
@@ -427,7 +427,8 @@ async fn hostile_numbers_in_a_record_are_errors_not_panics() {
 
 #[test]
 fn datetimes_with_one_to_nine_fraction_digits_parse() {
-    use salesforce_jwt::event_log::{parse_log_datetime, sf_datetime};
+    use salesforce_jwt::datetime;
+    use salesforce_jwt::event_log_file::parse_log_datetime;
     use time::macros::datetime;
     for digits in 1..=9 {
         let fraction = "123456789"[..digits].to_string();
@@ -436,7 +437,7 @@ fn datetimes_with_one_to_nine_fraction_digits_parse() {
             .replace_nanosecond(nanos)
             .unwrap();
         let rest = format!("2024-03-11T15:00:00.{fraction}+0000");
-        assert_eq!(sf_datetime::parse(&rest).unwrap(), expected, "{rest}");
+        assert_eq!(datetime::parse(&rest).unwrap(), expected, "{rest}");
         let iso = format!("2024-03-11T15:00:00.{fraction}Z");
         assert_eq!(parse_log_datetime(&iso), Some(expected), "{iso}");
         let compact = format!("20240311150000.{fraction}");

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::{MemoryCheckpointStore, NdjsonFileSink, SourceState};
-use salesforce_jwt::realtime::{
-    EventObject, FieldSelection, ObjectCollectorOptions, ObjectKind, ObjectRecord,
+use salesforce_jwt::collect::{
+    MemoryCheckpointStore, ObjectCollectorOptions, Row, Sink, SourceState, Unit,
 };
+use salesforce_jwt::objects::{EventObject, FieldSelection, ObjectKind, ObjectRecord};
+use salesforce_jwt::sink::NdjsonFileSink;
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{Fault, FaultTarget, MockOrg, generate_records};
 use serde_json::{Map, Value, json};
@@ -946,7 +946,8 @@ async fn the_stop_flag_ends_the_pass_after_a_committed_window_and_the_next_pass_
 
 #[tokio::test]
 async fn event_log_file_and_objects_share_one_checkpoint_and_one_ecs_file() {
-    use salesforce_jwt::event_log::{Collector, CollectorOptions, EventLogFileQuery};
+    use salesforce_jwt::collect::{Collector, CollectorOptions};
+    use salesforce_jwt::event_log_file::EventLogFileQuery;
     use salesforce_jwt::format::OutputFormat;
     use std::sync::atomic::AtomicBool;
     let org = org().await;
@@ -1075,7 +1076,7 @@ async fn an_object_collector_refuses_a_checkpoint_of_another_output_and_leaves_i
 /// A collector of `objects` only (what `ObjectCollector::new` was).
 fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
     client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    objects: Vec<salesforce_jwt::objects::EventObject>,
     store: S,
     options: salesforce_jwt::collect::ObjectCollectorOptions,
 ) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {

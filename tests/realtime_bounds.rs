@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::{Checkpoint, MemoryCheckpointStore, SourceState};
-use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
+use salesforce_jwt::collect::{
+    Checkpoint, MemoryCheckpointStore, ObjectCollectorOptions, Row, Sink, SourceState, Unit,
+};
+use salesforce_jwt::objects::EventObject;
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{Fault, MockOrg, generate_records};
 use serde_json::{Map, Value, json};
@@ -203,8 +204,7 @@ async fn an_unreadable_object_page_stops_the_pass_unless_skipping_then_only_its_
         .await
         .unwrap();
     assert_eq!(summary.objects[0].skipped_windows, 1, "{summary:?}");
-    let bad_date =
-        salesforce_jwt::event_log::sf_datetime::parse(bad["EventDate"].as_str().unwrap()).unwrap();
+    let bad_date = salesforce_jwt::datetime::parse(bad["EventDate"].as_str().unwrap()).unwrap();
     let lost: BTreeSet<String> = rows
         .iter()
         .filter(|r| r["EventDate"] == bad["EventDate"])
@@ -224,8 +224,8 @@ async fn an_unreadable_object_page_stops_the_pass_unless_skipping_then_only_its_
         *name,
         format!(
             "LoginEvent EventDate ({}, {}]",
-            salesforce_jwt::realtime::datetime_millis(bad_date - time::Duration::milliseconds(1)),
-            salesforce_jwt::realtime::datetime_millis(bad_date)
+            salesforce_jwt::datetime::rfc3339_millis(bad_date - time::Duration::milliseconds(1)),
+            salesforce_jwt::datetime::rfc3339_millis(bad_date)
         )
     );
     assert_eq!(entry.event_type, LOGIN);
@@ -337,10 +337,7 @@ async fn the_overlap_sets_stay_within_max_overlap_rows_without_a_duplicate() {
     let stamp = |rows: Vec<Map<String, Value>>, field: &str| -> Vec<Map<String, Value>> {
         rows.into_iter()
             .map(|mut r| {
-                r.insert(
-                    field.into(),
-                    json!(salesforce_jwt::event_log::sf_datetime::format(burst)),
-                );
+                r.insert(field.into(), json!(salesforce_jwt::datetime::format(burst)));
                 r
             })
             .collect()
@@ -350,7 +347,7 @@ async fn the_overlap_sets_stay_within_max_overlap_rows_without_a_duplicate() {
     for r in &mut logins {
         r.insert(
             "CreatedDate".into(),
-            json!(salesforce_jwt::event_log::sf_datetime::format(
+            json!(salesforce_jwt::datetime::format(
                 burst + time::Duration::SECOND
             )),
         );
@@ -516,7 +513,7 @@ async fn an_unreadable_setup_audit_trail_page_is_narrowed_to_its_millisecond_and
 /// A collector of `objects` only (what `ObjectCollector::new` was).
 fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
     client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    objects: Vec<salesforce_jwt::objects::EventObject>,
     store: S,
     options: salesforce_jwt::collect::ObjectCollectorOptions,
 ) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {

@@ -127,8 +127,8 @@ async fn big_objects_accept_the_shapes_the_collector_sends() {
         &client,
         &format!(
             "SELECT EventIdentifier FROM LoginEvent WHERE EventDate = {} AND EventIdentifier = '{}'",
-            salesforce_jwt::realtime::datetime_millis(
-                salesforce_jwt::event_log::sf_datetime::parse(first["EventDate"].as_str().unwrap())
+            salesforce_jwt::datetime::rfc3339_millis(
+                salesforce_jwt::datetime::parse(first["EventDate"].as_str().unwrap())
                     .unwrap()
             ),
             first["EventIdentifier"].as_str().unwrap()
@@ -278,7 +278,7 @@ async fn generated_rows_have_salesforces_shapes() {
             let parse = |f: &str| {
                 let text = row[f].as_str().unwrap();
                 assert!(text.ends_with("+0000"), "{object}.{f}: {text}");
-                salesforce_jwt::event_log::sf_datetime::parse(text).unwrap()
+                salesforce_jwt::datetime::parse(text).unwrap()
             };
             let lag = parse("CreatedDate") - parse("EventDate");
             assert!(

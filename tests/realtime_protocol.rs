@@ -7,9 +7,9 @@ mod common;
 
 use salesforce_jwt::Error;
 use salesforce_jwt::clock::Clock;
-use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::sf_datetime;
-use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
+use salesforce_jwt::collect::{ObjectCollectorOptions, Row, Sink, Unit};
+use salesforce_jwt::datetime;
+use salesforce_jwt::objects::EventObject;
 use serde_json::json;
 use time::OffsetDateTime;
 use wiremock::matchers::{method, path};
@@ -26,7 +26,7 @@ struct TwoRowsAtMost {
 fn bound(q: &str, prefix: &str) -> OffsetDateTime {
     let start = q.find(prefix).unwrap() + prefix.len();
     let text = q[start..].split_whitespace().next().unwrap();
-    sf_datetime::parse(text).unwrap()
+    datetime::parse(text).unwrap()
 }
 
 impl Respond for TwoRowsAtMost {
@@ -47,7 +47,7 @@ impl Respond for TwoRowsAtMost {
                 json!({
                     "attributes": {"type": "LoginEvent"},
                     "Id": "000000000000000AAA",
-                    "EventDate": sf_datetime::format(*d),
+                    "EventDate": datetime::format(*d),
                     "EventIdentifier": format!("00000000-0000-4000-8000-{i:012}"),
                 })
             })
@@ -112,7 +112,7 @@ async fn a_page_short_of_its_total_without_next_records_url_splits_the_window() 
     let summary = object_collector(
         client,
         vec![EventObject::named("LoginEvent").unwrap()],
-        salesforce_jwt::event_log::MemoryCheckpointStore::new(),
+        salesforce_jwt::collect::MemoryCheckpointStore::new(),
         ObjectCollectorOptions::default(),
     )
     .unwrap()
@@ -138,7 +138,7 @@ async fn a_page_short_of_its_total_without_next_records_url_splits_the_window() 
 /// A collector of `objects` only (what `ObjectCollector::new` was).
 fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
     client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    objects: Vec<salesforce_jwt::objects::EventObject>,
     store: S,
     options: salesforce_jwt::collect::ObjectCollectorOptions,
 ) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {

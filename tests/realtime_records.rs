@@ -5,7 +5,7 @@
 mod common;
 
 use salesforce_jwt::collect::{Batch, Row, Sink, Unit};
-use salesforce_jwt::realtime::{
+use salesforce_jwt::objects::{
     EventObject, LoginEvent, LogoutEvent, ObjectRecord, SetupAuditTrail,
 };
 use serde_json::Value;
@@ -91,7 +91,7 @@ fn a_real_setup_audit_trail_row_decodes_without_attributes() {
 #[tokio::test]
 async fn ndjson_rows_carry_every_field_and_the_object_name() {
     let trail = EventObject::named("SetupAuditTrail").unwrap();
-    let mut sink = salesforce_jwt::event_log::NdjsonSink::new(Vec::new());
+    let mut sink = salesforce_jwt::sink::NdjsonSink::new(Vec::new());
     let batch = Batch {
         object: &trail,
         after: datetime!(2022-08-16 00:00 UTC),
@@ -120,8 +120,8 @@ async fn ndjson_rows_carry_every_field_and_the_object_name() {
 fn a_second_file_sink_on_the_same_output_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("realtime.ndjson");
-    let _first = salesforce_jwt::event_log::NdjsonFileSink::open(&out, None).unwrap();
-    let error = salesforce_jwt::event_log::NdjsonFileSink::open(&out, None).unwrap_err();
+    let _first = salesforce_jwt::sink::NdjsonFileSink::open(&out, None).unwrap();
+    let error = salesforce_jwt::sink::NdjsonFileSink::open(&out, None).unwrap_err();
     assert!(
         error.to_string().contains("in use by another collector"),
         "{error}"
@@ -249,7 +249,7 @@ fn ndjson_lines_are_byte_identical_to_serializing_the_map() {
             serde_json::from_str::<ObjectRecord>(&json).unwrap(),
             ObjectRecord::from_map(map.clone()),
         ] {
-            let ndjson_row = salesforce_jwt::realtime::NdjsonObjectRow {
+            let ndjson_row = salesforce_jwt::sink::NdjsonObjectRow {
                 object: &event_object,
                 record: &row,
             };

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use salesforce_jwt::clock::{Clock, ManualClock};
-use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::{MemoryCheckpointStore, SourceState};
-use salesforce_jwt::realtime::{EventObject, ObjectCollectorOptions};
+use salesforce_jwt::collect::{
+    MemoryCheckpointStore, ObjectCollectorOptions, Row, Sink, SourceState, Unit,
+};
+use salesforce_jwt::objects::EventObject;
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{MockOrg, generate_records};
 use serde_json::{Map, Value, json};
@@ -26,11 +27,11 @@ fn t0() -> OffsetDateTime {
 }
 
 fn sf(t: OffsetDateTime) -> String {
-    salesforce_jwt::event_log::sf_datetime::format(t)
+    salesforce_jwt::datetime::format(t)
 }
 
 fn parse(v: &Value) -> OffsetDateTime {
-    salesforce_jwt::event_log::sf_datetime::parse(v.as_str().unwrap()).unwrap()
+    salesforce_jwt::datetime::parse(v.as_str().unwrap()).unwrap()
 }
 
 /// The org on its own clock, the collector's client on a clock `skew` away from it.
@@ -348,7 +349,7 @@ async fn a_skew_within_half_the_overlap_is_followed_without_a_warning() {
 /// A collector of `objects` only (what `ObjectCollector::new` was).
 fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
     client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::realtime::EventObject>,
+    objects: Vec<salesforce_jwt::objects::EventObject>,
     store: S,
     options: salesforce_jwt::collect::ObjectCollectorOptions,
 ) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use salesforce_jwt::Error;
-use salesforce_jwt::event_log::{FieldType, FieldValue, LogFileDecoder, LogRecord};
+use salesforce_jwt::event_log_file::{FieldType, FieldValue, LogFileDecoder, LogRecord};
 use time::macros::datetime;
 
 const NAMES: &str =

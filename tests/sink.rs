@@ -3,9 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::{
-    EventLogFile, Interval, LogFileDecoder, LogRecord, NdjsonFileSink, NdjsonSink,
-};
+use salesforce_jwt::event_log_file::{EventLogFile, Interval, LogFileDecoder, LogRecord};
+use salesforce_jwt::sink::{NdjsonFileSink, NdjsonSink};
 use time::macros::datetime;
 
 /// Rows of about 1 KiB each: `rows` of them span about `rows / 256` of the sink's 256 KiB

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
-use salesforce_jwt::event_log::{Cursor, EventLogFileQuery, EventType, IntervalFilter};
+use salesforce_jwt::event_log_file::{Cursor, EventLogFileQuery, EventType, IntervalFilter};
 use salesforce_jwt::soql;
 use time::macros::datetime;
 
@@ -119,7 +119,7 @@ fn event_log_file_query_renders_every_filter() {
         EventLogFileQuery::new().to_soql(),
         format!(
             "SELECT {} FROM EventLogFile ORDER BY CreatedDate, Id",
-            salesforce_jwt::event_log::EVENT_LOG_FILE_FIELDS
+            salesforce_jwt::event_log_file::EVENT_LOG_FILE_FIELDS
         )
     );
 }

@@ -5,9 +5,9 @@
 use std::sync::atomic::AtomicBool;
 
 use futures_util::StreamExt as _;
-use salesforce_jwt::event_log::{
-    Collector, CollectorOptions, EventLogFileQuery, FileCheckpointStore, NdjsonFileSink,
-};
+use salesforce_jwt::collect::{Collector, CollectorOptions, FileCheckpointStore};
+use salesforce_jwt::event_log_file::EventLogFileQuery;
+use salesforce_jwt::sink::NdjsonFileSink;
 use salesforce_jwt::{Error, JwtBearerClient};
 
 /// Counts the EventLogFile records the client can list, with a plain `while let` loop.

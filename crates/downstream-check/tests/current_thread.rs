@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use downstream_check::{collect_once, count_log_files};
 use salesforce_jwt::JwtBearerClient;
-use salesforce_jwt::event_log::CollectorOptions;
+use salesforce_jwt::collect::CollectorOptions;
 use salesforce_jwt_mock::MockOrg;
 
 async fn client_for(org: &MockOrg) -> JwtBearerClient {

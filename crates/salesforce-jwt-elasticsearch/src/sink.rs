@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use salesforce_jwt::Error;
 use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log::EventLogFile;
+use salesforce_jwt::event_log_file::EventLogFile;
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{EcsOptions, EcsRow, object_document_with};
 

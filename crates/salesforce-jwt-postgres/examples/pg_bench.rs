@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use salesforce_jwt::JwtBearerClient;
 use salesforce_jwt::clock::SystemClock;
-use salesforce_jwt::event_log::{Collector, CollectorOptions, EventLogFileQuery};
+use salesforce_jwt::collect::{Collector, CollectorOptions};
+use salesforce_jwt::event_log_file::EventLogFileQuery;
 use salesforce_jwt_mock::{Interval, MockLogFile, MockOrg};
 use salesforce_jwt_postgres::{
     DEFAULT_LEASE_TTL, EventRow, PgCheckpointStore, PgStore, PgTarget, PgWorker,

@@ -13,8 +13,9 @@ use common::{clock, fresh_database};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use salesforce_jwt::JwtBearerClient;
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::collect::Sink as _;
-use salesforce_jwt::event_log::{Collector, CollectorOptions, EventLogFileQuery, NdjsonRow};
+use salesforce_jwt::collect::{Collector, CollectorOptions, Sink as _};
+use salesforce_jwt::event_log_file::EventLogFileQuery;
+use salesforce_jwt::sink::NdjsonRow;
 use salesforce_jwt_mock::{Interval, MockLogFile, MockOrg};
 use salesforce_jwt_postgres::{
     DEFAULT_LEASE_TTL, PG_OUTPUT, PgCheckpointStore, PgTarget, PgWorker,

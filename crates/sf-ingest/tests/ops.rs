@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use salesforce_jwt::event_log::sf_datetime;
+use salesforce_jwt::datetime;
 use salesforce_jwt_mock::{Interval, MockOrg};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -124,7 +124,7 @@ async fn metrics_report_rows_bytes_lag_success_and_api_usage_by_org_and_source()
     let newest_login = org
         .records("LoginEvent")
         .iter()
-        .map(|r| sf_datetime::parse(r["EventDate"].as_str().unwrap()).unwrap())
+        .map(|r| datetime::parse(r["EventDate"].as_str().unwrap()).unwrap())
         .max()
         .unwrap();
     for (source, newest) in [("EventLogFile", newest_file), ("LoginEvent", newest_login)] {
