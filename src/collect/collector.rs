@@ -29,7 +29,7 @@ use crate::objects::EventObject;
 /// # async fn run() -> Result<(), salesforce_jwt::Error> {
 /// use std::sync::atomic::AtomicBool;
 /// use salesforce_jwt::collect::{Collector, CollectorOptions, FileCheckpointStore};
-/// use salesforce_jwt::event_log::{EventLogFileQuery, EventType};
+/// use salesforce_jwt::event_log_file::{EventLogFileQuery, EventType};
 /// use salesforce_jwt::sink::NdjsonFileSink;
 /// use salesforce_jwt::{JwtBearerClient, JwtBearerConfig};
 ///

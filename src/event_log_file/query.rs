@@ -52,7 +52,7 @@ impl Cursor {
 /// A filter over EventLogFile, always ordered by `CreatedDate, Id`.
 ///
 /// ```
-/// use salesforce_jwt::event_log::{Cursor, EventLogFileQuery, EventType, IntervalFilter};
+/// use salesforce_jwt::event_log_file::{Cursor, EventLogFileQuery, EventType, IntervalFilter};
 /// use time::macros::datetime;
 ///
 /// let query = EventLogFileQuery::new()

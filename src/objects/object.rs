@@ -63,7 +63,7 @@ impl Retention {
 /// ([`EventObject::custom`]), so an object added in a later release needs no new crate version.
 ///
 /// ```
-/// use salesforce_jwt::realtime::{EventObject, ObjectKind};
+/// use salesforce_jwt::objects::{EventObject, ObjectKind};
 ///
 /// let login = EventObject::named("LoginEvent").unwrap();
 /// assert_eq!(login.kind(), ObjectKind::BigObject);

@@ -61,7 +61,7 @@ pub use crate::datetime::rfc3339_millis as datetime_millis;
 /// ORDER BY EventDate DESC [LIMIT n]`.
 ///
 /// ```
-/// use salesforce_jwt::realtime::{BigObjectQuery, EventObject};
+/// use salesforce_jwt::objects::{BigObjectQuery, EventObject};
 /// use time::macros::datetime;
 ///
 /// let login = EventObject::named("LoginEvent").unwrap();
@@ -192,7 +192,7 @@ pub enum KeysetStart {
 /// ORDER BY CreatedDate ASC, Id ASC [LIMIT n]`.
 ///
 /// ```
-/// use salesforce_jwt::realtime::{EventObject, KeysetQuery, KeysetStart};
+/// use salesforce_jwt::objects::{EventObject, KeysetQuery, KeysetStart};
 /// use time::macros::datetime;
 ///
 /// let trail = EventObject::named("SetupAuditTrail").unwrap();

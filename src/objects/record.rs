@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 /// the `attributes` entries Salesforce adds (object type and URL) are dropped at every level.
 ///
 /// ```
-/// use salesforce_jwt::realtime::ObjectRecord;
+/// use salesforce_jwt::objects::ObjectRecord;
 ///
 /// let row: ObjectRecord = serde_json::from_str(
 ///     r#"{"attributes":{"type":"LoginEvent"},"EventDate":"2024-07-08T07:26:18.239+0000",
@@ -356,7 +356,7 @@ impl ObjectRecord {
     /// values to its output without building a `Value`.
     ///
     /// ```
-    /// use salesforce_jwt::realtime::ObjectRecord;
+    /// use salesforce_jwt::objects::ObjectRecord;
     ///
     /// let row: ObjectRecord = serde_json::from_str(
     ///     r#"{"attributes":{"type":"LoginEvent"},"Status":"Success","EvaluationTime":0.5}"#,

@@ -22,7 +22,7 @@
 //!     fn sequence(&self) -> i64 { 0 }
 //! }
 //!
-//! let mut decoder = salesforce_jwt::event_log::LogFileDecoder::new(
+//! let mut decoder = salesforce_jwt::event_log_file::LogFileDecoder::new(
 //!     "0AT000000000042AAA", Some("USER_NAME,RUN_TIME"), Some("String,Number"));
 //! let mut rows = Vec::new();
 //! decoder.feed(b"\"USER_NAME\",\"RUN_TIME\"\n\"zoe@example.com\",\"42\"\n", &mut rows)?;

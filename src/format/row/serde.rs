@@ -48,7 +48,7 @@ impl LogRecord {
     /// text when `T` asks for them; empty fields are missing (so `Option` fields are `None`).
     ///
     /// ```
-    /// # use salesforce_jwt::event_log::LogFileDecoder;
+    /// # use salesforce_jwt::event_log_file::LogFileDecoder;
     /// #[derive(serde::Deserialize)]
     /// struct Login {
     ///     #[serde(rename = "USER_NAME")]
