@@ -33,6 +33,7 @@
 //! | | [`soql`], [`datetime`], [`clock`] | SOQL literals, Salesforce's datetime forms, the time tests move |
 //! | sources | [`event_log_file`] | EventLogFile: listing, streaming download, CSV decoding |
 //! | | [`objects`] | real-time storage objects, threat-detection stores, SetupAuditTrail: catalogue, SOQL, rows |
+//! | | [`event_log_objects`] | Event Log Objects (`LoginEventLog`...): catalogue, API 61.0 check, `Timestamp`-window SOQL |
 //! | engine | [`collect`] | [`Collector`](collect::Collector), the one [`Sink`](collect::Sink) trait, the pass loop, [`Checkpoint`](collect::Checkpoint) and its stores, [`Progress`](collect::Progress) |
 //! | outputs | [`sink`] | NDJSON to a file (exactly once) or a stream (at least once) |
 //! | | [`format`] | NDJSON and ECS encoders over [`format::row`], with deterministic `event.id`s |
@@ -92,6 +93,7 @@ mod error;
 )]
 pub mod event_log;
 pub mod event_log_file;
+pub mod event_log_objects;
 pub mod format;
 pub mod key;
 pub mod objects;

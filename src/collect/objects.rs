@@ -124,6 +124,12 @@ impl<'a> ObjectWalk<'a> {
             }
             (ObjectKind::Standard, None) => walk.keyset(KeysetState::default()).await?,
             (ObjectKind::Standard, Some(SourceState::Keyset(state))) => walk.keyset(state).await?,
+            // Routed to their own source by `Collector::with_sources`.
+            (ObjectKind::EventLogObject, _) => {
+                return Err(Error::Internal(format!(
+                    "{object} is an Event Log Object, collected by its own source"
+                )));
+            }
             (kind, Some(_)) => {
                 return Err(Error::InvalidArgument(format!(
                     "the saved state of {object} is for another kind of object than the \
@@ -405,6 +411,7 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walker<'_, '_, S, K> {
         match self.object.kind() {
             ObjectKind::BigObject => "EventDate",
             ObjectKind::Standard => "CreatedDate",
+            ObjectKind::EventLogObject => "Timestamp",
         }
     }
 

@@ -17,6 +17,11 @@ pub enum ObjectKind {
     /// An ordinary object (the threat-detection `*EventStore` objects, `SetupAuditTrail`): any
     /// filter and order. Rows are collected by a `(CreatedDate, Id)` keyset.
     Standard,
+    /// An Event Log Object (`LoginEventLog`, `ApiTotalUsageEventLog`...; API 61.0+, Hyperforce
+    /// orgs): queried in `Timestamp` windows of at most 15 days with exactly two `Timestamp`
+    /// filters, ordered by `Timestamp, Id`, deduplicated by `Id` (see
+    /// [`event_log_objects`](crate::event_log_objects)).
+    EventLogObject,
 }
 
 impl ObjectKind {
@@ -25,6 +30,7 @@ impl ObjectKind {
         match self {
             ObjectKind::BigObject => "big object",
             ObjectKind::Standard => "standard object",
+            ObjectKind::EventLogObject => "Event Log Object",
         }
     }
 }
@@ -39,6 +45,8 @@ pub enum Retention {
     TenYears,
     /// "At least the last 180 days" (`SetupAuditTrail`).
     AtLeast180Days,
+    /// Up to 30 days (Event Log Objects).
+    ThirtyDays,
     /// Not known to this crate (an object the user named).
     Unknown,
 }
@@ -51,6 +59,7 @@ impl Retention {
             Retention::SixMonths => Some(Duration::from_secs(182 * DAY)),
             Retention::TenYears => Some(Duration::from_secs(3650 * DAY)),
             Retention::AtLeast180Days => Some(Duration::from_secs(180 * DAY)),
+            Retention::ThirtyDays => Some(Duration::from_secs(30 * DAY)),
             Retention::Unknown => None,
         }
     }
@@ -69,8 +78,10 @@ impl Retention {
 /// assert_eq!(login.kind(), ObjectKind::BigObject);
 /// let trail = EventObject::named("setupaudittrail").unwrap();
 /// assert_eq!(trail.name(), "SetupAuditTrail");
-/// let newer = EventObject::custom("LoginEventLog", ObjectKind::Standard).unwrap();
+/// let newer = EventObject::custom("My_Store__c", ObjectKind::Standard).unwrap();
 /// assert_eq!(newer.kind(), ObjectKind::Standard);
+/// let log = EventObject::named("LoginEventLog").unwrap();
+/// assert_eq!(log.kind(), ObjectKind::EventLogObject);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EventObject {
@@ -146,7 +157,8 @@ const CATALOGUE: &[(&str, ObjectKind, Retention)] = &[
 ];
 
 impl EventObject {
-    /// Every object of the catalogue, big objects first.
+    /// Every object of the catalogue: big objects, standard objects, then the Event Log
+    /// Objects.
     pub fn catalogue() -> Vec<EventObject> {
         CATALOGUE
             .iter()
@@ -155,6 +167,13 @@ impl EventObject {
                 kind: *kind,
                 retention: *retention,
             })
+            .chain(
+                crate::event_log_objects::catalogue().map(|name| EventObject {
+                    name: name.to_string(),
+                    kind: ObjectKind::EventLogObject,
+                    retention: Retention::ThirtyDays,
+                }),
+            )
             .collect()
     }
 
@@ -230,6 +249,13 @@ impl EventObject {
                  storage is enabled in Setup > Event Manager",
                 name = self.name
             ),
+            ObjectKind::EventLogObject => format!(
+                "if {name} should have rows, check that the org is on Hyperforce (Event Log \
+                 Objects exist nowhere else, nor in Government Cloud), has Shield or the Event \
+                 Monitoring add-on, and that the integration user has View Event Log Object \
+                 Data (or the Event Monitoring User permission set)",
+                name = self.name
+            ),
         }
     }
 }
@@ -258,7 +284,18 @@ mod tests {
     #[test]
     fn catalogue_kinds_and_names() {
         let all = EventObject::catalogue();
-        assert_eq!(all.len(), 18);
+        let logs = crate::event_log_objects::catalogue().count();
+        assert_eq!(all.len(), 18 + logs);
+        assert_eq!(
+            all.iter()
+                .filter(|o| o.kind() == ObjectKind::EventLogObject)
+                .count(),
+            logs
+        );
+        assert_eq!(
+            EventObject::named("apitotalusageeventlog").map(|o| (o.kind(), o.retention())),
+            Some((ObjectKind::EventLogObject, Retention::ThirtyDays))
+        );
         assert_eq!(
             all.iter()
                 .filter(|o| o.kind() == ObjectKind::BigObject)

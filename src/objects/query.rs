@@ -26,7 +26,7 @@ pub enum FieldSelection {
 }
 
 impl FieldSelection {
-    fn render(&self, required: &[&str]) -> Result<String, Error> {
+    pub(crate) fn render(&self, required: &[&str]) -> Result<String, Error> {
         let FieldSelection::Fields(names) = self else {
             return Ok("FIELDS(STANDARD)".to_string());
         };
@@ -225,11 +225,20 @@ pub struct KeysetQuery {
 impl KeysetQuery {
     /// A query on `object`, which must be a standard object.
     pub fn new(object: &EventObject) -> Result<Self, Error> {
-        if object.kind() != ObjectKind::Standard {
-            return Err(Error::InvalidArgument(format!(
-                "{object} is a big object: it only accepts an EventDate filter and ORDER BY \
-                 EventDate DESC; query it with BigObjectQuery"
-            )));
+        match object.kind() {
+            ObjectKind::Standard => {}
+            ObjectKind::BigObject => {
+                return Err(Error::InvalidArgument(format!(
+                    "{object} is a big object: it only accepts an EventDate filter and ORDER BY \
+                     EventDate DESC; query it with BigObjectQuery"
+                )));
+            }
+            ObjectKind::EventLogObject => {
+                return Err(Error::InvalidArgument(format!(
+                    "{object} is an Event Log Object: it takes Timestamp windows of at most 15 \
+                     days; query it with event_log_objects::EventLogObjectQuery"
+                )));
+            }
         }
         Ok(KeysetQuery {
             object: object.clone(),
