@@ -157,8 +157,11 @@ const CATALOGUE: &[(&str, ObjectKind, Retention)] = &[
 ];
 
 impl EventObject {
-    /// Every object of the catalogue: big objects, standard objects, then the Event Log
-    /// Objects.
+    /// Every real-time object of the catalogue, big objects first, then the standard ones
+    /// (the threat-detection stores and SetupAuditTrail). The Event Log Objects, which
+    /// [`named`](Self::named) also knows, are listed by
+    /// [`event_log_objects::catalogue`](crate::event_log_objects::catalogue) (or
+    /// [`with_event_log_objects`](Self::with_event_log_objects)).
     pub fn catalogue() -> Vec<EventObject> {
         CATALOGUE
             .iter()
@@ -167,20 +170,26 @@ impl EventObject {
                 kind: *kind,
                 retention: *retention,
             })
-            .chain(
-                crate::event_log_objects::catalogue().map(|name| EventObject {
-                    name: name.to_string(),
-                    kind: ObjectKind::EventLogObject,
-                    retention: Retention::ThirtyDays,
-                }),
-            )
             .collect()
+    }
+
+    /// [`catalogue`](Self::catalogue) followed by every Event Log Object.
+    pub fn with_event_log_objects() -> Vec<EventObject> {
+        let mut all = Self::catalogue();
+        all.extend(
+            crate::event_log_objects::catalogue().map(|name| EventObject {
+                name: name.to_string(),
+                kind: ObjectKind::EventLogObject,
+                retention: Retention::ThirtyDays,
+            }),
+        );
+        all
     }
 
     /// The catalogue's object of that name (case-insensitive, as Salesforce's names are), or
     /// `None` for a name it does not know: use [`custom`](Self::custom) for those.
     pub fn named(name: &str) -> Option<EventObject> {
-        Self::catalogue()
+        Self::with_event_log_objects()
             .into_iter()
             .find(|o| o.name.eq_ignore_ascii_case(name.trim()))
     }
@@ -284,10 +293,11 @@ mod tests {
     #[test]
     fn catalogue_kinds_and_names() {
         let all = EventObject::catalogue();
+        assert_eq!(all.len(), 18);
         let logs = crate::event_log_objects::catalogue().count();
-        assert_eq!(all.len(), 18 + logs);
         assert_eq!(
-            all.iter()
+            EventObject::with_event_log_objects()
+                .iter()
                 .filter(|o| o.kind() == ObjectKind::EventLogObject)
                 .count(),
             logs

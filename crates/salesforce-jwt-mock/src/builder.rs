@@ -34,6 +34,7 @@ pub struct MockOrgBuilder {
     event_log_access: bool,
     api_enabled: bool,
     realtime_access: bool,
+    event_log_object_access: EventLogObjectAccess,
     big_object_timeout_rows: Option<usize>,
     access_token: Option<TokenFn>,
     token_latency: Duration,
@@ -55,6 +56,7 @@ impl fmt::Debug for MockOrgBuilder {
             .field("event_log_access", &self.event_log_access)
             .field("api_enabled", &self.api_enabled)
             .field("realtime_access", &self.realtime_access)
+            .field("event_log_object_access", &self.event_log_object_access)
             .field("big_object_timeout_rows", &self.big_object_timeout_rows)
             .field(
                 "access_token",
@@ -104,6 +106,7 @@ impl Default for MockOrgBuilder {
             event_log_access: true,
             api_enabled: true,
             realtime_access: true,
+            event_log_object_access: EventLogObjectAccess::Granted,
             big_object_timeout_rows: None,
             access_token: None,
             token_latency: Duration::ZERO,
@@ -203,6 +206,14 @@ impl MockOrgBuilder {
         self
     }
 
+    /// Whether the integration user can query Event Log Objects (`LoginEventLog`...), and if
+    /// not, why: see [`EventLogObjectAccess`] for what each answers. Default
+    /// [`Granted`](EventLogObjectAccess::Granted).
+    pub fn event_log_object_access(mut self, access: EventLogObjectAccess) -> Self {
+        self.event_log_object_access = access;
+        self
+    }
+
     /// A big-object query whose filter matches more rows than this answers 400 `QUERY_TIMEOUT`
     /// ("Your query request was running for too long"), as an unbounded catch-up query on a
     /// busy org does. Default `None`: never.
@@ -276,6 +287,7 @@ impl MockOrgBuilder {
             event_log_access: self.event_log_access,
             api_enabled: self.api_enabled,
             realtime_access: self.realtime_access,
+            event_log_object_access: self.event_log_object_access,
             big_object_timeout_rows: self.big_object_timeout_rows,
             access_token: self.access_token,
             token_latency: self.token_latency,
@@ -301,4 +313,24 @@ impl MockOrgBuilder {
             _front: front,
         }
     }
+}
+
+/// Whether an org's integration user can query Event Log Objects, and if not, why
+/// ([`MockOrgBuilder::event_log_object_access`]).
+///
+/// What Salesforce answers in each case is not documented (UNCERTAIN): the mock's choices are
+/// the answers Salesforce gives elsewhere for a type that does not exist in the org and for a
+/// permission the user lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventLogObjectAccess {
+    /// The org is on Hyperforce with Shield or Event Monitoring, and the user has View Event
+    /// Log Object Data.
+    #[default]
+    Granted,
+    /// The org is on Hyperforce but the user lacks View Event Log Object Data: queries answer
+    /// 403 `INSUFFICIENT_ACCESS`.
+    MissingPermission,
+    /// The org is not on Hyperforce (or is in Government Cloud): the objects do not exist, and
+    /// queries answer 400 `INVALID_TYPE`, as they do below API 61.0 anywhere.
+    NotHyperforce,
 }

@@ -103,7 +103,9 @@ pub use generate::{
     MockLogFile, MockLogFileBuilder,
 };
 
-pub use builder::{DEFAULT_REQUEST_LOG_CAPACITY, InvalidPublicKey, MockOrgBuilder};
+pub use builder::{
+    DEFAULT_REQUEST_LOG_CAPACITY, EventLogObjectAccess, InvalidPublicKey, MockOrgBuilder,
+};
 pub use fault::{Fault, FaultId, FaultTarget, Received};
 pub use objects::generate::generate_records;
 pub use requests::{ReceivedRequest, RequestKind};

@@ -91,6 +91,7 @@ pub(crate) struct Settings {
     pub(crate) event_log_access: bool,
     pub(crate) api_enabled: bool,
     pub(crate) realtime_access: bool,
+    pub(crate) event_log_object_access: crate::EventLogObjectAccess,
     pub(crate) big_object_timeout_rows: Option<usize>,
     /// Chooses the `n`th (1-based) access token; `None`: a random Salesforce-shaped one.
     pub(crate) access_token: Option<TokenFn>,

@@ -1,13 +1,16 @@
-//! The real-time objects the org holds: each one's kind and standard fields.
+//! The objects the org holds (real-time storage objects, threat-detection stores,
+//! SetupAuditTrail, Event Log Objects): each one's kind and standard fields.
 //!
 //! A second reading of the Real-Time Event Monitoring storage table, independent of the
 //! library's catalogue on purpose.
 
-/// Big object (indexed on `EventDate`, `EventIdentifier`) or ordinary object.
+/// Big object (indexed on `EventDate`, `EventIdentifier`), ordinary object, or Event Log
+/// Object (queried in `Timestamp` windows of at most 15 days; see `soql::objects`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Big,
     Standard,
+    EventLog,
 }
 
 /// One object: name, kind, the fields `FIELDS(STANDARD)` returns, the extra indexed fields
@@ -81,7 +84,87 @@ const fn store(name: &'static str, fields: &'static [&'static str]) -> ObjectDef
     }
 }
 
+const fn event_log(name: &'static str, fields: &'static [&'static str]) -> ObjectDef {
+    ObjectDef {
+        name,
+        kind: Kind::EventLog,
+        fields,
+        extra_index: &[],
+        relationships: &[],
+    }
+}
+
+/// `LoginEventLog` in the v67 object reference, with the `Id` every sObject has (the
+/// reference lists none).
+const LOGIN_EVENT_LOG: &[&str] = &[
+    "Id",
+    "ApiType",
+    "ApiVersion",
+    "AuthenticatedMethodReference",
+    "BrowserType",
+    "CipherSuite",
+    "ClientIp",
+    "CpuTime",
+    "DatabaseTotalTime",
+    "ForwardedForIp",
+    "LoginKey",
+    "LoginStatus",
+    "LoginSubType",
+    "LoginType",
+    "RequestIdentifier",
+    "RequestStatus",
+    "RunTime",
+    "SessionKey",
+    "SourceIp",
+    "Timestamp",
+    "TransportLayerSecurityProtocol",
+    "Uri",
+    "UserIdentifier",
+    "UserType",
+    "Username",
+];
+
+/// `ApiTotalUsageEventLog` in the v67 object reference, with `Id`.
+const API_TOTAL_USAGE_EVENT_LOG: &[&str] = &[
+    "Id",
+    "ApiFamily",
+    "ApiResource",
+    "BotIdentifier",
+    "BotSessionIdentifier",
+    "ClientIp",
+    "ClientName",
+    "ConnectedAppIdentifier",
+    "HttpMethod",
+    "IsApiLimitCounted",
+    "ObjectName",
+    "PlannerIdentifier",
+    "RequestIdentifier",
+    "StatusCode",
+    "Timestamp",
+    "UserIdentifier",
+];
+
+/// The fields the mock gives the Event Log Objects whose reference it does not copy.
+const EVENT_LOG_COMMON: &[&str] = &[
+    "Id",
+    "Timestamp",
+    "RequestIdentifier",
+    "UserIdentifier",
+    "ClientIp",
+    "Uri",
+    "RunTime",
+    "CpuTime",
+];
+
 pub(crate) const OBJECTS: &[ObjectDef] = &[
+    event_log("LoginEventLog", LOGIN_EVENT_LOG),
+    event_log("ApiTotalUsageEventLog", API_TOTAL_USAGE_EVENT_LOG),
+    event_log("RestApiEventLog", EVENT_LOG_COMMON),
+    event_log("UriEventLog", EVENT_LOG_COMMON),
+    event_log("ReportEventLog", EVENT_LOG_COMMON),
+    event_log("AuraRequestEventLog", EVENT_LOG_COMMON),
+    event_log("LoginAsEventLog", EVENT_LOG_COMMON),
+    event_log("BulkApiEventLog", EVENT_LOG_COMMON),
     big(
         "LoginEvent",
         fields!(
@@ -291,6 +374,7 @@ pub(crate) fn is_datetime(field: &str) -> bool {
         "CreatedDate",
         "LastModifiedDate",
         "SystemModstamp",
+        "Timestamp",
     ]
     .iter()
     .any(|f| f.eq_ignore_ascii_case(field))

@@ -76,9 +76,10 @@ fn time_in(
 }
 
 /// `count` rows of `object` with their times in `(after, up_to]` (`EventDate` for big objects,
-/// `CreatedDate` for standard ones), the same for the same seed. Standard-object rows carry no
-/// `Id`: [`MockOrg::add_records`](crate::MockOrg::add_records) assigns one, in insertion order,
-/// as Salesforce does. An object the org does not know gets the fields every big object has.
+/// `CreatedDate` for standard ones, `Timestamp` for Event Log Objects), the same for the same
+/// seed. Standard-object and Event Log Object rows carry no `Id`:
+/// [`MockOrg::add_records`](crate::MockOrg::add_records) assigns one, in insertion order, as
+/// Salesforce does. An object the org does not know gets the fields every big object has.
 pub fn generate_records(
     object: &str,
     after: OffsetDateTime,
@@ -91,6 +92,7 @@ pub fn generate_records(
     (0..count)
         .map(|i| match def {
             Some(def) if def.kind == Kind::Standard => standard_row(def, &mut rng, after, up_to, i),
+            Some(def) if def.kind == Kind::EventLog => event_log_row(def, &mut rng, after, up_to),
             Some(def) => big_row(def.name, def.fields, &mut rng, after, up_to),
             None => big_row(object, big_common(), &mut rng, after, up_to),
         })
@@ -244,6 +246,60 @@ fn standard_row(
             "CreatedBy".to_string(),
             json!({"Username": username, "Name": username.split('@').next().unwrap_or(username)}),
         );
+    }
+    row
+}
+
+fn event_log_row(
+    def: &ObjectDef,
+    rng: &mut fastrand::Rng,
+    after: OffsetDateTime,
+    up_to: OffsetDateTime,
+) -> Map<String, Value> {
+    let timestamp = time_in(rng, after, up_to);
+    let (user_id, username) = USERS[rng.usize(0..USERS.len())];
+    let mut row = Map::new();
+    for field in def.fields {
+        let value = match *field {
+            "Id" => continue,
+            "Timestamp" => json!(sf_datetime(timestamp)),
+            "UserIdentifier" => json!(user_id),
+            "Username" => json!(username),
+            "ClientIp" | "SourceIp" => json!(pick(rng, IPS)),
+            "RequestIdentifier" => json!(format!("TID:{}", random(rng, 18))),
+            "SessionKey" | "LoginKey" => json!(random(rng, 16)),
+            "LoginStatus" => json!(pick(
+                rng,
+                &[
+                    "LOGIN_NO_ERROR",
+                    "LOGIN_NO_ERROR",
+                    "LOGIN_ERROR_INVALID_PASSWORD"
+                ]
+            )),
+            "LoginType" => json!(pick(rng, &["Application", "Remote Access 2.0"])),
+            "RequestStatus" => json!(pick(rng, &["Success", "Failed"])),
+            "BrowserType" => json!(pick(rng, &["Chrome", "Firefox"])),
+            "ApiType" => json!(pick(rng, &["N/A", "REST"])),
+            "ApiVersion" => json!(64),
+            "TransportLayerSecurityProtocol" => json!("TLSv1.3"),
+            "CipherSuite" => json!("TLS_AES_256_GCM_SHA384"),
+            "Uri" => json!(pick(rng, &["/index.jsp", "/services/oauth2/token"])),
+            "UserType" => json!("Standard"),
+            "RunTime" | "CpuTime" | "DatabaseTotalTime" => json!(f64::from(rng.u16(1..900))),
+            "ApiFamily" => json!(pick(rng, &["REST", "SOAP"])),
+            "ApiResource" => json!(pick(rng, &["/query", "/sobjects/Account"])),
+            "HttpMethod" => json!(pick(rng, &["GET", "POST"])),
+            "IsApiLimitCounted" => json!(true),
+            "StatusCode" => json!(
+                pick(rng, &["200", "200", "401"])
+                    .parse::<u16>()
+                    .unwrap_or(200)
+            ),
+            "ObjectName" => json!(pick(rng, &["Account", "Contact"])),
+            "ClientName" => json!("sf-ingest"),
+            _ => Value::Null,
+        };
+        row.insert((*field).to_string(), value);
     }
     row
 }

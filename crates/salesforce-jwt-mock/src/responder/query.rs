@@ -9,13 +9,13 @@ use time::{OffsetDateTime, UtcOffset};
 use wiremock::{Request, ResponseTemplate};
 
 use super::{JSON, OrgResponder, api_version, json_response, server_error, sf_error};
-use crate::Fault;
 use crate::file_meta::FileMeta;
 use crate::objects::Row;
 use crate::objects::catalogue::{Kind, ObjectDef, lookup};
 use crate::soql::objects::plan_objects;
 use crate::soql::{self, Field, SoqlError};
 use crate::state::{CursorRows, Shared};
+use crate::{EventLogObjectAccess, Fault};
 
 impl OrgResponder {
     pub(super) fn query(
@@ -82,7 +82,26 @@ impl OrgResponder {
         def: &'static ObjectDef,
     ) -> ResponseTemplate {
         let settings = &self.shared.settings;
-        if !settings.realtime_access {
+        if def.kind == Kind::EventLog {
+            // Below API 61.0 the objects do not exist for the API; outside Hyperforce they do
+            // not exist in the org. Either way the type is unknown.
+            let exists = api_version(version).is_some_and(|v| v >= 61.0)
+                && settings.event_log_object_access != EventLogObjectAccess::NotHyperforce;
+            if !exists {
+                return invalid_type(&query.from.text);
+            }
+            if settings.event_log_object_access == EventLogObjectAccess::MissingPermission {
+                return sf_error(
+                    403,
+                    "INSUFFICIENT_ACCESS",
+                    &format!(
+                        "You don't have access to {}: it needs the View Event Log Object Data \
+                         permission",
+                        def.name
+                    ),
+                );
+            }
+        } else if !settings.realtime_access {
             return sf_error(
                 400,
                 "INVALID_TYPE",
@@ -101,7 +120,7 @@ impl OrgResponder {
         let matching = self.shared.with(|state| {
             state
                 .objects
-                .visible_where(def, now, |row| plan.matches(row))
+                .visible_where(def, now, |row| plan.matches(row, now))
         });
         if def.kind == Kind::Big
             && settings
@@ -301,5 +320,18 @@ fn sf_datetime(t: OffsetDateTime) -> String {
         t.minute(),
         t.second(),
         t.millisecond()
+    )
+}
+
+/// `INVALID_TYPE`: the object does not exist for this user, org or API version.
+fn invalid_type(name: &str) -> ResponseTemplate {
+    sf_error(
+        400,
+        "INVALID_TYPE",
+        &format!(
+            "sObject type '{name}' is not supported. If you are attempting to use a custom \
+             object, be sure to append the '__c' after the entity name. Please reference your \
+             WSDL or the describe call for the appropriate names."
+        ),
     )
 }

@@ -155,6 +155,11 @@ pub(crate) fn plan_query(
             ),
         });
     }
+    if !query.group_by.is_empty() || query.having {
+        return Err(SoqlError::malformed(
+            "the mock org does not evaluate GROUP BY or HAVING on EventLogFile",
+        ));
+    }
     let (count, fields) = match &query.select {
         Select::Count => (true, Vec::new()),
         Select::Items(items) => {

@@ -5,6 +5,10 @@
 //! `ORDER BY EventDate DESC`, `LIMIT`, and nothing else: other filter fields, `!=`, `OR`,
 //! `NOT`, `IN`, `LIKE`, ascending order, `OFFSET` and aggregates answer 400
 //! `BIG_OBJECT_UNSUPPORTED_OPERATION`. Standard objects take any filter and order.
+//!
+//! Event Log Objects take SOQL except relationship queries, `HAVING`, `OFFSET` and `!=`, with
+//! at most two `Timestamp` filters spanning at most 15 days; a missing bound reads 15 days in
+//! its direction, no `Timestamp` filter the last 15 days (see [`check_event_log`]).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -38,6 +42,32 @@ pub(crate) struct ObjectPlan {
     order: Vec<(&'static str, bool)>,
     pub(crate) limit: Option<usize>,
     offset: usize,
+    /// The `Timestamp` range an Event Log Object query reads without saying so.
+    implied: Implied,
+}
+
+/// The `Timestamp` filter Salesforce adds to an Event Log Object query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Implied {
+    /// None: the query's own filter bounds it (or the object is not an Event Log Object).
+    Nothing,
+    /// No `Timestamp` filter: the last 15 days.
+    LastDays,
+    /// `Timestamp <= t` (only a lower bound was given).
+    UpTo(OffsetDateTime),
+    /// `Timestamp > t` (only an upper bound was given).
+    After(OffsetDateTime),
+}
+
+/// "You can query up to 15 days of data at a time using the Timestamp filter."
+const EVENT_LOG_WINDOW: time::Duration = time::Duration::days(15);
+
+/// How the mock refuses an Event Log Object query. The documentation only says "we block the
+/// execution of the query with an error": the status and code are UNCERTAIN. The mock answers
+/// 400 `MALFORMED_QUERY` with a message naming the rule, the code Salesforce gives other
+/// queries it will not run; a client must not depend on more than "400, do not retry".
+fn event_log(message: impl Into<String>) -> SoqlError {
+    SoqlError::malformed(message)
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +92,21 @@ pub(crate) fn plan_objects(
     query: &Query,
     def: &'static ObjectDef,
 ) -> Result<ObjectPlan, SoqlError> {
+    // The clauses Event Log Objects refuse, before anything the mock does not evaluate.
+    if def.kind == Kind::EventLog {
+        if query.having {
+            return Err(event_log("HAVING is not supported on Event Log Objects"));
+        }
+        if query.offset.is_some() {
+            return Err(event_log("OFFSET is not supported on Event Log Objects"));
+        }
+        if !query.group_by.is_empty() {
+            return Err(SoqlError::malformed(format!(
+                "the mock org does not evaluate GROUP BY on {}",
+                def.name
+            )));
+        }
+    }
     let field = |name: &str| {
         def.field(name)
             .ok_or_else(|| SoqlError::no_such_column(def.name, name))
@@ -72,6 +117,14 @@ pub(crate) fn plan_objects(
             let mut fields: Vec<String> = Vec::new();
             for item in items {
                 match item {
+                    SelectItem::Field(name)
+                        if name.text.contains('.') && def.kind == Kind::EventLog =>
+                    {
+                        return Err(event_log(format!(
+                            "Relationship queries are not supported on Event Log Objects: {}",
+                            name.text
+                        )));
+                    }
                     SelectItem::Field(name) if name.text.contains('.') => {
                         let (rel, _) = name.text.split_once('.').unwrap_or_default();
                         if def.relationship(rel).is_none() {
@@ -123,7 +176,18 @@ pub(crate) fn plan_objects(
     if count && def.kind == Kind::Big {
         return Err(big("Aggregate functions not supported"));
     }
+    if def.kind != Kind::EventLog && (!query.group_by.is_empty() || query.having) {
+        return Err(SoqlError::malformed(format!(
+            "the mock org does not evaluate GROUP BY or HAVING on {}",
+            def.name
+        )));
+    }
     let filter = query.filter.as_ref().map(|e| resolve(e, def)).transpose()?;
+    let implied = if def.kind == Kind::EventLog {
+        check_event_log(filter.as_ref())?
+    } else {
+        Implied::Nothing
+    };
     let mut order = Vec::new();
     for (name, desc) in &query.order_by {
         order.push((field(&name.text)?, *desc));
@@ -143,6 +207,114 @@ pub(crate) fn plan_objects(
         order,
         limit: query.limit,
         offset: query.offset.unwrap_or(0),
+        implied,
+    })
+}
+
+/// Every `Timestamp` condition of `cond` (a filter per compared value: `IN (a, b)` is two).
+fn timestamp_filters(cond: &Cond) -> usize {
+    match cond {
+        Cond::And(items) | Cond::Or(items) => items.iter().map(timestamp_filters).sum(),
+        Cond::Not(inner) => timestamp_filters(inner),
+        Cond::Cmp("Timestamp", ..) => 1,
+        Cond::In("Timestamp", _, lits) => lits.len(),
+        Cond::Cmp(..) | Cond::In(..) | Cond::Like(..) => 0,
+    }
+}
+
+fn has_not_equals(cond: &Cond) -> bool {
+    match cond {
+        Cond::And(items) | Cond::Or(items) => items.iter().any(has_not_equals),
+        Cond::Not(inner) => has_not_equals(inner),
+        Cond::Cmp(_, op, _) => *op == CmpOp::Ne,
+        Cond::In(_, negated, _) => *negated,
+        Cond::Like(..) => false,
+    }
+}
+
+/// A `Timestamp` range comparison (`<`, `<=`, `>`, `>=`) inside an `OR`.
+fn range_in_or(cond: &Cond, inside_or: bool) -> bool {
+    match cond {
+        Cond::And(items) => items.iter().any(|c| range_in_or(c, inside_or)),
+        Cond::Or(items) => items.iter().any(|c| range_in_or(c, true)),
+        Cond::Not(inner) => range_in_or(inner, inside_or),
+        Cond::Cmp("Timestamp", op, _) => inside_or && *op != CmpOp::Eq,
+        _ => false,
+    }
+}
+
+fn lit_time(lit: &Lit) -> Option<OffsetDateTime> {
+    match lit {
+        Lit::DateTime(t) => Some(*t),
+        Lit::Date(d) => Some(d.midnight().assume_utc()),
+        _ => None,
+    }
+}
+
+/// The platform's rules for Event Log Object filters (Best Practices and Considerations for
+/// Leveraging Event Log Object Data), and the `Timestamp` range it adds where a bound is
+/// missing.
+fn check_event_log(filter: Option<&Cond>) -> Result<Implied, SoqlError> {
+    let Some(filter) = filter else {
+        return Ok(Implied::LastDays);
+    };
+    if has_not_equals(filter) {
+        return Err(event_log("!= isn't supported on Event Log Objects"));
+    }
+    let count = timestamp_filters(filter);
+    if count >= 3 {
+        return Err(event_log(format!(
+            "Too many Timestamp filters ({count}): Event Log Object queries take at most 2"
+        )));
+    }
+    if count == 0 {
+        return Ok(Implied::LastDays);
+    }
+    if range_in_or(filter, false) {
+        return Err(event_log(
+            "Timestamp ranges can't be combined with OR on Event Log Objects: use              Timestamp = a OR Timestamp = b, IN, or an AND range",
+        ));
+    }
+    // The top-level AND's own Timestamp comparisons decide the range.
+    let items: Vec<&Cond> = match filter {
+        Cond::And(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let (mut lower, mut upper, mut equal) = (None, None, 0);
+    for item in items {
+        match item {
+            Cond::Cmp("Timestamp", op, lit) => {
+                let Some(t) = lit_time(lit) else { continue };
+                match op {
+                    CmpOp::Gt | CmpOp::Ge => {
+                        lower = Some(lower.map_or(t, |l: OffsetDateTime| l.max(t)))
+                    }
+                    CmpOp::Lt | CmpOp::Le => {
+                        upper = Some(upper.map_or(t, |u: OffsetDateTime| u.min(t)))
+                    }
+                    CmpOp::Eq => equal += 1,
+                    CmpOp::Ne => {}
+                }
+            }
+            Cond::In("Timestamp", ..) => equal += 1,
+            _ => {}
+        }
+    }
+    if equal > 0 && (lower.is_some() || upper.is_some()) {
+        return Err(event_log(
+            "Timestamp = can't be combined with a Timestamp range on Event Log Objects",
+        ));
+    }
+    Ok(match (lower, upper) {
+        (Some(l), Some(u)) if u - l > EVENT_LOG_WINDOW => {
+            return Err(event_log(
+                "The Timestamp range must fall within 15 days on Event Log Objects",
+            ));
+        }
+        (Some(l), None) => Implied::UpTo(l + EVENT_LOG_WINDOW),
+        (None, Some(u)) => Implied::After(u - EVENT_LOG_WINDOW),
+        // Both bounds, `=`/IN points, or Timestamp only inside an OR of points.
+        _ => Implied::Nothing,
     })
 }
 
@@ -364,8 +536,16 @@ fn holds(cond: &Cond, row: &Row) -> bool {
 
 impl ObjectPlan {
     /// Whether a row matches the filter.
-    pub(crate) fn matches(&self, row: &Row) -> bool {
-        self.filter.as_ref().is_none_or(|c| holds(c, row))
+    pub(crate) fn matches(&self, row: &Row, now: OffsetDateTime) -> bool {
+        let implied = match self.implied {
+            Implied::Nothing => true,
+            Implied::LastDays => row
+                .datetime("Timestamp")
+                .is_some_and(|t| t > now - EVENT_LOG_WINDOW),
+            Implied::UpTo(u) => row.datetime("Timestamp").is_some_and(|t| t <= u),
+            Implied::After(a) => row.datetime("Timestamp").is_some_and(|t| t > a),
+        };
+        implied && self.filter.as_ref().is_none_or(|c| holds(c, row))
     }
 
     /// Puts matching rows in query order (a big object without ORDER BY comes in index order,
@@ -419,7 +599,7 @@ impl ObjectPlan {
         let mut attributes = Map::new();
         attributes.insert("type".into(), json!(self.def.name));
         // Big-object rows have no record URL worth giving (their Id is all zeros).
-        if self.def.kind == Kind::Standard
+        if matches!(self.def.kind, Kind::Standard | Kind::EventLog)
             && let Some(id) = row.fields.get("Id").and_then(Value::as_str)
         {
             attributes.insert(
@@ -477,7 +657,7 @@ mod tests {
         let mut attributes = Map::new();
         attributes.insert("type".into(), json!(plan.def.name));
         // Big-object rows have no record URL worth giving (their Id is all zeros).
-        if plan.def.kind == Kind::Standard
+        if matches!(plan.def.kind, Kind::Standard | Kind::EventLog)
             && let Some(id) = row.fields.get("Id").and_then(Value::as_str)
         {
             attributes.insert(

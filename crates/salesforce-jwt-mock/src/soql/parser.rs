@@ -56,11 +56,16 @@ pub(crate) struct Query {
     pub(crate) order_by: Vec<(Name, bool)>,
     pub(crate) limit: Option<usize>,
     pub(crate) offset: Option<usize>,
+    /// `GROUP BY` fields (never evaluated: only checked against the objects' rules).
+    pub(crate) group_by: Vec<Name>,
+    /// Whether the query has a `HAVING` clause (read past, never evaluated).
+    pub(crate) having: bool,
 }
 
 const RESERVED: &[&str] = &[
     "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT", "OFFSET",
     "NULL", "TRUE", "FALSE", "ASC", "DESC", "NULLS", "FIRST", "LAST", "INCLUDES", "EXCLUDES",
+    "GROUP", "HAVING",
 ];
 
 struct Parser {
@@ -159,6 +164,27 @@ impl Parser {
         } else {
             None
         };
+        let mut group_by = Vec::new();
+        if self.eat_kw("GROUP") {
+            self.expect_kw("BY")?;
+            group_by.push(self.name()?);
+            while self.peek().tok == Tok::Comma {
+                self.advance();
+                group_by.push(self.name()?);
+            }
+        }
+        // HAVING's condition holds aggregates the expression parser does not take: it is read
+        // past up to the next clause, since no object of the mock evaluates it.
+        let having = self.eat_kw("HAVING");
+        if having {
+            while self.peek().tok != Tok::Eof
+                && !self.is_kw("ORDER")
+                && !self.is_kw("LIMIT")
+                && !self.is_kw("OFFSET")
+            {
+                self.advance();
+            }
+        }
         let mut order_by = Vec::new();
         if self.eat_kw("ORDER") {
             self.expect_kw("BY")?;
@@ -200,6 +226,8 @@ impl Parser {
             order_by,
             limit,
             offset,
+            group_by,
+            having,
         })
     }
 
