@@ -104,6 +104,9 @@ pub enum SourceState {
     /// A standard object (`SetupAuditTrail`, the threat-detection stores), by
     /// `(CreatedDate, Id)` keyset, under the object's API name.
     Keyset(KeysetState),
+    /// An Event Log Object (`LoginEventLog`...), by `Timestamp` window, under the object's API
+    /// name.
+    EventLogObject(crate::collect::EventLogObjectState),
 }
 
 /// Where EventLogFile collection stands for one event type (or all of them).

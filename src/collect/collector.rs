@@ -8,6 +8,7 @@ use crate::collect::checkpoint::{
     Checkpoint, CheckpointStore, EVENT_LOG_FILE_ALL_TYPES, begin_org,
 };
 use crate::collect::event_log_files::EventLogFiles;
+use crate::collect::event_log_objects::{EventLogObjectSource, overlap_warning};
 use crate::collect::figures::DeliveryFigures;
 use crate::collect::object_options::ObjectCollectorOptions;
 use crate::collect::objects::ObjectSource;
@@ -18,7 +19,7 @@ use crate::collect::sink::Sink;
 use crate::collect::source::{AnySource, Source};
 use crate::error::Error;
 use crate::event_log_file::{EventLogFile, EventLogFileQuery};
-use crate::objects::EventObject;
+use crate::objects::{EventObject, ObjectKind};
 
 /// Collects every selected source exactly once across restarts, into one [`Sink`] with one
 /// [`Checkpoint`]: EventLogFile ([`new`](Self::new)), real-time objects and SetupAuditTrail, or
@@ -87,8 +88,10 @@ impl<S: CheckpointStore> Collector<S> {
     /// `object_options`: big objects in `EventDate` windows, newest first inside a window,
     /// with an overlap read again and deduplicated by `EventIdentifier` (a window too large
     /// for one query is halved until it fits); standard objects (the threat-detection stores,
-    /// SetupAuditTrail) in `(CreatedDate, Id)` keyset batches with the same overlap. Windows
-    /// end at the org's clock ([`JwtBearerClient::org_now`]).
+    /// SetupAuditTrail) in `(CreatedDate, Id)` keyset batches with the same overlap; Event Log
+    /// Objects ([`ObjectKind::EventLogObject`]) in `Timestamp` windows of at most 15 days with
+    /// an overlap of 60 minutes deduplicated by `Id`, from no more than 30 days ago (refused
+    /// below API 61.0). Windows end at the org's clock ([`JwtBearerClient::org_now`]).
     ///
     /// Every source keeps its own position under its own key: a source the checkpoint does not
     /// know yet starts from `since`, the others go on where they were, and sources left out
@@ -102,6 +105,13 @@ impl<S: CheckpointStore> Collector<S> {
         object_options: ObjectCollectorOptions,
     ) -> Result<Self, Error> {
         object_options.validate()?;
+        if objects
+            .iter()
+            .any(|o| o.kind() == ObjectKind::EventLogObject)
+        {
+            crate::event_log_objects::check_api_version(client.config().api_version())?;
+            overlap_warning(&object_options.event_log_objects);
+        }
         let collect_event_log_file = event_log_file.is_some();
         let template = event_log_file.unwrap_or_default();
         if options.concurrency == 0 || options.max_file_attempts == 0 {
@@ -154,11 +164,15 @@ impl<S: CheckpointStore> Collector<S> {
                 options,
             }))
             .into_iter()
-            .chain(objects.into_iter().map(|object| {
-                AnySource::Object(ObjectSource {
+            .chain(objects.into_iter().map(|object| match object.kind() {
+                ObjectKind::EventLogObject => AnySource::EventLogObject(EventLogObjectSource {
                     object,
                     options: Arc::clone(&object_options),
-                })
+                }),
+                ObjectKind::BigObject | ObjectKind::Standard => AnySource::Object(ObjectSource {
+                    object,
+                    options: Arc::clone(&object_options),
+                }),
             }))
             .collect();
         Ok(Collector {
@@ -201,7 +215,7 @@ impl<S: CheckpointStore> Collector<S> {
     fn event_log_files(&self) -> Option<&EventLogFiles> {
         self.sources.iter().find_map(|s| match s {
             AnySource::EventLogFile(files) => Some(files),
-            AnySource::Object(_) => None,
+            AnySource::Object(_) | AnySource::EventLogObject(_) => None,
         })
     }
 

@@ -11,7 +11,9 @@
 //! - EventLogFile: files by `(CreatedDate, Id)` with a lookback, downloaded ahead and
 //!   committed while the next one is written ([`CollectorOptions`]);
 //! - big objects by `EventDate` windows with an overlap deduplicated by `EventIdentifier`, and
-//!   standard objects by `(CreatedDate, Id)` keysets ([`ObjectCollectorOptions`]).
+//!   standard objects by `(CreatedDate, Id)` keysets ([`ObjectCollectorOptions`]);
+//! - Event Log Objects by `Timestamp` windows of at most 15 days with an overlap as long as
+//!   their publication delay, deduplicated by `Id` ([`EventLogObjectOptions`]).
 //!
 //! Against a mock org (the `salesforce-jwt-mock` crate), EventLogFile and two objects into one
 //! output, with the progress every source reports the same way:
@@ -90,6 +92,7 @@
 pub(crate) mod checkpoint;
 mod collector;
 mod event_log_files;
+mod event_log_objects;
 mod figures;
 mod object_options;
 mod object_state;
@@ -106,6 +109,7 @@ pub use checkpoint::{
     SkippedFile, SourceState,
 };
 pub use collector::Collector;
+pub use event_log_objects::{EventLogObjectOptions, EventLogObjectState};
 pub use figures::{DeliveryFigures, SourceFigures};
 pub use object_options::{ObjectCollectorOptions, ObjectSummary};
 pub use object_state::{BigObjectState, KeysetPosition, KeysetState, QuietWatch, SkippedWindow};

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::collect::event_log_objects::EventLogObjectOptions;
 use crate::error::Error;
 use crate::objects::FieldSelection;
 
@@ -47,6 +48,9 @@ pub struct ObjectCollectorOptions {
     /// narrowings or 16 skipped windows of one object in one pass, the pass stops with the
     /// error all the same: then the org's answers, not a row or two, are broken.
     pub skip_unreadable_pages: bool,
+    /// How Event Log Objects are read: `Timestamp` window and overlap (defaults 1 hour and 60
+    /// minutes). `since` applies to them too, within the 30 days Salesforce keeps them.
+    pub event_log_objects: EventLogObjectOptions,
 }
 
 impl Default for ObjectCollectorOptions {
@@ -61,6 +65,7 @@ impl Default for ObjectCollectorOptions {
             fields: BTreeMap::new(),
             max_overlap_rows: 20_000,
             skip_unreadable_pages: false,
+            event_log_objects: EventLogObjectOptions::default(),
         }
     }
 }
@@ -80,6 +85,7 @@ impl ObjectCollectorOptions {
         if self.batch_size == 0 {
             problems.push("batch_size must be at least 1 (default 2,000)");
         }
+        problems.extend(self.event_log_objects.problems());
         if problems.is_empty() {
             Ok(())
         } else {

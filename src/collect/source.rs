@@ -7,6 +7,7 @@ use std::future::Future;
 
 use crate::collect::checkpoint::CheckpointStore;
 use crate::collect::event_log_files::EventLogFiles;
+use crate::collect::event_log_objects::EventLogObjectSource;
 use crate::collect::objects::ObjectSource;
 use crate::collect::pass::Pass;
 use crate::collect::sink::Sink;
@@ -34,6 +35,7 @@ pub(crate) trait Source: Send + Sync {
 pub(crate) enum AnySource {
     EventLogFile(EventLogFiles),
     Object(ObjectSource),
+    EventLogObject(EventLogObjectSource),
 }
 
 impl Source for AnySource {
@@ -41,6 +43,7 @@ impl Source for AnySource {
         match self {
             AnySource::EventLogFile(s) => s.name(),
             AnySource::Object(s) => s.name(),
+            AnySource::EventLogObject(s) => s.name(),
         }
     }
 
@@ -52,6 +55,7 @@ impl Source for AnySource {
         match self {
             AnySource::EventLogFile(s) => s.collect(pass, sink).await,
             AnySource::Object(s) => s.collect(pass, sink).await,
+            AnySource::EventLogObject(s) => s.collect(pass, sink).await,
         }
     }
 }

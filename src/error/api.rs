@@ -25,8 +25,36 @@ impl ApiError {
         matches!(self.status, 429 | 500 | 502 | 503 | 504)
     }
 
+    /// Whether this answers a query on an Event Log Object (the request's context names the
+    /// object's kind).
+    pub(crate) fn is_event_log_object_query(&self) -> bool {
+        self.context.contains("(Event Log Object)")
+    }
+
     /// What the administrator should do, for the errors that mean a missing permission.
     pub fn hint(&self) -> Option<&'static str> {
+        if self.is_event_log_object_query() {
+            return match (self.status, self.error_code.as_deref()) {
+                (_, Some("INVALID_TYPE")) => Some(
+                    "This org has no such Event Log Object: they exist only on Hyperforce orgs \
+                     (not Government Cloud) with Shield or the Event Monitoring add-on, from API \
+                     61.0. Check the org's infrastructure (Setup > Company Information) and \
+                     SF_API_VERSION; on a Hyperforce org, check the user's View Event Log Object \
+                     Data permission",
+                ),
+                (_, Some("INSUFFICIENT_ACCESS" | "INSUFFICIENT_ACCESS_OR_READONLY")) => Some(
+                    "The integration user cannot read Event Log Objects: grant the \"View Event \
+                     Log Object Data\" permission (or the Event Monitoring User permission set) \
+                     in a permission set",
+                ),
+                (400, _) => Some(
+                    "Salesforce refused this Event Log Object query; it is not retried. Event \
+                     Log Objects take at most two Timestamp filters spanning at most 15 days, \
+                     and no !=, OFFSET, HAVING or relationship fields",
+                ),
+                _ => None,
+            };
+        }
         let code = self.error_code.as_deref()?;
         match code {
             "API_DISABLED_FOR_ORG" => Some(

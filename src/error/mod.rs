@@ -266,9 +266,12 @@ impl Error {
 
     /// Whether Salesforce refused the shape of a query on a big object (400
     /// `BIG_OBJECT_UNSUPPORTED_OPERATION`: a filter on another field than `EventDate`, `!=`,
-    /// `ORDER BY EventDate ASC`, an aggregate). Never retryable: the same query is refused again.
+    /// `ORDER BY EventDate ASC`, an aggregate) or answered a query on an Event Log Object with
+    /// any 400 (their refusals are not documented beyond "an error"). Never retryable: the
+    /// same query is refused again.
     pub fn is_query_shape_refused(&self) -> bool {
-        matches!(self, Error::Api(e) if e.error_code.as_deref() == Some("BIG_OBJECT_UNSUPPORTED_OPERATION"))
+        matches!(self, Error::Api(e) if e.error_code.as_deref() == Some("BIG_OBJECT_UNSUPPORTED_OPERATION")
+            || (e.status == 400 && e.is_event_log_object_query()))
     }
 
     /// Whether this is [`Error::ApiBudgetReached`]: the request was not sent because the org's
