@@ -8,15 +8,18 @@
 //! ```
 //!
 //! Prints the instance, org and user, the API version, whether the user can read
-//! EventLogFile, and whether Real-Time Event Monitoring data can be read (one `LoginEvent`
-//! row). Never prints the token. Exits non-zero with an actionable message on any failure; a
-//! real-time problem (no licence or permission, or storage not enabled) is reported with the
-//! Setup page to visit but does not fail the check, since EventLogFile alone needs neither.
+//! EventLogFile, whether Real-Time Event Monitoring data can be read (one `LoginEvent`
+//! row), and whether Event Log Objects can be read (one `LoginEventLog` row), telling apart an
+//! API version below 61.0, an org not on Hyperforce and a missing View Event Log Object Data
+//! permission. Never prints the token. Exits non-zero with an actionable message on any
+//! failure; a real-time or Event Log Object problem is reported with what to do but does not
+//! fail the check, since EventLogFile alone needs neither.
 
 use std::process::ExitCode;
 
 use futures_util::TryStreamExt as _;
 use salesforce_jwt::event_log_file::EventLogFileQuery;
+use salesforce_jwt::event_log_objects::{EventLogObjectQuery, check_api_version};
 use salesforce_jwt::objects::{BigObjectQuery, EventObject, FieldSelection};
 use salesforce_jwt::{Error, JwtBearerClient, JwtBearerConfig, QueryOptions};
 
@@ -83,6 +86,7 @@ async fn check() -> Result<(), Error> {
         .await?;
     println!("EventLogFile    readable ({files} files visible)");
     check_realtime(&client).await?;
+    check_event_log_objects(&client).await?;
     if let Some(usage) = client.last_api_usage() {
         // `API usage: 1234/15000 (8%)`: requests in the rolling 24 hours over the org's limit,
         // what sf-ingest's --api-budget compares with.
@@ -134,6 +138,57 @@ async fn check_realtime(client: &JwtBearerClient) -> Result<(), Error> {
                  the Salesforce Shield or Event Monitoring add-on licence on the org, and the \
                  \"View Real-Time Event Monitoring Data\" permission: Setup > Permission Sets \
                  (or Profiles) > System Permissions. EventLogFile collection works without it",
+                api.error_code.as_deref().unwrap_or("refused")
+            );
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Probes one Event Log Object, `LoginEventLog`, over the last hour, and tells apart the three
+/// reasons it may be unreadable: an API version below 61.0 (known without asking), an org
+/// without the objects (not Hyperforce, or Government Cloud: `INVALID_TYPE`) and a user
+/// without View Event Log Object Data (`INSUFFICIENT_ACCESS`).
+async fn check_event_log_objects(client: &JwtBearerClient) -> Result<(), Error> {
+    let version = client.config().api_version();
+    if let Err(e) = check_api_version(version) {
+        println!("Event Log Objects NOT readable: {e}");
+        return Ok(());
+    }
+    let login = EventObject::named("LoginEventLog")
+        .ok_or_else(|| Error::Internal("LoginEventLog is missing from the catalogue".into()))?;
+    let now = client.org_now();
+    let soql = EventLogObjectQuery::new(&login)?
+        .fields(FieldSelection::Fields(vec!["Id".into()]))
+        .window(now - time::Duration::HOUR, now)
+        .limit(1)
+        .to_soql()?;
+    let rows: Result<Vec<serde_json::Value>, Error> = client
+        .query(&soql, QueryOptions::default())
+        .try_collect()
+        .await;
+    match rows {
+        Ok(_) => println!("Event Log Objects readable (LoginEventLog)"),
+        Err(Error::Api(api)) if api.error_code.as_deref() == Some("INVALID_TYPE") => {
+            println!(
+                "Event Log Objects NOT available (INVALID_TYPE): this org has no LoginEventLog. \
+                 Event Log Objects exist only on Hyperforce orgs (not Government Cloud) with \
+                 Shield or the Event Monitoring add-on: check Setup > Company Information (or ask \
+                 your Salesforce account team about Hyperforce). Collect EventLogFile meanwhile. \
+                 If the org is on Hyperforce, check the permission below too"
+            );
+        }
+        Err(Error::Api(api))
+            if matches!(
+                api.error_code.as_deref(),
+                Some("INSUFFICIENT_ACCESS" | "INSUFFICIENT_ACCESS_OR_READONLY")
+            ) =>
+        {
+            println!(
+                "Event Log Objects NOT readable ({}): the user lacks the \"View Event Log Object \
+                 Data\" permission: Setup > Permission Sets > System Permissions (or assign the \
+                 Event Monitoring User permission set)",
                 api.error_code.as_deref().unwrap_or("refused")
             );
         }

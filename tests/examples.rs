@@ -273,6 +273,47 @@ async fn check_setup_names_the_missing_permission() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn check_setup_tells_apart_why_event_log_objects_cannot_be_read() {
+    use salesforce_jwt_mock::EventLogObjectAccess;
+    let org = MockOrg::start().await;
+    let (code, stdout, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Event Log Objects readable (LoginEventLog)"),
+        "{stdout}"
+    );
+
+    let org = MockOrg::builder()
+        .event_log_object_access(EventLogObjectAccess::NotHyperforce)
+        .start()
+        .await;
+    let (code, stdout, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "EventLogFile alone still works: {stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("Event Log Objects NOT available (INVALID_TYPE)")
+            && stdout.contains("Hyperforce"),
+        "{stdout}"
+    );
+
+    let org = MockOrg::builder()
+        .event_log_object_access(EventLogObjectAccess::MissingPermission)
+        .start()
+        .await;
+    let (code, stdout, stderr) = run_against(&org, "check_setup", org.username(), &[]).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Event Log Objects NOT readable (INSUFFICIENT_ACCESS)")
+            && stdout.contains("View Event Log Object Data")
+            && !stdout.contains("Hyperforce"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn check_setup_names_the_newest_api_version_when_the_org_lacks_the_configured_one() {
     let org = MockOrg::start().await;
     let mut command = tokio::process::Command::from(demo_command_for("check_setup"));
