@@ -79,6 +79,40 @@ fn flag(field: &str) -> String {
 }
 
 /// Builds the setup; `env` reads environment variables.
+/// Event Log Objects exist from API 61.0: an older `api_version` would answer every query
+/// `INVALID_TYPE`, as an org without them does, so it is refused before anything runs.
+fn event_log_object_version_problem(
+    collect: &crate::options::Collect,
+    jwt: &JwtBearerConfig,
+    field: &str,
+) -> Option<String> {
+    let logs: Vec<String> = collect
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            crate::source::Source::Object(o)
+                if o.kind() == salesforce_jwt::objects::ObjectKind::EventLogObject =>
+            {
+                Some(o.name().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    if logs.is_empty() {
+        return None;
+    }
+    salesforce_jwt::event_log_objects::check_api_version(jwt.api_version())
+        .err()
+        .map(|_| {
+            format!(
+                "{field}: {} is below 61.0, the first API version with Event Log Objects ({}): \
+                 set {field} to 61.0 or later, or collect those events from EventLogFile",
+                jwt.api_version(),
+                logs.join(", ")
+            )
+        })
+}
+
 pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Setup, Invalid> {
     let choices = cli_choices(cli);
     check_cli(cli, &choices)?;
@@ -87,6 +121,11 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         let max_downloads = cli.max_downloads.unwrap_or(file.max_downloads);
         let mut invalid = Invalid::default();
         for org in &file.orgs {
+            if let Some(problem) =
+                event_log_object_version_problem(&org.collect, &org.jwt, "api_version")
+            {
+                invalid.0.push(format!("org {:?}: {problem}", org.name));
+            }
             if org.collect.concurrency > max_downloads {
                 invalid.0.push(format!(
                     "org {:?}: concurrency: {} is more than max_downloads {max_downloads}: an org's pass \
@@ -150,6 +189,9 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         invalid.add("", p);
         invalid
     })?;
+    if let Some(problem) = event_log_object_version_problem(&collect, &jwt, "SF_API_VERSION") {
+        return Err(Invalid::one(problem));
+    }
     let (out, state, postgres) = places(cli.out.as_deref(), cli.state.as_deref(), &|p| {
         p.to_path_buf()
     })

@@ -29,11 +29,13 @@ impl FromStr for Source {
             let kind = match kind.trim().to_ascii_lowercase().as_str() {
                 "big" => ObjectKind::BigObject,
                 "standard" => ObjectKind::Standard,
+                "eventlog" => ObjectKind::EventLogObject,
                 other => {
                     return Err(format!(
                         "source {text:?}: the kind after ':' is {other:?}; use big (an object \
-                         queried by EventDate, like LoginEvent) or standard (queried by \
-                         CreatedDate and Id, like SetupAuditTrail)"
+                         queried by EventDate, like LoginEvent), standard (queried by \
+                         CreatedDate and Id, like SetupAuditTrail) or eventlog (an Event Log \
+                         Object queried by Timestamp, like LoginEventLog)"
                     ));
                 }
             };
@@ -57,8 +59,9 @@ impl FromStr for Source {
             .map(|o| o.name().to_string())
             .collect();
         Err(format!(
-            "source {text:?} is not available{hint}: use EventLogFile, one of {}, or an object of \
-             your own as NAME:big or NAME:standard",
+            "source {text:?} is not available{hint}: use EventLogFile, one of {}, an Event Log \
+             Object (LoginEventLog, ApiTotalUsageEventLog, RestApiEventLog...), or an object of \
+             your own as NAME:big, NAME:standard or NAME:eventlog",
             known.join(", ")
         ))
     }
@@ -86,6 +89,18 @@ mod tests {
             );
         }
         assert_eq!("EventLogFile".parse::<Source>(), Ok(Source::EventLogFile));
+        for name in salesforce_jwt::event_log_objects::catalogue() {
+            match name.to_lowercase().parse::<Source>() {
+                Ok(Source::Object(o)) => {
+                    assert_eq!((o.name(), o.kind()), (name, ObjectKind::EventLogObject));
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        match "NewEventLog:eventlog".parse::<Source>() {
+            Ok(Source::Object(o)) => assert_eq!(o.kind(), ObjectKind::EventLogObject),
+            other => panic!("{other:?}"),
+        }
         match "My_Event__b:big".parse::<Source>() {
             Ok(Source::Object(o)) => {
                 assert_eq!((o.name(), o.kind()), ("My_Event__b", ObjectKind::BigObject));
