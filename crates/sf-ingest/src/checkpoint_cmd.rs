@@ -204,6 +204,12 @@ fn positions(checkpoint: &Checkpoint) -> Map<String, Value> {
                     json!({ "kind": "Keyset", "position": position.map_or(Value::Null, rfc3339) }),
                 );
             }
+            SourceState::EventLogObject(s) => {
+                entries.insert(
+                    key.clone(),
+                    json!({ "kind": "EventLogObject", "position": s.watermark.map_or(Value::Null, rfc3339) }),
+                );
+            }
             _ => {
                 entries.insert(key.clone(), json!({ "kind": "unknown", "position": null }));
             }
@@ -431,6 +437,15 @@ fn rewind(
                     ..KeysetState::default()
                 };
             }
+            SourceState::EventLogObject(s) => {
+                if s.watermark.is_some_and(|w| w < to) {
+                    return Err(later(source, key));
+                }
+                *s = salesforce_jwt::collect::EventLogObjectState {
+                    watermark: Some(to),
+                    ..Default::default()
+                };
+            }
             _ => {
                 return Err(failed(format!(
                     "{source}: this version cannot rewind that kind of source"
@@ -550,5 +565,31 @@ mod tests {
             "{}",
             unknown.0
         );
+    }
+
+    #[test]
+    fn event_log_objects_are_shown_and_rewound_by_their_watermark() {
+        let mut c = Checkpoint::new();
+        let mut state = salesforce_jwt::collect::EventLogObjectState {
+            watermark: Some(datetime!(2026-12-06 11:00 UTC)),
+            ..Default::default()
+        };
+        state.delivered_in_overlap.insert(
+            "0Xe000000000001AAA".into(),
+            "2026-12-06T10:30:00.000+0000".into(),
+        );
+        c.sources
+            .insert("LoginEventLog".into(), SourceState::EventLogObject(state));
+        assert_eq!(
+            positions(&c)["LoginEventLog"],
+            json!({ "kind": "EventLogObject", "position": "2026-12-06T11:00:00Z" })
+        );
+        rewind(&mut c, "LoginEventLog", datetime!(2026-12-05 08:30 UTC))
+            .unwrap_or_else(|f| panic!("{}", f.0));
+        let Some(SourceState::EventLogObject(s)) = c.sources.get("LoginEventLog") else {
+            panic!()
+        };
+        assert_eq!(s.watermark, Some(datetime!(2026-12-05 08:30 UTC)));
+        assert!(s.delivered_in_overlap.is_empty());
     }
 }
