@@ -74,3 +74,26 @@ async fn an_api_version_below_61_is_refused_for_event_log_objects() {
         .args(["--check", "--source", "LoginEvent"]));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_since_beyond_the_30_day_retention_is_said_and_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    let org = MockOrg::start().await;
+    let now = OffsetDateTime::now_utc();
+    let old = now - time::Duration::days(29);
+    let rows = generate_records("LoginEventLog", old - time::Duration::hours(1), old, 3, 1);
+    org.add_records("LoginEventLog", rows).unwrap();
+    let out = dir.path().join("events.ndjson");
+    let output = run(sf_ingest_for(&org, &key)
+        .args(["--source", "LoginEventLog", "--since", "40d", "--out"])
+        .arg(&out));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("since asks for 40 days of LoginEventLog")
+            && err.contains("30 days only: collecting from 30 days ago"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
+}
