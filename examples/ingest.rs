@@ -168,16 +168,19 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     Ok(o)
 }
 
-/// A catalogue object by its API name, or one of yours as `NAME:big` / `NAME:standard`.
+/// A catalogue object by its API name (Event Log Objects such as `LoginEventLog` included), or
+/// one of yours as `NAME:big` / `NAME:standard` / `NAME:eventlog`.
 fn parse_source(text: &str) -> Result<EventObject, String> {
     if let Some((name, kind)) = text.split_once(':') {
         let kind = match kind.to_ascii_lowercase().as_str() {
             "big" => ObjectKind::BigObject,
             "standard" => ObjectKind::Standard,
+            "eventlog" => ObjectKind::EventLogObject,
             other => {
                 return Err(format!(
                     "--source {text:?}: the kind after ':' is {other:?}; use big (queried by \
-                     EventDate) or standard (queried by CreatedDate and Id)"
+                     EventDate), standard (queried by CreatedDate and Id) or eventlog (an Event \
+                     Log Object, queried by Timestamp)"
                 ));
             }
         };
@@ -189,8 +192,9 @@ fn parse_source(text: &str) -> Result<EventObject, String> {
             .map(|o| o.name().to_string())
             .collect();
         format!(
-            "--source {text:?} is not EventLogFile nor a known object ({}); name your own \
-             object as NAME:big or NAME:standard",
+            "--source {text:?} is not EventLogFile nor a known object ({}, or an Event Log \
+             Object such as LoginEventLog); name your own object as NAME:big, NAME:standard or \
+             NAME:eventlog",
             known.join(", ")
         )
     })

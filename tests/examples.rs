@@ -770,3 +770,38 @@ async fn check_setup_tells_a_missing_real_time_permission_from_storage_not_enabl
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ingest_example_collects_an_event_log_object_once() {
+    let org = MockOrg::start().await;
+    let now = time::OffsetDateTime::now_utc();
+    // Published: more than 45 minutes old.
+    let rows = salesforce_jwt_mock::generate_records(
+        "LoginEventLog",
+        now - time::Duration::hours(3),
+        now - time::Duration::hours(1),
+        25,
+        4,
+    );
+    org.add_records("LoginEventLog", rows).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let args = ["--source", "LoginEventLog", "--out", out.to_str().unwrap()];
+    for _ in 0..2 {
+        let (code, _, stderr) = run_against(&org, "ingest", org.username(), &args).await;
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut ids: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(row["SObjectType"], "LoginEventLog");
+            row["Id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 25, "{text}");
+    assert_eq!(text.lines().count(), 25, "once over two runs");
+}
