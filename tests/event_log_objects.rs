@@ -134,6 +134,8 @@ struct Recorder {
     committed: Vec<(String, ObjectRecord)>,
     staged: Vec<(String, ObjectRecord)>,
     units: Vec<(OffsetDateTime, OffsetDateTime)>,
+    /// Rows of each committed unit.
+    unit_rows: Vec<usize>,
 }
 
 impl Sink for Recorder {
@@ -153,6 +155,7 @@ impl Sink for Recorder {
         Ok(())
     }
     async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
+        self.unit_rows.push(self.staged.len());
         self.committed.append(&mut self.staged);
         Ok(None)
     }
@@ -528,4 +531,47 @@ async fn a_window_wider_than_15_days_is_refused_before_any_request() {
     .unwrap_err()
     .to_string();
     assert!(error.contains("event_log_objects.window"), "{error}");
+}
+
+#[tokio::test]
+async fn a_window_with_more_rows_than_max_rows_per_window_is_halved_before_writing() {
+    let org = org().await;
+    org.add(
+        "LoginEventLog",
+        now() - time::Duration::hours(3),
+        now() - time::Duration::hours(2),
+        100,
+        6,
+    );
+    let store = MemoryCheckpointStore::new();
+    let options = ObjectCollectorOptions {
+        since: Duration::from_secs(4 * 3600),
+        max_rows_per_window: 30,
+        ..ObjectCollectorOptions::default()
+    };
+    let mut sink = Recorder::default();
+    let summary = org
+        .pass(&["LoginEventLog"], &store, &options, &mut sink)
+        .await;
+    assert!(summary.objects[0].splits >= 2, "{summary:?}");
+    assert!(
+        sink.unit_rows.iter().all(|n| *n <= 30),
+        "{:?}",
+        sink.unit_rows
+    );
+    assert_eq!(
+        sink.ids("LoginEventLog"),
+        stored_ids(
+            &org.mock,
+            "LoginEventLog",
+            now() - time::Duration::days(1),
+            now()
+        )
+    );
+    // The windows committed are contiguous and end where the pass did.
+    let mut units = sink.units.clone();
+    units.sort();
+    for pair in units.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "{units:?}");
+    }
 }

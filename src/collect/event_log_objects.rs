@@ -249,10 +249,24 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walk<'_, '_, S, K> {
         let end = to_ms(self.now);
         let width = span(self.options.event_log_objects.window.min(MAX_WINDOW)).max(MILLI);
         let overlap = span(self.options.event_log_objects.overlap);
+        let mut windows = Vec::new();
         let mut a = self.start(&state);
         while a < end {
             let b = to_ms((a + width).min(end)).max(a + MILLI);
-            let rows = self.window(&mut state, a, b).await?;
+            windows.push((a, b));
+            a = b;
+        }
+        // Oldest first: the watermark only moves past a contiguous committed prefix.
+        windows.reverse();
+        while let Some((a, b)) = windows.pop() {
+            let Some(rows) = self.window(&mut state, a, b).await? else {
+                let mid = to_ms(a + (b - a) / 2);
+                tracing::info!(object = %self.object, after = %sf_datetime::format(a), up_to = %sf_datetime::format(b), "Timestamp window holds more than max_rows_per_window rows; splitting it in halves");
+                self.summary.splits += 1;
+                windows.push((mid, b));
+                windows.push((a, mid));
+                continue;
+            };
             state.watermark = Some(state.watermark.map_or(b, |w| w.max(b)));
             if let Some(w) = state.watermark {
                 let keep_after = w - overlap;
@@ -272,19 +286,20 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walk<'_, '_, S, K> {
                 self.pass.summary.stopped = true;
                 return Ok(());
             }
-            a = b;
         }
         self.quiet_watch(&mut state.quiet);
         self.save(&state)
     }
 
-    /// Reads the window `(a, b]` whole and commits its new rows as one unit; returns how many.
+    /// Reads the window `(a, b]` whole and commits its new rows as one unit; returns how many,
+    /// or `None` (nothing written) when it holds more than `max_rows_per_window` rows and can
+    /// be halved: one unit stays a bounded transaction for the sink.
     async fn window(
         &mut self,
         state: &mut EventLogObjectState,
         a: OffsetDateTime,
         b: OffsetDateTime,
-    ) -> Result<u64, Error> {
+    ) -> Result<Option<u64>, Error> {
         let object = self.object;
         let soql = EventLogObjectQuery::new(object)?
             .fields(self.fields())
@@ -298,6 +313,9 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walk<'_, '_, S, K> {
         // A refusal (any 400) names the query through the request's context and is not
         // retried: the same query is refused again.
         let mut page = first_page(self.pass.client, object, &soql).await?;
+        if page.total_size > self.options.max_rows_per_window && b - a >= 2 * MILLI {
+            return Ok(None);
+        }
         let mut begun = false;
         let mut seen: HashSet<String> = HashSet::new();
         let mut new: Vec<(String, String)> = Vec::new();
@@ -368,7 +386,7 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walk<'_, '_, S, K> {
         }
         self.summary.rows += rows;
         state.delivered_in_overlap.extend(new);
-        Ok(rows)
+        Ok(Some(rows))
     }
 
     /// Rolls the unit back after `error`, which is returned.

@@ -20,8 +20,9 @@ pub struct ObjectCollectorOptions {
     pub overlap: Duration,
     /// The width of the `EventDate` windows a big object is read in (default 1 hour).
     pub window: Duration,
-    /// A big-object window holding more rows than this is split in halves before anything is
-    /// written (default 10,000), as is one Salesforce answers with `QUERY_TIMEOUT`.
+    /// A big-object or Event Log Object window holding more rows than this is split in halves
+    /// before anything is written (default 10,000), as is a big-object one Salesforce answers
+    /// with `QUERY_TIMEOUT`.
     pub max_rows_per_window: u64,
     /// Rows per keyset batch of a standard object (`LIMIT`, default 2,000); each batch is
     /// committed on its own.
