@@ -401,6 +401,7 @@ async fn three_collectors_share_24_leases_absorb_a_dead_ones_share_and_hand_over
     assert!(handed_over > 0, "no lease was handed over");
     // A hand-over is a release after a commit: nobody's lease was taken from under a delivery,
     // and no delivery found rows there already (a repeated one would).
+    let mut passes = 0;
     for line in &logs {
         assert!(!line.contains("the lease was lost"), "{line}");
         if line.contains(r#""message":"pass done""#) {
@@ -409,10 +410,12 @@ async fn three_collectors_share_24_leases_absorb_a_dead_ones_share_and_hand_over
                 .pointer("/fields/already_present")
                 .or_else(|| v.get("already_present"))
                 .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
+                .unwrap_or_else(|| panic!("no already_present: {line}"));
             assert_eq!(present, 0, "{line}");
+            passes += 1;
         }
     }
+    assert!(passes > UNITS, "{passes} passes");
     // The heartbeat rows of the stopped collectors are gone; the killed one's has expired.
     let live: i64 = client
         .query_one(
