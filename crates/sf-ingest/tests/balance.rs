@@ -318,12 +318,14 @@ async fn three_collectors_share_24_leases_absorb_a_dead_ones_share_and_hand_over
     )
     .await;
     eprintln!("balanced {converged:.1?} after the start");
-    // And it stays so: hysteresis, no lease going back and forth.
+    // And it stays so: hysteresis, no lease going back and forth. (A collector that claimed
+    // one over its share while its count of the others was not up to date yet hands it over
+    // after its pass: for a moment that lease is nobody's.)
     let watch = Instant::now();
     while watch.elapsed() < TTL * 2 {
         let (by_slot, others) = distribution(&client, &collectors).await;
         assert!(
-            balanced(&by_slot, others, share),
+            others == 0 && by_slot.iter().flatten().all(|n| n.abs_diff(share) <= SPREAD),
             "unbalanced again: {by_slot:?}, elsewhere {others}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
