@@ -66,7 +66,7 @@ struct Collector {
 impl Collector {
     fn spawn(config: &Path) -> Collector {
         let mut child = sf_ingest()
-            .args(["--log-format", "json", "--follow"])
+            .args(["--log-format", "json", "--metrics-addr", "127.0.0.1:0", "--follow"])
             .arg(INTERVAL.as_secs().to_string())
             .arg("--lease-ttl")
             .arg(TTL.as_secs().to_string())
@@ -94,6 +94,43 @@ impl Collector {
 
     fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Where it serves `/metrics` (from its log line saying so).
+    fn metrics_addr(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for line in self.log() {
+                if line.contains("serving metrics") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let addr = v
+                        .pointer("/fields/address")
+                        .or_else(|| v.get("address"))
+                        .and_then(serde_json::Value::as_str);
+                    return addr.unwrap_or_else(|| panic!("{line}")).to_string();
+                }
+            }
+            assert!(Instant::now() < deadline, "no metrics address");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) until its `sf_ingest_collectors_live` is `live`.
+    fn wait_for_live_gauge(&self, live: usize) {
+        let addr = self.metrics_addr();
+        let deadline = Instant::now() + INTERVAL * 5;
+        loop {
+            let (status, body) = common::http_get(&addr, "/metrics");
+            assert_eq!(status, 200);
+            let scrape = common::parse_metrics(&body);
+            assert_eq!(scrape.types["sf_ingest_collectors_live"], "gauge");
+            let seen = scrape.value("sf_ingest_collectors_live", &[]);
+            if seen == Some(live as f64) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "sf_ingest_collectors_live {seen:?}, not {live}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn kill(&mut self) {
@@ -318,6 +355,9 @@ async fn three_collectors_share_24_leases_absorb_a_dead_ones_share_and_hand_over
     )
     .await;
     eprintln!("balanced {converged:.1?} after the start");
+    for collector in collectors.iter().flatten() {
+        collector.wait_for_live_gauge(COLLECTORS);
+    }
     // And it stays so: hysteresis, no lease going back and forth. (A collector that claimed
     // one over its share while its count of the others was not up to date yet hands it over
     // after its pass: for a moment that lease is nobody's.)
@@ -349,6 +389,9 @@ async fn three_collectors_share_24_leases_absorb_a_dead_ones_share_and_hand_over
     )
     .await;
     eprintln!("the dead collector's share absorbed {absorbed:.1?} after the kill");
+    for collector in collectors.iter().flatten() {
+        collector.wait_for_live_gauge(COLLECTORS - 1);
+    }
     // Its leases expire within the TTL of its last renewal (before the kill); each of the
     // others claims at its next poll, an interval later. The margin is for the sampling
     // (every 100 ms) and a busy machine's scheduling.
