@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use common::{fresh_database, raw};
 use salesforce_jwt::clock::{Clock, Sleep};
-use salesforce_jwt_postgres::{Balancer, Claim, HeldLease, LeaseHolder, PgTarget, PgWorker, fair_share};
+use salesforce_jwt_postgres::{
+    Balancer, Claim, HeldLease, LeaseHolder, PgTarget, PgWorker, fair_share,
+};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use tokio::sync::watch;
@@ -116,7 +118,10 @@ async fn collectors_count_each_other_by_heartbeat_and_stop_counting_one_that_lef
     let a = Balancer::join(worker(&url, &clock, "host-a").await, 24, TTL)
         .await
         .unwrap();
-    assert_eq!((a.collector(), a.units(), a.live(), a.share()), ("host-a", 24, 1, 24));
+    assert_eq!(
+        (a.collector(), a.units(), a.live(), a.share()),
+        ("host-a", 24, 1, 24)
+    );
     assert_eq!(a.held(), 0);
 
     // A newcomer counts the others at once; they count it at their next heartbeat, a third of
@@ -210,12 +215,20 @@ async fn a_balanced_holder_claims_up_to_its_share_waits_there_and_hands_only_the
     // Up to the share...
     let mut held = Vec::new();
     for holder in &holders[..2] {
-        held.push(acquire_within(holder, Duration::from_secs(10)).await.unwrap());
+        held.push(
+            acquire_within(holder, Duration::from_secs(10))
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(a.held(), 2);
     // ...and no further, although the lease is free: it is left for a collector below its
     // share, and not even claimed.
-    assert!(acquire_within(&holders[2], Duration::from_millis(300)).await.is_none());
+    assert!(
+        acquire_within(&holders[2], Duration::from_millis(300))
+            .await
+            .is_none()
+    );
     assert_eq!(a.held(), 2);
     assert_eq!(
         lease_rows(&url).await,
@@ -267,7 +280,9 @@ async fn a_balanced_holder_claims_up_to_its_share_waits_there_and_hands_only_the
         TTL,
     )
     .balanced(c.clone());
-    let taken = acquire_within(&newcomer, Duration::from_secs(10)).await.unwrap();
+    let taken = acquire_within(&newcomer, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(taken.lease().holder, "host-c");
     assert_eq!(c.held(), 1);
 

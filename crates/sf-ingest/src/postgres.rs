@@ -35,10 +35,7 @@ pub fn database_key(plan: &PgPlan) -> String {
 
 /// This process's worker of `plan`'s database, and with `--follow` its balancer there (joined
 /// on first use, for as many units as `context.postgres.units` says).
-async fn database(
-    context: &Context,
-    plan: &PgPlan,
-) -> Result<(PgWorker, Option<Balancer>), Error> {
+async fn database(context: &Context, plan: &PgPlan) -> Result<(PgWorker, Option<Balancer>), Error> {
     let key = database_key(plan);
     let mut databases = context.postgres.databases.lock().await;
     if let Some(db) = databases.iter().find(|db| db.key == key) {

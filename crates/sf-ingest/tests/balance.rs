@@ -66,7 +66,13 @@ struct Collector {
 impl Collector {
     fn spawn(config: &Path) -> Collector {
         let mut child = sf_ingest()
-            .args(["--log-format", "json", "--metrics-addr", "127.0.0.1:0", "--follow"])
+            .args([
+                "--log-format",
+                "json",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--follow",
+            ])
             .arg(INTERVAL.as_secs().to_string())
             .arg("--lease-ttl")
             .arg(TTL.as_secs().to_string())
@@ -128,7 +134,10 @@ impl Collector {
             if seen == Some(live as f64) {
                 return;
             }
-            assert!(Instant::now() < deadline, "sf_ingest_collectors_live {seen:?}, not {live}");
+            assert!(
+                Instant::now() < deadline,
+                "sf_ingest_collectors_live {seen:?}, not {live}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -160,7 +169,8 @@ async fn distribution(
     client: &tokio_postgres::Client,
     collectors: &[Option<Collector>],
 ) -> (Vec<Option<usize>>, usize) {
-    let mut by_slot: Vec<Option<usize>> = collectors.iter().map(|c| c.as_ref().map(|_| 0)).collect();
+    let mut by_slot: Vec<Option<usize>> =
+        collectors.iter().map(|c| c.as_ref().map(|_| 0)).collect();
     let mut others = 0;
     // Before the first collector created the schema, nobody holds anything.
     let rows = client
@@ -211,7 +221,9 @@ async fn wait_for(
         let (by_slot, others) = distribution(client, collectors).await;
         let elapsed = start.elapsed();
         if last.as_ref() != Some(&(by_slot.clone(), others)) {
-            eprintln!("{what}: {elapsed:>6.1?} leases by collector {by_slot:?}, elsewhere {others}");
+            eprintln!(
+                "{what}: {elapsed:>6.1?} leases by collector {by_slot:?}, elsewhere {others}"
+            );
             last = Some((by_slot.clone(), others));
         }
         if done(&by_slot, others) {
@@ -331,8 +343,8 @@ async fn three_collectors_share_24_leases_absorb_a_dead_ones_share_and_hand_over
             target: FaultTarget::Download,
             delay: Duration::from_millis(150),
         });
-        let table = org_table(&format!("org{i}"), &org, &key, "unused")
-            .replace("out = \"unused\"\n", "");
+        let table =
+            org_table(&format!("org{i}"), &org, &key, "unused").replace("out = \"unused\"\n", "");
         text.push_str(&table);
         text.push_str(&sources);
         orgs.push(org);
@@ -365,7 +377,11 @@ async fn three_collectors_share_24_leases_absorb_a_dead_ones_share_and_hand_over
     while watch.elapsed() < TTL * 2 {
         let (by_slot, others) = distribution(&client, &collectors).await;
         assert!(
-            others == 0 && by_slot.iter().flatten().all(|n| n.abs_diff(share) <= SPREAD),
+            others == 0
+                && by_slot
+                    .iter()
+                    .flatten()
+                    .all(|n| n.abs_diff(share) <= SPREAD),
             "unbalanced again: {by_slot:?}, elsewhere {others}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
