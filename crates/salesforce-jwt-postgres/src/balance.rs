@@ -42,6 +42,7 @@ pub fn fair_share(units: usize, live: usize) -> usize {
 
 /// The live collectors of a database as one heartbeat found them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LiveCollectors {
     /// Every live collector's name, this one's included, sorted.
     pub collectors: Vec<String>,
