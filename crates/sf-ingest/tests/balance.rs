@@ -465,6 +465,7 @@ async fn three_collectors_share_24_leases_absorb_a_dead_ones_share_and_hand_over
     let mut passes = 0;
     for line in &logs {
         assert!(!line.contains("the lease was lost"), "{line}");
+        assert!(!line.contains("org failed"), "{line}");
         if line.contains(r#""message":"pass done""#) {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let present = v
