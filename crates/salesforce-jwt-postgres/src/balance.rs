@@ -51,14 +51,39 @@ pub struct LiveCollectors {
     pub next_expiry: Option<OffsetDateTime>,
 }
 
+/// A name for a set of `(org, source)` units, the same whatever their order or repetitions:
+/// collectors configured for the same units share them; any other set is another group.
+pub fn unit_set_id(units: &[(String, String)]) -> String {
+    let set: std::collections::BTreeSet<&(String, String)> = units.iter().collect();
+    let mut text = Vec::new();
+    for (org, source) in set {
+        // NUL cannot occur in either name (PostgreSQL text refuses it): an unambiguous separator.
+        text.extend_from_slice(org.as_bytes());
+        text.push(0);
+        text.extend_from_slice(source.as_bytes());
+        text.push(0);
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &text);
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl PgStore {
     /// Announces `collector` as live for `ttl` from now by the database's clock (an upsert of its
-    /// `sfjwt_collectors` row, which also says how many `units` it is configured for), and reads
-    /// which collectors are live: those whose last heartbeat is less than their TTL old.
-    /// Rows expired for a day are deleted on the way.
+    /// `sfjwt_collectors` row, which also says which set of units it collects, `unit_set` (see
+    /// [`unit_set_id`]), and how many), and reads which collectors of the same set are live:
+    /// those whose last heartbeat is less than their TTL old. Rows expired for a day are
+    /// deleted on the way.
+    ///
+    /// Collectors of another set do not count: a process configured for other orgs (or a
+    /// different mix) cannot take over this one's units, so counting it would leave some of
+    /// them to nobody.
     pub async fn heartbeat(
         &self,
         collector: &str,
+        unit_set: &str,
         units: usize,
         ttl: Duration,
     ) -> Result<LiveCollectors, PgError> {
@@ -67,13 +92,15 @@ impl PgStore {
         let units = i32::try_from(units).unwrap_or(i32::MAX);
         client
             .execute(
-                "INSERT INTO sfjwt_collectors AS c (collector, units, last_seen, expires_at)
-                 VALUES ($1, $2, now(), now() + make_interval(secs => $3))
+                "INSERT INTO sfjwt_collectors AS c
+                   (collector, unit_set, units, last_seen, expires_at)
+                 VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4))
                  ON CONFLICT (collector) DO UPDATE
-                   SET units = EXCLUDED.units,
+                   SET unit_set = EXCLUDED.unit_set,
+                       units = EXCLUDED.units,
                        last_seen = EXCLUDED.last_seen,
                        expires_at = EXCLUDED.expires_at",
-                &[&collector, &units, &ttl.as_secs_f64()],
+                &[&collector, &unit_set, &units, &ttl.as_secs_f64()],
             )
             .await
             .map_err(|e| PgError::statement("sending a heartbeat", e))?;
@@ -88,8 +115,9 @@ impl PgStore {
         let rows = client
             .query(
                 "SELECT collector, extract(epoch FROM expires_at - now())::float8
-                 FROM sfjwt_collectors WHERE expires_at > now() ORDER BY collector",
-                &[],
+                 FROM sfjwt_collectors WHERE expires_at > now() AND unit_set = $1
+                 ORDER BY collector",
+                &[&unit_set],
             )
             .await
             .map_err(|e| PgError::statement("counting live collectors", e))?;
@@ -144,6 +172,7 @@ pub(crate) struct View {
 struct Inner {
     worker: PgWorker,
     collector: String,
+    unit_set: String,
     units: usize,
     ttl: Duration,
     view: watch::Sender<View>,
@@ -160,7 +189,8 @@ impl Drop for Inner {
     }
 }
 
-/// This process's membership of the collectors sharing one database's leases.
+/// This process's membership of the collectors sharing one database's leases: those configured
+/// for the same `(org, source)` units.
 ///
 /// [`join`](Self::join) announces the process and keeps announcing it (a heartbeat every third
 /// of the TTL, on the store's [`Clock`](salesforce_jwt::clock::Clock), and again whenever
@@ -181,8 +211,10 @@ impl Drop for Inner {
 /// # async fn example(worker: salesforce_jwt_postgres::PgWorker) -> Result<(), salesforce_jwt_postgres::PgError> {
 /// use salesforce_jwt_postgres::{Balancer, DEFAULT_LEASE_TTL, LeaseHolder};
 ///
-/// // This process collects 24 (org, source) units.
-/// let balancer = Balancer::join(worker.clone(), 24, DEFAULT_LEASE_TTL).await?;
+/// // The (org, source) units this process collects.
+/// let units = [("acme-prod", "EventLogFile"), ("acme-prod", "LoginEvent")]
+///     .map(|(org, source)| (org.to_string(), source.to_string()));
+/// let balancer = Balancer::join(worker.clone(), &units, DEFAULT_LEASE_TTL).await?;
 /// let holder = LeaseHolder::new(worker, "acme-prod", "EventLogFile", DEFAULT_LEASE_TTL)
 ///     .balanced(balancer.clone());
 /// println!("{} live collectors, a share of {}", balancer.live(), balancer.share());
@@ -195,11 +227,21 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    /// Sends the first heartbeat as `worker`'s holder name, for `units` `(org, source)` leases
-    /// held for `ttl` each, and keeps sending them in the background (on the caller's runtime).
-    pub async fn join(worker: PgWorker, units: usize, ttl: Duration) -> Result<Balancer, PgError> {
+    /// Sends the first heartbeat as `worker`'s holder name, collecting the `(org, source)`
+    /// `units` (their leases held for `ttl` each), and keeps sending them in the background (on
+    /// the caller's runtime). Only collectors of the same set of units count each other.
+    pub async fn join(
+        worker: PgWorker,
+        units: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<Balancer, PgError> {
         let collector = worker.store().holder().to_string();
-        let first = beat(&worker, &collector, units, ttl).await?;
+        let unit_set = unit_set_id(units);
+        let units = units
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let first = beat(&worker, &collector, &unit_set, units, ttl).await?;
         let (view, _) = watch::channel(View {
             live: first.collectors.len().max(1),
             held: 0,
@@ -207,6 +249,7 @@ impl Balancer {
         let inner = Arc::new(Inner {
             worker,
             collector,
+            unit_set,
             units,
             ttl,
             view,
@@ -225,7 +268,7 @@ impl Balancer {
         &self.inner.collector
     }
 
-    /// How many `(org, source)` units this process collects.
+    /// How many `(org, source)` units this process collects (each counted once).
     pub fn units(&self) -> usize {
         self.inner.units
     }
@@ -340,12 +383,13 @@ impl Drop for ShareSlot {
 async fn beat(
     worker: &PgWorker,
     collector: &str,
+    unit_set: &str,
     units: usize,
     ttl: Duration,
 ) -> Result<LiveCollectors, PgError> {
-    let collector = collector.to_string();
+    let (collector, unit_set) = (collector.to_string(), unit_set.to_string());
     worker
-        .run(move |store| async move { store.heartbeat(&collector, units, ttl).await })
+        .run(move |store| async move { store.heartbeat(&collector, &unit_set, units, ttl).await })
         .await
 }
 
@@ -366,7 +410,15 @@ async fn heartbeats(inner: std::sync::Weak<Inner>, mut next_expiry: Option<Offse
         clock.sleep(wait).await;
         let Some(inner) = inner.upgrade() else { return };
         next_beat = expiry(clock.now(), every);
-        match beat(&inner.worker, &inner.collector, inner.units, inner.ttl).await {
+        match beat(
+            &inner.worker,
+            &inner.collector,
+            &inner.unit_set,
+            inner.units,
+            inner.ttl,
+        )
+        .await
+        {
             Ok(found) => {
                 next_expiry = found.next_expiry;
                 let live = found.collectors.len().max(1);

@@ -47,7 +47,7 @@ mod store;
 mod tls;
 mod worker;
 
-pub use balance::{Balancer, LiveCollectors, fair_share};
+pub use balance::{Balancer, LiveCollectors, fair_share, unit_set_id};
 pub use collect::{PG_OUTPUT, PgCheckpointStore, PgSink};
 pub use connect::PgTarget;
 pub use error::PgError;

@@ -66,12 +66,14 @@ GROUP BY org, source;
     ),
     // One row per live collector process, upserted by its heartbeat: how many share the leases,
     // so that each takes about its share. `expires_at` is the collector's own TTL from its last
-    // heartbeat, by the database's clock, as for leases.
+    // heartbeat, by the database's clock, as for leases. `unit_set` names the set of
+    // (org, source) units it collects: only collectors of the same set share them out.
     (
         3,
         r#"
 CREATE TABLE sfjwt_collectors (
     collector      text        PRIMARY KEY,
+    unit_set       text        NOT NULL,
     units          integer     NOT NULL,
     started_at     timestamptz NOT NULL DEFAULT now(),
     last_seen      timestamptz NOT NULL,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{fresh_database, raw};
 use salesforce_jwt::clock::{Clock, Sleep};
 use salesforce_jwt_postgres::{
-    Balancer, Claim, HeldLease, LeaseHolder, PgTarget, PgWorker, fair_share,
+    Balancer, Claim, HeldLease, LeaseHolder, PgTarget, PgWorker, fair_share, unit_set_id,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -60,6 +60,13 @@ async fn worker(url: &str, clock: &SteppedClock, name: &str) -> PgWorker {
     )
     .await
     .unwrap()
+}
+
+/// `n` units of the org "acme": sources `unit0`, `unit1`...
+fn units(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| ("acme".to_string(), format!("unit{i}")))
+        .collect()
 }
 
 /// Waits (bounded, in real time: the background task only has to run) until `f` holds.
@@ -112,10 +119,11 @@ fn the_fair_share_is_the_ceiling_of_units_over_live_collectors() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn collectors_count_each_other_by_heartbeat_and_stop_counting_one_that_left_or_expired() {
+async fn collectors_of_the_same_units_count_each_other_and_stop_counting_one_that_left_or_expired()
+{
     let url = fresh_database("heartbeat").await;
     let clock = SteppedClock::new();
-    let a = Balancer::join(worker(&url, &clock, "host-a").await, 24, TTL)
+    let a = Balancer::join(worker(&url, &clock, "host-a").await, &units(24), TTL)
         .await
         .unwrap();
     assert_eq!(
@@ -126,28 +134,42 @@ async fn collectors_count_each_other_by_heartbeat_and_stop_counting_one_that_lef
 
     // A newcomer counts the others at once; they count it at their next heartbeat, a third of
     // the TTL later by their clock, not before.
-    let b = Balancer::join(worker(&url, &clock, "host-b").await, 24, TTL)
+    let b = Balancer::join(worker(&url, &clock, "host-b").await, &units(24), TTL)
         .await
         .unwrap();
-    let c = Balancer::join(worker(&url, &clock, "host-c").await, 12, TTL)
+    // The same units in another order, one of them twice: the same set.
+    let mut same = units(24);
+    same.reverse();
+    same.push(same[0].clone());
+    let c = Balancer::join(worker(&url, &clock, "host-c").await, &same, TTL)
         .await
         .unwrap();
     assert_eq!((b.live(), c.live()), (2, 3));
-    assert_eq!((b.share(), c.share()), (12, 4));
+    assert_eq!((b.share(), c.share(), c.units()), (12, 8, 24));
+    // A collector of other units is no help with these: it neither counts nor is counted.
+    let other = Balancer::join(worker(&url, &clock, "host-x").await, &units(12), TTL)
+        .await
+        .unwrap();
+    assert_eq!((other.live(), other.share()), (1, 12));
     clock.advance(TTL / 3 - Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(a.live(), 1);
     clock.advance(Duration::from_secs(1));
     until("a counts three", || a.live() == 3 && b.live() == 3).await;
     assert_eq!(a.share(), 8);
+    assert_eq!(other.live(), 1);
     assert_eq!(
         collectors_rows(&url).await,
         [
             ("host-a".to_string(), 24),
             ("host-b".to_string(), 24),
-            ("host-c".to_string(), 12)
+            ("host-c".to_string(), 24),
+            ("host-x".to_string(), 12)
         ]
     );
+    assert_eq!(unit_set_id(&same), unit_set_id(&units(24)));
+    assert_ne!(unit_set_id(&units(12)), unit_set_id(&units(24)));
+    other.leave().await.unwrap();
 
     // One that leaves deletes its row: counted out at the next heartbeat.
     c.leave().await.unwrap();
@@ -201,8 +223,8 @@ async fn a_balanced_holder_claims_up_to_its_share_waits_there_and_hands_only_the
     let url = fresh_database("share").await;
     let clock = SteppedClock::new();
     let wa = worker(&url, &clock, "host-a").await;
-    let a = Balancer::join(wa.clone(), 4, TTL).await.unwrap();
-    let b = Balancer::join(worker(&url, &clock, "host-b").await, 4, TTL)
+    let a = Balancer::join(wa.clone(), &units(4), TTL).await.unwrap();
+    let b = Balancer::join(worker(&url, &clock, "host-b").await, &units(4), TTL)
         .await
         .unwrap();
     clock.advance(TTL / 3);
@@ -257,7 +279,7 @@ async fn a_balanced_holder_claims_up_to_its_share_waits_there_and_hands_only_the
 
     // A newcomer makes the share 2: of the three leases, exactly one is told to go, however
     // many ask.
-    let c = Balancer::join(worker(&url, &clock, "host-c").await, 4, TTL)
+    let c = Balancer::join(worker(&url, &clock, "host-c").await, &units(4), TTL)
         .await
         .unwrap();
     clock.advance(TTL / 3);
@@ -304,12 +326,12 @@ async fn a_balanced_holder_claims_up_to_its_share_waits_there_and_hands_only_the
 async fn a_dead_collector_stops_counting_when_its_row_expires_not_at_the_next_heartbeat() {
     let url = fresh_database("expiry").await;
     let clock = SteppedClock::new();
-    let a = Balancer::join(worker(&url, &clock, "host-a").await, 24, TTL)
+    let a = Balancer::join(worker(&url, &clock, "host-a").await, &units(24), TTL)
         .await
         .unwrap();
     // A TTL short enough to run out in real time: the database judges expiry by its own clock.
     let short = Duration::from_secs(2);
-    let b = Balancer::join(worker(&url, &clock, "host-b").await, 24, short)
+    let b = Balancer::join(worker(&url, &clock, "host-b").await, &units(24), short)
         .await
         .unwrap();
     clock.advance(TTL / 3);

@@ -13,9 +13,9 @@ use crate::stop::Stop;
 #[derive(Debug, Default)]
 pub struct Workers {
     pub databases: tokio::sync::Mutex<Vec<Database>>,
-    /// How many (org, source) tasks of this process use each database (by key), set before
-    /// the tasks start: the units its balancer shares out.
-    pub units: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+    /// The (org, source) tasks of this process on each database (by key), set before the tasks
+    /// start: the units its balancer shares out.
+    pub units: std::sync::Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
 }
 
 /// This process's connection to one state database.

@@ -28,6 +28,15 @@ pub fn holder() -> String {
     salesforce_jwt_postgres::process_holder_id().to_string()
 }
 
+/// The source whose lease a task of `org` holds (run_all gives each (org, source) of a
+/// PostgreSQL org its own task).
+pub fn lease_source(org: &OrgPlan) -> String {
+    match org.collect.sources.as_slice() {
+        [source] => source.to_string(),
+        _ => "EventLogFile".to_string(),
+    }
+}
+
 /// Which database `plan` uses: its password-free Debug text.
 pub fn database_key(plan: &PgPlan) -> String {
     format!("{:?}", plan.target)
@@ -35,7 +44,11 @@ pub fn database_key(plan: &PgPlan) -> String {
 
 /// This process's worker of `plan`'s database, and with `--follow` its balancer there (joined
 /// on first use, for as many units as `context.postgres.units` says).
-async fn database(context: &Context, plan: &PgPlan) -> Result<(PgWorker, Option<Balancer>), Error> {
+async fn database(
+    context: &Context,
+    plan: &PgPlan,
+    unit: (String, String),
+) -> Result<(PgWorker, Option<Balancer>), Error> {
     let key = database_key(plan);
     let mut databases = context.postgres.databases.lock().await;
     if let Some(db) = databases.iter().find(|db| db.key == key) {
@@ -48,12 +61,17 @@ async fn database(context: &Context, plan: &PgPlan) -> Result<(PgWorker, Option<
     // and a process that holds back would leave units to processes that may never come.
     let balancer = match context.follow {
         Some(_) => {
-            let units = context
+            let mut units = context
                 .postgres
                 .units
                 .lock()
-                .map_or(1, |units| units.get(&key).copied().unwrap_or(1));
-            let balancer = Balancer::join(worker.clone(), units, context.lease_ttl)
+                .map(|units| units.get(&key).cloned().unwrap_or_default())
+                .unwrap_or_default();
+            // Never a share of nothing, whatever run_all counted.
+            if !units.contains(&unit) {
+                units.push(unit);
+            }
+            let balancer = Balancer::join(worker.clone(), &units, context.lease_ttl)
                 .await
                 .map_err(|e| pg_error("announcing this collector (heartbeat)", e))?;
             context.metrics.collectors_live(balancer.live());
@@ -110,11 +128,9 @@ impl<'a> OrgLease<'a> {
         plan: &PgPlan,
         context: &'a Context,
     ) -> Result<OrgLease<'a>, Error> {
-        let source = match org.collect.sources.as_slice() {
-            [source] => source.to_string(),
-            _ => "EventLogFile".to_string(),
-        };
-        let (worker, balancer) = database(context, plan).await?;
+        let source = lease_source(org);
+        let (worker, balancer) =
+            database(context, plan, (org.name.clone(), source.clone())).await?;
         let mut holder = LeaseHolder::new(worker, &org.name, source, context.lease_ttl);
         if let Some(balancer) = &balancer {
             holder = holder.balanced(balancer.clone());

@@ -28,9 +28,14 @@ pub async fn run_all(orgs: Vec<OrgPlan>, context: Arc<Context>) -> bool {
     if let Ok(mut units) = context.postgres.units.lock() {
         for org in &orgs {
             if let Some(plan) = &org.postgres {
-                *units
+                let sources = match org.collect.sources.as_slice() {
+                    [_, _, ..] => org.collect.sources.iter().map(|s| s.to_string()).collect(),
+                    _ => vec![crate::postgres::lease_source(org)],
+                };
+                units
                     .entry(crate::postgres::database_key(plan))
-                    .or_default() += org.collect.sources.len().max(1);
+                    .or_default()
+                    .extend(sources.into_iter().map(|s| (org.name.clone(), s)));
             }
         }
     }
