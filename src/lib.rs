@@ -35,7 +35,7 @@
 //! | | [`objects`] | real-time storage objects, threat-detection stores, SetupAuditTrail: catalogue, SOQL, rows |
 //! | engine | [`collect`] | [`Collector`](collect::Collector), the one [`Sink`](collect::Sink) trait, the pass loop, [`Checkpoint`](collect::Checkpoint) and its stores, [`Progress`](collect::Progress) |
 //! | outputs | [`sink`] | NDJSON to a file (exactly once) or a stream (at least once) |
-//! | | [`format`] | NDJSON and ECS encoders over [`format::row`], with deterministic `event.id`s |
+//! | | [`format`](mod@format) | NDJSON and ECS encoders over [`format::row`], with deterministic `event.id`s |
 //!
 //! `event_log` and `realtime` are the former homes of these items, kept one release as
 //! deprecated re-exports.

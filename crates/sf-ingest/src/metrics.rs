@@ -20,7 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use salesforce_jwt::event_log::DeliveryFigures;
+use salesforce_jwt::collect::DeliveryFigures;
 use salesforce_jwt::{Error, JwtBearerClient};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

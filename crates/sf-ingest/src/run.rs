@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use salesforce_jwt::event_log::{
-    CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, FileCheckpointStore,
-    MemoryCheckpointStore,
+use salesforce_jwt::collect::{
+    CheckpointStore, Collector, CollectorOptions, FileCheckpointStore, MemoryCheckpointStore,
+    ObjectCollectorOptions,
 };
-use salesforce_jwt::realtime::ObjectCollectorOptions;
+use salesforce_jwt::event_log_file::EventLogFileQuery;
 use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_postgres::PgSink;
 
