@@ -2,6 +2,8 @@
 //! faults mid-window, window splitting, refused shapes, interrupted runs, quiet sources.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +63,7 @@ impl Org {
         store: MemoryCheckpointStore,
         options: ObjectCollectorOptions,
     ) -> salesforce_jwt::collect::Collector<MemoryCheckpointStore> {
-        object_collector(self.client.clone(), objects, store, options).unwrap()
+        common::object_collector(self.client.clone(), objects, store, options).unwrap()
     }
 
     /// Adds `count` generated rows of `object` with times in `(after, up_to]`.
@@ -669,7 +671,7 @@ async fn interrupted_runs_resume_with_every_row_exactly_once() {
             let position = store.get().and_then(|c| c.sink_position);
             let inner = NdjsonFileSink::open(&out, position).unwrap();
             let mut sink = DiesMidBatch { inner, rows_left };
-            let mut collector = object_collector(client, objects, store, options).unwrap();
+            let mut collector = common::object_collector(client, objects, store, options).unwrap();
             let _ = collector
                 .run_pass(
                     &mut sink,
@@ -808,7 +810,7 @@ async fn a_source_quiet_for_a_day_warns_once_about_event_manager_storage() {
 #[tokio::test]
 async fn options_out_of_range_are_refused_naming_the_option() {
     let org = org().await;
-    let error = object_collector(
+    let error = common::object_collector(
         org.client.clone(),
         vec![object("LoginEvent")],
         MemoryCheckpointStore::new(),
@@ -1079,23 +1081,6 @@ async fn an_object_collector_refuses_a_checkpoint_of_another_output_and_leaves_i
     assert!(error.to_string().contains("a.ndjson"), "{error}");
     assert_eq!(store.get().unwrap(), saved, "nothing moved");
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "");
-}
-
-/// A collector of `objects` only (what `ObjectCollector::new` was).
-fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
-    client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::objects::EventObject>,
-    store: S,
-    options: salesforce_jwt::collect::ObjectCollectorOptions,
-) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
-    salesforce_jwt::collect::Collector::with_sources(
-        client,
-        None,
-        objects,
-        store,
-        salesforce_jwt::collect::CollectorOptions::default(),
-        options,
-    )
 }
 
 /// A week of a quiet big object: with `max_window` a day, windows grow after each nearly empty

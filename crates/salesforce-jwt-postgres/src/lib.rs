@@ -15,7 +15,7 @@
 //!   end; a row already there (Salesforce publishes the same rows in a daily and an hourly
 //!   file) counts as delivered, and U+0000, which `jsonb` refuses, is stored escaped
 //!   ([`escape_nul`]);
-//! - [`PgCheckpointStore`] and [`PgSink`]: the library's `CheckpointStore` and `RecordSink` over
+//! - [`PgCheckpointStore`] and [`PgSink`]: the library's `CheckpointStore` and `Sink` over
 //!   all of this, for a `Collector`, driven by a [`PgWorker`] thread;
 //! - a [`Balancer`]: every live collector process heartbeats a row, counts the live ones and
 //!   holds about its [`fair_share`] of the leases, handing the surplus over when one joins and
