@@ -2,6 +2,8 @@
 //! response on their first pass and refuse another org's credentials before the output moves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::atomic::AtomicBool;
 
 use salesforce_jwt::collect::{
@@ -58,7 +60,7 @@ async fn the_object_collector_and_the_collector_refuse_another_orgs_checkpoint()
     let store = MemoryCheckpointStore::new();
 
     // The real-time collector records the org on its first pass.
-    let mut objects = object_collector(
+    let mut objects = common::object_collector(
         client(&first),
         login_event(),
         store.clone(),
@@ -95,7 +97,7 @@ async fn the_object_collector_and_the_collector_refuse_another_orgs_checkpoint()
     let before = (std::fs::read(&out).unwrap(), store.get());
 
     // Another org's credentials: refused by both, the output and the checkpoint as they were.
-    let mut objects = object_collector(
+    let mut objects = common::object_collector(
         client(&other),
         login_event(),
         store.clone(),
@@ -129,21 +131,4 @@ async fn the_object_collector_and_the_collector_refuse_another_orgs_checkpoint()
     assert_other_org(error, &first, &other);
     drop(sink);
     assert_eq!((std::fs::read(&out).unwrap(), store.get()), before);
-}
-
-/// A collector of `objects` only (what `ObjectCollector::new` was).
-fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
-    client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::objects::EventObject>,
-    store: S,
-    options: salesforce_jwt::collect::ObjectCollectorOptions,
-) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
-    salesforce_jwt::collect::Collector::with_sources(
-        client,
-        None,
-        objects,
-        store,
-        salesforce_jwt::collect::CollectorOptions::default(),
-        options,
-    )
 }

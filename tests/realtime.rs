@@ -2,6 +2,8 @@
 //! faults mid-window, window splitting, refused shapes, interrupted runs, quiet sources.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +63,7 @@ impl Org {
         store: MemoryCheckpointStore,
         options: ObjectCollectorOptions,
     ) -> salesforce_jwt::collect::Collector<MemoryCheckpointStore> {
-        object_collector(self.client.clone(), objects, store, options).unwrap()
+        common::object_collector(self.client.clone(), objects, store, options).unwrap()
     }
 
     /// Adds `count` generated rows of `object` with times in `(after, up_to]`.
@@ -607,6 +609,14 @@ impl Sink for DiesMidBatch {
     async fn rollback(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
         self.inner.rollback(unit).await
     }
+    // A wrapper of an exactly-once sink passes its positions on: without them the restart
+    // cannot cut the output back, and the protocol is at-least-once.
+    fn committed_position(&self) -> Option<u64> {
+        self.inner.committed_position()
+    }
+    fn output(&self) -> Option<String> {
+        self.inner.output()
+    }
 }
 
 fn output_keys(path: &std::path::Path) -> BTreeMap<String, Vec<String>> {
@@ -661,7 +671,7 @@ async fn interrupted_runs_resume_with_every_row_exactly_once() {
             let position = store.get().and_then(|c| c.sink_position);
             let inner = NdjsonFileSink::open(&out, position).unwrap();
             let mut sink = DiesMidBatch { inner, rows_left };
-            let mut collector = object_collector(client, objects, store, options).unwrap();
+            let mut collector = common::object_collector(client, objects, store, options).unwrap();
             let _ = collector
                 .run_pass(
                     &mut sink,
@@ -800,7 +810,7 @@ async fn a_source_quiet_for_a_day_warns_once_about_event_manager_storage() {
 #[tokio::test]
 async fn options_out_of_range_are_refused_naming_the_option() {
     let org = org().await;
-    let error = object_collector(
+    let error = common::object_collector(
         org.client.clone(),
         vec![object("LoginEvent")],
         MemoryCheckpointStore::new(),
@@ -1073,19 +1083,95 @@ async fn an_object_collector_refuses_a_checkpoint_of_another_output_and_leaves_i
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "");
 }
 
-/// A collector of `objects` only (what `ObjectCollector::new` was).
-fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
-    client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::objects::EventObject>,
-    store: S,
-    options: salesforce_jwt::collect::ObjectCollectorOptions,
-) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
-    salesforce_jwt::collect::Collector::with_sources(
-        client,
-        None,
-        objects,
-        store,
-        salesforce_jwt::collect::CollectorOptions::default(),
-        options,
-    )
+/// A week of a quiet big object: with `max_window` a day, windows grow after each nearly empty
+/// one, so the week costs a handful of queries instead of one an hour (168), and every row
+/// still arrives once; a second pass reads only the overlap.
+#[tokio::test]
+async fn windows_of_a_sparse_object_grow_up_to_max_window_and_every_row_arrives_once() {
+    let org = org().await;
+    org.add(
+        "LoginEvent",
+        now() - time::Duration::days(6),
+        now() - time::Duration::minutes(1),
+        12,
+        31,
+    );
+    let week = ObjectCollectorOptions {
+        since: Duration::from_secs(7 * 24 * 3600),
+        max_window: Duration::from_secs(24 * 3600),
+        ..options()
+    };
+    let queries = |org: &Org| {
+        org.mock
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.soql
+                    .as_deref()
+                    .is_some_and(|q| q.contains("FROM LoginEvent"))
+            })
+            .count()
+    };
+    let store = MemoryCheckpointStore::new();
+    let mut sink = Recorder::default();
+    let summary = org
+        .collector(vec![object("LoginEvent")], store.clone(), week.clone())
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .await
+        .unwrap();
+    assert_exactly_once(&org.mock, &["LoginEvent"], &sink.keys());
+    assert_eq!(summary.rows, 12);
+    // 1 + 2 + 4 + 8 + 16 hours, then days: 5 + 6 windows for 7 days, not 168.
+    let first = queries(&org);
+    assert!(first <= 12, "{first} queries for a week");
+
+    // The same week in hourly windows, for comparison: one query an hour.
+    let hourly = org_with(MockOrg::builder()).await;
+    hourly.add(
+        "LoginEvent",
+        now() - time::Duration::days(6),
+        now() - time::Duration::minutes(1),
+        12,
+        31,
+    );
+    let mut sink = Recorder::default();
+    hourly
+        .collector(
+            vec![object("LoginEvent")],
+            MemoryCheckpointStore::new(),
+            ObjectCollectorOptions {
+                max_window: Duration::from_secs(3600),
+                ..week.clone()
+            },
+        )
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .await
+        .unwrap();
+    assert!(
+        queries(&hourly) >= 168,
+        "{} hourly queries",
+        queries(&hourly)
+    );
+
+    // Nothing new: the next pass reads the overlap once and delivers nothing again.
+    org.clock.advance(Duration::from_secs(60));
+    let again = org
+        .collector(vec![object("LoginEvent")], store, week)
+        .run_pass(
+            &mut sink,
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.rows, 0);
+    assert_eq!(queries(&org) - first, 1);
 }

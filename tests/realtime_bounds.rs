@@ -3,6 +3,8 @@
 //! the checkpoint's overlap sets stay within `max_overlap_rows`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +71,7 @@ impl Org {
             .iter()
             .map(|o| EventObject::named(o).unwrap())
             .collect();
-        object_collector(self.client.clone(), objects, store.clone(), options)
+        common::object_collector(self.client.clone(), objects, store.clone(), options)
             .unwrap()
             .run_pass(
                 sink,
@@ -508,21 +510,4 @@ async fn an_unreadable_setup_audit_trail_page_is_narrowed_to_its_millisecond_and
     let mut expected = org.keys(AUDIT);
     expected.remove(&bad_id);
     assert_eq!(sink.keys(AUDIT), expected);
-}
-
-/// A collector of `objects` only (what `ObjectCollector::new` was).
-fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
-    client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::objects::EventObject>,
-    store: S,
-    options: salesforce_jwt::collect::ObjectCollectorOptions,
-) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
-    salesforce_jwt::collect::Collector::with_sources(
-        client,
-        None,
-        objects,
-        store,
-        salesforce_jwt::collect::CollectorOptions::default(),
-        options,
-    )
 }

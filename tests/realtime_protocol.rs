@@ -109,7 +109,7 @@ async fn a_page_short_of_its_total_without_next_records_url_splits_the_window() 
         .await;
     let client = common::client(common::config(&server.uri()), &clock);
     let mut sink = Recorder::default();
-    let summary = object_collector(
+    let summary = common::object_collector(
         client,
         vec![EventObject::named("LoginEvent").unwrap()],
         salesforce_jwt::collect::MemoryCheckpointStore::new(),
@@ -133,21 +133,4 @@ async fn a_page_short_of_its_total_without_next_records_url_splits_the_window() 
     got.dedup();
     assert_eq!(got.len(), 7, "every row, once");
     assert_eq!(sink.committed.len(), 7);
-}
-
-/// A collector of `objects` only (what `ObjectCollector::new` was).
-fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
-    client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::objects::EventObject>,
-    store: S,
-    options: salesforce_jwt::collect::ObjectCollectorOptions,
-) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
-    salesforce_jwt::collect::Collector::with_sources(
-        client,
-        None,
-        objects,
-        store,
-        salesforce_jwt::collect::CollectorOptions::default(),
-        options,
-    )
 }

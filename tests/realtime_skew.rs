@@ -3,6 +3,8 @@
 //! loses nothing and one six minutes slow holds nothing back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -113,7 +115,7 @@ impl Skewed {
         &self,
         store: &MemoryCheckpointStore,
     ) -> salesforce_jwt::collect::Collector<MemoryCheckpointStore> {
-        object_collector(
+        common::object_collector(
             self.client.clone(),
             vec![
                 EventObject::named(LOGIN).unwrap(),
@@ -344,21 +346,4 @@ async fn a_skew_within_half_the_overlap_is_followed_without_a_warning() {
         "stamped 30 s before the org's now, 90 s after ours"
     );
     assert_eq!(log.lines_with("WARN"), 0);
-}
-
-/// A collector of `objects` only (what `ObjectCollector::new` was).
-fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
-    client: salesforce_jwt::JwtBearerClient,
-    objects: Vec<salesforce_jwt::objects::EventObject>,
-    store: S,
-    options: salesforce_jwt::collect::ObjectCollectorOptions,
-) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
-    salesforce_jwt::collect::Collector::with_sources(
-        client,
-        None,
-        objects,
-        store,
-        salesforce_jwt::collect::CollectorOptions::default(),
-        options,
-    )
 }

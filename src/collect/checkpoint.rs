@@ -63,7 +63,7 @@ pub struct Checkpoint {
     #[serde(default)]
     pub org_id: Option<String>,
     /// Which output [`sink_position`](Self::sink_position) positions, as the sink names it
-    /// ([`RecordSink::output`](crate::collect::Sink::output)), e.g. the output file's
+    /// ([`Sink::output`](crate::collect::Sink::output)), e.g. the output file's
     /// absolute path. Recorded by the first pass; a later pass (or
     /// [`NdjsonFileSink::resume`](crate::sink::NdjsonFileSink::resume)) with another
     /// output is refused, so a checkpoint never cuts back an unrelated file.
@@ -363,7 +363,7 @@ pub struct SkippedFile {
 /// - A failed `save` leaves the collector at its previous checkpoint. The store may still have
 ///   persisted the new one (the write arrived, its acknowledgement did not): that is safe,
 ///   because a restart compares the sink's position with whatever `load` returns and cuts the
-///   output back to it (see [`RecordSink`](crate::collect::Sink)'s restart protocol).
+///   output back to it (see [`Sink`](crate::collect::Sink)'s restart protocol).
 /// - Return the store's own failures with [`Error::checkpoint_store`], saying whether a retry
 ///   may help.
 pub trait CheckpointStore: Send {

@@ -16,7 +16,7 @@ use crate::collect::options::{CollectorOptions, PassSummary, Progress};
 use crate::collect::pass::Pass;
 use crate::collect::positions::{adopt_sources, begin_output, earlier};
 use crate::collect::sink::Sink;
-use crate::collect::source::{AnySource, Source};
+use crate::collect::source::Source;
 use crate::error::Error;
 use crate::event_log_file::{EventLogFile, EventLogFileQuery};
 use crate::objects::{EventObject, ObjectKind};
@@ -318,4 +318,35 @@ async fn walk_sources<S: CheckpointStore + ?Sized, K: Sink>(
         pass.source_done();
     }
     Ok(())
+}
+
+/// Every kind of source a [`Collector`](crate::collect::Collector) holds, in the order it
+/// collects them.
+#[derive(Debug)]
+pub(crate) enum AnySource {
+    EventLogFile(EventLogFiles),
+    Object(ObjectSource),
+    EventLogObject(EventLogObjectSource),
+}
+
+impl Source for AnySource {
+    fn name(&self) -> &str {
+        match self {
+            AnySource::EventLogFile(s) => s.name(),
+            AnySource::Object(s) => s.name(),
+            AnySource::EventLogObject(s) => s.name(),
+        }
+    }
+
+    async fn collect<S: CheckpointStore + ?Sized, K: Sink>(
+        &self,
+        pass: &mut Pass<'_, S>,
+        sink: &mut K,
+    ) -> Result<(), Error> {
+        match self {
+            AnySource::EventLogFile(s) => s.collect(pass, sink).await,
+            AnySource::Object(s) => s.collect(pass, sink).await,
+            AnySource::EventLogObject(s) => s.collect(pass, sink).await,
+        }
+    }
 }

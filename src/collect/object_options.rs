@@ -18,8 +18,15 @@ pub struct ObjectCollectorOptions {
     /// rows seconds to minutes after their `EventDate`, and standard-object reads trail writes
     /// by seconds). A row that appears later than this is missed.
     pub overlap: Duration,
-    /// The width of the `EventDate` windows a big object is read in (default 1 hour).
+    /// The width of the first `EventDate` window a big object is read in, and the narrowest
+    /// (default 1 hour).
     pub window: Duration,
+    /// The widest `EventDate` window (default 1 hour, the same as `window`: windows of one
+    /// width). Wider, windows grow with a sparse object: after a window with fewer than a
+    /// quarter of `max_rows_per_window` rows the next one is twice as wide, up to this, so a
+    /// week of a quiet object costs a handful of queries rather than 168; after one with more
+    /// than half, half as wide.
+    pub max_window: Duration,
     /// A big-object or Event Log Object window holding more rows than this is split in halves
     /// before anything is written (default 10,000), as is a big-object one Salesforce answers
     /// with `QUERY_TIMEOUT`.
@@ -60,6 +67,7 @@ impl Default for ObjectCollectorOptions {
             since: Duration::from_secs(24 * 3600),
             overlap: Duration::from_secs(5 * 60),
             window: Duration::from_secs(3600),
+            max_window: Duration::from_secs(3600),
             max_rows_per_window: 10_000,
             batch_size: 2000,
             quiet_warning_after: Duration::from_secs(24 * 3600),

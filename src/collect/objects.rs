@@ -308,18 +308,32 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walker<'_, '_, S, K> {
             start = start.max(to_ms(floor));
         }
         // Windows oldest first: the watermark can only move past a contiguous delivered prefix.
-        let width = span(self.options.window).max(MILLI);
-        let mut windows = Vec::new();
-        let mut a = start;
-        while a < end {
-            let b = to_ms((a + width).min(end)).max(a + MILLI);
-            windows.push((a, b));
-            a = b;
-        }
-        let mut windows = around(windows, &state.skipped_windows);
-        windows.reverse();
+        // Each is cut when the one before is done, `width` wide: a window with few rows makes the
+        // next one twice as wide (up to `max_window`), one with many halves it, so a sparse
+        // object costs a query per stretch of rows rather than one per hour, and a busy one
+        // is not split again and again.
+        let base = span(self.options.window).max(MILLI);
+        let max_width = span(self.options.max_window).max(base);
+        let mut width: time::Duration = base;
+        let mut next_start = start;
+        // The windows still to read, the next one on top: a cut window's parts around skipped
+        // windows, or the halves of one that was too large.
+        let mut windows: Vec<(OffsetDateTime, OffsetDateTime)> = Vec::new();
         let mut unreadable_splits = 0u32;
-        while let Some((a, b)) = windows.pop() {
+        loop {
+            if windows.is_empty() {
+                if next_start >= end {
+                    break;
+                }
+                let b = to_ms((next_start + width).min(end)).max(next_start + MILLI);
+                windows = around(vec![(next_start, b)], &state.skipped_windows);
+                windows.reverse();
+                next_start = b;
+                continue;
+            }
+            let Some((a, b)) = windows.pop() else {
+                continue;
+            };
             let rows_before = self.summary.rows;
             let outcome = match self.big_object_window(&mut state, a, b).await? {
                 Window::Unreadable(error) if b - a < 2 * MILLI => {
@@ -347,7 +361,13 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walker<'_, '_, S, K> {
                             Some(state.overlap_floor.map_or(floor, |f| f.max(floor)));
                     }
                     self.save(SourceState::BigObject(state.clone()))?;
-                    if self.committed(self.summary.rows - rows_before) {
+                    let delivered = self.summary.rows - rows_before;
+                    if delivered < self.options.max_rows_per_window / 4 {
+                        width = width.saturating_mul(2).min(max_width);
+                    } else if delivered > self.options.max_rows_per_window / 2 {
+                        width = (width / 2_i32).max(base);
+                    }
+                    if self.committed(delivered) {
                         // The watermark is saved at this window's end: the next pass goes on
                         // from there.
                         return Ok(());
@@ -357,6 +377,7 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walker<'_, '_, S, K> {
                     let mid = to_ms(a + (b - a) / 2);
                     tracing::info!(object = %self.object, after = %datetime_millis(a), up_to = %datetime_millis(b), "EventDate window too large for one query; splitting it in halves");
                     self.summary.splits += 1;
+                    width = ((b - a) / 2_i32).max(base);
                     windows.push((mid, b));
                     windows.push((a, mid));
                 }

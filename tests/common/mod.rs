@@ -397,3 +397,20 @@ pub fn oauth(error: salesforce_jwt::Error) -> salesforce_jwt::OAuthError {
 pub fn ok_json() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(serde_json::json!({"DailyApiRequests": {}}))
 }
+
+/// A collector of `objects` only (what `ObjectCollector::new` was).
+pub fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
+    client: salesforce_jwt::JwtBearerClient,
+    objects: Vec<salesforce_jwt::objects::EventObject>,
+    store: S,
+    options: salesforce_jwt::collect::ObjectCollectorOptions,
+) -> Result<salesforce_jwt::collect::Collector<S>, salesforce_jwt::Error> {
+    salesforce_jwt::collect::Collector::with_sources(
+        client,
+        None,
+        objects,
+        store,
+        salesforce_jwt::collect::CollectorOptions::default(),
+        options,
+    )
+}

@@ -1,8 +1,8 @@
 //! # salesforce-jwt-elasticsearch
 //!
 //! An exactly-once Elasticsearch/OpenSearch sink for `salesforce-jwt` collectors: [`EsSink`]
-//! implements the library's `RecordSink` (EventLogFile rows) and `ObjectSink` (Real-Time Event
-//! Monitoring objects, SetupAuditTrail) and sends every row as an ECS document in a `_bulk`
+//! implements the library's one `Sink` trait (EventLogFile rows, Real-Time Event Monitoring
+//! objects, SetupAuditTrail) and sends every row as an ECS document in a `_bulk`
 //! `create` action to the data stream `logs-<data_stream.dataset>-<namespace>`, with `_id` =
 //! the document's `event.id`.
 //!

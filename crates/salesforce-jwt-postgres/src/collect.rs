@@ -1,4 +1,4 @@
-//! The library's [`CheckpointStore`] and [`RecordSink`] over PostgreSQL: a file's rows and the
+//! The library's [`CheckpointStore`] and [`Sink`] over PostgreSQL: a file's rows and the
 //! checkpoint that records the file are committed in one fenced transaction.
 //!
 //! The rows go into that transaction while the file downloads, a batch at a time (see

@@ -10,6 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use crate::balance::{Balancer, ShareSlot};
 use crate::collect::PgCheckpointStore;
 use crate::error::PgError;
 use crate::lease::Lease;
@@ -58,6 +59,7 @@ pub struct LeaseHolder {
     org: String,
     source: String,
     ttl: Duration,
+    balancer: Option<Balancer>,
 }
 
 /// Why a claim was refused: a live holder has the lease.
@@ -122,7 +124,16 @@ impl LeaseHolder {
             org: org.into(),
             source: source.into(),
             ttl,
+            balancer: None,
         }
+    }
+
+    /// Holds the lease as one of `balancer`'s: [`acquire`](Self::acquire) claims only while
+    /// this process holds fewer leases than its share, and the [`HeldLease`] says when it is
+    /// one too many ([`HeldLease::hand_over_due`]).
+    pub fn balanced(mut self, balancer: Balancer) -> Self {
+        self.balancer = Some(balancer);
+        self
     }
 
     /// The org's name.
@@ -140,8 +151,16 @@ impl LeaseHolder {
         self.ttl
     }
 
-    /// Claims the lease once ([`PgStore::claim`](crate::PgStore::claim)).
+    /// Claims the lease once ([`PgStore::claim`](crate::PgStore::claim)). A lease claimed
+    /// here counts among the [`balanced`](Self::balanced) holder's leases whatever its share;
+    /// [`acquire`](Self::acquire) is the one that keeps to the share.
     pub async fn claim(&self) -> Result<Claim, PgError> {
+        let slot = self.balancer.as_ref().map(Balancer::count);
+        self.claim_counted(slot).await
+    }
+
+    /// Claims the lease once, counted in `slot` if it is taken.
+    async fn claim_counted(&self, slot: Option<ShareSlot>) -> Result<Claim, PgError> {
         let (org, source, ttl) = (self.org.clone(), self.source.clone(), self.ttl);
         let claimed = self
             .worker
@@ -152,6 +171,7 @@ impl LeaseHolder {
                 self.worker.clone(),
                 lease,
                 ttl,
+                slot,
             ))),
             Err(PgError::LeaseBusy {
                 holder, expires_at, ..
@@ -165,6 +185,10 @@ impl LeaseHolder {
     /// at most half the TTL, so the lease is taken over soon after its holder stops renewing
     /// it. `stop` ends a wait early (`Ok(None)`); a claim in flight is never cut off, so a
     /// lease is never claimed behind the caller's back.
+    ///
+    /// A [`balanced`](Self::balanced) holder does not claim while its process holds its share:
+    /// it waits (without a claim, so `on_busy` is not called) until the share grows or another
+    /// of the process's leases ends, so that a collector with fewer leases gets this one.
     pub async fn acquire(
         &self,
         mut on_busy: impl FnMut(&LeaseBusy) -> Option<Duration>,
@@ -173,7 +197,30 @@ impl LeaseHolder {
         let clock = Arc::clone(self.worker.store().clock());
         tokio::pin!(stop);
         loop {
-            let busy = match self.claim().await? {
+            let slot = match &self.balancer {
+                None => None,
+                Some(balancer) => {
+                    // Subscribed before the attempt, so a change right after it still wakes
+                    // the wait below.
+                    let mut changes = balancer.subscribe();
+                    changes.borrow_and_update();
+                    match balancer.reserve() {
+                        Some(slot) => Some(slot),
+                        None => {
+                            tracing::debug!(org = %self.org, source = %self.source, share = balancer.share(), "this process holds its share of the leases; waiting");
+                            tokio::select! {
+                                biased;
+                                () = &mut stop => return Ok(None),
+                                _ = changes.changed() => {}
+                                // A bound, in case a change is missed somehow.
+                                () = clock.sleep(self.ttl / 2) => {}
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let busy = match self.claim_counted(slot).await? {
                 Claim::Held(held) => return Ok(Some(held)),
                 Claim::Busy(busy) => busy,
             };
@@ -208,11 +255,13 @@ pub struct HeldLease {
     claimed: Lease,
     state: watch::Receiver<State>,
     renewal: tokio::task::JoinHandle<()>,
+    /// Its place among the balancer's leases, given back when the lease ends.
+    slot: Option<ShareSlot>,
 }
 
 impl HeldLease {
     /// Starts renewing `lease` on the caller's runtime.
-    fn start(worker: PgWorker, lease: Lease, ttl: Duration) -> Self {
+    fn start(worker: PgWorker, lease: Lease, ttl: Duration, slot: Option<ShareSlot>) -> Self {
         let (tx, state) = watch::channel(State {
             lease: lease.clone(),
             loss: None,
@@ -224,7 +273,17 @@ impl HeldLease {
             claimed: lease,
             state,
             renewal,
+            slot,
         }
+    }
+
+    /// Whether this lease should be handed over: its holder is [`balanced`](LeaseHolder::balanced)
+    /// and its process holds more leases than its share (another collector joined). Then it no
+    /// longer counts among the process's leases (of several leases asking at once, only the
+    /// surplus is told to go), and the caller should [`release`](Self::release) it at its next
+    /// safe point: after a commit, never in the middle of a delivery.
+    pub fn hand_over_due(&self) -> bool {
+        self.slot.as_ref().is_some_and(ShareSlot::hand_over)
     }
 
     /// The lease as claimed or last renewed.

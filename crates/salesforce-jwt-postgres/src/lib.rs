@@ -15,8 +15,11 @@
 //!   end; a row already there (Salesforce publishes the same rows in a daily and an hourly
 //!   file) counts as delivered, and U+0000, which `jsonb` refuses, is stored escaped
 //!   ([`escape_nul`]);
-//! - [`PgCheckpointStore`] and [`PgSink`]: the library's `CheckpointStore` and `RecordSink` over
-//!   all of this, for a `Collector`, driven by a [`PgWorker`] thread.
+//! - [`PgCheckpointStore`] and [`PgSink`]: the library's `CheckpointStore` and `Sink` over
+//!   all of this, for a `Collector`, driven by a [`PgWorker`] thread;
+//! - a [`Balancer`]: every live collector process heartbeats a row, counts the live ones and
+//!   holds about its [`fair_share`] of the leases, handing the surplus over when one joins and
+//!   taking a dead one's share over once its leases expire.
 //!
 //! Lease expiry is judged by the database's clock (`now()`), the same for every process however
 //! their own clocks are set. A holder judges its own lease by its own
@@ -30,6 +33,7 @@
 )]
 #![deny(clippy::await_holding_lock)]
 
+mod balance;
 mod collect;
 mod connect;
 mod error;
@@ -43,6 +47,7 @@ mod store;
 mod tls;
 mod worker;
 
+pub use balance::{Balancer, LiveCollectors, fair_share, unit_set_id};
 pub use collect::{PG_OUTPUT, PgCheckpointStore, PgSink};
 pub use connect::PgTarget;
 pub use error::PgError;

@@ -3,7 +3,7 @@
 use crate::error::PgError;
 
 /// The newest schema version this crate writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// An arbitrary constant naming the advisory lock that serialises migrations between processes
 /// starting at the same time.
@@ -62,6 +62,23 @@ FROM (
     SELECT org, source, fencing_token FROM sfjwt_checkpoints
 ) AS issued
 GROUP BY org, source;
+"#,
+    ),
+    // One row per live collector process, upserted by its heartbeat: how many share the leases,
+    // so that each takes about its share. `expires_at` is the collector's own TTL from its last
+    // heartbeat, by the database's clock, as for leases. `unit_set` names the set of
+    // (org, source) units it collects: only collectors of the same set share them out.
+    (
+        3,
+        r#"
+CREATE TABLE sfjwt_collectors (
+    collector      text        PRIMARY KEY,
+    unit_set       text        NOT NULL,
+    units          integer     NOT NULL,
+    started_at     timestamptz NOT NULL DEFAULT now(),
+    last_seen      timestamptz NOT NULL,
+    expires_at     timestamptz NOT NULL
+);
 "#,
     ),
 ];

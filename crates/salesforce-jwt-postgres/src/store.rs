@@ -127,7 +127,10 @@ impl PgStore {
             .map_err(|e| PgError::pool(context, e, &self.target.to_string()))
     }
 
-    async fn lease_client(&self, context: &str) -> Result<deadpool_postgres::Object, PgError> {
+    pub(crate) async fn lease_client(
+        &self,
+        context: &str,
+    ) -> Result<deadpool_postgres::Object, PgError> {
         self.lease_pool
             .get()
             .await

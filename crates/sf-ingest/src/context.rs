@@ -3,14 +3,31 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use salesforce_jwt_postgres::PgWorker;
+use salesforce_jwt_postgres::{Balancer, PgWorker};
 use tokio::sync::Semaphore;
 
 use crate::progress::Display;
 use crate::stop::Stop;
 
 /// The workers of this process, one per database (keyed by its password-free Debug text).
-pub type Workers = tokio::sync::Mutex<Vec<(String, PgWorker)>>;
+#[derive(Debug, Default)]
+pub struct Workers {
+    pub databases: tokio::sync::Mutex<Vec<Database>>,
+    /// The (org, source) tasks of this process on each database (by key), set before the tasks
+    /// start: the units its balancer shares out.
+    pub units: std::sync::Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
+}
+
+/// This process's connection to one state database.
+#[derive(Debug)]
+pub struct Database {
+    /// The database's password-free Debug text.
+    pub key: String,
+    pub worker: PgWorker,
+    /// With `--follow`: this process's membership of the collectors sharing the database's
+    /// leases, holding its share of them.
+    pub balancer: Option<Balancer>,
+}
 
 /// What every org's task shares.
 #[derive(Debug)]

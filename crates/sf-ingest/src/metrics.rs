@@ -20,7 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use salesforce_jwt::event_log::DeliveryFigures;
+use salesforce_jwt::collect::DeliveryFigures;
 use salesforce_jwt::{Error, JwtBearerClient};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -62,6 +62,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     lease_held: Family<SourceLabels, Gauge>,
     api_usage: Family<OrgLabels, FloatGauge>,
+    collectors_live: Gauge,
     /// Each org task's figures (several tasks per org in PostgreSQL mode, one per source).
     figures: Mutex<Vec<(String, DeliveryFigures)>>,
     /// Each org task's current client, by (org, task): a retry replaces its task's client.
@@ -93,6 +94,7 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let lease_held = Family::<SourceLabels, Gauge>::default();
         let api_usage = Family::<OrgLabels, FloatGauge>::default();
+        let collectors_live = Gauge::default();
         // Counters are registered without `_total`: the encoder adds it.
         registry.register(
             "sf_ingest_rows",
@@ -131,6 +133,13 @@ impl Metrics {
             "API requests used over the org's daily limit, from the last Sforce-Limit-Info header",
             api_usage.clone(),
         );
+        registry.register(
+            "sf_ingest_collectors_live",
+            "Live sf-ingest processes sharing the PostgreSQL leases (heartbeats within their \
+             TTL), this one included; 0 unless this process shares them (--follow with \
+             PostgreSQL state)",
+            collectors_live.clone(),
+        );
         Metrics {
             registry,
             rows,
@@ -140,6 +149,7 @@ impl Metrics {
             errors,
             lease_held,
             api_usage,
+            collectors_live,
             figures: Mutex::new(Vec::new()),
             clients: Mutex::new(HashMap::new()),
             render: Mutex::new(()),
@@ -147,6 +157,12 @@ impl Metrics {
     }
 
     /// The metrics of one org task, collecting `org.collect.sources`.
+    /// How many collectors share this process's PostgreSQL leases, itself included.
+    pub fn collectors_live(&self, live: usize) {
+        self.collectors_live
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
+    }
+
     pub fn org(self: &Arc<Self>, org: &OrgPlan) -> OrgMetrics {
         let sources: Vec<String> = org.collect.sources.iter().map(|s| s.to_string()).collect();
         let figures = DeliveryFigures::new();

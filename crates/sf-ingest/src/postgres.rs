@@ -4,14 +4,21 @@
 //!
 //! The lease itself (claims, renewals, loss) is `salesforce_jwt_postgres::LeaseHolder`'s; here
 //! are what an operator sees of it: log lines, metrics and the progress bar.
+//!
+//! With `--follow`, the processes of one database share its leases fairly
+//! (`salesforce_jwt_postgres::Balancer`): each heartbeats, holds at most its share of the
+//! (org, source) units it is configured for, and hands a surplus lease over between two passes
+//! of that unit, after its commit.
 
 use std::sync::Arc;
 
 use salesforce_jwt::Error;
 use salesforce_jwt::clock::SystemClock;
-use salesforce_jwt_postgres::{HeldLease, LeaseBusy, LeaseHolder, LeaseLoss, PgError, PgWorker};
+use salesforce_jwt_postgres::{
+    Balancer, HeldLease, LeaseBusy, LeaseHolder, LeaseLoss, PgError, PgWorker,
+};
 
-use crate::context::Context;
+use crate::context::{Context, Database};
 use crate::plan::{OrgPlan, PgPlan};
 use crate::progress::OrgProgress;
 
@@ -21,17 +28,81 @@ pub fn holder() -> String {
     salesforce_jwt_postgres::process_holder_id().to_string()
 }
 
-async fn worker(context: &Context, plan: &PgPlan) -> Result<PgWorker, Error> {
-    let key = format!("{:?}", plan.target);
-    let mut workers = context.postgres.lock().await;
-    if let Some((_, w)) = workers.iter().find(|(k, _)| *k == key) {
-        return Ok(w.clone());
+/// The source whose lease a task of `org` holds (run_all gives each (org, source) of a
+/// PostgreSQL org its own task).
+pub fn lease_source(org: &OrgPlan) -> String {
+    match org.collect.sources.as_slice() {
+        [source] => source.to_string(),
+        _ => "EventLogFile".to_string(),
     }
-    let w = PgWorker::connect(&plan.target, Arc::new(SystemClock), holder())
+}
+
+/// Which database `plan` uses: its password-free Debug text.
+pub fn database_key(plan: &PgPlan) -> String {
+    format!("{:?}", plan.target)
+}
+
+/// This process's worker of `plan`'s database, and with `--follow` its balancer there (joined
+/// on first use, for as many units as `context.postgres.units` says).
+async fn database(
+    context: &Context,
+    plan: &PgPlan,
+    unit: (String, String),
+) -> Result<(PgWorker, Option<Balancer>), Error> {
+    let key = database_key(plan);
+    let mut databases = context.postgres.databases.lock().await;
+    if let Some(db) = databases.iter().find(|db| db.key == key) {
+        return Ok((db.worker.clone(), db.balancer.clone()));
+    }
+    let worker = PgWorker::connect(&plan.target, Arc::new(SystemClock), holder())
         .await
         .map_err(|e| pg_error("connecting to the state database", e))?;
-    workers.push((key, w.clone()));
-    Ok(w)
+    // One pass per org shares nothing out: each unit is collected by whoever claims it first,
+    // and a process that holds back would leave units to processes that may never come.
+    let balancer = match context.follow {
+        Some(_) => {
+            let mut units = context
+                .postgres
+                .units
+                .lock()
+                .map(|units| units.get(&key).cloned().unwrap_or_default())
+                .unwrap_or_default();
+            // Never a share of nothing, whatever run_all counted.
+            if !units.contains(&unit) {
+                units.push(unit);
+            }
+            let balancer = Balancer::join(worker.clone(), &units, context.lease_ttl)
+                .await
+                .map_err(|e| pg_error("announcing this collector (heartbeat)", e))?;
+            context.metrics.collectors_live(balancer.live());
+            Some(balancer)
+        }
+        None => None,
+    };
+    databases.push(Database {
+        key,
+        worker: worker.clone(),
+        balancer: balancer.clone(),
+    });
+    Ok((worker, balancer))
+}
+
+/// Ends this process's membership of every database's collectors (its leases are released
+/// already), so that the others take its share over at their next heartbeat.
+pub async fn leave(context: &Context) {
+    let balancers: Vec<Balancer> = context
+        .postgres
+        .databases
+        .lock()
+        .await
+        .iter_mut()
+        .filter_map(|db| db.balancer.take())
+        .collect();
+    for balancer in balancers {
+        if let Err(e) = balancer.leave().await {
+            tracing::warn!(error = %e, "cannot delete this collector's heartbeat row; it expires on its own");
+        }
+    }
 }
 
 pub fn pg_error(context: &str, e: PgError) -> Error {
@@ -44,6 +115,7 @@ pub struct OrgLease<'a> {
     org: &'a OrgPlan,
     context: &'a Context,
     holder: LeaseHolder,
+    balancer: Option<Balancer>,
     /// The holder last seen holding it, logged at info once and not again while it holds it.
     seen: Option<String>,
 }
@@ -56,15 +128,18 @@ impl<'a> OrgLease<'a> {
         plan: &PgPlan,
         context: &'a Context,
     ) -> Result<OrgLease<'a>, Error> {
-        let source = match org.collect.sources.as_slice() {
-            [source] => source.to_string(),
-            _ => "EventLogFile".to_string(),
-        };
-        let worker = worker(context, plan).await?;
+        let source = lease_source(org);
+        let (worker, balancer) =
+            database(context, plan, (org.name.clone(), source.clone())).await?;
+        let mut holder = LeaseHolder::new(worker, &org.name, source, context.lease_ttl);
+        if let Some(balancer) = &balancer {
+            holder = holder.balanced(balancer.clone());
+        }
         Ok(OrgLease {
             org,
             context,
-            holder: LeaseHolder::new(worker, &org.name, source, context.lease_ttl),
+            holder,
+            balancer,
             seen: None,
         })
     }
@@ -106,8 +181,41 @@ impl<'a> OrgLease<'a> {
         }
         progress.metrics().lease(true);
         progress.note(&format!("lease {fencing_token}"));
-        tracing::info!(org = %org, source, fencing_token, ttl_seconds = self.holder.ttl().as_secs(), "collecting under a lease");
+        match &self.balancer {
+            Some(b) => {
+                self.context.metrics.collectors_live(b.live());
+                tracing::info!(org = %org, source, fencing_token, ttl_seconds = self.holder.ttl().as_secs(), held = b.held(), share = b.share(), live_collectors = b.live(), "collecting under a lease");
+            }
+            None => {
+                tracing::info!(org = %org, source, fencing_token, ttl_seconds = self.holder.ttl().as_secs(), "collecting under a lease");
+            }
+        }
         Ok(Some(held))
+    }
+
+    /// Whether `held` should go to another collector: this process holds more than its share.
+    /// Asked between passes only, after a pass's commit: that is the unit boundary where a
+    /// hand-over loses and repeats nothing.
+    pub fn hand_over_due(&self, held: &HeldLease) -> bool {
+        if let Some(b) = &self.balancer {
+            self.context.metrics.collectors_live(b.live());
+        }
+        held.hand_over_due()
+    }
+
+    /// Releases `held` for another collector to claim, after [`hand_over_due`](Self::hand_over_due)
+    /// said so; the task then claims again, which waits while this process holds its share.
+    pub async fn hand_over(&mut self, held: HeldLease, progress: &mut OrgProgress) {
+        progress.metrics().lease(false);
+        progress.note("handed over");
+        let (share, live) = self
+            .balancer
+            .as_ref()
+            .map_or((0, 0), |b| (b.share(), b.live()));
+        tracing::info!(org = %self.org.name, source = self.holder.source(), fencing_token = held.fencing_token(), share, live_collectors = live, "handing the lease over after a pass: this process holds more than its share");
+        if let Err(e) = held.release().await {
+            tracing::warn!(org = %self.org.name, error = %e, "cannot release the lease; it expires on its own");
+        }
     }
 
     /// After collecting under `held`: the outcome to return (the lease released when it is

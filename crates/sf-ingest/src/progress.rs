@@ -64,8 +64,14 @@ impl OrgProgress {
     pub fn update(&mut self, p: &Progress) {
         self.metrics.working_on(p.current.as_deref());
         if let Some(bar) = &self.bar {
-            bar.set_length(p.files_total as u64);
-            bar.set_position(p.files_done as u64);
+            // EventLogFiles when the pass has any; otherwise the sources (objects only).
+            let (done, total) = if p.files_total > 0 {
+                (p.files_done, p.files_total)
+            } else {
+                (p.sources_done, p.sources_total)
+            };
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
             bar.set_message(format!(
                 "{} rows  {:.1} MB/s",
                 p.rows,

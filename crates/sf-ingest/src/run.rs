@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use salesforce_jwt::event_log::{
-    CheckpointStore, Collector, CollectorOptions, EventLogFileQuery, FileCheckpointStore,
-    MemoryCheckpointStore,
+use salesforce_jwt::collect::{
+    CheckpointStore, Collector, CollectorOptions, FileCheckpointStore, MemoryCheckpointStore,
+    ObjectCollectorOptions,
 };
-use salesforce_jwt::realtime::ObjectCollectorOptions;
+use salesforce_jwt::event_log_file::EventLogFileQuery;
 use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_postgres::PgSink;
 
@@ -23,6 +23,22 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(3600);
 
 /// Collects every org; `true` when none failed.
 pub async fn run_all(orgs: Vec<OrgPlan>, context: Arc<Context>) -> bool {
+    // Each database's balancer shares out this process's tasks there, counted before any
+    // starts (the first to connect joins with the count).
+    if let Ok(mut units) = context.postgres.units.lock() {
+        for org in &orgs {
+            if let Some(plan) = &org.postgres {
+                let sources = match org.collect.sources.as_slice() {
+                    [_, _, ..] => org.collect.sources.iter().map(|s| s.to_string()).collect(),
+                    _ => vec![crate::postgres::lease_source(org)],
+                };
+                units
+                    .entry(crate::postgres::database_key(plan))
+                    .or_default()
+                    .extend(sources.into_iter().map(|s| (org.name.clone(), s)));
+            }
+        }
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for org in orgs {
         match &org.postgres {
@@ -51,6 +67,7 @@ pub async fn run_all(orgs: Vec<OrgPlan>, context: Arc<Context>) -> bool {
             }
         }
     }
+    crate::postgres::leave(&context).await;
     if !failed.is_empty() {
         failed.sort();
         tracing::error!(orgs = ?failed, "{} org(s) failed; the others completed", failed.len());
@@ -108,11 +125,20 @@ async fn collect(
         while let Some(held) = lease.acquire(progress, failures).await? {
             let store = held.store();
             let rows = plan.rows.then(|| store.sink());
+            let hand_over = || lease.hand_over_due(&held);
             let passed = tokio::select! {
-                r = passes(org, store, rows, context, progress, failures) => Ok(r),
+                r = passes(org, store, rows, context, progress, failures, Some(&hand_over)) => Ok(r),
                 // At once: the fence already refuses this holder's writes; whatever it was
                 // doing is dropped uncommitted, and the new holder delivers it.
                 loss = held.lost() => Err(loss),
+            };
+            let passed = match passed {
+                Ok(Ok(Ended::HandOver)) => {
+                    lease.hand_over(held, progress).await;
+                    continue;
+                }
+                Ok(outcome) => Ok(outcome.map(|_| ())),
+                Err(loss) => Err(loss),
             };
             if let Some(outcome) = lease.end(held, passed, progress).await {
                 return outcome;
@@ -125,8 +151,23 @@ async fn collect(
         Some(path) => Box::new(FileCheckpointStore::new(path)),
         None => Box::new(memory.clone()),
     };
-    passes(org, store, None, context, progress, failures).await
+    passes(org, store, None, context, progress, failures, None)
+        .await
+        .map(|_| ())
 }
+
+/// Why passes ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// One pass done without `--follow`, or a stop request.
+    Done,
+    /// The lease should go to another collector (`hand_over` said so after a pass).
+    HandOver,
+}
+
+/// Asked after each pass (a unit boundary: its rows and checkpoint are committed): whether to
+/// stop here and hand the (org, source) over.
+pub type HandOver<'a> = Option<&'a (dyn Fn() -> bool + Sync)>;
 
 /// Passes over `store` until done or an error, into `rows` (`salesforce_events` of the
 /// store's database) or else the org's output.
@@ -137,7 +178,8 @@ async fn passes<S: CheckpointStore>(
     context: &Context,
     progress: &mut OrgProgress,
     failures: &mut u32,
-) -> Result<(), Error> {
+    hand_over: HandOver<'_>,
+) -> Result<Ended, Error> {
     // Every source of the org in one collector: one checkpoint, one output, one position.
     // (Collector::new loads the checkpoint on this runtime's thread; a PostgreSQL store waits
     // for its worker's thread, see PgWorker.)
@@ -152,7 +194,16 @@ async fn passes<S: CheckpointStore>(
             org.elasticsearch.as_ref(),
         )?,
     };
-    pass_loop(&mut collector, &mut sink, org, context, progress, failures).await
+    pass_loop(
+        &mut collector,
+        &mut sink,
+        org,
+        context,
+        progress,
+        failures,
+        hand_over,
+    )
+    .await
 }
 
 /// The org's ECS options, with `organization.id` for object documents (Elastic's integration
@@ -228,13 +279,14 @@ pub async fn pass_loop<S: CheckpointStore>(
     context: &Context,
     progress: &mut OrgProgress,
     failures: &mut u32,
-) -> Result<(), Error> {
+    hand_over: HandOver<'_>,
+) -> Result<Ended, Error> {
     let slots = u32::try_from(org.collect.concurrency).unwrap_or(u32::MAX);
     let mut budget = crate::budget::Pause::default();
     loop {
         let permit = tokio::select! {
             permit = context.downloads.acquire_many(slots) => permit,
-            () = context.stop.wait() => return Ok(()),
+            () = context.stop.wait() => return Ok(Ended::Done),
         };
         let present_before = sink.already_present();
         let summary = collector
@@ -252,13 +304,20 @@ pub async fn pass_loop<S: CheckpointStore>(
             already_present,
         );
         if context.stop.requested() {
-            return Ok(());
+            return Ok(Ended::Done);
         }
         let Some(every) = context.follow else {
-            return Ok(());
+            return Ok(Ended::Done);
         };
+        if hand_over.is_some_and(|due| due()) {
+            return Ok(Ended::HandOver);
+        }
         if context.stop.sleep(every).await {
-            return Ok(());
+            return Ok(Ended::Done);
+        }
+        // Still a unit boundary: the share may have changed during the wait.
+        if hand_over.is_some_and(|due| due()) {
+            return Ok(Ended::HandOver);
         }
     }
 }
