@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::collect::checkpoint::{CheckpointStore, SourceState};
-use crate::collect::object_options::{ObjectCollectorOptions, ObjectSummary};
+use crate::collect::object_options::{
+    EventLogObjectOptions, ObjectCollectorOptions, ObjectSummary,
+};
 use crate::collect::object_state::{QuietWatch, bound_overlap};
 use crate::collect::pass::{Delivered, Pass};
 use crate::collect::sink::{Batch, Row, Sink, Unit};
@@ -28,48 +30,6 @@ use crate::event_log_objects::{
 };
 use crate::objects::fetch::{first_page, next_page};
 use crate::objects::{EventObject, FieldSelection};
-
-/// How the [`Collector`](crate::collect::Collector) reads Event Log Objects (part of
-/// [`ObjectCollectorOptions`]; `since`, `fields`, `max_overlap_rows` and
-/// `quiet_warning_after` are shared with the other objects).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventLogObjectOptions {
-    /// The width of the `Timestamp` windows (default 1 hour; at most 15 days, the widest
-    /// Salesforce accepts). Each window is read whole and committed as one unit.
-    pub window: Duration,
-    /// How much before its saved position each pass reads again (default 60 minutes): rows
-    /// become queryable 25-45 minutes after their `Timestamp`. A row later than this is
-    /// missed.
-    pub overlap: Duration,
-}
-
-impl Default for EventLogObjectOptions {
-    fn default() -> Self {
-        EventLogObjectOptions {
-            window: Duration::from_secs(3600),
-            overlap: Duration::from_secs(60 * 60),
-        }
-    }
-}
-
-impl EventLogObjectOptions {
-    pub(crate) fn problems(&self) -> Vec<&'static str> {
-        let mut problems = Vec::new();
-        if self.window < Duration::from_millis(1) || self.window > MAX_WINDOW {
-            problems.push(
-                "event_log_objects.window must be between 1 ms and 15 days (default 1 hour): \
-                 Salesforce refuses a wider Timestamp window",
-            );
-        }
-        if self.overlap >= RETENTION {
-            problems.push(
-                "event_log_objects.overlap must be shorter than the 30 days Event Log Objects \
-                 are kept (default 60 minutes)",
-            );
-        }
-        problems
-    }
-}
 
 /// Where an Event Log Object's collection stands.
 ///

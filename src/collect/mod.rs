@@ -109,8 +109,9 @@ pub use checkpoint::{
     SkippedFile, SourceState,
 };
 pub use collector::Collector;
-pub use event_log_objects::{EventLogObjectOptions, EventLogObjectState};
+pub use event_log_objects::EventLogObjectState;
 pub use figures::{DeliveryFigures, SourceFigures};
+pub use object_options::EventLogObjectOptions;
 pub use object_options::{ObjectCollectorOptions, ObjectSummary};
 pub use object_state::{BigObjectState, KeysetPosition, KeysetState, QuietWatch, SkippedWindow};
 pub use options::{CollectorOptions, PassSummary, Progress};

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::collect::event_log_objects::EventLogObjectOptions;
 use crate::error::Error;
+use crate::event_log_objects::{MAX_WINDOW, RETENTION};
 use crate::objects::FieldSelection;
 
 /// How the [`Collector`](crate::collect::Collector) reads objects.
@@ -126,4 +126,46 @@ pub struct ObjectSummary {
     /// [`ObjectCollectorOptions::skip_unreadable_pages`]); each is listed in the checkpoint's
     /// `skipped`.
     pub skipped_windows: u64,
+}
+
+/// How the [`Collector`](crate::collect::Collector) reads Event Log Objects (part of
+/// [`ObjectCollectorOptions`]; `since`, `fields`, `max_overlap_rows` and
+/// `quiet_warning_after` are shared with the other objects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventLogObjectOptions {
+    /// The width of the `Timestamp` windows (default 1 hour; at most 15 days, the widest
+    /// Salesforce accepts). Each window is read whole and committed as one unit.
+    pub window: Duration,
+    /// How much before its saved position each pass reads again (default 60 minutes): rows
+    /// become queryable 25-45 minutes after their `Timestamp`. A row later than this is
+    /// missed.
+    pub overlap: Duration,
+}
+
+impl Default for EventLogObjectOptions {
+    fn default() -> Self {
+        EventLogObjectOptions {
+            window: Duration::from_secs(3600),
+            overlap: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+impl EventLogObjectOptions {
+    pub(crate) fn problems(&self) -> Vec<&'static str> {
+        let mut problems = Vec::new();
+        if self.window < Duration::from_millis(1) || self.window > MAX_WINDOW {
+            problems.push(
+                "event_log_objects.window must be between 1 ms and 15 days (default 1 hour): \
+                 Salesforce refuses a wider Timestamp window",
+            );
+        }
+        if self.overlap >= RETENTION {
+            problems.push(
+                "event_log_objects.overlap must be shorter than the 30 days Event Log Objects \
+                 are kept (default 60 minutes)",
+            );
+        }
+        problems
+    }
 }

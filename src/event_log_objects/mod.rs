@@ -42,10 +42,9 @@
 //! # Ok::<(), salesforce_jwt::Error>(())
 //! ```
 
-mod catalogue;
 mod query;
 
-pub use catalogue::{
+pub use crate::objects::event_log_catalogue::{
     MIN_API_VERSION, PUBLICATION_DELAY, RETENTION, catalogue, check_api_version, fields,
 };
 pub use query::{EventLogObjectQuery, MAX_WINDOW};

@@ -28,6 +28,7 @@
 //! # Ok::<(), salesforce_jwt::Error>(())
 //! ```
 
+pub(crate) mod event_log_catalogue;
 pub(crate) mod fetch;
 mod model;
 mod object;

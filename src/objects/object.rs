@@ -177,7 +177,7 @@ impl EventObject {
     pub fn with_event_log_objects() -> Vec<EventObject> {
         let mut all = Self::catalogue();
         all.extend(
-            crate::event_log_objects::catalogue().map(|name| EventObject {
+            crate::objects::event_log_catalogue::catalogue().map(|name| EventObject {
                 name: name.to_string(),
                 kind: ObjectKind::EventLogObject,
                 retention: Retention::ThirtyDays,
@@ -294,7 +294,7 @@ mod tests {
     fn catalogue_kinds_and_names() {
         let all = EventObject::catalogue();
         assert_eq!(all.len(), 18);
-        let logs = crate::event_log_objects::catalogue().count();
+        let logs = crate::objects::event_log_catalogue::catalogue().count();
         assert_eq!(
             EventObject::with_event_log_objects()
                 .iter()
