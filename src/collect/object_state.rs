@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::datetime as sf_datetime;
+use crate::objects::EventObject;
 
 /// Where a big object's collection stands.
 ///
@@ -133,6 +134,40 @@ pub struct QuietWatch {
     /// Whether the warning was logged for the current empty run.
     #[serde(default)]
     pub warned: bool,
+}
+
+impl QuietWatch {
+    /// Counts a pass over `object` that delivered `rows`, at the org's time `now`. Zero rows
+    /// for `after` looks exactly like storage switched off (or, for an Event Log Object, a
+    /// missing permission): the warning is logged once per empty run, and `true` says it was
+    /// logged now.
+    pub(crate) fn after_pass(
+        &mut self,
+        object: &EventObject,
+        rows: u64,
+        now: OffsetDateTime,
+        after: std::time::Duration,
+    ) -> bool {
+        if rows > 0 {
+            *self = QuietWatch::default();
+            return false;
+        }
+        let since = *self.empty_since.get_or_insert(now);
+        let after = time::Duration::try_from(after).unwrap_or(time::Duration::MAX);
+        if self.warned || now - since < after {
+            return false;
+        }
+        self.warned = true;
+        tracing::warn!(
+            object = %object,
+            quiet_since = %sf_datetime::format(since),
+            "{} has returned no rows since {}: {}",
+            object,
+            sf_datetime::format(since),
+            object.storage_hint()
+        );
+        true
+    }
 }
 
 mod opt_datetime {

@@ -755,22 +755,13 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walker<'_, '_, S, K> {
 
     /// Zero rows for `quiet_warning_after` looks exactly like storage switched off: say so once.
     fn quiet_watch(&mut self, quiet: &mut QuietWatch) {
-        if self.summary.rows > 0 {
-            *quiet = QuietWatch::default();
-            return;
-        }
-        let since = *quiet.empty_since.get_or_insert(self.now);
-        if !quiet.warned && self.now - since >= span(self.options.quiet_warning_after) {
-            quiet.warned = true;
+        if quiet.after_pass(
+            self.object,
+            self.summary.rows,
+            self.now,
+            self.options.quiet_warning_after,
+        ) {
             self.summary.storage_warning = true;
-            tracing::warn!(
-                object = %self.object,
-                quiet_since = %sf_datetime::format(since),
-                "{} has returned no rows since {}: {}",
-                self.object,
-                sf_datetime::format(since),
-                self.object.storage_hint()
-            );
         }
     }
 }
