@@ -5,13 +5,16 @@
 
 mod common;
 
+use common::ObjectRecorder as Recorder;
+use common::object_row_key as key;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use salesforce_jwt::clock::ManualClock;
 use salesforce_jwt::collect::{
-    Checkpoint, MemoryCheckpointStore, ObjectCollectorOptions, Row, Sink, SourceState, Unit,
+    Checkpoint, MemoryCheckpointStore, ObjectCollectorOptions, SourceState,
 };
 use salesforce_jwt::objects::EventObject;
 use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
@@ -90,15 +93,6 @@ impl Org {
     }
 }
 
-fn key(object: &str, row: &Map<String, Value>) -> String {
-    let field = if object == AUDIT {
-        "Id"
-    } else {
-        "EventIdentifier"
-    };
-    row[field].as_str().unwrap().to_string()
-}
-
 fn skipping() -> ObjectCollectorOptions {
     ObjectCollectorOptions {
         skip_unreadable_pages: true,
@@ -108,53 +102,6 @@ fn skipping() -> ObjectCollectorOptions {
 
 fn checkpoint(store: &MemoryCheckpointStore) -> Checkpoint {
     store.get().unwrap()
-}
-
-#[derive(Default)]
-struct Recorder {
-    committed: Vec<(String, String)>,
-    staged: Vec<(String, String)>,
-}
-
-impl Sink for Recorder {
-    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
-        Ok(())
-    }
-    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
-        let Row::Object { object, record } = row else {
-            panic!("an object row")
-        };
-        let object = object.name().to_string();
-        let key = key(&object, record.fields());
-        self.staged.push((object, key));
-        Ok(())
-    }
-    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
-        self.committed.append(&mut self.staged);
-        Ok(None)
-    }
-    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
-        self.staged.clear();
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn keys(&self, object: &str) -> BTreeSet<String> {
-        let keys: Vec<&String> = self
-            .committed
-            .iter()
-            .filter(|(o, _)| o == object)
-            .map(|(_, k)| k)
-            .collect();
-        let unique: BTreeSet<String> = keys.iter().map(|k| (*k).clone()).collect();
-        assert_eq!(
-            unique.len(),
-            keys.len(),
-            "{object}: a row was delivered twice"
-        );
-        unique
-    }
 }
 
 #[tokio::test]

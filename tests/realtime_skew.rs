@@ -5,19 +5,20 @@
 
 mod common;
 
+use common::ObjectRecorder as Recorder;
+use common::object_row_key as key;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use salesforce_jwt::clock::{Clock, ManualClock};
-use salesforce_jwt::collect::{
-    MemoryCheckpointStore, ObjectCollectorOptions, Row, Sink, SourceState, Unit,
-};
+use salesforce_jwt::collect::{MemoryCheckpointStore, ObjectCollectorOptions, SourceState};
 use salesforce_jwt::objects::EventObject;
-use salesforce_jwt::{Error, JwtBearerClient, RetryPolicy};
+use salesforce_jwt::{JwtBearerClient, RetryPolicy};
 use salesforce_jwt_mock::{MockOrg, generate_records};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -125,64 +126,6 @@ impl Skewed {
             ObjectCollectorOptions::default(),
         )
         .unwrap()
-    }
-}
-
-fn key(object: &str, row: &Map<String, Value>) -> String {
-    let field = if object == AUDIT {
-        "Id"
-    } else {
-        "EventIdentifier"
-    };
-    row[field].as_str().unwrap().to_string()
-}
-
-#[derive(Default)]
-struct Recorder {
-    committed: Vec<(String, String)>,
-    staged: Vec<(String, String)>,
-}
-
-impl Sink for Recorder {
-    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
-        Ok(())
-    }
-    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
-        let Row::Object { object, record } = row else {
-            panic!("an object row")
-        };
-        let object = object.name().to_string();
-        let key = key(&object, record.fields());
-        self.staged.push((object, key));
-        Ok(())
-    }
-    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
-        self.committed.append(&mut self.staged);
-        Ok(None)
-    }
-    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
-        self.staged.clear();
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn keys(&self, object: &str) -> BTreeSet<String> {
-        self.committed
-            .iter()
-            .filter(|(o, _)| o == object)
-            .map(|(_, k)| k.clone())
-            .collect()
-    }
-
-    /// Every committed row once.
-    fn assert_no_repeat(&self) {
-        let unique: BTreeSet<_> = self.committed.iter().collect();
-        assert_eq!(
-            unique.len(),
-            self.committed.len(),
-            "a row was delivered twice"
-        );
     }
 }
 

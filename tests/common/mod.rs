@@ -414,3 +414,84 @@ pub fn object_collector<S: salesforce_jwt::collect::CheckpointStore>(
         options,
     )
 }
+
+/// A sink keeping the key of every committed object row (`Id` of a standard object,
+/// `EventIdentifier` of a big one) and forgetting rolled-back ones.
+#[derive(Default)]
+pub struct ObjectRecorder {
+    pub committed: Vec<(String, String)>,
+    pub staged: Vec<(String, String)>,
+}
+
+/// The key a row of `object` is told apart by.
+pub fn object_row_key(object: &str, row: &serde_json::Map<String, Value>) -> String {
+    let standard = salesforce_jwt::objects::EventObject::named(object)
+        .is_some_and(|o| o.kind() == salesforce_jwt::objects::ObjectKind::Standard);
+    let field = if standard { "Id" } else { "EventIdentifier" };
+    row[field].as_str().unwrap().to_string()
+}
+
+impl salesforce_jwt::collect::Sink for ObjectRecorder {
+    async fn begin(
+        &mut self,
+        _unit: &salesforce_jwt::collect::Unit<'_>,
+    ) -> Result<(), salesforce_jwt::Error> {
+        Ok(())
+    }
+    async fn write(
+        &mut self,
+        row: salesforce_jwt::collect::Row<'_>,
+    ) -> Result<(), salesforce_jwt::Error> {
+        let salesforce_jwt::collect::Row::Object { object, record } = row else {
+            panic!("an object row")
+        };
+        let object = object.name().to_string();
+        let key = object_row_key(&object, record.fields());
+        self.staged.push((object, key));
+        Ok(())
+    }
+    async fn commit(
+        &mut self,
+        _unit: &salesforce_jwt::collect::Unit<'_>,
+    ) -> Result<Option<u64>, salesforce_jwt::Error> {
+        self.committed.append(&mut self.staged);
+        Ok(None)
+    }
+    async fn rollback(
+        &mut self,
+        _unit: &salesforce_jwt::collect::Unit<'_>,
+    ) -> Result<(), salesforce_jwt::Error> {
+        self.staged.clear();
+        Ok(())
+    }
+}
+
+impl ObjectRecorder {
+    /// The committed keys of `object`, each delivered once (asserted).
+    pub fn keys(&self, object: &str) -> std::collections::BTreeSet<String> {
+        let keys: Vec<&String> = self
+            .committed
+            .iter()
+            .filter(|(o, _)| o == object)
+            .map(|(_, k)| k)
+            .collect();
+        let unique: std::collections::BTreeSet<String> =
+            keys.iter().map(|k| (*k).clone()).collect();
+        assert_eq!(
+            unique.len(),
+            keys.len(),
+            "{object}: a row was delivered twice"
+        );
+        unique
+    }
+
+    /// Every committed row once.
+    pub fn assert_no_repeat(&self) {
+        let unique: std::collections::BTreeSet<_> = self.committed.iter().collect();
+        assert_eq!(
+            unique.len(),
+            self.committed.len(),
+            "a row was delivered twice"
+        );
+    }
+}
