@@ -278,7 +278,8 @@ impl Source for EventLogFiles {
             encoding,
             sink.ecs_options(),
         );
-        let mut walk = Walk { committing: None };
+        // The file whose commit runs while the next one is written (at most one).
+        let mut committing: Option<Committing> = None;
         while let Some(prefetched) = downloads.next().await {
             if pass.stop_requested() {
                 pass.summary.stopped = true;
@@ -309,12 +310,15 @@ impl Source for EventLogFiles {
                     },
                 };
                 sink.begin(&Unit::LogFile(&file)).await?;
-                match self.deliver(sink, &file, source, pass, &mut walk).await? {
+                match self
+                    .deliver(sink, &file, source, pass, &mut committing)
+                    .await?
+                {
                     Ok(count) => break Ok(count),
                     Err((error, delivered)) => {
                         // The file before is recorded before this one is taken back and
                         // waited for again.
-                        self.settle(pass, &mut walk).await?;
+                        self.settle(pass, &mut committing).await?;
                         sink.rollback(&Unit::LogFile(&file)).await?;
                         pass.report.rows -= delivered;
                         if self
@@ -329,16 +333,16 @@ impl Source for EventLogFiles {
                 }
             };
             // Files are recorded in order: the one before first.
-            self.settle(pass, &mut walk).await?;
+            self.settle(pass, &mut committing).await?;
             match outcome {
                 Ok(rows) => {
                     let commit = sink.start_commit(&Unit::LogFile(&file)).await?;
                     let done = commit.is_done();
-                    walk.committing = Some(Committing { file, rows, commit });
+                    committing = Some(Committing { file, rows, commit });
                     if done {
                         // A sink that commits at once may rely on the save following its
                         // commit before the next file begins (PgSink does).
-                        self.settle(pass, &mut walk).await?;
+                        self.settle(pass, &mut committing).await?;
                     }
                 }
                 Err(error) if self.options.skip_failed_files && concerns_only_this_file(&error) => {
@@ -354,7 +358,7 @@ impl Source for EventLogFiles {
                 Err(error) => return Err(error),
             }
         }
-        self.settle(pass, &mut walk).await
+        self.settle(pass, &mut committing).await
     }
 }
 
@@ -368,13 +372,13 @@ impl EventLogFiles {
         file: &EventLogFile,
         source: Rows,
         pass: &mut Pass<'_, S>,
-        walk: &mut Walk,
+        committing: &mut Option<Committing>,
     ) -> Result<Result<u64, (Error, u64)>, Error> {
         let mut count = 0u64;
         match source {
             Rows::Encoded(mut records) => loop {
                 let Some(piece) = self
-                    .while_committing(records.next_encoded(), pass, walk)
+                    .while_committing(records.next_encoded(), pass, committing)
                     .await?
                 else {
                     break;
@@ -392,7 +396,7 @@ impl EventLogFiles {
                 }
             },
             Rows::Rows(mut rows) => loop {
-                let Some(row) = self.while_committing(rows.next(), pass, walk).await? else {
+                let Some(row) = self.while_committing(rows.next(), pass, committing).await? else {
                     break;
                 };
                 let written = match row {
@@ -421,13 +425,13 @@ impl EventLogFiles {
         &self,
         next: F,
         pass: &mut Pass<'_, S>,
-        walk: &mut Walk,
+        committing: &mut Option<Committing>,
     ) -> Result<F::Output, Error> {
         let mut next = std::pin::pin!(next);
-        if let Some(committing) = walk.committing.as_mut() {
-            match future::select(next.as_mut(), &mut committing.commit).await {
+        if let Some(running) = committing.as_mut() {
+            match future::select(next.as_mut(), &mut running.commit).await {
                 Either::Left((item, _)) => return Ok(item),
-                Either::Right((durable, _)) => self.record_committed(durable, pass, walk)?,
+                Either::Right((durable, _)) => self.record_committed(durable, pass, committing)?,
             }
         }
         Ok(next.await)
@@ -437,12 +441,12 @@ impl EventLogFiles {
     async fn settle<S: CheckpointStore + ?Sized>(
         &self,
         pass: &mut Pass<'_, S>,
-        walk: &mut Walk,
+        committing: &mut Option<Committing>,
     ) -> Result<(), Error> {
-        match walk.committing.as_mut() {
-            Some(committing) => {
-                let durable = (&mut committing.commit).await;
-                self.record_committed(durable, pass, walk)
+        match committing.as_mut() {
+            Some(running) => {
+                let durable = (&mut running.commit).await;
+                self.record_committed(durable, pass, committing)
             }
             None => Ok(()),
         }
@@ -453,9 +457,9 @@ impl EventLogFiles {
         &self,
         durable: Result<Option<u64>, Error>,
         pass: &mut Pass<'_, S>,
-        walk: &mut Walk,
+        committing: &mut Option<Committing>,
     ) -> Result<(), Error> {
-        let Some(Committing { file, rows, .. }) = walk.committing.take() else {
+        let Some(Committing { file, rows, .. }) = committing.take() else {
             return Ok(());
         };
         self.record(pass, &file, rows, durable?, None)
@@ -502,11 +506,6 @@ fn advance(
                 .retain(|day, _| day.rsplit(' ').next().is_some_and(|d| d >= oldest.as_str()));
         }
     }
-}
-
-/// The walk's file whose commit runs while the next one is written (at most one).
-struct Walk {
-    committing: Option<Committing>,
 }
 
 /// A delivered file whose commit was started ([`Sink::start_commit`]) and that the

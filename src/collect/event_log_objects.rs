@@ -376,17 +376,12 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walk<'_, '_, S, K> {
     }
 
     fn bound(&mut self, delivered: &mut BTreeMap<String, String>) -> Option<OffsetDateTime> {
-        let floor = bound_overlap(delivered, self.options.max_overlap_rows)?;
-        if !self.overlap_cut_logged {
-            self.overlap_cut_logged = true;
-            tracing::warn!(
-                object = %self.object,
-                floor = %sf_datetime::format(floor),
-                max_overlap_rows = self.options.max_overlap_rows,
-                "more rows inside the overlap than max_overlap_rows: rows up to the floor are not read again, so a row of that time published later is missed"
-            );
-        }
-        Some(floor)
+        bound_overlap(
+            delivered,
+            self.options.max_overlap_rows,
+            self.object,
+            &mut self.overlap_cut_logged,
+        )
     }
 
     /// Zero rows for `quiet_warning_after` looks like a missing permission: say so once.

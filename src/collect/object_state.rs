@@ -107,10 +107,13 @@ pub struct SkippedWindow {
 /// Cuts `delivered` (key -> datetime) to the `max` newest entries. Entries sharing the datetime
 /// at the cut go together, so that the returned floor (the newest datetime dropped) splits
 /// the rows cleanly: everything at or before it is forgotten, everything after it kept. `None`
-/// when nothing had to go.
+/// when nothing had to go. The first cut of a walk (`logged` false) is logged: rows of `object`
+/// at or before the floor that arrive later will be missed.
 pub(crate) fn bound_overlap(
     delivered: &mut BTreeMap<String, String>,
     max: usize,
+    object: &EventObject,
+    logged: &mut bool,
 ) -> Option<OffsetDateTime> {
     if delivered.len() <= max {
         return None;
@@ -122,6 +125,15 @@ pub(crate) fn bound_overlap(
     dates.sort_unstable_by(|a, b| b.cmp(a));
     let floor = *dates.get(max)?;
     delivered.retain(|_, d| sf_datetime::parse(d).is_ok_and(|d| d > floor));
+    if !*logged {
+        *logged = true;
+        tracing::warn!(
+            object = %object,
+            floor = %sf_datetime::format(floor),
+            max_overlap_rows = max,
+            "more rows inside the overlap than max_overlap_rows: rows up to the floor are not read again, so a row of that time that arrives later is missed"
+        );
+    }
     Some(floor)
 }
 

@@ -275,17 +275,12 @@ impl<S: CheckpointStore + ?Sized, K: Sink> Walker<'_, '_, S, K> {
         &mut self,
         delivered: &mut std::collections::BTreeMap<String, String>,
     ) -> Option<OffsetDateTime> {
-        let floor = bound_overlap(delivered, self.options.max_overlap_rows)?;
-        if !self.overlap_cut_logged {
-            self.overlap_cut_logged = true;
-            tracing::warn!(
-                object = %self.object,
-                floor = %sf_datetime::format(floor),
-                max_overlap_rows = self.options.max_overlap_rows,
-                "more rows inside the overlap than max_overlap_rows: rows up to the floor are not read again, so a row of that time that becomes queryable later is missed"
-            );
-        }
-        Some(floor)
+        bound_overlap(
+            delivered,
+            self.options.max_overlap_rows,
+            self.object,
+            &mut self.overlap_cut_logged,
+        )
     }
 
     /// Reports progress after a committed window or batch; whether the pass is asked to stop.
