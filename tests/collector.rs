@@ -730,7 +730,11 @@ async fn a_kill_in_the_very_first_file_of_a_first_run_resumes_exactly_once() {
     })
     .await;
     assert!(killed.unwrap_err().is_panic());
-    assert!(output_lines(&out).len() > 1, "torn rows reached the file");
+    assert_eq!(
+        output_lines(&out).len(),
+        1,
+        "no row of the killed file reached the output"
+    );
 
     let mut collector = org.collector(FileCheckpointStore::new(&state));
     let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
@@ -1671,4 +1675,146 @@ async fn delivery_figures_count_a_file_sent_again_once_and_follow_a_replacing_co
     );
     pass(&mut again, &mut sink).await.unwrap();
     assert_eq!(figures.get("EventLogFile").unwrap().rows, elf.rows + 7);
+}
+
+/// An `NdjsonFileSink` that samples the output's length after every call the collector makes
+/// (each write, commit and rollback) and after every checkpoint save it is told of: every
+/// length a shipper tailing the output could see between two steps.
+struct SamplesLength {
+    inner: NdjsonFileSink,
+    out: std::path::PathBuf,
+    lengths: Arc<std::sync::Mutex<Vec<u64>>>,
+    rollbacks: usize,
+}
+
+fn sample_length(out: &std::path::Path, lengths: &std::sync::Mutex<Vec<u64>>) {
+    let len = std::fs::metadata(out).unwrap().len();
+    let mut lengths = lengths.lock().unwrap();
+    if lengths.last() != Some(&len) {
+        lengths.push(len);
+    }
+}
+
+impl SamplesLength {
+    fn sample(&self) {
+        sample_length(&self.out, &self.lengths);
+    }
+}
+
+impl Sink for SamplesLength {
+    async fn begin(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        let begun = self.inner.begin(unit).await;
+        self.sample();
+        begun
+    }
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let written = self.inner.write(row).await;
+        self.sample();
+        written
+    }
+    fn encoded_format(&self) -> Option<salesforce_jwt::format::OutputFormat> {
+        self.inner.encoded_format()
+    }
+    async fn write_encoded(
+        &mut self,
+        file: &salesforce_jwt::event_log_file::EventLogFile,
+        lines: &[u8],
+    ) -> Result<(), Error> {
+        let written = self.inner.write_encoded(file, lines).await;
+        self.sample();
+        written
+    }
+    async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
+        let committed = self.inner.commit(unit).await;
+        self.sample();
+        committed
+    }
+    async fn start_commit(
+        &mut self,
+        unit: &Unit<'_>,
+    ) -> Result<salesforce_jwt::collect::PendingCommit, Error> {
+        let started = self.inner.start_commit(unit).await;
+        self.sample();
+        started
+    }
+    fn committed_position(&self) -> Option<u64> {
+        self.inner.committed_position()
+    }
+    fn output(&self) -> Option<String> {
+        self.inner.output()
+    }
+    fn save_listener(&mut self) -> Option<salesforce_jwt::collect::SaveListener> {
+        let inner = self.inner.save_listener()?;
+        let (out, lengths) = (self.out.clone(), Arc::clone(&self.lengths));
+        Some(salesforce_jwt::collect::SaveListener::new(
+            move |position| {
+                sample_length(&out, &lengths);
+                let saved = inner.saved(position);
+                sample_length(&out, &lengths);
+                saved
+            },
+        ))
+    }
+    async fn rollback(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        self.rollbacks += 1;
+        let rolled_back = self.inner.rollback(unit).await;
+        self.sample();
+        rolled_back
+    }
+}
+
+/// A shipper tailing the output reads it again from its start when it gets shorter (Filebeat
+/// does): a download that fails in the middle of a large file, after MBs of its rows were
+/// written, must leave the output as it was, and the file is delivered once after the retries.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_failing_mid_file_never_makes_the_output_shorter() {
+    let org = org().await;
+    let day = datetime!(2025-06-09 00:00 UTC);
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            org.mock.add_file(
+                MockLogFile::builder("API")
+                    .interval(Interval::Daily)
+                    .log_date(day + time::Duration::days(i))
+                    .sequence(0)
+                    .created_date(day + time::Duration::days(i) + time::Duration::hours(26))
+                    .rows(8_000)
+                    .seed(i as u64)
+                    .build(),
+            )
+        })
+        .collect();
+    // The second file is cut off half-way, twice.
+    let fired = org
+        .mock
+        .inject_times(on_file(&ids[1], Fault::TruncatedBody), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let store = FileCheckpointStore::new(dir.path().join("state.json"));
+    let mut collector = org.collector(store);
+    let inner = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
+    let mut sink = SamplesLength {
+        inner,
+        out: out.clone(),
+        lengths: Arc::default(),
+        rollbacks: 0,
+    };
+    let summary = pass(&mut collector, &mut sink).await.unwrap();
+    assert_eq!(summary.files, 3);
+    assert_eq!(org.mock.times_fired(fired), 2, "both faults fired");
+    assert_eq!(sink.rollbacks, 2, "rolled back after rows were written");
+    let lengths = sink.lengths.lock().unwrap().clone();
+    assert!(lengths.len() > 3, "{lengths:?}");
+    if let Some(w) = lengths.windows(2).find(|w| w[1] < w[0]) {
+        panic!(
+            "the output got shorter, {} -> {} bytes: {lengths:?}",
+            w[0], w[1]
+        );
+    }
+    drop(sink);
+    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+    assert_eq!(
+        collector.checkpoint().sink_position,
+        Some(std::fs::metadata(&out).unwrap().len())
+    );
 }

@@ -683,12 +683,17 @@ async fn interrupted_runs_resume_with_every_row_exactly_once() {
         .await;
         assert!(killed.unwrap_err().is_panic());
     }
-    let torn = std::fs::read_to_string(&out).unwrap().lines().count();
+    let before = std::fs::read(&out).unwrap();
     let position = store.get().and_then(|c| c.sink_position);
+    assert_eq!(
+        Some(before.len() as u64),
+        position,
+        "only committed rows reached the output"
+    );
     let mut sink = NdjsonFileSink::open(&out, position).unwrap();
     assert!(
-        std::fs::read_to_string(&out).unwrap().lines().count() < torn,
-        "the unconfirmed rows were cut off"
+        std::fs::read(&out).unwrap() == before,
+        "opening left the output as it was"
     );
     org.collector(objects, store, options)
         .run_pass(

@@ -277,6 +277,7 @@ impl<S: CheckpointStore> Collector<S> {
             stop,
             sources_total,
         );
+        pass.listener = sink.save_listener();
         match walk_sources(&mut pass, &self.sources, sink).await {
             Ok(()) => {}
             // Units committed so far are recorded; the source being read is taken up again

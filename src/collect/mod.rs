@@ -115,4 +115,4 @@ pub use object_options::EventLogObjectOptions;
 pub use object_options::{ObjectCollectorOptions, ObjectSummary};
 pub use object_state::{BigObjectState, KeysetPosition, KeysetState, QuietWatch, SkippedWindow};
 pub use options::{CollectorOptions, PassSummary, Progress};
-pub use sink::{Batch, PendingCommit, Row, Sink, Unit};
+pub use sink::{Batch, PendingCommit, Row, SaveListener, Sink, Unit};

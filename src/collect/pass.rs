@@ -11,6 +11,7 @@ use crate::client::JwtBearerClient;
 use crate::collect::checkpoint::{Checkpoint, CheckpointStore};
 use crate::collect::figures::DeliveryFigures;
 use crate::collect::options::{PassSummary, Progress};
+use crate::collect::sink::SaveListener;
 use crate::error::Error;
 
 /// One pass of a [`Collector`](crate::collect::Collector): what every source's walk borrows.
@@ -26,6 +27,9 @@ pub(crate) struct Pass<'p, S: ?Sized> {
     started: Instant,
     progress: &'p mut (dyn FnMut(&Progress) + Send),
     stop: &'p AtomicBool,
+    /// The sink's ([`Sink::save_listener`](crate::collect::Sink::save_listener)), told the
+    /// sink position after every save.
+    pub(crate) listener: Option<SaveListener>,
 }
 
 /// A committed unit, as the checkpoint and the figures count it.
@@ -65,6 +69,7 @@ impl<'p, S: CheckpointStore + ?Sized> Pass<'p, S> {
             started: Instant::now(),
             progress,
             stop,
+            listener: None,
         }
     }
 
@@ -93,6 +98,12 @@ impl<'p, S: CheckpointStore + ?Sized> Pass<'p, S> {
             // buffering meanwhile (bounded), and this works on any runtime flavour.
             self.store.save(&next)?;
             *self.checkpoint = next;
+        }
+        // After the save, never before: a sink that appends on this word must find its rows
+        // recorded, or a crash between the two would deliver them twice. Its error ends the
+        // pass with the unit recorded: such a sink finishes the work when it is opened again.
+        if let (Some(listener), Some(position)) = (&self.listener, self.checkpoint.sink_position) {
+            listener.saved(position)?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -195,6 +196,16 @@ pub trait Sink: Send {
         None
     }
 
+    /// A listener the collector tells, after every checkpoint save, the sink position the
+    /// checkpoint now records: for a sink that holds committed rows back until the checkpoint
+    /// names them ([`NdjsonFileSink`](crate::sink::NdjsonFileSink) appends a unit's rows to its
+    /// file only then, so that the file never holds rows to take back). The collector asks for
+    /// it at the start of every pass; a sink that was never asked may take each commit as
+    /// recorded at once. `None` (the default) for sinks that do not care.
+    fn save_listener(&mut self) -> Option<SaveListener> {
+        None
+    }
+
     /// Which output the positions refer to (for a file, its absolute path), recorded in
     /// [`Checkpoint::output`](crate::collect::Checkpoint::output) by the first pass; a later
     /// pass with a sink naming another output is refused. `None` (the default) when positions
@@ -237,6 +248,31 @@ pub trait Sink: Send {
             file.id
         ));
         async move { Err(refused) }
+    }
+}
+
+/// Told each sink position a checkpoint save recorded ([`Sink::save_listener`]). Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct SaveListener(Arc<dyn Fn(u64) -> Result<(), Error> + Send + Sync>);
+
+impl SaveListener {
+    /// A listener calling `saved` with each recorded position. `saved` may take the time of
+    /// a write (the collector waits for it, so that a pass's rows are in place when the pass
+    /// returns) and fails when the sink cannot do what the record allows.
+    pub fn new(saved: impl Fn(u64) -> Result<(), Error> + Send + Sync + 'static) -> Self {
+        SaveListener(Arc::new(saved))
+    }
+
+    /// The checkpoint now records `position` (positions only grow; an older one is harmless).
+    pub fn saved(&self, position: u64) -> Result<(), Error> {
+        (self.0)(position)
+    }
+}
+
+impl fmt::Debug for SaveListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SaveListener")
     }
 }
 

@@ -1,8 +1,9 @@
 //! Where collected rows go: NDJSON to a file, exactly once ([`NdjsonFileSink`]), or to any
 //! stream, at least once ([`NdjsonSink`]); both implement the one [`Sink`] trait.
 //!
-//! A file output and its restart protocol: a commit reports the file's length, which the
-//! checkpoint saves; reopening at that position cuts off whatever came after it.
+//! A file output only grows: a unit's rows are staged beside it and appended once the
+//! checkpoint records the unit's end (the collector tells the sink through
+//! [`Sink::save_listener`]); a restart finishes an append a crash interrupted.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -24,31 +25,31 @@
 //! });
 //!
 //! let mut sink = NdjsonFileSink::open(&path, None)?;
+//! let saved = sink.save_listener().unwrap(); // what a Collector asks for
 //! sink.begin(&unit).await?;
 //! sink.write(Row::Object { object: &trail, record: &row }).await?;
 //! let committed = sink.commit(&unit).await?; // the length the checkpoint saves
+//! assert_eq!(std::fs::metadata(&path).unwrap().len(), 0); // staged, not yet in the output
+//! saved.saved(committed.unwrap())?; // the checkpoint recorded it: appended now
 //! sink.begin(&unit).await?;
 //! sink.write(Row::Object { object: &trail, record: &row }).await?;
-//! drop(sink); // a crash before this second commit
+//! drop(sink); // a crash before this second commit: its row never reaches the output
 //!
-//! let sink = NdjsonFileSink::open(&path, committed)?; // cut back to the checkpoint
+//! let sink = NdjsonFileSink::open(&path, committed)?; // goes on from the checkpoint
 //! assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
 //! # drop(sink); std::fs::remove_dir_all(&dir).unwrap();
 //! # Ok(()) }
 //! ```
 
-use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use futures_util::FutureExt as _;
-use futures_util::future::{BoxFuture, Shared};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use crate::collect::checkpoint::sync_dir;
-use crate::collect::{PendingCommit, Row, Sink, Unit};
+use crate::collect::{PendingCommit, Row, SaveListener, Sink, Unit};
 use crate::error::Error;
 use crate::event_log_file::{EventLogFile, LogRecord};
 use crate::format::ecs::EcsOptions;
@@ -57,8 +58,9 @@ use crate::format::{OutputFormat, ecs, rfc3339_millis};
 use crate::objects::{EventObject, ObjectRecord};
 
 mod output_file;
+mod staging;
 
-use output_file::OutputFile;
+use staging::{Committed, Stager};
 
 /// A row as the NDJSON sinks write it: every CSV column under its header name with typed
 /// values, plus `EventLogFileId`, `EventType`, `LogDate`, `Interval` and `Sequence`. Datetimes,
@@ -306,16 +308,25 @@ impl<W: Write + Send> Sink for NdjsonSink<W> {
     }
 }
 
-/// Writes NDJSON to a file with exactly-once rows across crashes.
+/// Writes NDJSON to a file with exactly-once rows across crashes, and a file that only grows.
 ///
-/// `commit` flushes and fsyncs and reports the file's length; the collector stores it in
-/// the checkpoint. Through [`Sink::start_commit`] the fsync runs on a blocking thread
-/// while the collector writes the next file. On restart, [`open`](Self::open) truncates
-/// anything past that length (rows of a file that was not confirmed), and `rollback` does
-/// the same after a failed file.
+/// A unit's rows are staged beside the output (in memory, then in a hidden staging file) and
+/// appended only once the collector's checkpoint records the unit's end, which the collector
+/// tells through [`Sink::save_listener`]: the output never holds rows that could be taken
+/// back, so a download that fails mid-file or a crash leaves it as it was, and a shipper
+/// tailing it never sees it shrink. The commit makes the staged rows durable and reports the
+/// unit's end, which the checkpoint saves; through [`Sink::start_commit`] that sync runs on the
+/// append thread while the collector writes the next file. Opening the output again after a
+/// crash between the save and the append finishes the append from the staging file
+/// ([`open`](Self::open)).
+///
+/// Used without a collector (nobody asked for its save listener), each commit counts as
+/// recorded at once: [`Sink::commit`] returns once its rows are in the output, and a commit
+/// started with [`Sink::start_commit`] is appended in the background (dropping the sink waits
+/// for it).
 ///
 /// On Linux, whole 4 KiB blocks of the output go straight to the disk (`O_DIRECT`) where the
-/// filesystem allows it, and only each commit's last partial block through the page cache: the
+/// filesystem allows it, and only each append's last partial block through the page cache: the
 /// kernel's copy of every byte into the cache, and its writeback, were a quarter to a half of
 /// the collector's CPU. A reader of the output (a shipper tailing it) then reads it from the
 /// disk. Where `O_DIRECT` is refused, everything goes through the page cache.
@@ -324,60 +335,19 @@ pub struct NdjsonFileSink {
     path: PathBuf,
     /// The absolute path, for [`Sink::output`].
     output: String,
-    ndjson: NdjsonSink<OutputFile>,
+    ndjson: NdjsonSink<Stager>,
     committed: u64,
-    writeback: Writeback,
-}
-
-/// Bytes written after which the sink asks the disk, in the background, for what it wrote so
-/// far (see [`Writeback`]).
-const WRITEBACK_BYTES: u64 = 16 << 20;
-
-/// An fdatasync started on a blocking thread every [`WRITEBACK_BYTES`] and not waited for, so
-/// that the disk writes while rows are still arriving. Without it a file's lines reach the disk
-/// only in the commit's fdatasync (the kernel starts writeback on its own only past a tenth of
-/// the memory), and with files of hundreds of MB the pass stood still for most of a second at
-/// every commit: about 2.7 s of a 10 s pass with six 116 MB files in ECS, measured with
-/// strace. A commit's own sync is started the same way ([`Sink::start_commit`]).
-///
-/// Each sync waits for the one before it and fails with its error: an error is reported to
-/// one fdatasync only, so a commit must fail if an earlier background one failed.
-#[derive(Default)]
-struct Writeback {
-    /// Bytes written when the last one started.
-    started_at: u64,
-    /// The last one started; it resolves once it and all before it did.
-    running: Option<BackgroundSync>,
-}
-
-/// An fdatasync of the output on a blocking thread, awaited by the sink and by the commit it
-/// was started for.
-type BackgroundSync = Shared<BoxFuture<'static, Result<(), Error>>>;
-
-impl Writeback {
-    /// The outcome of the last one started, if it has finished.
-    fn finished(&self) -> Option<Result<(), Error>> {
-        self.running.as_ref()?.clone().now_or_never()
-    }
-}
-
-impl fmt::Debug for Writeback {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Writeback")
-            .field("started_at", &self.started_at)
-            .field("running", &self.running.is_some())
-            .finish()
-    }
+    /// Whether the collector tells its saves (its save listener was asked for): until then a
+    /// commit counts as recorded at once.
+    listened: bool,
 }
 
 impl NdjsonFileSink {
-    /// Opens (or creates) `path` to go on from `checkpoint`: the file is cut back to the
-    /// checkpoint's [`sink_position`](crate::collect::Checkpoint::sink_position), as with
-    /// [`open`](Self::open), but only after checking that the checkpoint belongs to this file
+    /// Opens (or creates) `path` to go on from `checkpoint`, as with [`open`](Self::open), but
+    /// only after checking that the checkpoint belongs to this file
     /// ([`Checkpoint::output`](crate::collect::Checkpoint::output)). A checkpoint of another
-    /// output is refused before the file is touched, so reusing a checkpoint with the wrong
-    /// output never cuts back an unrelated file. (A checkpoint migrated from version 1 names
-    /// no output and cannot be checked; the first pass records this one.)
+    /// output is refused before the file is touched. (A checkpoint migrated from version 1
+    /// names no output and cannot be checked; the first pass records this one.)
     pub fn resume(
         path: impl AsRef<Path>,
         checkpoint: &crate::collect::Checkpoint,
@@ -402,11 +372,15 @@ impl NdjsonFileSink {
 
     /// Opens (or creates) `path` at a position, without checking which output the checkpoint
     /// belongs to: prefer [`resume`](Self::resume). `committed` is the checkpoint's
-    /// [`sink_position`](crate::collect::Checkpoint::sink_position): the file is cut back to
-    /// it. With `None` (no checkpoint yet) new rows are appended after what the file holds.
+    /// [`sink_position`](crate::collect::Checkpoint::sink_position). With `None` (no checkpoint
+    /// yet) new rows are appended after what the file holds.
     ///
-    /// A file shorter than `committed` is refused: rows that were delivered are missing from it,
-    /// so it was truncated or replaced by something else.
+    /// A file shorter than `committed` lost the append a crash interrupted: it is finished from
+    /// the staging file that holds the unit ending at `committed`. Without one, the file is
+    /// refused: rows that were delivered are missing from it, so it was truncated or replaced.
+    /// A file longer than `committed` holds rows no checkpoint recorded, which this sink never
+    /// writes (an older version, which wrote rows before their commit, or another program did):
+    /// it is cut back to `committed`, with a warning.
     pub fn open(path: impl AsRef<Path>, committed: Option<u64>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let context = |what: &str| format!("{what} the output file {}", path.display());
@@ -446,8 +420,8 @@ impl NdjsonFileSink {
         }
         match file.try_lock() {
             Ok(()) => {}
-            // Two collectors appending to one output would interleave and cut back each
-            // other's rows. The lock is released when the sink is dropped or the process dies.
+            // Two collectors appending to one output would interleave their rows and their
+            // staging files. The lock is released when the sink is dropped or the process dies.
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(Error::io(
                     format!(
@@ -469,33 +443,39 @@ impl NdjsonFileSink {
         let committed = match committed {
             None => len,
             Some(c) if len < c => {
-                return Err(Error::Checkpoint {
-                    path: path.clone(),
-                    message: format!(
-                        "the output holds {len} bytes but the checkpoint says {c} bytes were \
-                         delivered: the output was truncated or replaced. Restore it, or start \
-                         over with a new checkpoint"
-                    ),
-                });
+                let recovered = staging::recover(&path, &file, len, c)
+                    .map_err(|e| Error::io(context("finishing an interrupted append to"), e))?;
+                if !recovered {
+                    return Err(Error::Checkpoint {
+                        path: path.clone(),
+                        message: format!(
+                            "the output holds {len} bytes but the checkpoint says {c} bytes \
+                             were delivered, and no staging file beside it holds the missing \
+                             rows: the output was truncated or replaced. Restore it, or start \
+                             over with a new checkpoint"
+                        ),
+                    });
+                }
+                c
             }
             Some(c) => c,
         };
         if len > committed {
-            tracing::info!(path = %path.display(), discarded = len - committed, "discarding rows of an unconfirmed file from an earlier run");
+            tracing::warn!(path = %path.display(), discarded = len - committed, "the output holds bytes past what the checkpoint records (written by an older version before their commit, or by another program); cutting them off");
+            file.set_len(committed)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io(context("cutting back"), e))?;
         }
         let name = path.display().to_string();
         let output = output_name(&path)?;
-        let out = OutputFile::new(file, &path, committed)
-            .map_err(|e| Error::io(context("reading the end of"), e))?;
-        let mut sink = NdjsonFileSink {
+        let stager = Stager::start(&path, file, committed)?;
+        Ok(NdjsonFileSink {
             path,
             output,
-            ndjson: NdjsonSink::named(out, name),
+            ndjson: NdjsonSink::named(stager, name),
             committed,
-            writeback: Writeback::default(),
-        };
-        sink.cut_back()?;
-        Ok(sink)
+            listened: false,
+        })
     }
 
     /// Writes `format` (see [`NdjsonSink::with_format`]). One output file should hold one
@@ -516,39 +496,25 @@ impl NdjsonFileSink {
         &self.path
     }
 
-    fn cut_back(&mut self) -> Result<(), Error> {
-        let committed = self.committed;
-        let path = self.path.display().to_string();
-        self.ndjson.out.discard();
-        let file = self.ndjson.out.file();
-        file.set_len(committed)
-            .map_err(|e| Error::io(format!("truncating {path}"), e))?;
-        file.sync_all()
-            .map_err(|e| Error::io(format!("syncing {path}"), e))?;
-        self.reload()
-    }
-
-    /// Points the writer at the committed end, once the file was cut there.
-    fn reload(&mut self) -> Result<(), Error> {
-        let committed = self.committed;
-        self.ndjson
-            .out
-            .reload(committed)
-            .map_err(|e| Error::io(format!("reading the end of {}", self.path.display()), e))
+    /// Checks the sink and the append thread before a unit's work.
+    fn guard(&mut self) -> Result<(), Error> {
+        self.ndjson.guard()?;
+        let checked = self.ndjson.out.check();
+        self.ndjson.poison_on_error(checked)
     }
 }
 
-/// Log-file and object rows share one committed position, so one checkpoint cuts the file
-/// back whatever source wrote last.
+/// Log-file and object rows share one committed position, so one checkpoint covers the file
+/// whatever source wrote last.
 impl Sink for NdjsonFileSink {
     async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
-        self.check_background()
+        self.guard()?;
+        let begun = self.ndjson.out.begin();
+        self.ndjson.poison_on_error(begun)
     }
 
     async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
-        self.ndjson.write(row).await?;
-        self.start_writeback_if_due();
-        Ok(())
+        self.ndjson.write(row).await
     }
 
     fn encoded_format(&self) -> Option<OutputFormat> {
@@ -560,22 +526,47 @@ impl Sink for NdjsonFileSink {
     }
 
     async fn write_encoded(&mut self, file: &EventLogFile, lines: &[u8]) -> Result<(), Error> {
-        self.ndjson.write_encoded(file, lines).await?;
-        self.start_writeback_if_due();
-        Ok(())
+        self.ndjson.write_encoded(file, lines).await
     }
 
+    /// Without a save listener (no collector), returns once the rows are in the output, as a
+    /// commit counts as recorded at once.
     async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
-        self.ndjson.commit(unit).await?;
-        self.commit_now().await
+        let position = self.start_commit(unit).await?.await?;
+        if let (false, Some(end)) = (self.listened, position) {
+            let appended = self.ndjson.out.listener();
+            let done = tokio::task::spawn_blocking(move || appended.saved(end)).await;
+            match done {
+                Ok(done) => self.ndjson.poison_on_error(done)?,
+                Err(e) => {
+                    return Err(Error::Internal(format!(
+                        "waiting for the output's append failed: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(position)
     }
 
-    async fn start_commit(&mut self, unit: &Unit<'_>) -> Result<PendingCommit, Error> {
-        self.ndjson.commit(unit).await?;
-        let (sync, position) = self.start_commit_sync()?;
-        Ok(PendingCommit::running(async move {
-            sync.await.map(|()| Some(position))
-        }))
+    async fn start_commit(&mut self, _unit: &Unit<'_>) -> Result<PendingCommit, Error> {
+        self.guard()?;
+        let committed = self.ndjson.out.commit(!self.listened);
+        let committed = self.ndjson.poison_on_error(committed)?;
+        Ok(match committed {
+            Committed::Empty(position) => PendingCommit::done(Some(position)),
+            Committed::Staging(position, durable) => {
+                // Final at once: a rollback of the next unit must keep this one.
+                self.committed = position;
+                PendingCommit::running(async move {
+                    match durable.await {
+                        Ok(staged) => staged.map(|()| Some(position)),
+                        Err(_) => Err(Error::Internal(
+                            "the output's append thread ended before staging a unit".into(),
+                        )),
+                    }
+                })
+            }
+        })
     }
 
     fn committed_position(&self) -> Option<u64> {
@@ -586,118 +577,15 @@ impl Sink for NdjsonFileSink {
         Some(self.output.clone())
     }
 
+    fn save_listener(&mut self) -> Option<SaveListener> {
+        self.listened = true;
+        Some(self.ndjson.out.listener())
+    }
+
     async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.ndjson.guard()?;
-        let rolled_back = self.cut_back_in_background().await;
+        let rolled_back = self.ndjson.out.rollback();
         self.ndjson.poison_on_error(rolled_back)
-    }
-}
-
-impl NdjsonFileSink {
-    /// Starts a [`Writeback`] once [`WRITEBACK_BYTES`] were written since the last one, unless
-    /// that one still runs. Only an optimization: when the handle cannot be duplicated, the
-    /// commit's sync does all the work, as without it.
-    fn start_writeback_if_due(&mut self) {
-        // Direct writes are on the disk already (but for the device's cache, which the
-        // commit's sync flushes).
-        if self.ndjson.out.is_direct() {
-            return;
-        }
-        if self.ndjson.written - self.writeback.started_at < WRITEBACK_BYTES {
-            return;
-        }
-        if self.writeback.running.is_some() && self.writeback.finished().is_none() {
-            return;
-        }
-        let what = format!("syncing {} in the background", self.path.display());
-        let _ = self.start_sync(what);
-    }
-
-    /// Starts an fdatasync of everything written so far on a blocking thread, after the one
-    /// running (see [`Writeback`]).
-    fn start_sync(&mut self, what: String) -> Result<BackgroundSync, Error> {
-        let handle = self
-            .ndjson
-            .out
-            .file()
-            .try_clone()
-            .map_err(|e| Error::io(format!("{what}: duplicating the file handle"), e))?;
-        // Started now, not when first polled: a commit's sync is awaited only after the next
-        // file was written.
-        let task = tokio::task::spawn_blocking(move || handle.sync_data());
-        let previous = self.writeback.running.take();
-        let sync = async move {
-            if let Some(previous) = previous {
-                previous.await?;
-            }
-            blocking_outcome(what, task.await)
-        }
-        .boxed()
-        .shared();
-        self.writeback.started_at = self.ndjson.written;
-        self.writeback.running = Some(sync.clone());
-        Ok(sync)
-    }
-
-    /// Starts the sync of a commit (the buffer already flushed) and moves the committed
-    /// position to where the output ends: a rollback of the next file must keep this one.
-    fn start_commit_sync(&mut self) -> Result<(BackgroundSync, u64), Error> {
-        let path = self.path.display().to_string();
-        let position = self.ndjson.out.position();
-        let started = self
-            .start_sync(format!("syncing {path}"))
-            .map(|sync| (sync, position));
-        let (sync, position) = self.ndjson.poison_on_error(started)?;
-        self.committed = position;
-        Ok((sync, position))
-    }
-
-    /// A commit waited for (the buffer already flushed): the position, durable.
-    async fn commit_now(&mut self) -> Result<Option<u64>, Error> {
-        let before = self.committed;
-        let (sync, position) = self.start_commit_sync()?;
-        if let Err(e) = self.ndjson.poison_on_error(sync.await) {
-            self.committed = before;
-            return Err(e);
-        }
-        Ok(Some(position))
-    }
-
-    /// Fails, poisoning the sink, when a sync that finished meanwhile failed: after a commit
-    /// that failed in the background, the next file stops before its first row.
-    fn check_background(&mut self) -> Result<(), Error> {
-        self.ndjson.guard()?;
-        if let Some(Err(e)) = self.writeback.finished() {
-            self.writeback.running = None;
-            return self.ndjson.poison_on_error(Err(e));
-        }
-        Ok(())
-    }
-
-    /// Waits for the running [`Writeback`], if any; its error is the output's.
-    async fn finish_writeback(&mut self) -> Result<(), Error> {
-        match self.writeback.running.take() {
-            Some(sync) => sync.await,
-            None => Ok(()),
-        }
-    }
-
-    /// [`cut_back`](Self::cut_back) with the truncation and fsync on a blocking thread.
-    async fn cut_back_in_background(&mut self) -> Result<(), Error> {
-        self.finish_writeback().await?;
-        self.ndjson.out.discard();
-        let committed = self.committed;
-        let path = self.path.display().to_string();
-        on_blocking_thread(
-            self.ndjson.out.file(),
-            format!("cutting {path} back to {committed} bytes"),
-            move |f| {
-                f.set_len(committed)?;
-                f.sync_all()
-            },
-        )
-        .await?;
-        self.reload()
     }
 }
 
@@ -722,35 +610,6 @@ fn output_name(path: &Path) -> Result<String, Error> {
     Ok(resolved.to_string_lossy().into_owned())
 }
 
-/// Runs `work` (an fsync, a truncation) on a duplicate handle of `file` on tokio's blocking
-/// threads, so that a slow disk does not stall the runtime thread, whatever its flavour.
-async fn on_blocking_thread(
-    file: &File,
-    what: String,
-    work: impl FnOnce(&File) -> std::io::Result<()> + Send + 'static,
-) -> Result<(), Error> {
-    let handle = file
-        .try_clone()
-        .map_err(|e| Error::io(format!("{what}: duplicating the file handle"), e))?;
-    blocking_outcome(
-        what,
-        tokio::task::spawn_blocking(move || work(&handle)).await,
-    )
-}
-
-/// The error of a file operation run on a blocking thread, described as `what`.
-fn blocking_outcome(
-    what: String,
-    outcome: Result<std::io::Result<()>, tokio::task::JoinError>,
-) -> Result<(), Error> {
-    match outcome {
-        Ok(done) => done.map_err(|e| Error::io(what, e)),
-        Err(e) => Err(Error::Internal(format!(
-            "{what}: the blocking task failed: {e}"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -761,131 +620,148 @@ mod tests {
         crate::event_log_file::test_file()
     }
 
-    #[tokio::test]
-    async fn through_the_page_cache_the_disk_is_asked_for_written_lines_before_the_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sink = NdjsonFileSink::open(dir.path().join("out.ndjson"), None).unwrap();
-        sink.ndjson.out.without_direct().unwrap();
-        let file = file();
-        let lines = vec![b'x'; 1 << 20];
-        for _ in 0..(WRITEBACK_BYTES >> 20) - 1 {
-            sink.write_encoded(&file, &lines).await.unwrap();
-        }
-        assert!(
-            sink.writeback.running.is_none(),
-            "not before WRITEBACK_BYTES"
-        );
-        sink.write_encoded(&file, &lines).await.unwrap();
-        assert!(sink.writeback.running.is_some(), "started");
-        assert_eq!(sink.writeback.started_at, WRITEBACK_BYTES);
-        assert_eq!(
-            sink.commit(&Unit::LogFile(&file)).await.unwrap(),
-            Some(WRITEBACK_BYTES)
-        );
-        assert!(
-            matches!(sink.writeback.finished(), Some(Ok(()))),
-            "the commit's sync, after the background one, finished"
-        );
+    fn len(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
     }
 
-    /// Direct writes are on the disk when they return: no writeback runs beside them, and the
-    /// commit still syncs (the device's cache, the file's length).
+    /// A unit written and committed through a collector's protocol: nothing reaches the output
+    /// before the save listener hears the unit's end, everything once it did.
     #[tokio::test]
-    async fn direct_writes_start_no_writeback() {
+    async fn rows_reach_the_output_only_once_the_checkpoint_records_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.ndjson");
         let mut sink = NdjsonFileSink::open(&path, None).unwrap();
-        if !sink.ndjson.out.is_direct() {
-            return;
-        }
+        let listener = sink.save_listener().unwrap();
         let file = file();
-        let lines = vec![b'x'; 1 << 20];
-        for _ in 0..(WRITEBACK_BYTES >> 20) + 1 {
-            sink.write_encoded(&file, &lines).await.unwrap();
-        }
-        assert!(sink.writeback.running.is_none());
-        sink.write_encoded(&file, b"\n").await.unwrap();
-        let position = WRITEBACK_BYTES + (1 << 20) + 1;
-        assert_eq!(
-            sink.commit(&Unit::LogFile(&file)).await.unwrap(),
-            Some(position)
-        );
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), position);
-    }
-
-    /// What a background sync that failed leaves for the next one to find.
-    fn failed_sync(what: &str) -> BackgroundSync {
-        let error = Error::io(what, std::io::Error::other("EIO"));
-        async move { Err(error) }.boxed().shared()
-    }
-
-    #[tokio::test]
-    async fn a_failed_background_sync_fails_the_commit_and_poisons_the_sink() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sink = NdjsonFileSink::open(dir.path().join("out.ndjson"), None).unwrap();
-        let file = file();
-        sink.write_encoded(&file, b"{}\n").await.unwrap();
-        // An EIO is reported to one fdatasync only, so the commit's own sync would not see it.
-        sink.writeback.running = Some(failed_sync("syncing out.ndjson in the background"));
-        let error = sink
-            .commit(&Unit::LogFile(&file))
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("in the background") && error.contains("EIO"),
-            "{error}"
-        );
-        assert!(
-            sink.write_encoded(&file, b"{}\n").await.is_err(),
-            "poisoned"
-        );
-        assert_eq!(Sink::committed_position(&sink), Some(0));
-    }
-
-    #[tokio::test]
-    async fn a_started_commit_is_final_at_once_and_durable_when_it_resolves() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.ndjson");
-        let mut sink = NdjsonFileSink::open(&path, None).unwrap();
-        let file = file();
+        let unit = Unit::LogFile(&file);
+        sink.begin(&unit).await.unwrap();
         sink.write_encoded(&file, b"{\"a\":1}\n").await.unwrap();
-        let pending = sink.start_commit(&Unit::LogFile(&file)).await.unwrap();
-        assert!(!pending.is_done(), "the sync runs in the background");
+        assert_eq!(sink.commit(&unit).await.unwrap(), Some(8));
+        assert_eq!(len(&path), 0, "committed but not recorded");
         assert_eq!(Sink::committed_position(&sink), Some(8));
-        // The next file is written and fails before the commit was waited for: its rollback
-        // keeps the committed file.
-        sink.begin(&Unit::LogFile(&file)).await.unwrap();
-        sink.write_encoded(&file, b"{\"b\":2}\n").await.unwrap();
-        sink.rollback(&Unit::LogFile(&file)).await.unwrap();
-        assert_eq!(pending.await.unwrap(), Some(8));
+        listener.saved(8).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");
     }
 
+    /// A unit that fails mid-way after rows were written leaves the output as it was, even
+    /// when it is larger than a slot's memory (so part of it reached its staging file).
     #[tokio::test]
-    async fn a_started_commit_that_fails_stops_the_next_file_and_poisons_the_sink() {
+    async fn a_rollback_never_touches_the_output() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = NdjsonFileSink::open(dir.path().join("out.ndjson"), None).unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = NdjsonFileSink::open(&path, None).unwrap();
+        let listener = sink.save_listener().unwrap();
         let file = file();
+        let unit = Unit::LogFile(&file);
+        sink.begin(&unit).await.unwrap();
         sink.write_encoded(&file, b"{}\n").await.unwrap();
-        sink.writeback.running = Some(failed_sync("syncing out.ndjson in the background"));
-        let mut pending = sink.start_commit(&Unit::LogFile(&file)).await.unwrap();
-        let error = (&mut pending).await.unwrap_err().to_string();
-        assert!(error.contains("EIO"), "{error}");
-        assert_eq!(
-            pending.await.unwrap_err().to_string(),
-            error,
-            "the same outcome when polled again"
-        );
-        let next = sink
-            .begin(&Unit::LogFile(&file))
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(next.contains("EIO"), "{next}");
-        assert!(
-            sink.write_encoded(&file, b"{}\n").await.is_err(),
-            "poisoned"
-        );
+        let first = sink.commit(&unit).await.unwrap().unwrap();
+        listener.saved(first).unwrap();
+        sink.begin(&unit).await.unwrap();
+        let line = vec![b'x'; 1 << 20];
+        for _ in 0..20 {
+            sink.write_encoded(&file, &line).await.unwrap();
+        }
+        sink.rollback(&unit).await.unwrap();
+        assert_eq!(len(&path), 3);
+        sink.begin(&unit).await.unwrap();
+        sink.write_encoded(&file, b"{\"b\":2}\n").await.unwrap();
+        let second = sink.commit(&unit).await.unwrap().unwrap();
+        listener.saved(second).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}\n{\"b\":2}\n");
+    }
+
+    /// A unit larger than a slot's memory is read back from its staging file for the append.
+    #[tokio::test]
+    async fn a_unit_larger_than_memory_is_appended_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = NdjsonFileSink::open(&path, None).unwrap();
+        let listener = sink.save_listener().unwrap();
+        let file = file();
+        let unit = Unit::LogFile(&file);
+        sink.begin(&unit).await.unwrap();
+        let mut expected = Vec::new();
+        for i in 0..40u8 {
+            let piece = vec![b'a' + i % 26; (1 << 20) + 7 * usize::from(i)];
+            sink.write_encoded(&file, &piece).await.unwrap();
+            expected.extend_from_slice(&piece);
+        }
+        let end = sink.commit(&unit).await.unwrap().unwrap();
+        assert_eq!(end, expected.len() as u64);
+        listener.saved(end).unwrap();
+        assert!(std::fs::read(&path).unwrap() == expected);
+    }
+
+    /// The pipeline the collector runs: the next unit is written while the one before commits.
+    #[tokio::test]
+    async fn a_started_commit_is_final_at_once_and_appended_once_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = NdjsonFileSink::open(&path, None).unwrap();
+        let listener = sink.save_listener().unwrap();
+        let file = file();
+        let unit = Unit::LogFile(&file);
+        sink.begin(&unit).await.unwrap();
+        sink.write_encoded(&file, b"{\"a\":1}\n").await.unwrap();
+        let pending = sink.start_commit(&unit).await.unwrap();
+        assert_eq!(Sink::committed_position(&sink), Some(8));
+        // The next file is written and fails before the commit was waited for: its rollback
+        // keeps the committed file.
+        sink.begin(&unit).await.unwrap();
+        sink.write_encoded(&file, b"{\"b\":2}\n").await.unwrap();
+        sink.rollback(&unit).await.unwrap();
+        assert_eq!(pending.await.unwrap(), Some(8));
+        listener.saved(8).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");
+    }
+
+    /// Committing unit after unit without telling the saves would fill every slot with rows
+    /// the sink may not append: refused, rather than waiting for ever.
+    #[tokio::test]
+    async fn units_no_checkpoint_records_do_not_pile_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = NdjsonFileSink::open(&path, None).unwrap();
+        let _listener = sink.save_listener().unwrap();
+        let file = file();
+        let unit = Unit::LogFile(&file);
+        let mut refused = None;
+        for _ in 0..staging::SLOTS + 1 {
+            if let Err(e) = sink.begin(&unit).await {
+                refused = Some(e.to_string());
+                break;
+            }
+            sink.write_encoded(&file, b"{}\n").await.unwrap();
+            sink.commit(&unit).await.unwrap();
+        }
+        let refused = refused.expect("refused before the slots ran out");
+        assert!(refused.contains("save listener"), "{refused}");
+        drop(sink);
+        assert_eq!(len(&path), 0, "nothing recorded, nothing appended");
+    }
+
+    /// Without a collector (no save listener asked for), a commit counts as recorded: its
+    /// rows are appended in the background, and dropping the sink waits for them.
+    #[tokio::test]
+    async fn without_a_listener_commits_are_appended_and_drop_waits_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = NdjsonFileSink::open(&path, None).unwrap();
+        let file = file();
+        let unit = Unit::LogFile(&file);
+        for _ in 0..10 {
+            sink.begin(&unit).await.unwrap();
+            sink.write_encoded(&file, b"{}\n").await.unwrap();
+            sink.commit(&unit).await.unwrap();
+        }
+        drop(sink);
+        assert_eq!(len(&path), 30);
+        for index in 0..staging::SLOTS {
+            assert!(
+                !staging::staging_path(&path, index).exists(),
+                "staging files are removed once nothing needs them"
+            );
+        }
     }
 }

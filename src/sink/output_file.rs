@@ -46,8 +46,8 @@ pub(super) struct OutputFile {
     file: File,
     /// The same file opened with `O_DIRECT`, while direct writes work.
     direct: Option<File>,
-    /// `CAPACITY + BLOCK` bytes, never reallocated; the buffer is the aligned
-    /// `storage[start..start + CAPACITY]`.
+    /// `capacity + BLOCK` bytes, never reallocated; the buffer is the aligned
+    /// `storage[start..start + capacity]`.
     storage: Vec<u8>,
     start: usize,
     /// Bytes in the buffer.
@@ -57,13 +57,27 @@ pub(super) struct OutputFile {
     /// Where the buffer's first byte belongs in the file; a multiple of [`BLOCK`] while
     /// `direct` is set.
     base: u64,
+    /// The buffer's size: [`CAPACITY`], or more for a staging file that keeps a whole unit
+    /// in memory; a multiple of [`BLOCK`].
+    capacity: usize,
 }
 
 impl OutputFile {
     /// Writes `file`, opened at `path`, after its first `position` bytes (which it must hold).
     pub(super) fn new(file: File, path: &Path, position: u64) -> io::Result<Self> {
+        Self::with_capacity(file, path, position, CAPACITY)
+    }
+
+    /// [`new`](Self::new) with a buffer of `capacity` bytes (rounded up to a [`BLOCK`]).
+    pub(super) fn with_capacity(
+        file: File,
+        path: &Path,
+        position: u64,
+        capacity: usize,
+    ) -> io::Result<Self> {
+        let capacity = capacity.max(BLOCK).div_ceil(BLOCK) * BLOCK;
         let direct = open_direct(path);
-        let storage = vec![0u8; CAPACITY + BLOCK];
+        let storage = vec![0u8; capacity + BLOCK];
         // Below BLOCK: the offset to the next BLOCK boundary of a byte pointer. (`min` only
         // keeps the slice in bounds should the standard library ever give up, as it may.)
         let start = storage.as_ptr().align_offset(BLOCK).min(BLOCK);
@@ -75,6 +89,7 @@ impl OutputFile {
             len: 0,
             in_file: 0,
             base: 0,
+            capacity,
         };
         out.reload(position)?;
         Ok(out)
@@ -85,7 +100,8 @@ impl OutputFile {
         &self.file
     }
 
-    /// Whether whole blocks bypass the page cache (so no background writeback is needed).
+    /// Whether whole blocks bypass the page cache.
+    #[cfg(test)]
     pub(super) fn is_direct(&self) -> bool {
         self.direct.is_some()
     }
@@ -108,6 +124,47 @@ impl OutputFile {
     /// `BufWriter`, nothing is written only to be cut.
     pub(super) fn discard(&mut self) {
         self.len = self.in_file;
+    }
+
+    /// The bytes written since `from`, when the buffer still holds all of them (nothing was
+    /// written out of it since the writer started at `from`).
+    pub(super) fn memory_since(&self, from: u64) -> Option<&[u8]> {
+        (self.base == from).then(|| &self.storage[self.start..self.start + self.len])
+    }
+
+    /// Writes what the buffer holds that the file does not, like [`flush`](Write::flush), but
+    /// keeps every byte in the buffer (a flush lets whole blocks go): a staging file's unit
+    /// stays in memory for its append.
+    pub(super) fn persist(&mut self) -> io::Result<()> {
+        let start = self.start;
+        let mut from = self.in_file;
+        if let Some(direct) = &self.direct {
+            let first = from - from % BLOCK;
+            let whole = self.len - self.len % BLOCK;
+            if whole > first {
+                match write_all_at(
+                    direct,
+                    &self.storage[start + first..start + whole],
+                    self.base + first as u64,
+                ) {
+                    Ok(()) => from = from.max(whole),
+                    Err(e) if refuses_direct(&e) => {
+                        tracing::debug!(error = %e, "the filesystem refuses direct writes to a staging file; writing through the page cache");
+                        self.direct = None;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if from < self.len {
+            write_all_at(
+                &self.file,
+                &self.storage[start + from..start + self.len],
+                self.base + from as u64,
+            )?;
+        }
+        self.in_file = self.len;
+        Ok(())
     }
 
     /// Goes on after the first `position` bytes of the file, once it was cut there: the
@@ -173,12 +230,12 @@ impl Write for OutputFile {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let mut rest = bytes;
         while !rest.is_empty() {
-            let take = rest.len().min(CAPACITY - self.len);
+            let take = rest.len().min(self.capacity - self.len);
             let at = self.start + self.len;
             self.storage[at..at + take].copy_from_slice(&rest[..take]);
             self.len += take;
             rest = &rest[take..];
-            if self.len == CAPACITY {
+            if self.len == self.capacity {
                 self.write_blocks()?;
             }
         }
@@ -223,17 +280,17 @@ fn refuses_direct(e: &io::Error) -> bool {
 }
 
 #[cfg(unix)]
-fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+pub(super) fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
     file.write_all_at(bytes, offset)
 }
 
 #[cfg(unix)]
-fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<()> {
+pub(super) fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<()> {
     file.read_exact_at(bytes, offset)
 }
 
 #[cfg(windows)]
-fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+pub(super) fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
     use std::os::windows::fs::FileExt as _;
     in_parts(bytes.len(), offset, io::ErrorKind::WriteZero, |done, at| {
         file.seek_write(&bytes[done..], at)
@@ -241,7 +298,7 @@ fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
 }
 
 #[cfg(windows)]
-fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<()> {
+pub(super) fn read_exact_at(file: &File, bytes: &mut [u8], offset: u64) -> io::Result<()> {
     use std::os::windows::fs::FileExt as _;
     in_parts(
         bytes.len(),

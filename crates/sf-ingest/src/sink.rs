@@ -4,7 +4,7 @@ use std::io::{BufWriter, Stdout};
 use std::path::Path;
 
 use salesforce_jwt::Error;
-use salesforce_jwt::collect::{Checkpoint, PendingCommit, Row, Sink, Unit};
+use salesforce_jwt::collect::{Checkpoint, PendingCommit, Row, SaveListener, Sink, Unit};
 use salesforce_jwt::event_log_file::EventLogFile;
 use salesforce_jwt::sink::{NdjsonFileSink, NdjsonSink};
 
@@ -144,6 +144,15 @@ impl Sink for OutputSink {
             OutputSink::Stdout(s) => s.output(),
             OutputSink::Postgres(s) => s.output(),
             OutputSink::Elasticsearch(s) => s.output(),
+        }
+    }
+
+    fn save_listener(&mut self) -> Option<SaveListener> {
+        match self {
+            OutputSink::File(s) => s.save_listener(),
+            OutputSink::Stdout(s) => s.save_listener(),
+            OutputSink::Postgres(s) => s.save_listener(),
+            OutputSink::Elasticsearch(s) => s.save_listener(),
         }
     }
 

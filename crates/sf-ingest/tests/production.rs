@@ -383,3 +383,85 @@ async fn a_postgres_checkpoint_records_its_org_and_refuses_another_leaving_the_r
     );
     assert_eq!(rows().await, before);
 }
+
+/// The output's length, sampled as fast as a thread can until `done` is set: every change a
+/// shipper tailing the file could see.
+fn sample_lengths(
+    path: std::path::PathBuf,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<u64>> {
+    std::thread::spawn(move || {
+        let mut seen: Vec<u64> = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if seen.last() != Some(&len) {
+                seen.push(len);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        seen
+    })
+}
+
+/// Issue 21 item 4: log shippers tail `--out FILE` and read it again from its start when it
+/// shrinks. `sf-ingest --out FILE` killed with SIGKILL in the middle of its files, four times
+/// at different points, then run to the end: the file never got shorter at any moment, and it
+/// holds every row exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_output_only_grows_across_sigkills_and_holds_every_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = demo_key(dir.path(), "demo.key");
+    chmod(&key, 0o600);
+    let org = MockOrg::start().await;
+    add_files(&org, 12, 3_000);
+    let out = dir.path().join("events.ndjson");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_lengths(out.clone(), std::sync::Arc::clone(&done));
+    let command = || {
+        let mut cmd = sf_ingest_for(&org, &key);
+        cmd.args(["--since", "7d", "--concurrency", "2", "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    // Killed once the output grew past a point (the first kill before anything was appended),
+    // so that each kill lands mid-run whatever the machine's speed.
+    let mut kills = 0;
+    for grown_past in [0u64, 1, 2_000_000, 4_000_000] {
+        let before = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        let mut child = command().spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+                break;
+            }
+            if grown_past == 0 || len > before + grown_past {
+                child.kill().unwrap();
+                kills += 1;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let _ = child.wait();
+    }
+    assert!(kills >= 3, "the kills landed mid-run: {kills}");
+    let output = run(&mut command());
+    assert!(output.status.success(), "{}", stderr(&output));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let lengths = sampler.join().unwrap();
+    if let Some(w) = lengths.windows(2).find(|w| w[1] < w[0]) {
+        panic!(
+            "the output got shorter, {} -> {} bytes: {lengths:?}",
+            w[0], w[1]
+        );
+    }
+    assert_eq!(rows_in_output(&out), rows_in_org(&org));
+    let staging: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("staging"))
+        .collect();
+    assert!(staging.is_empty(), "left after a clean run: {staging:?}");
+}

@@ -1,0 +1,678 @@
+//! A unit's rows on their way into the output file: staged beside it, appended once the
+//! checkpoint records them, so that the output only ever grows.
+//!
+//! Why: log shippers tail the output, and Filebeat reads a file again from its start when it
+//! gets shorter. Writing rows straight into the output and cutting it back after a failed
+//! download (or on a restart after a crash) delivered them twice downstream.
+//!
+//! The protocol, per unit (an EventLogFile, an object's window):
+//!
+//! 1. rows go to a *slot*: memory (up to [`MEMORY`]), then the slot's staging file
+//!    (`.NAME.staging-N` beside the output) for what does not fit;
+//! 2. the commit writes the slot to its staging file with a header naming where the unit
+//!    starts in the output and how long it is, and syncs it (on the append thread); the
+//!    commit resolves then, and the collector saves its checkpoint with the unit's end;
+//! 3. the save listener ([`crate::collect::Sink::save_listener`]) wakes the append thread,
+//!    which appends the unit (from memory when it fitted, else read back from the staging
+//!    file) and syncs the output before the slot is used again.
+//!
+//! A crash between 2 and 3 leaves the output shorter than the checkpoint says: opening it
+//! again finds the staging file whose unit ends at the checkpoint's position and appends the
+//! part that is missing ([`recover`]). A crash before the save leaves the output as the
+//! checkpoint has it: the unit is collected again. Nothing is ever appended that the checkpoint
+//! does not record, so nothing is ever cut back.
+//!
+//! [`SLOTS`] slots: the collector writes the next unit while the one before it commits and
+//! appends, so with three, beginning a unit waits at most for an append already under way.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use super::output_file::{OutputFile, read_exact_at, write_all_at};
+use crate::collect::SaveListener;
+use crate::error::Error;
+
+/// Slots: one being written, one committing, one appending.
+pub(super) const SLOTS: usize = 3;
+
+/// The staging file's header block: where the unit starts in the output and its length. Rows
+/// start after it, block-aligned for direct writes.
+const HEADER: u64 = 4096;
+
+/// A slot keeps this much of a unit in memory, so that its append need not read it back from
+/// the disk; a larger unit's rest is read back. Typical daily files of 5,000 rows encode to
+/// 2-10 MB; three slots cost at most three times this.
+const MEMORY: usize = 16 << 20;
+
+/// The first line of a staging file's header.
+const MAGIC: &str = "salesforce-jwt staged rows v1";
+
+/// Where slot `index` of `output` stages its rows: a hidden file beside it, so that a shipper
+/// reading `*.ndjson` in the directory does not take it for output.
+pub(super) fn staging_path(output: &Path, index: usize) -> PathBuf {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!(".{name}.staging-{index}"))
+}
+
+/// One unit's rows: in memory, then in its staging file.
+struct Slot {
+    index: usize,
+    out: OutputFile,
+}
+
+impl Slot {
+    fn open(output: &Path, index: usize) -> io::Result<Slot> {
+        let path = staging_path(output, index);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let out = OutputFile::with_capacity(file, &path, HEADER, MEMORY)?;
+        Ok(Slot { index, out })
+    }
+
+    /// The unit's bytes so far.
+    fn len(&self) -> u64 {
+        self.out.position() - HEADER
+    }
+
+    /// Empties the slot for a unit (what the file holds past the header is overwritten, and
+    /// the header says how much of it counts).
+    fn reset(&mut self) -> io::Result<()> {
+        self.out.discard();
+        self.out.reload(HEADER)
+    }
+
+    /// Makes the unit durable in the staging file, with `start`, its place in the output.
+    fn stage(&mut self, start: u64) -> io::Result<()> {
+        self.out.persist()?;
+        let header = Header {
+            start,
+            length: self.len(),
+        };
+        write_all_at(self.out.file(), &header.block(), 0)?;
+        self.out.file().sync_data()
+    }
+
+    /// Appends the unit to `output` (which must end at its start): from memory when it fitted,
+    /// else read back from the staging file.
+    fn append_to(&self, output: &mut OutputFile) -> io::Result<()> {
+        match self.out.memory_since(HEADER) {
+            Some(bytes) => output.write_all(bytes)?,
+            None => copy_range(self.out.file(), HEADER, self.len(), output)?,
+        }
+        output.flush()
+    }
+}
+
+/// Writes `length` bytes of `from` at `offset` to `to`, a MiB at a time.
+fn copy_range(from: &File, offset: u64, length: u64, to: &mut impl Write) -> io::Result<()> {
+    let mut piece = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    while done < length {
+        let n = piece.len().min((length - done) as usize);
+        read_exact_at(from, &mut piece[..n], offset + done)?;
+        to.write_all(&piece[..n])?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// What a staging file's first block says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    /// Where the unit's first byte goes in the output.
+    start: u64,
+    length: u64,
+}
+
+impl Header {
+    fn block(&self) -> Vec<u8> {
+        let mut block = format!(
+            "{MAGIC}\nstart={}\nlength={}\nend\n",
+            self.start, self.length
+        )
+        .into_bytes();
+        block.resize(HEADER as usize, 0);
+        block
+    }
+
+    fn parse(block: &[u8]) -> Option<Header> {
+        let text = std::str::from_utf8(block.split(|&b| b == 0).next()?).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != MAGIC {
+            return None;
+        }
+        let start = lines.next()?.strip_prefix("start=")?.parse().ok()?;
+        let length = lines.next()?.strip_prefix("length=")?.parse().ok()?;
+        (lines.next()? == "end").then_some(Header { start, length })
+    }
+}
+
+/// Finishes an append a crash interrupted: the output (`file`, `len` bytes) is shorter than
+/// the `committed` length the checkpoint records, and a staging file holds the unit that ends
+/// there. Returns whether one did (the output then ends at `committed`, synced).
+pub(super) fn recover(output: &Path, file: &File, len: u64, committed: u64) -> io::Result<bool> {
+    for index in 0..SLOTS {
+        let path = staging_path(output, index);
+        let staged = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let mut block = vec![0u8; HEADER as usize];
+        if read_exact_at(&staged, &mut block, 0).is_err() {
+            continue;
+        }
+        let Some(header) = Header::parse(&block) else {
+            continue;
+        };
+        let holds = staged.metadata()?.len() >= HEADER + header.length;
+        if header.start > len || header.start + header.length != committed || !holds {
+            continue;
+        }
+        let done = len - header.start;
+        let mut to = AtOffset { file, at: len };
+        copy_range(&staged, HEADER + done, header.length - done, &mut to)?;
+        file.sync_data()?;
+        tracing::info!(output = %output.display(), appended = committed - len, "finished appending rows the checkpoint records, from their staging file");
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Writes at a moving offset of a file (no shared cursor).
+struct AtOffset<'f> {
+    file: &'f File,
+    at: u64,
+}
+
+impl Write for AtOffset<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        write_all_at(self.file, bytes, self.at)?;
+        self.at += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A committed unit on its way to the output.
+struct Job {
+    slot: Slot,
+    start: u64,
+    end: u64,
+    /// Told once the unit is durable in its staging file.
+    durable: oneshot::Sender<Result<(), Error>>,
+}
+
+/// What the sink and the append thread share, under one lock (never held across an await or
+/// an I/O call).
+struct State {
+    /// The highest output position a checkpoint records: units ending there may be appended.
+    saved: u64,
+    /// The output's length: units appended so far end here.
+    appended: u64,
+    /// Where the last committed unit ends.
+    committed: u64,
+    jobs: VecDeque<Job>,
+    /// Units durable in their staging files, oldest first.
+    staged: VecDeque<Staged>,
+    /// Where each committed unit whose slot is not free again ends, oldest first.
+    unfinished: VecDeque<u64>,
+    free: Vec<Slot>,
+    /// The sink is being dropped: append what is recorded, drop the rest.
+    closing: bool,
+    /// An append failed: the output's end is unknown, so nothing more is appended; the
+    /// checkpoint's units are appended from their staging files on the next open.
+    failed: Option<Error>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; a poisoned one still holds a sound state.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The sink's side: the slot being written, and the append thread.
+pub(super) struct Stager {
+    shared: Arc<Shared>,
+    current: Option<Slot>,
+    /// Where the current unit starts in the output.
+    start: u64,
+    thread: Option<JoinHandle<()>>,
+    output: PathBuf,
+}
+
+/// How a commit goes on.
+pub(super) enum Committed {
+    /// Nothing to stage (no rows): the position is final at once.
+    Empty(u64),
+    /// The unit ends at this position once the receiver says it is durable.
+    Staging(u64, oneshot::Receiver<Result<(), Error>>),
+}
+
+impl Stager {
+    /// Stages units for `output` (`file`, opened and locked), which ends at `position`.
+    pub(super) fn start(output: &Path, file: File, position: u64) -> Result<Stager, Error> {
+        let context = |e| {
+            Error::io(
+                format!("opening the staging files of {}", output.display()),
+                e,
+            )
+        };
+        let mut free = Vec::with_capacity(SLOTS);
+        for index in (0..SLOTS).rev() {
+            free.push(Slot::open(output, index).map_err(context)?);
+        }
+        let out = OutputFile::new(file, output, position)
+            .map_err(|e| Error::io(format!("reading the end of {}", output.display()), e))?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                saved: position,
+                appended: position,
+                committed: position,
+                jobs: VecDeque::new(),
+                staged: VecDeque::new(),
+                unfinished: VecDeque::new(),
+                free,
+                closing: false,
+                failed: None,
+            }),
+            changed: Condvar::new(),
+        });
+        let name = output.display().to_string();
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("output-append".into())
+                .spawn(move || append_loop(&shared, out, &name))
+                .map_err(|e| {
+                    Error::io(
+                        format!("starting the append thread of {}", output.display()),
+                        e,
+                    )
+                })?
+        };
+        Ok(Stager {
+            shared,
+            current: None,
+            start: position,
+            thread: Some(thread),
+            output: output.to_path_buf(),
+        })
+    }
+
+    /// Fails when an append failed.
+    pub(super) fn check(&self) -> Result<(), Error> {
+        match &self.shared.lock().failed {
+            None => Ok(()),
+            Some(e) => Err(e.clone()),
+        }
+    }
+
+    /// An empty slot for the next unit. Waits, if all are taken, for the append under way
+    /// (a disk write, which never needs this thread); refuses to wait for a save that only the
+    /// caller could make.
+    fn slot(&mut self) -> io::Result<&mut Slot> {
+        if self.current.is_none() {
+            let mut state = self.shared.lock();
+            let slot = loop {
+                if let Some(slot) = state.free.pop() {
+                    break slot;
+                }
+                if let Some(e) = &state.failed {
+                    return Err(io::Error::other(e.to_string()));
+                }
+                let unrecorded = state.unfinished.iter().filter(|&&end| end > state.saved);
+                if unrecorded.count() >= SLOTS - 1 {
+                    return Err(io::Error::other(
+                        "every staging slot holds a committed unit that no checkpoint recorded: \
+                         tell the sink's save listener each committed position once it is saved \
+                         before beginning another unit",
+                    ));
+                }
+                state = self.shared.wait(state);
+            };
+            drop(state);
+            let mut slot = slot;
+            slot.reset()?;
+            self.current = Some(slot);
+        }
+        match self.current.as_mut() {
+            Some(slot) => Ok(slot),
+            None => Err(io::Error::other("no staging slot")),
+        }
+    }
+
+    /// Begins a unit: an empty slot.
+    pub(super) fn begin(&mut self) -> Result<(), Error> {
+        self.check()?;
+        let path = self.output.display().to_string();
+        let slot = self
+            .slot()
+            .map_err(|e| Error::io(format!("staging rows for {path}"), e))?;
+        slot.reset()
+            .map_err(|e| Error::io(format!("staging rows for {path}"), e))
+    }
+
+    /// Forgets the current unit's rows: nothing of them reached the output.
+    pub(super) fn rollback(&mut self) -> Result<(), Error> {
+        if let Some(slot) = self.current.as_mut() {
+            slot.reset()
+                .map_err(|e| Error::io(format!("staging rows for {}", self.output.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Commits the current unit: hands it to the append thread to be staged, and, with
+    /// `recorded` (no save listener), counts it as recorded at once.
+    pub(super) fn commit(&mut self, recorded: bool) -> Result<Committed, Error> {
+        self.check()?;
+        let length = self.current.as_ref().map_or(0, Slot::len);
+        if length == 0 {
+            return Ok(Committed::Empty(self.start));
+        }
+        let Some(slot) = self.current.take() else {
+            return Ok(Committed::Empty(self.start));
+        };
+        let (start, end) = (self.start, self.start + length);
+        let (durable, staged) = oneshot::channel();
+        let mut state = self.shared.lock();
+        state.jobs.push_back(Job {
+            slot,
+            start,
+            end,
+            durable,
+        });
+        state.committed = end;
+        state.unfinished.push_back(end);
+        if recorded {
+            state.saved = state.saved.max(end);
+        }
+        drop(state);
+        self.shared.changed.notify_all();
+        self.start = end;
+        Ok(Committed::Staging(end, staged))
+    }
+
+    /// What the collector tells after each checkpoint save: appends the units the checkpoint
+    /// now records, and returns once they are written to the output.
+    pub(super) fn listener(&self) -> SaveListener {
+        let shared = Arc::clone(&self.shared);
+        let output = self.output.display().to_string();
+        SaveListener::new(move |position| {
+            let mut state = shared.lock();
+            state.saved = state.saved.max(position);
+            shared.changed.notify_all();
+            let wanted = position.min(state.committed);
+            while state.appended < wanted && state.failed.is_none() {
+                state = shared.wait(state);
+            }
+            match &state.failed {
+                None => Ok(()),
+                Some(e) => Err(Error::sink(
+                    format!(
+                        "appending recorded rows to {output} failed; the checkpoint records \
+                         them, and they are appended from their staging file when the output \
+                         is opened again"
+                    ),
+                    e.clone(),
+                    true,
+                )),
+            }
+        })
+    }
+}
+
+impl Drop for Stager {
+    /// Appends what the checkpoint records, drops what it does not (collected again on the
+    /// next run), and removes the staging files once nothing needs them.
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if self.shared.lock().failed.is_none() {
+            for index in 0..SLOTS {
+                let _ = std::fs::remove_file(staging_path(&self.output, index));
+            }
+        }
+    }
+}
+
+impl Write for Stager {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.slot()?.out.write_all(bytes)?;
+        Ok(bytes.len())
+    }
+
+    /// Rows stay in the slot until the commit.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Stager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stager")
+            .field("start", &self.start)
+            .field(
+                "current",
+                &self.current.as_ref().map(|s| (s.index, s.len())),
+            )
+            .finish()
+    }
+}
+
+/// The append thread's next piece of work.
+enum Work {
+    Stage(Job),
+    Append(Staged),
+}
+
+/// A unit durable in its staging file, waiting for the checkpoint to record it.
+struct Staged {
+    slot: Slot,
+    start: u64,
+    end: u64,
+}
+
+/// The append thread: stages each committed unit at once, in order, and appends each staged
+/// one once the checkpoint records it. Staging never waits for a save, so a caller that
+/// commits without saving gets its commits (and is refused a slot later, not left hanging).
+fn append_loop(shared: &Shared, mut output: OutputFile, name: &str) {
+    loop {
+        let work = {
+            let mut state = shared.lock();
+            loop {
+                if let Some(job) = state.jobs.pop_front() {
+                    break Work::Stage(job);
+                }
+                let recorded = state.staged.front().is_some_and(|s| s.end <= state.saved);
+                if recorded
+                    && state.failed.is_none()
+                    && let Some(staged) = state.staged.pop_front()
+                {
+                    break Work::Append(staged);
+                }
+                if state.closing {
+                    // What the checkpoint does not record is collected again by the next run.
+                    let left: Vec<Staged> = state.staged.drain(..).collect();
+                    drop(state);
+                    for staged in left {
+                        free(shared, staged.slot, staged.end);
+                    }
+                    return;
+                }
+                state = shared.wait(state);
+            }
+        };
+        match work {
+            Work::Stage(job) => stage(shared, job, name),
+            Work::Append(staged) => append(shared, staged, &mut output, name),
+        }
+    }
+}
+
+/// Makes a committed unit durable in its staging file and tells the commit.
+fn stage(shared: &Shared, job: Job, name: &str) {
+    let Job {
+        mut slot,
+        start,
+        end,
+        durable,
+    } = job;
+    let failed = shared.lock().failed.clone();
+    let staged = match failed {
+        Some(e) => Err(e),
+        None => slot
+            .stage(start)
+            .map_err(|e| Error::io(format!("staging rows for {name}"), e)),
+    };
+    let ok = staged.is_ok();
+    // The receiver is gone when the collector stopped waiting; the unit then is not saved.
+    let _ = durable.send(staged);
+    if ok {
+        shared.lock().staged.push_back(Staged { slot, start, end });
+        shared.changed.notify_all();
+    } else {
+        free(shared, slot, end);
+    }
+}
+
+/// Appends a recorded unit and syncs the output before its slot is used again.
+fn append(shared: &Shared, staged: Staged, output: &mut OutputFile, name: &str) {
+    let Staged { slot, start, end } = staged;
+    let appended = if output.position() == start {
+        slot.append_to(output)
+    } else {
+        Err(io::Error::other(format!(
+            "the output ends at byte {} where the unit starts at {start}",
+            output.position()
+        )))
+    };
+    match appended {
+        Ok(()) => {
+            shared.lock().appended = end;
+            shared.changed.notify_all();
+            // Durable before the slot's staging file is overwritten by another unit.
+            if let Err(e) = output.file().sync_data() {
+                shared.lock().failed = Some(Error::io(format!("syncing {name}"), e));
+            }
+        }
+        Err(e) => {
+            shared.lock().failed = Some(Error::io(format!("appending rows to {name}"), e));
+        }
+    }
+    free(shared, slot, end);
+}
+
+/// Gives a slot back once its unit (ending at `end`) was appended or given up.
+fn free(shared: &Shared, slot: Slot, end: u64) {
+    let mut state = shared.lock();
+    if let Some(i) = state.unfinished.iter().position(|&e| e == end) {
+        state.unfinished.remove(i);
+    }
+    state.free.push(slot);
+    drop(state);
+    shared.changed.notify_all();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_header_reads_back_and_anything_else_is_no_header() {
+        let header = Header {
+            start: 12_345,
+            length: 678,
+        };
+        assert_eq!(Header::parse(&header.block()), Some(header));
+        assert_eq!(Header::parse(&[0u8; 4096]), None);
+        let mut other = header.block();
+        other[0] = b'X';
+        assert_eq!(Header::parse(&other), None);
+    }
+
+    /// What a crash between the checkpoint's save and the end of the append leaves: an output
+    /// holding part of the unit (or none of it), the unit whole in a staging file.
+    fn crashed_mid_append(dir: &Path, appended: usize) -> PathBuf {
+        let path = dir.join("events.ndjson");
+        let unit = b"{\"b\":2}\n{\"c\":3}\n";
+        let mut output = b"{\"a\":1}\n".to_vec();
+        output.extend_from_slice(&unit[..appended]);
+        std::fs::write(&path, &output).unwrap();
+        // Another slot holds an older unit, which must not be taken for this one.
+        let older = Header {
+            start: 0,
+            length: 8,
+        };
+        let mut staged = older.block();
+        staged.extend_from_slice(b"{\"a\":1}\n");
+        std::fs::write(staging_path(&path, 0), &staged).unwrap();
+        let header = Header {
+            start: 8,
+            length: unit.len() as u64,
+        };
+        let mut staged = header.block();
+        staged.extend_from_slice(unit);
+        std::fs::write(staging_path(&path, 2), &staged).unwrap();
+        path
+    }
+
+    #[test]
+    fn opening_finishes_an_append_a_crash_interrupted() {
+        for appended in [0, 5, 15] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = crashed_mid_append(dir.path(), appended);
+            let sink = crate::sink::NdjsonFileSink::open(&path, Some(24)).unwrap();
+            drop(sink);
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n",
+                "after {appended} bytes of the unit"
+            );
+        }
+    }
+
+    /// A checkpoint past the output with no staging file holding the rest: the output lost
+    /// rows; it is refused and left as it was.
+    #[test]
+    fn an_output_shorter_than_any_staged_unit_explains_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crashed_mid_append(dir.path(), 5);
+        let error = crate::sink::NdjsonFileSink::open(&path, Some(30))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("truncated or replaced"), "{error}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 13);
+    }
+}
