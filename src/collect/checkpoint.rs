@@ -66,11 +66,12 @@ pub struct Checkpoint {
     /// ([`Sink::output`](crate::collect::Sink::output)), e.g. the output file's
     /// absolute path. Recorded by the first pass; a later pass (or
     /// [`NdjsonFileSink::resume`](crate::sink::NdjsonFileSink::resume)) with another
-    /// output is refused, so a checkpoint never cuts back an unrelated file.
+    /// output is refused, so a checkpoint is never applied to an unrelated file.
     #[serde(default)]
     pub output: Option<String>,
-    /// How far the output was durably written when the last file was confirmed (for example a
-    /// file length). A restart truncates anything the output holds past it.
+    /// How far the output reaches with the last unit confirmed (for example a file length). A
+    /// restart goes on from there: an output file shorter than this gets the rest from its
+    /// staging file.
     pub sink_position: Option<u64>,
     /// Each source's position, by key (see the type's documentation).
     pub sources: BTreeMap<String, SourceState>,

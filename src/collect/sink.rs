@@ -129,10 +129,12 @@ pub enum Row<'a> {
 ///   checkpoint's: a difference means a commit, checkpoint save or rollback failed earlier,
 ///   and the pass is refused with an [`Error::Sink`] rather than going on from a position
 ///   nobody can prove.
-/// - On restart, open the sink at the checkpoint's `sink_position` and **cut back** everything
-///   past it before taking rows: that is the unit whose commit the checkpoint never recorded,
-///   and it is delivered again. [`NdjsonFileSink::resume`](crate::sink::NdjsonFileSink::resume)
-///   does this.
+/// - On restart, open the sink at the checkpoint's `sink_position` and drop everything past
+///   it before taking rows: that is the unit whose commit the checkpoint never recorded, and
+///   it is delivered again. A sink whose readers must never see rows taken back keeps them
+///   from the output until the checkpoint records them instead ([`Sink::save_listener`]):
+///   [`NdjsonFileSink::resume`](crate::sink::NdjsonFileSink::resume) does this, and finishes
+///   on restart an append the checkpoint recorded but a crash interrupted.
 /// - `output` names the output, so a checkpoint is never applied to another one.
 ///
 /// A sink without positions (`None` everywhere, like
