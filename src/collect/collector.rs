@@ -278,7 +278,11 @@ impl<S: CheckpointStore> Collector<S> {
             sources_total,
         );
         pass.listener = sink.save_listener();
-        match walk_sources(&mut pass, &self.sources, sink).await {
+        let walked = walk_sources(&mut pass, &self.sources, sink).await;
+        // Whatever the outcome, what the checkpoint records is in the output when the pass
+        // returns (a sink that appends in the background finishes here).
+        let settled = pass.listener.as_ref().map_or(Ok(()), |l| l.settle());
+        match walked.and(settled) {
             Ok(()) => {}
             // Units committed so far are recorded; the source being read is taken up again
             // from its last committed position by the next pass.

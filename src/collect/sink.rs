@@ -256,19 +256,43 @@ pub trait Sink: Send {
 /// Told each sink position a checkpoint save recorded ([`Sink::save_listener`]). Cheap to
 /// clone.
 #[derive(Clone)]
-pub struct SaveListener(Arc<dyn Fn(u64) -> Result<(), Error> + Send + Sync>);
+pub struct SaveListener {
+    saved: Callback<u64>,
+    settle: Option<Callback<()>>,
+}
+
+/// A listener's callback.
+type Callback<T> = Arc<dyn Fn(T) -> Result<(), Error> + Send + Sync>;
 
 impl SaveListener {
-    /// A listener calling `saved` with each recorded position. `saved` may take the time of
-    /// a write (the collector waits for it, so that a pass's rows are in place when the pass
-    /// returns) and fails when the sink cannot do what the record allows.
+    /// A listener calling `saved` with each recorded position. The collector calls it on its
+    /// own task after each save, so it should hand work over rather than do it (a sink that
+    /// appends recorded rows wakes its writer); it fails when the sink already failed.
     pub fn new(saved: impl Fn(u64) -> Result<(), Error> + Send + Sync + 'static) -> Self {
-        SaveListener(Arc::new(saved))
+        SaveListener {
+            saved: Arc::new(saved),
+            settle: None,
+        }
+    }
+
+    /// What the collector calls when a pass ends, whatever its outcome: returns once the work
+    /// the recorded positions allowed is done (the rows are in the output), or with why not.
+    pub fn with_settle(
+        mut self,
+        settle: impl Fn() -> Result<(), Error> + Send + Sync + 'static,
+    ) -> Self {
+        self.settle = Some(Arc::new(move |()| settle()));
+        self
     }
 
     /// The checkpoint now records `position` (positions only grow; an older one is harmless).
     pub fn saved(&self, position: u64) -> Result<(), Error> {
-        (self.0)(position)
+        (self.saved)(position)
+    }
+
+    /// The pass ended: waits for the work the saves allowed.
+    pub fn settle(&self) -> Result<(), Error> {
+        self.settle.as_ref().map_or(Ok(()), |settle| settle(()))
     }
 }
 

@@ -30,7 +30,8 @@
 //! sink.write(Row::Object { object: &trail, record: &row }).await?;
 //! let committed = sink.commit(&unit).await?; // the length the checkpoint saves
 //! assert_eq!(std::fs::metadata(&path).unwrap().len(), 0); // staged, not yet in the output
-//! saved.saved(committed.unwrap())?; // the checkpoint recorded it: appended now
+//! saved.saved(committed.unwrap())?; // the checkpoint recorded it: to be appended
+//! saved.settle()?; // what the collector calls when a pass ends: appended
 //! sink.begin(&unit).await?;
 //! sink.write(Row::Object { object: &trail, record: &row }).await?;
 //! drop(sink); // a crash before this second commit: its row never reaches the output
@@ -533,9 +534,9 @@ impl Sink for NdjsonFileSink {
     /// commit counts as recorded at once.
     async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
         let position = self.start_commit(unit).await?.await?;
-        if let (false, Some(end)) = (self.listened, position) {
+        if !self.listened {
             let appended = self.ndjson.out.listener();
-            let done = tokio::task::spawn_blocking(move || appended.saved(end)).await;
+            let done = tokio::task::spawn_blocking(move || appended.settle()).await;
             match done {
                 Ok(done) => self.ndjson.poison_on_error(done)?,
                 Err(e) => {
@@ -640,6 +641,7 @@ mod tests {
         assert_eq!(len(&path), 0, "committed but not recorded");
         assert_eq!(Sink::committed_position(&sink), Some(8));
         listener.saved(8).unwrap();
+        listener.settle().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");
     }
 
@@ -657,6 +659,7 @@ mod tests {
         sink.write_encoded(&file, b"{}\n").await.unwrap();
         let first = sink.commit(&unit).await.unwrap().unwrap();
         listener.saved(first).unwrap();
+        listener.settle().unwrap();
         sink.begin(&unit).await.unwrap();
         let line = vec![b'x'; 1 << 20];
         for _ in 0..20 {
@@ -668,6 +671,7 @@ mod tests {
         sink.write_encoded(&file, b"{\"b\":2}\n").await.unwrap();
         let second = sink.commit(&unit).await.unwrap().unwrap();
         listener.saved(second).unwrap();
+        listener.settle().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"{}\n{\"b\":2}\n");
     }
 
@@ -690,6 +694,7 @@ mod tests {
         let end = sink.commit(&unit).await.unwrap().unwrap();
         assert_eq!(end, expected.len() as u64);
         listener.saved(end).unwrap();
+        listener.settle().unwrap();
         assert!(std::fs::read(&path).unwrap() == expected);
     }
 
@@ -713,6 +718,7 @@ mod tests {
         sink.rollback(&unit).await.unwrap();
         assert_eq!(pending.await.unwrap(), Some(8));
         listener.saved(8).unwrap();
+        listener.settle().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");
     }
 

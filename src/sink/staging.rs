@@ -419,32 +419,41 @@ impl Stager {
         Ok(Committed::Staging(end, staged))
     }
 
-    /// What the collector tells after each checkpoint save: appends the units the checkpoint
-    /// now records, and returns once they are written to the output.
+    /// What the collector tells after each checkpoint save: the append thread appends the
+    /// units the checkpoint now records, while the collector goes on (waiting here would put
+    /// every append on the pass's critical path). The pass's end waits for them.
     pub(super) fn listener(&self) -> SaveListener {
         let shared = Arc::clone(&self.shared);
+        let settled = Arc::clone(&self.shared);
         let output = self.output.display().to_string();
         SaveListener::new(move |position| {
             let mut state = shared.lock();
             state.saved = state.saved.max(position);
+            drop(state);
             shared.changed.notify_all();
-            let wanted = position.min(state.committed);
-            while state.appended < wanted && state.failed.is_none() {
-                state = shared.wait(state);
-            }
-            match &state.failed {
-                None => Ok(()),
-                Some(e) => Err(Error::sink(
-                    format!(
-                        "appending recorded rows to {output} failed; the checkpoint records \
-                         them, and they are appended from their staging file when the output \
-                         is opened again"
-                    ),
-                    e.clone(),
-                    true,
-                )),
-            }
+            Ok(())
         })
+        .with_settle(move || appended(&settled, &output))
+    }
+}
+
+/// Waits until the units the checkpoint records are appended, or an append failed.
+fn appended(shared: &Shared, output: &str) -> Result<(), Error> {
+    let mut state = shared.lock();
+    let wanted = state.saved.min(state.committed);
+    while state.appended < wanted && state.failed.is_none() {
+        state = shared.wait(state);
+    }
+    match &state.failed {
+        None => Ok(()),
+        Some(e) => Err(Error::sink(
+            format!(
+                "appending recorded rows to {output} failed; the checkpoint records them, and \
+                 they are appended from their staging file when the output is opened again"
+            ),
+            e.clone(),
+            true,
+        )),
     }
 }
 
