@@ -160,36 +160,55 @@ impl Header {
     }
 }
 
-/// Finishes an append a crash interrupted: the output (`file`, `len` bytes) is shorter than
-/// the `committed` length the checkpoint records, and a staging file holds the unit that ends
-/// there. Returns whether one did (the output then ends at `committed`, synced).
+/// Finishes the appends a crash interrupted: the output (`file`, `len` bytes) is shorter than
+/// the `committed` length the checkpoint records, and the staging files hold the units that
+/// end there (several, when the checkpoint recorded units faster than they were appended).
+/// Returns whether they covered the gap (the output then ends at `committed`, synced); when
+/// they do not, nothing is written.
 pub(super) fn recover(output: &Path, file: &File, len: u64, committed: u64) -> io::Result<bool> {
+    let mut staged = Vec::new();
     for index in 0..SLOTS {
         let path = staging_path(output, index);
-        let staged = match File::open(&path) {
+        let handle = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
         let mut block = vec![0u8; HEADER as usize];
-        if read_exact_at(&staged, &mut block, 0).is_err() {
+        if read_exact_at(&handle, &mut block, 0).is_err() {
             continue;
         }
         let Some(header) = Header::parse(&block) else {
             continue;
         };
-        let holds = staged.metadata()?.len() >= HEADER + header.length;
-        if header.start > len || header.start + header.length != committed || !holds {
-            continue;
+        if handle.metadata()?.len() >= HEADER + header.length {
+            staged.push((header, handle));
         }
-        let done = len - header.start;
-        let mut to = AtOffset { file, at: len };
-        copy_range(&staged, HEADER + done, header.length - done, &mut to)?;
-        file.sync_data()?;
-        tracing::info!(output = %output.display(), appended = committed - len, "finished appending rows the checkpoint records, from their staging file");
-        return Ok(true);
     }
-    Ok(false)
+    // The chain of units from the one the output ends inside to the one ending at `committed`.
+    let mut chain = Vec::new();
+    let mut at = len;
+    while at < committed {
+        let Some(next) = staged
+            .iter()
+            .find(|(h, _)| h.start <= at && at < h.start + h.length)
+        else {
+            return Ok(false);
+        };
+        chain.push((at, next));
+        at = next.0.start + next.0.length;
+    }
+    if at != committed {
+        return Ok(false);
+    }
+    for (from, (header, handle)) in chain {
+        let done = from - header.start;
+        let mut to = AtOffset { file, at: from };
+        copy_range(handle, HEADER + done, header.length - done, &mut to)?;
+    }
+    file.sync_data()?;
+    tracing::info!(output = %output.display(), appended = committed - len, "finished appending rows the checkpoint records, from their staging files");
+    Ok(true)
 }
 
 /// Writes at a moving offset of a file (no shared cursor).
@@ -655,6 +674,26 @@ mod tests {
         staged.extend_from_slice(unit);
         std::fs::write(staging_path(&path, 2), &staged).unwrap();
         path
+    }
+
+    /// Two recorded units not yet appended (the checkpoint moves on while the append thread
+    /// works): the restart appends the rest of the first and the whole second, in order.
+    #[test]
+    fn opening_finishes_every_append_the_checkpoint_got_ahead_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crashed_mid_append(dir.path(), 3);
+        let next = Header {
+            start: 24,
+            length: 8,
+        };
+        let mut staged = next.block();
+        staged.extend_from_slice(b"{\"d\":4}\n");
+        std::fs::write(staging_path(&path, 1), &staged).unwrap();
+        drop(crate::sink::NdjsonFileSink::open(&path, Some(32)).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n"
+        );
     }
 
     #[test]

@@ -425,16 +425,29 @@ async fn the_output_only_grows_across_sigkills_and_holds_every_row_once() {
             .stderr(std::process::Stdio::null());
         cmd
     };
-    // Killed once the output grew past a point (the first kill before anything was appended),
-    // so that each kill lands mid-run whatever the machine's speed.
+    // Killed at once, then each time as soon as the run appended its first file (its next
+    // files are being staged and committed then), so that every kill lands mid-run whatever
+    // the machine's speed.
     let mut kills = 0;
-    for grown_past in [0u64, 1, 2_000_000, 4_000_000] {
+    let mut ended = Vec::new();
+    for (run, grown_past) in [0u64, 1, 1, 1].into_iter().enumerate() {
         let before = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-        let mut child = command().spawn().unwrap();
+        let log = dir.path().join(format!("run-{run}.log"));
+        let mut child = command()
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                ended.push(format!(
+                    "run {run} ended by itself ({status}): {}",
+                    std::fs::read_to_string(&log).unwrap()
+                ));
+                break;
+            }
+            if std::time::Instant::now() > deadline {
                 break;
             }
             if grown_past == 0 || len > before + grown_past {
@@ -446,7 +459,7 @@ async fn the_output_only_grows_across_sigkills_and_holds_every_row_once() {
         }
         let _ = child.wait();
     }
-    assert!(kills >= 3, "the kills landed mid-run: {kills}");
+    assert_eq!(kills, 4, "every kill landed mid-run: {ended:?}");
     let output = run(&mut command());
     assert!(output.status.success(), "{}", stderr(&output));
     done.store(true, std::sync::atomic::Ordering::SeqCst);
