@@ -1745,15 +1745,22 @@ impl Sink for SamplesLength {
     }
     fn save_listener(&mut self) -> Option<salesforce_jwt::collect::SaveListener> {
         let inner = self.inner.save_listener()?;
+        let settling = inner.clone();
         let (out, lengths) = (self.out.clone(), Arc::clone(&self.lengths));
-        Some(salesforce_jwt::collect::SaveListener::new(
-            move |position| {
-                sample_length(&out, &lengths);
-                let saved = inner.saved(position);
-                sample_length(&out, &lengths);
-                saved
-            },
-        ))
+        let (out2, lengths2) = (out.clone(), Arc::clone(&lengths));
+        let listener = salesforce_jwt::collect::SaveListener::new(move |position| {
+            sample_length(&out, &lengths);
+            let saved = inner.saved(position);
+            sample_length(&out, &lengths);
+            saved
+        });
+        // The pass's end waits for the appends: forwarded too, or the pass would return before
+        // its rows are in the output.
+        Some(listener.with_settle(move || {
+            let settled = settling.settle();
+            sample_length(&out2, &lengths2);
+            settled
+        }))
     }
     async fn rollback(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
         self.rollbacks += 1;
