@@ -14,7 +14,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::format::ecs::out::{Bytes, Out, Tree, TreeOut};
+use crate::format::ecs::out::{Bytes, Key, Out, OwnedKey, Part, Reuse, Tree, TreeOut, key};
 use crate::format::ecs::{ECS_VERSION, EcsOptions, salesforce_key};
 use crate::format::event_id::{LOG_ROW_DOMAIN, hex_digest, log_row_event_id, push_prefixed};
 use crate::format::json::{FileKey, SchemaKeys};
@@ -445,7 +445,7 @@ pub(crate) struct FileNames {
     apex_duration: Option<Col>,
     apex_url: Option<Col>,
     /// The key under `salesforce`.
-    key: String,
+    key: OwnedKey,
     event_dataset: String,
     action: String,
     category: Option<&'static str>,
@@ -499,16 +499,12 @@ impl FileNames {
             profile,
             apex_duration,
             apex_url,
-            key: salesforce_key(&dataset).to_string(),
+            key: OwnedKey::new(salesforce_key(&dataset)),
             event_dataset: format!("salesforce.{dataset}"),
             action,
             category,
             kind,
         }
-    }
-
-    fn key(&self) -> &str {
-        &self.key
     }
 }
 
@@ -848,9 +844,9 @@ fn float(text: &str) -> Option<f64> {
 /// written with its conversion unless the row placed it in an ECS field.
 #[derive(Debug)]
 enum Rest {
-    Obj(Box<str>, Vec<Rest>),
+    Obj(OwnedKey, Vec<Rest>),
     Leaf {
-        key: Box<str>,
+        key: OwnedKey,
         column: usize,
         conv: Conv,
         /// Left out when the row's `Placed` set has this bit.
@@ -861,7 +857,7 @@ enum Rest {
 impl Rest {
     fn key(&self) -> &str {
         match self {
-            Rest::Obj(key, _) | Rest::Leaf { key, .. } => key,
+            Rest::Obj(key, _) | Rest::Leaf { key, .. } => key.name(),
         }
     }
 }
@@ -874,11 +870,11 @@ fn insert(nodes: &mut Vec<Rest>, path: &[&str], leaf: Rest) {
         [first, rest @ ..] => {
             let at = nodes
                 .iter()
-                .position(|n| matches!(n, Rest::Obj(k, _) if k.as_ref() == *first));
+                .position(|n| matches!(n, Rest::Obj(k, _) if k.name() == *first));
             let at = match at {
                 Some(at) => at,
                 None => {
-                    nodes.push(Rest::Obj((*first).into(), Vec::new()));
+                    nodes.push(Rest::Obj(OwnedKey::new(first), Vec::new()));
                     nodes.len() - 1
                 }
             };
@@ -910,7 +906,7 @@ impl EcsSchema {
             if let Some(i) = names.iter().rposition(|&n| n == column) {
                 let key = path.last().copied().unwrap_or(column);
                 let leaf = Rest::Leaf {
-                    key: key.into(),
+                    key: OwnedKey::new(key),
                     column: i,
                     conv,
                     placed: 0,
@@ -929,7 +925,7 @@ impl EcsSchema {
                 key.push_str("_column");
             }
             rest.push(Rest::Leaf {
-                key: key.into(),
+                key: OwnedKey::new(&key),
                 column: i,
                 conv: Conv::Typed,
                 placed: placed_bit(name),
@@ -955,147 +951,154 @@ fn write_document<O: Out, F: LogFileInfo + ?Sized>(
     rest: &[Rest],
     id: &str,
 ) {
-    o.time("@timestamp", plan.timestamp);
-    o.open("ecs");
-    o.str("version", ECS_VERSION);
-    o.close();
-    o.open("data_stream");
-    o.str("type", "logs");
-    o.str("dataset", &names.event_dataset);
-    o.str("namespace", options.namespace());
-    o.close();
+    o.time(key!("@timestamp"), plan.timestamp);
+    // The parts under `o.constant` read nothing but `names`, `options` and `file`.
+    o.constant(Part::Head, |o| {
+        o.open(key!("ecs"));
+        o.str(key!("version"), ECS_VERSION);
+        o.close();
+        o.open(key!("data_stream"));
+        o.str(key!("type"), "logs");
+        o.str(key!("dataset"), &names.event_dataset);
+        o.str(key!("namespace"), options.namespace());
+        o.close();
 
-    o.open("event");
-    o.str("kind", "event");
-    o.str("module", "salesforce");
-    o.str("dataset", &names.event_dataset);
-    o.str("provider", "EventLogFile");
-    o.str("action", &names.action);
-    o.str("id", id);
-    if let Some(category) = names.category {
-        o.one("category", category);
-    }
-    if let Some(kind) = names.kind {
-        o.one("type", kind);
-    }
+        o.open(key!("event"));
+        o.str(key!("kind"), "event");
+        o.str(key!("module"), "salesforce");
+        o.str(key!("dataset"), &names.event_dataset);
+        o.str(key!("provider"), "EventLogFile");
+        o.str(key!("action"), &names.action);
+    });
+    o.str(key!("id"), id);
+    o.constant(Part::Category, |o| {
+        if let Some(category) = names.category {
+            o.one(key!("category"), category);
+        }
+        if let Some(kind) = names.kind {
+            o.one(key!("type"), kind);
+        }
+    });
     if let Some(outcome) = plan.outcome {
-        o.str("outcome", outcome);
+        o.str(key!("outcome"), outcome);
     }
     match plan.duration {
-        Some(Duration::Millis(ms)) => o.f64("duration", ms),
-        Some(Duration::Nanos(ns)) => o.i64("duration", ns),
+        Some(Duration::Millis(ms)) => o.f64(key!("duration"), ms),
+        Some(Duration::Nanos(ns)) => o.i64(key!("duration"), ns),
         None => {}
     }
-    opt_str(o, "code", plan.event_code);
-    opt_str(o, "url", plan.event_url);
+    opt_str(o, key!("code"), plan.event_code);
+    opt_str(o, key!("url"), plan.event_url);
     o.close();
 
-    o.open("organization");
-    opt_str(o, "id", plan.organization_id);
+    o.open(key!("organization"));
+    opt_str(o, key!("id"), plan.organization_id);
     o.close();
 
-    o.open("user");
-    opt_str(o, "id", plan.user_id);
-    opt_str(o, "name", plan.user_name);
-    opt_str(o, "email", plan.user_email);
+    o.open(key!("user"));
+    opt_str(o, key!("id"), plan.user_id);
+    opt_str(o, key!("name"), plan.user_name);
+    opt_str(o, key!("email"), plan.user_email);
     if let Some(role) = plan.user_role {
-        o.one("roles", role);
+        o.one(key!("roles"), role);
     }
     o.close();
 
     if let Some(ip) = plan.source_ip {
-        o.open("source");
-        o.ip("ip", ip);
+        o.open(key!("source"));
+        o.ip(key!("ip"), ip);
         o.close();
     }
 
-    o.open("related");
+    o.open(key!("related"));
     // The second address or user only when it differs from the first.
     let [a, b] = plan.related_ip;
     let b = b.filter(|b| Some(*b) != a);
-    o.open_array("ip");
+    o.open_array(key!("ip"));
     for ip in [a, b].into_iter().flatten() {
-        o.ip("", ip);
+        o.ip(key!(""), ip);
     }
     o.close();
-    o.open_array("user");
+    o.open_array(key!("user"));
     for user in plan.related_user.into_iter().flatten() {
-        o.str("", user);
+        o.str(key!(""), user);
     }
     o.close();
     o.close();
 
     let [original, name, version, os_name, os_version] = plan.user_agent;
-    o.open("user_agent");
-    opt_str(o, "original", original);
-    opt_str(o, "name", name);
-    opt_str(o, "version", version);
-    o.open("os");
-    opt_str(o, "name", os_name);
-    opt_str(o, "version", os_version);
+    o.open(key!("user_agent"));
+    opt_str(o, key!("original"), original);
+    opt_str(o, key!("name"), name);
+    opt_str(o, key!("version"), version);
+    o.open(key!("os"));
+    opt_str(o, key!("name"), os_name);
+    opt_str(o, key!("version"), os_version);
     o.close();
     o.close();
 
-    o.open("http");
-    o.open("request");
-    opt_str(o, "id", plan.request_id);
-    opt_str(o, "method", plan.method);
+    o.open(key!("http"));
+    o.open(key!("request"));
+    opt_str(o, key!("id"), plan.request_id);
+    opt_str(o, key!("method"), plan.method);
     if let Some(bytes) = plan.request_bytes {
-        o.u64("bytes", bytes);
+        o.u64(key!("bytes"), bytes);
     }
-    opt_str(o, "referrer", plan.referrer);
+    opt_str(o, key!("referrer"), plan.referrer);
     o.close();
-    o.open("response");
+    o.open(key!("response"));
     if let Some(code) = plan.status_code {
-        o.u64("status_code", code);
+        o.u64(key!("status_code"), code);
     }
     if let Some(bytes) = plan.response_bytes {
-        o.u64("bytes", bytes);
+        o.u64(key!("bytes"), bytes);
     }
     o.close();
     o.close();
 
-    o.open("url");
+    o.open(key!("url"));
     if let Some(url) = plan.url {
-        o.str("original", url);
+        o.str(key!("original"), url);
         if names.profile == Profile::AuraRequest
             && let Some(parts) = uri_parts(url)
         {
             if !parts.path.is_empty() {
-                o.str("path", &parts.path);
+                o.str(key!("path"), &parts.path);
             }
-            opt_str(o, "extension", parts.extension);
-            opt_str(o, "query", parts.query);
-            opt_str(o, "fragment", parts.fragment);
+            opt_str(o, key!("extension"), parts.extension);
+            opt_str(o, key!("query"), parts.query);
+            opt_str(o, key!("fragment"), parts.fragment);
         }
     }
     o.close();
 
-    o.open("tls");
+    o.open(key!("tls"));
     if let Some(version) = plan.tls_version.as_deref() {
-        o.str("version", version);
+        o.str(key!("version"), version);
     }
-    opt_str(o, "version_protocol", plan.tls_protocol);
-    opt_str(o, "cipher", plan.tls_cipher);
+    opt_str(o, key!("version_protocol"), plan.tls_protocol);
+    opt_str(o, key!("cipher"), plan.tls_cipher);
     o.close();
 
-    o.open("salesforce");
-    opt_str(o, "instance_url", options.instance_url());
-    o.open("event_log_file");
-    o.str("id", file.id());
-    o.str("event_type", file.event_type());
-    o.time("log_date", file.log_date());
-    o.str("interval", file.interval());
-    o.i64("sequence", file.sequence());
-    o.close();
-    o.open(names.key());
+    o.constant(Part::File, |o| {
+        o.open(key!("salesforce"));
+        opt_str(o, key!("instance_url"), options.instance_url());
+        o.open(key!("event_log_file"));
+        o.str(key!("id"), file.id());
+        o.str(key!("event_type"), file.event_type());
+        o.time(key!("log_date"), file.log_date());
+        o.str(key!("interval"), file.interval());
+        o.i64(key!("sequence"), file.sequence());
+        o.close();
+        o.open(names.key.get());
+    });
     write_rest(o, row, rest, plan.placed);
     o.close();
     o.close();
 }
 
 #[inline]
-fn opt_str<O: Out>(o: &mut O, key: &str, value: Option<&str>) {
+fn opt_str<O: Out>(o: &mut O, key: Key<'_>, value: Option<&str>) {
     if let Some(value) = value.filter(|v| !v.is_empty()) {
         o.str(key, value);
     }
@@ -1105,7 +1108,7 @@ fn write_rest<O: Out>(o: &mut O, row: &LogRecord, nodes: &[Rest], placed: Placed
     for node in nodes {
         match node {
             Rest::Obj(key, children) => {
-                o.open(key);
+                o.open(key.get());
                 write_rest(o, row, children, placed);
                 o.close();
             }
@@ -1122,7 +1125,7 @@ fn write_rest<O: Out>(o: &mut O, row: &LogRecord, nodes: &[Rest], placed: Placed
                 if raw.is_empty() {
                     continue;
                 }
-                write_value(o, key, raw, *conv, row, *column);
+                write_value(o, key.get(), raw, *conv, row, *column);
             }
         }
     }
@@ -1131,7 +1134,7 @@ fn write_rest<O: Out>(o: &mut O, row: &LogRecord, nodes: &[Rest], placed: Placed
 #[inline]
 fn write_value<O: Out>(
     o: &mut O,
-    key: &str,
+    key: Key<'_>,
     raw: &str,
     conv: Conv,
     row: &LogRecord,
@@ -1172,14 +1175,14 @@ fn write_value<O: Out>(
         Conv::Actions => {
             o.open_array(key);
             for action in aura_actions(raw) {
-                o.open("");
-                o.str("controller", action.controller);
+                o.open(key!(""));
+                o.str(key!("controller"), action.controller);
                 if let Some(duration) = action.duration {
-                    o.i64("duration", duration);
+                    o.i64(key!("duration"), duration);
                 }
-                opt_str(o, "id", Some(action.id));
-                opt_str(o, "method", Some(action.method));
-                opt_str(o, "scheme", Some(action.scheme));
+                opt_str(o, key!("id"), Some(action.id));
+                opt_str(o, key!("method"), Some(action.method));
+                opt_str(o, key!("scheme"), Some(action.scheme));
                 o.close();
             }
             o.close();
@@ -1202,7 +1205,8 @@ pub(crate) struct EcsEncoder {
     /// and `EventType`) are those of `file`'s event type, written when `file` is.
     message: Vec<u8>,
     message_head: usize,
-    stack: Vec<crate::format::ecs::out::Open>,
+    /// The writer's stack and `file`'s constant parts.
+    reuse: Reuse,
 }
 
 #[derive(Debug)]
@@ -1269,6 +1273,7 @@ impl EcsEncoder {
                 push_prefixed(message, file.event_type().as_bytes());
                 self.message_head = message.len();
                 let names = FileNames::new(file.event_type());
+                self.reuse.clear_parts();
                 &slot.insert((FileKey::of(file), names)).1
             }
         };
@@ -1306,7 +1311,7 @@ impl EcsEncoder {
         };
         let columns = &schema.ecs.columns;
         let plan = Plan::new(file, names, |c| columns.get(row, c));
-        let mut bytes = Bytes::new(out, std::mem::take(&mut self.stack));
+        let mut bytes = Bytes::new(out, std::mem::take(&mut self.reuse));
         write_document(
             &mut bytes,
             &plan,
@@ -1317,6 +1322,6 @@ impl EcsEncoder {
             &schema.ecs.rest,
             id,
         );
-        self.stack = bytes.finish();
+        self.reuse = bytes.finish();
     }
 }

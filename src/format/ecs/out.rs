@@ -16,24 +16,92 @@ use crate::format::json::{
 use crate::format::rfc3339_millis;
 use crate::format::row::FieldValue;
 
+/// An object key: its name, and its JSON as [`Bytes`] writes it after an earlier entry
+/// (`,"name":`), escaped once rather than for every row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key<'a> {
+    name: &'a str,
+    json: &'a [u8],
+}
+
+impl Key<'static> {
+    /// A literal key, `json` being `,"name":`: [`key!`] checks at compile time that the name
+    /// needs no escape, which is what makes that `json` right.
+    pub(crate) const fn plain(name: &'static str, json: &'static [u8]) -> Self {
+        let bytes = name.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            assert!(
+                b >= 0x20 && b != b'"' && b != b'\\',
+                "a key! name needs no JSON escape"
+            );
+            i += 1;
+        }
+        Key { name, json }
+    }
+}
+
+/// A literal key (`key!("version")`), its JSON written at compile time.
+macro_rules! key {
+    ($name:literal) => {{
+        const KEY: $crate::format::ecs::out::Key<'static> =
+            $crate::format::ecs::out::Key::plain($name, concat!(",\"", $name, "\":").as_bytes());
+        KEY
+    }};
+}
+pub(crate) use key;
+
+/// A key known at run time (a column's snake_case name, the data set's), escaped once.
+#[derive(Debug)]
+pub(crate) struct OwnedKey {
+    name: Box<str>,
+    json: Box<[u8]>,
+}
+
+impl OwnedKey {
+    pub(crate) fn new(name: &str) -> Self {
+        let mut json = vec![b','];
+        write_str(&mut json, name);
+        json.push(b':');
+        OwnedKey {
+            name: name.into(),
+            json: json.into(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> Key<'_> {
+        Key {
+            name: &self.name,
+            json: &self.json,
+        }
+    }
+
+    /// The name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// A document being written. Keys are written as given (escaped); values are never empty
 /// strings (the mapping leaves those out before calling).
 pub(crate) trait Out {
     /// Opens the object `key` (or, inside an array, an object element: `key` is ignored).
-    fn open(&mut self, key: &str);
+    fn open(&mut self, key: Key<'_>);
     /// Closes the innermost object or array, taking it back if nothing was written in it.
     fn close(&mut self);
     /// Opens the array `key`.
-    fn open_array(&mut self, key: &str);
-    fn str(&mut self, key: &str, v: &str);
-    fn i64(&mut self, key: &str, v: i64);
-    fn u64(&mut self, key: &str, v: u64);
-    fn f64(&mut self, key: &str, v: f64);
-    fn bool(&mut self, key: &str, v: bool);
-    fn ip(&mut self, key: &str, v: IpAddr);
-    fn time(&mut self, key: &str, v: OffsetDateTime);
+    fn open_array(&mut self, key: Key<'_>);
+    fn str(&mut self, key: Key<'_>, v: &str);
+    fn i64(&mut self, key: Key<'_>, v: i64);
+    fn u64(&mut self, key: Key<'_>, v: u64);
+    fn f64(&mut self, key: Key<'_>, v: f64);
+    fn bool(&mut self, key: Key<'_>, v: bool);
+    fn ip(&mut self, key: Key<'_>, v: IpAddr);
+    fn time(&mut self, key: Key<'_>, v: OffsetDateTime);
     /// A typed column value as the NDJSON format writes it (datetimes in UTC).
-    fn field(&mut self, key: &str, v: &FieldValue<'_>) {
+    fn field(&mut self, key: Key<'_>, v: &FieldValue<'_>) {
         match *v {
             FieldValue::String(s) | FieldValue::Id(s) => self.str(key, s),
             FieldValue::Integer(i) => self.i64(key, i),
@@ -44,10 +112,62 @@ pub(crate) trait Out {
         }
     }
     /// A one-element array of a string (`event.category`, `user.roles`).
-    fn one(&mut self, key: &str, v: &str) {
+    fn one(&mut self, key: Key<'_>, v: &str) {
         self.open_array(key);
-        self.str("", v);
+        self.str(key!(""), v);
         self.close();
+    }
+    /// Writes what `write` writes: calls that depend on nothing but the file and the options,
+    /// so that they write the same for every row of a file. [`Bytes`] copies `part`'s bytes
+    /// from the file's first row instead of writing them again.
+    #[inline]
+    fn constant(&mut self, part: Part, write: impl FnOnce(&mut Self))
+    where
+        Self: Sized,
+    {
+        let _ = part;
+        write(self);
+    }
+}
+
+/// The parts of a document that are the same for every row of a file ([`Out::constant`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// `ecs`, `data_stream` and the first fields of `event`.
+    Head,
+    /// `event.category` and `event.type`.
+    Category,
+    /// `salesforce.instance_url`, `salesforce.event_log_file` and the data set's object opened.
+    File,
+}
+
+impl Part {
+    const COUNT: usize = 3;
+}
+
+/// A part's bytes as the file's first row wrote them, and the objects or arrays the part
+/// left open (their marks relative to where the part starts).
+#[derive(Debug, Default)]
+struct Cached {
+    bytes: Vec<u8>,
+    opened: Vec<Open>,
+    /// Whether the object the part was written in already had entries: the part's first
+    /// byte (a comma or not) depends on it.
+    after_entries: bool,
+}
+
+/// What a [`Bytes`] keeps from one document to the next: its stack's buffer and the file's
+/// constant parts. [`clear_parts`](Self::clear_parts) when the file or the options change.
+#[derive(Debug, Default)]
+pub(crate) struct Reuse {
+    stack: Vec<Open>,
+    parts: [Option<Cached>; Part::COUNT],
+}
+
+impl Reuse {
+    /// Forgets the constant parts: the next document writes them again.
+    pub(crate) fn clear_parts(&mut self) {
+        self.parts = Default::default();
     }
 }
 
@@ -65,12 +185,21 @@ pub(crate) struct Open {
 pub(crate) struct Bytes<'o> {
     out: &'o mut Vec<u8>,
     stack: Vec<Open>,
+    parts: [Option<Cached>; Part::COUNT],
+    /// The lowest the stack has been since a constant part started: a part that closed an
+    /// object opened before it is not cached (its bytes could depend on that object's).
+    low: usize,
 }
 
 impl<'o> Bytes<'o> {
     /// Starts the document's own object.
-    pub(crate) fn new(out: &'o mut Vec<u8>, stack: Vec<Open>) -> Self {
-        let mut bytes = Bytes { out, stack };
+    pub(crate) fn new(out: &'o mut Vec<u8>, reuse: Reuse) -> Self {
+        let mut bytes = Bytes {
+            out,
+            stack: reuse.stack,
+            parts: reuse.parts,
+            low: 0,
+        };
         bytes.stack.clear();
         bytes.out.push(b'{');
         let at = bytes.out.len();
@@ -82,30 +211,43 @@ impl<'o> Bytes<'o> {
         bytes
     }
 
-    /// Closes the document; gives the stack back for reuse.
-    pub(crate) fn finish(mut self) -> Vec<Open> {
+    /// Closes the document; gives the stack and the constant parts back for reuse.
+    pub(crate) fn finish(mut self) -> Reuse {
         self.out.push(b'}');
-        std::mem::take(&mut self.stack)
+        Reuse {
+            stack: std::mem::take(&mut self.stack),
+            parts: std::mem::take(&mut self.parts),
+        }
+    }
+
+    /// Whether the innermost object or array has entries.
+    #[inline]
+    fn has_entries(&self) -> bool {
+        self.stack
+            .last()
+            .is_some_and(|top| self.out.len() != top.entries)
     }
 
     #[inline]
-    fn entry(&mut self, key: &str) {
+    fn entry(&mut self, key: Key<'_>) {
         let Some(top) = self.stack.last() else {
             return;
         };
-        if self.out.len() != top.entries {
-            self.out.push(b',');
-        }
-        if !top.array {
-            write_str(self.out, key);
-            self.out.push(b':');
+        let first = self.out.len() == top.entries;
+        match (top.array, first) {
+            (false, false) => self.out.extend_from_slice(key.json),
+            (false, true) => self
+                .out
+                .extend_from_slice(key.json.get(1..).unwrap_or_default()),
+            (true, false) => self.out.push(b','),
+            (true, true) => {}
         }
     }
 }
 
 impl Out for Bytes<'_> {
     #[inline]
-    fn open(&mut self, key: &str) {
+    fn open(&mut self, key: Key<'_>) {
         let mark = self.out.len();
         self.entry(key);
         self.out.push(b'{');
@@ -118,7 +260,7 @@ impl Out for Bytes<'_> {
     }
 
     #[inline]
-    fn open_array(&mut self, key: &str) {
+    fn open_array(&mut self, key: Key<'_>) {
         let mark = self.out.len();
         self.entry(key);
         self.out.push(b'[');
@@ -133,6 +275,7 @@ impl Out for Bytes<'_> {
     #[inline]
     fn close(&mut self) {
         if let Some(open) = self.stack.pop() {
+            self.low = self.low.min(self.stack.len());
             if self.out.len() == open.entries {
                 self.out.truncate(open.mark);
             } else {
@@ -142,45 +285,81 @@ impl Out for Bytes<'_> {
     }
 
     #[inline]
-    fn str(&mut self, key: &str, v: &str) {
+    fn str(&mut self, key: Key<'_>, v: &str) {
         self.entry(key);
         write_str(self.out, v);
     }
 
     #[inline]
-    fn i64(&mut self, key: &str, v: i64) {
+    fn i64(&mut self, key: Key<'_>, v: i64) {
         self.entry(key);
         write_i64(self.out, v);
     }
 
     #[inline]
-    fn u64(&mut self, key: &str, v: u64) {
+    fn u64(&mut self, key: Key<'_>, v: u64) {
         self.entry(key);
         write_u64(self.out, v);
     }
 
     #[inline]
-    fn f64(&mut self, key: &str, v: f64) {
+    fn f64(&mut self, key: Key<'_>, v: f64) {
         self.entry(key);
         write_f64(self.out, v);
     }
 
     #[inline]
-    fn bool(&mut self, key: &str, v: bool) {
+    fn bool(&mut self, key: Key<'_>, v: bool) {
         self.entry(key);
         write_bool(self.out, v);
     }
 
     #[inline]
-    fn ip(&mut self, key: &str, v: IpAddr) {
+    fn ip(&mut self, key: Key<'_>, v: IpAddr) {
         self.entry(key);
         write_ip(self.out, v);
     }
 
     #[inline]
-    fn time(&mut self, key: &str, v: OffsetDateTime) {
+    fn time(&mut self, key: Key<'_>, v: OffsetDateTime) {
         self.entry(key);
         write_rfc3339_millis(self.out, v);
+    }
+
+    fn constant(&mut self, part: Part, write: impl FnOnce(&mut Self)) {
+        let after_entries = self.has_entries();
+        let start = self.out.len();
+        if let Some(cached) = &self.parts[part as usize]
+            && cached.after_entries == after_entries
+        {
+            self.out.extend_from_slice(&cached.bytes);
+            self.stack.extend(cached.opened.iter().map(|open| Open {
+                mark: open.mark + start,
+                entries: open.entries + start,
+                array: open.array,
+            }));
+            return;
+        }
+        let depth = self.stack.len();
+        let low = std::mem::replace(&mut self.low, depth);
+        write(self);
+        let closed_outer = self.low < depth;
+        self.low = low.min(self.low);
+        self.parts[part as usize] = (!closed_outer).then(|| Cached {
+            bytes: self.out.get(start..).unwrap_or_default().to_vec(),
+            opened: self
+                .stack
+                .get(depth..)
+                .unwrap_or_default()
+                .iter()
+                .map(|open| Open {
+                    mark: open.mark.saturating_sub(start),
+                    entries: open.entries.saturating_sub(start),
+                    array: open.array,
+                })
+                .collect(),
+            after_entries,
+        });
     }
 }
 
@@ -255,12 +434,14 @@ impl TreeOut {
 }
 
 impl Out for TreeOut {
-    fn open(&mut self, key: &str) {
-        self.stack.push((key.to_string(), Tree::Obj(Vec::new())));
+    fn open(&mut self, key: Key<'_>) {
+        self.stack
+            .push((key.name.to_string(), Tree::Obj(Vec::new())));
     }
 
-    fn open_array(&mut self, key: &str) {
-        self.stack.push((key.to_string(), Tree::Arr(Vec::new())));
+    fn open_array(&mut self, key: Key<'_>) {
+        self.stack
+            .push((key.name.to_string(), Tree::Arr(Vec::new())));
     }
 
     fn close(&mut self) {
@@ -279,32 +460,32 @@ impl Out for TreeOut {
         }
     }
 
-    fn str(&mut self, key: &str, v: &str) {
-        self.push(key, Tree::Str(v.to_string()));
+    fn str(&mut self, key: Key<'_>, v: &str) {
+        self.push(key.name, Tree::Str(v.to_string()));
     }
 
-    fn i64(&mut self, key: &str, v: i64) {
-        self.push(key, Tree::I64(v));
+    fn i64(&mut self, key: Key<'_>, v: i64) {
+        self.push(key.name, Tree::I64(v));
     }
 
-    fn u64(&mut self, key: &str, v: u64) {
-        self.push(key, Tree::U64(v));
+    fn u64(&mut self, key: Key<'_>, v: u64) {
+        self.push(key.name, Tree::U64(v));
     }
 
-    fn f64(&mut self, key: &str, v: f64) {
-        self.push(key, Tree::F64(v));
+    fn f64(&mut self, key: Key<'_>, v: f64) {
+        self.push(key.name, Tree::F64(v));
     }
 
-    fn bool(&mut self, key: &str, v: bool) {
-        self.push(key, Tree::Bool(v));
+    fn bool(&mut self, key: Key<'_>, v: bool) {
+        self.push(key.name, Tree::Bool(v));
     }
 
-    fn ip(&mut self, key: &str, v: IpAddr) {
-        self.push(key, Tree::Str(v.to_string()));
+    fn ip(&mut self, key: Key<'_>, v: IpAddr) {
+        self.push(key.name, Tree::Str(v.to_string()));
     }
 
-    fn time(&mut self, key: &str, v: OffsetDateTime) {
+    fn time(&mut self, key: Key<'_>, v: OffsetDateTime) {
         let utc = v.to_offset(time::UtcOffset::UTC);
-        self.push(key, Tree::Str(rfc3339_millis(utc)));
+        self.push(key.name, Tree::Str(rfc3339_millis(utc)));
     }
 }

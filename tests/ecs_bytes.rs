@@ -1,0 +1,228 @@
+//! The ECS encoder's per-file shortcuts (a file's constant document parts copied from its first
+//! row, keys escaped once) write exactly what the encoder wrote before them: the SHA-256 of every
+//! ECS line of every real file in ../shared/realdata is pinned to what the encoder of d4031e1
+//! wrote (`event.id` is the Elasticsearch `_id`: a changed byte there would duplicate every
+//! user's data), and rows of every profile interleaved across files and options match the
+//! `serde_json` reference line for line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use salesforce_jwt::collect::{Row, Sink};
+use salesforce_jwt::event_log_file::{
+    EventLogFile, Interval as SfInterval, LogFileDecoder, LogRecord,
+};
+use salesforce_jwt::format::OutputFormat;
+use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
+use salesforce_jwt::sink::NdjsonSink;
+use salesforce_jwt_mock::{Interval, MockLogFile};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+fn file(id: &str, event_type: &str, log_date: OffsetDateTime, sequence: i64) -> EventLogFile {
+    EventLogFile {
+        log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
+        id: id.to_string(),
+        event_type: event_type.into(),
+        log_date,
+        created_date: log_date,
+        interval: Some(SfInterval::Hourly),
+        sequence,
+        log_file_length: 0,
+        api_version: Some(64.0),
+        log_file_content_type: Some("CSV".into()),
+        log_file_field_names: None,
+        log_file_field_types: None,
+    }
+}
+
+fn decode(f: &EventLogFile, csv: &[u8]) -> Vec<LogRecord> {
+    let mut decoder = LogFileDecoder::for_file(f);
+    let mut rows = Vec::new();
+    decoder.feed(csv, &mut rows).unwrap();
+    decoder.finish(&mut rows).unwrap();
+    rows
+}
+
+/// The ECS lines one sink (the direct encoder, caches carried from row to row) writes.
+fn through_sink(options: &EcsOptions, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<u8> {
+    let mut sink = NdjsonSink::new(Vec::new())
+        .with_format(OutputFormat::Ecs)
+        .with_ecs_options(options.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for &(file, row) in rows {
+            sink.write(Row::LogFile { file, record: row })
+                .await
+                .unwrap();
+        }
+    });
+    sink.into_inner()
+}
+
+/// `serde_json` over `EcsRow`, a line each.
+fn reference(options: &EcsOptions, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(file, row) in rows {
+        serde_json::to_writer(&mut out, &EcsRow { file, row, options }).unwrap();
+        out.push(b'\n');
+    }
+    out
+}
+
+fn assert_lines_equal(got: &[u8], expected: &[u8], what: &str) {
+    let (got, expected) = (
+        String::from_utf8_lossy(got),
+        String::from_utf8_lossy(expected),
+    );
+    assert_eq!(got.lines().count(), expected.lines().count(), "{what}");
+    for (n, (g, e)) in got.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(g, e, "{what}: line {n} differs");
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+const REAL_FILES: &[(&str, &str)] = &[
+    ("sfdcelf_Login_sample_data3.csv", "Login"),
+    ("sfdcelf_API_sample_data1.csv", "API"),
+    ("sfdcelf_BulkApi_sample_data2.csv", "BulkApi"),
+    (
+        "sfdcelf_QueuedExecution_sample_data4.csv",
+        "QueuedExecution",
+    ),
+    ("sfdcelf_RestApi_sample_data5.csv", "RestApi"),
+    (
+        "sfdcelf_UITracking_create_event_sampledata1.csv",
+        "UITracking",
+    ),
+    ("nr_ApexCallout_sample_log_lines.csv", "ApexCallout"),
+];
+
+/// Every real file, each row's ECS line: with the default options and with an instance URL
+/// and namespace, through one sink per option set.
+#[test]
+fn ecs_lines_of_every_real_file_are_byte_for_byte_those_of_d4031e1() {
+    // SHA-256 of the lines the encoder of d4031e1 (before the constant parts and the
+    // pre-escaped keys) wrote for the same rows: default options, then `options` below.
+    const PINNED: [&str; 2] = [
+        "6be244d4683d1b539743b48a6e69c2252b849bcd469c4c58c7b497f253d6815f",
+        "40028965d47ccfbf4fb8dc30d2cfb9c8cd3b441919951d3a018dc0b27917eb06",
+    ];
+    let placeholder = datetime!(2024-03-11 00:00 UTC);
+    let mut files = Vec::new();
+    for (n, (name, event_type)) in REAL_FILES.iter().enumerate() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/realdata")
+            .join(name);
+        let csv = std::fs::read(&path).unwrap();
+        let mock = MockLogFile::builder(event_type)
+            .interval(Interval::Daily)
+            .log_date(placeholder)
+            .sequence(0)
+            .created_date(placeholder)
+            .csv(csv.clone())
+            .build();
+        let f = EventLogFile {
+            log_file_field_names: Some(mock.field_names),
+            log_file_field_types: Some(mock.field_types),
+            ..file(&format!("0AT30000000{n:04}AAA"), event_type, placeholder, 0)
+        };
+        let rows = decode(&f, &csv);
+        assert!(!rows.is_empty(), "{name}");
+        files.push((f, rows));
+    }
+    let pairs: Vec<(&EventLogFile, &LogRecord)> = files
+        .iter()
+        .flat_map(|(f, rows)| rows.iter().map(move |r| (f, r)))
+        .collect();
+    let options = [
+        EcsOptions::default(),
+        EcsOptions::default()
+            .with_namespace("prod_eu")
+            .unwrap()
+            .with_instance_url("https://acme.my.salesforce.com"),
+    ];
+    let mut digests = Vec::new();
+    for options in &options {
+        let got = through_sink(options, &pairs);
+        assert_lines_equal(&got, &reference(options, &pairs), "against serde_json");
+        digests.push(sha256_hex(&got));
+    }
+    assert_eq!(digests, PINNED, "the ECS lines of the real files changed");
+}
+
+/// Rows of every profile, files interleaved row by row (each row a file change for the
+/// per-file parts), in two sinks with different options: every line is the reference's.
+#[test]
+fn constant_parts_follow_every_change_of_file_and_options() {
+    let mut files = Vec::new();
+    for (n, event_type) in [
+        "Login",
+        "Logout",
+        "API",
+        "URI",
+        "ApexExecution",
+        "ApexCallout",
+        "AuraRequest",
+        "Report",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let log_date = datetime!(2024-03-11 00:00 UTC);
+        let mock = MockLogFile::builder(event_type)
+            .interval(Interval::Hourly)
+            .log_date(log_date)
+            .sequence(n as i32 + 1)
+            .created_date(log_date)
+            .rows(40)
+            .seed(n as u64 + 7)
+            .build();
+        // Two files of each type: same `EventType`, another Id, LogDate and Sequence.
+        for copy in 0..2i64 {
+            let f = EventLogFile {
+                log_file_field_names: Some(mock.field_names.clone()),
+                log_file_field_types: Some(mock.field_types.clone()),
+                ..file(
+                    &format!("0AT50000000{n:02}{copy:02}AAA"),
+                    event_type,
+                    log_date + time::Duration::hours(copy),
+                    n as i64 * 2 + copy,
+                )
+            };
+            let rows = decode(&f, &mock.csv);
+            files.push((f, rows));
+        }
+    }
+    let longest = files.iter().map(|(_, rows)| rows.len()).max().unwrap_or(0);
+    let mut pairs: Vec<(&EventLogFile, &LogRecord)> = Vec::new();
+    for i in 0..longest {
+        for (f, rows) in &files {
+            if let Some(row) = rows.get(i) {
+                pairs.push((f, row));
+            }
+        }
+    }
+    for options in [
+        EcsOptions::default(),
+        EcsOptions::default()
+            .with_namespace("staging")
+            .unwrap()
+            .with_instance_url("https://acme--uat.sandbox.my.salesforce.com/"),
+    ] {
+        assert_lines_equal(
+            &through_sink(&options, &pairs),
+            &reference(&options, &pairs),
+            &format!("interleaved files, {options:?}"),
+        );
+    }
+}
