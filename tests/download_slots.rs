@@ -12,6 +12,7 @@ use salesforce_jwt::collect::{
     Collector, CollectorOptions, MemoryCheckpointStore, Row, Sink, Unit,
 };
 use salesforce_jwt::event_log_file::EventLogFileQuery;
+use salesforce_jwt::sink::NdjsonFileSink;
 use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_mock::{Fault, Interval, MockLogFile, MockOrg};
 use time::OffsetDateTime;
@@ -176,6 +177,76 @@ async fn collectors_sharing_one_slot_each_deliver_every_row_once_even_when_a_fil
             .expect("no pass waits for ever for a slot")
             .unwrap();
         assert_every_row_once(mock, &rows);
+        assert_eq!(mock.received().downloads, 7, "six files, one twice");
+    }
+    assert_eq!(slots.available_permits(), 1);
+}
+
+/// Files for a sink that takes encoded lines (NDJSON here) are decoded and encoded by their
+/// download tasks: they wait for a slot all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_encoded_for_an_ndjson_file_wait_for_a_slot_too() {
+    let (mock, client) = org_with_files(4, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let slots = Arc::new(Semaphore::new(1));
+    let taken = Arc::clone(&slots).acquire_owned().await.unwrap();
+    let mut collector = collector(&client, &slots);
+    let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
+    let pass = tokio::spawn(async move {
+        collector
+            .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+            .await
+            .unwrap()
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while mock.received().queries == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no query was sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mock.received().downloads, 0);
+    drop(taken);
+    let summary = tokio::time::timeout(Duration::from_secs(30), pass)
+        .await
+        .expect("the pass ends once the slot is free")
+        .unwrap();
+    assert_eq!(summary.files, 4);
+    let lines = std::fs::read_to_string(&out).unwrap().lines().count();
+    assert_eq!(lines, 4 * 7);
+    assert_eq!(slots.available_permits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collectors_into_ndjson_files_sharing_one_slot_each_write_every_row_once() {
+    let slots = Arc::new(Semaphore::new(1));
+    let dir = tempfile::tempdir().unwrap();
+    let mut passes = Vec::new();
+    let mut mocks = Vec::new();
+    for seed in 0..3 {
+        let (mock, client) = org_with_files(6, 10 + seed).await;
+        mock.inject(Fault::TruncatedBody);
+        let out = dir.path().join(format!("org{seed}.ndjson"));
+        let mut collector = collector(&client, &slots);
+        let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
+        passes.push(tokio::spawn(async move {
+            collector
+                .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+                .await
+                .unwrap()
+        }));
+        mocks.push((mock, out));
+    }
+    for (pass, (mock, out)) in passes.into_iter().zip(&mocks) {
+        let summary = tokio::time::timeout(Duration::from_secs(60), pass)
+            .await
+            .expect("no pass waits for ever for a slot")
+            .unwrap();
+        assert_eq!(summary.files, 6);
+        let text = std::fs::read_to_string(out).unwrap();
+        let lines: HashSet<&str> = text.lines().collect();
+        assert_eq!(text.lines().count(), 6 * 7);
+        assert_eq!(lines.len(), 6 * 7, "a row was written twice");
         assert_eq!(mock.received().downloads, 7, "six files, one twice");
     }
     assert_eq!(slots.available_permits(), 1);

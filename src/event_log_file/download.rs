@@ -183,8 +183,12 @@ impl Starter {
                 // (`send_encoded`), so that a large file keeps both worker threads busy. What
                 // crosses between tasks is large chunks of CSV and of lines, not rows (freeing a
                 // row on another thread costs more than making it).
-                let inflated = spawn_inflate(client, file.clone());
                 tokio::spawn(async move {
+                    // Kept until the file is sent whole (and its records dropped).
+                    let Ok(_slot) = SlotTurn::wait(turn, &sender.tx).await else {
+                        return;
+                    };
+                    let inflated = spawn_inflate(client, file.clone());
                     let decoder = LogFileDecoder::for_file(&file);
                     let body = inflated_stream(inflated, &file.id);
                     // Stopped early only when the consumer is gone.
