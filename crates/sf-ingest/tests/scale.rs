@@ -191,3 +191,49 @@ async fn a_sparse_object_over_a_week_costs_a_handful_of_queries_not_one_an_hour(
     let queries = received.queries + received.query_more;
     assert!(queries < 30, "{queries} queries for a week of five rows");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_follow_every_org_is_collected_again_within_an_interval_however_few_slots() {
+    const ORGS: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let mut orgs = Vec::new();
+    for i in 0..ORGS {
+        orgs.push(slow_org(100 + i as u64, 6).await);
+    }
+    let config = config(
+        dir.path(),
+        "max_downloads = 1\n[defaults]\nsince = \"7d\"\nconcurrency = 1\n\
+         sources = [\"EventLogFile\", \"LoginEvent\"]\n",
+        &orgs,
+    );
+    let mut child = sf_ingest()
+        .args(["--follow", "2", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Three intervals: every org is due at least twice.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    for (i, org) in orgs.iter().enumerate() {
+        let listings = org
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.soql
+                    .as_deref()
+                    .is_some_and(|q| q.contains("FROM EventLogFile"))
+            })
+            .count();
+        // Orgs one after the other, each pass holding the only slot, took longer than the
+        // whole run for one round.
+        assert!(
+            listings >= 2,
+            "org{i} was collected {listings} time(s) in three intervals"
+        );
+        assert_every_row_once(org, &dir.path().join(format!("org{i}.ndjson")));
+    }
+}
