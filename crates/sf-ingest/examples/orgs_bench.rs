@@ -171,7 +171,10 @@ async fn main() {
     for i in 0..count {
         orgs.push(org(i as u64).await);
     }
-    println!("{count} org doubles ready in {:.1} s", setup.elapsed().as_secs_f64());
+    println!(
+        "{count} org doubles ready in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &orgs);
     let expected = EVENT_TYPES.len() * DAYS as usize * ROWS_PER_FILE + LOGIN_EVENTS;

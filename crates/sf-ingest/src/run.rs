@@ -1,5 +1,5 @@
-//! Collecting every org at once: one task per org, a shared bound on downloads, starts spread
-//! out, and an org's failure confined to that org.
+//! Collecting every org at once: one task per org, a shared bound on downloads, token requests
+//! spaced out, and an org's failure confined to that org.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +83,7 @@ pub async fn run_all(orgs: Vec<OrgPlan>, context: Arc<Context>) -> bool {
             }
         }
     }
-    let mut units = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     for org in orgs {
         match &org.postgres {
             // In PostgreSQL each (org, source) has its own lease and checkpoint row, so that
@@ -92,15 +92,13 @@ pub async fn run_all(orgs: Vec<OrgPlan>, context: Arc<Context>) -> bool {
                 for source in org.collect.sources.clone() {
                     let mut one = org.clone();
                     one.collect.sources = vec![source];
-                    units.push(one);
+                    tasks.spawn(run_org(one, Arc::clone(&context)));
                 }
             }
-            _ => units.push(org),
+            _ => {
+                tasks.spawn(run_org(org, Arc::clone(&context)));
+            }
         }
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for org in units {
-        tasks.spawn(run_org(org, Arc::clone(&context)));
     }
     let mut failed = Vec::new();
     while let Some(result) = tasks.join_next().await {
@@ -317,7 +315,8 @@ pub fn collector_for<S: CheckpointStore>(
         since: org.collect.since,
         skip_unreadable_pages: org.collect.skip_bad_files,
         // A quiet big object (LoginEvent of a small org) costs a handful of queries a week
-        // instead of one per hour; a busy one stays at an hour (halved when a window is full).
+        // instead of one per hour; after a busy window the next is narrower again, down to
+        // the hour it starts at.
         max_window: MAX_OBJECT_WINDOW,
         ..ObjectCollectorOptions::default()
     };
