@@ -162,6 +162,7 @@ impl<S: CheckpointStore> Collector<S> {
                 template,
                 event_types,
                 options,
+                slots: None,
             }))
             .into_iter()
             .chain(objects.into_iter().map(|object| match object.kind() {
@@ -188,6 +189,38 @@ impl<S: CheckpointStore> Collector<S> {
     /// a collector that replaces another (after a failure) go on from the other's.
     pub fn with_figures(mut self, figures: DeliveryFigures) -> Self {
         self.figures = figures;
+        self
+    }
+
+    /// Shares `slots` with other collectors (other orgs) as a bound on EventLogFile downloads
+    /// across all of them: each file's download takes one slot before its request is sent and
+    /// keeps it until the file is downloaded and written (its rows buffered ahead of the sink
+    /// included), on top of this collector's own
+    /// [`concurrency`](crate::collect::CollectorOptions::concurrency). Queries (the file
+    /// listing, object windows and batches) take none, so a collector whose pass is querying
+    /// holds no slot another one could download with. A file downloaded again after a failure
+    /// takes none either: the files behind it may hold them all, waiting for it to be written.
+    ///
+    /// By default a collector has no shared slots: only `concurrency` bounds its downloads.
+    ///
+    /// ```
+    /// # fn run(
+    /// #     a: salesforce_jwt::collect::Collector<salesforce_jwt::collect::MemoryCheckpointStore>,
+    /// #     b: salesforce_jwt::collect::Collector<salesforce_jwt::collect::MemoryCheckpointStore>,
+    /// # ) {
+    /// use std::sync::Arc;
+    /// // At most 8 files download at once, whichever org they belong to.
+    /// let slots = Arc::new(tokio::sync::Semaphore::new(8));
+    /// let a = a.with_download_slots(Arc::clone(&slots));
+    /// let b = b.with_download_slots(slots);
+    /// # }
+    /// ```
+    pub fn with_download_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
+        for source in &mut self.sources {
+            if let AnySource::EventLogFile(files) = source {
+                files.slots = Some(Arc::clone(&slots));
+            }
+        }
         self
     }
 

@@ -37,6 +37,9 @@ pub(crate) struct EventLogFiles {
     /// The selected event types, as given (empty: all types, one source).
     pub(crate) event_types: Vec<String>,
     pub(crate) options: CollectorOptions,
+    /// Download slots shared with other collectors (see
+    /// [`Collector::with_download_slots`](crate::collect::Collector::with_download_slots)).
+    pub(crate) slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl EventLogFiles {
@@ -277,6 +280,7 @@ impl Source for EventLogFiles {
             self.options.concurrency,
             encoding,
             sink.ecs_options(),
+            self.slots.clone(),
         );
         // The file whose commit runs while the next one is written (at most one).
         let mut committing: Option<Committing> = None;

@@ -4,14 +4,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::client::{InstanceRequest, JwtBearerClient};
 use crate::error::Error;
@@ -75,18 +75,24 @@ impl JwtBearerClient {
         files: Vec<EventLogFile>,
         concurrency: usize,
     ) -> impl Stream<Item = FileRecords> + Send + Unpin + 'static + use<> {
-        self.download_files(files, concurrency, None, EcsOptions::default())
+        self.download_files(files, concurrency, None, EcsOptions::default(), None)
     }
 
     /// [`download_concurrently`](Self::download_concurrently), with each file's rows encoded
     /// in `encoding` in its download task when given (read with [`FileRecords::next_encoded`]):
     /// the worker threads then decode and encode while the consumer only writes.
+    ///
+    /// With `slots`, each file's download also takes one of them (see [`SlotTurn`]) before its
+    /// request is sent, and keeps it until the file is downloaded and its [`FileRecords`]
+    /// dropped: the slots bound what downloads or waits to be written across every stream
+    /// that shares them.
     pub(crate) fn download_files(
         &self,
         files: Vec<EventLogFile>,
         concurrency: usize,
         encoding: Option<OutputFormat>,
         ecs: EcsOptions,
+        slots: Option<Arc<Semaphore>>,
     ) -> impl Stream<Item = FileRecords> + Send + Unpin + 'static + use<> {
         let concurrency = concurrency.max(1);
         ConcurrentDownloads {
@@ -99,6 +105,8 @@ impl JwtBearerClient {
                 ecs: Arc::new(ecs),
                 bytes_ahead: bytes_ahead_per_file(concurrency),
                 pool: LinePool::default(),
+                slots,
+                previous: None,
             },
         }
     }
@@ -145,11 +153,26 @@ struct Starter {
     bytes_ahead: usize,
     /// The line buffers of all the files.
     pool: LinePool,
+    /// The caller's download slots, shared with other streams (other orgs), if any.
+    slots: Option<Arc<Semaphore>>,
+    /// Resolves once the file started last has its slot.
+    previous: Option<oneshot::Receiver<()>>,
 }
 
 impl Starter {
-    fn start(&self, file: EventLogFile) -> FileRecords {
-        let (records, mut sender) = channel(file.clone(), self.bytes_ahead, self.pool.clone());
+    fn start(&mut self, file: EventLogFile) -> FileRecords {
+        let (mut records, mut sender) = channel(file.clone(), self.bytes_ahead, self.pool.clone());
+        let turn = self.slots.as_ref().map(|slots| {
+            let (after, next) = oneshot::channel();
+            let held = Arc::new(OnceLock::new());
+            records.slot = Some(Arc::clone(&held));
+            SlotTurn {
+                slots: Arc::clone(slots),
+                before: self.previous.replace(next),
+                after,
+                held,
+            }
+        });
         let pool = self.pool.clone();
         let client = self.client.clone();
         let ecs = Arc::clone(&self.ecs);
@@ -160,8 +183,12 @@ impl Starter {
                 // (`send_encoded`), so that a large file keeps both worker threads busy. What
                 // crosses between tasks is large chunks of CSV and of lines, not rows (freeing a
                 // row on another thread costs more than making it).
-                let inflated = spawn_inflate(client, file.clone());
                 tokio::spawn(async move {
+                    // Kept until the file is sent whole (and its records dropped).
+                    let Ok(_slot) = SlotTurn::wait(turn, &sender.tx).await else {
+                        return;
+                    };
+                    let inflated = spawn_inflate(client, file.clone());
                     let decoder = LogFileDecoder::for_file(&file);
                     let body = inflated_stream(inflated, &file.id);
                     // Stopped early only when the consumer is gone.
@@ -179,6 +206,9 @@ impl Starter {
             }
             None => {
                 tokio::spawn(async move {
+                    let Ok(_slot) = SlotTurn::wait(turn, &sender.tx).await else {
+                        return;
+                    };
                     match client.download_log_file(&file).await {
                         Ok(body) => {
                             let decoder = LogFileDecoder::for_file(&file);
@@ -193,6 +223,63 @@ impl Starter {
             }
         }
         records
+    }
+}
+
+/// A file's place in the line for one of the caller's download slots, shared by every stream
+/// of [`JwtBearerClient::download_files`] given them (an org each, in sf-ingest).
+///
+/// The files of one stream take their slots in the stream's order: each waits until the file
+/// before it has one. A slot is kept until its file is downloaded and consumed, so buffered
+/// rows too are bounded by the slots. Taken out of order, the slots could all go to files
+/// behind the ones being written, which wait for their consumers while those wait for a slot:
+/// in order, the first file of a stream that holds any slot is the one its consumer reads,
+/// which always moves. A file downloaded again after a failure (by the consumer itself) takes
+/// no slot for the same reason: the files behind it may hold them all.
+struct SlotTurn {
+    slots: Arc<Semaphore>,
+    /// Resolves (or fails, the file before gone) once the file before this one has its slot.
+    before: Option<oneshot::Receiver<()>>,
+    /// Tells the file after this one that this one has its slot (dropped unsent: gone).
+    after: oneshot::Sender<()>,
+    /// Where the slot is kept, shared with the file's [`FileRecords`]: it goes back when both
+    /// the download task and the records are done.
+    held: Arc<OnceLock<OwnedSemaphorePermit>>,
+}
+
+impl SlotTurn {
+    /// Waits for this file's turn and a slot (at once without `turn`); the handle that keeps
+    /// the slot. Fails when the consumer dropped the file meanwhile.
+    async fn wait(
+        turn: Option<SlotTurn>,
+        tx: &mpsc::UnboundedSender<Piece>,
+    ) -> Result<Option<Arc<OnceLock<OwnedSemaphorePermit>>>, Gone> {
+        let Some(turn) = turn else {
+            return Ok(None);
+        };
+        let SlotTurn {
+            slots,
+            before,
+            after,
+            held,
+        } = turn;
+        let acquire = async {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            slots.acquire_owned().await
+        };
+        tokio::select! {
+            permit = acquire => {
+                // A closed semaphore bounds nothing: the download goes ahead.
+                if let Ok(permit) = permit {
+                    let _ = held.set(permit);
+                }
+                let _ = after.send(());
+                Ok(Some(held))
+            }
+            () = tx.closed() => Err(Gone),
+        }
     }
 }
 
@@ -217,6 +304,7 @@ fn channel(file: EventLogFile, bytes_ahead: usize, pool: LinePool) -> (FileRecor
         current: Vec::new().into_iter(),
         held: None,
         ended: false,
+        slot: None,
     };
     (records, sender)
 }
@@ -949,6 +1037,9 @@ pub struct FileRecords {
     held: Option<OwnedSemaphorePermit>,
     /// Whether the stream has ended (cleanly or with an error).
     ended: bool,
+    /// The caller's download slot this file holds, if the stream was given slots (see
+    /// [`SlotTurn`]).
+    slot: Option<Arc<OnceLock<OwnedSemaphorePermit>>>,
 }
 
 impl Drop for FileRecords {

@@ -74,8 +74,8 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
-    /// Downloads in flight across all orgs: an org's pass starts once its --concurrency fits
-    /// under this bound [default: 16].
+    /// Downloads in flight across all orgs: each file download holds one of these slots while
+    /// it downloads and is written [default: 16].
     #[arg(long, value_name = "N")]
     pub max_downloads: Option<usize>,
 

@@ -32,11 +32,14 @@ pub struct Database {
 /// What every org's task shares.
 #[derive(Debug)]
 pub struct Context {
-    /// Download slots across all orgs. An org's pass holds `concurrency` of them from its start
-    /// to its end, so the downloads in flight never exceed the total however many orgs there
-    /// are. The semaphore is fair (first come, first served), so a wide org is not starved by
-    /// narrow ones.
-    pub downloads: Semaphore,
+    /// Download slots across all orgs (`max_downloads`). Each EventLogFile download takes one
+    /// while the file downloads and is written (see `Collector::with_download_slots`), so the
+    /// downloads in flight never exceed the total however many orgs there are, and an org whose
+    /// pass only queries (listings, object windows) holds none. The semaphore is fair (first
+    /// come, first served), so no org's files wait behind another's for ever.
+    pub downloads: Arc<Semaphore>,
+    /// Spaces the new collectors' token requests (see `TokenPacer`).
+    pub tokens: crate::run::TokenPacer,
     pub stop: Stop,
     /// `--follow`: the time between passes; `None` is one pass per org.
     pub follow: Option<Duration>,

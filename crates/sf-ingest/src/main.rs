@@ -132,7 +132,8 @@ async fn async_main(cli: cli::Cli, display: progress::Display) -> ExitCode {
         env!("CARGO_PKG_VERSION")
     );
     let context = Arc::new(Context {
-        downloads: Semaphore::new(setup.max_downloads),
+        downloads: Arc::new(Semaphore::new(setup.max_downloads)),
+        tokens: run::TokenPacer::new(setup.orgs.len(), cli.follow.map(Duration::from_secs)),
         stop,
         follow: cli.follow.map(Duration::from_secs),
         display,

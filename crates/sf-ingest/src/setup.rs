@@ -128,8 +128,9 @@ pub async fn setup(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
             }
             if org.collect.concurrency > max_downloads {
                 invalid.0.push(format!(
-                    "org {:?}: concurrency: {} is more than max_downloads {max_downloads}: an org's pass \
-                     holds that many of the shared download slots; lower it or raise max_downloads",
+                    "org {:?}: concurrency: {} is more than max_downloads {max_downloads}: no org \
+                     downloads more files at once than the shared max_downloads; lower it or raise \
+                     max_downloads",
                     org.name, org.collect.concurrency
                 ));
             }

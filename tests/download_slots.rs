@@ -1,0 +1,253 @@
+//! Download slots shared by collectors (`Collector::with_download_slots`): a file's download
+//! takes one, a query none, and collectors sharing few slots all finish, every row once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use salesforce_jwt::clock::ManualClock;
+use salesforce_jwt::collect::{
+    Collector, CollectorOptions, MemoryCheckpointStore, Row, Sink, Unit,
+};
+use salesforce_jwt::event_log_file::EventLogFileQuery;
+use salesforce_jwt::sink::NdjsonFileSink;
+use salesforce_jwt::{Error, JwtBearerClient};
+use salesforce_jwt_mock::{Fault, Interval, MockLogFile, MockOrg};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use tokio::sync::Semaphore;
+
+fn now() -> OffsetDateTime {
+    datetime!(2025-06-10 12:00 UTC)
+}
+
+async fn org_with_files(files: usize, seed: u64) -> (MockOrg, JwtBearerClient) {
+    let clock = ManualClock::new(now());
+    let mock = MockOrg::builder()
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .await;
+    for i in 0..files {
+        let hour = datetime!(2025-06-10 00:00 UTC) + time::Duration::hours(i as i64);
+        mock.add_file(
+            MockLogFile::builder("Login")
+                .interval(Interval::Hourly)
+                .log_date(hour)
+                .sequence(1)
+                .created_date(hour + time::Duration::hours(1))
+                .rows(7)
+                .seed(seed * 100 + i as u64)
+                .build(),
+        );
+    }
+    let client = JwtBearerClient::builder(mock.config_builder().build().unwrap())
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    (mock, client)
+}
+
+fn collector(client: &JwtBearerClient, slots: &Arc<Semaphore>) -> Collector<MemoryCheckpointStore> {
+    Collector::new(
+        client.clone(),
+        EventLogFileQuery::new(),
+        MemoryCheckpointStore::new(),
+        CollectorOptions {
+            since: Duration::from_secs(2 * 24 * 3600),
+            concurrency: 3,
+            ..CollectorOptions::default()
+        },
+    )
+    .unwrap()
+    .with_download_slots(Arc::clone(slots))
+}
+
+/// Rows per EventLogFile Id, committed only.
+#[derive(Default)]
+struct Rows {
+    committed: Vec<(String, String)>,
+    pending: Vec<(String, String)>,
+}
+
+impl Sink for Rows {
+    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        let Row::LogFile { file, record } = row else {
+            panic!("a log-file row")
+        };
+        self.pending
+            .push((file.id.clone(), serde_json::to_string(record).unwrap()));
+        Ok(())
+    }
+    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
+        self.committed.append(&mut self.pending);
+        Ok(None)
+    }
+    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+fn assert_every_row_once(mock: &MockOrg, rows: &Rows) {
+    let mut per_file: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, _) in &rows.committed {
+        *per_file.entry(id.clone()).or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> = mock
+        .files()
+        .into_iter()
+        .map(|f| (f.id, f.row_count))
+        .collect();
+    assert_eq!(per_file, expected);
+    let unique: HashSet<&(String, String)> = rows.committed.iter().collect();
+    assert_eq!(
+        unique.len(),
+        rows.committed.len(),
+        "a row was delivered twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_queries_without_a_slot_and_downloads_only_once_it_has_one() {
+    let (mock, client) = org_with_files(4, 1).await;
+    let slots = Arc::new(Semaphore::new(1));
+    // Another org is downloading: the only slot is taken.
+    let taken = Arc::clone(&slots).acquire_owned().await.unwrap();
+    let mut collector = collector(&client, &slots);
+    let pass = tokio::spawn(async move {
+        let mut rows = Rows::default();
+        let summary = collector
+            .run_pass(&mut rows, &mut |_| {}, &AtomicBool::new(false))
+            .await
+            .unwrap();
+        (rows, summary)
+    });
+    // The listing is a query: it goes out while the slot is taken.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while mock.received().queries == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no query was sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Time for the downloads to start, were they not waiting for the slot.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mock.received().downloads, 0);
+    assert!(!pass.is_finished());
+    drop(taken);
+    let (rows, summary) = tokio::time::timeout(Duration::from_secs(30), pass)
+        .await
+        .expect("the pass ends once the slot is free")
+        .unwrap();
+    assert_eq!(summary.files, 4);
+    assert_every_row_once(&mock, &rows);
+    assert_eq!(mock.received().downloads, 4);
+    // Every slot went back.
+    assert_eq!(slots.available_permits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collectors_sharing_one_slot_each_deliver_every_row_once_even_when_a_file_is_retried() {
+    let slots = Arc::new(Semaphore::new(1));
+    let mut passes = Vec::new();
+    let mut mocks = Vec::new();
+    for seed in 0..3 {
+        let (mock, client) = org_with_files(6, seed).await;
+        // A cut-off download: the file is downloaded again, by the consumer, without a slot.
+        mock.inject(Fault::TruncatedBody);
+        let mut collector = collector(&client, &slots);
+        passes.push(tokio::spawn(async move {
+            let mut rows = Rows::default();
+            collector
+                .run_pass(&mut rows, &mut |_| {}, &AtomicBool::new(false))
+                .await
+                .unwrap();
+            rows
+        }));
+        mocks.push(mock);
+    }
+    for (pass, mock) in passes.into_iter().zip(&mocks) {
+        // Slots taken out of order (a file behind the one being written first) would leave
+        // the pass waiting here for ever.
+        let rows = tokio::time::timeout(Duration::from_secs(60), pass)
+            .await
+            .expect("no pass waits for ever for a slot")
+            .unwrap();
+        assert_every_row_once(mock, &rows);
+        assert_eq!(mock.received().downloads, 7, "six files, one twice");
+    }
+    assert_eq!(slots.available_permits(), 1);
+}
+
+/// Files for a sink that takes encoded lines (NDJSON here) are decoded and encoded by their
+/// download tasks: they wait for a slot all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_encoded_for_an_ndjson_file_wait_for_a_slot_too() {
+    let (mock, client) = org_with_files(4, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.ndjson");
+    let slots = Arc::new(Semaphore::new(1));
+    let taken = Arc::clone(&slots).acquire_owned().await.unwrap();
+    let mut collector = collector(&client, &slots);
+    let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
+    let pass = tokio::spawn(async move {
+        collector
+            .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+            .await
+            .unwrap()
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while mock.received().queries == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no query was sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mock.received().downloads, 0);
+    drop(taken);
+    let summary = tokio::time::timeout(Duration::from_secs(30), pass)
+        .await
+        .expect("the pass ends once the slot is free")
+        .unwrap();
+    assert_eq!(summary.files, 4);
+    let lines = std::fs::read_to_string(&out).unwrap().lines().count();
+    assert_eq!(lines, 4 * 7);
+    assert_eq!(slots.available_permits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collectors_into_ndjson_files_sharing_one_slot_each_write_every_row_once() {
+    let slots = Arc::new(Semaphore::new(1));
+    let dir = tempfile::tempdir().unwrap();
+    let mut passes = Vec::new();
+    let mut mocks = Vec::new();
+    for seed in 0..3 {
+        let (mock, client) = org_with_files(6, 10 + seed).await;
+        mock.inject(Fault::TruncatedBody);
+        let out = dir.path().join(format!("org{seed}.ndjson"));
+        let mut collector = collector(&client, &slots);
+        let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
+        passes.push(tokio::spawn(async move {
+            collector
+                .run_pass(&mut sink, &mut |_| {}, &AtomicBool::new(false))
+                .await
+                .unwrap()
+        }));
+        mocks.push((mock, out));
+    }
+    for (pass, (mock, out)) in passes.into_iter().zip(&mocks) {
+        let summary = tokio::time::timeout(Duration::from_secs(60), pass)
+            .await
+            .expect("no pass waits for ever for a slot")
+            .unwrap();
+        assert_eq!(summary.files, 6);
+        let text = std::fs::read_to_string(out).unwrap();
+        let lines: HashSet<&str> = text.lines().collect();
+        assert_eq!(text.lines().count(), 6 * 7);
+        assert_eq!(lines.len(), 6 * 7, "a row was written twice");
+        assert_eq!(mock.received().downloads, 7, "six files, one twice");
+    }
+    assert_eq!(slots.available_permits(), 1);
+}
