@@ -497,6 +497,12 @@ impl NdjsonFileSink {
         &self.path
     }
 
+    /// The staging state, for tests.
+    #[cfg(test)]
+    pub(crate) fn stager_shared(&self) -> std::sync::Arc<staging::Shared> {
+        self.ndjson.out.shared()
+    }
+
     /// Checks the sink and the append thread before a unit's work.
     fn guard(&mut self) -> Result<(), Error> {
         self.ndjson.guard()?;

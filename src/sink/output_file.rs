@@ -46,9 +46,11 @@ pub(super) struct OutputFile {
     file: File,
     /// The same file opened with `O_DIRECT`, while direct writes work.
     direct: Option<File>,
-    /// `capacity + BLOCK` bytes, never reallocated; the buffer is the aligned
-    /// `storage[start..start + capacity]`.
+    /// `room + BLOCK` bytes; the buffer is the aligned `storage[start..start + room]`.
     storage: Vec<u8>,
+    /// The buffer's size now: [`CAPACITY`] at first, doubled as a unit needs it, up to
+    /// `capacity` (see [`shrink`](Self::shrink)).
+    room: usize,
     start: usize,
     /// Bytes in the buffer.
     len: usize,
@@ -77,7 +79,8 @@ impl OutputFile {
     ) -> io::Result<Self> {
         let capacity = capacity.max(BLOCK).div_ceil(BLOCK) * BLOCK;
         let direct = open_direct(path);
-        let storage = vec![0u8; capacity + BLOCK];
+        let room = CAPACITY.min(capacity);
+        let storage = vec![0u8; room + BLOCK];
         // Below BLOCK: the offset to the next BLOCK boundary of a byte pointer. (`min` only
         // keeps the slice in bounds should the standard library ever give up, as it may.)
         let start = storage.as_ptr().align_offset(BLOCK).min(BLOCK);
@@ -85,6 +88,7 @@ impl OutputFile {
             file,
             direct,
             storage,
+            room,
             start,
             len: 0,
             in_file: 0,
@@ -124,6 +128,31 @@ impl OutputFile {
     /// `BufWriter`, nothing is written only to be cut.
     pub(super) fn discard(&mut self) {
         self.len = self.in_file;
+    }
+
+    /// Moves the buffer to storage of `room` bytes (at least what it holds), aligned anew.
+    fn resize(&mut self, room: usize) {
+        let mut storage = vec![0u8; room + BLOCK];
+        let start = storage.as_ptr().align_offset(BLOCK).min(BLOCK);
+        storage[start..start + self.len]
+            .copy_from_slice(&self.storage[self.start..self.start + self.len]);
+        self.storage = storage;
+        self.start = start;
+        self.room = room;
+    }
+
+    /// The buffer's size now.
+    #[cfg(test)]
+    pub(super) fn room(&self) -> usize {
+        self.room
+    }
+
+    /// Gives back the memory a large unit took, once the buffer holds no more than the first
+    /// [`CAPACITY`] bytes: an idle staging slot keeps one MiB, not its largest unit.
+    pub(super) fn shrink(&mut self) {
+        if self.room > CAPACITY && self.len <= CAPACITY {
+            self.resize(CAPACITY);
+        }
     }
 
     /// The bytes written since `from`, when the buffer still holds all of them (nothing was
@@ -230,7 +259,10 @@ impl Write for OutputFile {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let mut rest = bytes;
         while !rest.is_empty() {
-            let take = rest.len().min(self.capacity - self.len);
+            if self.len == self.room && self.room < self.capacity {
+                self.resize((self.room * 2).min(self.capacity));
+            }
+            let take = rest.len().min(self.room - self.len);
             let at = self.start + self.len;
             self.storage[at..at + take].copy_from_slice(&rest[..take]);
             self.len += take;
@@ -377,6 +409,10 @@ mod tests {
     }
 
     fn open(path: &Path, position: u64, direct: bool) -> OutputFile {
+        open_with(path, position, direct, CAPACITY)
+    }
+
+    fn open_with(path: &Path, position: u64, direct: bool, capacity: usize) -> OutputFile {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -384,7 +420,7 @@ mod tests {
             .truncate(false)
             .open(path)
             .unwrap();
-        let mut out = OutputFile::new(file, path, position).unwrap();
+        let mut out = OutputFile::with_capacity(file, path, position, capacity).unwrap();
         if !direct {
             out.without_direct().unwrap();
         }
@@ -393,9 +429,15 @@ mod tests {
 
     /// Runs `ops` against a file and a model of what it must hold.
     fn check(ops: &[Op], direct: bool) {
+        check_with(ops, direct, CAPACITY);
+    }
+
+    /// [`check`] with a buffer that grows up to `capacity` (a staging slot's), shrinking back
+    /// at each cut back.
+    fn check_with(ops: &[Op], direct: bool, capacity: usize) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.ndjson");
-        let mut out = open(&path, 0, direct);
+        let mut out = open_with(&path, 0, direct, capacity);
         let mut model: Vec<u8> = Vec::new();
         let mut committed = 0usize;
         let mut next = 0u8;
@@ -422,6 +464,7 @@ mod tests {
                     out.discard();
                     out.file().set_len(committed as u64).unwrap();
                     out.reload(committed as u64).unwrap();
+                    out.shrink();
                     model.truncate(committed);
                 }
                 Op::Reopen => {
@@ -429,7 +472,7 @@ mod tests {
                     drop(out);
                     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
                     file.set_len(committed as u64).unwrap();
-                    out = open(&path, committed as u64, direct);
+                    out = open_with(&path, committed as u64, direct, capacity);
                     model.truncate(committed);
                 }
             }
@@ -449,6 +492,13 @@ mod tests {
             ops in proptest::collection::vec(op(), 1..24),
         ) {
             check(&ops, true);
+        }
+
+        #[test]
+        fn the_same_with_a_buffer_that_grows_and_shrinks(
+            ops in proptest::collection::vec(op(), 1..16),
+        ) {
+            check_with(&ops, true, 4 * CAPACITY);
         }
 
         #[test]

@@ -260,7 +260,7 @@ struct State {
     failed: Option<Error>,
 }
 
-struct Shared {
+pub(super) struct Shared {
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -343,6 +343,12 @@ impl Stager {
             thread: Some(thread),
             output: output.to_path_buf(),
         })
+    }
+
+    /// The state shared with the append thread, for tests.
+    #[cfg(test)]
+    pub(super) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// Fails when an append failed.
@@ -456,12 +462,19 @@ impl Stager {
     }
 }
 
-/// Waits until the units the checkpoint records are appended, or an append failed.
+/// Waits until the units the checkpoint records are appended, or an append failed; then the
+/// free slots give back what large units took (with hundreds of orgs, an idle output must not
+/// hold three of its largest units in memory).
 fn appended(shared: &Shared, output: &str) -> Result<(), Error> {
     let mut state = shared.lock();
     let wanted = state.saved.min(state.committed);
     while state.appended < wanted && state.failed.is_none() {
         state = shared.wait(state);
+    }
+    for slot in &mut state.free {
+        if slot.reset().is_ok() {
+            slot.out.shrink();
+        }
     }
     match &state.failed {
         None => Ok(()),
@@ -694,6 +707,35 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n"
         );
+    }
+
+    /// A unit larger than the first MiB grows its slot's buffer; the pass's end gives it back.
+    #[tokio::test]
+    async fn a_large_unit_s_memory_is_given_back_when_the_pass_ends() {
+        use crate::collect::{Sink, Unit};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = crate::sink::NdjsonFileSink::open(&path, None).unwrap();
+        let listener = sink.save_listener().unwrap();
+        let file = crate::event_log_file::test_file();
+        let unit = Unit::LogFile(&file);
+        sink.begin(&unit).await.unwrap();
+        sink.write_encoded(&file, &vec![b'x'; 5 << 20])
+            .await
+            .unwrap();
+        let end = sink.commit(&unit).await.unwrap().unwrap();
+        listener.saved(end).unwrap();
+        let rooms = |shared: &Shared| -> Vec<usize> {
+            shared.lock().free.iter().map(|s| s.out.room()).collect()
+        };
+        listener.settle().unwrap();
+        let shared = sink.stager_shared();
+        assert!(
+            rooms(&shared).iter().all(|&room| room <= 1 << 20),
+            "{:?}",
+            rooms(&shared)
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 5 << 20);
     }
 
     #[test]
