@@ -499,7 +499,7 @@ impl NdjsonFileSink {
 
     /// The staging state, for tests.
     #[cfg(test)]
-    pub(crate) fn stager_shared(&self) -> std::sync::Arc<staging::Shared> {
+    pub(super) fn stager_shared(&self) -> std::sync::Arc<staging::Shared> {
         self.ndjson.out.shared()
     }
 
