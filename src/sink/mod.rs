@@ -499,7 +499,7 @@ impl NdjsonFileSink {
 
     /// The staging state, for tests.
     #[cfg(test)]
-    pub(super) fn stager_shared(&self) -> std::sync::Arc<staging::Shared> {
+    fn stager_shared(&self) -> std::sync::Arc<staging::Shared> {
         self.ndjson.out.shared()
     }
 
