@@ -39,7 +39,7 @@ pub struct Context {
     /// come, first served), so no org's files wait behind another's for ever.
     pub downloads: Arc<Semaphore>,
     /// Spaces the new collectors' token requests (see `TokenPacer`).
-    pub tokens: crate::run::TokenPacer,
+    pub tokens: crate::pacer::TokenPacer,
     pub stop: Stop,
     /// `--follow`: the time between passes; `None` is one pass per org.
     pub follow: Option<Duration>,

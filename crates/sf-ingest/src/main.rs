@@ -26,6 +26,7 @@ mod metrics;
 mod notify;
 mod options;
 mod overlap;
+mod pacer;
 mod plan;
 mod postgres;
 mod progress;
@@ -133,7 +134,7 @@ async fn async_main(cli: cli::Cli, display: progress::Display) -> ExitCode {
     );
     let context = Arc::new(Context {
         downloads: Arc::new(Semaphore::new(setup.max_downloads)),
-        tokens: run::TokenPacer::new(setup.orgs.len(), cli.follow.map(Duration::from_secs)),
+        tokens: pacer::TokenPacer::new(setup.orgs.len(), cli.follow.map(Duration::from_secs)),
         stop,
         follow: cli.follow.map(Duration::from_secs),
         display,
