@@ -6,35 +6,17 @@
 //! `serde_json` reference line for line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 
 use salesforce_jwt::collect::{Row, Sink};
-use salesforce_jwt::event_log_file::{
-    EventLogFile, Interval as SfInterval, LogFileDecoder, LogRecord,
-};
+use salesforce_jwt::event_log_file::{EventLogFile, LogFileDecoder, LogRecord};
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
 use salesforce_jwt::sink::NdjsonSink;
 use salesforce_jwt_mock::{Interval, MockLogFile};
-use time::OffsetDateTime;
 use time::macros::datetime;
-
-fn file(id: &str, event_type: &str, log_date: OffsetDateTime, sequence: i64) -> EventLogFile {
-    EventLogFile {
-        log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
-        id: id.to_string(),
-        event_type: event_type.into(),
-        log_date,
-        created_date: log_date,
-        interval: Some(SfInterval::Hourly),
-        sequence,
-        log_file_length: 0,
-        api_version: Some(64.0),
-        log_file_content_type: Some("CSV".into()),
-        log_file_field_names: None,
-        log_file_field_types: None,
-    }
-}
 
 fn decode(f: &EventLogFile, csv: &[u8]) -> Vec<LogRecord> {
     let mut decoder = LogFileDecoder::for_file(f);
@@ -134,7 +116,7 @@ fn ecs_lines_of_every_real_file_are_byte_for_byte_those_of_d4031e1() {
         let f = EventLogFile {
             log_file_field_names: Some(mock.field_names),
             log_file_field_types: Some(mock.field_types),
-            ..file(&format!("0AT30000000{n:04}AAA"), event_type, placeholder, 0)
+            ..common::hourly_log_file(&format!("0AT30000000{n:04}AAA"), event_type, placeholder, 0)
         };
         let rows = decode(&f, &csv);
         assert!(!rows.is_empty(), "{name}");
@@ -192,7 +174,7 @@ fn constant_parts_follow_every_change_of_file_and_options() {
             let f = EventLogFile {
                 log_file_field_names: Some(mock.field_names.clone()),
                 log_file_field_types: Some(mock.field_types.clone()),
-                ..file(
+                ..common::hourly_log_file(
                     &format!("0AT50000000{n:02}{copy:02}AAA"),
                     event_type,
                     log_date + time::Duration::hours(copy),

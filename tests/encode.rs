@@ -4,36 +4,19 @@
 //! every real file in ../shared/realdata.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 
 use proptest::prelude::*;
 use salesforce_jwt::collect::{Row, Sink, Unit};
-use salesforce_jwt::event_log_file::{
-    EventLogFile, Interval as SfInterval, LogFileDecoder, LogRecord,
-};
+use salesforce_jwt::event_log_file::{EventLogFile, LogFileDecoder, LogRecord};
 use salesforce_jwt::format::OutputFormat;
 use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
 use salesforce_jwt::sink::{NdjsonRow, NdjsonSink};
 use salesforce_jwt_mock::{Interval, MockLogFile};
 use time::OffsetDateTime;
 use time::macros::datetime;
-
-fn file(id: &str, event_type: &str, log_date: OffsetDateTime, sequence: i64) -> EventLogFile {
-    EventLogFile {
-        log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
-        id: id.to_string(),
-        event_type: event_type.into(),
-        log_date,
-        created_date: log_date,
-        interval: Some(SfInterval::Hourly),
-        sequence,
-        log_file_length: 0,
-        api_version: Some(64.0),
-        log_file_content_type: Some("CSV".into()),
-        log_file_field_names: None,
-        log_file_field_types: None,
-    }
-}
 
 /// What `serde_json` writes for each row, a line each.
 fn reference(format: OutputFormat, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<u8> {
@@ -238,8 +221,8 @@ proptest! {
         log_date_ms in 0i64..253_402_300_799_999,
     ) {
         let log_date = OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(log_date_ms);
-        let a = file(&id, &event_type, log_date, sequence);
-        let b = file("0AT000000000002AAA", "Login", datetime!(2024-03-11 00:00 +01:00), 0);
+        let a = common::hourly_log_file(&id, &event_type, log_date, sequence);
+        let b = common::hourly_log_file("0AT000000000002AAA", "Login", datetime!(2024-03-11 00:00 +01:00), 0);
         let first_rows = decode(&a.id, NAMES, TYPES, &generated_csv(&first));
         let second_rows = decode(&b.id, NAMES, TYPES, &generated_csv(&second));
         let rows: Vec<(&EventLogFile, &LogRecord)> = first_rows
@@ -384,8 +367,8 @@ proptest! {
             awkward_text(),
         ],
     ) {
-        let a = file("0AT000000000001AAA", &event_type, datetime!(2024-03-11 00:00 UTC), 1);
-        let b = file("0AT000000000002AAA", &event_type, datetime!(2024-03-11 00:00 UTC), 2);
+        let a = common::hourly_log_file("0AT000000000001AAA", &event_type, datetime!(2024-03-11 00:00 UTC), 1);
+        let b = common::hourly_log_file("0AT000000000002AAA", &event_type, datetime!(2024-03-11 00:00 UTC), 2);
         let csv = |names: &str, rows: &[Vec<String>]| {
             let header: Vec<String> = names.split(',').map(csv_field).collect();
             let mut csv = header.join(",") + "\n";
@@ -416,7 +399,7 @@ proptest! {
 /// An empty row (every value empty) and a row of a file without columns of its own.
 #[test]
 fn empty_rows_encode_as_serde_json_does() {
-    let f = file(
+    let f = common::hourly_log_file(
         "0AT000000000001AAA",
         "Login",
         datetime!(2024-03-11 00:00 UTC),
@@ -466,7 +449,7 @@ fn real_files_encode_as_serde_json_does() {
         let f = EventLogFile {
             log_file_field_names: Some(mock.field_names),
             log_file_field_types: Some(mock.field_types),
-            ..file(&format!("0AT30000000{n:04}AAA"), event_type, placeholder, 0)
+            ..common::hourly_log_file(&format!("0AT30000000{n:04}AAA"), event_type, placeholder, 0)
         };
         let mut decoder = LogFileDecoder::for_file(&f);
         let mut rows = Vec::new();
@@ -514,7 +497,7 @@ fn mock_rows_of_every_event_type_encode_as_serde_json_does() {
         let f = EventLogFile {
             log_file_field_names: Some(mock.field_names.clone()),
             log_file_field_types: Some(mock.field_types.clone()),
-            ..file(&format!("0AT40000000{n:04}AAA"), event_type, log_date, 0)
+            ..common::hourly_log_file(&format!("0AT40000000{n:04}AAA"), event_type, log_date, 0)
         };
         let mut decoder = LogFileDecoder::for_file(&f);
         let mut rows = Vec::new();

@@ -495,3 +495,26 @@ impl ObjectRecorder {
         );
     }
 }
+
+/// An hourly EventLogFile as the encoders' tests use it: no field names or types of its own.
+pub fn hourly_log_file(
+    id: &str,
+    event_type: &str,
+    log_date: OffsetDateTime,
+    sequence: i64,
+) -> salesforce_jwt::event_log_file::EventLogFile {
+    salesforce_jwt::event_log_file::EventLogFile {
+        log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
+        id: id.to_string(),
+        event_type: event_type.into(),
+        log_date,
+        created_date: log_date,
+        interval: Some(salesforce_jwt::event_log_file::Interval::Hourly),
+        sequence,
+        log_file_length: 0,
+        api_version: Some(64.0),
+        log_file_content_type: Some("CSV".into()),
+        log_file_field_names: None,
+        log_file_field_types: None,
+    }
+}
