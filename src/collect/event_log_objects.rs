@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -19,7 +18,7 @@ use crate::collect::checkpoint::{CheckpointStore, SourceState};
 use crate::collect::object_options::{
     EventLogObjectOptions, ObjectCollectorOptions, ObjectSummary,
 };
-use crate::collect::object_state::{QuietWatch, bound_overlap};
+use crate::collect::object_state::{MILLI, QuietWatch, bound_overlap, span, to_ms};
 use crate::collect::pass::{Delivered, Pass};
 use crate::collect::sink::{Batch, Row, Sink, Unit};
 use crate::collect::source::Source;
@@ -68,18 +67,6 @@ pub(crate) struct EventLogObjectSource {
     pub(crate) options: Arc<ObjectCollectorOptions>,
 }
 
-const MILLI: time::Duration = time::Duration::milliseconds(1);
-
-fn to_ms(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t)
-}
-
-fn span(d: Duration) -> time::Duration {
-    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
-}
-
 impl Source for EventLogObjectSource {
     fn name(&self) -> &str {
         self.object.name()
@@ -92,21 +79,10 @@ impl Source for EventLogObjectSource {
     ) -> Result<(), Error> {
         check_api_version(pass.client.config().api_version())?;
         let overlap = self.options.event_log_objects.overlap;
-        // One time for every object of the pass, as the other objects do: the windows all end
-        // at the org's clock (Timestamp is stamped by Salesforce), never at ours.
-        let now = match pass.org_now {
-            Some(now) => now,
-            None => {
-                if pass.client.org_clock_offset().is_none() {
-                    pass.client.access_token().await?;
-                }
-                pass.client
-                    .check_org_clock(overlap / 2, "half the Event Log Object overlap");
-                let now = pass.client.org_now();
-                pass.org_now = Some(now);
-                now
-            }
-        };
+        // Timestamp is stamped by Salesforce: the windows end at the org's clock, never ours.
+        let now = pass
+            .org_now(overlap, "half the Event Log Object overlap")
+            .await?;
         pass.report.current = Some(self.object.name().to_string());
         pass.report();
         let state = match pass.checkpoint.sources.get(self.object.name()) {
@@ -416,7 +392,7 @@ mod tests {
     fn options_are_bounded_by_the_platform() {
         assert!(EventLogObjectOptions::default().problems().is_empty());
         let wide = EventLogObjectOptions {
-            window: MAX_WINDOW + Duration::from_millis(1),
+            window: MAX_WINDOW + std::time::Duration::from_millis(1),
             ..EventLogObjectOptions::default()
         };
         assert_eq!(wide.problems().len(), 1);

@@ -210,9 +210,33 @@ mod opt_datetime {
     }
 }
 
+/// The finest step of a window bound: SOQL datetimes carry milliseconds.
+pub(crate) const MILLI: time::Duration = time::Duration::milliseconds(1);
+
+/// `t` in UTC without its sub-millisecond part: a window bound finer than SOQL's literals
+/// would be rounded by Salesforce, and two windows could then overlap or leave a gap.
+pub(crate) fn to_ms(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .unwrap_or(t)
+}
+
+/// A configured span as a `time` one; beyond `time`'s range it means "all of it".
+pub(crate) fn span(d: std::time::Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds_are_kept_and_below_dropped() {
+        assert_eq!(
+            to_ms(time::macros::datetime!(2024-07-08 07:26:18.2399 UTC)),
+            time::macros::datetime!(2024-07-08 07:26:18.239 UTC)
+        );
+    }
     use crate::collect::SourceState;
     use time::macros::datetime;
 

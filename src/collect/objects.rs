@@ -16,15 +16,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::client::JwtBearerClient;
 use crate::collect::checkpoint::{CheckpointStore, SkippedFile, SourceState};
 use crate::collect::object_options::{ObjectCollectorOptions, ObjectSummary};
 use crate::collect::object_state::{
-    BigObjectState, KeysetPosition, KeysetState, QuietWatch, SkippedWindow, bound_overlap,
+    BigObjectState, KeysetPosition, KeysetState, MILLI, QuietWatch, SkippedWindow, bound_overlap,
+    span, to_ms,
 };
 use crate::collect::pass::{Delivered, Pass};
 use crate::collect::sink::{Batch, Row, Sink, Unit};
@@ -54,15 +53,9 @@ impl Source for ObjectSource {
         pass: &mut Pass<'_, S>,
         sink: &mut K,
     ) -> Result<(), Error> {
-        // One time for every object of the pass: the pass's windows all end there.
-        let now = match pass.org_now {
-            Some(now) => now,
-            None => {
-                let now = org_now(pass.client, &self.options).await?;
-                pass.org_now = Some(now);
-                now
-            }
-        };
+        let now = pass
+            .org_now(self.options.overlap, "half the real-time overlap")
+            .await?;
         pass.report.current = Some(self.object.name().to_string());
         pass.report();
         let summary = ObjectWalk::new(&self.object, &self.options, now)
@@ -143,24 +136,6 @@ impl<'a> ObjectWalk<'a> {
     }
 }
 
-/// The org's time, where the pass's windows end: `EventDate` and `CreatedDate` are stamped by
-/// Salesforce's clock, so a window ending at a fast local clock would reach into the org's
-/// future and eat the overlap, and one ending at a slow local clock would hold rows back. The
-/// client learns the org's clock from the `Date` of every answer; before the first one, the
-/// token request (needed for the pass anyway) brings one.
-async fn org_now(
-    client: &JwtBearerClient,
-    options: &ObjectCollectorOptions,
-) -> Result<OffsetDateTime, Error> {
-    if client.org_clock_offset().is_none() {
-        client.access_token().await?;
-    }
-    // Past half the overlap, the rows a skew-blind window would lose or hold back are no
-    // longer a rounding matter: say so, once per crossing.
-    client.check_org_clock(options.overlap / 2, "half the real-time overlap");
-    Ok(client.org_now())
-}
-
 /// The work of one pass on one object.
 struct Walker<'w, 'p, S: ?Sized, K> {
     engine: &'w mut Pass<'p, S>,
@@ -187,8 +162,6 @@ enum Window {
     /// A page could not be read (and skipping such pages is on); nothing was written.
     Unreadable(Error),
 }
-
-const MILLI: time::Duration = time::Duration::milliseconds(1);
 
 /// How many times one pass narrows an object's windows around unreadable pages. One bad row
 /// in an hour's window is found in about 22 halvings; a page that fails in every window is the
@@ -225,16 +198,6 @@ fn around(
             .collect();
     }
     out
-}
-
-fn to_ms(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t)
-}
-
-fn span(d: Duration) -> time::Duration {
-    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
 impl<S: CheckpointStore + ?Sized, K: Sink> Walker<'_, '_, S, K> {
@@ -849,19 +812,5 @@ impl Delivery {
             tracing::error!(object = %batch.object, error = %e, "rolling back a failed batch failed too");
         }
         error
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    #[test]
-    fn milliseconds_are_kept_and_below_dropped() {
-        assert_eq!(
-            to_ms(datetime!(2024-07-08 07:26:18.2399 UTC)),
-            datetime!(2024-07-08 07:26:18.239 UTC)
-        );
     }
 }

@@ -23,7 +23,7 @@ pub(crate) struct Pass<'p, S: ?Sized> {
     pub(crate) report: Progress,
     pub(crate) summary: PassSummary,
     /// The org's time when the first object source began: every object's windows end there.
-    pub(crate) org_now: Option<OffsetDateTime>,
+    org_time: Option<OffsetDateTime>,
     started: Instant,
     progress: &'p mut (dyn FnMut(&Progress) + Send),
     stop: &'p AtomicBool,
@@ -65,7 +65,7 @@ impl<'p, S: CheckpointStore + ?Sized> Pass<'p, S> {
                 ..Progress::default()
             },
             summary: PassSummary::default(),
-            org_now: None,
+            org_time: None,
             started: Instant::now(),
             progress,
             stop,
@@ -106,6 +106,29 @@ impl<'p, S: CheckpointStore + ?Sized> Pass<'p, S> {
             listener.saved(position)?;
         }
         Ok(())
+    }
+
+    /// The org's time, one for every object of the pass (fixed when the first asks), so that
+    /// all windows end at the same instant of Salesforce's clock, never at ours. A token
+    /// request gives the clock's offset when none was seen yet; a skew past half the source's
+    /// `overlap` is warned about (`what` names that half).
+    pub(crate) async fn org_now(
+        &mut self,
+        overlap: std::time::Duration,
+        what: &str,
+    ) -> Result<OffsetDateTime, Error> {
+        if let Some(now) = self.org_time {
+            return Ok(now);
+        }
+        if self.client.org_clock_offset().is_none() {
+            self.client.access_token().await?;
+        }
+        // Past half the overlap, the rows a skew-blind window would lose or hold back are no
+        // longer a rounding matter: say so, once per crossing.
+        self.client.check_org_clock(overlap / 2, what);
+        let now = self.client.org_now();
+        self.org_time = Some(now);
+        Ok(now)
     }
 
     /// Counts a committed unit with rows: the figures, the units and the bytes.
