@@ -139,8 +139,6 @@ pub struct NdjsonSink<W: Write + Send> {
     ecs: EcsOptions,
     /// Log-file rows' JSON, with the keys of the current file's columns cached.
     encoders: Encoders,
-    /// Bytes handed to `out` so far.
-    written: u64,
 }
 
 impl<W: Write + Send> NdjsonSink<W> {
@@ -158,7 +156,6 @@ impl<W: Write + Send> NdjsonSink<W> {
             format: OutputFormat::default(),
             ecs: EcsOptions::default(),
             encoders: Encoders::default(),
-            written: 0,
         }
     }
 
@@ -246,7 +243,6 @@ impl<W: Write + Send> NdjsonSink<W> {
             .out
             .write_all(bytes)
             .map_err(|e| Error::io(format!("writing {}", self.name), e));
-        self.written += bytes.len() as u64;
         self.poison_on_error(written)
     }
 
@@ -557,9 +553,7 @@ impl Sink for NdjsonFileSink {
 
     async fn start_commit(&mut self, _unit: &Unit<'_>) -> Result<PendingCommit, Error> {
         self.guard()?;
-        let committed = self.ndjson.out.commit(!self.listened);
-        let committed = self.ndjson.poison_on_error(committed)?;
-        Ok(match committed {
+        Ok(match self.ndjson.out.commit(!self.listened) {
             Committed::Empty(position) => PendingCommit::done(Some(position)),
             Committed::Staging(position, durable) => {
                 // Final at once: a rollback of the next unit must keep this one.

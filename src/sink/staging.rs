@@ -393,15 +393,19 @@ impl Stager {
         }
     }
 
-    /// Begins a unit: an empty slot.
+    /// Begins a unit: an empty slot (a slot is emptied when taken; one kept from before is
+    /// emptied here).
     pub(super) fn begin(&mut self) -> Result<(), Error> {
-        self.check()?;
+        let kept = self.current.is_some();
         let path = self.output.display().to_string();
         let slot = self
             .slot()
             .map_err(|e| Error::io(format!("staging rows for {path}"), e))?;
-        slot.reset()
-            .map_err(|e| Error::io(format!("staging rows for {path}"), e))
+        if kept {
+            slot.reset()
+                .map_err(|e| Error::io(format!("staging rows for {path}"), e))?;
+        }
+        Ok(())
     }
 
     /// Forgets the current unit's rows: nothing of them reached the output.
@@ -414,17 +418,18 @@ impl Stager {
     }
 
     /// Commits the current unit: hands it to the append thread to be staged, and, with
-    /// `recorded` (no save listener), counts it as recorded at once.
-    pub(super) fn commit(&mut self, recorded: bool) -> Result<Committed, Error> {
-        self.check()?;
-        let length = self.current.as_ref().map_or(0, Slot::len);
-        if length == 0 {
-            return Ok(Committed::Empty(self.start));
-        }
-        let Some(slot) = self.current.take() else {
-            return Ok(Committed::Empty(self.start));
+    /// `recorded` (no save listener), counts it as recorded at once. The sink checked for a
+    /// failed append before ([`check`](Self::check)).
+    pub(super) fn commit(&mut self, recorded: bool) -> Committed {
+        let slot = match self.current.take() {
+            Some(slot) if slot.len() > 0 => slot,
+            // No rows: nothing to stage, and the slot (if any) serves the next unit.
+            kept => {
+                self.current = kept;
+                return Committed::Empty(self.start);
+            }
         };
-        let (start, end) = (self.start, self.start + length);
+        let (start, end) = (self.start, self.start + slot.len());
         let (durable, staged) = oneshot::channel();
         let mut state = self.shared.lock();
         state.jobs.push_back(Job {
@@ -441,7 +446,7 @@ impl Stager {
         drop(state);
         self.shared.changed.notify_all();
         self.start = end;
-        Ok(Committed::Staging(end, staged))
+        Committed::Staging(end, staged)
     }
 
     /// What the collector tells after each checkpoint save: the append thread appends the
