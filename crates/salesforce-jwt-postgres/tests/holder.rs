@@ -7,46 +7,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{clock, expire_lease, fresh_database, host_port};
+use common::{SteppedClock, clock, expire_lease, fresh_database, host_port};
 use futures_util::FutureExt as _;
-use salesforce_jwt::clock::{Clock, Sleep};
+use salesforce_jwt::clock::Clock;
 use salesforce_jwt_postgres::{LeaseBusy, LeaseHolder, LeaseLoss, PgTarget, PgWorker};
 use time::OffsetDateTime;
-use time::macros::datetime;
-use tokio::sync::watch;
-
-/// A clock whose sleeps end only when the test moves it past their end, so that the renewal
-/// task runs exactly when the test says, never on its own.
-#[derive(Debug, Clone)]
-struct SteppedClock {
-    now: Arc<watch::Sender<OffsetDateTime>>,
-}
-
-impl SteppedClock {
-    fn new() -> Self {
-        SteppedClock {
-            now: Arc::new(watch::Sender::new(datetime!(2025-06-10 12:00 UTC))),
-        }
-    }
-
-    fn advance(&self, by: Duration) {
-        self.now.send_modify(|now| *now += by);
-    }
-}
-
-impl Clock for SteppedClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.now.borrow()
-    }
-
-    fn sleep(&self, duration: Duration) -> Sleep {
-        let until = self.now() + duration;
-        let mut now = self.now.subscribe();
-        Box::pin(async move {
-            let _ = now.wait_for(|now| *now >= until).await;
-        })
-    }
-}
 
 const TTL: Duration = Duration::from_secs(30);
 

@@ -424,3 +424,38 @@ impl Drop for TlsServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A clock whose sleeps end only when the test moves it past their end, so that heartbeats
+/// and lease renewals run exactly when the test says, never on their own.
+#[derive(Debug, Clone)]
+pub struct SteppedClock {
+    now: Arc<tokio::sync::watch::Sender<time::OffsetDateTime>>,
+}
+
+impl SteppedClock {
+    pub fn new() -> Self {
+        SteppedClock {
+            now: Arc::new(tokio::sync::watch::Sender::new(
+                datetime!(2025-06-10 12:00 UTC),
+            )),
+        }
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        self.now.send_modify(|now| *now += by);
+    }
+}
+
+impl salesforce_jwt::clock::Clock for SteppedClock {
+    fn now(&self) -> time::OffsetDateTime {
+        *self.now.borrow()
+    }
+
+    fn sleep(&self, duration: std::time::Duration) -> salesforce_jwt::clock::Sleep {
+        let until = self.now() + duration;
+        let mut now = self.now.subscribe();
+        Box::pin(async move {
+            let _ = now.wait_for(|now| *now >= until).await;
+        })
+    }
+}
