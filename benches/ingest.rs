@@ -581,14 +581,16 @@ pub async fn main() {
     // End to end first: a stage that held whole files leaves freed heap the allocator keeps,
     // which would count in the peak RSS of every stage after it.
     let mut e2e_secs = None;
+    let mut e2e_ecs_secs = None;
     for (name, format) in [
         ("e2e", OutputFormat::Ndjson),
         ("e2e-ecs", OutputFormat::Ecs),
     ] {
         if wanted(name) {
             let m = end_to_end(&client, &o, &info, format, dir.path()).await;
-            if format == OutputFormat::Ndjson {
-                e2e_secs = Some(m.secs);
+            match format {
+                OutputFormat::Ndjson => e2e_secs = Some(m.secs),
+                _ => e2e_ecs_secs = Some(m.secs),
             }
             report.push(m);
         }
@@ -621,6 +623,7 @@ pub async fn main() {
         assert_eq!(rows, info.rows, "rows decoded");
         report.push(m);
     }
+    let mut encode_times = None;
     if wanted("stages") {
         let out = dir.path().join("stages.ndjson");
         let (m, t) = stage("(one file at a time)", stages(&client, &files, &out)).await;
@@ -633,6 +636,7 @@ pub async fn main() {
             peak_mib: None,
             note,
         };
+        encode_times = Some((t.encode, t.encode_ecs));
         report.push(part("decode", t.decode, String::new()));
         report.push(part(
             "encode NDJSON",
@@ -687,6 +691,21 @@ pub async fn main() {
         println!(
             "end to end (NDJSON) runs at {:.0}% of the floor's speed",
             100.0 * floor.secs / e2e
+        );
+    }
+    if let (Some(ndjson), Some(ecs)) = (e2e_secs, e2e_ecs_secs) {
+        // Issue 22's measure of what ECS documents cost: the share of NDJSON's throughput.
+        println!(
+            "end to end, ECS at {:.2} of NDJSON's throughput",
+            ndjson / ecs
+        );
+    }
+    if let Some(t) = &encode_times {
+        let per_row = |d: Duration| d.as_secs_f64() * 1e9 / info.rows as f64;
+        println!(
+            "encoding alone, per row: NDJSON {:.0} ns, ECS {:.0} ns",
+            per_row(t.0),
+            per_row(t.1)
         );
     }
     println!("mock process: CPU {mock_cpu:.1} s over all stages");
