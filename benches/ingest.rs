@@ -6,6 +6,7 @@
 //! cargo bench --bench ingest                       # also: cargo run --release --example ingest_bench
 //! cargo run --release --example ingest_bench -- --files 50 --rows 20000 --concurrency 4
 //! cargo run --release --example ingest_bench -- --no-gzip --only e2e
+//! cargo run --release --example ingest_bench -- --only e2e,e2e-ecs --repeat 5
 //! ```
 //!
 //! A copy of this program started with `--serve-mock` holds a `MockOrg` with `--files` daily
@@ -32,11 +33,15 @@
 //!   lines handed to an `NdjsonFileSink` in 1 MiB pieces, a commit per file).
 //! - `e2e`: one `Collector` pass into an `NdjsonFileSink` (checkpoint in a
 //!   `FileCheckpointStore`): what `ingest --out FILE` does. `e2e-ecs`: the same with
-//!   `--format ecs`. Both check that the output has exactly one line per row.
+//!   `--format ecs`. Both check that the output has exactly one line per row. `--repeat N`
+//!   runs them N times in turn and gives ECS's share of NDJSON's throughput as the median of
+//!   the N pairs: on a shared 2-core machine one pair alone moves by a tenth. Read peak RSS
+//!   from the first pair: later runs start with the heap the earlier ones freed.
 //!
 //! For each: seconds, MB/s of CSV, the collector process's CPU seconds, and its peak RSS
-//! (`VmHWM`, reset before each stage through `/proc/self/clear_refs`). The last line gives
-//! end to end as a share of the floor.
+//! (`VmHWM`, reset before each stage through `/proc/self/clear_refs`). The last lines give
+//! end to end as a share of the floor, ECS's share of NDJSON's throughput end to end (issue
+//! 22's measure), and each encoder's cost per row.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -67,6 +72,9 @@ struct Options {
     concurrency: usize,
     gzip: bool,
     only: Vec<String>,
+    /// Times each end-to-end stage runs, NDJSON and ECS in turn: the ratio between them moves
+    /// by a tenth from run to run on a shared 2-core machine, so it is read as a median.
+    repeat: usize,
 }
 
 fn parse_args(args: &[String]) -> Options {
@@ -76,6 +84,7 @@ fn parse_args(args: &[String]) -> Options {
         concurrency: 4,
         gzip: true,
         only: STAGES.iter().map(|s| s.to_string()).collect(),
+        repeat: 1,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -91,6 +100,10 @@ fn parse_args(args: &[String]) -> Options {
                 o.concurrency = value().parse().expect("--concurrency takes a number")
             }
             "--no-gzip" => o.gzip = false,
+            "--repeat" => {
+                o.repeat = value().parse().expect("--repeat takes a number");
+                assert!(o.repeat > 0, "--repeat takes a number above 0");
+            }
             "--only" => {
                 o.only = value().split(',').map(|s| s.trim().to_string()).collect();
                 for s in &o.only {
@@ -105,7 +118,7 @@ fn parse_args(args: &[String]) -> Options {
             other if !other.starts_with('-') => {}
             other => panic!(
                 "unknown argument {other:?}; use --files N, --rows N, --concurrency N, \
-                 --no-gzip, --only {}",
+                 --no-gzip, --repeat N, --only {}",
                 STAGES.join(",")
             ),
         }
@@ -496,8 +509,22 @@ async fn end_to_end(
     );
     let bytes = std::fs::metadata(&out_path).unwrap().len();
     std::fs::remove_file(&out_path).unwrap();
+    // The next run of the stage (`--repeat`) starts from nothing again.
+    std::fs::remove_file(dir.join(format!("events.{format}.checkpoint.json"))).unwrap();
     measured.note = format!("{:.1} MB out, lines = rows", bytes as f64 / 1e6);
     measured
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
 }
 
 fn options(o: &Options) -> CollectorOptions {
@@ -580,19 +607,24 @@ pub async fn main() {
     let mut report: Vec<Measured> = Vec::new();
     // End to end first: a stage that held whole files leaves freed heap the allocator keeps,
     // which would count in the peak RSS of every stage after it.
-    let mut e2e_secs = None;
-    let mut e2e_ecs_secs = None;
-    for (name, format) in [
-        ("e2e", OutputFormat::Ndjson),
-        ("e2e-ecs", OutputFormat::Ecs),
-    ] {
-        if wanted(name) {
-            let m = end_to_end(&client, &o, &info, format, dir.path()).await;
-            match format {
-                OutputFormat::Ndjson => e2e_secs = Some(m.secs),
-                _ => e2e_ecs_secs = Some(m.secs),
+    let mut e2e_secs = Vec::new();
+    let mut e2e_ecs_secs = Vec::new();
+    for run in 1..=o.repeat {
+        for (name, format) in [
+            ("e2e", OutputFormat::Ndjson),
+            ("e2e-ecs", OutputFormat::Ecs),
+        ] {
+            if wanted(name) {
+                let mut m = end_to_end(&client, &o, &info, format, dir.path()).await;
+                match format {
+                    OutputFormat::Ndjson => e2e_secs.push(m.secs),
+                    _ => e2e_ecs_secs.push(m.secs),
+                }
+                if o.repeat > 1 {
+                    m.stage = format!("{} #{run}", m.stage);
+                }
+                report.push(m);
             }
-            report.push(m);
         }
     }
     if wanted("floor") {
@@ -686,19 +718,28 @@ pub async fn main() {
     }
     if let (Some(floor), Some(e2e)) = (
         report.iter().find(|m| m.stage.starts_with("floor")),
-        e2e_secs,
+        median(&e2e_secs),
     ) {
         println!(
             "end to end (NDJSON) runs at {:.0}% of the floor's speed",
             100.0 * floor.secs / e2e
         );
     }
-    if let (Some(ndjson), Some(ecs)) = (e2e_secs, e2e_ecs_secs) {
-        // Issue 22's measure of what ECS documents cost: the share of NDJSON's throughput.
-        println!(
-            "end to end, ECS at {:.2} of NDJSON's throughput",
-            ndjson / ecs
-        );
+    // Issue 22's measure of what ECS documents cost: the share of NDJSON's throughput, per
+    // pair of runs one after the other.
+    let ratios: Vec<f64> = e2e_secs
+        .iter()
+        .zip(&e2e_ecs_secs)
+        .map(|(ndjson, ecs)| ndjson / ecs)
+        .collect();
+    if let Some(ratio) = median(&ratios) {
+        let pairs = if ratios.len() > 1 {
+            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            format!(" (median of {} pairs: {})", ratios.len(), each.join(", "))
+        } else {
+            String::new()
+        };
+        println!("end to end, ECS at {ratio:.2} of NDJSON's throughput{pairs}");
     }
     if let Some(t) = &encode_times {
         let per_row = |d: Duration| d.as_secs_f64() * 1e9 / info.rows as f64;
