@@ -7,6 +7,8 @@
 //! them; review the diff.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,41 +36,10 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-fn realdata(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/realdata")
-        .join(name)
-}
-
-/// Every real log file: (file name, EventType).
-const REAL_FILES: &[(&str, &str)] = &[
-    ("sfdcelf_Login_sample_data3.csv", "Login"),
-    ("sfdcelf_API_sample_data1.csv", "API"),
-    ("sfdcelf_BulkApi_sample_data2.csv", "BulkApi"),
-    (
-        "sfdcelf_QueuedExecution_sample_data4.csv",
-        "QueuedExecution",
-    ),
-    ("sfdcelf_RestApi_sample_data5.csv", "RestApi"),
-    (
-        "sfdcelf_UITracking_create_event_sampledata1.csv",
-        "UITracking",
-    ),
-    ("nr_ApexCallout_sample_log_lines.csv", "ApexCallout"),
-];
-
 /// A real CSV as an EventLogFile would describe it (column types as Salesforce declares them,
 /// through the mock's table) and its decoded rows.
 fn real_file(name: &str, event_type: &str, id_number: u32) -> (EventLogFile, Vec<LogRecord>) {
-    let csv = std::fs::read(realdata(name)).unwrap();
     let placeholder = datetime!(2000-01-01 00:00 UTC);
-    let mock = MockLogFile::builder(event_type)
-        .interval(Interval::Daily)
-        .log_date(placeholder)
-        .sequence(0)
-        .created_date(placeholder)
-        .csv(csv.clone())
-        .build();
     let id = format!("0AT30000000{id_number:04}AAA");
     let file = EventLogFile {
         log_file: format!("/services/data/v64.0/sobjects/EventLogFile/{id}/LogFile"),
@@ -78,16 +49,13 @@ fn real_file(name: &str, event_type: &str, id_number: u32) -> (EventLogFile, Vec
         created_date: placeholder,
         interval: Some(SfInterval::Daily),
         sequence: 0,
-        log_file_length: csv.len() as u64,
+        log_file_length: std::fs::metadata(common::realdata(name)).unwrap().len(),
         api_version: Some(64.0),
         log_file_content_type: Some("CSV".into()),
-        log_file_field_names: Some(mock.field_names),
-        log_file_field_types: Some(mock.field_types),
+        log_file_field_names: None,
+        log_file_field_types: None,
     };
-    let mut decoder = LogFileDecoder::for_file(&file);
-    let mut rows = Vec::new();
-    decoder.feed(&csv, &mut rows).unwrap();
-    decoder.finish(&mut rows).unwrap();
+    let (file, rows) = common::real_file(name, file);
     // The day the rows fall on, as the file's LogDate would be.
     let first = rows[0]
         .get("TIMESTAMP")
@@ -246,7 +214,7 @@ fn object_event_ids_follow_the_documented_rule() {
 fn event_ids_are_unique_across_every_real_log_file() {
     let mut seen: HashMap<String, (String, u64)> = HashMap::new();
     let mut total = 0;
-    for (number, (name, event_type)) in REAL_FILES.iter().enumerate() {
+    for (number, (name, event_type)) in common::REAL_FILES.iter().enumerate() {
         let (file, rows) = real_file(name, event_type, number as u32);
         assert!(!rows.is_empty(), "{name}");
         total += rows.len();

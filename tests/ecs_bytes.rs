@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use salesforce_jwt::collect::{Row, Sink};
 use salesforce_jwt::event_log_file::{EventLogFile, LogFileDecoder, LogRecord};
 use salesforce_jwt::format::OutputFormat;
@@ -73,22 +71,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-const REAL_FILES: &[(&str, &str)] = &[
-    ("sfdcelf_Login_sample_data3.csv", "Login"),
-    ("sfdcelf_API_sample_data1.csv", "API"),
-    ("sfdcelf_BulkApi_sample_data2.csv", "BulkApi"),
-    (
-        "sfdcelf_QueuedExecution_sample_data4.csv",
-        "QueuedExecution",
-    ),
-    ("sfdcelf_RestApi_sample_data5.csv", "RestApi"),
-    (
-        "sfdcelf_UITracking_create_event_sampledata1.csv",
-        "UITracking",
-    ),
-    ("nr_ApexCallout_sample_log_lines.csv", "ApexCallout"),
-];
-
 /// Every real file, each row's ECS line: with the default options and with an instance URL
 /// and namespace, through one sink per option set.
 #[test]
@@ -99,29 +81,7 @@ fn ecs_lines_of_every_real_file_are_byte_for_byte_those_of_d4031e1() {
         "6be244d4683d1b539743b48a6e69c2252b849bcd469c4c58c7b497f253d6815f",
         "40028965d47ccfbf4fb8dc30d2cfb9c8cd3b441919951d3a018dc0b27917eb06",
     ];
-    let placeholder = datetime!(2024-03-11 00:00 UTC);
-    let mut files = Vec::new();
-    for (n, (name, event_type)) in REAL_FILES.iter().enumerate() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/realdata")
-            .join(name);
-        let csv = std::fs::read(&path).unwrap();
-        let mock = MockLogFile::builder(event_type)
-            .interval(Interval::Daily)
-            .log_date(placeholder)
-            .sequence(0)
-            .created_date(placeholder)
-            .csv(csv.clone())
-            .build();
-        let f = EventLogFile {
-            log_file_field_names: Some(mock.field_names),
-            log_file_field_types: Some(mock.field_types),
-            ..common::hourly_log_file(&format!("0AT30000000{n:04}AAA"), event_type, placeholder, 0)
-        };
-        let rows = decode(&f, &csv);
-        assert!(!rows.is_empty(), "{name}");
-        files.push((f, rows));
-    }
+    let files = common::real_hourly_files();
     let pairs: Vec<(&EventLogFile, &LogRecord)> = files
         .iter()
         .flat_map(|(f, rows)| rows.iter().map(move |r| (f, r)))

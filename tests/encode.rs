@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use proptest::prelude::*;
 use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log_file::{EventLogFile, LogFileDecoder, LogRecord};
@@ -411,53 +409,10 @@ fn empty_rows_encode_as_serde_json_does() {
     assert_same(OutputFormat::Ecs, &pairs);
 }
 
-fn realdata(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/realdata")
-        .join(name)
-}
-
 /// Every real log file, decoded with the column types Salesforce declares for its event type.
 #[test]
 fn real_files_encode_as_serde_json_does() {
-    const REAL_FILES: &[(&str, &str)] = &[
-        ("sfdcelf_Login_sample_data3.csv", "Login"),
-        ("sfdcelf_API_sample_data1.csv", "API"),
-        ("sfdcelf_BulkApi_sample_data2.csv", "BulkApi"),
-        (
-            "sfdcelf_QueuedExecution_sample_data4.csv",
-            "QueuedExecution",
-        ),
-        ("sfdcelf_RestApi_sample_data5.csv", "RestApi"),
-        (
-            "sfdcelf_UITracking_create_event_sampledata1.csv",
-            "UITracking",
-        ),
-        ("nr_ApexCallout_sample_log_lines.csv", "ApexCallout"),
-    ];
-    let placeholder = datetime!(2024-03-11 00:00 UTC);
-    let mut files = Vec::new();
-    for (n, (name, event_type)) in REAL_FILES.iter().enumerate() {
-        let csv = std::fs::read(realdata(name)).unwrap();
-        let mock = MockLogFile::builder(event_type)
-            .interval(Interval::Daily)
-            .log_date(placeholder)
-            .sequence(0)
-            .created_date(placeholder)
-            .csv(csv.clone())
-            .build();
-        let f = EventLogFile {
-            log_file_field_names: Some(mock.field_names),
-            log_file_field_types: Some(mock.field_types),
-            ..common::hourly_log_file(&format!("0AT30000000{n:04}AAA"), event_type, placeholder, 0)
-        };
-        let mut decoder = LogFileDecoder::for_file(&f);
-        let mut rows = Vec::new();
-        decoder.feed(&csv, &mut rows).unwrap();
-        decoder.finish(&mut rows).unwrap();
-        assert!(!rows.is_empty(), "{name}");
-        files.push((f, rows));
-    }
+    let files = common::real_hourly_files();
     let pairs: Vec<(&EventLogFile, &LogRecord)> = files
         .iter()
         .flat_map(|(f, rows)| rows.iter().map(move |r| (f, r)))

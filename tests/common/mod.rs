@@ -518,3 +518,74 @@ pub fn hourly_log_file(
         log_file_field_types: None,
     }
 }
+
+/// Every real log file in ../shared/realdata: (file name, EventType).
+pub const REAL_FILES: &[(&str, &str)] = &[
+    ("sfdcelf_Login_sample_data3.csv", "Login"),
+    ("sfdcelf_API_sample_data1.csv", "API"),
+    ("sfdcelf_BulkApi_sample_data2.csv", "BulkApi"),
+    (
+        "sfdcelf_QueuedExecution_sample_data4.csv",
+        "QueuedExecution",
+    ),
+    ("sfdcelf_RestApi_sample_data5.csv", "RestApi"),
+    (
+        "sfdcelf_UITracking_create_event_sampledata1.csv",
+        "UITracking",
+    ),
+    ("nr_ApexCallout_sample_log_lines.csv", "ApexCallout"),
+];
+
+/// A file of ../shared/realdata (real Salesforce files from public projects).
+pub fn realdata(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/realdata")
+        .join(name)
+}
+
+/// The real CSV `name` as `file` describes it, given the column names and types Salesforce
+/// declares for `file`'s EventType (through the mock's table), and its decoded rows.
+pub fn real_file(
+    name: &str,
+    file: salesforce_jwt::event_log_file::EventLogFile,
+) -> (
+    salesforce_jwt::event_log_file::EventLogFile,
+    Vec<salesforce_jwt::event_log_file::LogRecord>,
+) {
+    let csv = std::fs::read(realdata(name)).unwrap();
+    let mock = salesforce_jwt_mock::MockLogFile::builder(file.event_type.as_str())
+        .interval(salesforce_jwt_mock::Interval::Daily)
+        .log_date(file.log_date)
+        .sequence(0)
+        .created_date(file.log_date)
+        .csv(csv.clone())
+        .build();
+    let file = salesforce_jwt::event_log_file::EventLogFile {
+        log_file_field_names: Some(mock.field_names),
+        log_file_field_types: Some(mock.field_types),
+        ..file
+    };
+    let mut decoder = salesforce_jwt::event_log_file::LogFileDecoder::for_file(&file);
+    let mut rows = Vec::new();
+    decoder.feed(&csv, &mut rows).unwrap();
+    decoder.finish(&mut rows).unwrap();
+    assert!(!rows.is_empty(), "{name} has rows");
+    (file, rows)
+}
+
+/// Every real file ([`REAL_FILES`]) as an hourly EventLogFile of 2024-03-11 (Ids
+/// `0AT300000000000AAA`, `0AT300000000001AAA`...), with its rows.
+pub fn real_hourly_files() -> Vec<(
+    salesforce_jwt::event_log_file::EventLogFile,
+    Vec<salesforce_jwt::event_log_file::LogRecord>,
+)> {
+    let log_date = datetime!(2024-03-11 00:00 UTC);
+    REAL_FILES
+        .iter()
+        .enumerate()
+        .map(|(n, (name, event_type))| {
+            let id = format!("0AT30000000{n:04}AAA");
+            real_file(name, hourly_log_file(&id, event_type, log_date, 0))
+        })
+        .collect()
+}
