@@ -258,6 +258,9 @@ struct State {
     /// An append failed: the output's end is unknown, so nothing more is appended; the
     /// checkpoint's units are appended from their staging files on the next open.
     failed: Option<Error>,
+    /// Makes the next append fail (`Some(true)`) or its sync (`Some(false)`), for tests.
+    #[cfg(test)]
+    fail_append: Option<bool>,
 }
 
 pub(super) struct Shared {
@@ -307,6 +310,12 @@ impl Stager {
         for index in (0..SLOTS).rev() {
             free.push(Slot::open(output, index).map_err(context)?);
         }
+        // Recovery after a power loss needs the staging files' entries, not only their blocks.
+        let dir = match output.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        crate::collect::checkpoint::sync_dir(dir).map_err(context)?;
         let out = OutputFile::new(file, output, position)
             .map_err(|e| Error::io(format!("reading the end of {}", output.display()), e))?;
         let shared = Arc::new(Shared {
@@ -320,6 +329,8 @@ impl Stager {
                 free,
                 closing: false,
                 failed: None,
+                #[cfg(test)]
+                fail_append: None,
             }),
             changed: Condvar::new(),
         });
@@ -366,11 +377,13 @@ impl Stager {
         if self.current.is_none() {
             let mut state = self.shared.lock();
             let slot = loop {
-                if let Some(slot) = state.free.pop() {
-                    break slot;
-                }
+                // Before any free slot: a begin that waited while an append failed must not
+                // go on (the sink's own check ran before it waited).
                 if let Some(e) = &state.failed {
                     return Err(io::Error::other(e.to_string()));
+                }
+                if let Some(slot) = state.free.pop() {
+                    break slot;
                 }
                 let unrecorded = state.unfinished.iter().filter(|&&end| end > state.saved);
                 if unrecorded.count() >= SLOTS - 1 {
@@ -496,14 +509,20 @@ fn appended(shared: &Shared, output: &str) -> Result<(), Error> {
 
 impl Drop for Stager {
     /// Appends what the checkpoint records, drops what it does not (collected again on the
-    /// next run), and removes the staging files once nothing needs them.
+    /// next run), and removes the staging files once nothing needs them: only when every
+    /// committed unit is in the output. A unit left out may still be recorded: a checkpoint
+    /// save can fail after the store kept it (a directory sync, a lost commit acknowledgement),
+    /// and then the next open appends it from its staging file.
     fn drop(&mut self) {
         self.shared.lock().closing = true;
         self.shared.changed.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        if self.shared.lock().failed.is_none() {
+        let state = self.shared.lock();
+        let done = state.failed.is_none() && state.appended == state.committed;
+        drop(state);
+        if done {
             for index in 0..SLOTS {
                 let _ = std::fs::remove_file(staging_path(&self.output, index));
             }
@@ -611,31 +630,46 @@ fn stage(shared: &Shared, job: Job, name: &str) {
     }
 }
 
-/// Appends a recorded unit and syncs the output before its slot is used again.
+/// Appends a recorded unit and syncs the output before its slot is used again (and before
+/// the pass's end may count it as appended).
+///
+/// When either fails, the slot is never given back: its staging file is then the only copy of
+/// rows the checkpoint records, which the next open appends from it.
 fn append(shared: &Shared, staged: Staged, output: &mut OutputFile, name: &str) {
     let Staged { slot, start, end } = staged;
-    let appended = if output.position() == start {
+    #[cfg(test)]
+    let injected = shared.lock().fail_append.take();
+    #[cfg(not(test))]
+    let injected: Option<bool> = None;
+    let appended = if injected == Some(true) {
+        Err(io::Error::other("an append failure the test asked for"))
+    } else if output.position() == start {
         slot.append_to(output)
     } else {
         Err(io::Error::other(format!(
             "the output ends at byte {} where the unit starts at {start}",
             output.position()
         )))
-    };
+    }
+    .map_err(|e| Error::io(format!("appending rows to {name}"), e))
+    .and_then(|()| {
+        let synced = if injected == Some(false) {
+            Err(io::Error::other("a sync failure the test asked for"))
+        } else {
+            output.file().sync_data()
+        };
+        synced.map_err(|e| Error::io(format!("syncing {name}"), e))
+    });
     match appended {
         Ok(()) => {
             shared.lock().appended = end;
-            shared.changed.notify_all();
-            // Durable before the slot's staging file is overwritten by another unit.
-            if let Err(e) = output.file().sync_data() {
-                shared.lock().failed = Some(Error::io(format!("syncing {name}"), e));
-            }
+            free(shared, slot, end);
         }
         Err(e) => {
-            shared.lock().failed = Some(Error::io(format!("appending rows to {name}"), e));
+            shared.lock().failed = Some(e);
+            shared.changed.notify_all();
         }
     }
-    free(shared, slot, end);
 }
 
 /// Gives a slot back once its unit (ending at `end`) was appended or given up.
@@ -741,6 +775,93 @@ mod tests {
             rooms(&shared)
         );
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 5 << 20);
+    }
+
+    /// A unit `{"a":1}` in the output, then `{"b":2}` committed: the sink, its listener and
+    /// where each unit ends.
+    async fn one_unit_appended_one_committed(
+        path: &Path,
+    ) -> (crate::sink::NdjsonFileSink, SaveListener, u64, u64) {
+        use crate::collect::{Sink, Unit};
+        let mut sink = crate::sink::NdjsonFileSink::open(path, None).unwrap();
+        let listener = sink.save_listener().unwrap();
+        let file = crate::event_log_file::test_file();
+        let unit = Unit::LogFile(&file);
+        sink.begin(&unit).await.unwrap();
+        sink.write_encoded(&file, b"{\"a\":1}\n").await.unwrap();
+        let a = sink.commit(&unit).await.unwrap().unwrap();
+        listener.saved(a).unwrap();
+        listener.settle().unwrap();
+        sink.begin(&unit).await.unwrap();
+        sink.write_encoded(&file, b"{\"b\":2}\n").await.unwrap();
+        let b = sink.commit(&unit).await.unwrap().unwrap();
+        (sink, listener, a, b)
+    }
+
+    fn staging_files(path: &Path) -> Vec<PathBuf> {
+        (0..SLOTS)
+            .map(|i| staging_path(path, i))
+            .filter(|p| p.exists())
+            .collect()
+    }
+
+    /// An append (or its sync) that fails after the checkpoint recorded the unit: the pass's
+    /// end says so, no later unit may take the unit's slot (its staging file is the only copy
+    /// of rows the checkpoint records), and the next open appends the unit from it.
+    #[tokio::test]
+    async fn a_failed_append_keeps_its_unit_for_the_next_open() {
+        for append_fails in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("out.ndjson");
+            let (mut sink, listener, a, b) = one_unit_appended_one_committed(&path).await;
+            sink.stager_shared().lock().fail_append = Some(append_fails);
+            listener.saved(b).unwrap();
+            let settled = listener.settle();
+            assert!(settled.is_err(), "append fails: {append_fails}");
+            // What a begin that was waiting for a slot when the append failed does next (the
+            // sink's own check ran before it waited).
+            assert!(
+                sink.ndjson.out.begin().is_err(),
+                "append fails: {append_fails}"
+            );
+            drop(sink);
+            // A failed sync leaves the bytes written, unsynced; a failed append leaves none.
+            let expected_len = if append_fails { a } else { b };
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), expected_len);
+            drop(crate::sink::NdjsonFileSink::open(&path, Some(b)).unwrap());
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                "{\"a\":1}\n{\"b\":2}\n",
+                "append fails: {append_fails}"
+            );
+            assert_eq!(staging_files(&path), Vec::<PathBuf>::new());
+        }
+    }
+
+    /// A checkpoint save can fail after the store kept the position (a directory sync, a lost
+    /// commit acknowledgement): the listener never hears it and the sink is dropped with the
+    /// unit unappended. Its staging file stays, so opening with the kept checkpoint appends it.
+    #[tokio::test]
+    async fn a_unit_whose_save_was_not_reported_survives_the_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let (sink, _listener, a, b) = one_unit_appended_one_committed(&path).await;
+        drop(sink);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), a);
+        assert!(!staging_files(&path).is_empty());
+        drop(crate::sink::NdjsonFileSink::open(&path, Some(b)).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"b\":2}\n"
+        );
+        // The save really failed: the checkpoint still says `a`, and the unit is collected again.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let (sink, _listener, a, _) = one_unit_appended_one_committed(&path).await;
+        drop(sink);
+        drop(crate::sink::NdjsonFileSink::open(&path, Some(a)).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n");
+        assert_eq!(staging_files(&path), Vec::<PathBuf>::new());
     }
 
     #[test]
