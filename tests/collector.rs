@@ -1825,3 +1825,62 @@ async fn a_download_failing_mid_file_never_makes_the_output_shorter() {
         Some(std::fs::metadata(&out).unwrap().len())
     );
 }
+
+/// A `Recorder` whose save listener's pass-end wait ends only when another task of the same
+/// runtime tells it to, as a sink finishing its appends on a thread of its own does.
+struct SettlesThroughATask {
+    inner: Recorder,
+    listener: salesforce_jwt::collect::SaveListener,
+}
+
+impl Sink for SettlesThroughATask {
+    async fn begin(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        self.inner.begin(unit).await
+    }
+    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
+        self.inner.write(row).await
+    }
+    async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
+        self.inner.commit(unit).await
+    }
+    async fn rollback(&mut self, unit: &Unit<'_>) -> Result<(), Error> {
+        self.inner.rollback(unit).await
+    }
+    fn save_listener(&mut self) -> Option<salesforce_jwt::collect::SaveListener> {
+        Some(self.listener.clone())
+    }
+}
+
+/// The pass's end waits for the sink's appends off the runtime's threads: on a one-thread
+/// runtime (as `#[tokio::test]` runs), a wait held on that thread would keep every other task
+/// from running (other orgs' downloads and timers, in sf-ingest), here the one ending it.
+#[tokio::test]
+async fn the_pass_end_wait_for_the_sink_leaves_the_runtime_free() {
+    let org = org().await;
+    let ids = add_files(&org.mock);
+    let (waiting, waited) = tokio::sync::oneshot::channel::<()>();
+    let (go, gone) = std::sync::mpsc::channel::<()>();
+    let waiting = std::sync::Mutex::new(Some(waiting));
+    let gone = std::sync::Mutex::new(gone);
+    let listener = salesforce_jwt::collect::SaveListener::new(|_| Ok(())).with_settle(move || {
+        if let Some(waiting) = waiting.lock().unwrap().take() {
+            let _ = waiting.send(());
+        }
+        gone.lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| Error::Internal("the task that ends the wait never ran".into()))
+    });
+    tokio::spawn(async move {
+        if waited.await.is_ok() {
+            let _ = go.send(());
+        }
+    });
+    let mut sink = SettlesThroughATask {
+        inner: Recorder::default(),
+        listener,
+    };
+    let mut collector = org.collector(MemoryCheckpointStore::new());
+    pass(&mut collector, &mut sink).await.unwrap();
+    assert_exactly_once(&org.mock, &ids, &sink.inner.committed);
+}

@@ -314,7 +314,18 @@ impl<S: CheckpointStore> Collector<S> {
         let walked = walk_sources(&mut pass, &self.sources, sink).await;
         // Whatever the outcome, what the checkpoint records is in the output when the pass
         // returns (a sink that appends in the background finishes here).
-        let settled = pass.listener.as_ref().map_or(Ok(()), |l| l.settle());
+        // The wait is for disk writes: off the runtime's workers, which other collectors'
+        // downloads and timers share (sf-ingest runs hundreds of orgs on two).
+        let settled = match pass.listener.clone() {
+            None => Ok(()),
+            Some(listener) => tokio::task::spawn_blocking(move || listener.settle())
+                .await
+                .unwrap_or_else(|e| {
+                    Err(Error::Internal(format!(
+                        "waiting for the sink's appends failed: {e}"
+                    )))
+                }),
+        };
         match walked.and(settled) {
             Ok(()) => {}
             // Units committed so far are recorded; the source being read is taken up again
