@@ -512,6 +512,8 @@ impl NdjsonFileSink {
 impl Sink for NdjsonFileSink {
     async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
         self.guard()?;
+        let ready = self.ndjson.out.slot_ready().await;
+        self.ndjson.poison_on_error(ready)?;
         let begun = self.ndjson.out.begin();
         self.ndjson.poison_on_error(begun)
     }

@@ -261,6 +261,18 @@ struct State {
     /// Makes the next append fail (`Some(true)`) or its sync (`Some(false)`), for tests.
     #[cfg(test)]
     fail_append: Option<bool>,
+    /// Holds recorded units back from the output, for tests.
+    #[cfg(test)]
+    hold_appends: bool,
+}
+
+impl State {
+    /// Whether no slot will come free without the caller: every slot but the one it needs
+    /// holds a committed unit that only the caller's save could record.
+    fn waits_for_the_caller(&self) -> bool {
+        let unrecorded = self.unfinished.iter().filter(|&&end| end > self.saved);
+        unrecorded.count() >= SLOTS - 1
+    }
 }
 
 pub(super) struct Shared {
@@ -331,6 +343,8 @@ impl Stager {
                 failed: None,
                 #[cfg(test)]
                 fail_append: None,
+                #[cfg(test)]
+                hold_appends: false,
             }),
             changed: Condvar::new(),
         });
@@ -385,8 +399,7 @@ impl Stager {
                 if let Some(slot) = state.free.pop() {
                     break slot;
                 }
-                let unrecorded = state.unfinished.iter().filter(|&&end| end > state.saved);
-                if unrecorded.count() >= SLOTS - 1 {
+                if state.waits_for_the_caller() {
                     return Err(io::Error::other(
                         "every staging slot holds a committed unit that no checkpoint recorded: \
                          tell the sink's save listener each committed position once it is saved \
@@ -404,6 +417,28 @@ impl Stager {
             Some(slot) => Ok(slot),
             None => Err(io::Error::other("no staging slot")),
         }
+    }
+
+    /// Returns once [`begin`](Self::begin) will not wait: a slot is free, or it has an error to
+    /// give. All slots are taken while the append thread appends one (a disk write and sync):
+    /// that wait happens on the blocking pool, not on the runtime worker the caller runs on,
+    /// which other collectors' downloads and timers share.
+    pub(super) async fn slot_ready(&self) -> Result<(), Error> {
+        let ready = |state: &State| {
+            !state.free.is_empty() || state.failed.is_some() || state.waits_for_the_caller()
+        };
+        if self.current.is_some() || ready(&self.shared.lock()) {
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let mut state = shared.lock();
+            while !ready(&state) {
+                state = shared.wait(state);
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("waiting for a staging slot failed: {e}")))
     }
 
     /// Begins a unit: an empty slot (a slot is emptied when taken; one kept from before is
@@ -579,6 +614,8 @@ fn append_loop(shared: &Shared, mut output: OutputFile, name: &str) {
                     break Work::Stage(job);
                 }
                 let recorded = state.staged.front().is_some_and(|s| s.end <= state.saved);
+                #[cfg(test)]
+                let recorded = recorded && !state.hold_appends;
                 if recorded
                     && state.failed.is_none()
                     && let Some(staged) = state.staged.pop_front()
@@ -862,6 +899,62 @@ mod tests {
         drop(crate::sink::NdjsonFileSink::open(&path, Some(a)).unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n");
         assert_eq!(staging_files(&path), Vec::<PathBuf>::new());
+    }
+
+    /// Every slot taken while the append thread works: beginning the next unit waits for it
+    /// off the runtime's thread. On this one-thread runtime the task that lets the append go
+    /// on runs only if the wait leaves the thread free; a watchdog thread ends a wait that
+    /// does not, and the test fails.
+    #[tokio::test]
+    async fn a_begin_waiting_for_a_slot_leaves_the_runtime_free() {
+        use crate::collect::{Sink, Unit};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = crate::sink::NdjsonFileSink::open(&path, None).unwrap();
+        let listener = sink.save_listener().unwrap();
+        let shared = sink.stager_shared();
+        shared.lock().hold_appends = true;
+        let file = crate::event_log_file::test_file();
+        let unit = Unit::LogFile(&file);
+        for line in [&b"{\"a\":1}\n"[..], b"{\"b\":2}\n", b"{\"c\":3}\n"] {
+            sink.begin(&unit).await.unwrap();
+            sink.write_encoded(&file, line).await.unwrap();
+            let end = sink.commit(&unit).await.unwrap().unwrap();
+            listener.saved(end).unwrap();
+        }
+        let release = |shared: &Shared| {
+            shared.lock().hold_appends = false;
+            shared.changed.notify_all();
+        };
+        let by_watchdog = Arc::new(AtomicBool::new(false));
+        let watchdog = {
+            let (shared, by_watchdog) = (Arc::clone(&shared), Arc::clone(&by_watchdog));
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                if shared.lock().hold_appends {
+                    by_watchdog.store(true, Ordering::SeqCst);
+                    release(&shared);
+                }
+            })
+        };
+        let task_shared = Arc::clone(&shared);
+        tokio::spawn(async move { release(&task_shared) });
+        sink.begin(&unit).await.unwrap();
+        assert!(
+            !by_watchdog.load(Ordering::SeqCst),
+            "the wait for a slot held the runtime's thread"
+        );
+        sink.write_encoded(&file, b"{\"d\":4}\n").await.unwrap();
+        let end = sink.commit(&unit).await.unwrap().unwrap();
+        listener.saved(end).unwrap();
+        listener.settle().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n"
+        );
+        drop(sink);
+        drop(watchdog);
     }
 
     #[test]
