@@ -642,22 +642,8 @@ fn our_document(case: &ElasticCase, options: &EcsOptions) -> Value {
     if case.provider == "EventLogFile" {
         let (file, row) = one_row_file(&case.source_type, &case.input);
         let reference = log_file_document_with(&file, &row, options);
-        let mut sink = NdjsonSink::new(Vec::new())
-            .with_format(OutputFormat::Ecs)
-            .with_ecs_options(options.clone());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            sink.write(Row::LogFile {
-                file: &file,
-                record: &row,
-            })
-            .await
-            .unwrap();
-            sink.commit(&Unit::LogFile(&file)).await.unwrap();
-        });
-        let written: Value = serde_json::from_slice(&sink.into_inner()).unwrap();
+        let written = common::through_sink(OutputFormat::Ecs, options, &[(&file, &row)]);
+        let written: Value = serde_json::from_slice(&written).unwrap();
         assert_eq!(written, reference, "{}: the sink's document", case.name);
         reference
     } else {

@@ -8,60 +8,11 @@
 
 mod common;
 
-use salesforce_jwt::collect::{Row, Sink};
-use salesforce_jwt::event_log_file::{EventLogFile, LogFileDecoder, LogRecord};
+use salesforce_jwt::event_log_file::{EventLogFile, LogRecord};
 use salesforce_jwt::format::OutputFormat;
-use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
-use salesforce_jwt::sink::NdjsonSink;
+use salesforce_jwt::format::ecs::EcsOptions;
 use salesforce_jwt_mock::{Interval, MockLogFile};
 use time::macros::datetime;
-
-fn decode(f: &EventLogFile, csv: &[u8]) -> Vec<LogRecord> {
-    let mut decoder = LogFileDecoder::for_file(f);
-    let mut rows = Vec::new();
-    decoder.feed(csv, &mut rows).unwrap();
-    decoder.finish(&mut rows).unwrap();
-    rows
-}
-
-/// The ECS lines one sink (the direct encoder, caches carried from row to row) writes.
-fn through_sink(options: &EcsOptions, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<u8> {
-    let mut sink = NdjsonSink::new(Vec::new())
-        .with_format(OutputFormat::Ecs)
-        .with_ecs_options(options.clone());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        for &(file, row) in rows {
-            sink.write(Row::LogFile { file, record: row })
-                .await
-                .unwrap();
-        }
-    });
-    sink.into_inner()
-}
-
-/// `serde_json` over `EcsRow`, a line each.
-fn reference(options: &EcsOptions, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &(file, row) in rows {
-        serde_json::to_writer(&mut out, &EcsRow { file, row, options }).unwrap();
-        out.push(b'\n');
-    }
-    out
-}
-
-fn assert_lines_equal(got: &[u8], expected: &[u8], what: &str) {
-    let (got, expected) = (
-        String::from_utf8_lossy(got),
-        String::from_utf8_lossy(expected),
-    );
-    assert_eq!(got.lines().count(), expected.lines().count(), "{what}");
-    for (n, (g, e)) in got.lines().zip(expected.lines()).enumerate() {
-        assert_eq!(g, e, "{what}: line {n} differs");
-    }
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
@@ -95,8 +46,9 @@ fn ecs_lines_of_every_real_file_are_byte_for_byte_those_of_d4031e1() {
     ];
     let mut digests = Vec::new();
     for options in &options {
-        let got = through_sink(options, &pairs);
-        assert_lines_equal(&got, &reference(options, &pairs), "against serde_json");
+        let got = common::through_sink(OutputFormat::Ecs, options, &pairs);
+        let expected = common::serde_reference(OutputFormat::Ecs, options, &pairs);
+        common::assert_lines_equal(&got, &expected, "against serde_json");
         digests.push(sha256_hex(&got));
     }
     assert_eq!(digests, PINNED, "the ECS lines of the real files changed");
@@ -131,18 +83,15 @@ fn constant_parts_follow_every_change_of_file_and_options() {
             .build();
         // Two files of each type: same `EventType`, another Id, LogDate and Sequence.
         for copy in 0..2i64 {
-            let f = EventLogFile {
-                log_file_field_names: Some(mock.field_names.clone()),
-                log_file_field_types: Some(mock.field_types.clone()),
-                ..common::hourly_log_file(
+            files.push(common::mock_rows(
+                &mock,
+                common::hourly_log_file(
                     &format!("0AT50000000{n:02}{copy:02}AAA"),
                     event_type,
                     log_date + time::Duration::hours(copy),
                     n as i64 * 2 + copy,
-                )
-            };
-            let rows = decode(&f, &mock.csv);
-            files.push((f, rows));
+                ),
+            ));
         }
     }
     let longest = files.iter().map(|(_, rows)| rows.len()).max().unwrap_or(0);
@@ -161,9 +110,9 @@ fn constant_parts_follow_every_change_of_file_and_options() {
             .unwrap()
             .with_instance_url("https://acme--uat.sandbox.my.salesforce.com/"),
     ] {
-        assert_lines_equal(
-            &through_sink(&options, &pairs),
-            &reference(&options, &pairs),
+        common::assert_lines_equal(
+            &common::through_sink(OutputFormat::Ecs, &options, &pairs),
+            &common::serde_reference(OutputFormat::Ecs, &options, &pairs),
             &format!("interleaved files, {options:?}"),
         );
     }

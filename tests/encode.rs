@@ -7,64 +7,20 @@
 mod common;
 
 use proptest::prelude::*;
-use salesforce_jwt::collect::{Row, Sink, Unit};
 use salesforce_jwt::event_log_file::{EventLogFile, LogFileDecoder, LogRecord};
 use salesforce_jwt::format::OutputFormat;
-use salesforce_jwt::format::ecs::{EcsOptions, EcsRow};
-use salesforce_jwt::sink::{NdjsonRow, NdjsonSink};
+use salesforce_jwt::format::ecs::EcsOptions;
 use salesforce_jwt_mock::{Interval, MockLogFile};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-/// What `serde_json` writes for each row, a line each.
-fn reference(format: OutputFormat, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &(file, row) in rows {
-        match format {
-            OutputFormat::Ecs => serde_json::to_writer(
-                &mut out,
-                &EcsRow {
-                    file,
-                    row,
-                    options: &EcsOptions::default(),
-                },
-            )
-            .unwrap(),
-            _ => serde_json::to_writer(&mut out, &NdjsonRow { file, row }).unwrap(),
-        }
-        out.push(b'\n');
-    }
-    out
-}
-
-/// What an NDJSON sink writes for the rows, in one sink (so that caches carry across files).
-fn through_sink(format: OutputFormat, rows: &[(&EventLogFile, &LogRecord)]) -> Vec<u8> {
-    let mut sink = NdjsonSink::new(Vec::new()).with_format(format);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        for &(file, row) in rows {
-            sink.write(Row::LogFile { file, record: row })
-                .await
-                .unwrap();
-        }
-        sink.commit(&Unit::LogFile(rows[0].0)).await.unwrap();
-    });
-    sink.into_inner()
-}
-
 fn assert_same(format: OutputFormat, rows: &[(&EventLogFile, &LogRecord)]) {
-    let expected = reference(format, rows);
-    let got = through_sink(format, rows);
-    if got != expected {
-        let expected = String::from_utf8_lossy(&expected);
-        let got = String::from_utf8_lossy(&got);
-        for (line, (e, g)) in expected.lines().zip(got.lines()).enumerate() {
-            assert_eq!(g, e, "{format} line {line} differs");
-        }
-        assert_eq!(got, expected, "{format}");
-    }
+    let options = EcsOptions::default();
+    common::assert_lines_equal(
+        &common::through_sink(format, &options, rows),
+        &common::serde_reference(format, &options, rows),
+        &format.to_string(),
+    );
 }
 
 fn decode(id: &str, names: &str, types: &str, csv: &[u8]) -> Vec<LogRecord> {
@@ -449,16 +405,11 @@ fn mock_rows_of_every_event_type_encode_as_serde_json_does() {
             .rows(300)
             .seed(n as u64)
             .build();
-        let f = EventLogFile {
-            log_file_field_names: Some(mock.field_names.clone()),
-            log_file_field_types: Some(mock.field_types.clone()),
-            ..common::hourly_log_file(&format!("0AT40000000{n:04}AAA"), event_type, log_date, 0)
-        };
-        let mut decoder = LogFileDecoder::for_file(&f);
-        let mut rows = Vec::new();
-        decoder.feed(&mock.csv, &mut rows).unwrap();
-        decoder.finish(&mut rows).unwrap();
-        files.push((f, rows));
+        let id = format!("0AT40000000{n:04}AAA");
+        files.push(common::mock_rows(
+            &mock,
+            common::hourly_log_file(&id, event_type, log_date, 0),
+        ));
     }
     let pairs: Vec<(&EventLogFile, &LogRecord)> = files
         .iter()

@@ -558,19 +558,96 @@ pub fn real_file(
         .log_date(file.log_date)
         .sequence(0)
         .created_date(file.log_date)
-        .csv(csv.clone())
+        .csv(csv)
         .build();
+    let (file, rows) = mock_rows(&mock, file);
+    assert!(!rows.is_empty(), "{name} has rows");
+    (file, rows)
+}
+
+/// `mock`'s CSV decoded as `file` describes it, `file` given `mock`'s column names and types.
+pub fn mock_rows(
+    mock: &salesforce_jwt_mock::MockLogFile,
+    file: salesforce_jwt::event_log_file::EventLogFile,
+) -> (
+    salesforce_jwt::event_log_file::EventLogFile,
+    Vec<salesforce_jwt::event_log_file::LogRecord>,
+) {
     let file = salesforce_jwt::event_log_file::EventLogFile {
-        log_file_field_names: Some(mock.field_names),
-        log_file_field_types: Some(mock.field_types),
+        log_file_field_names: Some(mock.field_names.clone()),
+        log_file_field_types: Some(mock.field_types.clone()),
         ..file
     };
     let mut decoder = salesforce_jwt::event_log_file::LogFileDecoder::for_file(&file);
     let mut rows = Vec::new();
-    decoder.feed(&csv, &mut rows).unwrap();
+    decoder.feed(&mock.csv, &mut rows).unwrap();
     decoder.finish(&mut rows).unwrap();
-    assert!(!rows.is_empty(), "{name} has rows");
     (file, rows)
+}
+
+/// Log-file rows with the file each came from, as the encoders' tests feed them.
+pub type FileRows<'a> = [(
+    &'a salesforce_jwt::event_log_file::EventLogFile,
+    &'a salesforce_jwt::event_log_file::LogRecord,
+)];
+
+/// What one NDJSON sink writes for `rows` in `format` (ECS documents with `options`): the
+/// direct encoders, their caches carried from row to row and file to file.
+pub fn through_sink(
+    format: salesforce_jwt::format::OutputFormat,
+    options: &salesforce_jwt::format::ecs::EcsOptions,
+    rows: &FileRows<'_>,
+) -> Vec<u8> {
+    use salesforce_jwt::collect::{Row, Sink, Unit};
+    let mut sink = salesforce_jwt::sink::NdjsonSink::new(Vec::new())
+        .with_format(format)
+        .with_ecs_options(options.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for &(file, record) in rows {
+            sink.write(Row::LogFile { file, record }).await.unwrap();
+        }
+        if let Some(&(file, _)) = rows.first() {
+            sink.commit(&Unit::LogFile(file)).await.unwrap();
+        }
+    });
+    sink.into_inner()
+}
+
+/// What `serde_json` writes for `rows` through `NdjsonRow` or `EcsRow` (the reference the
+/// direct encoders must match byte for byte), a line each.
+pub fn serde_reference(
+    format: salesforce_jwt::format::OutputFormat,
+    options: &salesforce_jwt::format::ecs::EcsOptions,
+    rows: &FileRows<'_>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(file, row) in rows {
+        match format {
+            salesforce_jwt::format::OutputFormat::Ecs => serde_json::to_writer(
+                &mut out,
+                &salesforce_jwt::format::ecs::EcsRow { file, row, options },
+            ),
+            _ => serde_json::to_writer(&mut out, &salesforce_jwt::sink::NdjsonRow { file, row }),
+        }
+        .unwrap();
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Two outputs equal line for line (the first line that differs is named), then whole.
+pub fn assert_lines_equal(got: &[u8], expected: &[u8], what: &str) {
+    let (got, expected) = (
+        String::from_utf8_lossy(got),
+        String::from_utf8_lossy(expected),
+    );
+    for (n, (g, e)) in got.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(g, e, "{what}: line {n} differs");
+    }
+    assert_eq!(got, expected, "{what}");
 }
 
 /// Every real file ([`REAL_FILES`]) as an hourly EventLogFile of 2024-03-11 (Ids
