@@ -2,7 +2,8 @@
 //! corrupted checkpoints.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashSet};
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -134,67 +135,6 @@ fn options() -> CollectorOptions {
     }
 }
 
-/// A sink that keeps delivered rows in memory with commit and rollback.
-#[derive(Default)]
-struct Recorder {
-    committed: Vec<(String, String)>,
-    pending: Vec<(String, String)>,
-    commits: Vec<String>,
-    rollbacks: usize,
-}
-
-impl Sink for Recorder {
-    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
-        assert!(
-            self.pending.is_empty(),
-            "a file began before the last one ended"
-        );
-        Ok(())
-    }
-    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
-        let Row::LogFile { file, record: row } = row else {
-            panic!("a log-file row")
-        };
-        self.pending
-            .push((file.id.clone(), serde_json::to_string(row).unwrap()));
-        Ok(())
-    }
-    async fn commit(&mut self, unit: &Unit<'_>) -> Result<Option<u64>, Error> {
-        let file = unit.log_file().expect("a log file");
-        self.committed.append(&mut self.pending);
-        self.commits.push(file.id.clone());
-        Ok(None)
-    }
-    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
-        self.pending.clear();
-        self.rollbacks += 1;
-        Ok(())
-    }
-}
-
-/// What a complete, exactly-once delivery of `ids` must look like: every file's rows, each
-/// exactly once.
-fn assert_exactly_once(mock: &MockOrg, ids: &[String], delivered: &[(String, String)]) {
-    let mut per_file: BTreeMap<&str, usize> = BTreeMap::new();
-    for (id, _) in delivered {
-        *per_file.entry(id.as_str()).or_default() += 1;
-    }
-    let expected: BTreeMap<&str, usize> = mock
-        .files()
-        .iter()
-        .filter(|f| ids.contains(&f.id))
-        .map(|f| {
-            (
-                ids.iter().find(|i| **i == f.id).unwrap().as_str(),
-                f.row_count,
-            )
-        })
-        .collect();
-    assert_eq!(per_file, expected);
-    let unique: HashSet<&(String, String)> = delivered.iter().collect();
-    assert_eq!(unique.len(), delivered.len(), "a row was delivered twice");
-}
-
 /// The EventLogFile position for all event types (what the tests' collectors select).
 fn all_types(checkpoint: &Checkpoint) -> &EventLogFileState {
     checkpoint
@@ -217,10 +157,10 @@ async fn a_full_run_delivers_every_row_once_and_a_second_run_nothing() {
     let ids = add_files(&org.mock);
     let store = MemoryCheckpointStore::new();
     let mut collector = org.collector(store.clone());
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     let summary = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(summary.files, ids.len());
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
     // In (CreatedDate, Id) order.
     let mut files = org.mock.files();
     files.sort_by(|a, b| (a.created_date, &a.id).cmp(&(b.created_date, &b.id)));
@@ -238,7 +178,7 @@ async fn a_full_run_delivers_every_row_once_and_a_second_run_nothing() {
         before,
         "nothing downloaded again"
     );
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
 }
 
 #[tokio::test]
@@ -247,7 +187,7 @@ async fn files_added_later_and_late_hourly_files_are_delivered_once() {
     let mut ids = add_files(&org.mock);
     let store = MemoryCheckpointStore::new();
     let mut collector = org.collector(store.clone());
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
     let cursor = all_types(&store.get().unwrap()).cursor.clone().unwrap();
 
@@ -281,7 +221,7 @@ async fn files_added_later_and_late_hourly_files_are_delivered_once() {
     );
     let summary = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(summary.files, 2);
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
     let third = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(third.files, 0);
     // The cursor never moves backwards for the late file.
@@ -295,15 +235,15 @@ async fn files_added_later_and_late_hourly_files_are_delivered_once() {
     );
 }
 
-async fn run_with_fault(fault: Fault) -> (Org, Recorder, Vec<String>) {
+async fn run_with_fault(fault: Fault) -> (Org, common::Recorder, Vec<String>) {
     let org = org().await;
     let ids = add_files(&org.mock);
     org.mock.inject(fault);
     let mut collector = org.collector(MemoryCheckpointStore::new());
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(org.mock.pending_faults(), 0, "the fault fired");
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
     (org, sink, ids)
 }
 
@@ -354,7 +294,7 @@ async fn an_expired_session_mid_run_is_renewed() {
     let org = org().await;
     let ids = add_files(&org.mock);
     let mut collector = org.collector(MemoryCheckpointStore::new());
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     let clock = org.clock.clone();
     let mut progress = |p: &Progress| {
         // Past the assumed 2 h session after the first file: the client must renew.
@@ -366,7 +306,7 @@ async fn an_expired_session_mid_run_is_renewed() {
         .run_pass(&mut sink, &mut progress, &AtomicBool::new(false))
         .await
         .unwrap();
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
     assert!(org.mock.received().token_successes >= 2);
 }
 
@@ -379,11 +319,11 @@ async fn the_request_limit_stops_the_pass_and_a_later_pass_completes_exactly_onc
     });
     let store = MemoryCheckpointStore::new();
     let mut collector = org.collector(store.clone());
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     let err = pass(&mut collector, &mut sink).await.unwrap_err();
     assert!(matches!(err, Error::RequestLimitExceeded { .. }), "{err:?}");
     pass(&mut collector, &mut sink).await.unwrap();
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
 }
 
 #[tokio::test]
@@ -392,7 +332,7 @@ async fn stop_ends_the_pass_after_the_current_file_with_a_consistent_checkpoint(
     let ids = add_files(&org.mock);
     let store = MemoryCheckpointStore::new();
     let mut collector = org.collector(store.clone());
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     let stop = AtomicBool::new(false);
     let mut progress = |p: &Progress| {
         if p.files_done == 2 {
@@ -408,7 +348,7 @@ async fn stop_ends_the_pass_after_the_current_file_with_a_consistent_checkpoint(
     assert_eq!(store.get().unwrap().files_delivered, 2);
     let rest = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(rest.files, ids.len() - 2);
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
 }
 
 fn output_lines(path: &std::path::Path) -> Vec<(String, String)> {
@@ -498,7 +438,7 @@ async fn a_run_killed_mid_file_resumes_with_every_row_exactly_once() {
         );
         pass(&mut collector, &mut sink).await.unwrap();
     }
-    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+    common::assert_exactly_once(&org.mock, &ids, &output_lines(&out));
 }
 
 #[tokio::test]
@@ -512,7 +452,7 @@ async fn a_failure_mid_file_rolls_the_output_file_back() {
     let mut collector = org.collector(store);
     let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
     pass(&mut collector, &mut sink).await.unwrap();
-    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+    common::assert_exactly_once(&org.mock, &ids, &output_lines(&out));
     assert_eq!(
         collector.checkpoint().sink_position,
         Some(std::fs::metadata(&out).unwrap().len())
@@ -555,7 +495,7 @@ async fn checkpoints_are_replaced_atomically_and_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let mut collector = org.collector(FileCheckpointStore::new(&state));
-    pass(&mut collector, &mut Recorder::default())
+    pass(&mut collector, &mut common::Recorder::default())
         .await
         .unwrap();
     let saved = FileCheckpointStore::new(&state).load().unwrap().unwrap();
@@ -595,7 +535,7 @@ async fn completed_files_leave_the_checkpoint_once_outside_the_lookback() {
         ..options()
     };
     let mut collector = org.collector_with(store.clone(), short);
-    pass(&mut collector, &mut Recorder::default())
+    pass(&mut collector, &mut common::Recorder::default())
         .await
         .unwrap();
     let whole = store.get().unwrap();
@@ -640,7 +580,7 @@ async fn a_first_run_takes_whole_days_so_yesterdays_daily_file_is_not_lost() {
     let mut collector = org.collector_with(store.clone(), one_day);
     // The fresh checkpoint is saved before anything is delivered.
     assert_eq!(all_types(&store.get().unwrap()).log_date_floor, day_before);
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(sink.commits, vec![id]);
 }
@@ -654,7 +594,7 @@ async fn growing_the_lookback_between_runs_delivers_nothing_twice() {
         lookback: Duration::from_secs(1800),
         ..options()
     };
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     let mut first = org.collector_with(store.clone(), short);
     pass(&mut first, &mut sink).await.unwrap();
     // Pruned down to the short window...
@@ -663,7 +603,7 @@ async fn growing_the_lookback_between_runs_delivers_nothing_twice() {
     let mut second = org.collector(store.clone());
     let again = pass(&mut second, &mut sink).await.unwrap();
     assert_eq!(again.files, 0);
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
 }
 
 /// A sink that dies in the middle of a file the way a killed process does: no rollback, no
@@ -741,7 +681,7 @@ async fn a_kill_in_the_very_first_file_of_a_first_run_resumes_exactly_once() {
     pass(&mut collector, &mut sink).await.unwrap();
     let mut lines = output_lines(&out);
     assert_eq!(lines.remove(0).0, "earlier");
-    assert_exactly_once(&org.mock, &ids, &lines);
+    common::assert_exactly_once(&org.mock, &ids, &lines);
 }
 
 fn add_malformed_file(mock: &MockOrg) -> String {
@@ -764,7 +704,7 @@ async fn a_malformed_file_stops_the_pass_by_default_naming_file_and_line() {
     add_files(&org.mock);
     let bad = add_malformed_file(&org.mock);
     let mut collector = org.collector(MemoryCheckpointStore::new());
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     let err = pass(&mut collector, &mut sink).await.unwrap_err();
     match &err {
         Error::Csv { id, line, .. } => assert_eq!((id.as_str(), *line), (bad.as_str(), 3)),
@@ -786,7 +726,7 @@ async fn with_skipping_a_malformed_file_is_recorded_and_the_rest_is_delivered_on
         ..options()
     };
     let mut collector = org.collector_with(store.clone(), skipping);
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     let summary = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(summary.files, ids.len());
     assert_eq!(summary.skipped.len(), 1);
@@ -794,7 +734,7 @@ async fn with_skipping_a_malformed_file_is_recorded_and_the_rest_is_delivered_on
     let checkpoint = store.get().unwrap();
     assert!(checkpoint.skipped[&bad].error.contains("line 3"));
     assert_eq!(checkpoint.files_delivered as usize, ids.len());
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
     let again = pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(
         (again.files, again.skipped.len()),
@@ -815,7 +755,7 @@ async fn skipping_never_applies_to_failures_of_the_org_or_the_network() {
         ..options()
     };
     let mut collector = org.collector_with(MemoryCheckpointStore::new(), skipping);
-    let err = pass(&mut collector, &mut Recorder::default())
+    let err = pass(&mut collector, &mut common::Recorder::default())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::RequestLimitExceeded { .. }), "{err:?}");
@@ -876,7 +816,7 @@ async fn a_download_task_that_panics_is_retried_never_committed_as_a_short_file(
         options(),
     )
     .unwrap();
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     let mut progress = |p: &Progress| {
         // Right after the listing, before any download task runs: the first one to read the
         // clock panics.
@@ -890,7 +830,7 @@ async fn a_download_task_that_panics_is_retried_never_committed_as_a_short_file(
         .unwrap();
     assert!(!armed.load(Ordering::SeqCst), "a download task panicked");
     assert_eq!(sink.rollbacks, 1, "the dead download was rolled back");
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
 }
 
 /// The library needs no multi-thread runtime: a whole pass, with a file rolled back and every
@@ -906,7 +846,7 @@ async fn a_full_pass_with_a_rollback_runs_on_a_current_thread_runtime() {
     let mut sink = NdjsonFileSink::open(&out, collector.checkpoint().sink_position).unwrap();
     pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(org.mock.pending_faults(), 0);
-    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+    common::assert_exactly_once(&org.mock, &ids, &output_lines(&out));
 }
 
 /// The file of `ids` downloaded first in a pass (the oldest).
@@ -948,10 +888,10 @@ async fn one_file_failing_six_times_in_a_row_is_ridden_out_with_capped_full_jitt
         ));
     }
     let mut collector = org.collector(MemoryCheckpointStore::new());
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(org.mock.pending_faults(), 0, "all six failures fired");
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
     assert_eq!(org.mock.received().downloads, ids.len() as u64 + 6);
     let slept = org.clock.slept();
     assert_eq!(slept.len(), 6, "{slept:?}");
@@ -974,9 +914,9 @@ async fn a_file_retry_waits_the_retry_after_the_server_asked_for() {
         },
     ));
     let mut collector = org.collector(MemoryCheckpointStore::new());
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
     assert_eq!(org.clock.slept(), vec![Duration::from_secs(7)]);
 }
 
@@ -987,7 +927,7 @@ async fn an_error_no_retry_can_fix_ends_the_file_attempts_at_once() {
     let bad = add_malformed_file(&org.mock);
     let mut collector = org.collector(MemoryCheckpointStore::new());
     let before = org.mock.received().downloads;
-    let err = pass(&mut collector, &mut Recorder::default())
+    let err = pass(&mut collector, &mut common::Recorder::default())
         .await
         .unwrap_err();
     assert!(
@@ -1087,7 +1027,7 @@ async fn adding_an_event_type_starts_it_from_since_and_removing_one_keeps_its_po
         lookback: Duration::from_secs(3600),
         ..options()
     };
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     let mut login = collector_for(&org, store.clone(), &["Login"], short).unwrap();
     pass(&mut login, &mut sink).await.unwrap();
     drop(login);
@@ -1126,7 +1066,7 @@ async fn adding_an_event_type_starts_it_from_since_and_removing_one_keeps_its_po
     assert_eq!(sink.commits.last(), Some(&late_api));
     let mut all: Vec<String> = logins.iter().chain(&apis).cloned().collect();
     all.push(late_api);
-    assert_exactly_once(&org.mock, &all, &sink.committed);
+    common::assert_exactly_once(&org.mock, &all, &sink.committed);
     let checkpoint = store.get().unwrap();
     assert!(checkpoint.event_log_file(Some("Login")).is_some());
     assert!(checkpoint.event_log_file(Some("API")).is_some());
@@ -1138,7 +1078,9 @@ async fn a_selection_that_would_skip_or_repeat_files_is_refused_with_what_to_do(
     add_files(&org.mock);
     let store = MemoryCheckpointStore::new();
     let mut login = collector_for(&org, store.clone(), &["Login"], options()).unwrap();
-    pass(&mut login, &mut Recorder::default()).await.unwrap();
+    pass(&mut login, &mut common::Recorder::default())
+        .await
+        .unwrap();
     drop(login);
     // Another interval: the hourly files it adds lie before the position.
     let err = Collector::new(
@@ -1182,7 +1124,7 @@ async fn a_version_1_checkpoint_is_migrated_and_goes_on_where_it_was() {
     let ids = add_files(&org.mock);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     {
         let mut collector = org.collector(MemoryCheckpointStore::new());
         pass(&mut collector, &mut sink).await.unwrap();
@@ -1201,7 +1143,7 @@ async fn a_version_1_checkpoint_is_migrated_and_goes_on_where_it_was() {
     );
     let mut collector = org.collector(FileCheckpointStore::new(&state));
     assert_eq!(pass(&mut collector, &mut sink).await.unwrap().files, 0);
-    assert_exactly_once(&org.mock, &ids, &sink.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.committed);
     let saved = FileCheckpointStore::new(&state).load().unwrap().unwrap();
     assert_eq!(saved.sources.len(), 1, "{:?}", saved.sources.keys());
     assert_eq!(saved.files_delivered as usize, ids.len());
@@ -1297,7 +1239,7 @@ async fn after_a_failed_checkpoint_save_the_next_pass_refuses_an_unproven_output
 
     let mut sink = NdjsonFileSink::resume(&out, collector.checkpoint()).unwrap();
     pass(&mut collector, &mut sink).await.unwrap();
-    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+    common::assert_exactly_once(&org.mock, &ids, &output_lines(&out));
 }
 
 /// A writer whose next write fails once.
@@ -1479,7 +1421,7 @@ async fn a_transactional_custom_sink_is_exactly_once_across_a_failure_mid_file_a
     let mut collector = org.collector(store.clone());
     let mut sink = TransactionalSink::resume(db.clone(), collector.checkpoint());
     pass(&mut collector, &mut sink).await.unwrap();
-    assert_exactly_once(&org.mock, &ids, &db.rows());
+    common::assert_exactly_once(&org.mock, &ids, &db.rows());
     assert_eq!(
         store.get_checkpoint().output.as_deref(),
         Some("test-database/events")
@@ -1499,7 +1441,7 @@ enum Deferred {
 
 /// A sink whose commits run in the background until the test resolves them.
 struct DeferredCommits {
-    inner: Recorder,
+    inner: common::Recorder,
     events: tokio::sync::mpsc::UnboundedSender<Deferred>,
 }
 
@@ -1556,7 +1498,7 @@ async fn run_with_deferred_commits(
     let (events, mut told) = tokio::sync::mpsc::unbounded_channel();
     let run = tokio::spawn(async move {
         let mut sink = DeferredCommits {
-            inner: Recorder::default(),
+            inner: common::Recorder::default(),
             events,
         };
         pass(&mut collector, &mut sink).await.map(|s| s.files)
@@ -1635,7 +1577,7 @@ async fn delivery_figures_count_a_file_sent_again_once_and_follow_a_replacing_co
     let store = MemoryCheckpointStore::new();
     let figures = salesforce_jwt::collect::DeliveryFigures::new();
     let mut collector = org.collector(store.clone()).with_figures(figures.clone());
-    let mut sink = Recorder::default();
+    let mut sink = common::Recorder::default();
     pass(&mut collector, &mut sink).await.unwrap();
     assert_eq!(sink.rollbacks, 1, "a file was rolled back and sent again");
 
@@ -1819,17 +1761,17 @@ async fn a_download_failing_mid_file_never_makes_the_output_shorter() {
         );
     }
     drop(sink);
-    assert_exactly_once(&org.mock, &ids, &output_lines(&out));
+    common::assert_exactly_once(&org.mock, &ids, &output_lines(&out));
     assert_eq!(
         collector.checkpoint().sink_position,
         Some(std::fs::metadata(&out).unwrap().len())
     );
 }
 
-/// A `Recorder` whose save listener's pass-end wait ends only when another task of the same
+/// A `common::Recorder` whose save listener's pass-end wait ends only when another task of the same
 /// runtime tells it to, as a sink finishing its appends on a thread of its own does.
 struct SettlesThroughATask {
-    inner: Recorder,
+    inner: common::Recorder,
     listener: salesforce_jwt::collect::SaveListener,
 }
 
@@ -1877,10 +1819,10 @@ async fn the_pass_end_wait_for_the_sink_leaves_the_runtime_free() {
         }
     });
     let mut sink = SettlesThroughATask {
-        inner: Recorder::default(),
+        inner: common::Recorder::default(),
         listener,
     };
     let mut collector = org.collector(MemoryCheckpointStore::new());
     pass(&mut collector, &mut sink).await.unwrap();
-    assert_exactly_once(&org.mock, &ids, &sink.inner.committed);
+    common::assert_exactly_once(&org.mock, &ids, &sink.inner.committed);
 }

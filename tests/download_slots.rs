@@ -2,18 +2,18 @@
 //! takes one, a query none, and collectors sharing few slots all finish, every row once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashSet};
+mod common;
+
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use salesforce_jwt::JwtBearerClient;
 use salesforce_jwt::clock::ManualClock;
-use salesforce_jwt::collect::{
-    Collector, CollectorOptions, MemoryCheckpointStore, Row, Sink, Unit,
-};
+use salesforce_jwt::collect::{Collector, CollectorOptions, MemoryCheckpointStore};
 use salesforce_jwt::event_log_file::EventLogFileQuery;
 use salesforce_jwt::sink::NdjsonFileSink;
-use salesforce_jwt::{Error, JwtBearerClient};
 use salesforce_jwt_mock::{Fault, Interval, MockLogFile, MockOrg};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -64,52 +64,22 @@ fn collector(client: &JwtBearerClient, slots: &Arc<Semaphore>) -> Collector<Memo
     .with_download_slots(Arc::clone(slots))
 }
 
-/// Rows per EventLogFile Id, committed only.
-#[derive(Default)]
-struct Rows {
-    committed: Vec<(String, String)>,
-    pending: Vec<(String, String)>,
+/// Every row of every file of `mock` delivered once.
+fn assert_every_row_once(mock: &MockOrg, rows: &common::Recorder) {
+    let ids: Vec<String> = mock.files().into_iter().map(|f| f.id).collect();
+    common::assert_exactly_once(mock, &ids, &rows.committed);
 }
 
-impl Sink for Rows {
-    async fn begin(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
-        Ok(())
+/// While the test holds the only slot: the listing (a query) goes out, and no download
+/// does in the 300 ms the downloads are given to start (they wait for the slot).
+async fn queries_but_no_download(mock: &MockOrg) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while mock.received().queries == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no query was sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    async fn write(&mut self, row: Row<'_>) -> Result<(), Error> {
-        let Row::LogFile { file, record } = row else {
-            panic!("a log-file row")
-        };
-        self.pending
-            .push((file.id.clone(), serde_json::to_string(record).unwrap()));
-        Ok(())
-    }
-    async fn commit(&mut self, _unit: &Unit<'_>) -> Result<Option<u64>, Error> {
-        self.committed.append(&mut self.pending);
-        Ok(None)
-    }
-    async fn rollback(&mut self, _unit: &Unit<'_>) -> Result<(), Error> {
-        self.pending.clear();
-        Ok(())
-    }
-}
-
-fn assert_every_row_once(mock: &MockOrg, rows: &Rows) {
-    let mut per_file: BTreeMap<String, usize> = BTreeMap::new();
-    for (id, _) in &rows.committed {
-        *per_file.entry(id.clone()).or_default() += 1;
-    }
-    let expected: BTreeMap<String, usize> = mock
-        .files()
-        .into_iter()
-        .map(|f| (f.id, f.row_count))
-        .collect();
-    assert_eq!(per_file, expected);
-    let unique: HashSet<&(String, String)> = rows.committed.iter().collect();
-    assert_eq!(
-        unique.len(),
-        rows.committed.len(),
-        "a row was delivered twice"
-    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mock.received().downloads, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,22 +90,14 @@ async fn a_collector_queries_without_a_slot_and_downloads_only_once_it_has_one()
     let taken = Arc::clone(&slots).acquire_owned().await.unwrap();
     let mut collector = collector(&client, &slots);
     let pass = tokio::spawn(async move {
-        let mut rows = Rows::default();
+        let mut rows = common::Recorder::default();
         let summary = collector
             .run_pass(&mut rows, &mut |_| {}, &AtomicBool::new(false))
             .await
             .unwrap();
         (rows, summary)
     });
-    // The listing is a query: it goes out while the slot is taken.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while mock.received().queries == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no query was sent");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // Time for the downloads to start, were they not waiting for the slot.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(mock.received().downloads, 0);
+    queries_but_no_download(&mock).await;
     assert!(!pass.is_finished());
     drop(taken);
     let (rows, summary) = tokio::time::timeout(Duration::from_secs(30), pass)
@@ -160,7 +122,7 @@ async fn collectors_sharing_one_slot_each_deliver_every_row_once_even_when_a_fil
         mock.inject(Fault::TruncatedBody);
         let mut collector = collector(&client, &slots);
         passes.push(tokio::spawn(async move {
-            let mut rows = Rows::default();
+            let mut rows = common::Recorder::default();
             collector
                 .run_pass(&mut rows, &mut |_| {}, &AtomicBool::new(false))
                 .await
@@ -199,13 +161,7 @@ async fn downloads_encoded_for_an_ndjson_file_wait_for_a_slot_too() {
             .await
             .unwrap()
     });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while mock.received().queries == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no query was sent");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(mock.received().downloads, 0);
+    queries_but_no_download(&mock).await;
     drop(taken);
     let summary = tokio::time::timeout(Duration::from_secs(30), pass)
         .await

@@ -666,3 +666,77 @@ pub fn real_hourly_files() -> Vec<(
         })
         .collect()
 }
+
+/// A sink that keeps delivered log-file rows in memory, `(EventLogFile Id, row JSON)` each,
+/// with commit and rollback: what the collector's exactly-once tests check.
+#[derive(Default)]
+pub struct Recorder {
+    pub committed: Vec<(String, String)>,
+    pub pending: Vec<(String, String)>,
+    /// The Id of each committed file, in commit order.
+    pub commits: Vec<String>,
+    pub rollbacks: usize,
+}
+
+impl salesforce_jwt::collect::Sink for Recorder {
+    async fn begin(
+        &mut self,
+        _unit: &salesforce_jwt::collect::Unit<'_>,
+    ) -> Result<(), salesforce_jwt::Error> {
+        assert!(
+            self.pending.is_empty(),
+            "a file began before the last one ended"
+        );
+        Ok(())
+    }
+    async fn write(
+        &mut self,
+        row: salesforce_jwt::collect::Row<'_>,
+    ) -> Result<(), salesforce_jwt::Error> {
+        let salesforce_jwt::collect::Row::LogFile { file, record: row } = row else {
+            panic!("a log-file row")
+        };
+        self.pending
+            .push((file.id.clone(), serde_json::to_string(row).unwrap()));
+        Ok(())
+    }
+    async fn commit(
+        &mut self,
+        unit: &salesforce_jwt::collect::Unit<'_>,
+    ) -> Result<Option<u64>, salesforce_jwt::Error> {
+        let file = unit.log_file().expect("a log file");
+        self.committed.append(&mut self.pending);
+        self.commits.push(file.id.clone());
+        Ok(None)
+    }
+    async fn rollback(
+        &mut self,
+        _unit: &salesforce_jwt::collect::Unit<'_>,
+    ) -> Result<(), salesforce_jwt::Error> {
+        self.pending.clear();
+        self.rollbacks += 1;
+        Ok(())
+    }
+}
+
+/// What a complete, exactly-once delivery of the files `ids` of `mock` must look like: every
+/// file's rows, each exactly once.
+pub fn assert_exactly_once(
+    mock: &salesforce_jwt_mock::MockOrg,
+    ids: &[String],
+    delivered: &[(String, String)],
+) {
+    use std::collections::{BTreeMap, HashSet};
+    let mut per_file: BTreeMap<&str, usize> = BTreeMap::new();
+    for (id, _) in delivered {
+        *per_file.entry(id.as_str()).or_default() += 1;
+    }
+    let files = mock.files();
+    let expected: BTreeMap<&str, usize> = files
+        .iter()
+        .filter_map(|f| Some((ids.iter().find(|i| **i == f.id)?.as_str(), f.row_count)))
+        .collect();
+    assert_eq!(per_file, expected);
+    let unique: HashSet<&(String, String)> = delivered.iter().collect();
+    assert_eq!(unique.len(), delivered.len(), "a row was delivered twice");
+}
