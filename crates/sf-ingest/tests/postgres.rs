@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -274,6 +274,12 @@ async fn orgs_and_config(
 }
 
 /// Whether `line` reports a pass of `org` that left all `total` rows delivered.
+/// The `org` field of a JSON log line.
+fn org_of(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once(r#""org":""#)?;
+    rest.split_once('"').map(|(org, _)| org.to_string())
+}
+
 fn org_done(line: &str, totals: &BTreeMap<String, usize>) -> Option<String> {
     if !line.contains(r#""message":"pass done""#) {
         return None;
@@ -531,6 +537,14 @@ async fn a_paused_collector_that_was_taken_over_stops_and_writes_nothing_behind_
     // VM), until another process has taken an org over from it: from it by name (`host:pid`),
     // since on a loaded machine a live holder can miss a renewal too, and resuming the paused
     // one on that takeover could let it renew before anyone took its own org.
+    //
+    // Only a takeover of an org the paused process still held counts. The pause lands some
+    // time after the line that asked for it: by then the process may have ended that pass and
+    // handed the org over (it holds more than its share), and the first takeover from it is of
+    // the org it gave up. Resuming on that one let it renew its other leases before they ran
+    // out, so nothing was taken from it and the test waited for a notice that never came. Its
+    // hand-over line is written before the release, so it is on its pipe before any takeover.
+    let mut handed_over: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
     let mut paused = None;
     let mut resumed = false;
     let mut noticed = false;
@@ -545,6 +559,14 @@ async fn a_paused_collector_that_was_taken_over_stops_and_writes_nothing_behind_
             collectors.tail()
         );
         let (slot, _, line) = collectors.next();
+        if let Some(org) = org_of(&line) {
+            let given_up = handed_over.entry(slot).or_default();
+            if line.contains("handing the lease over") {
+                given_up.insert(org);
+            } else if line.contains("collecting under a lease") {
+                given_up.remove(&org);
+            }
+        }
         if paused.is_none() && line.contains("EventLogFile done") {
             signal(&collectors, slot, libc::SIGSTOP);
             paused = Some(slot);
@@ -554,6 +576,7 @@ async fn a_paused_collector_that_was_taken_over_stops_and_writes_nothing_behind_
             && slot != p
             && line.contains("took the org over")
             && line.contains(&format!(r#":{}""#, collectors.children[p].0.id()))
+            && org_of(&line).is_some_and(|org| !handed_over.entry(p).or_default().contains(&org))
         {
             signal(&collectors, p, libc::SIGCONT);
             resumed = true;
