@@ -19,6 +19,9 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use tokio::sync::Semaphore;
 
+/// What a file's download logs when every slot is taken.
+const SLOT_WAIT: &str = "waits for a download slot";
+
 fn now() -> OffsetDateTime {
     datetime!(2025-06-10 12:00 UTC)
 }
@@ -70,20 +73,28 @@ fn assert_every_row_once(mock: &MockOrg, rows: &common::Recorder) {
     common::assert_exactly_once(mock, &ids, &rows.committed);
 }
 
-/// While the test holds the only slot: the listing (a query) goes out, and no download
-/// does in the 300 ms the downloads are given to start (they wait for the slot).
-async fn queries_but_no_download(mock: &MockOrg) {
+/// While the test holds the only slot: the listing (a query) goes out, and the first file's
+/// download waits for a slot (it says so in the log) without having started.
+async fn queries_but_no_download(mock: &MockOrg, log: &common::LogCapture) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while mock.received().queries == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no query was sent");
+    // Polls for something that comes, so the wait ends as soon as it does; a download that
+    // skipped the slot never logs the wait and fails the deadline. (Under `cargo test` another
+    // test's wait can end this one early: then it checks less, never wrongly.)
+    while log.lines_with(SLOT_WAIT) == 0 || mock.received().queries == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no download waited for a slot; queries {}, downloads {}",
+            mock.received().queries,
+            mock.received().downloads
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(mock.received().downloads, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_queries_without_a_slot_and_downloads_only_once_it_has_one() {
+    let log = common::LogCapture::global(tracing::Level::DEBUG);
     let (mock, client) = org_with_files(4, 1).await;
     let slots = Arc::new(Semaphore::new(1));
     // Another org is downloading: the only slot is taken.
@@ -97,7 +108,7 @@ async fn a_collector_queries_without_a_slot_and_downloads_only_once_it_has_one()
             .unwrap();
         (rows, summary)
     });
-    queries_but_no_download(&mock).await;
+    queries_but_no_download(&mock, log).await;
     assert!(!pass.is_finished());
     drop(taken);
     let (rows, summary) = tokio::time::timeout(Duration::from_secs(30), pass)
@@ -148,6 +159,7 @@ async fn collectors_sharing_one_slot_each_deliver_every_row_once_even_when_a_fil
 /// download tasks: they wait for a slot all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_encoded_for_an_ndjson_file_wait_for_a_slot_too() {
+    let log = common::LogCapture::global(tracing::Level::DEBUG);
     let (mock, client) = org_with_files(4, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.ndjson");
@@ -161,7 +173,7 @@ async fn downloads_encoded_for_an_ndjson_file_wait_for_a_slot_too() {
             .await
             .unwrap()
     });
-    queries_but_no_download(&mock).await;
+    queries_but_no_download(&mock, log).await;
     drop(taken);
     let summary = tokio::time::timeout(Duration::from_secs(30), pass)
         .await

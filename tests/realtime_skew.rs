@@ -5,12 +5,12 @@
 
 mod common;
 
+use common::LogCapture;
 use common::ObjectRecorder as Recorder;
 use common::object_row_key as key;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use salesforce_jwt::clock::{Clock, ManualClock};
@@ -129,47 +129,14 @@ impl Skewed {
     }
 }
 
-/// Log lines at WARN and above, for the duration of the returned guard, on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn start(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn lines_with(&self, text: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains(text))
-            .count()
-    }
-}
-
 /// Three passes (at the org's t0, t0 + 3 min, t0 + 10 min) over rows stamped up to the
 /// second before each pass, and one login written late, 3.5 minutes after its `EventDate`
 /// (inside the 5-minute overlap). After every pass, what was delivered is exactly what was
 /// queryable when it began: nothing lost, nothing held back, nothing twice.
 async fn collect_through_skew(skew: time::Duration) {
     let org = Skewed::new(skew).await;
-    let log = Captured::default();
-    let _guard = log.start();
+    let log = LogCapture::default();
+    let _guard = log.on_this_thread(tracing::Level::WARN);
     let minute = time::Duration::minutes(1);
     // Rows over the last hour, and several in the last 6 minutes: the ones a slow collector's
     // window would leave out.
@@ -266,8 +233,8 @@ async fn a_collector_six_minutes_slow_holds_nothing_back() {
 #[tokio::test]
 async fn a_skew_within_half_the_overlap_is_followed_without_a_warning() {
     let org = Skewed::new(time::Duration::seconds(-90)).await;
-    let log = Captured::default();
-    let _guard = log.start();
+    let log = LogCapture::default();
+    let _guard = log.on_this_thread(tracing::Level::WARN);
     org.login(
         t0() - time::Duration::seconds(30),
         t0() - time::Duration::seconds(28),

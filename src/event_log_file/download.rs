@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 
 use crate::client::{InstanceRequest, JwtBearerClient};
 use crate::error::Error;
@@ -168,6 +168,7 @@ impl Starter {
             records.slot = Some(Arc::clone(&held));
             SlotTurn {
                 slots: Arc::clone(slots),
+                file_id: file.id.clone(),
                 before: self.previous.replace(next),
                 after,
                 held,
@@ -238,6 +239,8 @@ impl Starter {
 /// no slot for the same reason: the files behind it may hold them all.
 struct SlotTurn {
     slots: Arc<Semaphore>,
+    /// The file's `Id`, for the log line of a wait.
+    file_id: String,
     /// Resolves (or fails, the file before gone) once the file before this one has its slot.
     before: Option<oneshot::Receiver<()>>,
     /// Tells the file after this one that this one has its slot (dropped unsent: gone).
@@ -259,6 +262,7 @@ impl SlotTurn {
         };
         let SlotTurn {
             slots,
+            file_id,
             before,
             after,
             held,
@@ -267,7 +271,16 @@ impl SlotTurn {
             if let Some(before) = before {
                 let _ = before.await;
             }
-            slots.acquire_owned().await
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(permit) => Ok(permit),
+                Err(TryAcquireError::Closed) => slots.acquire_owned().await,
+                Err(TryAcquireError::NoPermits) => {
+                    // Said once per file, when its turn comes: with hundreds of orgs on a few
+                    // slots, this is why an org's pass stands still.
+                    tracing::debug!(id = %file_id, "EventLogFile download waits for a download slot: every slot is in use");
+                    slots.acquire_owned().await
+                }
+            }
         };
         tokio::select! {
             permit = acquire => {

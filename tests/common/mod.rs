@@ -740,3 +740,55 @@ pub fn assert_exactly_once(
     let unique: HashSet<&(String, String)> = delivered.iter().collect();
     assert_eq!(unique.len(), delivered.len(), "a row was delivered twice");
 }
+
+/// Log lines as the collector's `tracing` events write them, captured for a test to read.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// Captures events at `level` and above for the duration of the returned guard, on this
+    /// thread only (a current-thread runtime's tasks).
+    pub fn on_this_thread(&self, level: tracing::Level) -> tracing::subscriber::DefaultGuard {
+        tracing::subscriber::set_default(self.subscriber(level))
+    }
+
+    /// The process's capture of every thread's events at `level` and above, installed by the
+    /// first call (a multi-thread runtime's tasks run on its workers). Under nextest each test
+    /// is its own process; under `cargo test` the tests of one binary share it, so a test
+    /// looks for lines only its own collector writes.
+    pub fn global(level: tracing::Level) -> &'static LogCapture {
+        static GLOBAL: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            let capture = LogCapture::default();
+            let _ = tracing::subscriber::set_global_default(capture.subscriber(level));
+            capture
+        })
+    }
+
+    fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
+
+    /// How many captured lines contain `text`.
+    pub fn lines_with(&self, text: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+}
