@@ -10,8 +10,10 @@
 //! 1. rows go to a *slot*: memory (up to [`MEMORY`]), then the slot's staging file
 //!    (`.NAME.staging-N` beside the output) for what does not fit;
 //! 2. the commit writes the slot to its staging file with a header naming where the unit
-//!    starts in the output and how long it is, and syncs it (on the append thread); the
-//!    commit resolves then, and the collector saves its checkpoint with the unit's end;
+//!    starts in the output, how long it is and its generation (counting up across runs, so
+//!    that of two units staged for the same bytes the later is known), and syncs it (on the
+//!    append thread); the commit resolves then, and the collector saves its checkpoint with
+//!    the unit's end;
 //! 3. the save listener ([`crate::collect::Sink::save_listener`]) wakes the append thread,
 //!    which appends the unit (from memory when it fitted, else read back from the staging
 //!    file) and syncs the output before the slot is used again.
@@ -50,8 +52,10 @@ const HEADER: u64 = 4096;
 /// 2-10 MB; three slots cost at most three times this.
 const MEMORY: usize = 16 << 20;
 
-/// The first line of a staging file's header.
-const MAGIC: &str = "salesforce-jwt staged rows v1";
+/// The first line of a staging file's header: v2 adds the generation; a v1 header (left by an
+/// earlier version) reads as generation 0.
+const MAGIC: &str = "salesforce-jwt staged rows v2";
+const MAGIC_V1: &str = "salesforce-jwt staged rows v1";
 
 /// Where slot `index` of `output` stages its rows: a hidden file beside it, so that a shipper
 /// reading `*.ndjson` in the directory does not take it for output.
@@ -94,12 +98,14 @@ impl Slot {
         self.out.reload(HEADER)
     }
 
-    /// Makes the unit durable in the staging file, with `start`, its place in the output.
-    fn stage(&mut self, start: u64) -> io::Result<()> {
+    /// Makes the unit durable in the staging file, with `start`, its place in the output, and
+    /// `generation`, its place among every unit staged beside the output.
+    fn stage(&mut self, start: u64, generation: u64) -> io::Result<()> {
         self.out.persist()?;
         let header = Header {
             start,
             length: self.len(),
+            generation,
         };
         write_all_at(self.out.file(), &header.block(), 0)?;
         self.out.file().sync_data()
@@ -135,13 +141,19 @@ struct Header {
     /// Where the unit's first byte goes in the output.
     start: u64,
     length: u64,
+    /// Counts up with every unit staged beside this output, across runs: when a run that
+    /// crashed before its checkpoint save left a unit in one slot, and a later run staged
+    /// another unit for the same bytes of the output in another slot, the later one is what
+    /// the checkpoint records. (The order in which slots are taken also implies it; the
+    /// generation makes recovery check it instead of relying on that order.)
+    generation: u64,
 }
 
 impl Header {
     fn block(&self) -> Vec<u8> {
         let mut block = format!(
-            "{MAGIC}\nstart={}\nlength={}\nend\n",
-            self.start, self.length
+            "{MAGIC}\nstart={}\nlength={}\ngeneration={}\nend\n",
+            self.start, self.length, self.generation
         )
         .into_bytes();
         block.resize(HEADER as usize, 0);
@@ -151,12 +163,29 @@ impl Header {
     fn parse(block: &[u8]) -> Option<Header> {
         let text = std::str::from_utf8(block.split(|&b| b == 0).next()?).ok()?;
         let mut lines = text.lines();
-        if lines.next()? != MAGIC {
-            return None;
-        }
+        let v1 = match lines.next()? {
+            MAGIC => false,
+            MAGIC_V1 => true,
+            _ => return None,
+        };
         let start = lines.next()?.strip_prefix("start=")?.parse().ok()?;
         let length = lines.next()?.strip_prefix("length=")?.parse().ok()?;
-        (lines.next()? == "end").then_some(Header { start, length })
+        let generation = match v1 {
+            true => 0,
+            false => lines.next()?.strip_prefix("generation=")?.parse().ok()?,
+        };
+        (lines.next()? == "end").then_some(Header {
+            start,
+            length,
+            generation,
+        })
+    }
+
+    /// The header of the staging file `handle`, if it has one.
+    fn read(handle: &File) -> Option<Header> {
+        let mut block = vec![0u8; HEADER as usize];
+        read_exact_at(handle, &mut block, 0).ok()?;
+        Header::parse(&block)
     }
 }
 
@@ -174,11 +203,7 @@ pub(super) fn recover(output: &Path, file: &File, len: u64, committed: u64) -> i
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let mut block = vec![0u8; HEADER as usize];
-        if read_exact_at(&handle, &mut block, 0).is_err() {
-            continue;
-        }
-        let Some(header) = Header::parse(&block) else {
+        let Some(header) = Header::read(&handle) else {
             continue;
         };
         if handle.metadata()?.len() >= HEADER + header.length {
@@ -189,9 +214,12 @@ pub(super) fn recover(output: &Path, file: &File, len: u64, committed: u64) -> i
     let mut chain = Vec::new();
     let mut at = len;
     while at < committed {
+        // The latest staged of the units holding this byte: an older one is left from a run
+        // that stopped before its checkpoint recorded it.
         let Some(next) = staged
             .iter()
-            .find(|(h, _)| h.start <= at && at < h.start + h.length)
+            .filter(|(h, _)| h.start <= at && at < h.start + h.length)
+            .max_by_key(|(h, _)| h.generation)
         else {
             return Ok(false);
         };
@@ -258,6 +286,8 @@ struct State {
     /// An append failed: the output's end is unknown, so nothing more is appended; the
     /// checkpoint's units are appended from their staging files on the next open.
     failed: Option<Error>,
+    /// The generation of the next unit staged: past every header found at the start.
+    generation: u64,
     /// Makes the next append fail (`Some(true)`) or its sync (`Some(false)`), for tests.
     #[cfg(test)]
     fail_append: Option<bool>,
@@ -319,8 +349,13 @@ impl Stager {
             )
         };
         let mut free = Vec::with_capacity(SLOTS);
+        let mut generation = 0;
         for index in (0..SLOTS).rev() {
-            free.push(Slot::open(output, index).map_err(context)?);
+            let slot = Slot::open(output, index).map_err(context)?;
+            if let Some(header) = Header::read(slot.out.file()) {
+                generation = generation.max(header.generation.saturating_add(1));
+            }
+            free.push(slot);
         }
         // Recovery after a power loss needs the staging files' entries, not only their blocks.
         let dir = match output.parent() {
@@ -341,6 +376,7 @@ impl Stager {
                 free,
                 closing: false,
                 failed: None,
+                generation,
                 #[cfg(test)]
                 fail_append: None,
                 #[cfg(test)]
@@ -649,11 +685,16 @@ fn stage(shared: &Shared, job: Job, name: &str) {
         end,
         durable,
     } = job;
-    let failed = shared.lock().failed.clone();
+    let (failed, generation) = {
+        // Staged one at a time, in commit order, on this thread: the generations count up.
+        let mut state = shared.lock();
+        state.generation += 1;
+        (state.failed.clone(), state.generation - 1)
+    };
     let staged = match failed {
         Some(e) => Err(e),
         None => slot
-            .stage(start)
+            .stage(start, generation)
             .map_err(|e| Error::io(format!("staging rows for {name}"), e)),
     };
     let ok = staged.is_ok();
@@ -731,8 +772,18 @@ mod tests {
         let header = Header {
             start: 12_345,
             length: 678,
+            generation: 9,
         };
         assert_eq!(Header::parse(&header.block()), Some(header));
+        // An earlier version's header: generation 0.
+        let v1 = format!("{MAGIC_V1}\nstart=12345\nlength=678\nend\n");
+        assert_eq!(
+            Header::parse(v1.as_bytes()),
+            Some(Header {
+                generation: 0,
+                ..header
+            })
+        );
         assert_eq!(Header::parse(&[0u8; 4096]), None);
         let mut other = header.block();
         other[0] = b'X';
@@ -751,6 +802,7 @@ mod tests {
         let older = Header {
             start: 0,
             length: 8,
+            generation: 1,
         };
         let mut staged = older.block();
         staged.extend_from_slice(b"{\"a\":1}\n");
@@ -758,6 +810,7 @@ mod tests {
         let header = Header {
             start: 8,
             length: unit.len() as u64,
+            generation: 2,
         };
         let mut staged = header.block();
         staged.extend_from_slice(unit);
@@ -774,6 +827,7 @@ mod tests {
         let next = Header {
             start: 24,
             length: 8,
+            generation: 3,
         };
         let mut staged = next.block();
         staged.extend_from_slice(b"{\"d\":4}\n");
@@ -955,6 +1009,56 @@ mod tests {
         );
         drop(sink);
         drop(watchdog);
+    }
+
+    /// Two staged units for the same bytes: one left by a run that crashed before its
+    /// checkpoint save, and the later one the checkpoint records. Opening appends the later
+    /// one, wherever the two are. (Until headers had generations, recovery took the first in
+    /// slot order, right only because a run takes slots in that order, so that a later run's
+    /// unit is always in a lower slot than an earlier run's unit for the same bytes; this test
+    /// puts them the other way round.)
+    #[test]
+    fn opening_takes_the_latest_of_two_units_staged_for_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crashed_mid_append(dir.path(), 0);
+        let stale = Header {
+            start: 8,
+            length: 16,
+            generation: 1,
+        };
+        let mut staged = stale.block();
+        staged.extend_from_slice(b"{\"x\":0}\n{\"y\":0}\n");
+        std::fs::write(staging_path(&path, 0), &staged).unwrap();
+        drop(crate::sink::NdjsonFileSink::open(&path, Some(24)).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"
+        );
+    }
+
+    /// Units staged after an open count on from the highest generation found beside the
+    /// output, so that they are later than anything a run before left.
+    #[tokio::test]
+    async fn units_staged_after_an_open_are_later_than_every_unit_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let left = Header {
+            start: 0,
+            length: 8,
+            generation: 41,
+        };
+        let mut staged = left.block();
+        staged.extend_from_slice(b"{\"x\":0}\n");
+        std::fs::write(staging_path(&path, 1), &staged).unwrap();
+        let (sink, _listener, _, b) = one_unit_appended_one_committed(&path).await;
+        drop(sink);
+        let generations: Vec<(u64, u64)> = staging_files(&path)
+            .iter()
+            .filter_map(|p| Header::read(&File::open(p).unwrap()))
+            .map(|h| (h.start + h.length, h.generation))
+            .collect();
+        // `{"a":1}` (appended; its slot free again) then `{"b":2}` (committed, unrecorded).
+        assert!(generations.contains(&(b, 43)), "{generations:?}");
     }
 
     #[test]
