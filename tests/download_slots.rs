@@ -89,6 +89,9 @@ async fn queries_but_no_download(mock: &MockOrg, log: &common::LogCapture) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // A download started beside the wait rather than after it would log the wait too; its
+    // request crosses loopback to the mock's real server well within this bound.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(mock.received().downloads, 0);
 }
 

@@ -43,8 +43,8 @@ use crate::error::Error;
 /// Slots: one being written, one committing, one appending.
 pub(super) const SLOTS: usize = 3;
 
-/// The staging file's header block: where the unit starts in the output and its length. Rows
-/// start after it, block-aligned for direct writes.
+/// The staging file's header block: where the unit starts in the output, its length and its
+/// generation. Rows start after it, block-aligned for direct writes.
 const HEADER: u64 = 4096;
 
 /// A slot keeps this much of a unit in memory, so that its append need not read it back from
@@ -52,10 +52,8 @@ const HEADER: u64 = 4096;
 /// 2-10 MB; three slots cost at most three times this.
 const MEMORY: usize = 16 << 20;
 
-/// The first line of a staging file's header: v2 adds the generation; a v1 header (left by an
-/// earlier version) reads as generation 0.
+/// The first line of a staging file's header. (v1, without the generation, was never released.)
 const MAGIC: &str = "salesforce-jwt staged rows v2";
-const MAGIC_V1: &str = "salesforce-jwt staged rows v1";
 
 /// Where slot `index` of `output` stages its rows: a hidden file beside it, so that a shipper
 /// reading `*.ndjson` in the directory does not take it for output.
@@ -163,17 +161,15 @@ impl Header {
     fn parse(block: &[u8]) -> Option<Header> {
         let text = std::str::from_utf8(block.split(|&b| b == 0).next()?).ok()?;
         let mut lines = text.lines();
-        let v1 = match lines.next()? {
-            MAGIC => false,
-            MAGIC_V1 => true,
-            _ => return None,
-        };
-        let start = lines.next()?.strip_prefix("start=")?.parse().ok()?;
-        let length = lines.next()?.strip_prefix("length=")?.parse().ok()?;
-        let generation = match v1 {
-            true => 0,
-            false => lines.next()?.strip_prefix("generation=")?.parse().ok()?,
-        };
+        if lines.next()? != MAGIC {
+            return None;
+        }
+        let start: u64 = lines.next()?.strip_prefix("start=")?.parse().ok()?;
+        let length: u64 = lines.next()?.strip_prefix("length=")?.parse().ok()?;
+        let generation = lines.next()?.strip_prefix("generation=")?.parse().ok()?;
+        // A unit whose end or file size does not fit in a u64 is no unit (a damaged header).
+        start.checked_add(length)?;
+        HEADER.checked_add(length)?;
         (lines.next()? == "end").then_some(Header {
             start,
             length,
@@ -215,11 +211,12 @@ pub(super) fn recover(output: &Path, file: &File, len: u64, committed: u64) -> i
     let mut at = len;
     while at < committed {
         // The latest staged of the units holding this byte: an older one is left from a run
-        // that stopped before its checkpoint recorded it.
+        // that stopped before its checkpoint recorded it. (Equal generations, which only a
+        // damaged header can give, go to the lowest slot: the one a run takes first.)
         let Some(next) = staged
             .iter()
             .filter(|(h, _)| h.start <= at && at < h.start + h.length)
-            .max_by_key(|(h, _)| h.generation)
+            .min_by_key(|(h, _)| std::cmp::Reverse(h.generation))
         else {
             return Ok(false);
         };
@@ -688,8 +685,9 @@ fn stage(shared: &Shared, job: Job, name: &str) {
     let (failed, generation) = {
         // Staged one at a time, in commit order, on this thread: the generations count up.
         let mut state = shared.lock();
-        state.generation += 1;
-        (state.failed.clone(), state.generation - 1)
+        let generation = state.generation;
+        state.generation = generation.saturating_add(1);
+        (state.failed.clone(), generation)
     };
     let staged = match failed {
         Some(e) => Err(e),
@@ -775,15 +773,14 @@ mod tests {
             generation: 9,
         };
         assert_eq!(Header::parse(&header.block()), Some(header));
-        // An earlier version's header: generation 0.
-        let v1 = format!("{MAGIC_V1}\nstart=12345\nlength=678\nend\n");
-        assert_eq!(
-            Header::parse(v1.as_bytes()),
-            Some(Header {
-                generation: 0,
-                ..header
-            })
-        );
+        // Without a generation (the unreleased v1), or a unit ending past what a u64 holds.
+        let v1 = "salesforce-jwt staged rows v1\nstart=12345\nlength=678\nend\n";
+        assert_eq!(Header::parse(v1.as_bytes()), None);
+        let past = Header {
+            start: u64::MAX - 10,
+            ..header
+        };
+        assert_eq!(Header::parse(&past.block()), None);
         assert_eq!(Header::parse(&[0u8; 4096]), None);
         let mut other = header.block();
         other[0] = b'X';

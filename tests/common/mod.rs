@@ -763,14 +763,15 @@ impl LogCapture {
     }
 
     /// The process's capture of every thread's events at `level` and above, installed by the
-    /// first call (a multi-thread runtime's tasks run on its workers). Under nextest each test
-    /// is its own process; under `cargo test` the tests of one binary share it, so a test
-    /// looks for lines only its own collector writes.
+    /// first call (a multi-thread runtime's tasks run on its workers; later calls' `level` is
+    /// not looked at). Under nextest each test is its own process; under `cargo test` the
+    /// tests of one binary share it, so a test looks for lines only its own collector writes.
     pub fn global(level: tracing::Level) -> &'static LogCapture {
         static GLOBAL: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
         GLOBAL.get_or_init(|| {
             let capture = LogCapture::default();
-            let _ = tracing::subscriber::set_global_default(capture.subscriber(level));
+            tracing::subscriber::set_global_default(capture.subscriber(level))
+                .expect("no other global tracing subscriber in this test binary");
             capture
         })
     }
