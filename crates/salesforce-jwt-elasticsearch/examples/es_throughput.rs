@@ -7,7 +7,9 @@
 //! ```
 //!
 //! The double runs in the same process (its own thread: gunzip, JSON parsing, mapping checks),
-//! so the figure is a floor for the sink: a real cluster does that work elsewhere.
+//! so the figure is a floor for the sink: a real cluster does that work elsewhere. Each line
+//! also splits the process's CPU time between the sink (every thread but the double's) and the
+//! double, and gives the sink's CPU per document: the sink's own cost, whatever the double's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
@@ -26,6 +28,37 @@ fn document(i: usize) -> Vec<u8> {
         ct = i % 700,
     )
     .into_bytes()
+}
+
+/// CPU seconds (user + system) from a `/proc/.../stat` line, and the command name in it.
+fn stat_cpu(stat: &str) -> Option<(String, f64)> {
+    let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_string();
+    // After the name: state is the first field; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some((name, ticks as f64 / 100.0))
+}
+
+/// CPU seconds of the whole process (exited threads included) and of the double's threads.
+fn cpu_split() -> (f64, f64) {
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).ok();
+    let process = read("/proc/self/stat".as_ref())
+        .and_then(|s| stat_cpu(&s))
+        .map_or(0.0, |(_, cpu)| cpu);
+    let double = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| read(&task.path().join("stat")))
+        .filter_map(|s| stat_cpu(&s))
+        .filter(|(name, _)| name.starts_with("es-double"))
+        .map(|(_, cpu)| cpu)
+        .sum();
+    (process, double)
 }
 
 fn main() {
@@ -51,6 +84,7 @@ fn main() {
     );
     for pass in ["first delivery (201s)", "redelivery (409s)"] {
         let mut sink = EsSink::new(&config).unwrap();
+        let (process_before, double_before) = cpu_split();
         let started = Instant::now();
         runtime.block_on(async {
             for i in 0..docs {
@@ -59,6 +93,9 @@ fn main() {
             sink.flush().await.unwrap();
         });
         let secs = started.elapsed().as_secs_f64();
+        let (process_after, double_after) = cpu_split();
+        let double_cpu = double_after - double_before;
+        let sink_cpu = process_after - process_before - double_cpu;
         let stats = sink.stats();
         let mb = stats.document_bytes as f64 / 1e6;
         println!(
@@ -68,6 +105,10 @@ fn main() {
             stats.requests,
             stats.created,
             stats.already_delivered,
+        );
+        println!(
+            "  CPU: sink {sink_cpu:.2} s ({:.1} µs per document), double {double_cpu:.2} s",
+            sink_cpu * 1e6 / docs as f64,
         );
     }
     assert_eq!(double.document_count(), docs);
