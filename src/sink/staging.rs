@@ -787,6 +787,19 @@ mod tests {
         assert_eq!(Header::parse(&other), None);
     }
 
+    /// A staging file for slot `index` of `output` holding `rows`, staged at `start` with
+    /// `generation`.
+    fn write_staged(output: &Path, index: usize, start: u64, generation: u64, rows: &[u8]) {
+        let header = Header {
+            start,
+            length: rows.len() as u64,
+            generation,
+        };
+        let mut staged = header.block();
+        staged.extend_from_slice(rows);
+        std::fs::write(staging_path(output, index), &staged).unwrap();
+    }
+
     /// What a crash between the checkpoint's save and the end of the append leaves: an output
     /// holding part of the unit (or none of it), the unit whole in a staging file.
     fn crashed_mid_append(dir: &Path, appended: usize) -> PathBuf {
@@ -796,22 +809,8 @@ mod tests {
         output.extend_from_slice(&unit[..appended]);
         std::fs::write(&path, &output).unwrap();
         // Another slot holds an older unit, which must not be taken for this one.
-        let older = Header {
-            start: 0,
-            length: 8,
-            generation: 1,
-        };
-        let mut staged = older.block();
-        staged.extend_from_slice(b"{\"a\":1}\n");
-        std::fs::write(staging_path(&path, 0), &staged).unwrap();
-        let header = Header {
-            start: 8,
-            length: unit.len() as u64,
-            generation: 2,
-        };
-        let mut staged = header.block();
-        staged.extend_from_slice(unit);
-        std::fs::write(staging_path(&path, 2), &staged).unwrap();
+        write_staged(&path, 0, 0, 1, b"{\"a\":1}\n");
+        write_staged(&path, 2, 8, 2, unit);
         path
     }
 
@@ -821,14 +820,7 @@ mod tests {
     fn opening_finishes_every_append_the_checkpoint_got_ahead_of() {
         let dir = tempfile::tempdir().unwrap();
         let path = crashed_mid_append(dir.path(), 3);
-        let next = Header {
-            start: 24,
-            length: 8,
-            generation: 3,
-        };
-        let mut staged = next.block();
-        staged.extend_from_slice(b"{\"d\":4}\n");
-        std::fs::write(staging_path(&path, 1), &staged).unwrap();
+        write_staged(&path, 1, 24, 3, b"{\"d\":4}\n");
         drop(crate::sink::NdjsonFileSink::open(&path, Some(32)).unwrap());
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
@@ -1018,14 +1010,7 @@ mod tests {
     fn opening_takes_the_latest_of_two_units_staged_for_the_same_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let path = crashed_mid_append(dir.path(), 0);
-        let stale = Header {
-            start: 8,
-            length: 16,
-            generation: 1,
-        };
-        let mut staged = stale.block();
-        staged.extend_from_slice(b"{\"x\":0}\n{\"y\":0}\n");
-        std::fs::write(staging_path(&path, 0), &staged).unwrap();
+        write_staged(&path, 0, 8, 1, b"{\"x\":0}\n{\"y\":0}\n");
         drop(crate::sink::NdjsonFileSink::open(&path, Some(24)).unwrap());
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
@@ -1039,14 +1024,7 @@ mod tests {
     async fn units_staged_after_an_open_are_later_than_every_unit_found() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.ndjson");
-        let left = Header {
-            start: 0,
-            length: 8,
-            generation: 41,
-        };
-        let mut staged = left.block();
-        staged.extend_from_slice(b"{\"x\":0}\n");
-        std::fs::write(staging_path(&path, 1), &staged).unwrap();
+        write_staged(&path, 1, 0, 41, b"{\"x\":0}\n");
         let (sink, _listener, _, b) = one_unit_appended_one_committed(&path).await;
         drop(sink);
         let generations: Vec<(u64, u64)> = staging_files(&path)
