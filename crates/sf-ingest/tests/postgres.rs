@@ -576,7 +576,11 @@ async fn a_paused_collector_that_was_taken_over_stops_and_writes_nothing_behind_
             && slot != p
             && line.contains("took the org over")
             && line.contains(&format!(r#":{}""#, collectors.children[p].0.id()))
-            && org_of(&line).is_some_and(|org| !handed_over.entry(p).or_default().contains(&org))
+            && org_of(&line).is_some_and(|org| {
+                !handed_over
+                    .get(&p)
+                    .is_some_and(|given_up| given_up.contains(&org))
+            })
         {
             signal(&collectors, p, libc::SIGCONT);
             resumed = true;
